@@ -1,0 +1,39 @@
+"""Packaging for tfcompress."""
+
+import setuptools
+
+setuptools.setup(
+    name="tfcompress",
+    version="0.1.0",
+    description=(
+        "Keras 3 model compression: pruning, quantization-aware training, "
+        "TFLite export and evaluation."
+    ),
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=setuptools.find_packages(include=["tfcompress", "tfcompress.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.16,<2.22",
+        "keras>=3.10,<3.16",
+        "keras-hub>=0.30,<0.33",
+        "ai-edge-litert>=2.0,<3",
+        "absl-py>=1.0",
+        "numpy>=1.26",
+        "matplotlib>=3.7",
+    ],
+    extras_require={
+        "test": [
+            "pytest>=8",
+            "scikit-learn>=1.3",
+            "safetensors>=0.4",
+        ],
+        "bench": [
+            "tensorflow-model-optimization==0.8.1",
+            "tf-keras>=2.16,<2.22",
+            "scikit-learn>=1.3",
+            "safetensors>=0.4",
+        ],
+    },
+    entry_points={"console_scripts": ["tfcompress=tfcompress.cli.main:run"]},
+)
