@@ -1,0 +1,99 @@
+"""TFMOT side of `pruning_vs_tfmot.py`: prunes the tf_keras digits CNN.
+
+Run by `pruning_vs_tfmot.py` in a subprocess, because importing
+`tensorflow_model_optimization` switches `tf.keras` to tf_keras for the whole
+process. It loads the float weights the parent trained in Keras 3, prunes with
+TFMOT's `PolynomialDecay`, and writes its measurements as JSON.
+"""
+
+import json
+import math
+import os
+
+# tf.keras must resolve to tf_keras before TensorFlow is first imported; TFMOT
+# would set this itself on import, but only after `tensorflow` is loaded here.
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+
+from absl import app  # noqa: E402
+from absl import flags  # noqa: E402
+
+import common  # noqa: E402
+
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the data split and order.")
+_WEIGHTS = flags.DEFINE_string(
+    "weights", None, "`.npz` of the float model's weights, in layer order."
+)
+_EPOCHS = flags.DEFINE_integer("epochs", 4, "Pruning epochs.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Training batch size.")
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
+_FINAL_SPARSITY = flags.DEFINE_float(
+    "final_sparsity", 0.8, "Target sparsity of the PolynomialDecay schedule."
+)
+_FREQUENCY = flags.DEFINE_integer(
+    "frequency", 100, "Steps between mask updates (TFMOT's default is 100)."
+)
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir", None, "Directory for the TFLite file."
+)
+_JSON = flags.DEFINE_string("json", None, "Where to write the JSON result.")
+
+flags.mark_flags_as_required(["weights", "output_dir", "json"])
+
+
+def main(argv):
+    del argv
+    import tensorflow_model_optimization as tfmot
+    import tf_keras
+
+    tf_keras.utils.set_random_seed(_SEED.value)
+    x_train, y_train, x_test, y_test = common.load_digits(_SEED.value)
+    steps_per_epoch = math.ceil(len(x_train) / _BATCH_SIZE.value)
+    end_step = steps_per_epoch * _EPOCHS.value
+
+    model = common.build_cnn(tf_keras)
+    common.load_weights_npz(model, _WEIGHTS.value)
+    sparsity = tfmot.sparsity.keras
+    pruned = sparsity.prune_low_magnitude(
+        model,
+        pruning_schedule=sparsity.PolynomialDecay(
+            initial_sparsity=0.0,
+            final_sparsity=_FINAL_SPARSITY.value,
+            begin_step=0,
+            end_step=end_step,
+            frequency=_FREQUENCY.value,
+        ),
+    )
+    common.compile_cnn(pruned, tf_keras, _LEARNING_RATE.value)
+    timer = common.make_step_timer(tf_keras)
+    pruned.fit(
+        x_train,
+        y_train,
+        batch_size=_BATCH_SIZE.value,
+        epochs=_EPOCHS.value,
+        shuffle=False,
+        verbose=0,
+        callbacks=[timer, sparsity.UpdatePruningStep(), timer.stop],
+    )
+    stripped = sparsity.strip_pruning(pruned)
+
+    os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
+    tflite_path = os.path.join(_OUTPUT_DIR.value, f"tfmot_seed{_SEED.value}.tflite")
+    tflite_bytes = common.tflite_float32(stripped, tflite_path)
+    overall, per_layer = common.kernel_sparsity(stripped)
+    result = {
+        "sparsity": overall,
+        "per_layer_sparsity": per_layer,
+        "accuracy": common.accuracy(stripped, x_test, y_test),
+        "tflite_path": tflite_path,
+        "tflite_bytes": tflite_bytes,
+        "gzip_bytes": common.gzip_size(tflite_path),
+        "step_time_s": timer.median(),
+        "timed_steps": len(timer.times),
+        "end_step": end_step,
+    }
+    with open(_JSON.value, "w", encoding="utf-8") as f:
+        json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    app.run(main)

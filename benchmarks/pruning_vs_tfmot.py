@@ -1,0 +1,269 @@
+"""Benchmark: tfcompress pruning (Keras 3) against TFMOT (tf_keras).
+
+For each seed, trains the small digits CNN in float once (Keras 3), then
+prunes copies of those weights with the same `PolynomialDecay` 0 -> 0.8
+schedule, the same data order and the same optimizer through
+`tfcompress.sparsity` (in this process) and through
+`tensorflow_model_optimization` (in a subprocess, see
+`_tfmot_pruning_baseline.py`). Compares final kernel sparsity, test accuracy,
+gzip -9 size of each stripped model's float32 TFLite file, and the median
+training step time; prints a table per seed and a PASS/FAIL summary. It is a
+benchmark: it always exits 0.
+
+Usage:
+
+    python benchmarks/pruning_vs_tfmot.py --seeds=3 --epochs=4
+"""
+
+import json
+import math
+import os
+import statistics
+import tempfile
+
+from absl import app
+from absl import flags
+
+import common
+
+_SEEDS = flags.DEFINE_integer(
+    "seeds", 3, "Number of seeds; seeds 0..N-1 are run.", lower_bound=1
+)
+_EPOCHS = flags.DEFINE_integer(
+    "epochs",
+    4,
+    "Pruning epochs; the schedule ends at the last training step. The first "
+    "is left out of the step time (tracing warmup), so use >= 2.",
+    lower_bound=2,
+)
+_FLOAT_EPOCHS = flags.DEFINE_integer(
+    "float_epochs", 10, "Epochs of float training before pruning.", lower_bound=1
+)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Training batch size.")
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
+_FINAL_SPARSITY = flags.DEFINE_float(
+    "final_sparsity", 0.8, "Target sparsity of the PolynomialDecay schedule."
+)
+_FREQUENCY = flags.DEFINE_integer(
+    "frequency", 100, "Steps between mask updates (TFMOT's default is 100)."
+)
+_OUTPUT_DIR = flags.DEFINE_string(
+    "output_dir",
+    os.path.join(tempfile.gettempdir(), "tfcompress_bench", "pruning_vs_tfmot"),
+    "Directory for weights, TFLite files and the JSON results.",
+)
+_JSON = flags.DEFINE_string(
+    "json",
+    None,
+    "Path of the JSON results; default <output_dir>/pruning_vs_tfmot.json.",
+)
+
+_SPARSITY_TOLERANCE = 0.005
+_MAX_GZIP_RATIO = 1.0
+_MAX_STEP_TIME_RATIO = 1.2
+_BASELINE = os.path.join(os.path.dirname(__file__), "_tfmot_pruning_baseline.py")
+
+
+def _train_float(keras, seed, data, out_dir):
+    x_train, y_train, x_test, y_test = data
+    keras.utils.set_random_seed(seed)
+    model = common.build_cnn(keras)
+    common.compile_cnn(model, keras, _LEARNING_RATE.value)
+    timer = common.make_step_timer(keras)
+    model.fit(
+        x_train,
+        y_train,
+        batch_size=_BATCH_SIZE.value,
+        epochs=_FLOAT_EPOCHS.value,
+        shuffle=False,
+        verbose=0,
+        callbacks=[timer, timer.stop],
+    )
+    weights_path = os.path.join(out_dir, f"float_seed{seed}.npz")
+    common.save_weights_npz(model, weights_path)
+    tflite_path = os.path.join(out_dir, f"float_seed{seed}.tflite")
+    return weights_path, {
+        "sparsity": common.kernel_sparsity(model)[0],
+        "accuracy": common.accuracy(model, x_test, y_test),
+        "tflite_bytes": common.tflite_float32(model, tflite_path),
+        "gzip_bytes": common.gzip_size(tflite_path),
+        "step_time_s": timer.median(),
+    }
+
+
+def _prune_ours(keras, sparsity, seed, data, weights_path, end_step, out_dir):
+    x_train, y_train, x_test, y_test = data
+    keras.utils.set_random_seed(seed)
+    model = common.build_cnn(keras)
+    common.load_weights_npz(model, weights_path)
+    pruned = sparsity.prune_low_magnitude(
+        model,
+        pruning_schedule=sparsity.PolynomialDecay(
+            initial_sparsity=0.0,
+            final_sparsity=_FINAL_SPARSITY.value,
+            begin_step=0,
+            end_step=end_step,
+            frequency=_FREQUENCY.value,
+        ),
+    )
+    common.compile_cnn(pruned, keras, _LEARNING_RATE.value)
+    timer = common.make_step_timer(keras)
+    pruned.fit(
+        x_train,
+        y_train,
+        batch_size=_BATCH_SIZE.value,
+        epochs=_EPOCHS.value,
+        shuffle=False,
+        verbose=0,
+        callbacks=[timer, sparsity.UpdatePruningStep(), timer.stop],
+    )
+    stripped = sparsity.strip_pruning(pruned)
+    tflite_path = os.path.join(out_dir, f"tfcompress_seed{seed}.tflite")
+    overall, per_layer = common.kernel_sparsity(stripped)
+    return {
+        "sparsity": overall,
+        "report_sparsity": sparsity.sparsity_report(stripped).overall_sparsity,
+        "per_layer_sparsity": per_layer,
+        "accuracy": common.accuracy(stripped, x_test, y_test),
+        "tflite_bytes": common.tflite_float32(stripped, tflite_path),
+        "gzip_bytes": common.gzip_size(tflite_path),
+        "step_time_s": timer.median(),
+        "timed_steps": len(timer.times),
+    }
+
+
+def _prune_tfmot(seed, weights_path, out_dir):
+    json_path = os.path.join(out_dir, f"tfmot_seed{seed}.json")
+    argv = [
+        _BASELINE,
+        f"--seed={seed}",
+        f"--weights={weights_path}",
+        f"--epochs={_EPOCHS.value}",
+        f"--batch_size={_BATCH_SIZE.value}",
+        f"--learning_rate={_LEARNING_RATE.value}",
+        f"--final_sparsity={_FINAL_SPARSITY.value}",
+        f"--frequency={_FREQUENCY.value}",
+        f"--output_dir={out_dir}",
+        f"--json={json_path}",
+    ]
+    return common.run_json_subprocess(
+        argv, json_path, env={"TF_USE_LEGACY_KERAS": "1"}
+    )
+
+
+def _seed_table(seed, results):
+    rows = [
+        [
+            name,
+            r["sparsity"],
+            r["accuracy"],
+            r["tflite_bytes"],
+            r["gzip_bytes"],
+            f"{1e3 * r['step_time_s']:.2f}",
+        ]
+        for name, r in results.items()
+    ]
+    headers = ["model", "sparsity", "test_acc", "tflite_B", "gzip_B", "step_ms"]
+    return f"Seed {seed}\n" + common.format_table(headers, rows)
+
+
+def _summarize(per_seed):
+    def mean(model, key):
+        return statistics.fmean(s[model][key] for s in per_seed)
+
+    def mean_ratio(key):
+        return statistics.fmean(
+            s["tfcompress"][key] / s["tfmot"][key] for s in per_seed
+        )
+
+    target = _FINAL_SPARSITY.value
+    summary = {
+        "mean_sparsity_tfcompress": mean("tfcompress", "sparsity"),
+        "mean_sparsity_tfmot": mean("tfmot", "sparsity"),
+        "mean_accuracy_float": mean("float", "accuracy"),
+        "mean_accuracy_tfcompress": mean("tfcompress", "accuracy"),
+        "mean_accuracy_tfmot": mean("tfmot", "accuracy"),
+        "gzip_ratio": mean_ratio("gzip_bytes"),
+        "step_time_ratio": mean_ratio("step_time_s"),
+    }
+    checks = {
+        f"sparsity {target:.2f} +/- {_SPARSITY_TOLERANCE} (every seed)": all(
+            abs(s["tfcompress"]["sparsity"] - target) <= _SPARSITY_TOLERANCE
+            for s in per_seed
+        ),
+        "accuracy tfcompress >= TFMOT (means)": (
+            summary["mean_accuracy_tfcompress"] >= summary["mean_accuracy_tfmot"]
+        ),
+        f"gzip ratio tfcompress/TFMOT <= {_MAX_GZIP_RATIO}": (
+            summary["gzip_ratio"] <= _MAX_GZIP_RATIO
+        ),
+        f"step time ratio tfcompress/TFMOT <= {_MAX_STEP_TIME_RATIO}": (
+            summary["step_time_ratio"] <= _MAX_STEP_TIME_RATIO
+        ),
+    }
+    return summary, checks
+
+
+def _summary_text(summary, checks):
+    lines = ["Summary (means over seeds; ratios are means of per-seed ratios)"]
+    lines += [f"  {key}: {value:.4f}" for key, value in summary.items()]
+    lines += [
+        f"  {'PASS' if ok else 'FAIL'}  {name}" for name, ok in checks.items()
+    ]
+    verdict = "all targets met" if all(checks.values()) else "targets missed"
+    lines.append(f"Overall: {verdict}")
+    return "\n".join(lines)
+
+
+def main(argv):
+    del argv
+    # Keras 3 is imported only here, after flag parsing, and never in the same
+    # process as TFMOT (which would switch tf.keras to tf_keras).
+    import keras
+
+    from tfcompress import sparsity
+
+    out_dir = _OUTPUT_DIR.value
+    os.makedirs(out_dir, exist_ok=True)
+    json_path = _JSON.value or os.path.join(out_dir, "pruning_vs_tfmot.json")
+    per_seed = []
+    for seed in range(_SEEDS.value):
+        data = common.load_digits(seed)
+        end_step = math.ceil(len(data[0]) / _BATCH_SIZE.value) * _EPOCHS.value
+        print(f"[seed {seed}] float training ({_FLOAT_EPOCHS.value} epochs)")
+        weights_path, float_result = _train_float(keras, seed, data, out_dir)
+        print(f"[seed {seed}] tfcompress pruning to step {end_step}")
+        ours = _prune_ours(
+            keras, sparsity, seed, data, weights_path, end_step, out_dir
+        )
+        print(f"[seed {seed}] TFMOT pruning (subprocess)")
+        tfmot = _prune_tfmot(seed, weights_path, out_dir)
+        results = {"float": float_result, "tfcompress": ours, "tfmot": tfmot}
+        per_seed.append(results)
+        print(_seed_table(seed, results), flush=True)
+
+    summary, checks = _summarize(per_seed)
+    print(_summary_text(summary, checks))
+    config = {
+        name: flags.FLAGS[name].value
+        for name in (
+            "seeds", "epochs", "float_epochs", "batch_size", "learning_rate",
+            "final_sparsity", "frequency",
+        )
+    }
+    with open(json_path, "w", encoding="utf-8") as f:
+        json.dump(
+            {
+                "config": config,
+                "per_seed": per_seed,
+                "summary": summary,
+                "checks": checks,
+            },
+            f,
+            indent=2,
+        )
+    print(f"Results written to {json_path}")
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,74 @@
+"""Digits CNN, data and TFLite helpers shared by the QAT benchmarks.
+
+Framework-neutral: `build_cnn(layers_module)` builds the same model from
+`keras.layers` or `tf_keras.layers`, so the TFMOT twin is the same network.
+"""
+
+import numpy as np
+
+
+def load_data(seed=0):
+    """`(x_train, y_train, x_test, y_test)`: sklearn digits, 8x8x1 in [0, 1]."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    x = (digits.images / 16.0).astype("float32")[..., None]
+    y = digits.target.astype("int32")
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.3, random_state=seed, stratify=y)
+    return x_train, y_train, x_test, y_test
+
+
+def build_cnn(layers, models, input_cls):
+    """Conv+BN+ReLU, pool, Conv+BN+ReLU, global pool, Dense logits."""
+    inputs = input_cls((8, 8, 1))
+    x = layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Conv2D(32, 3, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization()(x)
+    x = layers.ReLU()(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(10)(x)
+    return models.Model(inputs, outputs)
+
+
+def to_int8_tflite(tf, keras_model):
+    """Full-integer TFLite bytes (int8 input and output), no dataset needed."""
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def run_tflite(model_bytes, x):
+    """Dequantized outputs of an int8 TFLite model on float inputs `x`."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model_bytes)
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    in_scale, in_zero = inp["quantization"]
+    out_scale, out_zero = out["quantization"]
+    results = []
+    for row in x:
+        q = np.clip(np.round(row / in_scale + in_zero), -128, 127).astype(np.int8)
+        interpreter.set_tensor(inp["index"], q[None])
+        interpreter.invoke()
+        raw = interpreter.get_tensor(out["index"])[0].astype("float32")
+        results.append((raw - out_zero) * out_scale)
+    return np.stack(results)
+
+
+def tensor_types(model_bytes):
+    """`{dtype name: count}` over every tensor of the TFLite model."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model_bytes)
+    counts = {}
+    for detail in interpreter.get_tensor_details():
+        name = np.dtype(detail["dtype"]).name
+        counts[name] = counts.get(name, 0) + 1
+    return counts

@@ -1,0 +1,1 @@
+"""Machinery shared by every technique: checks, layer walking and replacement."""

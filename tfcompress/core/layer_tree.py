@@ -1,0 +1,143 @@
+"""Find every layer of any Keras model, nested keras-hub layers included."""
+
+import dataclasses
+
+import keras
+
+# Attributes that hold bookkeeping references, not the layer's own children.
+_SKIP_ATTRIBUTES = frozenset(
+    {
+        "_layers",
+        "_tracked",
+        "_inbound_nodes",
+        "_outbound_nodes",
+        "_operations",
+        "_operations_by_depth",
+        "_nodes_by_depth",
+        "_functional",
+        "_inputs",
+        "_outputs",
+        "_inputs_struct",
+        "_outputs_struct",
+        "_trainable_variables",
+        "_non_trainable_variables",
+        "_metrics",
+        "_seed_generators",
+        "_losses",
+        "_losses_override",
+        "_self_unconditional_checkpoint_dependencies",
+        "_self_unconditional_dependency_names",
+        "_self_unconditional_deferred_dependencies",
+        "_self_saveable_object_factories",
+        "_compile_metrics",
+        "_compile_loss",
+        "_loss_tracker",
+        "optimizer",
+    }
+)
+
+
+@dataclasses.dataclass
+class LayerRef:
+    """Where a layer sits in a model.
+
+    Attributes:
+        path: `/`-joined layer names from the root (the root itself excluded),
+            the same prefix Keras gives the layer's variable paths.
+        layer: the layer.
+        parent: the layer or model that holds it.
+        depth: 1 for the root's direct children.
+    """
+
+    path: str
+    layer: keras.layers.Layer
+    parent: keras.layers.Layer
+    depth: int
+
+
+def _container_layers(value):
+    if isinstance(value, keras.layers.Layer):
+        return [value]
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, (list, tuple)):
+        return [v for v in value if isinstance(v, keras.layers.Layer)]
+    return []
+
+
+def child_layers(layer):
+    """The direct sublayers of `layer`, in a stable order, without repeats."""
+    found = []
+    if isinstance(layer, keras.Sequential):
+        found.extend(layer.layers)
+    elif isinstance(layer, keras.Model) and hasattr(layer, "operations"):
+        found.extend(
+            op for op in layer.operations if isinstance(op, keras.layers.Layer)
+        )
+    for name, value in vars(layer).items():
+        if name in _SKIP_ATTRIBUTES or name.startswith("__"):
+            continue
+        found.extend(_container_layers(value))
+    found.extend(getattr(layer, "_layers", []))
+    seen, children = set(), []
+    for child in found:
+        if id(child) in seen or child is layer:
+            continue
+        if isinstance(child, keras.layers.InputLayer):
+            continue
+        seen.add(id(child))
+        children.append(child)
+    return children
+
+
+def walk_layers(root, descend=None):
+    """Every layer below `root`, parents before children.
+
+    Args:
+        root: a Keras layer or model.
+        descend: optional predicate `descend(layer) -> bool`; when it returns
+            False the layer is listed but its children are not visited (used to
+            stop at wrappers).
+
+    Returns:
+        A list of `LayerRef`, each layer once.
+    """
+    refs, visited = [], {id(root)}
+
+    def visit(parent, prefix, depth):
+        used = {}
+        for child in child_layers(parent):
+            if id(child) in visited:
+                continue
+            visited.add(id(child))
+            name = child.name
+            if name in used:
+                used[name] += 1
+                name = f"{name}#{used[name]}"
+            else:
+                used[name] = 0
+            path = f"{prefix}/{name}" if prefix else name
+            refs.append(LayerRef(path, child, parent, depth))
+            if descend is None or descend(child):
+                visit(child, path, depth + 1)
+
+    visit(root, "", 1)
+    return refs
+
+
+def find_layer(root, path):
+    """The `LayerRef` at `path` (as produced by `walk_layers`).
+
+    Raises:
+        KeyError: when no layer has that path; the message lists close paths.
+    """
+    refs = walk_layers(root)
+    for ref in refs:
+        if ref.path == path:
+            return ref
+    tail = path.rsplit("/", 1)[-1]
+    close = [r.path for r in refs if r.path.endswith(tail)][:5]
+    raise KeyError(
+        f"No layer at path {path!r} in {root.name!r}. Layers with the same "
+        f"name: {close or 'none'}."
+    )

@@ -1,0 +1,57 @@
+"""Run layers with some variables replaced by computed tensors."""
+
+import contextlib
+
+import keras
+
+try:  # Keras exposes the scope class but not the getter; nesting needs both.
+    from keras.src.backend import get_stateless_scope as _get_stateless_scope
+except ImportError:  # pragma: no cover - older/newer Keras layouts
+    _get_stateless_scope = None
+
+
+def _outer_scope():
+    return _get_stateless_scope() if _get_stateless_scope else None
+
+
+@contextlib.contextmanager
+def substitute_variables(mapping, tracked_variables=()):
+    """Reads of each variable in `mapping` return the mapped tensor instead.
+
+    Used by every tfcompress wrapper: the wrapped layer's own `call` runs
+    unchanged while its kernel reads as, e.g., `kernel * mask` or
+    `fake_quant(kernel)`. Gradients flow through the mapped tensor to the real
+    variable. Assignments made inside the block to `tracked_variables` (e.g. a
+    BatchNormalization's moving statistics) are applied when the block exits,
+    so wrapping a stateful layer loses no updates.
+
+    Args:
+        mapping: a list of `(variable, tensor)` pairs or a dict keyed by
+            variable path. Tensors must have the variable's shape.
+        tracked_variables: variables whose in-block assignments must persist.
+
+    Yields:
+        None.
+    """
+    pairs = list(mapping.items()) if isinstance(mapping, dict) else list(mapping)
+    outer = _outer_scope()
+    scope = keras.StatelessScope(state_mapping=pairs)
+    if outer is not None:
+        # An outer stateless scope (JAX training, symbolic tracing) holds the
+        # current values of every other variable; keep them visible.
+        for key, value in outer.state_mapping.items():
+            scope.state_mapping.setdefault(key, value)
+    substituted = {id(variable) for variable, _ in pairs}
+    before = {id(v): scope.state_mapping.get(id(v)) for v in tracked_variables}
+    with scope:
+        yield
+    for variable in tracked_variables:
+        if id(variable) in substituted:
+            continue
+        value = scope.state_mapping.get(id(variable))
+        if value is None or value is before[id(variable)]:
+            continue
+        if outer is not None:
+            outer.add_update((variable, value))
+        else:
+            variable.assign(value)

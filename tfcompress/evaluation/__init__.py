@@ -1,0 +1,37 @@
+"""Numbers that decide whether a compression is worth it: size, speed, quality."""
+
+from tfcompress.evaluation.accuracy import accuracy
+from tfcompress.evaluation.agreement import agreement
+from tfcompress.evaluation.candidate import Candidate
+from tfcompress.evaluation.compare import Comparison
+from tfcompress.evaluation.compare import compare
+from tfcompress.evaluation.cosine import CosineSimilarity
+from tfcompress.evaluation.cosine import cosine_similarity
+from tfcompress.evaluation.cosine import mean_pooled_cosine
+from tfcompress.evaluation.latency import Latency
+from tfcompress.evaluation.latency import latency
+from tfcompress.evaluation.layer_errors import LayerErrors
+from tfcompress.evaluation.layer_errors import layer_errors
+from tfcompress.evaluation.memory import MemoryUsage
+from tfcompress.evaluation.memory import peak_memory
+from tfcompress.evaluation.perplexity import perplexity
+from tfcompress.evaluation.size import model_size
+
+__all__ = [
+    "Candidate",
+    "Comparison",
+    "CosineSimilarity",
+    "Latency",
+    "LayerErrors",
+    "MemoryUsage",
+    "accuracy",
+    "agreement",
+    "compare",
+    "cosine_similarity",
+    "latency",
+    "layer_errors",
+    "mean_pooled_cosine",
+    "model_size",
+    "peak_memory",
+    "perplexity",
+]

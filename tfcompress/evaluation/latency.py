@@ -1,0 +1,118 @@
+"""Inference latency of a LiteRT model, with Keras timing for comparison."""
+
+import dataclasses
+import time
+
+import keras
+import numpy as np
+
+from tfcompress.evaluation import _runner
+
+
+@dataclasses.dataclass(frozen=True)
+class Latency:
+    """Latency of one model call, in milliseconds over `runs` timed calls.
+
+    Attributes:
+        p50_ms: median latency.
+        p90_ms: 90th percentile.
+        mean_ms: mean.
+        runs: number of timed calls.
+        num_threads: interpreter threads (None: the runtime's default, and
+            always None for Keras, whose thread pools are process-wide).
+        backend: what ran the model, e.g. the LiteRT backend reported by
+            `tfcompress.runtime` or `"keras-tensorflow"`.
+    """
+
+    p50_ms: float
+    p90_ms: float
+    mean_ms: float
+    runs: int
+    num_threads: int | None
+    backend: str
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+
+def _check_counts(warmup, runs):
+    if not isinstance(runs, int) or runs < 1:
+        raise ValueError(f"`runs` must be an int >= 1. Received: runs={runs!r}.")
+    if not isinstance(warmup, int) or warmup < 0:
+        raise ValueError(f"`warmup` must be an int >= 0. Received: warmup={warmup!r}.")
+
+
+def _time_calls(fn, warmup, runs):
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    times = np.asarray(times)
+    return {
+        "p50_ms": float(np.percentile(times, 50)),
+        "p90_ms": float(np.percentile(times, 90)),
+        "mean_ms": float(times.mean()),
+        "runs": runs,
+    }
+
+
+def latency(model, inputs, num_threads=None, warmup=5, runs=50):
+    """Times one inference call of `model` on `inputs`.
+
+    A LiteRT model (a `.tflite` path, flatbuffer bytes, or a model loaded with
+    `tfcompress.runtime.load`) is timed by `tfcompress.runtime.benchmark`. A
+    `keras.Model` is timed through `model.predict_on_batch` (its compiled
+    `tf.function`, not eager calls), and any other callable by calling it, so
+    the original Keras model can sit in the same comparison table. Both
+    include converting the outputs to numpy, as the LiteRT path does.
+
+    Args:
+        model: a `.tflite` path or bytes, a loaded LiteRT model, a
+            `keras.Model` or a callable.
+        inputs: one batch of inputs, as the model takes them.
+        num_threads: LiteRT interpreter threads; None keeps the runtime
+            default. Must be None for Keras models and callables.
+        warmup: untimed calls first (tracing, allocation, caches).
+        runs: timed calls.
+
+    Returns:
+        A `Latency` with `p50_ms`, `p90_ms`, `mean_ms`, `runs`, `num_threads`
+        and `backend`.
+
+    Raises:
+        ValueError: for bad `warmup`/`runs`, or `num_threads` with a model
+            that is not LiteRT.
+        TypeError: when `model` cannot be run.
+
+    Example:
+
+    ```python
+    fast = tfcompress.evaluation.latency("model_int8.tflite", x[:1], num_threads=1)
+    ref = tfcompress.evaluation.latency(keras_model, x[:1])
+    print(fast.p50_ms / ref.p50_ms)
+    ```
+    """
+    _check_counts(warmup, runs)
+    if isinstance(model, _runner.PATH_TYPES):
+        model = _runner.load_litert(model, num_threads=num_threads)
+    kind = _runner.model_kind(model)
+    if kind == "litert":
+        from tfcompress import runtime  # Lazy: written concurrently, imports LiteRT.
+
+        result = runtime.benchmark(
+            model, inputs, num_threads=num_threads, warmup=warmup, runs=runs
+        ).as_dict()
+        return Latency(**{f.name: result[f.name] for f in dataclasses.fields(Latency)})
+    if num_threads is not None:
+        raise ValueError(
+            "`num_threads` only applies to LiteRT models. TensorFlow sets its "
+            "thread pools once per process (`tf.config.threading`, before any op "
+            f"runs). Received: num_threads={num_threads!r} for a {kind} model; "
+            "pass num_threads=None."
+        )
+    backend = f"keras-{keras.backend.backend()}" if kind == "keras" else "callable"
+    stats = _time_calls(lambda: _runner.call_once(model, kind, inputs), warmup, runs)
+    return Latency(num_threads=None, backend=backend, **stats)

@@ -1,0 +1,139 @@
+"""Turn an annotated model into a quantization-aware one (TFMOT's name)."""
+
+import keras
+
+from tfcompress.core.checks import ensure_built, ensure_keras3_model
+from tfcompress.core.layer_tree import walk_layers
+from tfcompress.core.transform import copy_model, is_wrapper, transform_layers
+from tfcompress.core.wrapper import build_shape_of
+from tfcompress.quantization.default_quantize_config import DefaultQuantizeConfig
+from tfcompress.quantization.fold_batch_norm_wrapper import FoldBatchNormQuantizeWrapper
+from tfcompress.quantization.graph_plan import Plan, plan_graph
+from tfcompress.quantization.quantize_annotate import QuantizeAnnotate
+from tfcompress.quantization.quantize_scheme import QuantizeScheme
+from tfcompress.quantization.quantize_wrapper import QuantizeWrapper
+
+
+def _is_graph(layer):
+    return isinstance(layer, keras.Sequential) or (
+        isinstance(layer, keras.Model) and hasattr(layer, "_operations")
+    )
+
+
+def _wrap(ref, inner, config, plan, scheme, prefix, preserve_sparsity):
+    key = id(ref.layer)
+    input_quantizer = None
+    if key in plan.quantize_input:
+        input_quantizer = DefaultQuantizeConfig(activation_bits=scheme.activation_bits).activation_quantizer()
+    kwargs = dict(input_quantizer=input_quantizer, preserve_sparsity=preserve_sparsity, name=prefix + inner.name)
+    if key in plan.fold:
+        batch_norm = plan.fold[key]
+        batch_norm = batch_norm.layer if isinstance(batch_norm, QuantizeAnnotate) else batch_norm
+        wrapper = FoldBatchNormQuantizeWrapper(inner, config, epsilon=batch_norm.epsilon, **kwargs)
+        wrapper.build(build_shape_of(inner))
+        wrapper.set_batch_norm(batch_norm)
+        return wrapper
+    wrapper = QuantizeWrapper(inner, config, **kwargs)
+    wrapper.build(build_shape_of(inner))
+    return wrapper
+
+
+def quantize(model, scheme, selected_paths, prefix, preserve_sparsity, fold_batch_norm=True):
+    """Shared body of `quantize_apply` and `quantize_model`.
+
+    Args:
+        model: a built Keras 3 model (not modified).
+        scheme: a `QuantizeScheme`.
+        selected_paths: `{path: QuantizeConfig or None}` of layers to quantize,
+            or None for every layer the scheme supports.
+        prefix: prepended to the names of quantized layers.
+        preserve_sparsity: see `QuantizeWrapper`.
+        fold_batch_norm: fold BatchNormalization into the Conv/Dense before it.
+
+    Returns:
+        The quantization-aware copy of `model`.
+    """
+    model = copy_model(model)
+    paths = {id(ref.layer): ref.path for ref in walk_layers(model, descend=lambda l: not is_wrapper(l))}
+
+    def config_of(layer, quantize_output=True):
+        path = paths.get(id(layer), layer.name)
+        if selected_paths is not None and path not in selected_paths:
+            return None
+        explicit = layer.quantize_config if isinstance(layer, QuantizeAnnotate) else None
+        explicit = explicit or (selected_paths or {}).get(path)
+        if explicit is not None:
+            return explicit
+        inner = layer.layer if isinstance(layer, QuantizeAnnotate) else layer
+        return scheme.config_for(path, inner, quantize_output)
+
+    plan = Plan()
+
+    def selected(layer):
+        return config_of(layer) is not None
+    containers = [model] + [r.layer for r in walk_layers(model) if _is_graph(r.layer)]
+    for container in containers:
+        plan_graph(container, selected, plan, top_level=container is model)
+    if not fold_batch_norm:
+        plan.fold.clear()
+        plan.folded_bn.clear()
+
+    def transform(ref):
+        layer = ref.layer
+        inner = layer.layer if isinstance(layer, QuantizeAnnotate) else layer
+        if id(layer) in plan.folded_bn:
+            identity = keras.layers.Identity(name=inner.name)
+            identity.build(build_shape_of(inner))
+            return identity
+        if isinstance(layer, keras.Model) and not isinstance(layer, QuantizeAnnotate):
+            return None
+        config = config_of(layer, quantize_output=id(layer) not in plan.no_output)
+        if config is None:
+            return inner if inner is not layer else None
+        return _wrap(ref, inner, config, plan, scheme, prefix, preserve_sparsity)
+
+    model, _ = transform_layers(model, transform, inplace=True)
+    return model
+
+
+def quantize_apply(model, scheme=None, quantized_layer_name_prefix=None):
+    """Quantizes the layers marked with `quantize_annotate_*`.
+
+    Args:
+        model: a built Keras 3 model containing `QuantizeAnnotate` layers.
+        scheme: a `QuantizeScheme` (default: 8-bit weights and activations).
+        quantized_layer_name_prefix: prefix of the quantized layers' names
+            (default "quant_").
+
+    Returns:
+        A quantization-aware copy of `model`, same class, ready to `fit`.
+
+    Raises:
+        TypeError: for non-Keras-3 models or a wrong `scheme` type.
+        ValueError: when nothing is annotated.
+
+    Example:
+        >>> annotated = tfcompress.quantization.quantize_annotate_model(model)
+        >>> qat = tfcompress.quantization.quantize_apply(annotated)
+    """
+    ensure_keras3_model(model, "model")
+    ensure_built(model)
+    scheme = scheme if scheme is not None else QuantizeScheme()
+    if not isinstance(scheme, QuantizeScheme):
+        raise TypeError(
+            "`scheme` must be a `tfcompress.quantization.QuantizeScheme` or None. "
+            f"Received: scheme={scheme!r}"
+        )
+    annotated = {
+        ref.path: ref.layer.quantize_config
+        for ref in walk_layers(model, descend=lambda l: not is_wrapper(l))
+        if isinstance(ref.layer, QuantizeAnnotate)
+    }
+    if not annotated:
+        raise ValueError(
+            f"`model` ({model.name!r}) has no layer marked for quantization. Mark layers with "
+            "`tfcompress.quantization.quantize_annotate_layer` / `quantize_annotate_model`, "
+            "or call `tfcompress.quantization.quantize_model(model)` to quantize everything."
+        )
+    prefix = "quant_" if quantized_layer_name_prefix is None else quantized_layer_name_prefix
+    return quantize(model, scheme, annotated, prefix, preserve_sparsity=False)

@@ -1,0 +1,52 @@
+"""One call from a float model to a quantization-aware one (TFMOT's name)."""
+
+from tfcompress.core.checks import ensure_built, ensure_keras3_model
+from tfcompress.quantization.quantize_apply import quantize
+from tfcompress.quantization.quantize_scheme import QuantizeScheme
+
+
+def quantize_model(
+    to_quantize,
+    quantized_layer_name_prefix=None,
+    weight_bits=8,
+    activation_bits=8,
+    per_layer=None,
+    fold_batch_norm=True,
+    preserve_sparsity=False,
+):
+    """Makes a quantization-aware copy of a float model.
+
+    Every supported layer is wrapped (weights and outputs fake-quantized as
+    TFLite's int8 kernels will compute them), Conv/Dense+BatchNormalization
+    pairs are folded, float model inputs are quantized. Train the result for
+    a few epochs, then convert it with `tf.lite.TFLiteConverter` and
+    `Optimize.DEFAULT`: no representative dataset is needed.
+
+    Args:
+        to_quantize: a built Keras 3 model (Sequential, functional,
+            subclassed, keras-hub); it is not modified.
+        quantized_layer_name_prefix: prefix of wrapper names ("quant_").
+        weight_bits: 2..8 bits for weights.
+        activation_bits: 8, or 16 for TFLite's int16x8 mode.
+        per_layer: `{layer name or path: {"weight_bits", "activation_bits",
+            "skip", "quantize_output"}}`.
+        fold_batch_norm: fold BatchNormalization into the layer before it.
+        preserve_sparsity: keep zero weights at zero (QAT after pruning).
+
+    Returns:
+        The quantization-aware model (same class as `to_quantize`).
+
+    Raises:
+        TypeError: when `to_quantize` is not a Keras 3 model.
+        ValueError: for bits out of range or malformed `per_layer`.
+
+    Example:
+        >>> qat = tfcompress.quantization.quantize_model(model, weight_bits=8)
+        >>> qat.compile("adam", "sparse_categorical_crossentropy")
+        >>> qat.fit(x, y, epochs=3)
+    """
+    ensure_keras3_model(to_quantize, "to_quantize")
+    ensure_built(to_quantize, "to_quantize")
+    scheme = QuantizeScheme(weight_bits, activation_bits, per_layer)
+    prefix = "quant_" if quantized_layer_name_prefix is None else quantized_layer_name_prefix
+    return quantize(to_quantize, scheme, None, prefix, preserve_sparsity, fold_batch_norm)

@@ -1,0 +1,131 @@
+"""Which layers get quantized and with which bits: the default registry."""
+
+import keras
+
+from tfcompress.quantization.default_quantize_config import DefaultQuantizeConfig, check_bits
+
+L = keras.layers
+
+# Layers whose int8 output reuses their input's scale in TFLite: quantizing
+# their output again would add a requantize op, so they are left unwrapped.
+PASSTHROUGH = (
+    L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.GlobalMaxPooling1D, L.GlobalMaxPooling2D,
+    L.GlobalMaxPooling3D, L.Flatten, L.Reshape, L.Permute, L.Dropout, L.SpatialDropout1D,
+    L.SpatialDropout2D, L.SpatialDropout3D, L.ZeroPadding1D, L.ZeroPadding2D, L.Cropping1D,
+    L.Cropping2D, L.Identity, L.InputLayer,
+)
+
+# Output-only layers: TFLite computes them on int8 with their own output range.
+OUTPUT_ONLY = (
+    L.ReLU, L.Activation, L.LeakyReLU, L.Add, L.Subtract, L.Multiply, L.Concatenate,
+    L.Average, L.Maximum, L.Minimum, L.AveragePooling1D, L.AveragePooling2D,
+    L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalAveragePooling3D,
+    L.UpSampling2D, L.Softmax, L.BatchNormalization,
+)
+
+# Left float on purpose: in int8 they lose the precision transformers need
+# (LayerNorm's variance, GELU's curvature); the converter keeps them float
+# between quantize/dequantize ops. Use per_layer={...: {"activation_bits": 16}}
+# for a 16-bit output instead, or annotate them with your own config.
+FLOAT = (L.LayerNormalization, L.GroupNormalization, L.UnitNormalization)
+
+FOLDABLE = (L.Conv1D, L.Conv2D, L.DepthwiseConv2D, L.Dense)
+
+
+def weight_spec(layer):
+    """`(weight_attrs, per_axis, axis)` for layers with weights, else None."""
+    if isinstance(layer, L.DepthwiseConv2D):
+        # TFLite's depthwise channel is in*multiplier; per-axis along `in` is
+        # only that channel when the multiplier is 1.
+        return ["kernel"], layer.depth_multiplier == 1, 2
+    if isinstance(layer, (L.Conv1D, L.Conv2D, L.Conv3D)) and not isinstance(layer, L.Conv2DTranspose):
+        return ["kernel"], True, -1
+    if isinstance(layer, (L.Dense, L.EinsumDense)):
+        return ["kernel"], False, -1
+    if isinstance(layer, L.Embedding):
+        return ["embeddings"], False, -1
+    return None
+
+
+def is_supported(layer):
+    return weight_spec(layer) is not None or isinstance(layer, OUTPUT_ONLY)
+
+
+def _check_override(key, override):
+    allowed = {"weight_bits", "activation_bits", "skip", "quantize_output"}
+    if not isinstance(override, dict) or set(override) - allowed:
+        raise ValueError(
+            f"`per_layer[{key!r}]` must be a dict with keys among {sorted(allowed)}. "
+            f"Received: {override!r}"
+        )
+
+
+@keras.saving.register_keras_serializable(package="tfcompress")
+class QuantizeScheme:
+    """Default 8-bit TFLite scheme with the bit widths as arguments.
+
+    Weights: symmetric, narrow range, per-channel for Conv/DepthwiseConv and
+    per-tensor for Dense/EinsumDense/Embedding. Activations: asymmetric
+    per-tensor moving-average ranges (symmetric when 16-bit, as TFLite int16
+    wants zero point 0). LayerNormalization is left float (see `FLOAT`).
+
+    Args:
+        weight_bits: 2..8 for every weight.
+        activation_bits: 8, or 16 for TFLite's int16x8 mode.
+        per_layer: `{layer name or path: {"weight_bits", "activation_bits",
+            "skip", "quantize_output"}}` overrides.
+
+    Example:
+        >>> scheme = tfcompress.quantization.QuantizeScheme(
+        ...     weight_bits=4, per_layer={"dense_1": {"weight_bits": 8}})
+    """
+
+    def __init__(self, weight_bits=8, activation_bits=8, per_layer=None):
+        check_bits(weight_bits, activation_bits)
+        per_layer = dict(per_layer or {})
+        for key, override in per_layer.items():
+            _check_override(key, override)
+            check_bits(
+                override.get("weight_bits", weight_bits),
+                override.get("activation_bits", activation_bits),
+                where=f" in per_layer[{key!r}]",
+            )
+        self.weight_bits = weight_bits
+        self.activation_bits = activation_bits
+        self.per_layer = per_layer
+
+    def override(self, path, layer):
+        return self.per_layer.get(path) or self.per_layer.get(layer.name) or {}
+
+    def skips(self, path, layer):
+        return bool(self.override(path, layer).get("skip", False))
+
+    def config_for(self, path, layer, quantize_output=True):
+        """A `DefaultQuantizeConfig` for `layer`, or None when it stays float."""
+        if isinstance(layer, PASSTHROUGH + FLOAT) or not is_supported(layer):
+            return None
+        override = self.override(path, layer)
+        if override.get("skip"):
+            return None
+        weight_attrs, per_axis, axis = weight_spec(layer) or ([], False, -1)
+        if isinstance(layer, L.Embedding):
+            quantize_output = False  # a gather keeps the table's scale
+        return DefaultQuantizeConfig(
+            weight_attrs=weight_attrs,
+            weight_bits=override.get("weight_bits", self.weight_bits),
+            weight_per_axis=per_axis,
+            weight_axis=axis,
+            activation_bits=override.get("activation_bits", self.activation_bits),
+            quantize_output=override.get("quantize_output", quantize_output),
+        )
+
+    def get_config(self):
+        return {
+            "weight_bits": self.weight_bits,
+            "activation_bits": self.activation_bits,
+            "per_layer": self.per_layer,
+        }
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)

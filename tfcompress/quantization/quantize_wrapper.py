@@ -1,0 +1,136 @@
+"""The layer wrapper that runs a layer with fake-quantized weights and output."""
+
+import keras
+from keras import ops
+
+from tfcompress.core.wrapper import CompressionWrapper
+from tfcompress.quantization.quantize_config import QuantizeConfig, deserialize, serialize
+from tfcompress.quantization.quantizers import Quantizer
+
+
+def _short_name(variable):
+    return variable.path.rsplit("/", 1)[-1].replace(":", "_")
+
+
+@keras.saving.register_keras_serializable(package="tfcompress")
+class QuantizeWrapper(CompressionWrapper):
+    """Quantization-aware training of one layer (TFMOT's `QuantizeWrapper`).
+
+    While the wrapped layer runs, each weight named by the config reads as its
+    fake-quantized value (straight-through gradient to the float variable);
+    the output is then fake-quantized by the config's output/activation
+    quantizers, and the input too when `input_quantizer` is given (the first
+    layer after a model input). Range variables live on the wrapper.
+
+    Args:
+        layer: the Keras 3 layer to wrap.
+        quantize_config: a `QuantizeConfig` for this layer.
+        input_quantizer: optional `Quantizer` applied to the (single) input.
+        preserve_sparsity: keep the zeros the weights have now at zero
+            through training (sparsity-preserving QAT after pruning).
+        **kwargs: base layer arguments (`name`...).
+
+    Example:
+        >>> layer = keras.layers.Dense(4)
+        >>> layer.build((None, 8))
+        >>> wrapper = tfcompress.quantization.QuantizeWrapper(
+        ...     layer, tfcompress.quantization.DefaultQuantizeConfig(["kernel"]))
+        >>> wrapper.build((None, 8))
+    """
+
+    def __init__(self, layer, quantize_config, input_quantizer=None, preserve_sparsity=False, **kwargs):
+        super().__init__(layer, **kwargs)
+        if not isinstance(quantize_config, QuantizeConfig):
+            raise TypeError(
+                "`quantize_config` must be a `tfcompress.quantization.QuantizeConfig`. "
+                f"Received: quantize_config={quantize_config!r}"
+            )
+        if input_quantizer is not None and not isinstance(input_quantizer, Quantizer):
+            raise TypeError(
+                "`input_quantizer` must be a `tfcompress.quantization` quantizer or None. "
+                f"Received: input_quantizer={input_quantizer!r}"
+            )
+        self.quantize_config = quantize_config
+        self.input_quantizer = input_quantizer
+        self.preserve_sparsity = bool(preserve_sparsity)
+
+    def build(self, input_shape=None):
+        self._input_shape_for_build = input_shape
+        super().build(input_shape)
+
+    def build_wrapper(self):
+        config = self.quantize_config
+        self._weights = []
+        for variable, quantizer in config.get_weights_and_quantizers(self.layer):
+            name = _short_name(variable)
+            qvars = quantizer.build(variable.shape, name, self)
+            mask = None
+            if self.preserve_sparsity:
+                mask = self.add_weight(name=f"{name}_mask", shape=variable.shape, initializer="ones", trainable=False)
+                mask.assign(ops.cast(ops.not_equal(variable, 0.0), mask.dtype))
+            self._weights.append((variable, quantizer, qvars, mask))
+        quantizers = [q for _, q in config.get_activations_and_quantizers(self.layer)]
+        quantizers += list(config.get_output_quantizers(self.layer))
+        shape = self._output_shape()
+        self._outputs = [(q, q.build(shape, f"output_{i}", self)) for i, q in enumerate(quantizers)]
+        self._input_vars = None
+        if self.input_quantizer is not None:
+            self._input_vars = self.input_quantizer.build(self._input_shape_for_build, "input", self)
+        self.calibrate_weights()
+
+    def _output_shape(self):
+        try:
+            return self.layer.compute_output_shape(self._input_shape_for_build)
+        except Exception:  # per-tensor quantizers do not need it
+            return None
+
+    def weight_tensor(self, variable):
+        """The float tensor that gets fake-quantized in place of `variable`."""
+        return ops.convert_to_tensor(variable)
+
+    def calibrate_weights(self):
+        """Sets the weight ranges from the current weights (done at build)."""
+        for variable, quantizer, qvars, mask in self._weights:
+            value = self.weight_tensor(variable)
+            quantizer.update_range(value if mask is None else value * mask, qvars)
+
+    def substitutions(self, training):
+        pairs = []
+        for variable, quantizer, qvars, mask in self._weights:
+            value = self.weight_tensor(variable)
+            if mask is not None:
+                value = value * mask
+            pairs.append((variable, quantizer(value, training, qvars)))
+        return pairs
+
+    def postprocess(self, outputs):
+        """Hook between the inner call and the output quantizers."""
+        return outputs
+
+    def call(self, inputs, *args, training=None, **kwargs):
+        if self.input_quantizer is not None:
+            inputs = self.input_quantizer(inputs, training, self._input_vars)
+        outputs = self.postprocess(super().call(inputs, *args, training=training, **kwargs))
+        for quantizer, qvars in self._outputs:
+            outputs = quantizer(outputs, training, qvars)
+        return outputs
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            quantize_config=serialize(self.quantize_config),
+            input_quantizer=serialize(self.input_quantizer),
+            preserve_sparsity=self.preserve_sparsity,
+        )
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        config["layer"] = keras.saving.deserialize_keras_object(config["layer"], custom_objects=custom_objects)
+        config["quantize_config"] = deserialize(config["quantize_config"])
+        config["input_quantizer"] = deserialize(config.get("input_quantizer"))
+        return cls(**config)

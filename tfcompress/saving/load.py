@@ -1,0 +1,90 @@
+"""Load `.keras` files of compressed models, wrappers included."""
+
+import json
+import os
+import zipfile
+
+import keras
+
+from tfcompress.core.layer_tree import find_layer
+from tfcompress.core.replace import replace_layer
+from tfcompress.core.wrapper import build_shape_of
+from tfcompress.core.recipe import RECIPE_ATTRIBUTE, RECIPE_FILE, attach_recipe
+
+_RECIPE_MEMBER = f"assets/{RECIPE_ATTRIBUTE}/{RECIPE_FILE}"
+
+
+def _read_archive(path):
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            config = json.loads(archive.read("config.json"))
+            recipe = (
+                json.loads(archive.read(_RECIPE_MEMBER))
+                if _RECIPE_MEMBER in names
+                else None
+            )
+    except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as error:
+        raise ValueError(
+            f"`filepath` {path!r} is not a valid .keras archive ({error}). "
+            "Save models with `model.save('name.keras')`."
+        ) from error
+    return config, recipe
+
+
+def load_model(filepath, custom_objects=None, compile=True):
+    """Loads a `.keras` file saved from any tfcompress-compressed model.
+
+    Plain Sequential and functional models hold their wrappers in their config
+    and load with `keras.saving.load_model` too. Models whose wrappers sit
+    inside layers that rebuild from hyperparameters (keras-hub backbones,
+    subclassed models) need this function: it rebuilds the model, re-applies
+    the recorded wrappers, then restores every weight (masks, quantization
+    ranges, pruning step and optimizer state included), so training resumes
+    exactly where it stopped.
+
+    Args:
+        filepath: path of a `.keras` file.
+        custom_objects: as in `keras.saving.load_model`.
+        compile: restore the compile state (optimizer included).
+
+    Returns:
+        The model, of its original class, wrappers in place.
+
+    Raises:
+        ValueError: when the file is missing or not a `.keras` archive.
+    """
+    filepath = os.fspath(filepath)
+    if not os.path.exists(filepath) or not filepath.endswith(".keras"):
+        raise ValueError(
+            f"`filepath` must be an existing .keras file. Received: "
+            f"filepath={filepath!r}"
+        )
+    config, recipe = _read_archive(filepath)
+    if recipe is None:
+        return keras.saving.load_model(
+            filepath, custom_objects=custom_objects, compile=compile
+        )
+    compile_config = config.pop("compile_config", None)
+    with keras.saving.custom_object_scope(custom_objects or {}):
+        model = keras.saving.deserialize_keras_object(config)
+        for entry in recipe["wrappers"]:
+            ref = find_layer(model, entry["path"])
+            wrapper_config = dict(entry["wrapper"])
+            wrapper_config["config"] = dict(wrapper_config["config"])
+            wrapper_config["config"]["layer"] = keras.saving.serialize_keras_object(
+                ref.layer
+            )
+            cls = keras.saving.get_registered_object(
+                wrapper_config["registered_name"]
+            )
+            init_config = dict(wrapper_config["config"])
+            init_config.pop("layer")
+            wrapper = cls(ref.layer, **init_config)
+            wrapper.build(build_shape_of(ref.layer))
+            replace_layer(ref.parent, ref.layer, wrapper)
+    attach_recipe(model)
+    if compile and compile_config:
+        model.compile_from_config(compile_config)
+    model.load_weights(filepath)
+    return model

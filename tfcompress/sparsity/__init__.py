@@ -1,0 +1,34 @@
+"""Magnitude pruning for Keras 3, with TFMOT's public names.
+
+`tensorflow_model_optimization.sparsity.keras` -> `tfcompress.sparsity`.
+"""
+
+from tfcompress.sparsity.masks import m_by_n_mask
+from tfcompress.sparsity.masks import magnitude_mask
+from tfcompress.sparsity.prunable_layer import PrunableLayer
+from tfcompress.sparsity.prune import prune_low_magnitude
+from tfcompress.sparsity.pruning_callbacks import PruningSummaries
+from tfcompress.sparsity.pruning_callbacks import UpdatePruningStep
+from tfcompress.sparsity.pruning_schedule import ConstantSparsity
+from tfcompress.sparsity.pruning_schedule import PolynomialDecay
+from tfcompress.sparsity.pruning_schedule import PruningSchedule
+from tfcompress.sparsity.pruning_wrapper import PruneLowMagnitude
+from tfcompress.sparsity.report import SparsityReport
+from tfcompress.sparsity.report import sparsity_report
+from tfcompress.sparsity.strip import strip_pruning
+
+__all__ = [
+    "ConstantSparsity",
+    "PolynomialDecay",
+    "PrunableLayer",
+    "PruneLowMagnitude",
+    "PruningSchedule",
+    "PruningSummaries",
+    "SparsityReport",
+    "UpdatePruningStep",
+    "m_by_n_mask",
+    "magnitude_mask",
+    "prune_low_magnitude",
+    "sparsity_report",
+    "strip_pruning",
+]

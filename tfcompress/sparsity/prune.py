@@ -1,0 +1,149 @@
+"""`prune_low_magnitude`: wrap the prunable layers of a layer or model."""
+
+import logging
+
+import keras
+
+from tfcompress.core.checks import ensure_keras3_layer
+from tfcompress.core.transform import transform_layers
+from tfcompress.core.wrapper import build_shape_of
+from tfcompress.sparsity.prune_registry import prunable_weights
+from tfcompress.sparsity.pruning_wrapper import PruneLowMagnitude
+
+_LOG = logging.getLogger("tfcompress")
+
+
+def _wrap(layer, wrapper_kwargs):
+    wrapper = PruneLowMagnitude(layer, **wrapper_kwargs)
+    if layer.built:
+        wrapper.build(build_shape_of(layer))
+    return wrapper
+
+
+def _check_layer(layer, prune_embeddings):
+    if prunable_weights(layer, prune_embeddings) is None:
+        hint = (
+            " Pass prune_embeddings=True to prune embedding tables."
+            if not prune_embeddings and "embedding" in type(layer).__name__.lower()
+            else ""
+        )
+        raise ValueError(
+            f"`to_prune` layer {layer.name!r} of type {type(layer).__name__} "
+            "cannot be pruned. Supported: Dense, EinsumDense, Conv1D/2D/3D "
+            "(and transposes), DepthwiseConv, SeparableConv, Embedding "
+            "(prune_embeddings=True), or a layer implementing "
+            f"tfcompress.sparsity.PrunableLayer.{hint}"
+        )
+
+
+def prune_low_magnitude(
+    to_prune,
+    pruning_schedule=None,
+    block_size=(1, 1),
+    block_pooling_type="AVG",
+    pruning_policy=None,
+    sparsity_m_by_n=None,
+    *,
+    inplace=False,
+    prune_embeddings=False,
+    **kwargs,
+):
+    """Prunes a Keras 3 layer, list of layers or model by weight magnitude.
+
+    Same signature as `tfmot.sparsity.keras.prune_low_magnitude`. For a model,
+    every supported layer inside it is wrapped in `PruneLowMagnitude`,
+    including layers nested in keras-hub Transformer blocks, in
+    `MultiHeadAttention` and in subclassed or nested models; the returned
+    model keeps its class and layer names. Layers that cannot be pruned
+    (normalization, pooling, user layers without `PrunableLayer`) are skipped
+    and listed in `model.tfcompress_skipped`.
+
+    Args:
+        to_prune: a layer, a list of layers, or a built `keras.Model`.
+        pruning_schedule: a `PruningSchedule`; default
+            `ConstantSparsity(0.5, begin_step=0)`.
+        block_size: `(rows, cols)` block sparsity; (1, 1) is unstructured.
+        block_pooling_type: 'AVG' or 'MAX'.
+        pruning_policy: accepted for TFMOT compatibility; must be None.
+        sparsity_m_by_n: `(m, n)` for m zeros in every n consecutive weights
+            along each kernel's input axis, e.g. (2, 4).
+        inplace: wrap the layers of the given model itself. By default the
+            model is copied and left untouched (TFMOT zeroes the caller's
+            kernels too).
+        prune_embeddings: also prune Embedding / ReversibleEmbedding tables.
+        **kwargs: forwarded to each `PruneLowMagnitude` wrapper.
+
+    Returns:
+        A `PruneLowMagnitude` layer, a list of them, or a model of the same
+        class as `to_prune` with its prunable layers wrapped.
+
+    Raises:
+        TypeError: for tf_keras objects and other types.
+        ValueError: for bad schedule/block/N:M arguments, an unsupported layer
+            passed explicitly, or a model with nothing to prune.
+
+    Example:
+
+    ```python
+    schedule = tfcompress.sparsity.PolynomialDecay(0.0, 0.8, 0, 1000)
+    pruned = tfcompress.sparsity.prune_low_magnitude(model, schedule)
+    pruned.compile("adam", "sparse_categorical_crossentropy")
+    pruned.fit(x, y, callbacks=[tfcompress.sparsity.UpdatePruningStep()])
+    final = tfcompress.sparsity.strip_pruning(pruned)
+    ```
+    """
+    if pruning_policy is not None:
+        raise ValueError(
+            "`pruning_policy` is not supported by tfcompress (TFMOT's "
+            "PruneForLatencyOnXNNPack targets float CNNs on old x86; sparsity "
+            "gives no LiteRT latency here). Received: "
+            f"pruning_policy={pruning_policy!r}; pass None."
+        )
+    wrapper_kwargs = dict(
+        pruning_schedule=pruning_schedule,
+        block_size=block_size,
+        block_pooling_type=block_pooling_type,
+        sparsity_m_by_n=sparsity_m_by_n,
+        prune_embeddings=prune_embeddings,
+        **kwargs,
+    )
+    # Validate the arguments once, before touching any layer.
+    PruneLowMagnitude(keras.layers.Dense(1), **wrapper_kwargs)
+
+    if isinstance(to_prune, (list, tuple)):
+        for i, layer in enumerate(to_prune):
+            ensure_keras3_layer(layer, f"to_prune[{i}]")
+            _check_layer(layer, prune_embeddings)
+        return [_wrap(layer, wrapper_kwargs) for layer in to_prune]
+    ensure_keras3_layer(to_prune, "to_prune")
+    if not isinstance(to_prune, keras.Model):
+        if isinstance(to_prune, PruneLowMagnitude):
+            raise ValueError(
+                f"`to_prune` layer {to_prune.name!r} is already pruned."
+            )
+        _check_layer(to_prune, prune_embeddings)
+        return _wrap(to_prune, wrapper_kwargs)
+
+    skipped = []
+
+    def transform(ref):
+        if isinstance(ref.layer, keras.Model) or ref.layer.weights == []:
+            return None
+        if prunable_weights(ref.layer, prune_embeddings) is None:
+            if ref.layer._layers == [] and ref.layer.trainable_weights:
+                skipped.append(ref.path)
+            return None
+        return _wrap(ref.layer, wrapper_kwargs)
+
+    model, replaced = transform_layers(to_prune, transform, inplace=inplace)
+    if not replaced:
+        raise ValueError(
+            f"`to_prune` model {to_prune.name!r} has no layer tfcompress can "
+            f"prune (skipped: {skipped or 'none'}). Supported: Dense, "
+            "EinsumDense, Conv*, DepthwiseConv*, SeparableConv*, Embedding "
+            "(prune_embeddings=True), tfcompress.sparsity.PrunableLayer."
+        )
+    if skipped:
+        _LOG.info("prune_low_magnitude skipped unsupported layers: %s", skipped)
+    model.tfcompress_skipped = skipped
+    return model

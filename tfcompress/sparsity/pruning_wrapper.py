@@ -1,0 +1,213 @@
+"""The layer wrapper that holds pruning masks and applies them."""
+
+import keras
+from keras import ops
+
+from tfcompress.core.wrapper import CompressionWrapper
+from tfcompress.sparsity import masks as masks_lib
+from tfcompress.sparsity import pruning_schedule as schedule_lib
+from tfcompress.sparsity.prune_registry import prunable_weights, reduction_axis
+
+
+def _check_block(block_size, block_pooling_type):
+    if (
+        not isinstance(block_size, (tuple, list))
+        or len(block_size) != 2
+        or not all(isinstance(b, int) and b >= 1 for b in block_size)
+    ):
+        raise ValueError(
+            "`block_size` must be a pair of positive ints, e.g. (1, 1) for "
+            f"unstructured or (1, 4) for blocks. Received: block_size={block_size!r}"
+        )
+    if block_pooling_type not in ("AVG", "MAX"):
+        raise ValueError(
+            "`block_pooling_type` must be 'AVG' or 'MAX'. Received: "
+            f"block_pooling_type={block_pooling_type!r}"
+        )
+
+
+def _check_m_by_n(sparsity_m_by_n, block_size):
+    if sparsity_m_by_n is None:
+        return None
+    if (
+        not isinstance(sparsity_m_by_n, (tuple, list))
+        or len(sparsity_m_by_n) != 2
+        or not all(isinstance(v, int) for v in sparsity_m_by_n)
+        or not 0 < sparsity_m_by_n[0] < sparsity_m_by_n[1]
+    ):
+        raise ValueError(
+            "`sparsity_m_by_n` must be (m, n) with 0 < m < n: m zeros in every "
+            f"n consecutive weights, e.g. (2, 4). Received: sparsity_m_by_n={sparsity_m_by_n!r}"
+        )
+    if tuple(block_size) != (1, 1):
+        raise ValueError(
+            "`sparsity_m_by_n` and `block_size` cannot be combined. Received: "
+            f"sparsity_m_by_n={sparsity_m_by_n!r}, block_size={block_size!r}; "
+            "leave block_size at (1, 1)."
+        )
+    return tuple(sparsity_m_by_n)
+
+
+@keras.saving.register_keras_serializable(package="tfcompress")
+class PruneLowMagnitude(CompressionWrapper):
+    """Prunes a layer's kernel to the lowest-magnitude weights.
+
+    Created by `tfcompress.sparsity.prune_low_magnitude`, like TFMOT's wrapper
+    of the same name. During training (`training=True`) the masks are
+    recomputed whenever the schedule says so, from `pruning_step`, which the
+    `UpdatePruningStep` callback sets before every batch. The layer always
+    computes with `kernel * mask`, so pruned weights contribute nothing and
+    receive no gradient, and the stored kernel is kept at zero where masked.
+
+    Args:
+        layer: the layer to prune (see `prune_registry.prunable_weights`).
+        pruning_schedule: a `PruningSchedule`; default
+            `ConstantSparsity(0.5, begin_step=0, frequency=100)`.
+        block_size: `(rows, cols)` of the blocks pruned together; (1, 1) is
+            unstructured.
+        block_pooling_type: 'AVG' or 'MAX', how a block's magnitude is scored.
+        sparsity_m_by_n: optional `(m, n)`: m zeros in every n consecutive
+            weights along the kernel's input axis (2:4 for sparse tensor cores).
+        prune_embeddings: allow pruning Embedding tables.
+        **kwargs: base layer arguments.
+    """
+
+    def __init__(
+        self,
+        layer,
+        pruning_schedule=None,
+        block_size=(1, 1),
+        block_pooling_type="AVG",
+        sparsity_m_by_n=None,
+        prune_embeddings=False,
+        **kwargs,
+    ):
+        kwargs.setdefault("name", f"prune_low_magnitude_{layer.name}")
+        if pruning_schedule is None:
+            pruning_schedule = schedule_lib.ConstantSparsity(0.5, begin_step=0)
+        if isinstance(pruning_schedule, dict):
+            pruning_schedule = keras.saving.deserialize_keras_object(pruning_schedule)
+        if not isinstance(pruning_schedule, schedule_lib.PruningSchedule):
+            raise TypeError(
+                "`pruning_schedule` must be a tfcompress.sparsity.PruningSchedule "
+                "such as ConstantSparsity(0.5, 0) or PolynomialDecay(...). "
+                f"Received: pruning_schedule={pruning_schedule!r}"
+            )
+        block_size = tuple(block_size)
+        _check_block(block_size, block_pooling_type)
+        self.sparsity_m_by_n = _check_m_by_n(sparsity_m_by_n, block_size)
+        super().__init__(layer, **kwargs)
+        self.pruning_schedule = pruning_schedule
+        self.block_size = block_size
+        self.block_pooling_type = block_pooling_type
+        self.prune_embeddings = prune_embeddings
+        self.step_callback_attached = False
+
+    def build_wrapper(self):
+        weights = prunable_weights(self.layer, self.prune_embeddings)
+        if not weights:
+            raise ValueError(
+                f"Layer {self.layer.name!r} ({type(self.layer).__name__}) has no "
+                "weights tfcompress can prune. Supported: Dense, EinsumDense, "
+                "Conv*, DepthwiseConv*, SeparableConv*, Embedding (with "
+                "prune_embeddings=True) and layers implementing "
+                "tfcompress.sparsity.PrunableLayer."
+            )
+        self._prunable = weights
+        self.masks = [
+            self.add_weight(
+                name=f"{weight.name}_mask",
+                shape=weight.shape,
+                initializer="ones",
+                dtype=weight.dtype,
+                trainable=False,
+                aggregation="only_first_replica",
+            )
+            for weight in weights
+        ]
+        self.pruning_step = self.add_weight(
+            name="pruning_step",
+            shape=(),
+            initializer=keras.initializers.Constant(-1),
+            dtype="int64",
+            trainable=False,
+            aggregation="only_first_replica",
+        )
+
+    @property
+    def pruning_vars(self):
+        """`(weight, mask)` pairs, as in TFMOT."""
+        return list(zip(self._prunable, self.masks))
+
+    def _new_mask(self, weight, sparsity):
+        if self.sparsity_m_by_n:
+            m, n = self.sparsity_m_by_n
+            axis = reduction_axis(self.layer, weight)
+            return masks_lib.m_by_n_mask(weight, m, n, axis)
+        return masks_lib.magnitude_mask(
+            weight, sparsity, self.block_size, self.block_pooling_type
+        )
+
+    def update_masks(self, sparsity=None):
+        """Recomputes every mask now (at `sparsity`, or the schedule's)."""
+        if sparsity is None:
+            sparsity = self.pruning_schedule.sparsity_at(
+                ops.maximum(self.pruning_step, 0)
+            )
+        for weight, mask in self.pruning_vars:
+            mask.assign(ops.cast(self._new_mask(weight, sparsity), mask.dtype))
+            weight.assign(weight * mask)
+
+    def _conditional_update(self):
+        step = self.pruning_step
+        should_prune, sparsity = self.pruning_schedule(step)
+        for weight, mask in self.pruning_vars:
+            new_mask = ops.cond(
+                should_prune,
+                lambda w=weight: ops.cast(self._new_mask(w, sparsity), mask.dtype),
+                lambda m=mask: ops.convert_to_tensor(m),
+            )
+            mask.assign(new_mask)
+            # Keep the stored weights at zero, so optimizer momentum or weight
+            # decay cannot revive pruned weights between updates.
+            weight.assign(weight * new_mask)
+
+    def call(self, inputs, *args, training=None, mask=None, **kwargs):
+        if training:
+            if not self.step_callback_attached:
+                raise RuntimeError(
+                    f"Layer {self.name!r} is being trained without the "
+                    "`tfcompress.sparsity.UpdatePruningStep()` callback, so the "
+                    "masks would never update. Add it: "
+                    "`model.fit(..., callbacks=[tfcompress.sparsity."
+                    "UpdatePruningStep()])` (in a custom loop call its "
+                    "`set_model`, `on_train_begin` and `on_train_batch_begin`)."
+                )
+            self._conditional_update()
+        return super().call(inputs, *args, training=training, mask=mask, **kwargs)
+
+    def substitutions(self, training):
+        return [(weight, weight * mask) for weight, mask in self.pruning_vars]
+
+    def stripped_layer(self):
+        """The wrapped layer with masks baked into its weights."""
+        for weight, mask in self.pruning_vars:
+            weight.assign(weight * mask)
+        return self.layer
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "pruning_schedule": keras.saving.serialize_keras_object(
+                    self.pruning_schedule
+                ),
+                "block_size": list(self.block_size),
+                "block_pooling_type": self.block_pooling_type,
+                "sparsity_m_by_n": (
+                    list(self.sparsity_m_by_n) if self.sparsity_m_by_n else None
+                ),
+                "prune_embeddings": self.prune_embeddings,
+            }
+        )
+        return config
