@@ -21,6 +21,7 @@ setuptools.setup(
         "absl-py>=1.0",
         "numpy>=1.26",
         "matplotlib>=3.7",
+        "scikit-learn>=1.3",
     ],
     extras_require={
         "test": [

@@ -125,11 +125,31 @@ def _prune_ours(keras, sparsity, seed, data, weights_path, end_step, out_dir):
         "report_sparsity": sparsity.sparsity_report(stripped).overall_sparsity,
         "per_layer_sparsity": per_layer,
         "accuracy": common.accuracy(stripped, x_test, y_test),
-        "tflite_bytes": common.tflite_float32(stripped, tflite_path),
+        "tflite_bytes": _convert_stripped(keras, stripped, tflite_path),
         "gzip_bytes": common.gzip_size(tflite_path),
         "step_time_s": timer.median(),
         "timed_steps": len(timer.times),
     }
+
+
+def _convert_stripped(keras, stripped, tflite_path):
+    """Converts our stripped model, or an identical fresh twin if that fails.
+
+    The twin (same builder, the stripped weights) makes the same flatbuffer,
+    so the comparison stays about the weights; the failure is printed because
+    users convert the stripped model itself.
+    """
+    try:
+        return common.tflite_float32(stripped, tflite_path)
+    except Exception as error:  # The converter re-raises a bare TypeError.
+        print(
+            "WARNING: the stock TFLite converter failed on the model from "
+            f"tfcompress.sparsity.strip_pruning ({type(error).__name__}: "
+            f"{error}); converting a fresh twin with its weights instead."
+        )
+        twin = common.build_cnn(keras)
+        twin.set_weights(stripped.get_weights())
+        return common.tflite_float32(twin, tflite_path)
 
 
 def _prune_tfmot(seed, weights_path, out_dir):

@@ -23,11 +23,11 @@ def build_cnn(layers, models, input_cls):
     """Conv+BN+ReLU, pool, Conv+BN+ReLU, global pool, Dense logits."""
     inputs = input_cls((8, 8, 1))
     x = layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=0.9)(x)
     x = layers.ReLU()(x)
     x = layers.MaxPooling2D()(x)
     x = layers.Conv2D(32, 3, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+    x = layers.BatchNormalization(momentum=0.9)(x)
     x = layers.ReLU()(x)
     x = layers.GlobalAveragePooling2D()(x)
     outputs = layers.Dense(10)(x)

@@ -38,3 +38,25 @@ class FakeLiteRT:
         if self.wrap == "dict":
             return {"logits": out}
         return out
+
+
+class InterpreterModel:
+    """A minimal `.run` adapter over a real LiteRT interpreter (one input, one output)."""
+
+    backend = "litert-test-adapter"
+
+    def __init__(self, flatbuffer):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(model_content=flatbuffer)
+        self.input_details = self.interpreter.get_input_details()
+        self.output_details = self.interpreter.get_output_details()
+
+    def run(self, inputs):
+        inputs = np.asarray(inputs, dtype=np.float32)
+        index = self.input_details[0]["index"]
+        self.interpreter.resize_tensor_input(index, inputs.shape)
+        self.interpreter.allocate_tensors()
+        self.interpreter.set_tensor(index, inputs)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.output_details[0]["index"])

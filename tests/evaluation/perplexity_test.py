@@ -73,7 +73,9 @@ def test_batch_size_does_not_change_the_result():
 
 
 def test_callable_model():
-    uniform = lambda t: np.zeros((*t.shape, VOCAB), dtype=np.float32)  # noqa: E731
+    def uniform(t):
+        return np.zeros((*t.shape, VOCAB), dtype=np.float32)
+
     assert evaluation.perplexity(uniform, _tokens()) == pytest.approx(VOCAB)
 
 
@@ -90,3 +92,5 @@ def test_errors():
         evaluation.perplexity(lambda t: np.zeros((*t.shape, VOCAB)), _tokens() + VOCAB)
     with pytest.raises(ValueError, match=r"logits \[batch, seq, vocab\]"):
         evaluation.perplexity(lambda t: np.zeros(t.shape), _tokens())
+    with pytest.raises(ValueError, match="`batch_size` must be an int >= 1"):
+        evaluation.perplexity(_lm(), _tokens(), batch_size=0)

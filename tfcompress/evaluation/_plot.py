@@ -2,7 +2,12 @@
 
 import math
 
+import numpy as np
+
 from tfcompress.evaluation import _pareto
+
+# Rough width of a character of the 8 pt label font, in points.
+_CHAR_WIDTH = 5.0
 
 _PANELS = (
     ("raw_bytes", "model size"),
@@ -19,7 +24,44 @@ def _scale_bytes(values):
     return 1.0, "bytes"
 
 
+def _to_points(ax, xs, ys):
+    """Approximate positions in points inside the axes, for label placement."""
+    ax.autoscale_view()
+    fig_w, fig_h = ax.figure.get_size_inches() * 72
+    box = ax.get_position()
+    x0, x1 = ax.get_xlim()
+    y0, y1 = ax.get_ylim()
+    if ax.get_xscale() == "log":
+        xs, x0, x1 = np.log10(xs), np.log10(x0), np.log10(x1)
+    px = (np.asarray(xs) - x0) / ((x1 - x0) or 1.0) * box.width * fig_w
+    py = (np.asarray(ys) - y0) / ((y1 - y0) or 1.0) * box.height * fig_h
+    return px, py
+
+
+def _label_points(ax, xs, ys, names, gap=7, line=10):
+    """Labels each point on its right, pushing down labels that would overprint."""
+    px, py = _to_points(ax, xs, ys)
+    placed = []
+    for i in sorted(range(len(names)), key=lambda i: -py[i]):
+        left, right = px[i] + gap, px[i] + gap + _CHAR_WIDTH * len(names[i])
+        y = py[i]
+        while any(
+            left < r and l < right and abs(y - other) < line for l, r, other in placed
+        ):
+            y -= line
+        placed.append((left, right, y))
+        moved = abs(y - py[i]) > 0.5
+        ax.annotate(
+            names[i], (xs[i], ys[i]), xytext=(gap, y - py[i]),
+            textcoords="offset points", fontsize=8, va="center",
+            bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8},
+            arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5} if moved else None,
+        )
+
+
 def _draw_panel(ax, candidates, cost_key, metric, higher, reference):
+    from matplotlib.ticker import FuncFormatter
+
     points = [
         (c.name, getattr(c, cost_key), c.metrics.get(metric)) for c in candidates
     ]
@@ -29,7 +71,8 @@ def _draw_panel(ax, candidates, cost_key, metric, higher, reference):
     ]
     label = dict(_PANELS)[cost_key]
     if not points:
-        ax.text(0.5, 0.5, f"no {label} measured", ha="center", va="center",
+        missing = "latency" if cost_key == "latency_ms" else "size"
+        ax.text(0.5, 0.5, f"no {missing} measured with {metric}", ha="center", va="center",
                 transform=ax.transAxes, color="0.4")
         ax.set_xticks([])
         ax.set_yticks([])
@@ -47,14 +90,11 @@ def _draw_panel(ax, candidates, cost_key, metric, higher, reference):
             marker="*" if name == reference else "o",
             edgecolors="black" if name == reference else "none",
         )
-    # Alternate label offsets by score rank so close points do not overprint.
-    order = sorted(range(len(points)), key=lambda i: scores[i])
-    for rank, i in enumerate(order):
-        ax.annotate(names[i], (xs[i], scores[i]), xytext=(6, 6 if rank % 2 else -12),
-                    textcoords="offset points", fontsize=8)
     if min(xs) > 0 and max(xs) / min(xs) > 20:
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
     ax.margins(x=0.15, y=0.15)
+    _label_points(ax, xs, scores, names)
     ax.set_xlabel(label if cost_key == "latency_ms" else f"{label} ({unit})")
     ax.set_ylabel(f"{metric} ({'higher' if higher else 'lower'} is better)")
     ax.grid(alpha=0.3)

@@ -103,6 +103,27 @@ def num_samples(x, arg_name="x"):
     return lengths[0]
 
 
+def check_int(value, name, minimum):
+    """Raises unless `value` is an int >= `minimum`; names the argument."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(
+            f"`{name}` must be an int >= {minimum}. Received: {name}={value!r}."
+        )
+    return value
+
+
+def take(x, start, stop):
+    """Rows `[start, stop)` of every array in the structure `x`."""
+    return keras.tree.map_structure(lambda a: np.asarray(a)[start:stop], x)
+
+
+def _pad_rows(x, count):
+    """Appends `count` copies of the last row to every array in `x`."""
+    return keras.tree.map_structure(
+        lambda a: np.concatenate([a, np.repeat(a[-1:], count, axis=0)]), x
+    )
+
+
 def fixed_batch_size(model):
     """The batch size a LiteRT model's first input is fixed to, else None.
 
@@ -135,10 +156,7 @@ def predict(model, x, batch_size=32, arg_name="model"):
         A numpy array with `num_samples(x)` rows.
     """
     kind = model_kind(model, arg_name)
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(
-            f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}."
-        )
+    check_int(batch_size, "batch_size", 1)
     x = keras.tree.map_structure(np.asarray, x)
     n = num_samples(x)
     fixed = fixed_batch_size(model) if kind == "litert" else None
@@ -146,13 +164,10 @@ def predict(model, x, batch_size=32, arg_name="model"):
     outputs = []
     for start in range(0, n, step):
         stop = min(start + step, n)
-        batch = keras.tree.map_structure(lambda a: a[start:stop], x)
+        batch = take(x, start, stop)
         if fixed and stop - start < fixed:
             # Repeat the last row so a fixed-batch interpreter gets a full batch.
-            pad = fixed - (stop - start)
-            batch = keras.tree.map_structure(
-                lambda a: np.concatenate([a, np.repeat(a[-1:], pad, axis=0)]), batch
-            )
+            batch = _pad_rows(batch, fixed - (stop - start))
         out = single_output(call_once(model, kind, batch), arg_name)
         outputs.append(out[: stop - start])
     return np.concatenate(outputs, axis=0)

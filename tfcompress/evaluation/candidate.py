@@ -74,7 +74,7 @@ class Candidate:
         self.gzip_bytes = _optional(self.gzip_bytes, f"{label} `gzip_bytes`", int)
         self.latency_ms = _optional(self.latency_ms, f"{label} `latency_ms`", float)
         if not isinstance(self.metrics, dict):
-            raise ValueError(f"{label} `metrics` must be a dict. Received: {self.metrics!r}.")
+            raise TypeError(f"{label} `metrics` must be a dict. Received: {self.metrics!r}.")
         self.metrics = {
             str(key): _number(value, f"{label} metric {key!r}")
             for key, value in self.metrics.items()
@@ -109,7 +109,7 @@ class Candidate:
         name = entry.pop("name")
         size = entry.pop("size", None) or {}
         if not isinstance(size, dict):
-            raise ValueError(
+            raise TypeError(
                 f"Entry {name!r}: `size` must be a dict from "
                 f"`tfcompress.evaluation.model_size`. Received: {size!r}."
             )
@@ -119,7 +119,7 @@ class Candidate:
         latency = entry.pop("latency_ms", entry.pop("p50_ms", latency))
         metrics = entry.pop("metrics", None) or {}
         if not isinstance(metrics, dict):
-            raise ValueError(f"Entry {name!r}: `metrics` must be a dict. Received: {metrics!r}.")
+            raise TypeError(f"Entry {name!r}: `metrics` must be a dict. Received: {metrics!r}.")
         metrics = dict(metrics)
         metrics.update(entry)
         return cls(name, raw, gzip, latency, metrics)

@@ -35,13 +35,6 @@ class Latency:
         return dataclasses.asdict(self)
 
 
-def _check_counts(warmup, runs):
-    if not isinstance(runs, int) or runs < 1:
-        raise ValueError(f"`runs` must be an int >= 1. Received: runs={runs!r}.")
-    if not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"`warmup` must be an int >= 0. Received: warmup={warmup!r}.")
-
-
 def _time_calls(fn, warmup, runs):
     for _ in range(warmup):
         fn()
@@ -95,7 +88,8 @@ def latency(model, inputs, num_threads=None, warmup=5, runs=50):
     print(fast.p50_ms / ref.p50_ms)
     ```
     """
-    _check_counts(warmup, runs)
+    _runner.check_int(runs, "runs", 1)
+    _runner.check_int(warmup, "warmup", 0)
     if isinstance(model, _runner.PATH_TYPES):
         model = _runner.load_litert(model, num_threads=num_threads)
     kind = _runner.model_kind(model)

@@ -185,10 +185,7 @@ def layer_errors(model_a, model_b, x, name_map=None, batch_size=32):
             "`name_map` must be a dict or a callable from a layer name of model_a "
             f"to one of model_b. Received: name_map={name_map!r}."
         )
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(
-            f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}."
-        )
+    _runner.check_int(batch_size, "batch_size", 1)
     pairs, skipped = _match(model_a, model_b, name_map)
     if not pairs:
         raise ValueError(
@@ -200,7 +197,7 @@ def layer_errors(model_a, model_b, x, name_map=None, batch_size=32):
     totals = [{} for _ in pairs]
     n = _runner.num_samples(x)
     for start in range(0, n, batch_size):
-        batch = keras.tree.map_structure(lambda a: np.asarray(a)[start : start + batch_size], x)
+        batch = _runner.take(x, start, start + batch_size)
         flat_a = iter(keras.tree.flatten(sub_a.predict_on_batch(batch)))
         flat_b = iter(keras.tree.flatten(sub_b.predict_on_batch(batch)))
         for total, (_, outs, _) in zip(totals, pairs):

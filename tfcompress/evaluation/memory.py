@@ -99,8 +99,7 @@ def peak_memory(model, inputs, runs=1, sample_interval=0.001):
     print(usage.rss_delta_bytes / 1e6, "MB")
     ```
     """
-    if not isinstance(runs, int) or runs < 1:
-        raise ValueError(f"`runs` must be an int >= 1. Received: runs={runs!r}.")
+    _runner.check_int(runs, "runs", 1)
     if not sample_interval > 0:
         raise ValueError(
             f"`sample_interval` must be > 0 seconds. Received: {sample_interval!r}."

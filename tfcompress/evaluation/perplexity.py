@@ -64,6 +64,7 @@ def perplexity(model, token_ids, padding_mask=None, batch_size=8):
     ppl = tfcompress.evaluation.perplexity(lm, token_ids, padding_mask=mask)
     ```
     """
+    _runner.check_int(batch_size, "batch_size", 1)
     tokens, mask = _check_tokens(token_ids, padding_mask)
     total_nll, count = 0.0, 0
     for start in range(0, len(tokens), batch_size):

@@ -3,8 +3,10 @@
 `tensorflow_model_optimization.sparsity.keras` -> `tfcompress.sparsity`.
 """
 
+from tfcompress.sparsity.masks import is_m_by_n_sparse
 from tfcompress.sparsity.masks import m_by_n_mask
 from tfcompress.sparsity.masks import magnitude_mask
+from tfcompress.sparsity.masks import sparsity
 from tfcompress.sparsity.prunable_layer import PrunableLayer
 from tfcompress.sparsity.prune import prune_low_magnitude
 from tfcompress.sparsity.pruning_callbacks import PruningSummaries
@@ -26,9 +28,11 @@ __all__ = [
     "PruningSummaries",
     "SparsityReport",
     "UpdatePruningStep",
+    "is_m_by_n_sparse",
     "m_by_n_mask",
     "magnitude_mask",
     "prune_low_magnitude",
+    "sparsity",
     "sparsity_report",
     "strip_pruning",
 ]

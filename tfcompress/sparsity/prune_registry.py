@@ -13,8 +13,6 @@ def _kernel_attributes(layer):
     ):
         # Like TFMOT: the pointwise kernel carries almost all the weights.
         return ["pointwise_kernel"]
-    if isinstance(layer, (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)):
-        return ["depthwise_kernel"]
     if isinstance(
         layer,
         (
@@ -26,6 +24,8 @@ def _kernel_attributes(layer):
             keras.layers.Conv1DTranspose,
             keras.layers.Conv2DTranspose,
             keras.layers.Conv3DTranspose,
+            keras.layers.DepthwiseConv1D,
+            keras.layers.DepthwiseConv2D,
         ),
     ):
         return ["kernel"]

@@ -64,9 +64,11 @@ class PruningSchedule:
     `end_step`, so the final sparsity is reached even when `frequency` does not
     divide `end_step - begin_step` (TFMOT skips that last update).
 
-    Subclasses implement `sparsity_at(step)` and `get_config()`; the base class
-    provides `__call__`, `should_prune(step)` and `from_config`. Register a
-    subclass with `keras.saving.register_keras_serializable` to save it.
+    Subclasses implement `sparsity_at(step)` and `get_config()` and set the
+    `begin_step`, `end_step` and `frequency` attributes (by default: every
+    step, no end) that `should_prune(step)` reads; the base class provides
+    `__call__` and `from_config`. Register a subclass with
+    `keras.saving.register_keras_serializable` to save it.
 
     Example:
 
@@ -141,7 +143,11 @@ class PruningSchedule:
         return cls(**config)
 
     def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        try:
+            config = self.get_config()
+        except NotImplementedError:
+            return object.__repr__(self)
+        args = ", ".join(f"{k}={v!r}" for k, v in config.items())
         return f"{type(self).__name__}({args})"
 
 

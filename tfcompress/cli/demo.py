@@ -1,0 +1,158 @@
+"""`tfcompress demo`: compress the bundled digits CNN end to end and report.
+
+Stages (a line each, Keras progress bars while training): train float ->
+prune to `--target_sparsity` -> quantization-aware training -> export
+float32 / float16 / dynamic-int8 / int8 TFLite and a C array -> evaluate each
+with LiteRT -> print the comparison table, write JSON and a PNG plot.
+Every stage's model is saved as `.keras` in `--output_dir`.
+"""
+
+import os
+import time
+
+from absl import flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string(
+    "output_dir", os.path.join("tfcompress_out", "demo"), "Where models, TFLite files, the report and the plot go."
+)
+flags.DEFINE_integer("epochs", 15, "Float training epochs.")
+flags.DEFINE_integer("prune_epochs", 4, "Pruning fine-tuning epochs.")
+flags.DEFINE_integer("qat_epochs", 3, "Quantization-aware training epochs.")
+flags.DEFINE_float("target_sparsity", 0.75, "Final fraction of zero weights, in [0, 1).")
+flags.DEFINE_integer("seed", 0, "Seed of the data split, initialisation and training order.")
+flags.DEFINE_integer("bench_runs", 200, "LiteRT timed runs per model (batch of 1).")
+flags.DEFINE_integer("verbose", 1, "Keras progress output: 0 silent, 1 progress bars, 2 a line per epoch.")
+
+
+def _stage(number, text):
+    print(f"[{number}/6] {text}", flush=True)
+
+
+def _compile(model):
+    import keras
+
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def run_demo(output_dir, epochs=15, prune_epochs=4, qat_epochs=3, target_sparsity=0.75, seed=0, bench_runs=200, verbose=1):
+    """Runs the whole demo and returns the `tfcompress.evaluation.Comparison`.
+
+    Args:
+        output_dir: directory for every artefact (created).
+        epochs, prune_epochs, qat_epochs: training epochs per stage.
+        target_sparsity: pruning target in [0, 1).
+        seed: random seed.
+        bench_runs: timed LiteRT runs per model.
+        verbose: Keras `fit` verbosity.
+
+    Returns:
+        The comparison of the Keras float model and the four TFLite files.
+    """
+    import keras
+    import numpy as np
+
+    from tfcompress import evaluation, export, quantization, runtime, sparsity
+    from tfcompress.cli import digits
+
+    if not 0.0 <= target_sparsity < 1.0:
+        raise ValueError(
+            f"`target_sparsity` must be in [0, 1). Received: target_sparsity={target_sparsity}"
+        )
+    os.makedirs(output_dir, exist_ok=True)
+    keras.utils.set_random_seed(seed)
+    x_train, y_train, x_test, y_test = digits.load_digits(seed)
+    started = time.time()
+
+    _stage(1, f"Training the float digits CNN ({len(x_train)} train / {len(x_test)} test images)")
+    float_model = _compile(digits.build_digits_cnn())
+    float_model.fit(x_train, y_train, batch_size=32, epochs=epochs, verbose=verbose)
+    float_model.save(os.path.join(output_dir, "float.keras"))
+
+    _stage(2, f"Pruning to {target_sparsity:.0%} sparsity (PolynomialDecay, {prune_epochs} epochs)")
+    steps = prune_epochs * int(np.ceil(len(x_train) / 32))
+    schedule = sparsity.PolynomialDecay(0.0, target_sparsity, begin_step=0, end_step=max(steps - 1, 1), frequency=10)
+    pruned = _compile(sparsity.prune_low_magnitude(float_model, schedule))
+    pruned.fit(x_train, y_train, batch_size=32, epochs=prune_epochs, verbose=verbose, callbacks=[sparsity.UpdatePruningStep()])
+    pruned = sparsity.strip_pruning(pruned)
+    pruned.save(os.path.join(output_dir, "pruned.keras"))
+    print(sparsity.sparsity_report(pruned).table())
+
+    _stage(3, f"Quantization-aware training, sparsity preserved ({qat_epochs} epochs)")
+    qat = _compile(quantization.quantize_model(pruned, preserve_sparsity=True))
+    qat.fit(x_train, y_train, batch_size=32, epochs=qat_epochs, verbose=verbose)
+    qat.save(os.path.join(output_dir, "qat.keras"))
+
+    _stage(4, "Exporting TFLite (float32, float16, dynamic_int8, int8) and a C array")
+    exports = {
+        "float32": export.to_tflite(float_model, "float32", path=os.path.join(output_dir, "float32.tflite"), sample=x_test[:32]),
+        "float16 pruned": export.to_tflite(pruned, "float16", path=os.path.join(output_dir, "float16_pruned.tflite"), sample=x_test[:32]),
+        "dynamic_int8 pruned": export.to_tflite(pruned, "dynamic_int8", path=os.path.join(output_dir, "dynamic_int8_pruned.tflite"), sample=x_test[:32]),
+        "int8 pruned+QAT": export.to_tflite(qat, "int8", int8_io=True, path=os.path.join(output_dir, "int8_pruned_qat.tflite"), sample=x_test[:32]),
+    }
+    c_array = export.to_c_array(exports["int8 pruned+QAT"].path, name="digits_model", path=output_dir)
+    for name, result in exports.items():
+        print(f"    {name:<20} {result.path} ({result.size_bytes:,} bytes)")
+    print(f"    C array: {c_array.header_path}, {c_array.source_path}")
+
+    _stage(5, f"Evaluating with LiteRT ({bench_runs} timed runs each)")
+    keras_accuracy = evaluation.accuracy(float_model, x_test, y_test)
+    keras_size = evaluation.model_size(os.path.join(output_dir, "float.keras"))
+    candidates = [
+        evaluation.Candidate(
+            name="keras float",
+            raw_bytes=keras_size["raw_bytes"],
+            gzip_bytes=keras_size["gzip_bytes"],
+            latency_ms=evaluation.latency(float_model, x_test[:1], runs=bench_runs // 4).p50_ms,
+            metrics={"accuracy": keras_accuracy},
+        )
+    ]
+    backend = None
+    for name, result in exports.items():
+        interpreter = runtime.load(result.path)
+        backend = interpreter.backend
+        size = evaluation.model_size(result.path)
+        bench = runtime.benchmark(interpreter, x_test[:1], runs=bench_runs)
+        candidates.append(
+            evaluation.Candidate(
+                name=name,
+                raw_bytes=size["raw_bytes"],
+                gzip_bytes=size["gzip_bytes"],
+                latency_ms=bench.p50_ms,
+                metrics={
+                    "accuracy": evaluation.accuracy(interpreter, x_test, y_test),
+                    "agreement": evaluation.agreement(float_model.predict(x_test, verbose=0), interpreter.run(x_test)),
+                },
+            )
+        )
+    comparison = evaluation.compare(candidates, reference="float32")
+
+    _stage(6, "Report")
+    print(comparison.table())
+    report_json = os.path.join(output_dir, "report.json")
+    plot_png = os.path.join(output_dir, "pareto.png")
+    comparison.to_json(report_json)
+    comparison.plot(plot_png, metric="accuracy")
+    print(f"LiteRT backend: {backend}. Flash for the microcontroller build: {c_array.flash_bytes:,} bytes, tensor arena estimate: {c_array.arena_bytes_estimate:,} bytes.")
+    print(f"Report: {report_json}\nPlot:   {plot_png}\nModels: {output_dir}\nDone in {time.time() - started:.0f} s.")
+    return comparison
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise SystemExit(f"tfcompress demo takes only flags; unexpected arguments: {argv[1:]}")
+    run_demo(
+        FLAGS.output_dir,
+        epochs=FLAGS.epochs,
+        prune_epochs=FLAGS.prune_epochs,
+        qat_epochs=FLAGS.qat_epochs,
+        target_sparsity=FLAGS.target_sparsity,
+        seed=FLAGS.seed,
+        bench_runs=FLAGS.bench_runs,
+        verbose=FLAGS.verbose,
+    )

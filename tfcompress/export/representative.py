@@ -1,0 +1,150 @@
+"""Turning user data (arrays, datasets, generators) into per-input numpy batches."""
+
+import collections
+import inspect
+
+import numpy as np
+import tensorflow as tf
+
+# The TFLite docs suggest a few hundred samples; more only slows calibration.
+MAX_CALIBRATION_SAMPLES = 500
+
+InputSpec = collections.namedtuple("InputSpec", ["name", "shape", "dtype"])
+InputSpec.__doc__ = "One model input: `shape` includes the batch axis (None)."
+
+
+def _is_integer(dtype):
+    return np.dtype(dtype).kind in "iub"
+
+
+def _to_numpy(value):
+    if isinstance(value, (tf.Tensor, tf.Variable)):
+        return value.numpy()
+    return np.asarray(value)
+
+
+def normalize_batch(batch, specs, arg_name):
+    """Maps one batch to `{input name: array}` with the inputs' dtypes.
+
+    Args:
+        batch: an array (single-input models), a list/tuple with one array per
+            input in model order, or a dict keyed by input name. A dataset's
+            `(x, y)` pair is reduced to `x`.
+        specs: the model's `InputSpec`s.
+        arg_name: argument name for error messages.
+
+    Returns:
+        `{name: np.ndarray}` with a leading batch axis.
+    """
+    names = [spec.name for spec in specs]
+    if isinstance(batch, dict):
+        missing = sorted(set(names) - set(batch))
+        if missing:
+            raise ValueError(
+                f"`{arg_name}` is missing inputs {missing}; the model's inputs are "
+                f"{names}. Received keys: {sorted(batch)}."
+            )
+        values = [batch[name] for name in names]
+    elif isinstance(batch, (list, tuple)):
+        if len(batch) == 2 and (len(specs) == 1 or isinstance(batch[0], (list, tuple, dict))):
+            # `(x, y)` from a supervised tf.data.Dataset: calibrate on `x`.
+            return normalize_batch(batch[0], specs, arg_name)
+        if len(batch) != len(specs):
+            raise ValueError(
+                f"`{arg_name}` has {len(batch)} arrays but the model has "
+                f"{len(specs)} inputs {names}; pass one array per input or a dict."
+            )
+        values = list(batch)
+    else:
+        if len(specs) != 1:
+            raise ValueError(
+                f"The model has {len(specs)} inputs {names}; pass `{arg_name}` as a "
+                "dict keyed by input name or a list with one array per input."
+            )
+        values = [batch]
+    return {spec.name: _cast(_to_numpy(v), spec, arg_name) for spec, v in zip(specs, values)}
+
+
+def _cast(value, spec, arg_name):
+    rank = len(spec.shape)
+    if value.ndim == rank - 1:
+        value = value[np.newaxis]
+    if value.ndim != rank:
+        raise ValueError(
+            f"`{arg_name}` input {spec.name!r} must have rank {rank} (batch first, "
+            f"shape {spec.shape}); received shape {value.shape}."
+        )
+    if _is_integer(spec.dtype):
+        if value.dtype.kind == "f" and not np.all(np.equal(np.mod(value, 1), 0)):
+            raise ValueError(
+                f"`{arg_name}` input {spec.name!r} is an integer input ({spec.dtype}) "
+                "but received non-integer floats."
+            )
+        return value.astype(spec.dtype)
+    return value.astype(np.float32)
+
+
+def _batches(data, arg_name):
+    """Yields raw batches from any accepted container."""
+    if isinstance(data, tf.data.Dataset):
+        yield from data.as_numpy_iterator()
+    elif isinstance(data, (np.ndarray, tf.Tensor, dict, list, tuple)):
+        yield data
+    elif callable(data) and not inspect.isgenerator(data):
+        yield from data()
+    elif hasattr(data, "__iter__") or hasattr(data, "__next__"):
+        yield from data
+    else:
+        raise TypeError(
+            f"`{arg_name}` must be a numpy array, a list/dict of arrays, a "
+            "tf.data.Dataset, a generator or a callable returning an iterator of "
+            f"batches. Received: {type(data).__name__}."
+        )
+
+
+def calibration_samples(data, specs, arg_name="representative_data", limit=MAX_CALIBRATION_SAMPLES):
+    """Splits `data` into at most `limit` single-sample dicts.
+
+    A generator is consumed once here; the returned list can be replayed for
+    each calibration pass.
+
+    Returns:
+        A list of `{input name: array with batch 1}`.
+    """
+    samples = []
+    for batch in _batches(data, arg_name):
+        arrays = normalize_batch(batch, specs, arg_name)
+        sizes = {array.shape[0] for array in arrays.values()}
+        if len(sizes) != 1:
+            raise ValueError(
+                f"`{arg_name}` inputs disagree on the batch size: "
+                f"{ {name: a.shape[0] for name, a in arrays.items()} }."
+            )
+        for i in range(sizes.pop()):
+            samples.append({name: array[i : i + 1] for name, array in arrays.items()})
+            if len(samples) >= limit:
+                return samples
+    if not samples:
+        raise ValueError(f"`{arg_name}` produced no samples.")
+    return samples
+
+
+def stack(samples):
+    """Concatenates single-sample dicts into one batch dict."""
+    return {name: np.concatenate([s[name] for s in samples]) for name in samples[0]}
+
+
+def random_batch(specs, batch_size=2, high=100, seed=0):
+    """A batch of random data: floats in [0, 1), integers in [0, `high`).
+
+    Dimensions that are None besides the batch axis (sequence length) become 8.
+    """
+    rng = np.random.default_rng(seed)
+    batch = {}
+    for spec in specs:
+        shape = (batch_size,) + tuple(8 if d is None else d for d in spec.shape[1:])
+        if _is_integer(spec.dtype):
+            batch[spec.name] = rng.integers(0, high, size=shape).astype(spec.dtype)
+        else:
+            batch[spec.name] = rng.random(shape, dtype=np.float32)
+    return batch

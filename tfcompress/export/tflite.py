@@ -1,0 +1,248 @@
+"""Keras 3 model -> verified `.tflite` flatbuffer."""
+
+import dataclasses
+import os
+import pathlib
+
+from tfcompress.core.checks import ensure_keras3_model
+from tfcompress.export import converter
+from tfcompress.export import representative
+from tfcompress.export import wrap
+from tfcompress.export.flatbuffer import op_names
+from tfcompress.export.flatbuffer import read_model
+from tfcompress.export.verify import raise_on_failure
+from tfcompress.export.verify import run_checks
+
+# Verification batch taken from the calibration data when no sample is given.
+_SAMPLE_BATCH = 8
+
+
+@dataclasses.dataclass
+class ExportResult:
+    """A converted model and what verification measured.
+
+    Attributes:
+        tflite_bytes: the flatbuffer.
+        path: where it was written, or None.
+        target: the export target.
+        size_bytes: `len(tflite_bytes)`.
+        ops: op names of the main subgraph, in execution order.
+        checks: `{check name: {"passed": bool, "detail": str, ...}}` for
+            `builtin_ops`, `weights_present` and `outputs_match`; empty when
+            `verify=False`.
+        max_abs_error: largest absolute difference to Keras on the sample.
+        max_relative_error: `max_abs_error` over the largest Keras value.
+        cosine_similarity: lowest cosine similarity over the outputs.
+        argmax_agreement: lowest fraction of equal argmax over the last axis
+            (None when no output has a last axis above 1).
+    """
+
+    tflite_bytes: bytes = dataclasses.field(repr=False)
+    path: str | None
+    target: str
+    size_bytes: int
+    ops: list
+    checks: dict
+    max_abs_error: float | None = None
+    max_relative_error: float | None = None
+    cosine_similarity: float | None = None
+    argmax_agreement: float | None = None
+
+
+def _walk(model):
+    # Keras has no public recursive layer iterator; `_flatten_layers` reaches the
+    # layers nested inside keras-hub blocks and wrappers.
+    return model._flatten_layers(include_self=True, recursive=True)  # pylint: disable=protected-access
+
+
+def _has_class(model, fragment):
+    return any(fragment in type(layer).__name__.lower() for layer in _walk(model))
+
+
+def _strip_pruning(model):
+    """Removes pruning wrappers when `tfcompress.sparsity` provides `strip_pruning`."""
+    if not _has_class(model, "prun"):
+        return model
+    try:
+        from tfcompress import sparsity  # pylint: disable=g-import-not-at-top
+    except ImportError:
+        return model
+    if hasattr(sparsity, "strip_pruning"):
+        return sparsity.strip_pruning(model)
+    return model
+
+
+def _validate(target, int8_io, allow_flex, verify_, tolerance, path):
+    if target not in converter.TARGETS:
+        raise ValueError(
+            f"`target` must be one of {', '.join(repr(t) for t in converter.TARGETS)}. "
+            f"Received: target={target!r}"
+        )
+    for name, value in (("int8_io", int8_io), ("allow_flex", allow_flex), ("verify", verify_)):
+        if not isinstance(value, bool):
+            raise TypeError(f"`{name}` must be a bool. Received: {name}={value!r}")
+    if int8_io and target not in converter.INTEGER_TARGETS:
+        raise ValueError(
+            f"`int8_io=True` needs a full-integer target ('int8', or 'int16x8' whose "
+            f"I/O is int16); target={target!r} keeps float inputs and outputs. "
+            "Drop int8_io or change the target."
+        )
+    if tolerance is not None and (
+        isinstance(tolerance, bool) or not isinstance(tolerance, (int, float)) or tolerance <= 0
+    ):
+        raise ValueError(f"`tolerance` must be a positive number. Received: tolerance={tolerance!r}")
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"`path` must be a str or os.PathLike. Received: {type(path).__name__}")
+
+
+def _calibration_error(target):
+    return ValueError(
+        f"target={target!r} needs calibration data: pass representative_data=... (an "
+        "array, tf.data.Dataset or generator of input batches)"
+        + (
+            ", or quantize the model with tfcompress.quantization.quantize_model first"
+            if target == "int8"
+            else " (quantization-aware ranges are 8-bit; 16-bit activations are calibrated)"
+        )
+    )
+
+
+def to_tflite(
+    model,
+    target="float32",
+    representative_data=None,
+    int8_io=False,
+    path=None,
+    allow_flex=False,
+    verify=True,
+    sample=None,
+    tolerance=None,
+):
+    """Converts a Keras 3 model to TFLite and checks the result.
+
+    Targets:
+
+    | target         | weights  | activations | outputs_match metric (default)   |
+    |----------------|----------|-------------|----------------------------------|
+    | "float32"      | float32  | float32     | max relative error <= 1e-4       |
+    | "float16"      | float16  | float32     | max relative error <= 1e-2       |
+    | "dynamic_int8" | int8     | float32*    | cosine distance <= 0.01          |
+    | "int8"         | int8     | int8        | cosine distance <= 0.02          |
+    | "int16x8"      | int8     | int16       | cosine distance <= 0.005         |
+
+    (*) quantized on the fly inside each kernel. The relative error is the
+    largest absolute difference over the largest Keras value; the cosine
+    distance is `1 - cosine similarity` of each flattened output (worst output
+    counts). "int8" needs `representative_data` unless the model was trained
+    with fake-quant ops (a layer class with "quantize" in its name), whose
+    ranges are used. "int16x8" always needs `representative_data`; it works for
+    models with integer inputs (token ids) through the work-around described in
+    `tfcompress/export/int16x8.py`, with float fallback for the few ops that
+    have no int16 kernel.
+
+    Any model is wrapped in a functional `keras.Model` over named
+    `keras.Input`s (subclassed models need to be built, and `sample` when their
+    input shape is unknown) and converted with `TFLiteConverter.from_keras_model`.
+    Pruning wrappers are removed first with `tfcompress.sparsity.strip_pruning`.
+
+    Verification (`verify=True`) runs three checks and raises if one fails:
+    `builtin_ops` (no Flex/custom ops unless `allow_flex`), `weights_present`
+    (file >= 0.5 x params x bytes per param of the target: 4, 2 or 1) and
+    `outputs_match` (the LiteRT outputs on `sample` against Keras, see the
+    table). Without `sample` it uses up to 8 calibration samples, else random
+    data: floats in [0, 1), integers in [0, 100) (in [0, 2) if the model rejects
+    those ids), batch 2, unknown dimensions 8.
+
+    Args:
+        model: a built Keras 3 model.
+        target: see the table.
+        representative_data: calibration inputs for "int8"/"int16x8": a numpy
+            array (single input), a list (one array per input) or dict of
+            arrays, a `tf.data.Dataset`, or a generator / callable yielding
+            such batches. At most 500 samples are used.
+        int8_io: integer model inputs and outputs (int8 for "int8", int16 for
+            "int16x8"); `tfcompress.runtime` quantizes float data for them.
+        path: file to write, or None.
+        allow_flex: allow TensorFlow (Flex) ops that have no TFLite builtin.
+        verify: run the checks.
+        sample: inputs for `outputs_match`, shaped like `representative_data`.
+        tolerance: bound for the target's metric instead of the default.
+
+    Returns:
+        An `ExportResult`.
+
+    Raises:
+        ValueError: invalid arguments, missing calibration data, Flex ops
+            without `allow_flex`; `ExportVerificationError` (a ValueError) when
+            a check fails.
+        TypeError: `model` is not a Keras 3 model, or wrong argument types.
+
+    Example:
+
+    ```python
+    result = tfcompress.export.to_tflite(
+        model, target="int8", representative_data=x_train[:200], int8_io=True,
+        path="model_int8.tflite")
+    print(result.size_bytes, result.cosine_similarity)
+    ```
+    """
+    _validate(target, int8_io, allow_flex, verify, tolerance, path)
+    ensure_keras3_model(model, "model")
+    if representative_data is not None and target not in converter.INTEGER_TARGETS:
+        raise ValueError(
+            f"`representative_data` is only used by the 'int8' and 'int16x8' targets; "
+            f"target={target!r} needs none. Drop it or change the target."
+        )
+    if representative_data is None and (
+        target == "int16x8" or (target == "int8" and not _has_class(model, "quantize"))
+    ):
+        raise _calibration_error(target)
+
+    model = _strip_pruning(model)
+    wrapper, specs = wrap.functional_wrapper(model, sample)
+    samples = None
+    if representative_data is not None:
+        samples = representative.calibration_samples(representative_data, specs)
+    content = converter.convert(wrapper, target, samples, int8_io, allow_flex)
+
+    metrics = {}
+    checks = {}
+    if verify:
+        batch, reference = _verification_batch(wrapper, specs, sample, samples)
+        checks = run_checks(
+            content, target, model.count_params(), batch, reference, allow_flex, tolerance
+        )
+        names = ("max_abs_error", "max_relative_error", "cosine_similarity", "argmax_agreement")
+        metrics = {name: checks["outputs_match"].get(name) for name in names}
+        raise_on_failure(checks)
+    if path is not None:
+        path = pathlib.Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    result = ExportResult(
+        tflite_bytes=content,
+        path=None if path is None else str(path),
+        target=target,
+        size_bytes=len(content),
+        ops=op_names(read_model(content)),
+        checks=checks,
+        **metrics,
+    )
+    return result
+
+
+def _verification_batch(wrapper, specs, sample, samples):
+    """`(inputs, Keras outputs)` for `outputs_match`."""
+    if sample is not None:
+        batch = representative.normalize_batch(sample, specs, "sample")
+    elif samples is not None:
+        batch = representative.stack(samples[:_SAMPLE_BATCH])
+    else:
+        batch = representative.random_batch(specs)
+        try:
+            return batch, wrap.reference_outputs(wrapper, specs, batch)
+        except Exception:  # pylint: disable=broad-except
+            # Ids in [0, 100) can exceed a small embedding (segment ids, a tiny
+            # vocabulary); ids in [0, 2) are valid for any of them.
+            batch = representative.random_batch(specs, high=2)
+    return batch, wrap.reference_outputs(wrapper, specs, batch)

@@ -1,0 +1,158 @@
+"""Checks that an exported `.tflite` file is usable: ops, weights and outputs."""
+
+import numpy as np
+
+from tfcompress.export import flatbuffer
+from tfcompress import runtime
+
+# Error metric and default bound per target. Float targets bound the largest
+# absolute error relative to the largest reference value; integer targets bound
+# the cosine distance (1 - cosine similarity) of each flattened output, since
+# quantization error scales with each tensor's range. Measured on this repo's
+# test models (Dense, Conv, 1-layer BERT; tests/export/tflite_test.py):
+# float32 <= 2e-6, float16 <= 2e-3, dynamic_int8 / int8 / int16x8 cosine
+# distance <= 2e-3 / 5e-3 / 2e-4. The defaults leave roughly a 10x margin.
+TOLERANCES = {
+    "float32": ("max_relative_error", 1e-4),
+    "float16": ("max_relative_error", 1e-2),
+    "dynamic_int8": ("cosine_distance", 0.01),
+    "int8": ("cosine_distance", 0.02),
+    "int16x8": ("cosine_distance", 0.005),
+}
+# Lower bound on the file size: parameters x bytes per parameter x slack. The
+# slack absorbs BatchNorm folding and small tensors the converter keeps in
+# another type; a file without its weights is orders of magnitude below it.
+BYTES_PER_PARAM = {"float32": 4, "float16": 2, "dynamic_int8": 1, "int8": 1, "int16x8": 1}
+WEIGHT_SLACK = 0.5
+
+CHECKS = ("builtin_ops", "weights_present", "outputs_match")
+
+
+class ExportVerificationError(ValueError):
+    """A converted model failed a verification check.
+
+    Attributes:
+        failed: names of the failed checks (from `builtin_ops`,
+            `weights_present`, `outputs_match`).
+        checks: every check's result dict (`passed`, `detail`, metrics).
+    """
+
+    def __init__(self, failed, checks):
+        self.failed = list(failed)
+        self.checks = checks
+        details = "; ".join(f"{name}: {checks[name]['detail']}" for name in self.failed)
+        super().__init__(
+            f"TFLite export verification failed check(s) {self.failed}: {details}. "
+            "Pass verify=False to keep the file anyway, or tolerance= to loosen "
+            "outputs_match."
+        )
+
+
+def check_ops(content, allow_flex=False):
+    """Builtin ops only (Flex ops too when `allow_flex`); custom ops always fail."""
+    model = flatbuffer.read_model(content)
+    names = [
+        flatbuffer.op_name(model, op)
+        for subgraph in model.subgraphs
+        for op in subgraph.operators
+        if flatbuffer.is_custom(model, op)
+    ]
+    flex = sorted({n for n in names if n.startswith("Flex")})
+    custom = sorted({n for n in names if not n.startswith("Flex")})
+    bad = custom + ([] if allow_flex else flex)
+    if bad:
+        detail = f"non-builtin ops {bad}" + (
+            "" if allow_flex or not flex else " (Flex ops need allow_flex=True and a TF runtime)"
+        )
+    else:
+        detail = "builtin ops only" + (f" plus Flex ops {flex}" if flex else "")
+    return {"passed": not bad, "detail": detail, "flex_ops": flex, "custom_ops": custom}
+
+
+def check_weights(content, target, param_count):
+    """The file is at least `WEIGHT_SLACK` x the parameter bytes of the target."""
+    expected = int(WEIGHT_SLACK * param_count * BYTES_PER_PARAM[target])
+    passed = len(content) >= expected
+    detail = (
+        f"file is {len(content)} bytes; expected at least {expected} "
+        f"({WEIGHT_SLACK} x {param_count} params x {BYTES_PER_PARAM[target]} B for {target})"
+    )
+    if not passed:
+        detail += ": the weights are missing from the flatbuffer"
+    return {"passed": passed, "detail": detail, "size_bytes": len(content), "min_bytes": expected}
+
+
+def compare(outputs, reference):
+    """Error metrics between `{name: array}` outputs and reference outputs."""
+    metrics = {"max_abs_error": 0.0, "max_relative_error": 0.0, "cosine_similarity": 1.0}
+    agreements = []
+    for name, ref in reference.items():
+        out = np.asarray(outputs[name], dtype=np.float64)
+        ref = np.asarray(ref, dtype=np.float64)
+        if out.shape != ref.shape:
+            raise ValueError(f"output {name!r} has shape {out.shape}, Keras gives {ref.shape}")
+        if not np.all(np.isfinite(out)):
+            raise ValueError(f"output {name!r} has NaN or infinite values")
+        error = float(np.max(np.abs(out - ref))) if out.size else 0.0
+        scale = float(np.max(np.abs(ref))) if ref.size else 0.0
+        norms = np.linalg.norm(out) * np.linalg.norm(ref)
+        cosine = float(out.ravel() @ ref.ravel() / norms) if norms > 0 else float(error == 0.0)
+        metrics["max_abs_error"] = max(metrics["max_abs_error"], error)
+        metrics["max_relative_error"] = max(metrics["max_relative_error"], error / max(scale, 1e-12))
+        metrics["cosine_similarity"] = min(metrics["cosine_similarity"], cosine)
+        if ref.ndim >= 2 and ref.shape[-1] > 1:
+            agreements.append(float(np.mean(out.argmax(-1) == ref.argmax(-1))))
+    metrics["argmax_agreement"] = min(agreements) if agreements else None
+    return metrics
+
+
+def check_outputs(content, target, sample, reference, tolerance=None):
+    """Runs the file on `sample` and compares with the Keras `reference` outputs."""
+    metric, default = TOLERANCES[target]
+    bound = default if tolerance is None else tolerance
+    try:
+        outputs = runtime.load(content).run(sample)
+        if not isinstance(outputs, dict):
+            outputs = {next(iter(reference)): outputs}
+        missing = sorted(set(reference) - set(outputs))
+        if missing:
+            raise ValueError(f"outputs {missing} are missing (TFLite has {sorted(outputs)})")
+        metrics = compare(outputs, reference)
+    except (ValueError, RuntimeError, TypeError) as e:
+        return {"passed": False, "detail": f"could not compare outputs: {e}", "metric": metric,
+                "tolerance": bound}
+    value = (
+        metrics["max_relative_error"]
+        if metric == "max_relative_error"
+        else 1.0 - metrics["cosine_similarity"]
+    )
+    passed = value <= bound
+    detail = f"{metric} {value:.3g} {'<=' if passed else '>'} tolerance {bound:.3g}"
+    return {"passed": passed, "detail": detail, "metric": metric, "value": value,
+            "tolerance": bound, **metrics}
+
+
+def run_checks(content, target, param_count, sample, reference, allow_flex=False, tolerance=None):
+    """Runs every check and returns `{check name: result dict}`.
+
+    Args:
+        content: the flatbuffer bytes.
+        target: the export target (a key of `TOLERANCES`).
+        param_count: parameters of the Keras model.
+        sample: `{input name: array}` to run.
+        reference: `{output name: array}` the Keras model gives on `sample`.
+        allow_flex: accept Flex (TF Select) ops.
+        tolerance: bound for the target's metric, overriding `TOLERANCES`.
+    """
+    return {
+        "builtin_ops": check_ops(content, allow_flex),
+        "weights_present": check_weights(content, target, param_count),
+        "outputs_match": check_outputs(content, target, sample, reference, tolerance),
+    }
+
+
+def raise_on_failure(checks):
+    """Raises `ExportVerificationError` naming every failed check."""
+    failed = [name for name in CHECKS if name in checks and not checks[name]["passed"]]
+    if failed:
+        raise ExportVerificationError(failed, checks)

@@ -1,0 +1,318 @@
+"""Loading and running `.tflite` flatbuffers with the LiteRT interpreter."""
+
+import os
+import pathlib
+import warnings
+
+import numpy as np
+
+BACKENDS = ("ai_edge_litert", "tflite_runtime", "tensorflow")
+_QUANTIZED_DTYPES = (np.int8, np.uint8, np.int16)
+
+
+def _interpreter_class(backend):
+    """Returns `(name, Interpreter class)` for `backend`, or the first importable one."""
+    names = BACKENDS if backend is None else (backend,)
+    errors = []
+    for name in names:
+        try:
+            if name == "ai_edge_litert":
+                from ai_edge_litert.interpreter import Interpreter
+            elif name == "tflite_runtime":
+                from tflite_runtime.interpreter import Interpreter
+            else:
+                import tensorflow as tf
+
+                Interpreter = tf.lite.Interpreter
+            return name, Interpreter
+        # tflite_runtime built for numpy 1 fails at import with numpy 2 in
+        # ways that are not always ImportError.
+        except Exception as e:  # pylint: disable=broad-except
+            errors.append(f"{name}: {e}")
+    raise ImportError(
+        "No TFLite interpreter could be imported (" + "; ".join(errors) + "). "
+        "Install one: `pip install ai-edge-litert`."
+    )
+
+
+def _read_model(model):
+    """Returns `(flatbuffer bytes, path or None)` for a path or bytes."""
+    if isinstance(model, (bytes, bytearray, memoryview)):
+        return bytes(model), None
+    if isinstance(model, (str, os.PathLike)):
+        path = pathlib.Path(model)
+        if not path.is_file():
+            raise ValueError(
+                f"`model` must be a .tflite file, bytes or a pathlib.Path. "
+                f"Received: model={str(model)!r}, which is not an existing file."
+            )
+        return path.read_bytes(), str(path)
+    raise TypeError(
+        "`model` must be a path to a .tflite file (str or pathlib.Path) or the "
+        f"flatbuffer bytes. Received: model of type {type(model).__name__}."
+    )
+
+
+def _check_flatbuffer(content, where):
+    # The interpreter verifies the flatbuffer too, but checking the file
+    # identifier first gives a clear message for the common mistakes (an .h5,
+    # a SavedModel file, an empty or HTML download) before native code runs.
+    if len(content) < 8 or content[4:8] != b"TFL3":
+        raise ValueError(
+            f"{where} is not a valid TFLite flatbuffer: expected the file "
+            f"identifier 'TFL3' at bytes 4..8, found {bytes(content[4:8])!r} "
+            f"({len(content)} bytes in total). Export the model with "
+            "`tfcompress.export.to_tflite`."
+        )
+
+
+def load(model, num_threads=None, backend=None):
+    """Loads a `.tflite` model into a LiteRT interpreter.
+
+    Args:
+        model: path (`str` or `pathlib.Path`) to a `.tflite` file, or the
+            flatbuffer `bytes`.
+        num_threads: CPU threads for the interpreter; `None` lets it choose.
+        backend: interpreter to use: `"ai_edge_litert"`, `"tflite_runtime"` or
+            `"tensorflow"` (`tf.lite.Interpreter`, the only one with Flex
+            ops). `None` takes the first importable in that order.
+
+    Returns:
+        A `TFLiteModel`.
+
+    Raises:
+        ValueError: the file is missing, or is not a valid TFLite flatbuffer
+            (wrong identifier, truncated, or rejected by the interpreter).
+        TypeError: `model` is neither a path nor bytes.
+        ImportError: no interpreter can be imported.
+
+    Example:
+
+    ```python
+    model = tfcompress.runtime.load("model.tflite", num_threads=2)
+    probabilities = model.run(images)
+    ```
+    """
+    if num_threads is not None and (
+        not isinstance(num_threads, int) or num_threads < 1
+    ):
+        raise ValueError(
+            "`num_threads` must be a positive int or None. "
+            f"Received: num_threads={num_threads!r}"
+        )
+    if backend is not None and backend not in BACKENDS:
+        raise ValueError(
+            f"`backend` must be one of {BACKENDS} or None. Received: backend={backend!r}"
+        )
+    content, path = _read_model(model)
+    where = f"The file {path!r}" if path else "The given bytes"
+    _check_flatbuffer(content, where)
+    name, interpreter = _create(content, where, backend, num_threads)
+    if backend is None and name != "tensorflow" and any(
+        op["op_name"].startswith("Flex")
+        for op in interpreter._get_ops_details()  # pylint: disable=protected-access
+    ):
+        # Only tf.lite.Interpreter links the Flex (TF Select) delegate.
+        name, interpreter = _create(content, where, "tensorflow", num_threads)
+    return TFLiteModel(interpreter, content, name, path, num_threads)
+
+
+def _create(content, where, backend, num_threads):
+    name, interpreter_class = _interpreter_class(backend)
+    try:
+        with warnings.catch_warnings():
+            # tf.lite.Interpreter warns that it is deprecated on every creation;
+            # it is only picked when nothing else is installed or for Flex ops.
+            warnings.simplefilter("ignore", UserWarning)
+            interpreter = interpreter_class(model_content=content, num_threads=num_threads)
+        return name, interpreter
+    except (ValueError, RuntimeError) as e:
+        raise ValueError(
+            f"{where} is not a valid TFLite flatbuffer: the {name} interpreter "
+            f"rejected it ({e})."
+        ) from e
+
+
+class TFLiteModel:
+    """A loaded `.tflite` model; create it with `tfcompress.runtime.load`.
+
+    Float inputs to quantized (int8/uint8/int16) inputs are quantized with the
+    input's scale and zero point, and quantized outputs are dequantized to
+    float32, unless `run(..., raw=True)`. Inputs whose shape differs from the
+    interpreter's current one (another batch size or sequence length) are
+    resized before running.
+
+    Attributes:
+        backend: `"ai_edge_litert"`, `"tflite_runtime"` or `"tensorflow"`.
+        model_content: the flatbuffer bytes.
+        path: the file it was loaded from, or None.
+        num_threads: the thread count it was created with.
+    """
+
+    def __init__(self, interpreter, model_content, backend, path=None, num_threads=None):
+        self._interpreter = interpreter
+        self.model_content = model_content
+        self.backend = backend
+        self.path = path
+        self.num_threads = num_threads
+        # Read before the first allocation: afterwards the default delegate
+        # appends its own "DELEGATE" nodes to the node list.
+        self._ops = [
+            op["op_name"]
+            for op in interpreter._get_ops_details()  # pylint: disable=protected-access
+            if op["op_name"] != "DELEGATE"
+        ]
+        self._signatures = interpreter.get_signature_list()
+        self._runners = {}
+        interpreter.allocate_tensors()
+
+    @property
+    def signatures(self):
+        """`{signature key: {"inputs": [names], "outputs": [names]}}`."""
+        return {key: dict(value) for key, value in self._signatures.items()}
+
+    @property
+    def input_details(self):
+        """Input tensor details (name, index, shape, dtype, quantization...)."""
+        return self._interpreter.get_input_details()
+
+    @property
+    def output_details(self):
+        """Output tensor details (name, index, shape, dtype, quantization...)."""
+        return self._interpreter.get_output_details()
+
+    def ops(self):
+        """Returns the builtin/custom op names in execution order, e.g. `["CONV_2D", ...]`."""
+        return list(self._ops)
+
+    def tensor_dtypes(self):
+        """Returns `{tensor name: numpy dtype name}` for every named tensor."""
+        return {
+            detail["name"]: np.dtype(detail["dtype"]).name
+            for detail in self._interpreter.get_tensor_details()
+        }
+
+    def _runner(self, signature):
+        if signature not in self._runners:
+            self._runners[signature] = self._interpreter.get_signature_runner(signature)
+        return self._runners[signature]
+
+    def _pick_signature(self, signature):
+        if signature is None:
+            if len(self._signatures) > 1:
+                raise ValueError(
+                    "This model has several signatures; pass `signature=` one of "
+                    f"{sorted(self._signatures)}."
+                )
+            return next(iter(self._signatures), None)
+        if signature not in self._signatures:
+            raise ValueError(
+                f"`signature` must be one of {sorted(self._signatures)}. "
+                f"Received: signature={signature!r}"
+            )
+        return signature
+
+    def run(self, inputs, signature=None, raw=False):
+        """Runs the model on one batch.
+
+        Args:
+            inputs: one array (single-input models), a list of arrays in the
+                order of `input_details` (or of the signature's inputs), or a
+                dict keyed by input name.
+            signature: signature key; needed only when there are several.
+            raw: if True, feed and return tensors exactly as stored
+                (no quantization of inputs, no dequantization of outputs).
+
+        Returns:
+            A numpy array for single-output models, else a dict keyed by output
+            name.
+
+        Raises:
+            ValueError: unknown signature, missing or extra inputs.
+            TypeError: float data for an integer (non-quantized) input.
+        """
+        key = self._pick_signature(signature)
+        if key is None:
+            details = self.input_details
+            feed = _prepare(inputs, {d["name"]: d for d in details}, raw)
+            for detail in details:
+                value = feed[detail["name"]]
+                if tuple(value.shape) != tuple(detail["shape"]):
+                    self._interpreter.resize_tensor_input(detail["index"], value.shape)
+                    self._interpreter.allocate_tensors()
+            for detail in details:
+                self._interpreter.set_tensor(detail["index"], feed[detail["name"]])
+            self._interpreter.invoke()
+            outputs = {
+                d["name"]: _dequantize(self._interpreter.get_tensor(d["index"]), d, raw)
+                for d in self.output_details
+            }
+        else:
+            runner = self._runner(key)
+            in_details = runner.get_input_details()
+            feed = _prepare(inputs, in_details, raw)
+            result = runner(**feed)
+            out_details = runner.get_output_details()
+            outputs = {
+                name: _dequantize(value, out_details[name], raw)
+                for name, value in result.items()
+            }
+        if len(outputs) == 1:
+            return next(iter(outputs.values()))
+        return outputs
+
+
+def _prepare(inputs, details, raw):
+    """Maps `inputs` to `{name: array of the tensor's dtype}`."""
+    names = list(details)
+    if isinstance(inputs, dict):
+        missing = sorted(set(names) - set(inputs))
+        extra = sorted(set(inputs) - set(names))
+        if missing or extra:
+            raise ValueError(
+                f"`inputs` keys must be the model's input names {names}. "
+                f"Missing: {missing}; unexpected: {extra}."
+            )
+        values = dict(inputs)
+    elif isinstance(inputs, (list, tuple)):
+        if len(inputs) != len(names):
+            raise ValueError(
+                f"`inputs` has {len(inputs)} arrays but the model has "
+                f"{len(names)} inputs {names}."
+            )
+        values = dict(zip(names, inputs))
+    else:
+        if len(names) != 1:
+            raise ValueError(
+                f"The model has {len(names)} inputs {names}; pass a list or a "
+                "dict keyed by input name, not a single array."
+            )
+        values = {names[0]: inputs}
+    return {name: _quantize(np.asarray(values[name]), details[name], raw) for name in names}
+
+
+def _scale_zero_point(detail):
+    scale, zero_point = detail.get("quantization", (0.0, 0))
+    return float(scale), int(zero_point)
+
+
+def _quantize(value, detail, raw):
+    dtype = np.dtype(detail["dtype"])
+    scale, zero_point = _scale_zero_point(detail)
+    if value.dtype.kind == "f" and dtype.kind in "iu":
+        if raw or scale == 0.0 or dtype.type not in _QUANTIZED_DTYPES:
+            raise TypeError(
+                f"Input {detail['name']!r} expects {dtype.name} values; received "
+                f"{value.dtype.name}. Pass integer data (e.g. token ids)"
+                + (" or call run(..., raw=False)." if raw else ".")
+            )
+        info = np.iinfo(dtype)
+        value = np.clip(np.round(value / scale + zero_point), info.min, info.max)
+    return value.astype(dtype, copy=False)
+
+
+def _dequantize(value, detail, raw):
+    scale, zero_point = _scale_zero_point(detail)
+    if raw or scale == 0.0 or value.dtype.type not in _QUANTIZED_DTYPES:
+        return value
+    return ((value.astype(np.float32) - zero_point) * scale).astype(np.float32)
