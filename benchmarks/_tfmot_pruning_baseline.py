@@ -14,16 +14,19 @@ import os
 # would set this itself on import, but only after `tensorflow` is loaded here.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-from absl import app  # noqa: E402
-from absl import flags  # noqa: E402
+from absl import app
+from absl import flags
 
-import common  # noqa: E402
+import common
 
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the data split and order.")
 _WEIGHTS = flags.DEFINE_string(
     "weights", None, "`.npz` of the float model's weights, in layer order."
 )
 _EPOCHS = flags.DEFINE_integer("epochs", 4, "Pruning epochs.")
+_RECOVERY_EPOCHS = flags.DEFINE_integer(
+    "recovery_epochs", 0, "Epochs trained after end_step."
+)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Training batch size.")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
 _FINAL_SPARSITY = flags.DEFINE_float(
@@ -69,7 +72,7 @@ def main(argv):
         x_train,
         y_train,
         batch_size=_BATCH_SIZE.value,
-        epochs=_EPOCHS.value,
+        epochs=_EPOCHS.value + _RECOVERY_EPOCHS.value,
         shuffle=False,
         verbose=0,
         callbacks=[timer, sparsity.UpdatePruningStep(), timer.stop],
@@ -79,12 +82,17 @@ def main(argv):
     os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
     tflite_path = os.path.join(_OUTPUT_DIR.value, f"tfmot_seed{_SEED.value}.tflite")
     tflite_bytes = common.tflite_float32(stripped, tflite_path)
+    weights_path = os.path.join(
+        _OUTPUT_DIR.value, f"tfmot_seed{_SEED.value}_stripped.npz"
+    )
+    common.save_weights_npz(stripped, weights_path)
     overall, per_layer = common.kernel_sparsity(stripped)
     result = {
         "sparsity": overall,
         "per_layer_sparsity": per_layer,
         "accuracy": common.accuracy(stripped, x_test, y_test),
         "tflite_path": tflite_path,
+        "stripped_weights": weights_path,
         "tflite_bytes": tflite_bytes,
         "gzip_bytes": common.gzip_size(tflite_path),
         "step_time_s": timer.median(),

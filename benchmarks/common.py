@@ -6,7 +6,9 @@ under `TF_USE_LEGACY_KERAS=1` (TFMOT, in a subprocess) uses the same helpers
 as the in-process Keras 3 side.
 """
 
+import contextlib
 import gzip
+import io
 import json
 import os
 import statistics
@@ -133,7 +135,9 @@ def tflite_float32(model, path):
     """
     import tensorflow as tf
 
-    flatbuffer = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    # Keras 3's export prints its SavedModel signature; keep tables readable.
+    with contextlib.redirect_stdout(io.StringIO()):
+        flatbuffer = tf.lite.TFLiteConverter.from_keras_model(model).convert()
     with open(path, "wb") as f:
         f.write(flatbuffer)
     return len(flatbuffer)

@@ -21,6 +21,8 @@ import os
 import statistics
 import tempfile
 
+import numpy as np
+
 from absl import app
 from absl import flags
 
@@ -32,9 +34,16 @@ _SEEDS = flags.DEFINE_integer(
 _EPOCHS = flags.DEFINE_integer(
     "epochs",
     4,
-    "Pruning epochs; the schedule ends at the last training step. The first "
-    "is left out of the step time (tracing warmup), so use >= 2.",
+    "Pruning epochs; the schedule's end_step is epochs x steps per epoch. "
+    "The first epoch is left out of the step time (tracing warmup).",
     lower_bound=2,
+)
+_RECOVERY_EPOCHS = flags.DEFINE_integer(
+    "recovery_epochs",
+    0,
+    "Epochs trained after end_step at the final sparsity (both sides). With "
+    "0 the schedule ends at the total number of steps, TFMOT's usual recipe.",
+    lower_bound=0,
 )
 _FLOAT_EPOCHS = flags.DEFINE_integer(
     "float_epochs", 10, "Epochs of float training before pruning.", lower_bound=1
@@ -87,6 +96,7 @@ def _train_float(keras, seed, data, out_dir):
         "accuracy": common.accuracy(model, x_test, y_test),
         "tflite_bytes": common.tflite_float32(model, tflite_path),
         "gzip_bytes": common.gzip_size(tflite_path),
+        "gzip_bytes_same_path": common.gzip_size(tflite_path),
         "step_time_s": timer.median(),
     }
 
@@ -112,7 +122,7 @@ def _prune_ours(keras, sparsity, seed, data, weights_path, end_step, out_dir):
         x_train,
         y_train,
         batch_size=_BATCH_SIZE.value,
-        epochs=_EPOCHS.value,
+        epochs=_EPOCHS.value + _RECOVERY_EPOCHS.value,
         shuffle=False,
         verbose=0,
         callbacks=[timer, sparsity.UpdatePruningStep(), timer.stop],
@@ -125,40 +135,43 @@ def _prune_ours(keras, sparsity, seed, data, weights_path, end_step, out_dir):
         "report_sparsity": sparsity.sparsity_report(stripped).overall_sparsity,
         "per_layer_sparsity": per_layer,
         "accuracy": common.accuracy(stripped, x_test, y_test),
-        "tflite_bytes": _convert_stripped(keras, stripped, tflite_path),
+        "tflite_bytes": common.tflite_float32(stripped, tflite_path),
         "gzip_bytes": common.gzip_size(tflite_path),
+        "gzip_bytes_same_path": _convert_twin(
+            keras,
+            stripped.get_weights(),
+            os.path.join(out_dir, f"tfcompress_seed{seed}_twin.tflite"),
+        ),
         "step_time_s": timer.median(),
         "timed_steps": len(timer.times),
     }
 
 
-def _convert_stripped(keras, stripped, tflite_path):
-    """Converts our stripped model, or an identical fresh twin if that fails.
+def _twin(keras, weights):
+    twin = common.build_cnn(keras)
+    twin.set_weights(weights)
+    return twin
 
-    The twin (same builder, the stripped weights) makes the same flatbuffer,
-    so the comparison stays about the weights; the failure is printed because
-    users convert the stripped model itself.
+
+def _convert_twin(keras, weights, tflite_path):
+    """Converts a fresh Keras 3 CNN holding `weights`; returns gzip bytes.
+
+    Both sides' weights go through this one conversion path, so their gzip
+    sizes differ only by the weights (tf_keras and Keras 3 models convert to
+    flatbuffers that differ by ~1 KB of names and signatures).
     """
-    try:
-        return common.tflite_float32(stripped, tflite_path)
-    except Exception as error:  # The converter re-raises a bare TypeError.
-        print(
-            "WARNING: the stock TFLite converter failed on the model from "
-            f"tfcompress.sparsity.strip_pruning ({type(error).__name__}: "
-            f"{error}); converting a fresh twin with its weights instead."
-        )
-        twin = common.build_cnn(keras)
-        twin.set_weights(stripped.get_weights())
-        return common.tflite_float32(twin, tflite_path)
+    common.tflite_float32(_twin(keras, weights), tflite_path)
+    return common.gzip_size(tflite_path)
 
 
-def _prune_tfmot(seed, weights_path, out_dir):
+def _prune_tfmot(keras, seed, weights_path, out_dir):
     json_path = os.path.join(out_dir, f"tfmot_seed{seed}.json")
     argv = [
         _BASELINE,
         f"--seed={seed}",
         f"--weights={weights_path}",
         f"--epochs={_EPOCHS.value}",
+        f"--recovery_epochs={_RECOVERY_EPOCHS.value}",
         f"--batch_size={_BATCH_SIZE.value}",
         f"--learning_rate={_LEARNING_RATE.value}",
         f"--final_sparsity={_FINAL_SPARSITY.value}",
@@ -166,9 +179,15 @@ def _prune_tfmot(seed, weights_path, out_dir):
         f"--output_dir={out_dir}",
         f"--json={json_path}",
     ]
-    return common.run_json_subprocess(
+    result = common.run_json_subprocess(
         argv, json_path, env={"TF_USE_LEGACY_KERAS": "1"}
     )
+    with np.load(result["stripped_weights"]) as data:
+        weights = [data[f"arr_{i}"] for i in range(len(data.files))]
+    result["gzip_bytes_same_path"] = _convert_twin(
+        keras, weights, os.path.join(out_dir, f"tfmot_seed{seed}_twin.tflite")
+    )
+    return result
 
 
 def _seed_table(seed, results):
@@ -179,11 +198,15 @@ def _seed_table(seed, results):
             r["accuracy"],
             r["tflite_bytes"],
             r["gzip_bytes"],
+            r["gzip_bytes_same_path"],
             f"{1e3 * r['step_time_s']:.2f}",
         ]
         for name, r in results.items()
     ]
-    headers = ["model", "sparsity", "test_acc", "tflite_B", "gzip_B", "step_ms"]
+    headers = [
+        "model", "sparsity", "test_acc", "tflite_B", "gzip_B", "gzip_B_k3",
+        "step_ms",
+    ]
     return f"Seed {seed}\n" + common.format_table(headers, rows)
 
 
@@ -203,7 +226,8 @@ def _summarize(per_seed):
         "mean_accuracy_float": mean("float", "accuracy"),
         "mean_accuracy_tfcompress": mean("tfcompress", "accuracy"),
         "mean_accuracy_tfmot": mean("tfmot", "accuracy"),
-        "gzip_ratio": mean_ratio("gzip_bytes"),
+        "gzip_ratio": mean_ratio("gzip_bytes_same_path"),
+        "gzip_ratio_native_converters": mean_ratio("gzip_bytes"),
         "step_time_ratio": mean_ratio("step_time_s"),
     }
     checks = {
@@ -252,13 +276,19 @@ def main(argv):
         end_step = math.ceil(len(data[0]) / _BATCH_SIZE.value) * _EPOCHS.value
         print(f"[seed {seed}] float training ({_FLOAT_EPOCHS.value} epochs)")
         weights_path, float_result = _train_float(keras, seed, data, out_dir)
-        print(f"[seed {seed}] tfcompress pruning to step {end_step}")
-        ours = _prune_ours(
-            keras, sparsity, seed, data, weights_path, end_step, out_dir
-        )
-        print(f"[seed {seed}] TFMOT pruning (subprocess)")
-        tfmot = _prune_tfmot(seed, weights_path, out_dir)
-        results = {"float": float_result, "tfcompress": ours, "tfmot": tfmot}
+        results = {"float": float_result}
+        # Alternate which side runs first, so drifting load on a shared
+        # machine does not always favour the same side's step time.
+        sides = ("tfcompress", "tfmot")
+        for side in sides if seed % 2 == 0 else reversed(sides):
+            print(f"[seed {seed}] {side} pruning, end_step={end_step}")
+            if side == "tfcompress":
+                results[side] = _prune_ours(
+                    keras, sparsity, seed, data, weights_path, end_step, out_dir
+                )
+            else:
+                results[side] = _prune_tfmot(keras, seed, weights_path, out_dir)
+        results = {name: results[name] for name in ("float", "tfcompress", "tfmot")}
         per_seed.append(results)
         print(_seed_table(seed, results), flush=True)
 
@@ -267,7 +297,7 @@ def main(argv):
     config = {
         name: flags.FLAGS[name].value
         for name in (
-            "seeds", "epochs", "float_epochs", "batch_size", "learning_rate",
+            "seeds", "epochs", "recovery_epochs", "float_epochs", "batch_size", "learning_rate",
             "final_sparsity", "frequency",
         )
     }

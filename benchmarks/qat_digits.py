@@ -34,6 +34,46 @@ def build_cnn(layers, models, input_cls):
     return models.Model(inputs, outputs)
 
 
+class StepTimer:
+    """Mixin-free batch timer: `make(callback_base)` returns a callback class.
+
+    Records wall time of every training batch after the first epoch (which
+    includes tracing), so the mean is the steady-state step time.
+    """
+
+    @staticmethod
+    def make(callback_base):
+        import time
+
+        class _Timer(callback_base):
+            def __init__(self):
+                super().__init__()
+                self.times = []
+
+            def on_train_batch_begin(self, batch, logs=None):
+                self._start = time.perf_counter()
+
+            def on_train_batch_end(self, batch, logs=None):
+                if self._epoch > 0:
+                    self.times.append(time.perf_counter() - self._start)
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self._epoch = epoch
+
+        return _Timer()
+
+
+def evaluate_tflite(model_bytes, keras_logits, x_test, y_test):
+    """`{"accuracy", "agreement", "size_bytes"}` of an int8 TFLite model."""
+    logits = run_tflite(model_bytes, x_test)
+    return {
+        "accuracy": float(np.mean(logits.argmax(1) == y_test)),
+        "agreement": float(np.mean(logits.argmax(1) == keras_logits.argmax(1))),
+        "size_bytes": len(model_bytes),
+        "tensor_types": tensor_types(model_bytes),
+    }
+
+
 def to_int8_tflite(tf, keras_model):
     """Full-integer TFLite bytes (int8 input and output), no dataset needed."""
     converter = tf.lite.TFLiteConverter.from_keras_model(keras_model)

@@ -58,7 +58,7 @@ class Block(keras.layers.Layer):
 
     def build(self, input_shape):
         self.inner.build(input_shape)
-        self.outer.build(input_shape[:-1] + (self.units,))
+        self.outer.build(tuple(input_shape[:-1]) + (self.units,))
 
     def call(self, inputs):
         return self.outer(self.inner(inputs))

@@ -9,13 +9,7 @@ Importing tfcompress changes no global state: no environment variable, no
 Keras configuration.
 """
 
-from tfcompress import core
-from tfcompress import evaluation
-from tfcompress import export
-from tfcompress import quantization
-from tfcompress import runtime
-from tfcompress import saving
-from tfcompress import sparsity
+import importlib
 
 __version__ = "0.1.0"
 
@@ -28,3 +22,17 @@ __all__ = [
     "saving",
     "sparsity",
 ]
+
+
+def __getattr__(name):
+    # Subpackages load on first use, so `tfcompress --help` and tools that
+    # need one technique do not pay for TensorFlow's import up front.
+    if name in __all__:
+        module = importlib.import_module(f"tfcompress.{name}")
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'tfcompress' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

@@ -100,6 +100,14 @@ def test_frontier():
     assert custom.frontier(higher_is_better=True) == ["b"]
 
 
+def test_nan_metric_counts_as_missing(tmp_path):
+    entries = ENTRIES + [{"name": "broken", "raw_bytes": 10, "accuracy": float("nan")}]
+    result = evaluation.compare(entries)
+    assert result.frontier() == ["fp32", "int8"]
+    assert "nan" in result.table()
+    assert result.plot(tmp_path / "p.png").read_bytes().startswith(PNG_SIGNATURE)
+
+
 def test_plot_writes_a_png_without_changing_matplotlib(tmp_path):
     backend = matplotlib.rcParams["backend"]
     entries = ENTRIES + [{"name": "no latency", "raw_bytes": 1_500_000, "accuracy": 0.9}]

@@ -108,7 +108,7 @@ def run_demo(output_dir, epochs=15, prune_epochs=4, qat_epochs=3, target_sparsit
             name="keras float",
             raw_bytes=keras_size["raw_bytes"],
             gzip_bytes=keras_size["gzip_bytes"],
-            latency_ms=evaluation.latency(float_model, x_test[:1], runs=bench_runs // 4).p50_ms,
+            latency_ms=evaluation.latency(float_model, x_test[:1], runs=max(bench_runs // 4, 10)).p50_ms,
             metrics={"accuracy": keras_accuracy},
         )
     ]

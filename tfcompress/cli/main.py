@@ -5,6 +5,7 @@ command's module is imported, so its flags are the only ones defined.
 """
 
 import importlib
+import os
 import sys
 
 COMMANDS = {
@@ -51,6 +52,9 @@ def run(argv=None):
             file=sys.stderr,
         )
         return 2
+    # The command line is an application, not a library import: quiet
+    # TensorFlow's C++ start-up logs unless the user asked for them.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from absl import app
 
     module = importlib.import_module(COMMANDS[command][0])

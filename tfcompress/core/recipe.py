@@ -14,27 +14,61 @@ import weakref
 
 import keras
 
-from tfcompress.core.layer_tree import walk_layers
-from tfcompress.core.wrapper import CompressionWrapper
+from tfcompress.core.layer_tree import child_layers
+from tfcompress.core.replace import replace_layer
+from tfcompress.core.wrapper import CompressionWrapper, build_shape_of
 
 RECIPE_ATTRIBUTE = "_tfcompress_recipe"
 RECIPE_FILE = "recipe.json"
 
 
+def _wrappers(model):
+    """`(name path, child-index path, wrapper)` of each outermost wrapper.
+
+    The index path (positions in `child_layers` from the root) finds the layer
+    again in a rebuilt model even when its name was generated (`softmax_3`)
+    and so differs between processes.
+    """
+    found, visited = [], {id(model)}
+
+    def visit(parent, names, indices):
+        for index, child in enumerate(child_layers(parent)):
+            if id(child) in visited:
+                continue
+            visited.add(id(child))
+            if isinstance(child, CompressionWrapper):
+                path = "/".join(names + [child.layer.name])
+                found.append((path, indices + [index], child))
+            else:
+                visit(child, names + [child.name], indices + [index])
+
+    visit(model, [], [])
+    return found
+
+
 def wrapper_recipe(model):
-    """`[{"path": inner layer path, "config": wrapper config}]` for `model`."""
+    """The wrappers of `model`, as a JSON-compatible list.
+
+    Args:
+        model: a model transformed by `transform_layers`.
+
+    Returns:
+        A list of `{"path", "indices", "layer_class", "wrapper"}` dicts: the
+        wrapped layer's name path and child-index path, its class name, and
+        the wrapper's serialized config without the wrapped layer.
+    """
     entries = []
-    refs = walk_layers(model, descend=lambda l: not isinstance(l, CompressionWrapper))
-    for ref in refs:
-        wrapper = ref.layer
-        if not isinstance(wrapper, CompressionWrapper):
-            continue
-        parent_path = ref.path.rsplit("/", 1)[0] if "/" in ref.path else ""
-        inner_name = wrapper.layer.name
-        path = f"{parent_path}/{inner_name}" if parent_path else inner_name
+    for path, indices, wrapper in _wrappers(model):
         config = keras.saving.serialize_keras_object(wrapper)
         config["config"].pop("layer", None)
-        entries.append({"path": path, "wrapper": config})
+        entries.append(
+            {
+                "path": path,
+                "indices": indices,
+                "layer_class": type(wrapper.layer).__name__,
+                "wrapper": config,
+            }
+        )
     return entries
 
 
@@ -53,7 +87,7 @@ class RecipeHolder(keras.layers.Layer):
         root = self._root_ref()
         entries = wrapper_recipe(root) if root is not None else []
         with open(os.path.join(dir_path, RECIPE_FILE), "w") as f:
-            json.dump({"format": 1, "wrappers": entries}, f)
+            json.dump({"format": 2, "wrappers": entries}, f)
 
     def load_assets(self, dir_path):
         """Nothing to restore: `tfcompress.saving.load_model` reads the file."""
@@ -74,9 +108,87 @@ def needs_recipe(model, replaced_refs):
     )
 
 
+def has_recipe(model):
+    """Whether `attach_recipe` was applied to `model`."""
+    return isinstance(getattr(model, RECIPE_ATTRIBUTE, None), RecipeHolder)
+
+
+_EXISTING = "TfcompressExistingLayer"
+
+
+def _rewrap(layer, wrapper_config):
+    """A wrapper deserialized from `wrapper_config`, wrapping `layer` itself.
+
+    The wrapper goes through its own `from_config`, as in a Sequential load,
+    with its "layer" entry resolved to the existing `layer` (which may be
+    shared, e.g. a tied embedding) instead of a new one.
+    """
+
+    class Existing:
+        @classmethod
+        def from_config(cls, config):
+            return layer
+
+    config = dict(wrapper_config)
+    config["config"] = dict(config["config"])
+    config["config"]["layer"] = {
+        "module": None,
+        "class_name": _EXISTING,
+        "config": {},
+        "registered_name": _EXISTING,
+    }
+    with keras.saving.custom_object_scope({_EXISTING: Existing}):
+        wrapper = keras.saving.deserialize_keras_object(config)
+    if not wrapper.built:
+        wrapper.build(build_shape_of(layer))
+    return wrapper
+
+
+def _locate(model, indices):
+    """`(parent, layer)` at a child-index path, or None when there is none."""
+    parent, layer = None, model
+    for index in indices:
+        children = child_layers(layer)
+        if index >= len(children):
+            return None
+        parent, layer = layer, children[index]
+    return parent, layer
+
+
+def apply_recipe(model, entries):
+    """Wraps the layers of a freshly built `model` as `entries` record.
+
+    Layers whose config already restored their wrapper (inside a Sequential
+    or functional parent) are left as they are.
+
+    Args:
+        model: a model rebuilt from its config, of the recorded model's class.
+        entries: the list from `wrapper_recipe` (or a saved recipe file).
+
+    Returns:
+        `model`, with the wrappers in place and a recipe attached.
+
+    Raises:
+        KeyError: when a recorded layer is not in `model`.
+    """
+    for entry in entries:
+        found = _locate(model, entry["indices"])
+        if found and isinstance(found[1], CompressionWrapper):
+            continue
+        if found is None or type(found[1]).__name__ != entry["layer_class"]:
+            raise KeyError(
+                f"The recipe wraps the {entry['layer_class']} at "
+                f"{entry['path']!r}, which model {model.name!r} does not have: "
+                "the model's config no longer builds the same layers."
+            )
+        parent, layer = found
+        replace_layer(parent, layer, _rewrap(layer, entry["wrapper"]))
+    return attach_recipe(model)
+
+
 def attach_recipe(model):
     """Adds a `RecipeHolder` to `model` (once); returns the model."""
-    if isinstance(getattr(model, RECIPE_ATTRIBUTE, None), RecipeHolder):
+    if has_recipe(model):
         return model
     tracker = getattr(model, "_tracker", None)
     locked = bool(tracker and tracker.locked)

@@ -8,6 +8,22 @@ from keras.src.ops.symbolic_arguments import SymbolicArguments
 from tfcompress.core.layer_tree import _SKIP_ATTRIBUTES
 
 
+def _set_items(container, items):
+    """Sets a list's contents in place.
+
+    TensorFlow's `ListWrapper` (what Keras layers' list attributes become on
+    the TF backend) refuses to be saved once an element was replaced through
+    its own methods; editing its storage and acknowledging the new snapshot
+    keeps it exportable.
+    """
+    storage = getattr(container, "_storage", None)
+    if isinstance(storage, list) and hasattr(container, "_update_snapshot"):
+        storage[:] = items
+        container._update_snapshot()
+    else:
+        container[:] = items
+
+
 def _swap_in_container(container, old, new):
     """Replaces `old` in a list/dict in place; returns True when found."""
     found = False
@@ -17,10 +33,9 @@ def _swap_in_container(container, old, new):
                 container[key] = new
                 found = True
     elif isinstance(container, list):
-        for index, value in enumerate(container):
-            if value is old:
-                container[index] = new
-                found = True
+        found = any(value is old for value in container)
+        if found:
+            _set_items(container, [new if v is old else v for v in container])
     return found
 
 
@@ -104,7 +119,7 @@ def _dedupe_tracked(layer, old, new):
         if id(item) not in seen:
             seen.add(id(item))
             kept.append(item)
-    layers[:] = kept
+    _set_items(layers, kept)
     return found
 
 

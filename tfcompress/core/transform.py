@@ -4,7 +4,13 @@ import keras
 
 from tfcompress.core.checks import ensure_built, ensure_keras3_model
 from tfcompress.core.layer_tree import walk_layers
-from tfcompress.core.recipe import attach_recipe, needs_recipe
+from tfcompress.core.recipe import (
+    apply_recipe,
+    attach_recipe,
+    has_recipe,
+    needs_recipe,
+    wrapper_recipe,
+)
 from tfcompress.core.replace import replace_layer
 from tfcompress.core.wrapper import CompressionWrapper
 
@@ -27,6 +33,9 @@ def copy_model(model):
             build_config = model.get_build_config()
             if build_config:
                 copy.build_from_config(build_config)
+        if has_recipe(model):
+            # Wrappers inside layers rebuilt from hyperparameters.
+            apply_recipe(copy, wrapper_recipe(model))
     except Exception as error:  # any config failure gets the same advice
         raise TypeError(
             f"Could not copy model {model.name!r} ({type(model).__name__}) "
@@ -35,10 +44,11 @@ def copy_model(model):
             "pass `inplace=True` to transform the model itself."
         ) from error
     source, target = model.weights, copy.weights
-    if len(source) != len(target):
+    if [w.shape for w in source] != [w.shape for w in target]:
         raise TypeError(
-            f"The copy of model {model.name!r} has {len(target)} weights, the "
-            f"original {len(source)}: its config does not rebuild every layer. "
+            f"The copy of model {model.name!r} does not have the original's "
+            f"weights ({len(target)} vs {len(source)}, or different shapes): "
+            "its config does not rebuild every layer. "
             "Pass `inplace=True` to transform the model itself."
         )
     copy.set_weights([w.numpy() for w in source])

@@ -1,10 +1,6 @@
 """The two-panel Pareto plot of a `Comparison`, drawn without pyplot."""
 
-import math
-
 import numpy as np
-
-from tfcompress.evaluation import _pareto
 
 # Rough width of a character of the 8 pt label font, in points.
 _CHAR_WIDTH = 5.0
@@ -59,28 +55,20 @@ def _label_points(ax, xs, ys, names, gap=7, line=10):
         )
 
 
-def _draw_panel(ax, candidates, cost_key, metric, higher, reference):
+def _draw_panel(ax, cost_key, points, metric, higher, reference):
     from matplotlib.ticker import FuncFormatter
 
-    points = [
-        (c.name, getattr(c, cost_key), c.metrics.get(metric)) for c in candidates
-    ]
-    points = [
-        p for p in points
-        if p[1] is not None and p[2] is not None and math.isfinite(p[2])
-    ]
     label = dict(_PANELS)[cost_key]
     if not points:
         missing = "latency" if cost_key == "latency_ms" else "size"
-        ax.text(0.5, 0.5, f"no {missing} measured with {metric}", ha="center", va="center",
-                transform=ax.transAxes, color="0.4")
+        ax.text(0.5, 0.5, f"no {missing} measured with {metric}", ha="center",
+                va="center", transform=ax.transAxes, color="0.4")
         ax.set_xticks([])
         ax.set_yticks([])
         return
-    names, costs, scores = zip(*points)
+    names, costs, scores, on_front = zip(*points)
     scale, unit = (1.0, "ms") if cost_key == "latency_ms" else _scale_bytes(costs)
     xs = [cost / scale for cost in costs]
-    on_front = _pareto.pareto_front(costs, [s if higher else -s for s in scores])
     front = sorted((x, y) for x, y, on in zip(xs, scores, on_front) if on)
     ax.step(*zip(*front), where="post", color="C0", alpha=0.5, zorder=1)
     for x, y, on, name in zip(xs, scores, on_front, names):
@@ -100,8 +88,11 @@ def _draw_panel(ax, candidates, cost_key, metric, higher, reference):
     ax.grid(alpha=0.3)
 
 
-def plot_comparison(comparison, path, metric, size, higher):
-    """Writes the size-vs-metric and latency-vs-metric panels to `path` as PNG."""
+def plot_panels(path, panels, metric, higher, reference):
+    """Writes one panel per `(cost_key, points)` side by side to `path` as PNG.
+
+    `points` are `(name, cost, score, on_frontier)` tuples.
+    """
     # Figure + FigureCanvasAgg draw off-screen without touching pyplot's global
     # backend, so importing or plotting never changes the user's matplotlib.
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -110,15 +101,14 @@ def plot_comparison(comparison, path, metric, size, higher):
 
     fig = Figure(figsize=(11, 4.6), dpi=120, layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(1, 2)
-    for ax, cost_key in zip(axes, (size, "latency_ms")):
-        _draw_panel(ax, comparison.candidates, cost_key, metric, higher,
-                    comparison.reference)
+    axes = fig.subplots(1, len(panels))
+    for ax, (cost_key, points) in zip(axes, panels):
+        _draw_panel(ax, cost_key, points, metric, higher, reference)
     handles = [
         Line2D([], [], color="C0", marker="o", alpha=0.8, label="Pareto frontier"),
         Line2D([], [], color="0.6", marker="o", linestyle="", label="dominated"),
         Line2D([], [], color="0.3", marker="*", markeredgecolor="black",
-               markersize=10, linestyle="", label=f"reference ({comparison.reference})"),
+               markersize=10, linestyle="", label=f"reference ({reference})"),
     ]
     fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False)
     fig.suptitle(f"{metric} against size and latency")

@@ -39,5 +39,9 @@ def format_number(value, digits=4):
     return f"{value:.{digits}f}"
 
 
+def format_ms(value):
+    return "-" if value is None else f"{value:.3f}"
+
+
 def format_ratio(value):
     return "-" if value is None else f"{value:.2f}x"

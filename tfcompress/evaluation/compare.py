@@ -1,6 +1,7 @@
 """Side-by-side comparison of model variants against a reference."""
 
 import json
+import math
 
 from tfcompress.evaluation import _pareto
 from tfcompress.evaluation import _plot
@@ -66,8 +67,8 @@ class Comparison:
             row = [candidate.name + (" (ref)" if is_ref else "")]
             for key in costs:
                 value = getattr(candidate, key)
-                shown = _table.format_bytes(value) if key != "latency_ms" else (
-                    "-" if value is None else f"{value:.3f}")
+                shown = _table.format_ms(value) if key == "latency_ms" else (
+                    _table.format_bytes(value))
                 row += [shown, _table.format_ratio(ratios[key])]
             row += [_table.format_number(candidate.metrics.get(m)) for m in self.metric_names]
             rows.append(row)
@@ -120,6 +121,21 @@ class Comparison:
             )
         return metric
 
+    def _points(self, metric, cost, higher):
+        """`(name, cost, score, on_frontier)` of candidates with both numbers finite."""
+        measured = [
+            (c.name, getattr(c, cost), c.metrics.get(metric)) for c in self.candidates
+        ]
+        measured = [
+            point for point in measured
+            if point[1] is not None and point[2] is not None and math.isfinite(point[2])
+        ]
+        flags = _pareto.pareto_front(
+            [cost for _, cost, _ in measured],
+            [score if higher else -score for _, _, score in measured],
+        )
+        return [(*point, on) for point, on in zip(measured, flags)]
+
     def frontier(self, metric=None, cost="raw_bytes", higher_is_better=None):
         """Names of the candidates on the Pareto frontier of `cost` against `metric`.
 
@@ -129,20 +145,18 @@ class Comparison:
             higher_is_better: the metric's direction, if its name does not say.
 
         Returns:
-            Names, in candidate order, of those that have both numbers and that
-            no other candidate beats on both.
+            Names, in candidate order, of those that have both numbers (a NaN
+            metric counts as missing) and that no other candidate beats on both.
+
+        Raises:
+            ValueError: for an unknown metric or cost, or a metric whose
+                direction is unknown and not given.
         """
         if cost not in _COSTS:
             raise ValueError(f"`cost` must be one of {_COSTS}. Received: cost={cost!r}.")
         metric = self._metric(metric)
         higher = _pareto.metric_direction(metric, higher_is_better)
-        measured = [
-            c for c in self.candidates
-            if getattr(c, cost) is not None and c.metrics.get(metric) is not None
-        ]
-        scores = [c.metrics[metric] * (1 if higher else -1) for c in measured]
-        flags = _pareto.pareto_front([getattr(c, cost) for c in measured], scores)
-        return [c.name for c, on in zip(measured, flags) if on]
+        return [name for name, _, _, on in self._points(metric, cost, higher) if on]
 
     def plot(self, path, metric=None, size="raw_bytes", higher_is_better=None):
         """Writes a PNG: `size` vs `metric` and p50 latency vs `metric`.
@@ -171,7 +185,8 @@ class Comparison:
             )
         metric = self._metric(metric)
         higher = _pareto.metric_direction(metric, higher_is_better)
-        return _plot.plot_comparison(self, path, metric, size, higher)
+        panels = [(cost, self._points(metric, cost, higher)) for cost in (size, "latency_ms")]
+        return _plot.plot_panels(path, panels, metric, higher, self.reference)
 
 
 def compare(entries, reference=None):

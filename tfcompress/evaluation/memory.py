@@ -120,8 +120,10 @@ def peak_memory(model, inputs, runs=1, sample_interval=0.001):
             model = _runner.load_litert(model)
             kind = _runner.model_kind(model)
         for _ in range(runs):
-            _runner.call_once(model, kind, inputs)
-        sampler.peak = max(sampler.peak, _current_rss() or 0)
+            outputs = _runner.call_once(model, kind, inputs)
+        # Read while the last outputs are alive; merged after the sampler stops.
+        end_rss = _current_rss() or 0
+        del outputs
     finally:
         sampler.done.set()
         sampler.join()
@@ -130,9 +132,10 @@ def peak_memory(model, inputs, runs=1, sample_interval=0.001):
             tracemalloc.stop()
     max_after = _max_rss()
     exact = max_after > max_before
+    peak = max(sampler.peak, end_rss)
     # Without /proc the high-water mark is the only number there is.
-    use_max = exact or baseline is None
-    peak = max(sampler.peak, max_after) if use_max else sampler.peak
+    if exact or baseline is None:
+        peak = max(peak, max_after)
     return MemoryUsage(
         baseline_rss_bytes=baseline,
         peak_rss_bytes=peak,

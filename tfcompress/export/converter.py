@@ -3,6 +3,7 @@
 import contextlib
 import io
 import re
+import warnings
 
 import tensorflow as tf
 
@@ -57,8 +58,11 @@ def convert(wrapper, target, samples=None, int_io=False, allow_flex=False):
         converter.inference_input_type = tf.int8
         converter.inference_output_type = tf.int8
     try:
-        # Keras prints "Saved artifact at ..." for the intermediate SavedModel.
-        with contextlib.redirect_stdout(io.StringIO()):
+        # Keras prints "Saved artifact at ..." for the intermediate SavedModel,
+        # and TF's calibrator warns about its own use of tf.lite.Interpreter.
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+            warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
             if target == "int16x8":
                 return convert_int16x8(converter, lambda: iter(samples), int_io)
             return converter.convert()
@@ -68,8 +72,8 @@ def convert(wrapper, target, samples=None, int_io=False, allow_flex=False):
             raise ValueError(
                 f"The model uses TensorFlow ops with no TFLite builtin: {flex}. "
                 "Pass allow_flex=True to export them as Flex (TF Select) ops, which "
-                "need a runtime linked with the Flex delegate (tf.lite.Interpreter, "
-                "not ai-edge-litert or TFLite Micro), or replace those ops."
+                "need a runtime built with the Flex delegate (not ai-edge-litert, "
+                "TF 2.21's tf.lite.Interpreter or TFLite Micro), or replace those ops."
             ) from e
         if target == "int8" and "quantiz" in str(e).lower():
             raise ValueError(

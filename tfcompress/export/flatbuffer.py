@@ -1,5 +1,6 @@
 """Reading and writing TFLite flatbuffers with the generated schema object API."""
 
+import os
 import pathlib
 
 import flatbuffers
@@ -27,7 +28,7 @@ def read_bytes(tflite, arg_name="tflite"):
     """Returns flatbuffer bytes from bytes or a path, checking the 'TFL3' identifier."""
     if isinstance(tflite, (bytes, bytearray, memoryview)):
         content, where = bytes(tflite), f"`{arg_name}`"
-    elif isinstance(tflite, (str, pathlib.Path)):
+    elif isinstance(tflite, (str, os.PathLike)):
         path = pathlib.Path(tflite)
         if not path.is_file():
             raise ValueError(f"`{arg_name}` must be an existing .tflite file. Received: {tflite!r}")

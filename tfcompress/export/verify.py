@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from tfcompress.export import flatbuffer
 from tfcompress import runtime
+from tfcompress.export import flatbuffer
 
 # Error metric and default bound per target. Float targets bound the largest
 # absolute error relative to the largest reference value; integer targets bound
@@ -34,7 +34,8 @@ class ExportVerificationError(ValueError):
     Attributes:
         failed: names of the failed checks (from `builtin_ops`,
             `weights_present`, `outputs_match`).
-        checks: every check's result dict (`passed`, `detail`, metrics).
+        checks: every check's result dict (`passed`: True, False or None for
+            skipped; `detail`; metrics).
     """
 
     def __init__(self, failed, checks):
@@ -106,12 +107,21 @@ def compare(outputs, reference):
     return metrics
 
 
-def check_outputs(content, target, sample, reference, tolerance=None):
-    """Runs the file on `sample` and compares with the Keras `reference` outputs."""
+def check_outputs(content, target, sample, reference, tolerance=None, flex_ops=()):
+    """Runs the file on `sample` and compares with the Keras `reference` outputs.
+
+    `passed` is None (skipped) when the model has Flex ops and the installed
+    interpreter cannot run them.
+    """
     metric, default = TOLERANCES[target]
     bound = default if tolerance is None else tolerance
     try:
-        outputs = runtime.load(content).run(sample)
+        model = runtime.load(content)
+    except ValueError as e:
+        return {"passed": False, "detail": f"LiteRT cannot load the file: {e}", "metric": metric,
+                "tolerance": bound}
+    try:
+        outputs = model.run(sample)
         if not isinstance(outputs, dict):
             outputs = {next(iter(reference)): outputs}
         missing = sorted(set(reference) - set(outputs))
@@ -119,6 +129,10 @@ def check_outputs(content, target, sample, reference, tolerance=None):
             raise ValueError(f"outputs {missing} are missing (TFLite has {sorted(outputs)})")
         metrics = compare(outputs, reference)
     except (ValueError, RuntimeError, TypeError) as e:
+        if flex_ops and "Select TensorFlow op" in str(e):
+            return {"passed": None, "metric": metric, "tolerance": bound, "detail": (
+                f"not run: Flex ops {list(flex_ops)} need an interpreter linked with "
+                f"the Flex delegate and {model.backend} has none")}
         return {"passed": False, "detail": f"could not compare outputs: {e}", "metric": metric,
                 "tolerance": bound}
     value = (
@@ -144,15 +158,18 @@ def run_checks(content, target, param_count, sample, reference, allow_flex=False
         allow_flex: accept Flex (TF Select) ops.
         tolerance: bound for the target's metric, overriding `TOLERANCES`.
     """
+    ops = check_ops(content, allow_flex)
     return {
-        "builtin_ops": check_ops(content, allow_flex),
+        "builtin_ops": ops,
         "weights_present": check_weights(content, target, param_count),
-        "outputs_match": check_outputs(content, target, sample, reference, tolerance),
+        "outputs_match": check_outputs(
+            content, target, sample, reference, tolerance, ops["flex_ops"]
+        ),
     }
 
 
 def raise_on_failure(checks):
     """Raises `ExportVerificationError` naming every failed check."""
-    failed = [name for name in CHECKS if name in checks and not checks[name]["passed"]]
+    failed = [name for name in CHECKS if name in checks and checks[name]["passed"] is False]
     if failed:
         raise ExportVerificationError(failed, checks)

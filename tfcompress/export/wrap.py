@@ -111,7 +111,8 @@ def functional_wrapper(model, sample=None):
     wrapper = keras.Model(
         inputs=flat if len(flat) > 1 else flat[0],
         outputs=outputs,
-        name=f"{model.name}_export",
+        # A TF name scope must start with a letter, digit or dot.
+        name=re.sub(r"[^A-Za-z0-9_.]", "_", f"export_{model.name}"),
     )
     return wrapper, specs
 

@@ -70,6 +70,8 @@ def _edges(container):
                         input_fed.add(id(op))
                 else:
                     consumers.setdefault(id(producer), []).append(op)
+    for tensor in container.outputs:  # a model output is one more consumer
+        consumers.setdefault(id(tensor._keras_history.operation), []).append(None)
     return consumers, input_fed
 
 
@@ -85,7 +87,7 @@ def plan_graph(container, selected, plan, top_level):
     consumers, input_fed = _edges(container)
     layers = container.layers if isinstance(container, keras.Sequential) else container.operations
     for layer in layers:
-        if not selected(layer):
+        if id(layer) in plan.folded_bn or not selected(layer):
             continue
         if top_level and id(layer) in input_fed:
             plan.quantize_input.add(id(layer))

@@ -30,7 +30,9 @@ def _wrap(ref, inner, config, plan, scheme, prefix, preserve_sparsity):
     if key in plan.fold:
         batch_norm = plan.fold[key]
         batch_norm = batch_norm.layer if isinstance(batch_norm, QuantizeAnnotate) else batch_norm
-        wrapper = FoldBatchNormQuantizeWrapper(inner, config, epsilon=batch_norm.epsilon, **kwargs)
+        wrapper = FoldBatchNormQuantizeWrapper(
+            inner, config, epsilon=batch_norm.epsilon, momentum=batch_norm.momentum, **kwargs
+        )
         wrapper.build(build_shape_of(inner))
         wrapper.set_batch_norm(batch_norm)
         return wrapper
@@ -39,22 +41,25 @@ def _wrap(ref, inner, config, plan, scheme, prefix, preserve_sparsity):
     return wrapper
 
 
-def quantize(model, scheme, selected_paths, prefix, preserve_sparsity, fold_batch_norm=True):
+def quantize(model, scheme, selected_paths, prefix, preserve_sparsity, fold_batch_norm=True, inplace=False):
     """Shared body of `quantize_apply` and `quantize_model`.
 
     Args:
-        model: a built Keras 3 model (not modified).
+        model: a built Keras 3 model (not modified unless `inplace`).
         scheme: a `QuantizeScheme`.
         selected_paths: `{path: QuantizeConfig or None}` of layers to quantize,
             or None for every layer the scheme supports.
         prefix: prepended to the names of quantized layers.
         preserve_sparsity: see `QuantizeWrapper`.
         fold_batch_norm: fold BatchNormalization into the Conv/Dense before it.
+        inplace: quantize `model` itself instead of a copy (for subclassed
+            models that cannot be rebuilt from their config).
 
     Returns:
         The quantization-aware copy of `model`.
     """
-    model = copy_model(model)
+    if not inplace:
+        model = copy_model(model)
     paths = {id(ref.layer): ref.path for ref in walk_layers(model, descend=lambda l: not is_wrapper(l))}
 
     def config_of(layer, quantize_output=True):
@@ -72,8 +77,8 @@ def quantize(model, scheme, selected_paths, prefix, preserve_sparsity, fold_batc
 
     def selected(layer):
         return config_of(layer) is not None
-    containers = [model] + [r.layer for r in walk_layers(model) if _is_graph(r.layer)]
-    for container in containers:
+    containers = [model] + [r.layer for r in walk_layers(model)]
+    for container in filter(_is_graph, containers):
         plan_graph(container, selected, plan, top_level=container is model)
     if not fold_batch_norm:
         plan.fold.clear()

@@ -13,6 +13,7 @@ def quantize_model(
     per_layer=None,
     fold_batch_norm=True,
     preserve_sparsity=False,
+    inplace=False,
 ):
     """Makes a quantization-aware copy of a float model.
 
@@ -32,6 +33,8 @@ def quantize_model(
             "skip", "quantize_output"}}`.
         fold_batch_norm: fold BatchNormalization into the layer before it.
         preserve_sparsity: keep zero weights at zero (QAT after pruning).
+        inplace: quantize `to_quantize` itself instead of a copy; needed for
+            subclassed models without a `get_config`.
 
     Returns:
         The quantization-aware model (same class as `to_quantize`).
@@ -49,4 +52,4 @@ def quantize_model(
     ensure_built(to_quantize, "to_quantize")
     scheme = QuantizeScheme(weight_bits, activation_bits, per_layer)
     prefix = "quant_" if quantized_layer_name_prefix is None else quantized_layer_name_prefix
-    return quantize(to_quantize, scheme, None, prefix, preserve_sparsity, fold_batch_norm)
+    return quantize(to_quantize, scheme, None, prefix, preserve_sparsity, fold_batch_norm, inplace)

@@ -50,6 +50,7 @@ class QuantizeWrapper(CompressionWrapper):
                 "`input_quantizer` must be a `tfcompress.quantization` quantizer or None. "
                 f"Received: input_quantizer={input_quantizer!r}"
             )
+        self.supports_masking = getattr(layer, "supports_masking", False)
         self.quantize_config = quantize_config
         self.input_quantizer = input_quantizer
         self.preserve_sparsity = bool(preserve_sparsity)
@@ -103,14 +104,15 @@ class QuantizeWrapper(CompressionWrapper):
             pairs.append((variable, quantizer(value, training, qvars)))
         return pairs
 
-    def postprocess(self, outputs):
+    def postprocess(self, outputs, training):
         """Hook between the inner call and the output quantizers."""
         return outputs
 
-    def call(self, inputs, *args, training=None, **kwargs):
+    def call(self, inputs, *args, training=None, mask=None, **kwargs):
         if self.input_quantizer is not None:
             inputs = self.input_quantizer(inputs, training, self._input_vars)
-        outputs = self.postprocess(super().call(inputs, *args, training=training, **kwargs))
+        outputs = super().call(inputs, *args, training=training, mask=mask, **kwargs)
+        outputs = self.postprocess(outputs, training)
         for quantizer, qvars in self._outputs:
             outputs = quantizer(outputs, training, qvars)
         return outputs

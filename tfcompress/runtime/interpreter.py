@@ -74,8 +74,10 @@ def load(model, num_threads=None, backend=None):
             flatbuffer `bytes`.
         num_threads: CPU threads for the interpreter; `None` lets it choose.
         backend: interpreter to use: `"ai_edge_litert"`, `"tflite_runtime"` or
-            `"tensorflow"` (`tf.lite.Interpreter`, the only one with Flex
-            ops). `None` takes the first importable in that order.
+            `"tensorflow"` (`tf.lite.Interpreter`). `None` takes the first
+            importable in that order. Models with Flex ops need an interpreter
+            linked with the Flex delegate; the pip builds of TF 2.21 and
+            ai-edge-litert 2.3 have none.
 
     Returns:
         A `TFLiteModel`.
@@ -108,12 +110,6 @@ def load(model, num_threads=None, backend=None):
     where = f"The file {path!r}" if path else "The given bytes"
     _check_flatbuffer(content, where)
     name, interpreter = _create(content, where, backend, num_threads)
-    if backend is None and name != "tensorflow" and any(
-        op["op_name"].startswith("Flex")
-        for op in interpreter._get_ops_details()  # pylint: disable=protected-access
-    ):
-        # Only tf.lite.Interpreter links the Flex (TF Select) delegate.
-        name, interpreter = _create(content, where, "tensorflow", num_threads)
     return TFLiteModel(interpreter, content, name, path, num_threads)
 
 
@@ -122,7 +118,7 @@ def _create(content, where, backend, num_threads):
     try:
         with warnings.catch_warnings():
             # tf.lite.Interpreter warns that it is deprecated on every creation;
-            # it is only picked when nothing else is installed or for Flex ops.
+            # it is only picked when asked for or when nothing else is installed.
             warnings.simplefilter("ignore", UserWarning)
             interpreter = interpreter_class(model_content=content, num_threads=num_threads)
         return name, interpreter
@@ -164,7 +160,7 @@ class TFLiteModel:
         ]
         self._signatures = interpreter.get_signature_list()
         self._runners = {}
-        interpreter.allocate_tensors()
+        self._allocated = False
 
     @property
     def signatures(self):
@@ -230,9 +226,14 @@ class TFLiteModel:
         Raises:
             ValueError: unknown signature, missing or extra inputs.
             TypeError: float data for an integer (non-quantized) input.
+            RuntimeError: the interpreter cannot prepare or run the model (e.g.
+                Flex ops without the Flex delegate).
         """
         key = self._pick_signature(signature)
         if key is None:
+            if not self._allocated:
+                self._interpreter.allocate_tensors()
+                self._allocated = True
             details = self.input_details
             feed = _prepare(inputs, {d["name"]: d for d in details}, raw)
             for detail in details:

@@ -6,10 +6,7 @@ import zipfile
 
 import keras
 
-from tfcompress.core.layer_tree import find_layer
-from tfcompress.core.replace import replace_layer
-from tfcompress.core.wrapper import build_shape_of
-from tfcompress.core.recipe import RECIPE_ATTRIBUTE, RECIPE_FILE, attach_recipe
+from tfcompress.core.recipe import RECIPE_ATTRIBUTE, RECIPE_FILE, apply_recipe
 
 _RECIPE_MEMBER = f"assets/{RECIPE_ATTRIBUTE}/{RECIPE_FILE}"
 
@@ -68,23 +65,8 @@ def load_model(filepath, custom_objects=None, compile=True):
     compile_config = config.pop("compile_config", None)
     with keras.saving.custom_object_scope(custom_objects or {}):
         model = keras.saving.deserialize_keras_object(config)
-        for entry in recipe["wrappers"]:
-            ref = find_layer(model, entry["path"])
-            wrapper_config = dict(entry["wrapper"])
-            wrapper_config["config"] = dict(wrapper_config["config"])
-            wrapper_config["config"]["layer"] = keras.saving.serialize_keras_object(
-                ref.layer
-            )
-            cls = keras.saving.get_registered_object(
-                wrapper_config["registered_name"]
-            )
-            init_config = dict(wrapper_config["config"])
-            init_config.pop("layer")
-            wrapper = cls(ref.layer, **init_config)
-            wrapper.build(build_shape_of(ref.layer))
-            replace_layer(ref.parent, ref.layer, wrapper)
-    attach_recipe(model)
-    if compile and compile_config:
-        model.compile_from_config(compile_config)
+        apply_recipe(model, recipe["wrappers"])
+        if compile and compile_config:
+            model.compile_from_config(compile_config)
     model.load_weights(filepath)
     return model

@@ -5,9 +5,11 @@ import logging
 import keras
 
 from tfcompress.core.checks import ensure_keras3_layer
+from tfcompress.core.layer_tree import child_layers
 from tfcompress.core.transform import transform_layers
 from tfcompress.core.wrapper import build_shape_of
-from tfcompress.sparsity.prune_registry import prunable_weights
+from tfcompress.sparsity.prune_registry import is_prunable
+from tfcompress.sparsity.pruning_callbacks import pruning_wrappers
 from tfcompress.sparsity.pruning_wrapper import PruneLowMagnitude
 
 _LOG = logging.getLogger("tfcompress")
@@ -20,8 +22,12 @@ def _wrap(layer, wrapper_kwargs):
     return wrapper
 
 
+def _is_leaf(layer):
+    return layer.trainable_weights and not child_layers(layer)
+
+
 def _check_layer(layer, prune_embeddings):
-    if prunable_weights(layer, prune_embeddings) is None:
+    if not is_prunable(layer, prune_embeddings):
         hint = (
             " Pass prune_embeddings=True to prune embedding tables."
             if not prune_embeddings and "embedding" in type(layer).__name__.lower()
@@ -119,21 +125,32 @@ def prune_low_magnitude(
     if not isinstance(to_prune, keras.Model):
         if isinstance(to_prune, PruneLowMagnitude):
             raise ValueError(
-                f"`to_prune` layer {to_prune.name!r} is already pruned."
+                f"`to_prune` layer {to_prune.name!r} is already pruned. Pass "
+                "the layer it wraps (`to_prune.layer`) instead."
             )
         _check_layer(to_prune, prune_embeddings)
         return _wrap(to_prune, wrapper_kwargs)
 
+    already = [w.layer.name for w in pruning_wrappers(to_prune)]
+    if already:
+        raise ValueError(
+            f"`to_prune` model {to_prune.name!r} is already pruned (wrapped "
+            f"layers: {already}). Call tfcompress.sparsity.strip_pruning first "
+            "to prune it again with other settings."
+        )
     skipped = []
 
     def transform(ref):
-        if isinstance(ref.layer, keras.Model) or ref.layer.weights == []:
+        layer = ref.layer
+        if isinstance(layer, keras.Model) or not layer.weights:
             return None
-        if prunable_weights(ref.layer, prune_embeddings) is None:
-            if ref.layer._layers == [] and ref.layer.trainable_weights:
+        if not is_prunable(layer, prune_embeddings):
+            # Report leaves with weights that could have been pruned; norms
+            # are never pruned, by design.
+            if _is_leaf(layer) and "Norm" not in type(layer).__name__:
                 skipped.append(ref.path)
             return None
-        return _wrap(ref.layer, wrapper_kwargs)
+        return _wrap(layer, wrapper_kwargs)
 
     model, replaced = transform_layers(to_prune, transform, inplace=inplace)
     if not replaced:

@@ -4,52 +4,75 @@ import keras
 
 from tfcompress.sparsity.prunable_layer import PrunableLayer
 
-_EMBEDDINGS = (keras.layers.Embedding,)
+
+_KERNEL_LAYERS = (
+    keras.layers.Dense,
+    keras.layers.EinsumDense,
+    keras.layers.Conv1D,
+    keras.layers.Conv2D,
+    keras.layers.Conv3D,
+    keras.layers.Conv1DTranspose,
+    keras.layers.Conv2DTranspose,
+    keras.layers.Conv3DTranspose,
+    keras.layers.DepthwiseConv1D,
+    keras.layers.DepthwiseConv2D,
+)
+_SEPARABLE = (keras.layers.SeparableConv1D, keras.layers.SeparableConv2D)
 
 
-def _kernel_attributes(layer):
-    if isinstance(layer, keras.layers.SeparableConv1D) or isinstance(
-        layer, keras.layers.SeparableConv2D
-    ):
+def _weight_names(layer, prune_embeddings):
+    """Attribute names of the pruned variables, or None if unsupported."""
+    if isinstance(layer, _SEPARABLE):
         # Like TFMOT: the pointwise kernel carries almost all the weights.
         return ["pointwise_kernel"]
-    if isinstance(
-        layer,
-        (
-            keras.layers.Dense,
-            keras.layers.EinsumDense,
-            keras.layers.Conv1D,
-            keras.layers.Conv2D,
-            keras.layers.Conv3D,
-            keras.layers.Conv1DTranspose,
-            keras.layers.Conv2DTranspose,
-            keras.layers.Conv3DTranspose,
-            keras.layers.DepthwiseConv1D,
-            keras.layers.DepthwiseConv2D,
-        ),
-    ):
+    if isinstance(layer, _KERNEL_LAYERS):
         return ["kernel"]
+    if is_embedding(layer):
+        return [_embedding_attribute(layer)] if prune_embeddings else None
     return None
 
 
+def _embedding_attribute(layer):
+    # keras-hub's PositionEmbedding is matched by name so that keras-hub need
+    # not be imported; its ReversibleEmbedding is a keras.layers.Embedding.
+    return "embeddings" if isinstance(layer, keras.layers.Embedding) else (
+        "position_embeddings"
+    )
+
+
 def is_embedding(layer):
-    return isinstance(layer, _EMBEDDINGS)
+    return isinstance(layer, keras.layers.Embedding) or (
+        type(layer).__name__ == "PositionEmbedding"
+    )
+
+
+def is_prunable(layer, prune_embeddings=False):
+    """Whether `prunable_weights` supports `layer` (built or not)."""
+    return isinstance(layer, PrunableLayer) or (
+        _weight_names(layer, prune_embeddings) is not None
+    )
 
 
 def prunable_weights(layer, prune_embeddings=False):
-    """The variables of `layer` that pruning applies to, or None if unsupported.
+    """The variables of a built `layer` that pruning applies to.
 
     Supported: Dense, EinsumDense (inside MultiHeadAttention and keras-hub
-    blocks too), Conv1D/2D/3D and their transposes, DepthwiseConv, SeparableConv
-    (pointwise kernel), Embedding / keras-hub ReversibleEmbedding when
-    `prune_embeddings` is set, and any `PrunableLayer`. Biases and
-    normalization weights are never pruned.
+    blocks too), Conv1D/2D/3D and their transposes, DepthwiseConv,
+    SeparableConv (pointwise kernel), Embedding and keras-hub's
+    ReversibleEmbedding and PositionEmbedding when `prune_embeddings` is set,
+    and any `PrunableLayer`. Biases and normalization weights are never
+    pruned.
+
+    Args:
+        layer: a built Keras layer.
+        prune_embeddings: whether embedding tables are pruned.
+
+    Returns:
+        A list of variables, or None when `layer` is not supported.
     """
     if isinstance(layer, PrunableLayer):
         return list(layer.get_prunable_weights())
-    if is_embedding(layer):
-        return [layer.embeddings] if prune_embeddings else None
-    names = _kernel_attributes(layer)
+    names = _weight_names(layer, prune_embeddings)
     if names is None:
         return None
     return [getattr(layer, name) for name in names]

@@ -13,7 +13,10 @@ def _check_block(block_size, block_pooling_type):
     if (
         not isinstance(block_size, (tuple, list))
         or len(block_size) != 2
-        or not all(isinstance(b, int) and b >= 1 for b in block_size)
+        or not all(
+            isinstance(b, int) and not isinstance(b, bool) and b >= 1
+            for b in block_size
+        )
     ):
         raise ValueError(
             "`block_size` must be a pair of positive ints, e.g. (1, 1) for "
@@ -93,8 +96,8 @@ class PruneLowMagnitude(CompressionWrapper):
                 "such as ConstantSparsity(0.5, 0) or PolynomialDecay(...). "
                 f"Received: pruning_schedule={pruning_schedule!r}"
             )
-        block_size = tuple(block_size)
         _check_block(block_size, block_pooling_type)
+        block_size = tuple(block_size)
         self.sparsity_m_by_n = _check_m_by_n(sparsity_m_by_n, block_size)
         super().__init__(layer, **kwargs)
         self.pruning_schedule = pruning_schedule

@@ -1,0 +1,49 @@
+"""Runs examples/prune_digits.py end to end with tiny flags."""
+
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+_REPO = pathlib.Path(__file__).resolve().parents[2]
+_EXAMPLE = _REPO / "examples" / "prune_digits.py"
+_FLAGFILE = _REPO / "examples" / "prune_digits.flags"
+
+
+def test_prune_digits_reaches_target_and_exports_tflite(tmp_path):
+    out_dir = tmp_path / "out"
+    # The shipped flagfile comes first, so it must parse; later flags win.
+    argv = [
+        sys.executable,
+        str(_EXAMPLE),
+        f"--flagfile={_FLAGFILE}",
+        "--target_sparsity=0.75",
+        "--float_epochs=1",
+        "--prune_epochs=1",
+        "--recover_epochs=1",
+        "--frequency=4",
+        "--batch_size=128",
+        f"--output_dir={out_dir}",
+    ]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(
+        argv,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    match = re.search(r"overall sparsity (\d\.\d+)", result.stdout)
+    assert match, result.stdout
+    assert abs(float(match.group(1)) - 0.75) <= 0.005
+    for stage in ("[data]", "[float]", "[prune]", "[evaluate]", "[tflite]", "[save]"):
+        assert stage in result.stdout
+    tflite = out_dir / "pruned.tflite"
+    assert tflite.is_file() and tflite.stat().st_size > 10_000
+    assert (out_dir / "pruned.keras").is_file()
+    assert not (tmp_path / "tfcompress_out").exists()

@@ -1,0 +1,151 @@
+import keras
+import numpy as np
+import pytest
+
+from tfcompress import export
+from tfcompress import runtime
+from tfcompress.export import flatbuffer
+from tfcompress.export.verify import TOLERANCES
+
+
+def _tensor_types(content):
+    """`(set of weight types, set of activation types)` of the main subgraph."""
+    model = flatbuffer.read_model(content)
+    weights, activations = set(), set()
+    for tensor in model.subgraphs[0].tensors:
+        kind = weights if flatbuffer.has_data(model, tensor) else activations
+        kind.add(flatbuffer.type_name(tensor))
+    return weights, activations
+
+
+# What each target must do to the stored types (weights, activations).
+_EXPECTED_TYPES = {
+    "float32": ({"FLOAT32"}, {"FLOAT32"}),
+    "float16": ({"FLOAT16"}, {"FLOAT32"}),
+    "dynamic_int8": ({"INT8"}, {"FLOAT32"}),
+    "int8": ({"INT8"}, {"INT8"}),
+    "int16x8": ({"INT8"}, {"INT16"}),
+}
+
+
+@pytest.mark.parametrize("target", export.TARGETS)
+@pytest.mark.parametrize("model_name", ["dense_model", "conv_model"])
+def test_every_target_converts_and_verifies(request, calibration_data, model_name, target):
+    model = request.getfixturevalue(model_name)
+    kwargs = {}
+    if target in ("int8", "int16x8"):
+        kwargs["representative_data"] = calibration_data(model)
+    result = export.to_tflite(model, target=target, **kwargs)
+
+    assert result.target == target
+    assert result.size_bytes == len(result.tflite_bytes)
+    assert all(check["passed"] for check in result.checks.values()), result.checks
+    metric, bound = TOLERANCES[target]
+    assert result.checks["outputs_match"]["metric"] == metric
+    assert result.checks["outputs_match"]["value"] <= bound
+    # Untrained models have close logits: a quantized one may flip 1 in 8.
+    assert result.argmax_agreement >= (1.0 if target in ("float32", "float16") else 0.75)
+    weights, activations = _tensor_types(result.tflite_bytes)
+    expected_weights, expected_activations = _EXPECTED_TYPES[target]
+    assert expected_weights <= weights
+    assert expected_activations <= activations
+    if target == "float32":
+        assert result.max_relative_error < 1e-5
+        assert not weights & {"FLOAT16", "INT8"}
+    if target in ("int8", "int16x8"):
+        # Float I/O by default: quantize on the way in, dequantize on the way out.
+        assert result.ops[0] == "QUANTIZE" and result.ops[-1] == "DEQUANTIZE"
+
+
+def test_smaller_targets_give_smaller_files(dense_model, calibration_data):
+    sizes = {
+        target: export.to_tflite(
+            dense_model,
+            target=target,
+            representative_data=calibration_data(dense_model) if target == "int8" else None,
+            verify=False,
+        ).size_bytes
+        for target in ("float32", "float16", "int8")
+    }
+    assert sizes["float32"] > 4 * dense_model.count_params()
+    # ~2.5 KB of the files is structure, not weights.
+    assert sizes["int8"] < sizes["float16"] < 0.7 * sizes["float32"]
+
+
+def test_int8_needs_calibration_data(dense_model):
+    with pytest.raises(ValueError, match=r"target='int8' needs calibration data: pass representative_data=\.\.\. \(an array, tf\.data\.Dataset or generator of input batches\), or quantize the model with tfcompress\.quantization\.quantize_model first"):
+        export.to_tflite(dense_model, target="int8")
+    with pytest.raises(ValueError, match="target='int16x8' needs calibration data"):
+        export.to_tflite(dense_model, target="int16x8")
+
+
+def test_int8_io_round_trips_through_the_runtime(dense_model, calibration_data):
+    data = calibration_data(dense_model, n=128)
+    result = export.to_tflite(
+        dense_model, target="int8", representative_data=data, int8_io=True
+    )
+    model = runtime.load(result.tflite_bytes)
+    assert model.input_details[0]["dtype"] == np.int8
+    assert model.output_details[0]["dtype"] == np.int8
+    assert set(model.tensor_dtypes().values()) <= {"int8", "int32"}
+
+    x = data[:32]
+    predictions = model.run(x)
+    expected = dense_model.predict(x, verbose=0)
+    assert predictions.dtype == np.float32
+    assert np.mean(predictions.argmax(-1) == expected.argmax(-1)) >= 0.9
+    cosine = np.sum(predictions * expected) / np.linalg.norm(predictions) / np.linalg.norm(expected)
+    assert cosine > 0.99
+    quantized = model.run(x, raw=False)
+    np.testing.assert_array_equal(quantized, predictions)
+
+
+def test_writes_the_file(tmp_path, dense_model):
+    path = tmp_path / "out" / "dense.tflite"
+    result = export.to_tflite(dense_model, path=path)
+    assert result.path == str(path)
+    assert path.read_bytes() == result.tflite_bytes
+
+
+def test_pruned_models_are_stripped_first(monkeypatch, dense_model):
+    from tfcompress import sparsity
+
+    class PruneMarker(keras.layers.Layer):
+        def call(self, x):
+            return x
+
+    inputs = keras.Input((32,))
+    pruned = keras.Model(inputs, dense_model(PruneMarker()(inputs)))
+    stripped = []
+
+    def fake_strip(model):
+        stripped.append(model)
+        return dense_model
+
+    monkeypatch.setattr(sparsity, "strip_pruning", fake_strip, raising=False)
+    result = export.to_tflite(pruned)
+    assert stripped == [pruned]
+    assert "PruneMarker" not in str(result.ops)
+    export.to_tflite(dense_model, verify=False)
+    assert len(stripped) == 1, "models without pruning layers are not stripped"
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"target": "int4"}, ValueError, "`target` must be one of 'float32', 'float16', 'dynamic_int8', 'int8', 'int16x8'. Received: target='int4'"),
+        ({"target": "float16", "int8_io": True}, ValueError, "`int8_io=True` needs a full-integer target"),
+        ({"target": "float16", "representative_data": np.zeros((2, 32))}, ValueError, "only used by the 'int8' and 'int16x8'"),
+        ({"tolerance": -1.0}, ValueError, "`tolerance` must be a positive number"),
+        ({"verify": "yes"}, TypeError, "`verify` must be a bool"),
+        ({"path": 3}, TypeError, "`path` must be a str"),
+    ],
+)
+def test_argument_errors(dense_model, kwargs, error, message):
+    with pytest.raises(error, match=message.replace("(", r"\(").replace(")", r"\)").replace("[", r"\[")):
+        export.to_tflite(dense_model, **kwargs)
+
+
+def test_non_keras_models_are_rejected():
+    with pytest.raises(TypeError, match="must be a `keras.Model`"):
+        export.to_tflite("model.h5")

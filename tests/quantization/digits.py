@@ -1,0 +1,69 @@
+"""The digits CNN used by the end-to-end QAT tests (Keras 3 only)."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def load_digits_split(seed=0):
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    digits = load_digits()
+    x = (digits.images / 16.0).astype("float32")[..., None]
+    y = digits.target.astype("int32")
+    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.3, random_state=seed, stratify=y)
+    return x_train, y_train, x_test, y_test
+
+
+def digits_cnn():
+    """Conv+BN+ReLU, max pool, Conv+BN+ReLU, global average pool, Dense logits."""
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
+    x = keras.layers.BatchNormalization(momentum=0.9)(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Conv2D(32, 3, padding="same", use_bias=False)(x)
+    x = keras.layers.BatchNormalization(momentum=0.9)(x)
+    x = keras.layers.ReLU()(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(10)(x))
+
+
+def compile_classifier(model, learning_rate):
+    model.compile(
+        keras.optimizers.Adam(learning_rate),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    return model
+
+
+def to_int8_tflite(model):
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.inference_input_type = tf.int8
+    converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def tflite_interpreter(model_bytes):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model_bytes)
+    interpreter.allocate_tensors()
+    return interpreter
+
+
+def run_int8(model_bytes, x):
+    """Dequantized outputs of a one-input int8 TFLite model on float `x`."""
+    interpreter = tflite_interpreter(model_bytes)
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    interpreter.resize_tensor_input(inp["index"], x.shape)
+    interpreter.allocate_tensors()
+    scale, zero = inp["quantization"]
+    q = np.clip(np.round(x / scale + zero), -128, 127).astype(np.int8)
+    interpreter.set_tensor(inp["index"], q)
+    interpreter.invoke()
+    out_scale, out_zero = out["quantization"]
+    return (interpreter.get_tensor(out["index"]).astype("float32") - out_zero) * out_scale

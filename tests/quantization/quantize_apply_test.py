@@ -1,0 +1,82 @@
+"""Every model family through the shared `quantize` body."""
+
+import keras
+import numpy as np
+import pytest
+
+import testing
+import tfcompress.quantization as tq
+from tfcompress.core.layer_tree import walk_layers
+
+
+def _wrapped(model):
+    return {
+        ref.path: type(ref.layer.layer).__name__
+        for ref in walk_layers(model)
+        if isinstance(ref.layer, tq.QuantizeWrapper)
+    }
+
+
+def _calibrate(model, inputs):
+    model(inputs, training=True)  # first training call sets the activation ranges
+
+
+def test_keras_hub_bert_keeps_its_class_and_reaches_einsum_dense(tmp_path):
+    backbone = testing.bert_backbone()
+    qat = tq.quantize_model(backbone)
+    assert type(qat) is type(backbone)
+    wrapped = _wrapped(qat)
+    assert wrapped["transformer_layer_0/self_attention_layer/quant_query"] == "EinsumDense"
+    assert wrapped["transformer_layer_0/quant_feedforward_intermediate_dense"] == "Dense"
+    assert wrapped["quant_token_embedding"] == "ReversibleEmbedding"
+    assert not any("layer_norm" in path for path in wrapped)  # left float by design
+    inputs = testing.token_inputs()
+    _calibrate(qat, inputs)
+    ref, got = backbone(inputs)["sequence_output"], qat(inputs)["sequence_output"]
+    assert np.abs(np.asarray(got) - np.asarray(ref)).mean() < 0.1 * np.abs(np.asarray(ref)).mean()
+
+
+def test_subclassed_and_nested_models():
+    for build in (testing.subclassed, testing.nested):
+        model = build()
+        qat = tq.quantize_model(model)
+        assert type(qat) is type(model)
+        wrapped = _wrapped(qat)
+        assert "block/quant_inner" in wrapped or any(p.endswith("block/quant_inner") for p in wrapped), wrapped
+        x = testing.inputs_for(model)
+        _calibrate(qat, x)
+        np.testing.assert_allclose(np.asarray(qat(x)), np.asarray(model(x)), atol=0.1)
+
+
+def test_inplace_quantizes_an_unregistered_subclassed_model():
+    class Unregistered(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(4)
+
+        def call(self, x):
+            return self.dense(x)
+
+    model = Unregistered()
+    model(np.zeros((1, 3), "float32"))
+    with pytest.raises(TypeError, match="inplace=True"):
+        tq.quantize_model(model)
+    assert tq.quantize_model(model, inplace=True) is model
+    assert isinstance(model.dense, tq.QuantizeWrapper)
+
+
+def test_functional_model_saves_and_loads(tmp_path):
+    model = testing.functional_dense()
+    qat = tq.quantize_model(model)
+    x = testing.inputs_for(model)
+    _calibrate(qat, x)
+    restored = testing.run_model_saving_test(qat, x, tmp_path)
+    assert {type(l).__name__ for l in restored.layers} >= {"QuantizeWrapper"}
+
+
+def test_no_batch_norm_folding_when_disabled():
+    from quantization.digits import digits_cnn
+
+    qat = tq.quantize_model(digits_cnn(), fold_batch_norm=False)
+    names = [type(l).__name__ for l in qat.layers]
+    assert "FoldBatchNormQuantizeWrapper" not in names and "Identity" not in names

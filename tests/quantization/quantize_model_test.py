@@ -1,0 +1,140 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import testing
+import tfcompress.quantization as tq
+from quantization.digits import (
+    compile_classifier,
+    digits_cnn,
+    load_digits_split,
+    run_int8,
+    tflite_interpreter,
+    to_int8_tflite,
+)
+
+
+def _tensor_types(model_bytes):
+    interpreter = tflite_interpreter(model_bytes)
+    return {np.dtype(d["dtype"]).name for d in interpreter.get_tensor_details()}
+
+
+def test_digits_cnn_qat_to_full_int8_tflite():
+    """Float -> 3 QAT epochs -> int8 TFLite, no representative dataset."""
+    keras.utils.set_random_seed(0)
+    x_train, y_train, x_test, y_test = load_digits_split()
+    model = compile_classifier(digits_cnn(), 3e-3)
+    model.fit(x_train, y_train, epochs=20, batch_size=32, verbose=0)
+    float_acc = model.evaluate(x_test, y_test, verbose=0)[1]
+
+    qat = compile_classifier(tq.quantize_model(model), 1e-4)
+    qat.fit(x_train, y_train, epochs=3, batch_size=32, verbose=0)
+    keras_logits = qat.predict(x_test, verbose=0)
+
+    model_bytes = to_int8_tflite(qat)
+    assert _tensor_types(model_bytes) == {"int8", "int32"}
+    interpreter = tflite_interpreter(model_bytes)
+    int32 = [d for d in interpreter.get_tensor_details() if d["dtype"] == np.int32]
+    assert all(len(d["shape"]) == 1 for d in int32)  # biases (and a reduction axis)
+    assert interpreter.get_input_details()[0]["dtype"] == np.int8
+    assert interpreter.get_output_details()[0]["dtype"] == np.int8
+    tflite_logits = run_int8(model_bytes, x_test)
+    tflite_acc = np.mean(tflite_logits.argmax(1) == y_test)
+    agreement = np.mean(tflite_logits.argmax(1) == keras_logits.argmax(1))
+    assert tflite_acc >= float_acc - 0.005, (tflite_acc, float_acc)
+    assert agreement >= 0.995
+
+
+def test_resume_training_after_keras_save(tmp_path):
+    from quantization.digits import load_digits_split as load
+
+    x_train, y_train, _, _ = load()
+    qat = compile_classifier(tq.quantize_model(digits_cnn()), 1e-3)
+    qat.fit(x_train[:128], y_train[:128], epochs=1, batch_size=32, verbose=0)
+    restored = testing.run_model_saving_test(qat, x_train[:8], tmp_path)
+    assert int(restored.optimizer.iterations) == 4
+    ranges = {v.path: v.numpy() for v in restored.non_trainable_weights if "initialized" in v.path}
+    assert ranges and all(value == 1.0 for value in ranges.values())
+    restored.fit(x_train[:128], y_train[:128], epochs=1, batch_size=32, verbose=0)
+    assert int(restored.optimizer.iterations) == 8
+
+
+@pytest.mark.parametrize("weight_bits", [4, 8])
+def test_low_bit_weights_convert_to_int8_storage(weight_bits):
+    qat = tq.quantize_model(digits_cnn(), weight_bits=weight_bits)
+    qat(np.random.default_rng(0).uniform(size=(16, 8, 8, 1)).astype("float32"), training=True)
+    interpreter = tflite_interpreter(to_int8_tflite(qat))
+    kernels = [
+        interpreter.get_tensor(d["index"])
+        for d in interpreter.get_tensor_details()
+        if d["dtype"] == np.int8 and len(d["shape"]) == 4 and d["shape"][0] in (16, 32)
+    ]
+    assert len(kernels) == 2
+    for kernel in kernels:
+        assert np.abs(kernel).max() <= 2 ** (weight_bits - 1) - 1
+
+
+def test_int16x8_converts_with_16_bit_activations():
+    qat = tq.quantize_model(digits_cnn(), activation_bits=16)
+    qat(np.random.default_rng(0).uniform(size=(16, 8, 8, 1)).astype("float32"), training=True)
+    converter = tf.lite.TFLiteConverter.from_keras_model(qat)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    converter.inference_input_type = tf.int16
+    converter.inference_output_type = tf.int16
+    interpreter = tflite_interpreter(converter.convert())
+    assert interpreter.get_input_details()[0]["dtype"] == np.int16
+    assert interpreter.get_output_details()[0]["dtype"] == np.int16
+
+
+_MIRRORED = """
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import json, keras, numpy as np
+import tfcompress.quantization as tq
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+rng = np.random.default_rng(0)
+x = rng.uniform(size=(128, 6)).astype("float32"); y = (x.sum(1) > 3).astype("int32")
+with strategy.scope():
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(2)])
+    qat = tq.quantize_model(model)
+    qat.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+history = qat.fit(x, y, batch_size=32, epochs=5, verbose=0)
+maxes = [float(v.numpy()) for v in qat.layers[0].non_trainable_weights if v.path.endswith("output_0_max")]
+print(json.dumps({"replicas": strategy.num_replicas_in_sync, "loss": history.history["loss"], "max": maxes}))
+"""
+
+
+def test_mirrored_strategy_on_two_logical_cpus():
+    import json
+
+    result = json.loads(testing.run_python(_MIRRORED).strip().splitlines()[-1])
+    assert result["replicas"] == 2
+    assert result["loss"][-1] < result["loss"][0]
+    assert result["max"][0] > 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        ({"weight_bits": 9}, ValueError, r"`weight_bits` must be an integer from 2 to 8.*Received: weight_bits=9"),
+        ({"activation_bits": 4}, ValueError, r"`activation_bits` must be 8 .*Received: activation_bits=4"),
+        ({"per_layer": {"dense": {"activation_bits": 32}}}, ValueError, r"in per_layer\['dense'\]"),
+    ],
+)
+def test_argument_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        tq.quantize_model(testing.functional_dense(), **kwargs)
+
+
+def test_non_keras3_model_errors():
+    with pytest.raises(TypeError, match=r"`to_quantize` must be a `keras.Model`.*Received: to_quantize='model'"):
+        tq.quantize_model("model")
+    layer = keras.layers.Dense(2)
+    with pytest.raises(TypeError, match=r"`to_quantize` must be a `keras.Model`"):
+        tq.quantize_model(layer)
+    unbuilt = keras.Sequential([keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match=r"`to_quantize` .* is not built"):
+        tq.quantize_model(unbuilt)

@@ -1,0 +1,47 @@
+import numpy as np
+import pytest
+
+from tfcompress import runtime
+
+
+def test_benchmark_percentiles_are_ordered_and_positive(dense_tflite):
+    x = np.zeros((4, 6), np.float32)
+    result = runtime.benchmark(dense_tflite, x, num_threads=1, warmup=2, runs=30)
+    assert isinstance(result, runtime.BenchmarkResult)
+    assert 0 < result.p50_ms <= result.p90_ms
+    assert result.mean_ms > 0
+    # A 2-layer MLP on a batch of 4 runs in microseconds, not seconds.
+    assert result.p90_ms < 100
+    assert result.runs == 30
+    assert result.num_threads == 1
+    assert result.backend == "ai_edge_litert"
+    assert result.as_dict() == {
+        "p50_ms": result.p50_ms,
+        "p90_ms": result.p90_ms,
+        "mean_ms": result.mean_ms,
+        "runs": 30,
+        "num_threads": 1,
+        "backend": "ai_edge_litert",
+    }
+
+
+def test_benchmark_reloads_a_model_for_another_thread_count(dense_tflite, tmp_path):
+    model = runtime.load(dense_tflite, num_threads=1)
+    assert runtime.benchmark(model, np.zeros((1, 6), np.float32), runs=3).num_threads == 1
+    result = runtime.benchmark(model, np.zeros((1, 6), np.float32), num_threads=2, runs=3)
+    assert result.num_threads == 2
+    file = tmp_path / "dense.tflite"
+    file.write_bytes(dense_tflite)
+    assert runtime.benchmark(file, np.zeros((1, 6), np.float32), warmup=0, runs=1).runs == 1
+
+
+def test_benchmark_times_more_work_as_slower(dense_tflite):
+    small = runtime.benchmark(dense_tflite, np.zeros((1, 6), np.float32), runs=30)
+    large = runtime.benchmark(dense_tflite, np.zeros((20000, 6), np.float32), runs=30)
+    assert large.p50_ms > small.p50_ms
+
+
+@pytest.mark.parametrize("kwargs", [{"runs": 0}, {"warmup": -1}, {"runs": 2.5}])
+def test_benchmark_argument_errors(dense_tflite, kwargs):
+    with pytest.raises(ValueError, match="must be an int"):
+        runtime.benchmark(dense_tflite, np.zeros((1, 6), np.float32), **kwargs)

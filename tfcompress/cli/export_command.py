@@ -1,0 +1,51 @@
+"""`tfcompress export`: a `.keras` model to a verified TFLite file (and C array)."""
+
+import os
+
+from absl import flags
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "Path of the .keras model to convert (tfcompress.saving.load_model reads it).")
+flags.DEFINE_enum("target", "float32", ["float32", "float16", "dynamic_int8", "int8", "int16x8"], "What the weights and activations become.")
+flags.DEFINE_string("output", None, "Path of the .tflite file to write (default: the model path with .tflite).")
+flags.DEFINE_string("representative", None, "A .npy (or .npz, every array one input) file of calibration inputs, for int8 / int16x8 of float models.")
+flags.DEFINE_bool("int8_io", False, "int8 (int16 for int16x8) model inputs and outputs, as microcontrollers want.")
+flags.DEFINE_bool("allow_flex", False, "Allow TensorFlow (Flex) ops; the file then needs the Flex delegate.")
+flags.DEFINE_string("c_array", None, "Also write <name>.h / <name>.cc C arrays for TFLite Micro next to the output.")
+
+
+def _load_representative(path):
+    import numpy as np
+
+    data = np.load(path)
+    if hasattr(data, "files"):
+        return {name: data[name] for name in data.files}
+    return data
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise SystemExit(f"tfcompress export takes only flags; unexpected arguments: {argv[1:]}")
+    if not FLAGS.model:
+        raise SystemExit("tfcompress export: --model is required (a .keras file).")
+    from tfcompress import export, saving
+
+    model = saving.load_model(FLAGS.model, compile=False)
+    output = FLAGS.output or os.path.splitext(FLAGS.model)[0] + f"_{FLAGS.target}.tflite"
+    representative = _load_representative(FLAGS.representative) if FLAGS.representative else None
+    result = export.to_tflite(
+        model,
+        FLAGS.target,
+        representative_data=representative,
+        int8_io=FLAGS.int8_io,
+        path=output,
+        allow_flex=FLAGS.allow_flex,
+    )
+    print(f"wrote {result.path} ({result.size_bytes:,} bytes, target {result.target})")
+    for check, outcome in result.checks.items():
+        print(f"  check {check}: {outcome}")
+    if FLAGS.c_array:
+        arrays = export.to_c_array(result.path, name=FLAGS.c_array, path=os.path.dirname(os.path.abspath(output)))
+        print(f"wrote {arrays.header_path} and {arrays.source_path}")
+        print(f"  flash {arrays.flash_bytes:,} bytes, tensor arena estimate {arrays.arena_bytes_estimate:,} bytes")
+        print(arrays.resolver_code)

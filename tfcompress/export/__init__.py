@@ -1,0 +1,19 @@
+"""TFLite export: conversion with verification, C arrays for TFLite Micro."""
+
+from tfcompress.export.arena import estimate_arena_bytes
+from tfcompress.export.c_array import CArrayResult
+from tfcompress.export.c_array import to_c_array
+from tfcompress.export.converter import TARGETS
+from tfcompress.export.tflite import ExportResult
+from tfcompress.export.tflite import to_tflite
+from tfcompress.export.verify import ExportVerificationError
+
+__all__ = [
+    "CArrayResult",
+    "ExportResult",
+    "ExportVerificationError",
+    "TARGETS",
+    "estimate_arena_bytes",
+    "to_c_array",
+    "to_tflite",
+]
