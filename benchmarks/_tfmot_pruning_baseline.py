@@ -36,7 +36,7 @@ _FREQUENCY = flags.DEFINE_integer(
     "frequency", 100, "Steps between mask updates (TFMOT's default is 100)."
 )
 _OUTPUT_DIR = flags.DEFINE_string(
-    "output_dir", None, "Directory for the TFLite file."
+    "output_dir", None, "Directory for the TFLite file and stripped weights."
 )
 _JSON = flags.DEFINE_string("json", None, "Where to write the JSON result.")
 
@@ -96,6 +96,7 @@ def main(argv):
         "tflite_bytes": tflite_bytes,
         "gzip_bytes": common.gzip_size(tflite_path),
         "step_time_s": timer.median(),
+        "step_time_p10_s": timer.percentile(10),
         "timed_steps": len(timer.times),
         "end_step": end_step,
     }

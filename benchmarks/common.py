@@ -11,7 +11,6 @@ import gzip
 import io
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -94,10 +93,15 @@ def save_weights_npz(model, path):
     np.savez(path, *model.get_weights())
 
 
+def read_weights_npz(path):
+    """Reads the list of arrays written by `save_weights_npz`, in order."""
+    with np.load(path) as data:
+        return [data[f"arr_{i}"] for i in range(len(data.files))]
+
+
 def load_weights_npz(model, path):
     """Loads weights saved by `save_weights_npz` into `model`, by order."""
-    with np.load(path) as data:
-        model.set_weights([data[f"arr_{i}"] for i in range(len(data.files))])
+    model.set_weights(read_weights_npz(path))
 
 
 def kernel_sparsity(model, kernel_layer_types=("Conv2D", "Dense")):
@@ -164,7 +168,7 @@ def make_step_timer(keras_module, skip_epochs=1):
     Returns:
         The start callback; `timer.stop` is the end callback and
         `timer.times` the per-step durations in seconds; `timer.median()`
-        their median.
+        and `timer.percentile(q)` summarize them.
     """
 
     class _Stop(keras_module.callbacks.Callback):
@@ -193,7 +197,10 @@ def make_step_timer(keras_module, skip_epochs=1):
             self.began = time.perf_counter()
 
         def median(self):
-            return statistics.median(self.times) if self.times else float("nan")
+            return self.percentile(50)
+
+        def percentile(self, q):
+            return float(np.percentile(self.times, q)) if self.times else float("nan")
 
     return _StepTimer()
 

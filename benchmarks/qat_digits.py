@@ -4,6 +4,9 @@ Framework-neutral: `build_cnn(layers_module)` builds the same model from
 `keras.layers` or `tf_keras.layers`, so the TFMOT twin is the same network.
 """
 
+import contextlib
+import io
+
 import numpy as np
 
 
@@ -35,10 +38,11 @@ def build_cnn(layers, models, input_cls):
 
 
 class StepTimer:
-    """Mixin-free batch timer: `make(callback_base)` returns a callback class.
+    """`StepTimer.make(Callback)`: a batch timer for Keras 3 or tf_keras.
 
-    Records wall time of every training batch after the first epoch (which
-    includes tracing), so the mean is the steady-state step time.
+    Records the wall time of every training batch after the first epoch
+    (which includes tracing); report the median, robust to other processes
+    sharing the CPU.
     """
 
     @staticmethod
@@ -80,7 +84,8 @@ def to_int8_tflite(tf, keras_model):
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
-    return converter.convert()
+    with contextlib.redirect_stdout(io.StringIO()):  # Keras export prints its signature
+        return converter.convert()
 
 
 def run_tflite(model_bytes, x):

@@ -45,7 +45,7 @@ def main(argv):
     keras_logits = qat.predict(x_test, verbose=0)
     result = qat_digits.evaluate_tflite(qat_digits.to_int8_tflite(tf, qat), keras_logits, x_test, y_test)
     result["keras_accuracy"] = float(np.mean(keras_logits.argmax(1) == y_test))
-    result["step_ms"] = 1000 * float(np.mean(timer.times))
+    result["step_ms"] = 1000 * float(np.median(timer.times))
     with open(FLAGS.output, "w") as f:
         json.dump(result, f)
 

@@ -15,7 +15,9 @@ import subprocess
 import sys
 import tempfile
 
-from absl import app, flags
+import warnings
+
+from absl import app, flags, logging
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("seeds", 5, "Number of seeds (0..seeds-1).")
@@ -61,7 +63,7 @@ def _run_seed(seed, workdir):
     keras_logits = qat.predict(x_test, verbose=0)
     ours = qat_digits.evaluate_tflite(qat_digits.to_int8_tflite(tf, qat), keras_logits, x_test, y_test)
     ours["keras_accuracy"] = float(np.mean(keras_logits.argmax(1) == y_test))
-    ours["step_ms"] = 1000 * float(np.mean(timer.times))
+    ours["step_ms"] = 1000 * float(np.median(timer.times))
 
     out_path = os.path.join(workdir, f"tfmot_{seed}.json")
     subprocess.run(
@@ -118,6 +120,8 @@ def _table(results):
 
 def main(argv):
     del argv
+    logging.set_verbosity(logging.WARNING)
+    warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
     sys.path.insert(0, _HERE)
     results = []
     with tempfile.TemporaryDirectory() as workdir:

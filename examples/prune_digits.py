@@ -98,17 +98,9 @@ def compile_model(model, keras):
 
 def export_tflite(model, path):
     """Writes a float32 TFLite file; returns its size after gzip -9."""
-    try:
-        from tfcompress.export import to_tflite
-    except ImportError:  # tfcompress.export is optional here.
-        to_tflite = None
-    if to_tflite is not None:
-        to_tflite(model, "float32", path=path)
-    else:
-        import tensorflow as tf
+    from tfcompress.export import to_tflite
 
-        with open(path, "wb") as f:
-            f.write(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+    to_tflite(model, "float32", path=path)
     with open(path, "rb") as f:
         return len(gzip.compress(f.read(), compresslevel=9))
 

@@ -55,6 +55,7 @@ def test_every_target_converts_and_verifies(request, calibration_data, model_nam
     if target in ("int8", "int16x8"):
         # Float I/O by default: quantize on the way in, dequantize on the way out.
         assert result.ops[0] == "QUANTIZE" and result.ops[-1] == "DEQUANTIZE"
+        assert result.checks["builtin_ops"]["float_ops"] == []
 
 
 def test_smaller_targets_give_smaller_files(dense_model, calibration_data):
@@ -100,6 +101,20 @@ def test_int8_io_round_trips_through_the_runtime(dense_model, calibration_data):
     np.testing.assert_array_equal(quantized, predictions)
 
 
+def test_int8_reports_ops_left_in_float(calibration_data):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((8,)), keras.layers.Dense(8), keras.layers.Lambda(keras.ops.sin),
+         keras.layers.Dense(2)]
+    )
+    data = np.random.default_rng(0).random((32, 8), dtype=np.float32)
+    result = export.to_tflite(model, "int8", representative_data=data)
+    # SIN has no int8 kernel: the converter keeps it in float between
+    # DEQUANTIZE and QUANTIZE even with TFLITE_BUILTINS_INT8.
+    assert result.checks["builtin_ops"]["float_ops"] == ["SIN"]
+    assert result.checks["outputs_match"]["passed"]
+
+
 def test_writes_the_file(tmp_path, dense_model):
     path = tmp_path / "out" / "dense.tflite"
     result = export.to_tflite(dense_model, path=path)
@@ -107,27 +122,35 @@ def test_writes_the_file(tmp_path, dense_model):
     assert path.read_bytes() == result.tflite_bytes
 
 
-def test_pruned_models_are_stripped_first(monkeypatch, dense_model):
+def test_pruned_models_are_exported_stripped_with_their_zeros(monkeypatch, dense_model):
     from tfcompress import sparsity
 
-    class PruneMarker(keras.layers.Layer):
-        def call(self, x):
-            return x
+    pruned = sparsity.prune_low_magnitude(
+        dense_model, pruning_schedule=sparsity.ConstantSparsity(0.75, begin_step=0, frequency=1)
+    )
+    rng = np.random.default_rng(0)
+    pruned.compile("sgd", "mse")
+    pruned.fit(
+        rng.random((8, 32), dtype=np.float32), rng.random((8, 10), dtype=np.float32),
+        epochs=1, verbose=0, callbacks=[sparsity.UpdatePruningStep()],
+    )
+    calls = []
+    strip = sparsity.strip_pruning
+    monkeypatch.setattr(sparsity, "strip_pruning", lambda model: calls.append(model) or strip(model))
 
-    inputs = keras.Input((32,))
-    pruned = keras.Model(inputs, dense_model(PruneMarker()(inputs)))
-    stripped = []
-
-    def fake_strip(model):
-        stripped.append(model)
-        return dense_model
-
-    monkeypatch.setattr(sparsity, "strip_pruning", fake_strip, raising=False)
     result = export.to_tflite(pruned)
-    assert stripped == [pruned]
-    assert "PruneMarker" not in str(result.ops)
+    assert calls == [pruned]
+    assert result.ops == ["FULLY_CONNECTED", "FULLY_CONNECTED"]
+    model = flatbuffer.read_model(result.tflite_bytes)
+    kernels = [
+        np.frombuffer(model.buffers[t.buffer].data.tobytes(), np.float32)
+        for t in model.subgraphs[0].tensors
+        if flatbuffer.has_data(model, t) and len(t.shape) == 2
+    ]
+    assert len(kernels) == 2
+    assert all(np.mean(kernel == 0) == pytest.approx(0.75, abs=0.01) for kernel in kernels)
     export.to_tflite(dense_model, verify=False)
-    assert len(stripped) == 1, "models without pruning layers are not stripped"
+    assert len(calls) == 1, "models without pruning wrappers are not stripped"
 
 
 @pytest.mark.parametrize(

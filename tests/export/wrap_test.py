@@ -46,7 +46,7 @@ def test_bert_backbone_exports_float32_and_dynamic_int8(bert_backbone, bert_inpu
             assert error < tolerance, (target, name, error)
 
 
-class _TwoLayers(keras.Model):
+class TwoLayers(keras.Model):
     def __init__(self):
         super().__init__()
         self.hidden = keras.layers.Dense(8, activation="relu")
@@ -58,7 +58,7 @@ class _TwoLayers(keras.Model):
 
 def test_subclassed_model_uses_its_build_shape_or_the_sample():
     keras.utils.set_random_seed(0)
-    model = _TwoLayers()
+    model = TwoLayers()
     with pytest.raises(ValueError, match="is not built"):
         wrap.functional_wrapper(model)
     model(np.zeros((1, 6), np.float32))
@@ -100,6 +100,21 @@ def test_names_are_made_unique_and_valid():
     model = keras.Model([first, second], keras.layers.Add()([first, second]))
     _, specs = wrap.functional_wrapper(model)
     assert [s.name for s in specs] == ["x", "input_9_lives"]
+
+
+def test_untraceable_models_report_the_tracing_error():
+    class _Hidden(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    model = _Hidden()  # Keras names it "_hidden", which is no valid TF scope
+    model(np.zeros((1, 3), np.float32))
+    with pytest.raises(ValueError, match="could not trace the model.*not a valid root scope name"):
+        export.to_tflite(model)
 
 
 def test_output_names_follow_the_tflite_signature():

@@ -2,6 +2,7 @@
 
 import contextlib
 import io
+import warnings
 
 import keras
 import numpy as np
@@ -10,7 +11,8 @@ import tensorflow as tf
 
 
 def _convert(converter):
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
         return converter.convert()
 
 
@@ -79,3 +81,13 @@ def two_signature_tflite(tmp_path_factory):
         directory, signature_keys=["add_one", "double"]
     )
     return _convert(converter)
+
+
+@pytest.fixture(scope="package")
+def unsigned_tflite(dense_tflite):
+    """`dense_tflite` with its signature removed, as some older exporters write."""
+    from tfcompress.export import flatbuffer
+
+    model = flatbuffer.read_model(dense_tflite)
+    model.signatureDefs = []
+    return flatbuffer.pack(model)

@@ -34,8 +34,20 @@ def test_run_matches_keras_and_resizes_the_batch(dense_model, dense_tflite):
         y = model.run(x)
         assert y.shape == (batch, 3)
         np.testing.assert_allclose(y, dense_model(x).numpy(), rtol=1e-5, atol=1e-5)
-    name = model.signatures["serving_default"]["inputs"][0]
-    np.testing.assert_allclose(model.run({name: x}), model.run([x]))
+    np.testing.assert_allclose(model.run({"features": x}), model.run([x]))
+    tensor_name = model.input_details[0]["name"]
+    assert tensor_name == "serving_default_features:0"
+    np.testing.assert_allclose(model.run({tensor_name: x}), model.run(x))
+
+
+def test_models_without_signatures_run_on_tensor_names(dense_model, unsigned_tflite):
+    model = runtime.load(unsigned_tflite)
+    assert model.signatures == {}
+    x = np.random.default_rng(0).normal(size=(5, 6)).astype(np.float32)
+    expected = dense_model(x).numpy()
+    np.testing.assert_allclose(model.run(x), expected, rtol=1e-5, atol=1e-5)
+    name = model.input_details[0]["name"]
+    np.testing.assert_allclose(model.run({name: x[:2]}), expected[:2], rtol=1e-5, atol=1e-5)
 
 
 def test_details_signatures_ops_and_dtypes(dense_tflite):
@@ -75,6 +87,8 @@ def test_integer_inputs_and_several_outputs(two_input_model, two_input_tflite):
     ids = np.random.default_rng(2).integers(0, 20, size=(3, 5)).astype(np.int64)
     scale = np.full((3, 1), 2.0, np.float32)
     outputs = model.run({"ids": ids, "scale": scale})
+    assert model.signatures["serving_default"]["inputs"] == ["ids", "scale"]
+    np.testing.assert_array_equal(model.run([ids, scale])["logits"], outputs["logits"])
     reference = two_input_model([ids, scale])
     assert set(outputs) == {"logits", "embedding"}
     for name in outputs:

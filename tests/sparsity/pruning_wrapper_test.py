@@ -98,9 +98,9 @@ def test_keras_save_of_sequential_with_wrapper(tmp_path):
 
 def test_conv_and_embedding_kernels():
     conv = keras.layers.Conv2D(4, 3)
-    conv.build((None, 6, 6, 2))
+    conv.build((None, 6, 6, 8))
     wrapper = PruneLowMagnitude(conv, ConstantSparsity(0.5, 0), sparsity_m_by_n=(2, 4))
-    wrapper.build((None, 6, 6, 2))
+    wrapper.build((None, 6, 6, 8))
     wrapper.update_masks()
     from tfcompress.sparsity.masks import is_m_by_n_sparse
 

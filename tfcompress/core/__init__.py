@@ -1,1 +1,25 @@
 """Machinery shared by every technique: checks, layer walking and replacement."""
+
+from tfcompress.core.layer_tree import LayerRef
+from tfcompress.core.layer_tree import find_layer
+from tfcompress.core.layer_tree import walk_layers
+from tfcompress.core.recipe import attach_recipe
+from tfcompress.core.replace import replace_layer
+from tfcompress.core.substitute import substitute_variables
+from tfcompress.core.transform import copy_model
+from tfcompress.core.transform import transform_layers
+from tfcompress.core.wrapper import CompressionWrapper
+from tfcompress.core.wrapper import build_shape_of
+
+__all__ = [
+    "CompressionWrapper",
+    "LayerRef",
+    "attach_recipe",
+    "build_shape_of",
+    "copy_model",
+    "find_layer",
+    "replace_layer",
+    "substitute_variables",
+    "transform_layers",
+    "walk_layers",
+]

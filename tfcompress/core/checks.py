@@ -7,9 +7,9 @@ def _is_legacy_keras(obj):
     """True for objects from `tf_keras` / Keras 2 (`tf.keras` under legacy mode)."""
     for klass in type(obj).__mro__:
         module = getattr(klass, "__module__", "") or ""
-        if module.startswith(("tf_keras", "keras.engine", "tensorflow.python.keras")):
-            return True
-        if module.startswith("keras.src.engine"):
+        if module.startswith(
+            ("tf_keras", "keras.engine", "keras.src.engine", "tensorflow.python.keras")
+        ):
             return True
     return False
 

@@ -101,6 +101,13 @@ def walk_layers(root, descend=None):
 
     Returns:
         A list of `LayerRef`, each layer once.
+
+    Example:
+
+    ```python
+    for ref in tfcompress.core.walk_layers(bert_backbone):
+        print(ref.path)  # e.g. transformer_layer_0/self_attention_layer/query
+    ```
     """
     refs, visited = [], {id(root)}
 

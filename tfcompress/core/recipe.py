@@ -19,7 +19,7 @@ from tfcompress.core.replace import replace_layer
 from tfcompress.core.wrapper import CompressionWrapper, build_shape_of
 
 RECIPE_ATTRIBUTE = "_tfcompress_recipe"
-RECIPE_FILE = "recipe.json"
+RECIPE_FILE = "tfcompress_recipe.json"
 
 
 def _wrappers(model):

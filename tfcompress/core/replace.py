@@ -138,6 +138,14 @@ def replace_layer(parent, old, new):
 
     Raises:
         ValueError: when `old` is not a sublayer of `parent`.
+
+    Example:
+
+    ```python
+    ref = tfcompress.core.find_layer(
+        backbone, "transformer_layer_0/self_attention_layer/query")
+    tfcompress.core.replace_layer(ref.parent, ref.layer, built_wrapper)
+    ```
     """
     tracker = getattr(parent, "_tracker", None)
     was_locked = bool(tracker and tracker.locked)

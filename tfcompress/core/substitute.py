@@ -26,14 +26,32 @@ def substitute_variables(mapping, tracked_variables=()):
     so wrapping a stateful layer loses no updates.
 
     Args:
-        mapping: a list of `(variable, tensor)` pairs or a dict keyed by
-            variable path. Tensors must have the variable's shape.
+        mapping: a list of `(variable, tensor)` pairs (or a dict from
+            variable to tensor). Tensors must have the variable's shape.
         tracked_variables: variables whose in-block assignments must persist.
 
     Yields:
         None.
+
+    Raises:
+        TypeError: when a key of `mapping` is not a `keras.Variable`.
+
+    Example:
+
+    ```python
+    with tfcompress.core.substitute_variables(
+            [(dense.kernel, dense.kernel * mask)]):
+        outputs = dense(inputs)
+    ```
     """
     pairs = list(mapping.items()) if isinstance(mapping, dict) else list(mapping)
+    for variable, _ in pairs:
+        if not isinstance(variable, keras.Variable):
+            raise TypeError(
+                "`mapping` must pair `keras.Variable`s with tensors. Received "
+                f"a key {variable!r} of type {type(variable).__name__}; pass "
+                "the variable itself, e.g. `(layer.kernel, tensor)`."
+            )
     outer = _outer_scope()
     scope = keras.StatelessScope(state_mapping=pairs)
     if outer is not None:

@@ -23,6 +23,12 @@ def copy_model(model):
 
     Raises:
         TypeError: when the model cannot be rebuilt from its config.
+
+    Example:
+
+    ```python
+    copy = tfcompress.core.copy_model(backbone)  # still a BertBackbone
+    ```
     """
     ensure_built(model)
     try:
@@ -76,6 +82,22 @@ def transform_layers(model, transform_fn, inplace=False):
         `(model, replaced)`: the transformed model (same class as the input)
         and the list of `LayerRef`s that were replaced (paths are those of the
         original layers).
+
+    Raises:
+        TypeError: for tf_keras or non-model inputs, or a model that cannot
+            be copied (pass `inplace=True`).
+        ValueError: when the model is not built.
+
+    Example:
+
+    ```python
+    def wrap_dense(ref):
+        if isinstance(ref.layer, keras.layers.Dense):
+            return MyWrapper(ref.layer)  # built
+        return None
+
+    model, replaced = tfcompress.core.transform_layers(model, wrap_dense)
+    ```
     """
     ensure_keras3_model(model, "model")
     ensure_built(model)

@@ -41,6 +41,9 @@ class CompressionWrapper(keras.layers.Wrapper):
         parameters = inspect.signature(layer.call).parameters
         self._inner_has_training = "training" in parameters
         self._inner_has_mask = "mask" in parameters
+        # Keras masks (e.g. from `Embedding(mask_zero=True)`) pass through
+        # the wrapper exactly as through the layer it wraps.
+        self.supports_masking = getattr(layer, "supports_masking", False)
 
     def build(self, input_shape=None):
         if not self.layer.built:
@@ -54,6 +57,14 @@ class CompressionWrapper(keras.layers.Wrapper):
     def substitutions(self, training):
         """`(variable, tensor)` pairs to substitute during the inner call."""
         return []
+
+    def compute_mask(self, inputs, mask=None):
+        return self.layer.compute_mask(inputs, mask)
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        # `keras.layers.Wrapper.from_config` pops "layer" from the caller's dict.
+        return super().from_config(dict(config), custom_objects=custom_objects)
 
     def call(self, inputs, *args, training=None, mask=None, **kwargs):
         if self._inner_has_training:

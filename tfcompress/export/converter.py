@@ -1,10 +1,13 @@
 """`tf.lite.TFLiteConverter` settings for each export target."""
 
 import contextlib
+import functools
 import io
 import re
+import tempfile
 import warnings
 
+import keras
 import tensorflow as tf
 
 from tfcompress.export.int16x8 import convert_int16x8
@@ -16,6 +19,28 @@ INTEGER_TARGETS = ("int8", "int16x8")
 def _flex_ops(message):
     match = re.search(r"TF Select ops: ([^\n]+)", message)
     return match.group(1).strip() if match else None
+
+
+def _tracing_error(wrapper):
+    """The error Keras's SavedModel export raises for `wrapper`, or None.
+
+    `from_keras_model` swallows it and falls back to a legacy tf.keras path that
+    then fails with an unrelated "'NoneType' object is not callable".
+    """
+    signature = [tf.TensorSpec(x.shape, x.dtype, name=x.name) for x in wrapper.inputs]
+    archive = keras.export.ExportArchive()
+    archive.track(wrapper)
+    try:
+        with tempfile.TemporaryDirectory() as directory:
+            archive.add_endpoint(
+                "serve",
+                functools.partial(wrapper.__call__, training=False),
+                signature if len(signature) == 1 else [signature],
+            )
+            archive.write_out(directory, verbose=False)
+    except Exception as e:  # pylint: disable=broad-except
+        return e
+    return None
 
 
 def convert(wrapper, target, samples=None, int_io=False, allow_flex=False):
@@ -64,9 +89,15 @@ def convert(wrapper, target, samples=None, int_io=False, allow_flex=False):
             warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
             if target == "int16x8":
-                return convert_int16x8(converter, lambda: iter(samples), int_io)
+                return convert_int16x8(converter, int_io)
             return converter.convert()
     except Exception as e:  # pylint: disable=broad-except
+        if isinstance(e, TypeError) and "'NoneType' object is not callable" in str(e):
+            cause = _tracing_error(wrapper)
+            if cause is not None:
+                raise ValueError(
+                    f"TensorFlow could not trace the model for conversion: {cause}"
+                ) from cause
         flex = _flex_ops(str(e))
         if flex and not allow_flex:
             raise ValueError(
@@ -74,10 +105,5 @@ def convert(wrapper, target, samples=None, int_io=False, allow_flex=False):
                 "Pass allow_flex=True to export them as Flex (TF Select) ops, which "
                 "need a runtime built with the Flex delegate (not ai-edge-litert, "
                 "TF 2.21's tf.lite.Interpreter or TFLite Micro), or replace those ops."
-            ) from e
-        if target == "int8" and "quantiz" in str(e).lower():
-            raise ValueError(
-                f"Full-integer (int8) conversion failed: {e}. Some op has no int8 "
-                "kernel; export with target='dynamic_int8' or 'int16x8' instead."
             ) from e
         raise

@@ -4,6 +4,8 @@ import dataclasses
 import os
 import pathlib
 
+import numpy as np
+
 from tfcompress.core.checks import ensure_keras3_model
 from tfcompress.export import converter
 from tfcompress.export import representative
@@ -27,8 +29,9 @@ class ExportResult:
         target: the export target.
         size_bytes: `len(tflite_bytes)`.
         ops: op names of the main subgraph, in execution order.
-        checks: `{check name: {"passed": bool, "detail": str, ...}}` for
-            `builtin_ops`, `weights_present` and `outputs_match`; empty when
+        checks: `{check name: {"passed": True/False/None, "detail": str, ...}}`
+            for `builtin_ops`, `weights_present` and `outputs_match` (None:
+            skipped, e.g. Flex ops no local interpreter can run); empty when
             `verify=False`.
         max_abs_error: largest absolute difference to Keras on the sample.
         max_relative_error: `max_abs_error` over the largest Keras value.
@@ -165,7 +168,8 @@ def to_tflite(
         path: file to write, or None.
         allow_flex: allow TensorFlow (Flex) ops that have no TFLite builtin.
         verify: run the checks.
-        sample: inputs for `outputs_match`, shaped like `representative_data`.
+        sample: one batch of inputs for `outputs_match` (an array, a list or
+            a dict of arrays); also gives subclassed models their input specs.
         tolerance: bound for the target's metric instead of the default.
 
     Returns:
@@ -219,7 +223,7 @@ def to_tflite(
         path = pathlib.Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
-    result = ExportResult(
+    return ExportResult(
         tflite_bytes=content,
         path=None if path is None else str(path),
         target=target,
@@ -228,7 +232,6 @@ def to_tflite(
         checks=checks,
         **metrics,
     )
-    return result
 
 
 def _verification_batch(wrapper, specs, sample, samples):
@@ -239,10 +242,13 @@ def _verification_batch(wrapper, specs, sample, samples):
         batch = representative.stack(samples[:_SAMPLE_BATCH])
     else:
         batch = representative.random_batch(specs)
+        if not any(np.dtype(spec.dtype).kind in "iub" for spec in specs):
+            return batch, wrap.reference_outputs(wrapper, specs, batch)
         try:
             return batch, wrap.reference_outputs(wrapper, specs, batch)
         except Exception:  # pylint: disable=broad-except
             # Ids in [0, 100) can exceed a small embedding (segment ids, a tiny
-            # vocabulary); ids in [0, 2) are valid for any of them.
+            # vocabulary): TF raises for out-of-range gathers. Ids in [0, 2)
+            # are valid for any of them.
             batch = representative.random_batch(specs, high=2)
     return batch, wrap.reference_outputs(wrapper, specs, batch)

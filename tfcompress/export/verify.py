@@ -50,8 +50,21 @@ class ExportVerificationError(ValueError):
 
 
 def check_ops(content, allow_flex=False):
-    """Builtin ops only (Flex ops too when `allow_flex`); custom ops always fail."""
+    """Builtin ops only (Flex ops too when `allow_flex`); custom ops always fail.
+
+    Also lists `float_ops`, the ops (besides DEQUANTIZE) writing float32: for
+    the integer targets these are the ops the converter kept in float, which
+    TFLite Micro and integer-only accelerators cannot run.
+    """
     model = flatbuffer.read_model(content)
+    subgraph = model.subgraphs[0]
+    float_ops = sorted({
+        flatbuffer.op_name(model, op)
+        for op in subgraph.operators
+        if len(op.outputs)
+        and flatbuffer.type_name(subgraph.tensors[op.outputs[0]]) == "FLOAT32"
+        and flatbuffer.op_name(model, op) != "DEQUANTIZE"
+    })
     names = [
         flatbuffer.op_name(model, op)
         for subgraph in model.subgraphs
@@ -67,7 +80,8 @@ def check_ops(content, allow_flex=False):
         )
     else:
         detail = "builtin ops only" + (f" plus Flex ops {flex}" if flex else "")
-    return {"passed": not bad, "detail": detail, "flex_ops": flex, "custom_ops": custom}
+    return {"passed": not bad, "detail": detail, "flex_ops": flex, "custom_ops": custom,
+            "float_ops": float_ops}
 
 
 def check_weights(content, target, param_count):

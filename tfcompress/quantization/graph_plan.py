@@ -2,8 +2,15 @@
 
 TFLite fuses a Conv/Dense with the BatchNormalization and ReLU after it, and
 keeps int8 tensors only between fused ops; fake quantization must sit exactly
-there. Layers outside functional graphs (inside subclassed or keras-hub
-layers) keep the per-layer default: weights and output quantized.
+there:
+- Conv/Dense + BatchNormalization: folded (`FoldBatchNormQuantizeWrapper`).
+- ... + ReLU/ReLU6: no quantizer on the conv output, one after the ReLU.
+- A layer with weights whose input carries no range (a float model input,
+  or the output of a layer left float such as LayerNormalization, through
+  pass-through layers): its input is quantized.
+Layers outside functional graphs (inside subclassed or keras-hub layers)
+keep the per-layer default, decided in `quantize_apply`: weights, input
+(for layers with weights) and output quantized.
 """
 
 import dataclasses
@@ -11,7 +18,8 @@ import dataclasses
 import keras
 
 from tfcompress.core.wrapper import build_shape_of
-from tfcompress.quantization.quantize_scheme import FOLDABLE
+from tfcompress.quantization.quantize_annotate import QuantizeAnnotate
+from tfcompress.quantization.quantize_scheme import FOLDABLE, PASSTHROUGH, weight_spec
 
 
 @dataclasses.dataclass
@@ -25,8 +33,6 @@ class Plan:
 
 
 def _inner(layer):
-    from tfcompress.quantization.quantize_annotate import QuantizeAnnotate
-
     return layer.layer if isinstance(layer, QuantizeAnnotate) else layer
 
 
@@ -50,32 +56,56 @@ def _channels_last(batch_norm):
 
 
 def _edges(container):
-    """`(consumers, input_fed)`: consumer lists and layers fed by an Input."""
-    consumers, input_fed = {}, set()
+    """`(consumers, producers)` of every layer, keyed by `id(layer)`.
+
+    Producers are `(layer, dtype)` pairs (InputLayers included); a model
+    output counts as one more consumer, recorded as None.
+    """
+    consumers, producers = {}, {}
     if isinstance(container, keras.Sequential):
         layers = container.layers
         for first, second in zip(layers, layers[1:]):
             consumers[id(first)] = [second]
+            producers[id(second)] = [(first, "float32")]
         if layers:
-            input_fed.add(id(layers[0]))
-        return consumers, input_fed
+            dtype = str(container.inputs[0].dtype) if container.inputs else "float32"
+            producers[id(layers[0])] = [(keras.layers.InputLayer(shape=(1,)), dtype)]
+        return consumers, producers
     for op in container.operations:
         for index, node in enumerate(op._inbound_nodes):
             if f"{id(op)}_ib-{index}" not in container._nodes:
                 continue
             for tensor in node.input_tensors:
                 producer = tensor._keras_history.operation
-                if isinstance(producer, keras.layers.InputLayer):
-                    if "float" in str(tensor.dtype):
-                        input_fed.add(id(op))
-                else:
+                producers.setdefault(id(op), []).append((producer, str(tensor.dtype)))
+                if not isinstance(producer, keras.layers.InputLayer):
                     consumers.setdefault(id(producer), []).append(op)
     for tensor in container.outputs:  # a model output is one more consumer
         consumers.setdefault(id(tensor._keras_history.operation), []).append(None)
-    return consumers, input_fed
+    return consumers, producers
 
 
-def plan_graph(container, selected, plan, top_level):
+def _reads_float(layer, producers, selected, top_level):
+    """Whether `layer`'s single input carries no quantization range yet.
+
+    Follows pass-through layers (pooling, reshape) back to the layer that
+    set the range. Model inputs count when they are the model's own (top
+    level) float inputs.
+    """
+    sources = producers.get(id(layer), [])
+    while len(sources) == 1 and isinstance(_inner(sources[0][0]), PASSTHROUGH) and not isinstance(
+        sources[0][0], keras.layers.InputLayer
+    ):
+        sources = producers.get(id(sources[0][0]), [])
+    if len(sources) != 1:
+        return False
+    producer, dtype = sources[0]
+    if isinstance(producer, keras.layers.InputLayer):
+        return top_level and "float" in dtype
+    return not selected(producer) and weight_spec(_inner(layer)) is not None
+
+
+def plan_graph(container, selected, plan, top_level, fold=True):
     """Adds the decisions for one functional/Sequential `container` to `plan`.
 
     Args:
@@ -83,18 +113,20 @@ def plan_graph(container, selected, plan, top_level):
         selected: `fn(layer) -> bool`, whether a layer will be quantized.
         plan: the `Plan` to fill.
         top_level: whether the container's inputs are the model's inputs.
+        fold: fold BatchNormalization into the Conv/Dense before it.
     """
-    consumers, input_fed = _edges(container)
+    consumers, producers = _edges(container)
     layers = container.layers if isinstance(container, keras.Sequential) else container.operations
     for layer in layers:
         if id(layer) in plan.folded_bn or not selected(layer):
             continue
-        if top_level and id(layer) in input_fed:
+        if _reads_float(layer, producers, selected, top_level) and not isinstance(_inner(layer), keras.layers.Embedding):
             plan.quantize_input.add(id(layer))
         out = consumers.get(id(layer), [])
         inner = _inner(layer)
         if (
-            isinstance(inner, FOLDABLE)
+            fold
+            and isinstance(inner, FOLDABLE)
             and _linear(inner)
             and len(out) == 1
             and isinstance(_inner(out[0]), keras.layers.BatchNormalization)

@@ -11,7 +11,7 @@ from tfcompress.quantization.default_quantize_config import DefaultQuantizeConfi
 from tfcompress.quantization.fold_batch_norm_wrapper import FoldBatchNormQuantizeWrapper
 from tfcompress.quantization.graph_plan import Plan, plan_graph
 from tfcompress.quantization.quantize_annotate import QuantizeAnnotate
-from tfcompress.quantization.quantize_scheme import QuantizeScheme
+from tfcompress.quantization.quantize_scheme import QuantizeScheme, weight_spec
 from tfcompress.quantization.quantize_wrapper import QuantizeWrapper
 
 
@@ -21,10 +21,27 @@ def _is_graph(layer):
     )
 
 
+def _reads_unquantized(ref, inner, plan):
+    """Whether the layer's input needs its own quantizer.
+
+    In functional graphs the plan knows the producer. Inside subclassed and
+    keras-hub layers it does not, so layers with weights quantize their
+    input: TFLite only runs a FullyConnected/Conv in int8 when its input has
+    a range (e.g. after a LayerNormalization, which stays float).
+    """
+    if id(ref.layer) in plan.quantize_input:
+        return True
+    return (
+        not _is_graph(ref.parent)
+        and weight_spec(inner) is not None
+        and not isinstance(inner, keras.layers.Embedding)
+    )
+
+
 def _wrap(ref, inner, config, plan, scheme, prefix, preserve_sparsity):
     key = id(ref.layer)
     input_quantizer = None
-    if key in plan.quantize_input:
+    if _reads_unquantized(ref, inner, plan):
         input_quantizer = DefaultQuantizeConfig(activation_bits=scheme.activation_bits).activation_quantizer()
     kwargs = dict(input_quantizer=input_quantizer, preserve_sparsity=preserve_sparsity, name=prefix + inner.name)
     if key in plan.fold:
@@ -77,12 +94,10 @@ def quantize(model, scheme, selected_paths, prefix, preserve_sparsity, fold_batc
 
     def selected(layer):
         return config_of(layer) is not None
+
     containers = [model] + [r.layer for r in walk_layers(model)]
     for container in filter(_is_graph, containers):
-        plan_graph(container, selected, plan, top_level=container is model)
-    if not fold_batch_norm:
-        plan.fold.clear()
-        plan.folded_bn.clear()
+        plan_graph(container, selected, plan, top_level=container is model, fold=fold_batch_norm)
 
     def transform(ref):
         layer = ref.layer

@@ -6,8 +6,10 @@ import warnings
 
 import numpy as np
 
+from tfcompress.runtime.tensors import dequantize
+from tfcompress.runtime.tensors import prepare_inputs
+
 BACKENDS = ("ai_edge_litert", "tflite_runtime", "tensorflow")
-_QUANTIZED_DTYPES = (np.int8, np.uint8, np.int16)
 
 
 def _interpreter_class(backend):
@@ -169,7 +171,11 @@ class TFLiteModel:
 
     @property
     def input_details(self):
-        """Input tensor details (name, index, shape, dtype, quantization...)."""
+        """Input tensor details (name, index, shape, dtype, quantization...).
+
+        The names are tensor names (e.g. "serving_default_x:0"); `run` accepts
+        them as well as the signature input names of `signatures`.
+        """
         return self._interpreter.get_input_details()
 
     @property
@@ -213,15 +219,16 @@ class TFLiteModel:
 
         Args:
             inputs: one array (single-input models), a list of arrays in the
-                order of `input_details` (or of the signature's inputs), or a
-                dict keyed by input name.
+                order of the signature's inputs (`signatures[key]["inputs"]`;
+                `input_details` for models without signatures), or a dict keyed
+                by signature input name or tensor name.
             signature: signature key; needed only when there are several.
             raw: if True, feed and return tensors exactly as stored
                 (no quantization of inputs, no dequantization of outputs).
 
         Returns:
-            A numpy array for single-output models, else a dict keyed by output
-            name.
+            A numpy array for single-output models, else a dict keyed by the
+            signature output names (tensor names without signatures).
 
         Raises:
             ValueError: unknown signature, missing or extra inputs.
@@ -235,7 +242,7 @@ class TFLiteModel:
                 self._interpreter.allocate_tensors()
                 self._allocated = True
             details = self.input_details
-            feed = _prepare(inputs, {d["name"]: d for d in details}, raw)
+            feed = prepare_inputs(inputs, {d["name"]: d for d in details}, raw)
             for detail in details:
                 value = feed[detail["name"]]
                 if tuple(value.shape) != tuple(detail["shape"]):
@@ -245,75 +252,22 @@ class TFLiteModel:
                 self._interpreter.set_tensor(detail["index"], feed[detail["name"]])
             self._interpreter.invoke()
             outputs = {
-                d["name"]: _dequantize(self._interpreter.get_tensor(d["index"]), d, raw)
+                d["name"]: dequantize(self._interpreter.get_tensor(d["index"]), d, raw)
                 for d in self.output_details
             }
         else:
             runner = self._runner(key)
             in_details = runner.get_input_details()
-            feed = _prepare(inputs, in_details, raw)
+            if isinstance(inputs, dict):
+                tensor_names = {detail["name"]: name for name, detail in in_details.items()}
+                inputs = {tensor_names.get(k, k): v for k, v in inputs.items()}
+            feed = prepare_inputs(inputs, in_details, raw)
             result = runner(**feed)
             out_details = runner.get_output_details()
             outputs = {
-                name: _dequantize(value, out_details[name], raw)
+                name: dequantize(value, out_details[name], raw)
                 for name, value in result.items()
             }
         if len(outputs) == 1:
             return next(iter(outputs.values()))
         return outputs
-
-
-def _prepare(inputs, details, raw):
-    """Maps `inputs` to `{name: array of the tensor's dtype}`."""
-    names = list(details)
-    if isinstance(inputs, dict):
-        missing = sorted(set(names) - set(inputs))
-        extra = sorted(set(inputs) - set(names))
-        if missing or extra:
-            raise ValueError(
-                f"`inputs` keys must be the model's input names {names}. "
-                f"Missing: {missing}; unexpected: {extra}."
-            )
-        values = dict(inputs)
-    elif isinstance(inputs, (list, tuple)):
-        if len(inputs) != len(names):
-            raise ValueError(
-                f"`inputs` has {len(inputs)} arrays but the model has "
-                f"{len(names)} inputs {names}."
-            )
-        values = dict(zip(names, inputs))
-    else:
-        if len(names) != 1:
-            raise ValueError(
-                f"The model has {len(names)} inputs {names}; pass a list or a "
-                "dict keyed by input name, not a single array."
-            )
-        values = {names[0]: inputs}
-    return {name: _quantize(np.asarray(values[name]), details[name], raw) for name in names}
-
-
-def _scale_zero_point(detail):
-    scale, zero_point = detail.get("quantization", (0.0, 0))
-    return float(scale), int(zero_point)
-
-
-def _quantize(value, detail, raw):
-    dtype = np.dtype(detail["dtype"])
-    scale, zero_point = _scale_zero_point(detail)
-    if value.dtype.kind == "f" and dtype.kind in "iu":
-        if raw or scale == 0.0 or dtype.type not in _QUANTIZED_DTYPES:
-            raise TypeError(
-                f"Input {detail['name']!r} expects {dtype.name} values; received "
-                f"{value.dtype.name}. Pass integer data (e.g. token ids)"
-                + (" or call run(..., raw=False)." if raw else ".")
-            )
-        info = np.iinfo(dtype)
-        value = np.clip(np.round(value / scale + zero_point), info.min, info.max)
-    return value.astype(dtype, copy=False)
-
-
-def _dequantize(value, detail, raw):
-    scale, zero_point = _scale_zero_point(detail)
-    if raw or scale == 0.0 or value.dtype.type not in _QUANTIZED_DTYPES:
-        return value
-    return ((value.astype(np.float32) - zero_point) * scale).astype(np.float32)

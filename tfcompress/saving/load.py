@@ -6,21 +6,21 @@ import zipfile
 
 import keras
 
-from tfcompress.core.recipe import RECIPE_ATTRIBUTE, RECIPE_FILE, apply_recipe
-
-_RECIPE_MEMBER = f"assets/{RECIPE_ATTRIBUTE}/{RECIPE_FILE}"
+from tfcompress.core.recipe import RECIPE_FILE, apply_recipe
 
 
 def _read_archive(path):
     try:
         with zipfile.ZipFile(path) as archive:
-            names = set(archive.namelist())
             config = json.loads(archive.read("config.json"))
-            recipe = (
-                json.loads(archive.read(_RECIPE_MEMBER))
-                if _RECIPE_MEMBER in names
-                else None
-            )
+            # Keras stores the holder's assets under the first attribute path
+            # that reaches it (`layers/...` in subclassed models).
+            members = [
+                name
+                for name in archive.namelist()
+                if name.startswith("assets/") and name.endswith("/" + RECIPE_FILE)
+            ]
+            recipe = json.loads(archive.read(members[0])) if members else None
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as error:
         raise ValueError(
             f"`filepath` {path!r} is not a valid .keras archive ({error}). "
@@ -50,6 +50,14 @@ def load_model(filepath, custom_objects=None, compile=True):
 
     Raises:
         ValueError: when the file is missing or not a `.keras` archive.
+        KeyError: when a recorded wrapper's layer is not in the rebuilt model.
+
+    Example:
+
+    ```python
+    pruned.save("mid_pruning.keras")
+    model = tfcompress.saving.load_model("mid_pruning.keras")
+    ```
     """
     filepath = os.fspath(filepath)
     if not os.path.exists(filepath) or not filepath.endswith(".keras"):

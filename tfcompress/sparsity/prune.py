@@ -10,7 +10,7 @@ from tfcompress.core.transform import transform_layers
 from tfcompress.core.wrapper import build_shape_of
 from tfcompress.sparsity.prune_registry import is_prunable
 from tfcompress.sparsity.pruning_callbacks import pruning_wrappers
-from tfcompress.sparsity.pruning_wrapper import PruneLowMagnitude
+from tfcompress.sparsity.pruning_wrapper import PruneLowMagnitude, check_arguments
 
 _LOG = logging.getLogger("tfcompress")
 
@@ -27,6 +27,11 @@ def _is_leaf(layer):
 
 
 def _check_layer(layer, prune_embeddings):
+    if isinstance(layer, PruneLowMagnitude):
+        raise ValueError(
+            f"`to_prune` layer {layer.name!r} is already pruned. Pass the "
+            "layer it wraps (`.layer`) instead."
+        )
     if not is_prunable(layer, prune_embeddings):
         hint = (
             " Pass prune_embeddings=True to prune embedding tables."
@@ -105,6 +110,10 @@ def prune_low_magnitude(
             "gives no LiteRT latency here). Received: "
             f"pruning_policy={pruning_policy!r}; pass None."
         )
+    # Validated once, before touching any layer.
+    pruning_schedule, block_size, sparsity_m_by_n = check_arguments(
+        pruning_schedule, block_size, block_pooling_type, sparsity_m_by_n
+    )
     wrapper_kwargs = dict(
         pruning_schedule=pruning_schedule,
         block_size=block_size,
@@ -113,8 +122,6 @@ def prune_low_magnitude(
         prune_embeddings=prune_embeddings,
         **kwargs,
     )
-    # Validate the arguments once, before touching any layer.
-    PruneLowMagnitude(keras.layers.Dense(1), **wrapper_kwargs)
 
     if isinstance(to_prune, (list, tuple)):
         for i, layer in enumerate(to_prune):
@@ -123,11 +130,6 @@ def prune_low_magnitude(
         return [_wrap(layer, wrapper_kwargs) for layer in to_prune]
     ensure_keras3_layer(to_prune, "to_prune")
     if not isinstance(to_prune, keras.Model):
-        if isinstance(to_prune, PruneLowMagnitude):
-            raise ValueError(
-                f"`to_prune` layer {to_prune.name!r} is already pruned. Pass "
-                "the layer it wraps (`to_prune.layer`) instead."
-            )
         _check_layer(to_prune, prune_embeddings)
         return _wrap(to_prune, wrapper_kwargs)
 

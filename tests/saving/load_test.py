@@ -1,0 +1,175 @@
+import os
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+
+import testing
+from tfcompress.saving import load_model
+from tfcompress.sparsity import (
+    PolynomialDecay,
+    PruneLowMagnitude,
+    UpdatePruningStep,
+    prune_low_magnitude,
+)
+from tfcompress.sparsity.pruning_callbacks import pruning_wrappers
+
+STEPS, SPLIT, BATCH = 6, 3, 4
+
+
+def _data(model):
+    inputs = testing.inputs_for(model, batch=BATCH * STEPS, seed=3)
+    shape = testing.outputs_numpy(model(inputs))[0].shape
+    targets = np.random.default_rng(4).normal(size=shape).astype("float32")
+    return inputs, targets
+
+
+def _slice(data, start, stop):
+    return keras.tree.map_structure(lambda a: a[start * BATCH:stop * BATCH], data)
+
+
+def _prune(model):
+    pruned = prune_low_magnitude(
+        model, PolynomialDecay(0.0, 0.75, 0, STEPS - 1, power=1, frequency=1)
+    )
+    pruned.compile(keras.optimizers.Adam(0.01), "mse", jit_compile=False)
+    return pruned
+
+
+def _fit(model, inputs, targets, start, stop):
+    model.fit(_slice(inputs, start, stop), _slice(targets, start, stop),
+              batch_size=BATCH, shuffle=False, verbose=0,
+              callbacks=[UpdatePruningStep()])
+
+
+def _assert_same_pruning_state(a, b):
+    testing.assert_same_weights(a, b)
+    for x, y in zip(pruning_wrappers(a), pruning_wrappers(b), strict=True):
+        assert int(x.pruning_step.numpy()) == int(y.pruning_step.numpy()) == STEPS - 1
+        for (wx, mx), (wy, my) in zip(x.pruning_vars, y.pruning_vars):
+            np.testing.assert_array_equal(mx.numpy(), my.numpy())
+            assert np.mean(wy.numpy() == 0) == pytest.approx(
+                round(0.75 * wy.numpy().size) / wy.numpy().size)
+
+
+@pytest.mark.parametrize(
+    "factory, plain_keras",
+    [
+        (testing.functional_dense, True),
+        pytest.param(testing.sequential_cnn, True, marks=pytest.mark.slow),
+        (testing.subclassed, False),
+        pytest.param(testing.gpt2_backbone, False, marks=pytest.mark.slow),
+    ],
+    ids=["functional", "sequential", "subclassed", "gpt2"],
+)
+def test_resume_from_keras_file_matches_uninterrupted_run(factory, plain_keras, tmp_path):
+    model = factory()
+    inputs, targets = _data(model)
+    straight, resumed = _prune(model), _prune(model)
+    _fit(straight, inputs, targets, 0, STEPS)
+
+    _fit(resumed, inputs, targets, 0, SPLIT)
+    path = os.path.join(tmp_path, "mid.keras")
+    resumed.save(path)
+    restored = load_model(path)
+    assert type(restored) is type(model)
+    testing.assert_outputs_close(resumed(inputs), restored(inputs))
+    if plain_keras:
+        plain = keras.saving.load_model(path)
+        testing.assert_same_weights(plain, restored)
+    assert int(restored.optimizer.iterations.numpy()) == SPLIT
+    _fit(restored, inputs, targets, SPLIT, STEPS)
+    _assert_same_pruning_state(straight, restored)
+
+
+def test_resume_from_weights_checkpoint_and_rebuild(tmp_path):
+    model = testing.functional_dense()
+    inputs, targets = _data(model)
+    straight, resumed = _prune(model), _prune(model)
+    _fit(straight, inputs, targets, 0, STEPS)
+    _fit(resumed, inputs, targets, 0, SPLIT)
+    path = os.path.join(tmp_path, "mid.weights.h5")
+    resumed.save_weights(path)
+
+    rebuilt = _prune(testing.functional_dense())
+    rebuilt.optimizer.build(rebuilt.trainable_variables)
+    rebuilt.load_weights(path)
+    assert int(rebuilt.optimizer.iterations.numpy()) == SPLIT
+    _fit(rebuilt, inputs, targets, SPLIT, STEPS)
+    _assert_same_pruning_state(straight, rebuilt)
+
+
+def test_keras_hub_backbone_round_trip(tmp_path):
+    pruned = prune_low_magnitude(testing.bert_backbone(num_layers=2))
+    for wrapper in pruning_wrappers(pruned):
+        wrapper.update_masks(0.5)
+    inputs = testing.token_inputs()
+    restored = testing.run_model_saving_test(pruned, inputs, tmp_path, loader=load_model)
+    assert len(pruning_wrappers(restored)) == len(pruning_wrappers(pruned)) == 13
+    testing.assert_same_weights(pruned, restored)
+    with zipfile.ZipFile(os.path.join(tmp_path, "model.keras")) as archive:
+        assert "assets/_tfcompress_recipe/tfcompress_recipe.json" in archive.namelist()
+    # Saved again from the loaded model, the recipe is still there.
+    again = testing.run_model_saving_test(
+        restored, inputs, tmp_path, loader=load_model, name="again")
+    assert all(isinstance(w, PruneLowMagnitude) for w in pruning_wrappers(again))
+
+
+@keras.saving.register_keras_serializable(package="tfcompress_tests")
+class Unnamed(keras.Model):
+    """Sublayers with generated names, which differ in the reloaded model."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.first = keras.layers.Dense(4)
+        self.second = keras.layers.Dense(2)
+
+    def call(self, inputs):
+        return self.second(self.first(inputs))
+
+
+def test_layers_with_generated_names_are_found_again(tmp_path):
+    model = Unnamed()
+    model(np.ones((1, 3), "float32"))
+    pruned = prune_low_magnitude(model)
+    for wrapper in pruning_wrappers(pruned):
+        wrapper.update_masks(0.5)
+    keras.layers.Dense(1)  # moves the name counter: the reload gets dense_N+1
+    restored = testing.run_model_saving_test(
+        pruned, np.ones((2, 3), "float32"), tmp_path, loader=load_model)
+    assert [w.layer.name for w in pruning_wrappers(restored)] != [
+        w.layer.name for w in pruning_wrappers(pruned)]
+    testing.assert_same_weights(pruned, restored)
+
+
+@pytest.mark.parametrize("factory", [testing.sequential_cnn, testing.functional_dense])
+def test_pruned_plain_models_load_with_keras(factory, tmp_path):
+    pruned = prune_low_magnitude(factory())
+    for wrapper in pruning_wrappers(pruned):
+        wrapper.update_masks(0.5)
+    restored = testing.run_model_saving_test(
+        pruned, testing.inputs_for(pruned), tmp_path, loader=keras.saving.load_model)
+    assert len(pruning_wrappers(restored)) == len(pruning_wrappers(pruned))
+    testing.assert_same_weights(pruned, restored)
+
+
+def test_plain_model_file_loads_like_keras(tmp_path):
+    model = testing.functional_dense()
+    inputs = testing.inputs_for(model)
+    restored = testing.run_model_saving_test(model, inputs, tmp_path, loader=load_model)
+    assert not pruning_wrappers(restored)
+
+
+@pytest.mark.parametrize("name", ["missing.keras", "model.h5"])
+def test_bad_path(name, tmp_path):
+    with pytest.raises(ValueError, match="must be an existing .keras file"):
+        load_model(os.path.join(tmp_path, name))
+
+
+def test_not_an_archive(tmp_path):
+    path = os.path.join(tmp_path, "broken.keras")
+    with open(path, "w") as f:
+        f.write("not a zip")
+    with pytest.raises(ValueError, match="is not a valid .keras archive"):
+        load_model(path)

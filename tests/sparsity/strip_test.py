@@ -1,0 +1,72 @@
+import keras
+import numpy as np
+import pytest
+
+import testing
+from tfcompress.sparsity import (
+    ConstantSparsity,
+    PruneLowMagnitude,
+    prune_low_magnitude,
+    strip_pruning,
+)
+from tfcompress.sparsity.pruning_callbacks import pruning_wrappers
+
+
+def _pruned(factory):
+    model = factory()
+    pruned = prune_low_magnitude(model, ConstantSparsity(0.6, 0))
+    for wrapper in pruning_wrappers(pruned):
+        wrapper.update_masks()
+    return pruned
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [testing.sequential_cnn, testing.functional_dense, testing.subclassed,
+     testing.nested, testing.bert_backbone],
+    ids=lambda f: f.__name__,
+)
+def test_strip_keeps_class_outputs_and_zeros(factory, tmp_path):
+    pruned = _pruned(factory)
+    inputs = testing.inputs_for(pruned)
+    stripped = strip_pruning(pruned)
+
+    assert type(stripped) is type(pruned)
+    assert not pruning_wrappers(stripped)
+    assert not [w.path for w in stripped.weights
+                if "mask" in w.path or "pruning_step" in w.path]
+    assert not hasattr(stripped, "tfcompress_skipped")
+    testing.assert_outputs_close(pruned(inputs), stripped(inputs))
+    kernels = [w for w in stripped.weights
+               if w.name in ("kernel", "pointwise_kernel")]
+    assert len(kernels) == len(pruning_wrappers(pruned))
+    for kernel in kernels:
+        size = int(np.prod(kernel.shape))
+        zeros = np.mean(keras.ops.convert_to_numpy(kernel) == 0)
+        assert zeros == pytest.approx(round(0.6 * size) / size), kernel.path
+    # A plain model again: Keras loads it without tfcompress.
+    restored = testing.run_model_saving_test(
+        stripped, inputs, tmp_path, loader=keras.saving.load_model
+    )
+    assert not pruning_wrappers(restored)
+    # The pruned model is left as it was.
+    assert pruning_wrappers(pruned)
+
+
+def test_strip_inplace_and_single_wrapper():
+    pruned = _pruned(testing.functional_dense)
+    stripped = strip_pruning(pruned, inplace=True)
+    assert stripped is pruned and not pruning_wrappers(pruned)
+    dense = keras.layers.Dense(3)
+    dense.build((None, 4))
+    wrapper = PruneLowMagnitude(dense, ConstantSparsity(0.5, 0))
+    wrapper.build((None, 4))
+    wrapper.update_masks()
+    dense.kernel.assign(np.ones((4, 3), "float32"))  # pruned weights revived
+    assert strip_pruning(wrapper) is dense
+    assert np.mean(dense.kernel.numpy() == 0) == 0.5
+
+
+def test_strip_rejects_non_keras3():
+    with pytest.raises(TypeError, match="must be a Keras 3"):
+        strip_pruning("model")
