@@ -105,18 +105,6 @@ def export_tflite(model, path):
         return len(gzip.compress(f.read(), compresslevel=9))
 
 
-def _require_tensorboard():
-    """Fails before training, not after it, when summaries cannot be written."""
-    try:
-        import tensorboard  # noqa: F401
-    except ImportError:
-        raise app.UsageError(
-            "--summaries_dir needs the `tensorboard` package, which TensorFlow "
-            "no longer installs: `pip install tensorboard`, or leave "
-            "--summaries_dir unset."
-        ) from None
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -124,8 +112,6 @@ def main(argv):
 
     from tfcompress import sparsity
 
-    if _SUMMARIES_DIR.value:
-        _require_tensorboard()
     keras.utils.set_random_seed(_SEED.value)
     out_dir = _OUTPUT_DIR.value
     os.makedirs(out_dir, exist_ok=True)

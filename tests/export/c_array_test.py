@@ -25,8 +25,11 @@ int main(int argc, char** argv) {
 @pytest.fixture
 def conv_int8(conv_model, calibration_data):
     return export.to_tflite(
-        conv_model, "int8", representative_data=calibration_data(conv_model, 16),
-        int8_io=True, verify=False,
+        conv_model,
+        "int8",
+        representative_data=calibration_data(conv_model, 16),
+        int8_io=True,
+        verify=False,
     ).tflite_bytes
 
 
@@ -38,26 +41,51 @@ def test_c_array_compiles_and_holds_the_flatbuffer(tmp_path, conv_int8):
     assert f"const unsigned int conv_model_len = {len(conv_int8)};" in result.source
 
     subprocess.run(
-        ["g++", "-std=c++17", "-Wall", "-Werror", "-c", result.source_path,
-         "-o", str(tmp_path / "conv_model.o")],
-        check=True, capture_output=True,
+        [
+            "g++",
+            "-std=c++17",
+            "-Wall",
+            "-Werror",
+            "-c",
+            result.source_path,
+            "-o",
+            str(tmp_path / "conv_model.o"),
+        ],
+        check=True,
+        capture_output=True,
     )
     (tmp_path / "main.cc").write_text(_DUMP_MAIN)
     binary = tmp_path / "dump"
     subprocess.run(
-        ["g++", "-std=c++17", "-I", str(tmp_path), str(tmp_path / "main.cc"),
-         result.source_path, "-o", str(binary)],
-        check=True, capture_output=True,
+        [
+            "g++",
+            "-std=c++17",
+            "-I",
+            str(tmp_path),
+            str(tmp_path / "main.cc"),
+            result.source_path,
+            "-o",
+            str(binary),
+        ],
+        check=True,
+        capture_output=True,
     )
     dumped = tmp_path / "dumped.tflite"
-    assert subprocess.run([str(binary), str(dumped)]).returncode == 0, "array not 16-byte aligned"
+    run = subprocess.run([str(binary), str(dumped)], check=False)
+    assert run.returncode == 0, "the array is not 16-byte aligned"
     assert dumped.read_bytes() == conv_int8
 
 
 def test_resolver_lines_and_estimates(conv_int8):
     result = export.to_c_array(conv_int8, name="conv_model")
     assert result.header_path is None and result.source_path is None
-    assert result.ops == ["CONV_2D", "MAX_POOL_2D", "CONV_2D", "MEAN", "FULLY_CONNECTED"]
+    assert result.ops == [
+        "CONV_2D",
+        "MAX_POOL_2D",
+        "CONV_2D",
+        "MEAN",
+        "FULLY_CONNECTED",
+    ]
     assert result.resolver_code.splitlines() == [
         "tflite::MicroMutableOpResolver<4> conv_model_resolver;",
         "conv_model_resolver.AddConv2D();",

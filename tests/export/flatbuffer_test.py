@@ -30,7 +30,9 @@ def test_pack_round_trip_keeps_the_model_and_aligns_buffers(dense_model, content
     offsets = _buffer_offsets(packed)
     assert offsets and all(offset % 16 == 0 for offset in offsets)
     x = np.random.default_rng(0).random((3, 32), dtype=np.float32)
-    np.testing.assert_array_equal(runtime.load(packed).run(x), runtime.load(content).run(x))
+    np.testing.assert_array_equal(
+        runtime.load(packed).run(x), runtime.load(content).run(x)
+    )
 
 
 def test_op_names_constants_and_sizes(content):
@@ -39,7 +41,10 @@ def test_op_names_constants_and_sizes(content):
     subgraph = model.subgraphs[0]
     constants = [t for t in subgraph.tensors if flatbuffer.has_data(model, t)]
     # The two kernels; the converter drops the all-zero (untrained) biases.
-    assert sorted(flatbuffer.tensor_bytes(t) for t in constants) == [64 * 10 * 4, 32 * 64 * 4]
+    assert sorted(flatbuffer.tensor_bytes(t) for t in constants) == [
+        64 * 10 * 4,
+        32 * 64 * 4,
+    ]
     first_input = subgraph.tensors[subgraph.inputs[0]]
     assert flatbuffer.tensor_bytes(first_input) == 32 * 4  # dynamic batch counts as 1
 
@@ -48,9 +53,15 @@ def test_opcode_index_reuses_or_adds(content):
     model = flatbuffer.read_model(content)
     count = len(model.operatorCodes)
     fully_connected = flatbuffer.schema.BuiltinOperator.FULLY_CONNECTED
-    assert flatbuffer.builtin_code(model, model.subgraphs[0].operators[0]) == fully_connected
+    assert (
+        flatbuffer.builtin_code(model, model.subgraphs[0].operators[0])
+        == fully_connected
+    )
     assert flatbuffer.opcode_index(model, fully_connected) < count
-    assert flatbuffer.opcode_index(model, flatbuffer.schema.BuiltinOperator.QUANTIZE) == count
+    assert (
+        flatbuffer.opcode_index(model, flatbuffer.schema.BuiltinOperator.QUANTIZE)
+        == count
+    )
     assert len(model.operatorCodes) == count + 1
 
 

@@ -6,7 +6,10 @@ from tfcompress.export import representative
 from tfcompress.export.representative import InputSpec
 
 IMAGE = [InputSpec("image", (None, 4, 4, 3), "float32")]
-TEXT = [InputSpec("ids", (None, None), "int32"), InputSpec("mask", (None, None), "int32")]
+TEXT = [
+    InputSpec("ids", (None, None), "int32"),
+    InputSpec("mask", (None, None), "int32"),
+]
 
 
 def test_normalize_batch_accepts_array_list_dict_and_pairs():
@@ -21,7 +24,10 @@ def test_normalize_batch_accepts_array_list_dict_and_pairs():
     ids = np.arange(6).reshape(2, 3)
     out = representative.normalize_batch({"mask": ids > 0, "ids": ids}, TEXT, "sample")
     assert list(out) == ["ids", "mask"]
-    assert out["ids"].dtype == np.int32 and out["mask"].tolist() == [[0, 1, 1], [1, 1, 1]]
+    assert out["ids"].dtype == np.int32 and out["mask"].tolist() == [
+        [0, 1, 1],
+        [1, 1, 1],
+    ]
     pair = representative.normalize_batch(((ids, ids), np.zeros(2)), TEXT, "sample")
     np.testing.assert_array_equal(pair["mask"], ids)
 
@@ -30,10 +36,18 @@ def test_normalize_batch_accepts_array_list_dict_and_pairs():
     "batch, specs, message",
     [
         ({"ids": np.zeros((1, 3))}, TEXT, r"`data` is missing inputs \['mask'\]"),
-        ([np.zeros((1, 3))] * 3, TEXT, "`data` has 3 arrays but the model has 2 inputs"),
+        (
+            [np.zeros((1, 3))] * 3,
+            TEXT,
+            "`data` has 3 arrays but the model has 2 inputs",
+        ),
         (np.zeros((1, 3)), TEXT, "pass `data` as a dict"),
         (np.zeros((4, 3)), IMAGE, "must have rank 4"),
-        ({"ids": np.full((1, 3), 0.5), "mask": np.ones((1, 3))}, TEXT, "non-integer floats"),
+        (
+            {"ids": np.full((1, 3), 0.5), "mask": np.ones((1, 3))},
+            TEXT,
+            "non-integer floats",
+        ),
     ],
 )
 def test_normalize_batch_errors(batch, specs, message):
@@ -46,7 +60,9 @@ def test_calibration_samples_from_every_source():
     sources = {
         "array": x,
         "dataset": tf.data.Dataset.from_tensor_slices(x).batch(4),
-        "supervised dataset": tf.data.Dataset.from_tensor_slices((x, np.zeros(10))).batch(3),
+        "supervised dataset": tf.data.Dataset.from_tensor_slices(
+            (x, np.zeros(10))
+        ).batch(3),
         "generator": (x[i : i + 5] for i in (0, 5)),
         "callable": lambda: iter([x[:5], x[5:]]),
     }

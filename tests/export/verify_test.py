@@ -18,8 +18,12 @@ def _float32(model):
 
 def test_all_checks_pass_on_a_good_export(dense_model):
     content, sample, reference = _float32(dense_model)
-    checks = verify.run_checks(content, "float32", dense_model.count_params(), sample, reference)
-    assert [name for name, check in checks.items() if check["passed"]] == list(verify.CHECKS)
+    checks = verify.run_checks(
+        content, "float32", dense_model.count_params(), sample, reference
+    )
+    assert [name for name, check in checks.items() if check["passed"]] == list(
+        verify.CHECKS
+    )
     assert checks["outputs_match"]["max_relative_error"] < 1e-5
     verify.raise_on_failure(checks)
 
@@ -27,8 +31,11 @@ def test_all_checks_pass_on_a_good_export(dense_model):
 def test_flex_ops_fail_builtin_ops_unless_allowed():
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
-        [keras.Input((4,)), keras.layers.Lambda(lambda x: tf.math.cumprod(x, axis=-1)),
-         keras.layers.Dense(2)]
+        [
+            keras.Input((4,)),
+            keras.layers.Lambda(lambda x: tf.math.cumprod(x, axis=-1)),
+            keras.layers.Dense(2),
+        ]
     )
     result = export.to_tflite(model, allow_flex=True)
     assert result.checks["builtin_ops"]["passed"]
@@ -38,7 +45,9 @@ def test_flex_ops_fail_builtin_ops_unless_allowed():
     assert "Flex delegate" in result.checks["outputs_match"]["detail"]
 
     checks = {"builtin_ops": verify.check_ops(result.tflite_bytes, allow_flex=False)}
-    with pytest.raises(export.ExportVerificationError, match=r"\['builtin_ops'\].*FlexCumprod") as info:
+    with pytest.raises(
+        export.ExportVerificationError, match=r"\['builtin_ops'\].*FlexCumprod"
+    ) as info:
         verify.raise_on_failure(checks)
     assert info.value.failed == ["builtin_ops"]
     assert isinstance(info.value, ValueError)
@@ -46,29 +55,42 @@ def test_flex_ops_fail_builtin_ops_unless_allowed():
 
 def test_a_weightless_file_fails_weights_present(monkeypatch, dense_model):
     keras.utils.set_random_seed(1)
-    big = keras.Sequential([keras.Input((32,)), keras.layers.Dense(2000), keras.layers.Dense(10)])
+    big = keras.Sequential(
+        [keras.Input((32,)), keras.layers.Dense(2000), keras.layers.Dense(10)]
+    )
     # Simulate the from_concrete_functions failure: a valid file without the weights.
     small = _float32(dense_model)[0]
     monkeypatch.setattr(converter, "convert", lambda *args, **kwargs: small)
-    with pytest.raises(export.ExportVerificationError, match="weights_present.*weights are missing") as info:
+    with pytest.raises(
+        export.ExportVerificationError, match="weights_present.*weights are missing"
+    ) as info:
         export.to_tflite(big)
     assert "weights_present" in info.value.failed
-    assert info.value.checks["weights_present"]["min_bytes"] == int(0.5 * big.count_params() * 4)
+    assert info.value.checks["weights_present"]["min_bytes"] == int(
+        0.5 * big.count_params() * 4
+    )
 
 
 def test_an_output_mismatch_fails_outputs_match(dense_model):
     content, sample, reference = _float32(dense_model)
     shifted = {name: value + 0.1 for name, value in reference.items()}
-    checks = verify.run_checks(content, "float32", dense_model.count_params(), sample, shifted)
+    checks = verify.run_checks(
+        content, "float32", dense_model.count_params(), sample, shifted
+    )
     assert checks["builtin_ops"]["passed"] and checks["weights_present"]["passed"]
-    with pytest.raises(export.ExportVerificationError, match=r"\['outputs_match'\]: outputs_match: max_relative_error") as info:
+    with pytest.raises(
+        export.ExportVerificationError,
+        match=r"\['outputs_match'\]: outputs_match: max_relative_error",
+    ) as info:
         verify.raise_on_failure(checks)
     assert info.value.failed == ["outputs_match"]
     assert checks["outputs_match"]["max_abs_error"] == pytest.approx(0.1, rel=1e-4)
 
 
 def test_tolerance_overrides_the_default(dense_model):
-    with pytest.raises(export.ExportVerificationError, match="cosine_distance .* > tolerance 1e-12"):
+    with pytest.raises(
+        export.ExportVerificationError, match="cosine_distance .* > tolerance 1e-12"
+    ):
         export.to_tflite(dense_model, target="dynamic_int8", tolerance=1e-12)
     result = export.to_tflite(dense_model, target="dynamic_int8", tolerance=0.5)
     assert result.checks["outputs_match"]["tolerance"] == 0.5

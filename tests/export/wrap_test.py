@@ -34,7 +34,9 @@ def test_bert_backbone_exports_float32_and_dynamic_int8(bert_backbone, bert_inpu
         result = export.to_tflite(bert_backbone, target=target, sample=sample)
         assert all(check["passed"] for check in result.checks.values()), result.checks
         # The weights are in the file: from_concrete_functions lost them.
-        assert result.size_bytes > bert_backbone.count_params() * (4 if target == "float32" else 1)
+        assert result.size_bytes > bert_backbone.count_params() * (
+            4 if target == "float32" else 1
+        )
         model = runtime.load(result.tflite_bytes)
         assert set(model.signatures["serving_default"]["inputs"]) == set(sample)
         outputs = model.run(sample)
@@ -69,7 +71,10 @@ def test_subclassed_model_uses_its_build_shape_or_the_sample():
     result = export.to_tflite(model, sample=sample)
     assert result.checks["outputs_match"]["passed"]
     np.testing.assert_allclose(
-        runtime.load(result.tflite_bytes).run(sample), model(sample).numpy(), rtol=1e-5, atol=1e-6
+        runtime.load(result.tflite_bytes).run(sample),
+        model(sample).numpy(),
+        rtol=1e-5,
+        atol=1e-6,
     )
 
 
@@ -80,7 +85,9 @@ def test_subclassed_model_with_dict_inputs_needs_a_sample():
             self.dense = keras.layers.Dense(2)
 
         def call(self, inputs):
-            return self.dense(keras.ops.concatenate([inputs["a"], inputs["b"]], axis=-1))
+            return self.dense(
+                keras.ops.concatenate([inputs["a"], inputs["b"]], axis=-1)
+            )
 
     model = Pair()
     sample = {"a": np.ones((2, 3), np.float32), "b": np.ones((2, 1), np.float32)}
@@ -90,7 +97,8 @@ def test_subclassed_model_with_dict_inputs_needs_a_sample():
     wrapper, specs = wrap.functional_wrapper(model, sample)
     assert [(s.name, s.shape) for s in specs] == [("a", (None, 3)), ("b", (None, 1))]
     np.testing.assert_allclose(
-        wrap.reference_outputs(wrapper, specs, sample)["output_0"], model(sample).numpy()
+        wrap.reference_outputs(wrapper, specs, sample)["output_0"],
+        model(sample).numpy(),
     )
 
 
@@ -113,7 +121,9 @@ def test_untraceable_models_report_the_tracing_error():
 
     model = _Hidden()  # Keras names it "_hidden", which is no valid TF scope
     model(np.zeros((1, 3), np.float32))
-    with pytest.raises(ValueError, match="could not trace the model.*not a valid root scope name"):
+    with pytest.raises(
+        ValueError, match="could not trace the model.*not a valid root scope name"
+    ):
         export.to_tflite(model)
 
 

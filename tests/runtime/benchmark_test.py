@@ -27,12 +27,19 @@ def test_benchmark_percentiles_are_ordered_and_positive(dense_tflite):
 
 def test_benchmark_reloads_a_model_for_another_thread_count(dense_tflite, tmp_path):
     model = runtime.load(dense_tflite, num_threads=1)
-    assert runtime.benchmark(model, np.zeros((1, 6), np.float32), runs=3).num_threads == 1
-    result = runtime.benchmark(model, np.zeros((1, 6), np.float32), num_threads=2, runs=3)
+    assert (
+        runtime.benchmark(model, np.zeros((1, 6), np.float32), runs=3).num_threads == 1
+    )
+    result = runtime.benchmark(
+        model, np.zeros((1, 6), np.float32), num_threads=2, runs=3
+    )
     assert result.num_threads == 2
     file = tmp_path / "dense.tflite"
     file.write_bytes(dense_tflite)
-    assert runtime.benchmark(file, np.zeros((1, 6), np.float32), warmup=0, runs=1).runs == 1
+    assert (
+        runtime.benchmark(file, np.zeros((1, 6), np.float32), warmup=0, runs=1).runs
+        == 1
+    )
 
 
 def test_benchmark_times_more_work_as_slower(dense_tflite):

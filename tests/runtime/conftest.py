@@ -75,7 +75,9 @@ def two_signature_tflite(tmp_path_factory):
     module = Module()
     directory = str(tmp_path_factory.mktemp("two_signatures"))
     tf.saved_model.save(
-        module, directory, signatures={"add_one": module.add_one, "double": module.double}
+        module,
+        directory,
+        signatures={"add_one": module.add_one, "double": module.double},
     )
     converter = tf.lite.TFLiteConverter.from_saved_model(
         directory, signature_keys=["add_one", "double"]

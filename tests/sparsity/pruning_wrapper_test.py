@@ -5,6 +5,7 @@ import tensorflow as tf
 
 import testing
 from tfcompress.sparsity import (
+    prune_low_magnitude,
     ConstantSparsity,
     PolynomialDecay,
     PruneLowMagnitude,
@@ -52,6 +53,13 @@ def test_training_without_callback_says_to_add_it():
     model.compile("sgd", "mse")
     with pytest.raises(RuntimeError, match=r"Add it: `model.fit\(.*UpdatePruningStep"):
         model.fit(np.ones((4, 8)), np.ones((4, 4)), verbose=0)
+
+
+def test_missing_callback_caught_when_training_is_not_passed_down():
+    pruned = prune_low_magnitude(testing.subclassed())  # call(inputs) only
+    pruned.compile("sgd", "mse")
+    with pytest.raises(RuntimeError, match="without the `tfcompress.sparsity.UpdatePruningStep"):
+        pruned.fit(np.ones((4, 6)), np.ones((4, 3)), verbose=0)
 
 
 def test_update_keeps_weights_zero_under_momentum():

@@ -71,7 +71,10 @@ def estimate_arena_bytes(tflite):
     spans = tensor_lifetimes(model)
     steps = max((end for _, end, _ in spans.values()), default=-1) + 1
     peak = max(
-        (sum(size for first, end, size in spans.values() if first <= t <= end) for t in range(steps)),
+        (
+            sum(size for first, end, size in spans.values() if first <= t <= end)
+            for t in range(steps)
+        ),
         default=0,
     )
     placed = []

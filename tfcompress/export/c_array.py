@@ -43,7 +43,10 @@ class CArrayResult:
 def _resolver_code(name, methods, unsupported):
     lines = [f"tflite::MicroMutableOpResolver<{len(methods)}> {name}_resolver;"]
     lines += [f"{name}_resolver.{method}();" for method in methods]
-    lines += [f"// {op}: no TFLite Micro kernel; the model will not run there." for op in unsupported]
+    lines += [
+        f"// {op}: no TFLite Micro kernel; the model will not run there."
+        for op in unsupported
+    ]
     return "\n".join(lines)
 
 

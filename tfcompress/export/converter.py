@@ -38,7 +38,7 @@ def _tracing_error(wrapper):
                 signature if len(signature) == 1 else [signature],
             )
             archive.write_out(directory, verbose=False)
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
         return e
     return None
 
@@ -86,12 +86,14 @@ def convert(wrapper, target, samples=None, int_io=False, allow_flex=False):
         # Keras prints "Saved artifact at ..." for the intermediate SavedModel,
         # and TF's calibrator warns about its own use of tf.lite.Interpreter.
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+            warnings.filterwarnings(
+                "ignore", message=".*tf.lite.Interpreter is deprecated"
+            )
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
             if target == "int16x8":
                 return convert_int16x8(converter, int_io)
             return converter.convert()
-    except Exception as e:  # pylint: disable=broad-except
+    except Exception as e:
         if isinstance(e, TypeError) and "'NoneType' object is not callable" in str(e):
             cause = _tracing_error(wrapper)
             if cause is not None:

@@ -12,15 +12,32 @@ except ImportError:
     from tensorflow.lite.python import schema_py_generated as schema
 
 _BUILTIN_NAMES = {
-    value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")
+    value: name
+    for name, value in vars(schema.BuiltinOperator).items()
+    if not name.startswith("_")
 }
 _TYPE_NAMES = {
-    value: name for name, value in vars(schema.TensorType).items() if not name.startswith("_")
+    value: name
+    for name, value in vars(schema.TensorType).items()
+    if not name.startswith("_")
 }
 _TYPE_BYTES = {
-    "FLOAT32": 4, "FLOAT16": 2, "BFLOAT16": 2, "FLOAT64": 8, "INT64": 8, "UINT64": 8,
-    "INT32": 4, "UINT32": 4, "INT16": 2, "UINT16": 2, "INT8": 1, "UINT8": 1,
-    "BOOL": 1, "INT4": 1, "COMPLEX64": 8, "COMPLEX128": 16,
+    "FLOAT32": 4,
+    "FLOAT16": 2,
+    "BFLOAT16": 2,
+    "FLOAT64": 8,
+    "INT64": 8,
+    "UINT64": 8,
+    "INT32": 4,
+    "UINT32": 4,
+    "INT16": 2,
+    "UINT16": 2,
+    "INT8": 1,
+    "UINT8": 1,
+    "BOOL": 1,
+    "INT4": 1,
+    "COMPLEX64": 8,
+    "COMPLEX128": 16,
 }
 
 
@@ -31,7 +48,9 @@ def read_bytes(tflite, arg_name="tflite"):
     elif isinstance(tflite, (str, os.PathLike)):
         path = pathlib.Path(tflite)
         if not path.is_file():
-            raise ValueError(f"`{arg_name}` must be an existing .tflite file. Received: {tflite!r}")
+            raise ValueError(
+                f"`{arg_name}` must be an existing .tflite file. Received: {tflite!r}"
+            )
         content, where = path.read_bytes(), f"The file {str(path)!r}"
     else:
         raise TypeError(
@@ -40,7 +59,8 @@ def read_bytes(tflite, arg_name="tflite"):
         )
     if len(content) < 8 or content[4:8] != b"TFL3":
         raise ValueError(
-            f"{where} is not a valid TFLite flatbuffer (no 'TFL3' identifier at bytes 4..8)."
+            f"{where} is not a valid TFLite flatbuffer "
+            "(no 'TFL3' identifier at bytes 4..8)."
         )
     return content
 
@@ -57,7 +77,7 @@ def builtin_code(model, op):
 
 
 def op_name(model, op):
-    """`"CONV_2D"` for builtins, the custom code (e.g. `"FlexCumprod"`) for custom ops."""
+    """`"CONV_2D"` for builtins, the custom code (e.g. `"FlexCumprod"`) otherwise."""
     code = builtin_code(model, op)
     if code == schema.BuiltinOperator.CUSTOM:
         custom = model.operatorCodes[op.opcodeIndex].customCode
@@ -99,7 +119,9 @@ def opcode_index(model, code):
             return i
     new = schema.OperatorCodeT()
     new.builtinCode = code
-    new.deprecatedBuiltinCode = min(code, schema.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES)
+    new.deprecatedBuiltinCode = min(
+        code, schema.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES
+    )
     new.version = 1
     model.operatorCodes.append(new)
     return len(model.operatorCodes) - 1
@@ -112,7 +134,7 @@ class _AlignedBuilder(flatbuffers.Builder):
     builder ignores; kernels reading float/int16 weights rely on it.
     """
 
-    def CreateNumpyVector(self, x):  # pylint: disable=invalid-name
+    def CreateNumpyVector(self, x):
         if x.dtype != np.uint8:
             return super().CreateNumpyVector(x)
         payload = x.tobytes()
@@ -124,7 +146,7 @@ class _AlignedBuilder(flatbuffers.Builder):
 
 
 def pack(model):
-    """Serializes a `schema.ModelT` back to flatbuffer bytes with the 'TFL3' identifier."""
+    """Serializes a `schema.ModelT` to flatbuffer bytes with the 'TFL3' identifier."""
     builder = _AlignedBuilder(1024)
     builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
     return bytes(builder.Output())

@@ -57,18 +57,24 @@ def convert_int16x8(converter, int_io=False):
     Returns:
         The quantized flatbuffer bytes.
     """
-    from tensorflow.lite.python.optimize import calibrator  # pylint: disable=g-import-not-at-top
+    # Private module, imported only for this target.
+    from tensorflow.lite.python.optimize import calibrator
 
-    converter._experimental_calibrate_only = True  # pylint: disable=protected-access
+    converter._experimental_calibrate_only = True
     calibrated = converter.convert()
     patched = _patch_ranges(calibrated)
     io_type = tf.int16 if int_io else tf.float32
     # QuantizeModel without feeding data again: a second calibration pass
     # would overwrite the patched ranges with the recorded ones.
-    wrapper = calibrator.Calibrator(patched)._calibrator  # pylint: disable=protected-access
+    wrapper = calibrator.Calibrator(patched)._calibrator
     quantized = wrapper.QuantizeModel(
-        _numpy_type(io_type), _numpy_type(io_type), True,
-        _numpy_type(tf.int16), _numpy_type(tf.int64), False, False,
+        _numpy_type(io_type),
+        _numpy_type(io_type),
+        True,
+        _numpy_type(tf.int16),
+        _numpy_type(tf.int64),
+        False,
+        False,
     )
     return _float_islands(quantized)
 
@@ -147,17 +153,20 @@ def _float_islands(content):
             op.outputs = [int(i) for i in op.outputs]
             for position, index in enumerate(op.inputs):
                 if index >= 0 and subgraph.tensors[index].type == int16:
-                    dequantized = _new_tensor(subgraph, subgraph.tensors[index], "/float", float32)
+                    dequantized = _new_tensor(
+                        subgraph, subgraph.tensors[index], "/float", float32
+                    )
                     operators.append(_new_op(dequantize, [index], [dequantized]))
                     op.inputs[position] = dequantized
             operators.append(op)
             output = op.outputs[0]
             if subgraph.tensors[output].type == int16:
-                result = _new_tensor(subgraph, subgraph.tensors[output], "/float", float32)
+                result = _new_tensor(
+                    subgraph, subgraph.tensors[output], "/float", float32
+                )
                 op.outputs[0] = result
                 operators.append(_new_op(quantize, [result], [output]))
         subgraph.operators = operators
     code = model.operatorCodes[targets[0].opcodeIndex]
     code.version = 1
     return flatbuffer.pack(model)
-

@@ -46,7 +46,9 @@ def normalize_batch(batch, specs, arg_name):
             )
         values = [batch[name] for name in names]
     elif isinstance(batch, (list, tuple)):
-        if len(batch) == 2 and (len(specs) == 1 or isinstance(batch[0], (list, tuple, dict))):
+        if len(batch) == 2 and (
+            len(specs) == 1 or isinstance(batch[0], (list, tuple, dict))
+        ):
             # `(x, y)` from a supervised tf.data.Dataset: calibrate on `x`.
             return normalize_batch(batch[0], specs, arg_name)
         if len(batch) != len(specs):
@@ -62,7 +64,9 @@ def normalize_batch(batch, specs, arg_name):
                 "dict keyed by input name or a list with one array per input."
             )
         values = [batch]
-    return {spec.name: _cast(_to_numpy(v), spec, arg_name) for spec, v in zip(specs, values)}
+    return {
+        spec.name: _cast(_to_numpy(v), spec, arg_name) for spec, v in zip(specs, values)
+    }
 
 
 def _cast(value, spec, arg_name):
@@ -102,7 +106,9 @@ def _batches(data, arg_name):
         )
 
 
-def calibration_samples(data, specs, arg_name="representative_data", limit=MAX_CALIBRATION_SAMPLES):
+def calibration_samples(
+    data, specs, arg_name="representative_data", limit=MAX_CALIBRATION_SAMPLES
+):
     """Splits `data` into at most `limit` single-sample dicts.
 
     A generator is consumed once here; the returned list can be replayed for

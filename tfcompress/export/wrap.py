@@ -7,6 +7,7 @@ docs/KERAS_NOTES.md), and it gives the TFLite signature readable input and
 output names.
 """
 
+import dataclasses
 import re
 
 import keras
@@ -35,10 +36,16 @@ def _model_inputs(model):
         return None
 
 
+@dataclasses.dataclass(frozen=True)
+class _SampleSpec:
+    shape: tuple
+    dtype: str
+
+
 def _structure_from_sample(model, sample):
-    """Spec structure (single, list or dict of `(shape, dtype)`) for subclassed models."""
+    """Input structure (one, list or dict of `_SampleSpec`) of a subclassed model."""
     if sample is None:
-        shape = model.get_build_config().get("input_shape") if model.get_build_config() else None
+        shape = (model.get_build_config() or {}).get("input_shape")
         if shape is None or not all(d is None or isinstance(d, int) for d in shape):
             raise ValueError(
                 f"`model` ({type(model).__name__}) has no `inputs` (it is subclassed) "
@@ -46,11 +53,12 @@ def _structure_from_sample(model, sample):
                 "inputs (an array, a list or a dict) so the export knows their "
                 "shapes and dtypes."
             )
-        return ((None,) + tuple(shape[1:]), "float32")
+        return _SampleSpec((None,) + tuple(shape[1:]), "float32")
 
     def spec(value):
         value = np.asarray(value)
-        return ((None,) + value.shape[1:], value.dtype.name)
+        dtype = "float32" if value.dtype.kind == "f" else value.dtype.name
+        return _SampleSpec((None,) + value.shape[1:], dtype)
 
     if isinstance(sample, dict):
         return {key: spec(value) for key, value in sample.items()}
@@ -80,26 +88,20 @@ def functional_wrapper(model, sample=None):
     structure = _model_inputs(model)
     if structure is None:
         structure = _structure_from_sample(model, sample)
-        is_leaf = lambda x: isinstance(x, tuple) and len(x) == 2 and isinstance(x[1], str)
-    else:
-        is_leaf = lambda x: isinstance(x, keras.KerasTensor)
 
     taken = set()
     specs = []
 
     def make_input(leaf, key=None):
-        if isinstance(leaf, keras.KerasTensor):
-            shape, dtype, name = tuple(leaf.shape), leaf.dtype, key or leaf.name
-        else:
-            (shape, dtype), name = leaf, key or "input"
-        name = _safe_name(name, taken)
+        shape, dtype = tuple(leaf.shape), leaf.dtype
+        name = _safe_name(key or getattr(leaf, "name", "input"), taken)
         specs.append(InputSpec(name, (None,) + tuple(shape[1:]), np.dtype(dtype).name))
         return keras.Input(shape=shape[1:], dtype=dtype, name=name)
 
     if isinstance(structure, dict):
         inputs = {key: make_input(value, key) for key, value in structure.items()}
         flat = list(inputs.values())
-    elif isinstance(structure, (list, tuple)) and not is_leaf(structure):
+    elif isinstance(structure, (list, tuple)):
         inputs = [make_input(value) for value in structure]
         flat = inputs
     else:

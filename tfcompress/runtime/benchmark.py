@@ -68,7 +68,9 @@ def benchmark(model, inputs, num_threads=None, warmup=5, runs=50, signature=None
         raise ValueError(f"`runs` must be an int >= 1. Received: runs={runs!r}")
     if isinstance(model, TFLiteModel):
         if num_threads is not None and num_threads != model.num_threads:
-            model = load(model.model_content, num_threads=num_threads, backend=model.backend)
+            model = load(
+                model.model_content, num_threads=num_threads, backend=model.backend
+            )
     else:
         model = load(model, num_threads=num_threads)
     for _ in range(warmup):

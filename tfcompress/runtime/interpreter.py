@@ -13,7 +13,7 @@ BACKENDS = ("ai_edge_litert", "tflite_runtime", "tensorflow")
 
 
 def _interpreter_class(backend):
-    """Returns `(name, Interpreter class)` for `backend`, or the first importable one."""
+    """`(name, Interpreter class)` for `backend`, or the first importable one."""
     names = BACKENDS if backend is None else (backend,)
     errors = []
     for name in names:
@@ -29,7 +29,7 @@ def _interpreter_class(backend):
             return name, Interpreter
         # tflite_runtime built for numpy 1 fails at import with numpy 2 in
         # ways that are not always ImportError.
-        except Exception as e:  # pylint: disable=broad-except
+        except Exception as e:
             errors.append(f"{name}: {e}")
     raise ImportError(
         "No TFLite interpreter could be imported (" + "; ".join(errors) + "). "
@@ -106,7 +106,8 @@ def load(model, num_threads=None, backend=None):
         )
     if backend is not None and backend not in BACKENDS:
         raise ValueError(
-            f"`backend` must be one of {BACKENDS} or None. Received: backend={backend!r}"
+            f"`backend` must be one of {BACKENDS} or None. "
+            f"Received: backend={backend!r}"
         )
     content, path = _read_model(model)
     where = f"The file {path!r}" if path else "The given bytes"
@@ -122,7 +123,9 @@ def _create(content, where, backend, num_threads):
             # tf.lite.Interpreter warns that it is deprecated on every creation;
             # it is only picked when asked for or when nothing else is installed.
             warnings.simplefilter("ignore", UserWarning)
-            interpreter = interpreter_class(model_content=content, num_threads=num_threads)
+            interpreter = interpreter_class(
+                model_content=content, num_threads=num_threads
+            )
         return name, interpreter
     except (ValueError, RuntimeError) as e:
         raise ValueError(
@@ -147,7 +150,9 @@ class TFLiteModel:
         num_threads: the thread count it was created with.
     """
 
-    def __init__(self, interpreter, model_content, backend, path=None, num_threads=None):
+    def __init__(
+        self, interpreter, model_content, backend, path=None, num_threads=None
+    ):
         self._interpreter = interpreter
         self.model_content = model_content
         self.backend = backend
@@ -157,7 +162,7 @@ class TFLiteModel:
         # appends its own "DELEGATE" nodes to the node list.
         self._ops = [
             op["op_name"]
-            for op in interpreter._get_ops_details()  # pylint: disable=protected-access
+            for op in interpreter._get_ops_details()
             if op["op_name"] != "DELEGATE"
         ]
         self._signatures = interpreter.get_signature_list()
@@ -184,7 +189,7 @@ class TFLiteModel:
         return self._interpreter.get_output_details()
 
     def ops(self):
-        """Returns the builtin/custom op names in execution order, e.g. `["CONV_2D", ...]`."""
+        """Returns the op names in execution order, e.g. `["CONV_2D", ...]`."""
         return list(self._ops)
 
     def tensor_dtypes(self):
@@ -259,7 +264,9 @@ class TFLiteModel:
             runner = self._runner(key)
             in_details = runner.get_input_details()
             if isinstance(inputs, dict):
-                tensor_names = {detail["name"]: name for name, detail in in_details.items()}
+                tensor_names = {
+                    detail["name"]: name for name, detail in in_details.items()
+                }
                 inputs = {tensor_names.get(k, k): v for k, v in inputs.items()}
             feed = prepare_inputs(inputs, in_details, raw)
             result = runner(**feed)

@@ -1,4 +1,4 @@
-"""Numpy data in and out of TFLite tensors: quantization with each tensor's parameters."""
+"""Numpy data in and out of TFLite tensors, quantized with each tensor's parameters."""
 
 import numpy as np
 
@@ -37,7 +37,9 @@ def prepare_inputs(inputs, details, raw):
                 "dict keyed by input name, not a single array."
             )
         values = {names[0]: inputs}
-    return {name: _quantize(np.asarray(values[name]), details[name], raw) for name in names}
+    return {
+        name: _quantize(np.asarray(values[name]), details[name], raw) for name in names
+    }
 
 
 def _scale_zero_point(detail):

@@ -79,13 +79,20 @@ def check_arguments(pruning_schedule, block_size, block_pooling_type, sparsity_m
 
 
 class _MaskConstraint:
-    """`constraint(w) * mask`: the weight's own constraint, then the mask."""
+    """`constraint(w) * mask`: the weight's own constraint, then the mask.
 
-    def __init__(self, mask, constraint=None):
+    Run by the optimizer whenever it updates the weight, so it also catches
+    training without `UpdatePruningStep` in models that do not pass
+    `training` down to their layers.
+    """
+
+    def __init__(self, wrapper, mask, constraint=None):
+        self.wrapper = wrapper
         self.mask = mask
         self.constraint = constraint
 
     def __call__(self, weight):
+        self.wrapper.check_step_callback()
         if self.constraint is not None:
             weight = self.constraint(weight)
         return weight * ops.cast(self.mask, weight.dtype)
@@ -183,7 +190,7 @@ class PruneLowMagnitude(CompressionWrapper):
         # decay cannot revive them between mask updates.
         self._constraints = [weight.constraint for weight in weights]
         for weight, mask, constraint in zip(weights, self.masks, self._constraints):
-            weight.constraint = _MaskConstraint(mask, constraint)
+            weight.constraint = _MaskConstraint(self, mask, constraint)
         self.pruning_step = self.add_weight(
             name="pruning_step",
             shape=(),
@@ -237,8 +244,9 @@ class PruneLowMagnitude(CompressionWrapper):
         if bool(ops.convert_to_numpy(should_prune)):
             self.update_masks(sparsity)
 
-    def call(self, inputs, *args, training=None, mask=None, **kwargs):
-        if training and not self.step_callback_attached:
+    def check_step_callback(self):
+        """Raises unless `UpdatePruningStep` drives this layer's training."""
+        if not self.step_callback_attached:
             raise RuntimeError(
                 f"Layer {self.name!r} is being trained without the "
                 "`tfcompress.sparsity.UpdatePruningStep()` callback, so the "
@@ -247,6 +255,10 @@ class PruneLowMagnitude(CompressionWrapper):
                 "UpdatePruningStep()])` (in a custom loop call its "
                 "`set_model`, `on_train_begin` and `on_train_batch_begin`)."
             )
+
+    def call(self, inputs, *args, training=None, mask=None, **kwargs):
+        if training:
+            self.check_step_callback()
         return super().call(inputs, *args, training=training, mask=mask, **kwargs)
 
     def substitutions(self, training):
