@@ -46,13 +46,13 @@ class UpdatePruningStep(keras.callbacks.Callback):
                 "UpdatePruningStep was given a model with no pruned layers. "
                 "Prune it first with tfcompress.sparsity.prune_low_magnitude."
             )
+        # Resume: the optimizer counts every step taken (and is saved with the
+        # model); the wrappers' own step covers a re-compiled optimizer.
         saved = max(int(w.pruning_step.numpy()) for w in self._wrappers)
-        if saved >= 0:
-            self.step = saved + 1
-        else:
-            optimizer = getattr(self.model, "optimizer", None)
-            iterations = getattr(optimizer, "iterations", None)
-            self.step = int(iterations.numpy()) if iterations is not None else 0
+        optimizer = getattr(self.model, "optimizer", None)
+        iterations = getattr(optimizer, "iterations", None)
+        done = int(iterations.numpy()) if iterations is not None else 0
+        self.step = max(done, saved + 1)
         for wrapper in self._wrappers:
             wrapper.step_callback_attached = True
 
@@ -62,6 +62,16 @@ class UpdatePruningStep(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.step += 1
+
+    def _record_step(self):
+        for wrapper in self._wrappers:
+            wrapper.pruning_step.assign(self.step - 1)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._record_step()
+
+    def on_train_end(self, logs=None):
+        self._record_step()
 
 
 def _write_scalar(tag, value, step):
