@@ -119,3 +119,25 @@ def test_mirrored_strategy_reaches_target_sparsity():
     for path, weight_zeros, mask_zeros in results:
         assert float(weight_zeros) == pytest.approx(0.8, abs=1 / 64), path
         assert float(mask_zeros) == float(weight_zeros)
+
+
+def test_warns_when_the_schedule_ends_after_the_last_step():
+    from tfcompress.sparsity import PolynomialDecay
+
+    # 16 samples / batch 4 x 2 epochs = steps 0..7; end_step=8 is never run.
+    model = prune_low_magnitude(testing.functional_dense(), PolynomialDecay(0.0, 0.5, 0, 8, frequency=1))
+    model.compile("adam", "mse")
+    with pytest.warns(UserWarning, match=r"end_step=8, after the last step of this fit \(7"):
+        model.fit(np.ones((16, 16)), np.zeros((16, 4)), batch_size=4, epochs=2, verbose=0,
+                  callbacks=[UpdatePruningStep()])
+
+
+def test_step_resumes_from_the_optimizer_after_a_partial_fit():
+    model = _pruned_mlp()
+    callback = UpdatePruningStep()
+    model.fit(np.ones((16, 16)), np.zeros((16, 4)), batch_size=4, epochs=1, verbose=0, callbacks=[callback])
+    assert callback.step == 4
+    assert all(int(w.pruning_step.numpy()) == 3 for w in pruning_wrappers(model))
+    second = UpdatePruningStep()
+    model.fit(np.ones((16, 16)), np.zeros((16, 4)), batch_size=4, epochs=1, verbose=0, callbacks=[second])
+    assert second.step == 8

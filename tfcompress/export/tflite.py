@@ -159,7 +159,9 @@ def to_tflite(
     Pruning wrappers are removed first with `tfcompress.sparsity.strip_pruning`.
 
     Verification (`verify=True`) runs three checks and raises if one fails:
-    `builtin_ops` (no Flex/custom ops unless `allow_flex`), `weights_present`
+    `builtin_ops` (no Flex/custom ops unless `allow_flex`; it also lists in
+    `float_ops` the ops an integer target kept in float: TF 2.21 does so even
+    under TFLITE_BUILTINS_INT8, e.g. SIN), `weights_present`
     (file >= 0.5 x params x bytes per param of the target: 4, 2 or 1) and
     `outputs_match` (the LiteRT outputs on `sample` against Keras, see the
     table). Without `sample` it uses up to 8 calibration samples, else random

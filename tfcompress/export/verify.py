@@ -92,7 +92,7 @@ def check_ops(content, allow_flex=False):
         detail = f"non-builtin ops {bad}" + (
             ""
             if allow_flex or not flex
-            else " (Flex ops need allow_flex=True and a TF runtime)"
+            else " (Flex ops need allow_flex=True and a runtime with the Flex delegate)"
         )
     else:
         detail = "builtin ops only" + (f" plus Flex ops {flex}" if flex else "")

@@ -1,6 +1,7 @@
 """Callbacks that drive pruning during `model.fit`."""
 
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -55,6 +56,27 @@ class UpdatePruningStep(keras.callbacks.Callback):
         self.step = max(done, saved + 1)
         for wrapper in self._wrappers:
             wrapper.step_callback_attached = True
+        self._warn_if_schedule_outlasts_training()
+
+    def _warn_if_schedule_outlasts_training(self):
+        params = self.params or {}
+        epochs, steps = params.get("epochs"), params.get("steps")
+        if self.step != 0 or not epochs or not steps:
+            return
+        last_step = epochs * steps - 1
+        for wrapper in self._wrappers:
+            end = wrapper.pruning_schedule.end_step
+            if end > last_step:
+                warnings.warn(
+                    f"The pruning schedule of {wrapper.name!r} ends at "
+                    f"end_step={end}, after the last step of this fit "
+                    f"({last_step}: steps count from 0), so its final sparsity "
+                    f"will not be reached. Set end_step <= {last_step}, ideally "
+                    "an epoch before the end so the model recovers from the "
+                    "last mask update.",
+                    stacklevel=2,
+                )
+                return
 
     def on_train_batch_begin(self, batch, logs=None):
         for wrapper in self._wrappers:
