@@ -36,6 +36,7 @@ flags.DEFINE_bool("quantize_residual_outputs", True,
                   "(int8 FullyConnected) instead of leaving them float.")
 flags.DEFINE_bool("run_ptq", True, "Also convert and measure the stock PTQ models.")
 flags.DEFINE_string("output_json", None, "Optional path for the results.")
+flags.DEFINE_string("output_dir", None, "Optional directory to keep the .tflite files in.")
 flags.DEFINE_integer("seed", 0, "Random seed.")
 
 _INPUTS = ("token_ids", "segment_ids", "padding_mask")
@@ -196,14 +197,17 @@ def main(argv):
     if FLAGS.run_ptq:
         calib = encode(train_sentences[: FLAGS.calibration_samples])
 
-        def representative():
+        def representative():  # keyed by name: the signature sorts its inputs
             for i in range(FLAGS.calibration_samples):
-                yield [x[i : i + 1] for x in calib]
+                yield {name: x[i : i + 1] for name, x in zip(_INPUTS, calib)}
 
         models["stock full-int8 PTQ"] = lambda: _convert(tf, fp32, representative)
     for name, convert in models.items():
         start = time.perf_counter()
         model_bytes = convert()
+        if FLAGS.output_dir:
+            with open(f"{FLAGS.output_dir}/{re.sub('[^a-z0-9]+', '_', name.lower())}.tflite", "wb") as f:
+                f.write(model_bytes)
         outputs, latency, ops = _run_tflite(model_bytes, eval_data)
         results[name] = {
             **_compare(reference, outputs),
