@@ -60,7 +60,7 @@ def test_litert_model_goes_through_runtime_benchmark(fake_runtime):
     result = evaluation.latency(model, X, num_threads=2, warmup=1, runs=9)
     assert fake_runtime["model"] is model
     assert (fake_runtime["num_threads"], fake_runtime["warmup"], fake_runtime["runs"]) == (2, 1, 9)
-    assert result == evaluation.Latency(1.5, 2.5, 1.75, 9, 2, "xnnpack")
+    assert result.as_dict() == evaluation.Latency(1.5, 2.5, 1.75, 9, 2, "xnnpack").as_dict()
 
 
 def test_path_is_loaded_with_num_threads(fake_runtime):

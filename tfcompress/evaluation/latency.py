@@ -1,55 +1,14 @@
 """Inference latency of a LiteRT model, with Keras timing for comparison."""
 
-import dataclasses
-import time
-
 import keras
-import numpy as np
 
 from tfcompress.evaluation import _runner
+from tfcompress.runtime.benchmark import BenchmarkResult
+from tfcompress.runtime.benchmark import time_calls
 
 
-@dataclasses.dataclass(frozen=True)
-class Latency:
-    """Latency of one model call, in milliseconds over `runs` timed calls.
-
-    Attributes:
-        p50_ms: median latency.
-        p90_ms: 90th percentile.
-        mean_ms: mean.
-        runs: number of timed calls.
-        num_threads: interpreter threads (None: the runtime's default, and
-            always None for Keras, whose thread pools are process-wide).
-        backend: what ran the model, e.g. the LiteRT backend reported by
-            `tfcompress.runtime` or `"keras-tensorflow"`.
-    """
-
-    p50_ms: float
-    p90_ms: float
-    mean_ms: float
-    runs: int
-    num_threads: int | None
-    backend: str
-
-    def as_dict(self):
-        return dataclasses.asdict(self)
-
-
-def _time_calls(fn, warmup, runs):
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    times = np.asarray(times)
-    return {
-        "p50_ms": float(np.percentile(times, 50)),
-        "p90_ms": float(np.percentile(times, 90)),
-        "mean_ms": float(times.mean()),
-        "runs": runs,
-    }
+# One result type for LiteRT and Keras timings, so they share a table.
+Latency = BenchmarkResult
 
 
 def latency(model, inputs, num_threads=None, warmup=5, runs=50):
@@ -94,12 +53,11 @@ def latency(model, inputs, num_threads=None, warmup=5, runs=50):
         model = _runner.load_litert(model, num_threads=num_threads)
     kind = _runner.model_kind(model)
     if kind == "litert":
-        from tfcompress import runtime  # Lazy: written concurrently, imports LiteRT.
+        from tfcompress import runtime
 
-        result = runtime.benchmark(
+        return runtime.benchmark(
             model, inputs, num_threads=num_threads, warmup=warmup, runs=runs
-        ).as_dict()
-        return Latency(**{f.name: result[f.name] for f in dataclasses.fields(Latency)})
+        )
     if num_threads is not None:
         raise ValueError(
             "`num_threads` only applies to LiteRT models. TensorFlow sets its "
@@ -108,5 +66,5 @@ def latency(model, inputs, num_threads=None, warmup=5, runs=50):
             "pass num_threads=None."
         )
     backend = f"keras-{keras.backend.backend()}" if kind == "keras" else "callable"
-    stats = _time_calls(lambda: _runner.call_once(model, kind, inputs), warmup, runs)
+    stats = time_calls(lambda: _runner.call_once(model, kind, inputs), warmup, runs)
     return Latency(num_threads=None, backend=backend, **stats)

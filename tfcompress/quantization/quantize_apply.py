@@ -11,7 +11,7 @@ from tfcompress.quantization.default_quantize_config import DefaultQuantizeConfi
 from tfcompress.quantization.fold_batch_norm_wrapper import FoldBatchNormQuantizeWrapper
 from tfcompress.quantization.graph_plan import Plan, plan_graph
 from tfcompress.quantization.quantize_annotate import QuantizeAnnotate
-from tfcompress.quantization.quantize_scheme import QuantizeScheme, weight_spec
+from tfcompress.quantization.quantize_scheme import QuantizeScheme
 from tfcompress.quantization.quantize_wrapper import QuantizeWrapper
 
 
@@ -25,17 +25,16 @@ def _reads_unquantized(ref, inner, plan):
     """Whether the layer's input needs its own quantizer.
 
     In functional graphs the plan knows the producer. Inside subclassed and
-    keras-hub layers it does not, so layers with weights quantize their
-    input: TFLite only runs a FullyConnected/Conv in int8 when its input has
-    a range (e.g. after a LayerNormalization, which stays float).
+    keras-hub layers it does not; there only the output projection of a
+    MultiHeadAttention gets one, as it reads an einsum of the attention
+    probabilities (an op, not a layer) that nothing else quantizes. A second
+    quantizer right after another one would make the converter fail on
+    "quantization parameters violate the same scale constraint".
     """
     if id(ref.layer) in plan.quantize_input:
         return True
-    return (
-        not _is_graph(ref.parent)
-        and weight_spec(inner) is not None
-        and not isinstance(inner, keras.layers.Embedding)
-    )
+    parent = ref.parent
+    return isinstance(parent, keras.layers.MultiHeadAttention) and inner is getattr(parent, "_output_dense", None)
 
 
 def _wrap(ref, inner, config, plan, scheme, prefix, preserve_sparsity):

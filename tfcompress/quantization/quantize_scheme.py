@@ -15,19 +15,18 @@ PASSTHROUGH = (
     L.Cropping2D, L.Identity, L.InputLayer,
 )
 
+# Computed in float on purpose (int8 loses the precision of their variance),
+# but their output is quantized so the matmuls reading it run in int8:
+# TFLite keeps them float between dequantize/quantize ops.
+FLOAT_COMPUTE = (L.LayerNormalization, L.GroupNormalization, L.UnitNormalization)
+
 # Output-only layers: TFLite computes them on int8 with their own output range.
 OUTPUT_ONLY = (
     L.ReLU, L.Activation, L.LeakyReLU, L.Add, L.Subtract, L.Multiply, L.Concatenate,
     L.Average, L.Maximum, L.Minimum, L.AveragePooling1D, L.AveragePooling2D,
     L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalAveragePooling3D,
     L.UpSampling2D, L.Softmax, L.BatchNormalization,
-)
-
-# Left float on purpose: in int8 they lose the precision transformers need
-# (LayerNorm's variance, GELU's curvature); the converter keeps them float
-# between quantize/dequantize ops. Use per_layer={...: {"activation_bits": 16}}
-# for a 16-bit output instead, or annotate them with your own config.
-FLOAT = (L.LayerNormalization, L.GroupNormalization, L.UnitNormalization)
+) + FLOAT_COMPUTE
 
 FOLDABLE = (L.Conv1D, L.Conv2D, L.DepthwiseConv2D, L.Dense)
 
@@ -67,7 +66,9 @@ class QuantizeScheme:
     Weights: symmetric, narrow range, per-channel for Conv/DepthwiseConv and
     per-tensor for Dense/EinsumDense/Embedding. Activations: asymmetric
     per-tensor moving-average ranges (symmetric when 16-bit, as TFLite int16
-    wants zero point 0). LayerNormalization is left float (see `FLOAT`).
+    wants zero point 0). LayerNormalization computes in float with its output
+    quantized (see `FLOAT_COMPUTE`); GELU inside a Dense stays float (the
+    Dense output after it is quantized, so its matmul input is int8).
 
     Args:
         weight_bits: 2..8 for every weight.
@@ -102,7 +103,7 @@ class QuantizeScheme:
 
     def config_for(self, path, layer, quantize_output=True):
         """A `DefaultQuantizeConfig` for `layer`, or None when it stays float."""
-        if isinstance(layer, PASSTHROUGH + FLOAT) or not is_supported(layer):
+        if isinstance(layer, PASSTHROUGH) or not is_supported(layer):
             return None
         override = self.override(path, layer)
         if override.get("skip"):

@@ -73,18 +73,22 @@ def benchmark(model, inputs, num_threads=None, warmup=5, runs=50, signature=None
             )
     else:
         model = load(model, num_threads=num_threads)
+    stats = time_calls(lambda: model.run(inputs, signature=signature), warmup, runs)
+    return BenchmarkResult(num_threads=model.num_threads, backend=model.backend, **stats)
+
+
+def time_calls(fn, warmup, runs):
+    """`{"p50_ms", "p90_ms", "mean_ms", "runs"}` of `fn()` after `warmup` calls."""
     for _ in range(warmup):
-        model.run(inputs, signature=signature)
+        fn()
     times = np.empty(runs)
     for i in range(runs):
         start = time.perf_counter()
-        model.run(inputs, signature=signature)
+        fn()
         times[i] = (time.perf_counter() - start) * 1000.0
-    return BenchmarkResult(
-        p50_ms=float(np.percentile(times, 50)),
-        p90_ms=float(np.percentile(times, 90)),
-        mean_ms=float(times.mean()),
-        runs=runs,
-        num_threads=model.num_threads,
-        backend=model.backend,
-    )
+    return {
+        "p50_ms": float(np.percentile(times, 50)),
+        "p90_ms": float(np.percentile(times, 90)),
+        "mean_ms": float(times.mean()),
+        "runs": runs,
+    }
