@@ -19,10 +19,8 @@ def fake_runtime(monkeypatch):
     """Replaces `tfcompress.runtime` with a recorder of load/benchmark calls."""
     calls = {}
 
-    class Result:
-        def as_dict(self):
-            return {"p50_ms": 1.5, "p90_ms": 2.5, "mean_ms": 1.75, "runs": calls["runs"],
-                    "num_threads": calls["num_threads"], "backend": "xnnpack", "extra": 0}
+    def result():
+        return evaluation.Latency(1.5, 2.5, 1.75, calls["runs"], calls["num_threads"], "xnnpack")
 
     def load(path_or_bytes, num_threads=None):
         calls["loaded"] = (path_or_bytes, num_threads)
@@ -30,7 +28,7 @@ def fake_runtime(monkeypatch):
 
     def benchmark(model, inputs, num_threads=None, warmup=5, runs=50):
         calls.update(model=model, num_threads=num_threads, warmup=warmup, runs=runs)
-        return Result()
+        return result()
 
     module = types.SimpleNamespace(load=load, benchmark=benchmark)
     monkeypatch.setitem(sys.modules, "tfcompress.runtime", module)
@@ -60,7 +58,7 @@ def test_litert_model_goes_through_runtime_benchmark(fake_runtime):
     result = evaluation.latency(model, X, num_threads=2, warmup=1, runs=9)
     assert fake_runtime["model"] is model
     assert (fake_runtime["num_threads"], fake_runtime["warmup"], fake_runtime["runs"]) == (2, 1, 9)
-    assert result.as_dict() == evaluation.Latency(1.5, 2.5, 1.75, 9, 2, "xnnpack").as_dict()
+    assert result == evaluation.Latency(1.5, 2.5, 1.75, 9, 2, "xnnpack")
 
 
 def test_path_is_loaded_with_num_threads(fake_runtime):
