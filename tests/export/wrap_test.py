@@ -119,12 +119,14 @@ def test_untraceable_models_report_the_tracing_error():
         def call(self, x):
             return self.dense(x)
 
-    model = _Hidden()  # Keras names it "_hidden", which is no valid TF scope
+    model = _Hidden()  # Keras names it "__hidden", which is no valid TF scope
     model(np.zeros((1, 3), np.float32))
-    with pytest.raises(
-        ValueError, match="could not trace the model.*not a valid root scope name"
-    ):
+    with pytest.raises(ValueError, match="`model` is named '_+hidden'.*Name the model"):
         export.to_tflite(model)
+    # Nothing was traced, so later layers get clean variable paths.
+    fresh = keras.layers.Dense(1, name="fresh")
+    fresh.build((None, 2))
+    assert fresh.kernel.path == "fresh/kernel"
 
 
 def test_output_names_follow_the_tflite_signature():

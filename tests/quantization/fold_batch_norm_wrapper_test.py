@@ -64,3 +64,22 @@ def test_config_round_trip():
     wrapper = tq.FoldBatchNormQuantizeWrapper(layer, tq.DefaultQuantizeConfig(["kernel"]), epsilon=1e-5)
     restored = tq.FoldBatchNormQuantizeWrapper.from_config(wrapper.get_config())
     assert restored.epsilon == 1e-5 and restored.get_config() == wrapper.get_config()
+
+
+def test_training_refreshes_stale_statistics_without_a_second_conv():
+    conv = keras.layers.Conv2D(4, 3, use_bias=True, bias_initializer="ones")
+    model = keras.Sequential([keras.Input((6, 6, 2)), conv])
+    bn = keras.layers.BatchNormalization()  # stale: mean 0, variance 1
+    bn.build((None, 4, 4, 4))
+    config = tq.DefaultQuantizeConfig(["kernel"], weight_bits=8, quantize_output=False)
+    wrapper = tq.FoldBatchNormQuantizeWrapper(conv, config, momentum=0.5)
+    wrapper.build((None, 6, 6, 2))
+    wrapper.set_batch_norm(bn)
+    x = np.random.default_rng(0).normal(size=(32, 6, 6, 2)).astype("float32")
+    conv_out = model(x).numpy().reshape(-1, 4)
+    for _ in range(20):
+        wrapper(x, training=True)
+    np.testing.assert_allclose(wrapper.moving_mean.numpy(), conv_out.mean(0), atol=0.02)
+    np.testing.assert_allclose(wrapper.moving_variance.numpy(), conv_out.var(0), rtol=0.05)
+    frozen = tq.FoldBatchNormQuantizeWrapper.from_config({**wrapper.get_config(), "update_statistics": False})
+    assert frozen.update_statistics is False and frozen.momentum == 0.5

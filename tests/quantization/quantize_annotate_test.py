@@ -48,8 +48,8 @@ def test_custom_config_is_used():
 
 
 def test_unsupported_layer_without_config_is_an_error():
-    with pytest.raises(ValueError, match=r"'norm' of type LayerNormalization is not supported.*Pass `quantize_config=`"):
-        tq.quantize_annotate_layer(keras.layers.LayerNormalization(name="norm"))
+    with pytest.raises(ValueError, match=r"'gru' of type GRU is not supported.*Pass `quantize_config=`"):
+        tq.quantize_annotate_layer(keras.layers.GRU(4, name="gru"))
     with pytest.raises(TypeError, match=r"`to_annotate` must be a Keras 3"):
         tq.quantize_annotate_layer("dense")
     with pytest.raises(TypeError, match=r"`quantize_config` must be"):

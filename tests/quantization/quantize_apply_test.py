@@ -29,7 +29,12 @@ def test_keras_hub_bert_keeps_its_class_and_reaches_einsum_dense(tmp_path):
     assert wrapped["transformer_layer_0/self_attention_layer/quant_query"] == "EinsumDense"
     assert wrapped["transformer_layer_0/quant_feedforward_intermediate_dense"] == "Dense"
     assert wrapped["quant_token_embedding"] == "ReversibleEmbedding"
-    assert not any("layer_norm" in path for path in wrapped)  # left float by design
+    norm = "transformer_layer_0/quant_self_attention_layer_norm"
+    assert wrapped[norm] == "LayerNormalization"  # float compute, quantized output
+    attention = "transformer_layer_0/self_attention_layer/"
+    layers = {r.path: r.layer for r in walk_layers(qat)}
+    assert layers[attention + "quant_attention_output"].input_quantizer is not None  # reads an einsum
+    assert layers[attention + "quant_query"].input_quantizer is None  # reads the quantized norm
     inputs = testing.token_inputs()
     _calibrate(qat, inputs)
     ref, got = backbone(inputs)["sequence_output"], qat(inputs)["sequence_output"]

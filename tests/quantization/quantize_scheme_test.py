@@ -25,10 +25,15 @@ def test_default_granularity_per_layer_type():
     assert relu.weight_attrs == [] and relu.quantize_output
 
 
-def test_float_and_passthrough_layers_get_no_config():
+def test_passthrough_layers_get_no_config():
     scheme = QuantizeScheme()
-    for layer in (keras.layers.LayerNormalization(), keras.layers.MaxPooling2D(), keras.layers.Flatten()):
+    for layer in (keras.layers.MaxPooling2D(), keras.layers.Flatten(), keras.layers.Dropout(0.1)):
         assert scheme.config_for("p", layer) is None
+
+
+def test_layer_norm_computes_float_with_a_quantized_output():
+    config = QuantizeScheme().config_for("n", keras.layers.LayerNormalization())
+    assert config.weight_attrs == [] and config.quantize_output
 
 
 def test_per_layer_overrides_by_name_or_path():

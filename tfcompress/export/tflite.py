@@ -3,6 +3,7 @@
 import dataclasses
 import os
 import pathlib
+import re
 
 import numpy as np
 
@@ -73,6 +74,9 @@ def _strip_pruning(model):
     if hasattr(sparsity, "strip_pruning"):
         return sparsity.strip_pruning(model)
     return model
+
+
+_VALID_SCOPE = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*$")
 
 
 def _validate(target, int8_io, allow_flex, verify_, tolerance, path):
@@ -204,6 +208,15 @@ def to_tflite(
     """
     _validate(target, int8_io, allow_flex, verify, tolerance, path)
     ensure_keras3_model(model, "model")
+    if not _VALID_SCOPE.match(model.name):
+        # Checked up front: TensorFlow fails mid-trace on such a name and
+        # leaves Keras's name-scope stack dirty for the rest of the process.
+        raise ValueError(
+            f"`model` is named {model.name!r}, which TensorFlow cannot use as a "
+            "scope name when tracing it for conversion (it must start with a "
+            "letter, digit or '.'). Name the model, e.g. "
+            "`super().__init__(name='my_model')` or `keras.Model(..., name='my_model')`."
+        )
     if representative_data is not None and target not in converter.INTEGER_TARGETS:
         raise ValueError(
             f"`representative_data` is only used by the 'int8' and 'int16x8' targets; "

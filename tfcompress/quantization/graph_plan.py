@@ -9,8 +9,8 @@ there:
   or the output of a layer left float such as LayerNormalization, through
   pass-through layers): its input is quantized.
 Layers outside functional graphs (inside subclassed or keras-hub layers)
-keep the per-layer default, decided in `quantize_apply`: weights, input
-(for layers with weights) and output quantized.
+keep the per-layer default: weights and output quantized, input only for
+a MultiHeadAttention's output projection (see `quantize_apply`).
 """
 
 import dataclasses
