@@ -52,7 +52,9 @@ def stock_convert(backbone, target, calibration):
     if target in ("int8", "int16x8"):
         def representative():
             for i in range(len(calibration["token_ids"])):
-                yield [calibration[k][i : i + 1] for k in names]
+                # Keyed by name: the converted signature orders inputs by name,
+                # so a positional list feeds token ids into the padding mask.
+                yield {k: calibration[k][i : i + 1] for k in names}
 
         converter.representative_dataset = representative
         converter.target_spec.supported_ops = [

