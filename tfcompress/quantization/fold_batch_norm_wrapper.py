@@ -35,6 +35,8 @@ class FoldBatchNormQuantizeWrapper(QuantizeWrapper):
         input_quantizer, preserve_sparsity, **kwargs: as `QuantizeWrapper`.
     """
 
+    _flatten_matmul = False  # the layer's own call, with the folded kernel
+
     def __init__(
         self,
         layer,

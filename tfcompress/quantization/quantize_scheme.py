@@ -67,8 +67,10 @@ class QuantizeScheme:
     per-tensor for Dense/EinsumDense/Embedding. Activations: asymmetric
     per-tensor moving-average ranges (symmetric when 16-bit, as TFLite int16
     wants zero point 0). LayerNormalization computes in float with its output
-    quantized (see `FLOAT_COMPUTE`); GELU inside a Dense stays float (the
-    Dense output after it is quantized, so its matmul input is int8).
+    quantized (see `FLOAT_COMPUTE`); a Dense/EinsumDense on >2-D inputs
+    with an activation TFLite does not fuse (GELU) also quantizes its matmul
+    output before the activation, so the matmul and the activation run int8
+    (see `QuantizeWrapper` and `flat_matmul`).
 
     Args:
         weight_bits: 2..8 for every weight.

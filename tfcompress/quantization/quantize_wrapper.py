@@ -4,8 +4,15 @@ import keras
 from keras import ops
 
 from tfcompress.core.wrapper import CompressionWrapper
+from tfcompress.quantization.flat_matmul import flat_matmul, flat_matmul_spec
 from tfcompress.quantization.quantize_config import QuantizeConfig, deserialize, serialize
 from tfcompress.quantization.quantizers import Quantizer
+
+
+# Activations TFLite fuses into FULLY_CONNECTED: the output quantizer after
+# them gives the matmul its range. Any other activation (gelu, tanh...) is a
+# separate op, so the matmul output needs a quantizer of its own.
+_FUSED_ACTIVATIONS = ("linear", "relu", "relu6")
 
 
 def _short_name(variable):
@@ -77,7 +84,32 @@ class QuantizeWrapper(CompressionWrapper):
         self._input_vars = None
         if self.input_quantizer is not None:
             self._input_vars = self.input_quantizer.build(self._input_shape_for_build, "input", self)
+        self._build_flat_matmul(quantizers)
         self.calibrate_weights()
+
+    # Subclasses that change the kernel/bias computation (BatchNorm folding)
+    # keep the wrapped layer's own call.
+    _flatten_matmul = True
+
+    def _build_flat_matmul(self, output_quantizers):
+        """Runs >2-D Dense/EinsumDense as a 2-D matmul (see `flat_matmul`).
+
+        With an activation TFLite does not fuse (GELU in BERT's FFN), the
+        matmul output gets its own quantizer, so the FULLY_CONNECTED is int8
+        and the activation runs on int8 too.
+        """
+        self._flat = None
+        self._pre_activation = None
+        if not self._flatten_matmul or not self._weights:
+            return
+        self._flat = flat_matmul_spec(self.layer, self._input_shape_for_build)
+        if self._flat is None:
+            return
+        activation = keras.activations.serialize(self.layer.activation or keras.activations.linear)
+        activation = activation if isinstance(activation, str) else None
+        if output_quantizers and activation not in _FUSED_ACTIVATIONS:
+            quantizer = self.quantize_config.get_output_quantizers(self.layer)[0]
+            self._pre_activation = (quantizer, quantizer.build(self._output_shape(), "pre_activation", self))
 
     def _output_shape(self):
         try:
@@ -111,10 +143,26 @@ class QuantizeWrapper(CompressionWrapper):
     def call(self, inputs, *args, training=None, mask=None, **kwargs):
         if self.input_quantizer is not None:
             inputs = self.input_quantizer(inputs, training, self._input_vars)
-        outputs = super().call(inputs, *args, training=training, mask=mask, **kwargs)
+        if self._flat is not None:
+            outputs = self._call_flat(inputs, training)
+        else:
+            outputs = super().call(inputs, *args, training=training, mask=mask, **kwargs)
         outputs = self.postprocess(outputs, training)
         for quantizer, qvars in self._outputs:
             outputs = quantizer(outputs, training, qvars)
+        return outputs
+
+    def _call_flat(self, inputs, training):
+        layer = self.layer
+        values = {id(variable): tensor for variable, tensor in self.substitutions(training)}
+        kernel = values.get(id(layer.kernel), layer.kernel)
+        bias = None if layer.bias is None else values.get(id(layer.bias), layer.bias)
+        outputs = flat_matmul(layer, self._flat, inputs, kernel, bias)
+        if self._pre_activation is not None:
+            quantizer, qvars = self._pre_activation
+            outputs = quantizer(outputs, training, qvars)
+        if layer.activation is not None:
+            outputs = layer.activation(outputs)
         return outputs
 
     def compute_output_shape(self, input_shape):

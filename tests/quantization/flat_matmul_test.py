@@ -1,0 +1,89 @@
+"""Dense/EinsumDense on 3-D inputs convert to int8 FullyConnected (with biases)."""
+
+import collections
+import contextlib
+import io
+
+import keras
+import numpy as np
+import pytest
+
+import tfcompress.quantization as tq
+from tfcompress.quantization.default_quantize_config import DefaultQuantizeConfig
+
+_LAYERS = [
+    (lambda: keras.layers.EinsumDense("abc,cde->abde", (None, 4, 8), bias_axes="de"), (None, 5, 16)),
+    (lambda: keras.layers.EinsumDense("abcd,cde->abe", (None, 16), bias_axes="e"), (None, 5, 4, 8)),
+    (lambda: keras.layers.Dense(12), (None, 5, 16)),
+]
+
+
+def _randomize(layer, seed=0):
+    rng = np.random.default_rng(seed)
+    for variable in layer.weights:
+        variable.assign(rng.normal(size=variable.shape).astype("float32"))
+
+
+@pytest.mark.parametrize("make, shape", _LAYERS)
+def test_flat_path_computes_what_the_layer_computes(make, shape):
+    layer = make()
+    layer.build(shape)
+    _randomize(layer)
+    wrapper = tq.QuantizeWrapper(layer, DefaultQuantizeConfig(["kernel"]))
+    wrapper.build(shape)
+    assert wrapper._flat is not None
+    x = np.random.default_rng(1).normal(size=(3,) + shape[1:]).astype("float32")
+    wrapper(x, training=True)
+    flat = np.asarray(wrapper(x))
+    wrapper._flat = None  # the wrapped layer's own call, same quantizers
+    np.testing.assert_allclose(flat, np.asarray(wrapper(x)), atol=1e-5)
+
+
+def test_gelu_dense_quantizes_its_matmul_output():
+    layer = keras.layers.Dense(12, activation="gelu")
+    layer.build((None, 5, 16))
+    wrapper = tq.QuantizeWrapper(layer, DefaultQuantizeConfig(["kernel"]))
+    wrapper.build((None, 5, 16))
+    assert wrapper._pre_activation is not None
+    relu = keras.layers.Dense(12, activation="relu")
+    relu.build((None, 5, 16))
+    wrapper = tq.QuantizeWrapper(relu, DefaultQuantizeConfig(["kernel"]))
+    wrapper.build((None, 5, 16))
+    assert wrapper._pre_activation is None  # TFLite fuses ReLU into the FC
+
+
+def test_tiny_bert_with_biases_converts_every_matmul_to_int8():
+    """Non-zero biases (as in pretrained checkpoints) used to leave the
+    query/key/value and FFN matmuls float: the bias ADD after the RESHAPE the
+    converter inserts was not fused, so the FC output had no range."""
+    import keras_hub
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+
+    keras.utils.set_random_seed(0)
+    seq = 8
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=50, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32,
+        max_sequence_length=seq,
+    )
+    for variable in backbone.weights:
+        if variable.path.endswith("bias"):
+            variable.assign(np.full(variable.shape, 0.1, "float32"))
+    qat = tq.quantize_model(backbone)
+    names = ("token_ids", "segment_ids", "padding_mask")
+    inputs = [keras.Input((seq,), dtype="int32", name=n) for n in names]
+    model = keras.Model(inputs, qat(dict(zip(names, inputs)))["sequence_output"])
+    data = [np.random.randint(1, 50, (4, seq)).astype("int32"), np.zeros((4, seq), "int32"),
+            np.ones((4, seq), "int32")]
+    model(data, training=True)
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    with contextlib.redirect_stdout(io.StringIO()):
+        interpreter = Interpreter(model_content=converter.convert())
+    details = {d["index"]: d for d in interpreter.get_tensor_details()}
+    kinds = collections.Counter(
+        (op["op_name"], np.dtype(details[op["inputs"][0]]["dtype"]).name)
+        for op in interpreter._get_ops_details()
+        if op["op_name"] in ("FULLY_CONNECTED", "GELU")
+    )
+    assert kinds == {("FULLY_CONNECTED", "int8"): 6, ("GELU", "int8"): 1}, kinds

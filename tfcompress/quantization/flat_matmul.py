@@ -1,0 +1,83 @@
+"""Dense/EinsumDense on >2-D inputs as one 2-D matmul the converter makes int8.
+
+`Dense` on a (batch, seq, features) input is a 3-D `matmul`, and an
+`EinsumDense` such as MultiHeadAttention's query ("abc,cde->abde") an einsum;
+the TFLite converter lowers both to RESHAPE -> FULLY_CONNECTED -> RESHAPE and
+adds the bias *after* the last RESHAPE, where it cannot fuse it into the
+FULLY_CONNECTED. The fake quantizer after the bias add then gives the
+FULLY_CONNECTED's output no range, and the converter leaves it float with
+dequantized int8 weights (seen on the pretrained MiniLM: 30 of 36 matmuls
+float, 44 MB instead of ~23 MB). Zero biases (a freshly built model) are
+folded away, which is why small random models did not show it.
+
+Computing the layer as `reshape(x, (-1, in)) @ reshape(kernel, (in, out)) +
+bias` then reshaping back gives the converter the FULLY_CONNECTED + ADD
+pattern it fuses; the result is the same function.
+"""
+
+import math
+
+import keras
+from keras import ops
+
+
+def _einsum_spec(layer):
+    equation = layer.equation
+    if "..." in equation or "->" not in equation:
+        return None
+    inputs, output = equation.split("->")
+    if inputs.count(",") != 1:
+        return None
+    x_axes, k_axes = inputs.split(",")
+    contracted = [c for c in x_axes if c in k_axes and c not in output]
+    free = [c for c in k_axes if c in output and c not in x_axes]
+    prefix = x_axes[: len(x_axes) - len(contracted)]
+    if (
+        len(set(equation) - set(",->")) != len(x_axes) + len(free)  # every letter is one of these
+        or x_axes != prefix + "".join(contracted)
+        or k_axes != "".join(contracted) + "".join(free)
+        or output != prefix + "".join(free)
+        or any(c in k_axes for c in prefix)
+    ):
+        return None
+    kernel_shape = tuple(layer.kernel.shape)
+    n_in = len(contracted)
+    return len(prefix), kernel_shape[:n_in], kernel_shape[n_in:]
+
+
+def flat_matmul_spec(layer, input_shape):
+    """`(prefix_rank, in_shape, out_shape)` when `layer` can run flattened.
+
+    Only for exactly `Dense`/`EinsumDense` (no subclass, LoRA or Keras
+    quantization), in float, on inputs of rank > 2; None otherwise.
+    """
+    if type(layer) not in (keras.layers.Dense, keras.layers.EinsumDense):
+        return None
+    if getattr(layer, "lora_enabled", False) or getattr(layer, "quantization_mode", None) is not None:
+        return None
+    if layer.compute_dtype != layer.variable_dtype:
+        return None
+    if input_shape is None or len(input_shape) <= 2:
+        return None
+    if type(layer) is keras.layers.Dense:
+        kernel_shape = tuple(layer.kernel.shape)
+        spec = len(input_shape) - 1, kernel_shape[:1], kernel_shape[1:]
+    else:
+        spec = _einsum_spec(layer)
+        if spec is None or spec[0] + len(spec[1]) != len(input_shape):
+            return None
+    if layer.bias is not None and len(layer.bias.shape) > len(spec[2]):
+        return None  # a bias over the batch/sequence axes does not fit the FC
+    return spec
+
+
+def flat_matmul(layer, spec, inputs, kernel, bias):
+    """Runs `layer` (per `spec`) on `inputs` with the given kernel and bias."""
+    prefix_rank, in_shape, out_shape = spec
+    in_size, out_size = math.prod(in_shape), math.prod(out_shape)
+    x = ops.cast(inputs, layer.compute_dtype)
+    lead = tuple(ops.shape(x)[:prefix_rank])
+    y = ops.matmul(ops.reshape(x, (-1, in_size)), ops.reshape(kernel, (in_size, out_size)))
+    if bias is not None:
+        y = ops.add(y, ops.reshape(ops.broadcast_to(bias, out_shape), (out_size,)))
+    return ops.reshape(y, lead + tuple(out_shape))
