@@ -23,52 +23,41 @@ def _legacy_message(arg_name, obj):
     )
 
 
-def ensure_keras3_model(obj, arg_name="model"):
-    """Raises unless `obj` is a Keras 3 `keras.Model`.
-
-    Args:
-        obj: the object to check.
-        arg_name: the argument name used in the error message.
-
-    Returns:
-        `obj`, unchanged.
-
-    Raises:
-        TypeError: for tf_keras models and anything that is not a `keras.Model`.
-    """
+def _ensure(obj, arg_name, cls, expected):
     if _is_legacy_keras(obj):
         raise TypeError(_legacy_message(arg_name, obj))
-    if not isinstance(obj, keras.Model):
+    if not isinstance(obj, cls):
         raise TypeError(
-            f"`{arg_name}` must be a `keras.Model` (Sequential, functional, "
-            f"subclassed or keras-hub). Received: {arg_name}={obj!r} of type "
-            f"{type(obj).__name__}."
+            f"`{arg_name}` must be {expected}. Received: {arg_name}={obj!r} of "
+            f"type {type(obj).__name__}."
         )
     return obj
+
+
+def ensure_keras3_model(obj, arg_name="model"):
+    """Returns `obj` if it is a Keras 3 `keras.Model`.
+
+    Raises:
+        TypeError: naming `arg_name`, for tf_keras models (with how to fix)
+            and for anything that is not a `keras.Model`.
+    """
+    return _ensure(
+        obj, arg_name, keras.Model,
+        "a `keras.Model` (Sequential, functional, subclassed or keras-hub)",
+    )
 
 
 def ensure_keras3_layer(obj, arg_name="layer"):
-    """Raises unless `obj` is a Keras 3 `keras.layers.Layer` (models included).
-
-    Args:
-        obj: the object to check.
-        arg_name: the argument name used in the error message.
-
-    Returns:
-        `obj`, unchanged.
+    """Returns `obj` if it is a Keras 3 layer (models included).
 
     Raises:
-        TypeError: for tf_keras layers and anything that is not a Keras layer.
+        TypeError: naming `arg_name`, for tf_keras layers (with how to fix)
+            and for anything that is not a Keras layer.
     """
-    if _is_legacy_keras(obj):
-        raise TypeError(_legacy_message(arg_name, obj))
-    if not isinstance(obj, keras.layers.Layer):
-        raise TypeError(
-            f"`{arg_name}` must be a Keras 3 `keras.layers.Layer` or "
-            f"`keras.Model`. Received: {arg_name}={obj!r} of type "
-            f"{type(obj).__name__}."
-        )
-    return obj
+    return _ensure(
+        obj, arg_name, keras.layers.Layer,
+        "a Keras 3 `keras.layers.Layer` or `keras.Model`",
+    )
 
 
 def ensure_built(layer, arg_name="model"):
