@@ -53,31 +53,18 @@ def main(argv):
     steps_per_epoch = math.ceil(len(x_train) / _BATCH_SIZE.value)
     end_step = steps_per_epoch * _EPOCHS.value
 
-    model = common.build_cnn(tf_keras)
-    common.load_weights_npz(model, _WEIGHTS.value)
-    sparsity = tfmot.sparsity.keras
-    pruned = sparsity.prune_low_magnitude(
-        model,
-        pruning_schedule=sparsity.PolynomialDecay(
-            initial_sparsity=0.0,
-            final_sparsity=_FINAL_SPARSITY.value,
-            begin_step=0,
-            end_step=end_step,
-            frequency=_FREQUENCY.value,
-        ),
-    )
-    common.compile_cnn(pruned, tf_keras, _LEARNING_RATE.value)
-    timer = common.make_step_timer(tf_keras)
-    pruned.fit(
-        x_train,
-        y_train,
+    stripped, timer = common.prune_and_fit(
+        tf_keras,
+        tfmot.sparsity.keras,
+        _WEIGHTS.value,
+        (x_train, y_train),
+        end_step=end_step,
+        final_sparsity=_FINAL_SPARSITY.value,
+        frequency=_FREQUENCY.value,
+        learning_rate=_LEARNING_RATE.value,
         batch_size=_BATCH_SIZE.value,
         epochs=_EPOCHS.value + _RECOVERY_EPOCHS.value,
-        shuffle=False,
-        verbose=0,
-        callbacks=[timer, sparsity.UpdatePruningStep(), timer.stop],
     )
-    stripped = sparsity.strip_pruning(pruned)
 
     os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
     tflite_path = os.path.join(_OUTPUT_DIR.value, f"tfmot_seed{_SEED.value}.tflite")

@@ -205,6 +205,43 @@ def make_step_timer(keras_module, skip_epochs=1):
     return _StepTimer()
 
 
+def prune_and_fit(keras_module, sparsity, weights_path, data, *, end_step,
+                  final_sparsity, frequency, learning_rate, batch_size, epochs):
+    """Prunes the CNN with `sparsity.prune_low_magnitude` and trains it.
+
+    Runs unchanged on `tfmot.sparsity.keras` with `tf_keras` and on
+    `tfcompress.sparsity` with `keras`, since the APIs share their names.
+
+    Returns:
+        `(stripped model, step timer)`.
+    """
+    x_train, y_train = data[0], data[1]
+    model = build_cnn(keras_module)
+    load_weights_npz(model, weights_path)
+    pruned = sparsity.prune_low_magnitude(
+        model,
+        pruning_schedule=sparsity.PolynomialDecay(
+            initial_sparsity=0.0,
+            final_sparsity=final_sparsity,
+            begin_step=0,
+            end_step=end_step,
+            frequency=frequency,
+        ),
+    )
+    compile_cnn(pruned, keras_module, learning_rate)
+    timer = make_step_timer(keras_module)
+    pruned.fit(
+        x_train,
+        y_train,
+        batch_size=batch_size,
+        epochs=epochs,
+        shuffle=False,
+        verbose=0,
+        callbacks=[timer, sparsity.UpdatePruningStep(), timer.stop],
+    )
+    return sparsity.strip_pruning(pruned), timer
+
+
 def run_json_subprocess(argv, output_path, timeout=1800, env=None):
     """Runs `python *argv` and returns the JSON object it wrote to a file.
 

@@ -111,30 +111,18 @@ def _train_float(keras, seed, data, out_dir):
 def _prune_ours(keras, sparsity, seed, data, weights_path, end_step, out_dir):
     x_train, y_train, x_test, y_test = data
     keras.utils.set_random_seed(seed)
-    model = common.build_cnn(keras)
-    common.load_weights_npz(model, weights_path)
-    pruned = sparsity.prune_low_magnitude(
-        model,
-        pruning_schedule=sparsity.PolynomialDecay(
-            initial_sparsity=0.0,
-            final_sparsity=_FINAL_SPARSITY.value,
-            begin_step=0,
-            end_step=end_step,
-            frequency=_FREQUENCY.value,
-        ),
-    )
-    common.compile_cnn(pruned, keras, _LEARNING_RATE.value)
-    timer = common.make_step_timer(keras)
-    pruned.fit(
-        x_train,
-        y_train,
+    stripped, timer = common.prune_and_fit(
+        keras,
+        sparsity,
+        weights_path,
+        data,
+        end_step=end_step,
+        final_sparsity=_FINAL_SPARSITY.value,
+        frequency=_FREQUENCY.value,
+        learning_rate=_LEARNING_RATE.value,
         batch_size=_BATCH_SIZE.value,
         epochs=_EPOCHS.value + _RECOVERY_EPOCHS.value,
-        shuffle=False,
-        verbose=0,
-        callbacks=[timer, sparsity.UpdatePruningStep(), timer.stop],
     )
-    stripped = sparsity.strip_pruning(pruned)
     tflite_path = os.path.join(out_dir, f"tfcompress_seed{seed}.tflite")
     overall, per_layer = common.kernel_sparsity(stripped)
     return {
