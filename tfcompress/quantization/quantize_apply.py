@@ -6,7 +6,6 @@ from tfcompress.core.checks import ensure_built, ensure_keras3_model
 from tfcompress.core.layer_tree import walk_layers
 from tfcompress.core.transform import copy_model, is_wrapper, transform_layers
 from tfcompress.core.wrapper import build_shape_of
-from tfcompress.quantization._trackable import acknowledge_list_edits
 from tfcompress.quantization.default_quantize_config import DefaultQuantizeConfig
 from tfcompress.quantization.fold_batch_norm_wrapper import FoldBatchNormQuantizeWrapper
 from tfcompress.quantization.graph_plan import Plan, plan_graph
@@ -113,7 +112,7 @@ def quantize(model, scheme, selected_paths, prefix, preserve_sparsity, fold_batc
         return _wrap(ref, inner, config, plan, scheme, prefix, preserve_sparsity)
 
     model, _ = transform_layers(model, transform, inplace=True)
-    return acknowledge_list_edits(model)
+    return model
 
 
 def quantize_apply(model, scheme=None, quantized_layer_name_prefix=None):
