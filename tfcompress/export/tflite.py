@@ -8,6 +8,7 @@ import re
 import numpy as np
 
 from tfcompress.core.checks import ensure_keras3_model
+from tfcompress.core.layer_tree import walk_layers
 from tfcompress.export import converter
 from tfcompress.export import representative
 from tfcompress.export import wrap
@@ -53,25 +54,19 @@ class ExportResult:
     argmax_agreement: float | None = None
 
 
-def _walk(model):
-    # Keras has no public recursive layer iterator; `_flatten_layers` reaches the
-    # layers nested inside keras-hub blocks and wrappers.
-    return model._flatten_layers(include_self=True, recursive=True)
+def _layers(model):
+    return [model] + [ref.layer for ref in walk_layers(model)]
 
 
 def _has_class(model, fragment):
-    return any(fragment in type(layer).__name__.lower() for layer in _walk(model))
+    return any(fragment in type(layer).__name__.lower() for layer in _layers(model))
 
 
 def _strip_pruning(model):
-    """Removes pruning wrappers when `tfcompress.sparsity` provides `strip_pruning`."""
-    if not _has_class(model, "prun"):
-        return model
-    try:
-        from tfcompress import sparsity
-    except ImportError:
-        return model
-    if hasattr(sparsity, "strip_pruning"):
+    """The model without pruning wrappers (untouched when it has none)."""
+    from tfcompress import sparsity
+
+    if any(isinstance(layer, sparsity.PruneLowMagnitude) for layer in _layers(model)):
         return sparsity.strip_pruning(model)
     return model
 
