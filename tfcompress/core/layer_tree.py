@@ -46,13 +46,20 @@ class LayerRef:
             the same prefix Keras gives the layer's variable paths.
         layer: the layer.
         parent: the layer or model that holds it.
-        depth: 1 for the root's direct children.
+        indices: positions in `child_layers` from the root down; unlike
+            generated names (`softmax_3`), they find the layer again in a
+            model rebuilt from the same config.
     """
 
     path: str
     layer: keras.layers.Layer
     parent: keras.layers.Layer
-    depth: int
+    indices: tuple = ()
+
+    @property
+    def depth(self):
+        """1 for the root's direct children."""
+        return len(self.indices)
 
 
 def _container_layers(value):
@@ -111,9 +118,9 @@ def walk_layers(root, descend=None):
     """
     refs, visited = [], {id(root)}
 
-    def visit(parent, prefix, depth):
+    def visit(parent, prefix, indices):
         used = {}
-        for child in child_layers(parent):
+        for index, child in enumerate(child_layers(parent)):
             if id(child) in visited:
                 continue
             visited.add(id(child))
@@ -124,11 +131,12 @@ def walk_layers(root, descend=None):
             else:
                 used[name] = 0
             path = f"{prefix}/{name}" if prefix else name
-            refs.append(LayerRef(path, child, parent, depth))
+            child_indices = indices + (index,)
+            refs.append(LayerRef(path, child, parent, child_indices))
             if descend is None or descend(child):
-                visit(child, path, depth + 1)
+                visit(child, path, child_indices)
 
-    visit(root, "", 1)
+    visit(root, "", ())
     return refs
 
 

@@ -15,6 +15,7 @@ import weakref
 import keras
 
 from tfcompress.core.layer_tree import child_layers
+from tfcompress.core.layer_tree import walk_layers
 from tfcompress.core.replace import replace_layer
 from tfcompress.core.wrapper import CompressionWrapper, build_shape_of
 
@@ -23,27 +24,17 @@ RECIPE_FILE = "tfcompress_recipe.json"
 
 
 def _wrappers(model):
-    """`(name path, child-index path, wrapper)` of each outermost wrapper.
-
-    The index path (positions in `child_layers` from the root) finds the layer
-    again in a rebuilt model even when its name was generated (`softmax_3`)
-    and so differs between processes.
-    """
-    found, visited = [], {id(model)}
-
-    def visit(parent, names, indices):
-        for index, child in enumerate(child_layers(parent)):
-            if id(child) in visited:
-                continue
-            visited.add(id(child))
-            if isinstance(child, CompressionWrapper):
-                path = "/".join(names + [child.layer.name])
-                found.append((path, indices + [index], child))
-            else:
-                visit(child, names + [child.name], indices + [index])
-
-    visit(model, [], [])
-    return found
+    """`(name path, child-index path, wrapper)` of each outermost wrapper."""
+    refs = walk_layers(model, descend=lambda layer: not isinstance(layer, CompressionWrapper))
+    return [
+        (
+            (ref.path.rpartition("/")[0] + "/" + ref.layer.layer.name).lstrip("/"),
+            list(ref.indices),
+            ref.layer,
+        )
+        for ref in refs
+        if isinstance(ref.layer, CompressionWrapper)
+    ]
 
 
 def wrapper_recipe(model):
