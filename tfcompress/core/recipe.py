@@ -17,6 +17,7 @@ import keras
 from tfcompress.core.layer_tree import child_layers
 from tfcompress.core.layer_tree import walk_layers
 from tfcompress.core.replace import replace_layer
+from tfcompress.core.replace import unlocked
 from tfcompress.core.wrapper import CompressionWrapper, build_shape_of
 
 RECIPE_ATTRIBUTE = "_tfcompress_recipe"
@@ -181,13 +182,6 @@ def attach_recipe(model):
     """Adds a `RecipeHolder` to `model` (once); returns the model."""
     if has_recipe(model):
         return model
-    tracker = getattr(model, "_tracker", None)
-    locked = bool(tracker and tracker.locked)
-    if tracker is not None:
-        tracker.unlock()
-    try:
+    with unlocked(model):
         setattr(model, RECIPE_ATTRIBUTE, RecipeHolder(model))
-    finally:
-        if locked:
-            tracker.lock()
     return model

@@ -1,5 +1,6 @@
 """Swap one layer for another wherever a model refers to it."""
 
+import contextlib
 import inspect
 
 import keras
@@ -123,6 +124,20 @@ def _dedupe_tracked(layer, old, new):
     return found
 
 
+@contextlib.contextmanager
+def unlocked(layer):
+    """Lets a built layer take new sublayers (Keras locks its tracker at build)."""
+    tracker = getattr(layer, "_tracker", None)
+    was_locked = bool(tracker and tracker.locked)
+    if tracker is not None:
+        tracker.unlock()
+    try:
+        yield layer
+    finally:
+        if was_locked:
+            tracker.lock()
+
+
 def replace_layer(parent, old, new):
     """Replaces the sublayer `old` of `parent` by `new`, in place.
 
@@ -147,11 +162,7 @@ def replace_layer(parent, old, new):
     tfcompress.core.replace_layer(ref.parent, ref.layer, built_wrapper)
     ```
     """
-    tracker = getattr(parent, "_tracker", None)
-    was_locked = bool(tracker and tracker.locked)
-    if tracker is not None:
-        tracker.unlock()
-    try:
+    with unlocked(parent):
         found = False
         if isinstance(parent, keras.Sequential):
             found = _swap_in_container(parent._layers, old, new)
@@ -164,11 +175,8 @@ def replace_layer(parent, old, new):
         found = _swap_attributes(parent, old, new) or found
         if not isinstance(parent, keras.Sequential):
             found = _dedupe_tracked(parent, old, new) or found
-        if not found:
-            raise ValueError(
-                f"Layer {old.name!r} is not a direct sublayer of "
-                f"{parent.name!r}; pass the parent from `walk_layers`."
-            )
-    finally:
-        if was_locked:
-            tracker.lock()
+    if not found:
+        raise ValueError(
+            f"Layer {old.name!r} is not a direct sublayer of "
+            f"{parent.name!r}; pass the parent from `walk_layers`."
+        )

@@ -57,7 +57,6 @@ class QuantizeWrapper(CompressionWrapper):
                 "`input_quantizer` must be a `tfcompress.quantization` quantizer or None. "
                 f"Received: input_quantizer={input_quantizer!r}"
             )
-        self.supports_masking = getattr(layer, "supports_masking", False)
         self.quantize_config = quantize_config
         self.input_quantizer = input_quantizer
         self.preserve_sparsity = bool(preserve_sparsity)
