@@ -8,6 +8,7 @@ from tfcompress.core.checks import ensure_keras3_layer
 from tfcompress.core.layer_tree import child_layers
 from tfcompress.core.transform import transform_layers
 from tfcompress.core.wrapper import build_shape_of
+from tfcompress.sparsity.prune_registry import SUPPORTED
 from tfcompress.sparsity.prune_registry import is_prunable
 from tfcompress.sparsity.pruning_callbacks import pruning_wrappers
 from tfcompress.sparsity.pruning_wrapper import PruneLowMagnitude, check_arguments
@@ -40,10 +41,7 @@ def _check_layer(layer, prune_embeddings):
         )
         raise ValueError(
             f"`to_prune` layer {layer.name!r} of type {type(layer).__name__} "
-            "cannot be pruned. Supported: Dense, EinsumDense, Conv1D/2D/3D "
-            "(and transposes), DepthwiseConv, SeparableConv, Embedding "
-            "(prune_embeddings=True), or a layer implementing "
-            f"tfcompress.sparsity.PrunableLayer.{hint}"
+            f"cannot be pruned. {SUPPORTED}{hint}"
         )
 
 
@@ -158,9 +156,7 @@ def prune_low_magnitude(
     if not replaced:
         raise ValueError(
             f"`to_prune` model {to_prune.name!r} has no layer tfcompress can "
-            f"prune (skipped: {skipped or 'none'}). Supported: Dense, "
-            "EinsumDense, Conv*, DepthwiseConv*, SeparableConv*, Embedding "
-            "(prune_embeddings=True), tfcompress.sparsity.PrunableLayer."
+            f"prune (skipped: {skipped or 'none'}). {SUPPORTED}"
         )
     if skipped:
         _LOG.info("prune_low_magnitude skipped unsupported layers: %s", skipped)

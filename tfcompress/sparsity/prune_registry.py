@@ -4,6 +4,11 @@ import keras
 
 from tfcompress.sparsity.prunable_layer import PrunableLayer
 
+SUPPORTED = (
+    "Supported: Dense, EinsumDense, Conv1D/2D/3D (and transposes), "
+    "DepthwiseConv, SeparableConv, Embedding (prune_embeddings=True), or a "
+    "layer implementing tfcompress.sparsity.PrunableLayer."
+)
 
 _KERNEL_LAYERS = (
     keras.layers.Dense,

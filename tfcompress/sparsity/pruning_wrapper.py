@@ -6,7 +6,7 @@ from keras import ops
 from tfcompress.core.wrapper import CompressionWrapper
 from tfcompress.sparsity import masks as masks_lib
 from tfcompress.sparsity import pruning_schedule as schedule_lib
-from tfcompress.sparsity.prune_registry import prunable_weights, reduction_axis
+from tfcompress.sparsity.prune_registry import SUPPORTED, prunable_weights, reduction_axis
 
 
 def _check_block(block_size, block_pooling_type):
@@ -170,10 +170,7 @@ class PruneLowMagnitude(CompressionWrapper):
         if not weights:
             raise ValueError(
                 f"Layer {self.layer.name!r} ({type(self.layer).__name__}) has no "
-                "weights tfcompress can prune. Supported: Dense, EinsumDense, "
-                "Conv*, DepthwiseConv*, SeparableConv*, Embedding (with "
-                "prune_embeddings=True) and layers implementing "
-                "tfcompress.sparsity.PrunableLayer."
+                f"weights tfcompress can prune. {SUPPORTED}"
             )
         if self.sparsity_m_by_n:
             n = self.sparsity_m_by_n[1]
