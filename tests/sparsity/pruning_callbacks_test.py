@@ -141,3 +141,19 @@ def test_step_resumes_from_the_optimizer_after_a_partial_fit():
     second = UpdatePruningStep()
     model.fit(np.ones((16, 16)), np.zeros((16, 4)), batch_size=4, epochs=1, verbose=0, callbacks=[second])
     assert second.step == 8
+
+
+def test_pruning_summaries_target_follows_every_step_between_mask_updates(tmp_path):
+    from tfcompress.sparsity import PolynomialDecay
+
+    # Masks update every 100 steps, but the logged target is the schedule's at
+    # the step just trained (steps 0..3 of a 0 -> 0.8 ramp over 8 steps).
+    schedule = PolynomialDecay(0.0, 0.8, 0, 8, frequency=100)
+    model = prune_low_magnitude(testing.functional_dense(), schedule)
+    model.compile("adam", "mse")
+    log_dir = str(tmp_path / "logs")
+    model.fit(np.ones((8, 16)), np.zeros((8, 4)), batch_size=2, verbose=0,
+              callbacks=[UpdatePruningStep(), PruningSummaries(log_dir, update_freq=4)])
+    (step, target), = _read_scalars(log_dir)["pruning/logits/target_sparsity"]
+    assert step == 4
+    assert target == pytest.approx(float(schedule.sparsity_at(3)))

@@ -163,9 +163,13 @@ class PruningSummaries(keras.callbacks.Callback):
         with self._writer.as_default():
             for name, value in (logs or {}).items():
                 _write_scalar(f"epoch_{name}", float(value), step)
+            # `pruning_step` is written only when masks change; the optimizer
+            # counts every step taken.
+            iterations = getattr(getattr(self.model, "optimizer", None), "iterations", None)
+            last_step = int(iterations.numpy()) - 1 if iterations is not None else 0
             for wrapper in pruning_wrappers(self.model):
                 target = wrapper.pruning_schedule.sparsity_at(
-                    max(int(wrapper.pruning_step.numpy()), 0)
+                    max(int(wrapper.pruning_step.numpy()), last_step, 0)
                 )
                 _write_scalar(
                     f"pruning/{wrapper.layer.name}/target_sparsity",
