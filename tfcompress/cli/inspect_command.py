@@ -52,6 +52,7 @@ def inspect_tflite(tflite):
             "dtype": flatbuffer.type_name(tensor).lower(),
             "scale": scale[0] if len(scale) == 1 else (scale or None),
             "zero_point": zero[0] if len(zero) == 1 else (zero or None),
+            "scales": len(scale),
         }
 
     weights, dtypes = [], collections.Counter()
@@ -62,12 +63,14 @@ def inspect_tflite(tflite):
         info = describe(index)
         raw = model.buffers[tensor.buffer].data
         data = np.asarray(raw if raw is not None else [], dtype=np.uint8)
-        dtype = {"float32": np.float32, "float16": np.float16, "int8": np.int8, "int32": np.int32, "int16": np.int16, "uint8": np.uint8, "int64": np.int64}.get(info["dtype"])
-        values = data.view(dtype) if dtype is not None and data.size % np.dtype(dtype).itemsize == 0 else None
+        try:
+            dtype = np.dtype(info["dtype"])  # TFLite type names are numpy's
+        except TypeError:
+            dtype = None  # e.g. int4, string
+        values = data.view(dtype) if dtype is not None and data.size % dtype.itemsize == 0 else None
         zero = info["zero_point"] if isinstance(info["zero_point"], int) else 0
         info["bytes"] = int(data.size)
         info["sparsity"] = float(np.mean(values == zero)) if values is not None and values.size else None
-        info["scales"] = len(tensor.quantization.scale) if tensor.quantization is not None and tensor.quantization.scale is not None else 0
         weights.append(info)
     weights.sort(key=lambda w: -w["bytes"])
     return {
