@@ -1,6 +1,5 @@
 """Evaluation of a real converted LiteRT model against its Keras original."""
 
-import importlib
 
 import keras
 import numpy as np
@@ -49,12 +48,9 @@ def test_flatbuffer_size_and_comparison(models, tmp_path):
     assert "keras (ref)" in table and "916 B" in table
 
 
-def test_with_tfcompress_runtime_when_available(models):
-    try:
-        runtime = importlib.import_module("tfcompress.runtime")
-        runtime.load, runtime.benchmark  # noqa: B018
-    except (ImportError, AttributeError):
-        pytest.skip("tfcompress.runtime is not available yet")
+def test_with_tfcompress_runtime(models):
+    from tfcompress import runtime
+
     model, flatbuffer = models
     lite = runtime.load(flatbuffer)
     y = np.argmax(model.predict_on_batch(X), axis=-1)

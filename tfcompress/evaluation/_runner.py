@@ -35,8 +35,7 @@ def model_kind(model, arg_name="model"):
 
 def load_litert(path_or_bytes, num_threads=None):
     """Loads a `.tflite` path or flatbuffer bytes with `tfcompress.runtime`."""
-    # Imported here so tfcompress.evaluation imports without LiteRT and before
-    # tfcompress.runtime exists.
+    # Imported at call time, so tests can stand in a fake `tfcompress.runtime`.
     from tfcompress import runtime
 
     return runtime.load(path_or_bytes, num_threads=num_threads)
