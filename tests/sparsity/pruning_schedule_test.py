@@ -276,3 +276,18 @@ def test_custom_subclass_gets_should_prune_from_base():
 def test_validation_errors(make, error, match):
     with pytest.raises(error, match=match):
         make()
+
+
+@pytest.mark.parametrize(
+    "schedule",
+    [
+        ConstantSparsity(0.5, begin_step=3, frequency=4),
+        ConstantSparsity(0.5, begin_step=0, end_step=10, frequency=4),
+        PolynomialDecay(0.0, 0.8, begin_step=2, end_step=17, frequency=5),
+    ],
+)
+def test_prunes_at_agrees_with_should_prune(schedule):
+    for step in range(25):
+        assert schedule.prunes_at(step) == bool(
+            keras.ops.convert_to_numpy(schedule.should_prune(step))
+        ), step

@@ -78,21 +78,6 @@ def check_arguments(pruning_schedule, block_size, block_pooling_type, sparsity_m
     return pruning_schedule, block_size, _check_m_by_n(sparsity_m_by_n, block_size)
 
 
-def _python_should_prune(schedule, step):
-    """`schedule.should_prune(step)` as a Python bool, cheaply.
-
-    Runs before every training batch: the built-in schedules' rule is
-    evaluated in Python (a tensor round trip per wrapper per batch cost
-    several milliseconds); other schedules go through their own method.
-    """
-    if type(schedule).should_prune is not schedule_lib.PruningSchedule.should_prune:
-        return bool(ops.convert_to_numpy(schedule.should_prune(step)))
-    begin, end, frequency = schedule.begin_step, schedule.end_step, schedule.frequency
-    if step < begin or (end != -1 and step > end):
-        return False
-    return (step - begin) % frequency == 0 or step == end
-
-
 class _MaskConstraint:
     """`constraint(w) * mask`: the weight's own constraint, then the mask.
 
@@ -118,9 +103,8 @@ class PruneLowMagnitude(CompressionWrapper):
     """Prunes a layer's kernel to the lowest-magnitude weights.
 
     Created by `tfcompress.sparsity.prune_low_magnitude`, like TFMOT's wrapper
-    of the same name. During training (`training=True`) the masks are
-    recomputed whenever the schedule says so, from `pruning_step`, which the
-    `UpdatePruningStep` callback sets before every batch. The layer always
+    of the same name. The `UpdatePruningStep` callback recomputes the masks
+    before each training batch at which the schedule prunes. The layer always
     computes with `kernel * mask`, so pruned weights contribute nothing and
     receive no gradient, and the stored kernel is kept at zero where masked.
 
@@ -256,7 +240,7 @@ class PruneLowMagnitude(CompressionWrapper):
         Returns:
             True when the masks were updated.
         """
-        if not _python_should_prune(self.pruning_schedule, step):
+        if not self.pruning_schedule.prunes_at(step):
             return False
         self.pruning_step.assign(step)
         self.update_masks(self.pruning_schedule.sparsity_at(step))
