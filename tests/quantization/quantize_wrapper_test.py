@@ -81,3 +81,43 @@ def test_rejects_bad_arguments():
         tq.QuantizeWrapper(layer, "int8")
     with pytest.raises(TypeError, match=r"`input_quantizer` must be"):
         tq.QuantizeWrapper(layer, tq.DefaultQuantizeConfig(), input_quantizer=8)
+
+
+@pytest.mark.parametrize(
+    "make, shape, channels, match",
+    [
+        (lambda: keras.layers.Dense(4), (None, 3), [1], "rank > 2"),
+        (lambda: keras.layers.Dense(4, activation="relu"), (None, 5, 3), [1], "has an activation"),
+        (lambda: keras.layers.Dense(4), (None, 5, 3), [4], "has only 4 output channels"),
+    ],
+)
+def test_outlier_channels_errors_name_the_layer_and_the_fix(make, shape, channels, match):
+    layer = make()
+    layer.build(shape)
+    wrapper = tq.QuantizeWrapper(layer, tq.DefaultQuantizeConfig(["kernel"]), outlier_channels=channels)
+    with pytest.raises(ValueError, match=rf"`outlier_channels` cannot be used on layer .*{match}.*Leave it out"):
+        wrapper.build(shape)
+
+
+@pytest.mark.parametrize("channels", ["99", [1.5], [-1], [True]])
+def test_outlier_channels_must_be_indices(channels):
+    with pytest.raises(ValueError, match="must be a list of non-negative channel indices"):
+        tq.QuantizeWrapper(keras.layers.Dense(2), tq.DefaultQuantizeConfig(), outlier_channels=channels)
+
+
+def test_outlier_split_without_quantization_is_the_layer():
+    """The split only regroups the matmul: with quantization off it is exact."""
+    layer = keras.layers.EinsumDense("abc,cd->abd", (None, 6), bias_axes="d")
+    layer.build((None, 5, 3))
+    layer.bias.assign(np.arange(6, dtype="float32"))
+    wrapper = tq.QuantizeWrapper(layer, tq.DefaultQuantizeConfig(["kernel"]), outlier_channels=[4, 1])
+    wrapper.build((None, 5, 3))
+    assert wrapper.outlier_channels == (1, 4)
+    x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype("float32")
+    rest_kernel, rest_bias, outlier_kernel, outlier_bias, index_map = wrapper._split_parts()
+    x2 = x.reshape(-1, 3)
+    rest = x2 @ np.asarray(rest_kernel) + np.asarray(rest_bias)
+    outliers = x2 @ np.asarray(outlier_kernel) + np.asarray(outlier_bias)
+    np.testing.assert_array_equal(np.asarray(outliers)[:, -1], 0.0)  # the zero channel
+    joined = (rest + outliers[:, index_map]).reshape(2, 5, 6)
+    np.testing.assert_allclose(joined, np.asarray(layer(x)), atol=1e-5)

@@ -2,6 +2,7 @@
 
 from tfcompress.quantization.default_quantize_config import DefaultQuantizeConfig
 from tfcompress.quantization.fold_batch_norm_wrapper import FoldBatchNormQuantizeWrapper
+from tfcompress.quantization.outlier_channels import find_outlier_channels
 from tfcompress.quantization.quantize_annotate import (
     QuantizeAnnotate,
     quantize_annotate_layer,
@@ -30,6 +31,7 @@ __all__ = [
     "QuantizeScheme",
     "QuantizeWrapper",
     "Quantizer",
+    "find_outlier_channels",
     "quantize_annotate_layer",
     "quantize_annotate_model",
     "quantize_apply",

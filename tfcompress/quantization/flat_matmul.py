@@ -18,6 +18,7 @@ pattern it fuses; the result is the same function.
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
 
@@ -73,11 +74,63 @@ def flat_matmul_spec(layer, input_shape):
 
 def flat_matmul(layer, spec, inputs, kernel, bias):
     """Runs `layer` (per `spec`) on `inputs` with the given kernel and bias."""
-    prefix_rank, in_shape, out_shape = spec
+    _, in_shape, out_shape = spec
     in_size, out_size = math.prod(in_shape), math.prod(out_shape)
-    x = ops.cast(inputs, layer.compute_dtype)
-    lead = tuple(ops.shape(x)[:prefix_rank])
-    y = ops.matmul(ops.reshape(x, (-1, in_size)), ops.reshape(kernel, (in_size, out_size)))
+    x, lead = flat_inputs(layer, spec, inputs)
+    y = ops.matmul(x, ops.reshape(kernel, (in_size, out_size)))
     if bias is not None:
         y = ops.add(y, ops.reshape(ops.broadcast_to(bias, out_shape), (out_size,)))
     return ops.reshape(y, lead + tuple(out_shape))
+
+
+def splittable(layer):
+    """Whether the output can be split for outlier channels: no activation.
+
+    The split adds the two halves in float after their own int8 outputs; an
+    activation after that add would no longer fuse into FULLY_CONNECTED.
+    """
+    activation = getattr(layer, "activation", None)
+    return activation is None or keras.activations.serialize(activation) == "linear"
+
+
+def outlier_split(spec, kernel, bias, channels):
+    """Splits a flat matmul's weights into ordinary and outlier channels.
+
+    Args:
+        spec: `flat_matmul_spec` of the layer.
+        kernel: the (fake-quantizable) kernel tensor, the layer's shape.
+        bias: the bias tensor or None.
+        channels: sorted flat output indices of the outlier channels.
+
+    Returns:
+        `(rest_kernel, rest_bias, outlier_kernel, outlier_bias, index_map)`:
+        `rest_*` keep every output with the outlier columns zeroed (their
+        output is exactly 0, so the int8 range covers the ordinary channels
+        only); `outlier_*` compute the outlier channels plus one all-zero
+        channel; `take(outlier_output, index_map, axis=-1)` scatters them back
+        (every ordinary channel reads the zero channel).
+    """
+    _, in_shape, out_shape = spec
+    in_size, out_size = math.prod(in_shape), math.prod(out_shape)
+    channels = list(channels)
+    keep = np.ones((out_size,), "float32")
+    keep[channels] = 0.0
+    index_map = np.full((out_size,), len(channels), "int32")
+    index_map[channels] = np.arange(len(channels), dtype="int32")
+    kernel = ops.reshape(kernel, (in_size, out_size))
+    rest_kernel = kernel * keep
+    outlier_kernel = ops.concatenate([ops.take(kernel, channels, axis=1), ops.zeros((in_size, 1), kernel.dtype)], axis=1)
+    rest_bias = outlier_bias = None
+    if bias is not None:
+        bias = ops.reshape(ops.broadcast_to(bias, out_shape), (out_size,))
+        rest_bias = bias * keep
+        outlier_bias = ops.concatenate([ops.take(bias, channels, axis=0), ops.zeros((1,), bias.dtype)], axis=0)
+    return rest_kernel, rest_bias, outlier_kernel, outlier_bias, index_map
+
+
+def flat_inputs(layer, spec, inputs):
+    """`(inputs as (-1, in_size), leading dims)` for a flat matmul."""
+    prefix_rank, in_shape, _ = spec
+    x = ops.cast(inputs, layer.compute_dtype)
+    lead = tuple(ops.shape(x)[:prefix_rank])
+    return ops.reshape(x, (-1, math.prod(in_shape))), lead

@@ -32,6 +32,10 @@ def _reads_unquantized(ref, inner, plan):
     """
     if id(ref.layer) in plan.quantize_input:
         return True
+    return _is_attention_output(ref, inner)
+
+
+def _is_attention_output(ref, inner):
     parent = ref.parent
     return isinstance(parent, keras.layers.MultiHeadAttention) and inner is getattr(parent, "_output_dense", None)
 
@@ -42,6 +46,11 @@ def _wrap(ref, inner, config, plan, scheme, prefix, preserve_sparsity):
     if _reads_unquantized(ref, inner, plan):
         input_quantizer = DefaultQuantizeConfig(activation_bits=scheme.activation_bits).activation_quantizer()
     kwargs = dict(input_quantizer=input_quantizer, preserve_sparsity=preserve_sparsity, name=prefix + inner.name)
+    if input_quantizer is not None and _is_attention_output(ref, inner):
+        kwargs["isolate_input"] = True
+    outlier_channels = scheme.override(ref.path, inner).get("outlier_channels")
+    if outlier_channels:
+        kwargs["outlier_channels"] = outlier_channels
     if key in plan.fold:
         batch_norm = plan.fold[key]
         batch_norm = batch_norm.layer if isinstance(batch_norm, QuantizeAnnotate) else batch_norm

@@ -1,6 +1,7 @@
 """One call from a float model to a quantization-aware one (TFMOT's name)."""
 
 from tfcompress.core.checks import ensure_built, ensure_keras3_model
+from tfcompress.quantization.outlier_channels import find_outlier_channels
 from tfcompress.quantization.quantize_apply import quantize
 from tfcompress.quantization.quantize_scheme import QuantizeScheme
 
@@ -14,6 +15,8 @@ def quantize_model(
     fold_batch_norm=True,
     preserve_sparsity=False,
     inplace=False,
+    representative_data=None,
+    outlier_ratio=8.0,
 ):
     """Makes a quantization-aware copy of a float model.
 
@@ -30,11 +33,18 @@ def quantize_model(
         weight_bits: 2..8 bits for weights.
         activation_bits: 8, or 16 for TFLite's int16x8 mode.
         per_layer: `{layer name or path: {"weight_bits", "activation_bits",
-            "skip", "quantize_output"}}`.
+            "skip", "quantize_output", "outlier_channels"}}`.
         fold_batch_norm: fold BatchNormalization into the layer before it.
         preserve_sparsity: keep zero weights at zero (QAT after pruning).
         inplace: quantize `to_quantize` itself instead of a copy; needed for
             subclassed models without a `get_config`.
+        representative_data: optional model inputs (arrays, a dict of arrays
+            or batches). With them, Dense/EinsumDense outputs with a few
+            channels far larger than the rest (transformers' outlier
+            dimensions) get those channels computed with their own int8
+            scale (see `find_outlier_channels`); `per_layer` entries win.
+        outlier_ratio: a channel whose range exceeds this many times the
+            median channel range of its layer is an outlier.
 
     Returns:
         The quantization-aware model (same class as `to_quantize`).
@@ -50,6 +60,14 @@ def quantize_model(
     """
     ensure_keras3_model(to_quantize, "to_quantize")
     ensure_built(to_quantize, "to_quantize")
+    per_layer = dict(per_layer or {})
+    if representative_data is not None:
+        # Validated by the scheme below before the (slow) float pass runs.
+        QuantizeScheme(weight_bits, activation_bits, per_layer)
+        for path, channels in find_outlier_channels(to_quantize, representative_data, outlier_ratio).items():
+            override = dict(per_layer.get(path, {}))
+            override.setdefault("outlier_channels", channels)
+            per_layer[path] = override
     scheme = QuantizeScheme(weight_bits, activation_bits, per_layer)
     prefix = "quant_" if quantized_layer_name_prefix is None else quantized_layer_name_prefix
     return quantize(to_quantize, scheme, None, prefix, preserve_sparsity, fold_batch_norm, inplace)

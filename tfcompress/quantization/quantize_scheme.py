@@ -51,7 +51,7 @@ def is_supported(layer):
 
 
 def _check_override(key, override):
-    allowed = {"weight_bits", "activation_bits", "skip", "quantize_output"}
+    allowed = {"weight_bits", "activation_bits", "skip", "quantize_output", "outlier_channels"}
     if not isinstance(override, dict) or set(override) - allowed:
         raise ValueError(
             f"`per_layer[{key!r}]` must be a dict with keys among {sorted(allowed)}. "
@@ -76,7 +76,8 @@ class QuantizeScheme:
         weight_bits: 2..8 for every weight.
         activation_bits: 8, or 16 for TFLite's int16x8 mode.
         per_layer: `{layer name or path: {"weight_bits", "activation_bits",
-            "skip", "quantize_output"}}` overrides.
+            "skip", "quantize_output", "outlier_channels"}}` overrides
+            (`outlier_channels`: see `QuantizeWrapper`).
 
     Example:
         >>> scheme = tfcompress.quantization.QuantizeScheme(

@@ -1,10 +1,12 @@
 """The layer wrapper that runs a layer with fake-quantized weights and output."""
 
+import math
+
 import keras
 from keras import ops
 
 from tfcompress.core.wrapper import CompressionWrapper
-from tfcompress.quantization.flat_matmul import flat_matmul, flat_matmul_spec
+from tfcompress.quantization.flat_matmul import flat_inputs, flat_matmul, flat_matmul_spec, outlier_split, splittable
 from tfcompress.quantization.quantize_config import QuantizeConfig, deserialize, serialize
 from tfcompress.quantization.quantizers import Quantizer
 
@@ -13,6 +15,23 @@ from tfcompress.quantization.quantizers import Quantizer
 # them gives the matmul its range. Any other activation (gelu, tanh...) is a
 # separate op, so the matmul output needs a quantizer of its own.
 _FUSED_ACTIVATIONS = ("linear", "relu", "relu6")
+
+
+# 1 + 2^-22: a MUL the converter cannot fold away, 2.4e-7 from exact.
+_ISOLATE = 1.0 + 2.0**-22
+
+
+def _check_channels(channels, layer):
+    if channels is None:
+        return ()
+    if not isinstance(channels, (list, tuple)) or not all(
+        isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in channels
+    ):
+        raise ValueError(
+            f"`outlier_channels` of layer {layer.name!r} must be a list of non-negative "
+            f"channel indices, e.g. [99, 223]. Received: outlier_channels={channels!r}"
+        )
+    return tuple(sorted(set(channels)))
 
 
 def _short_name(variable):
@@ -35,6 +54,18 @@ class QuantizeWrapper(CompressionWrapper):
         input_quantizer: optional `Quantizer` applied to the (single) input.
         preserve_sparsity: keep the zeros the weights have now at zero
             through training (sparsity-preserving QAT after pruning).
+        outlier_channels: flat output channels of a Dense/EinsumDense (no
+            activation, input rank > 2) computed by a second int8
+            FULLY_CONNECTED with its own weight and output scales, so that
+            a few huge channels do not set the scale of all the others (see
+            `find_outlier_channels`). The two int8 outputs are added in float.
+        isolate_input: multiply the input by a constant a hair above 1
+            before `input_quantizer`, so the converter keeps the op that
+            produces it in float (a range does not propagate back through
+            a MUL). Used on attention output projections: otherwise the
+            probabilities x values matmul becomes an int8 BATCH_MATMUL that
+            XNNPack does not run (1.1 ms per MiniLM block against 0.05 ms
+            in float).
         **kwargs: base layer arguments (`name`...).
 
     Example:
@@ -45,7 +76,16 @@ class QuantizeWrapper(CompressionWrapper):
         >>> wrapper.build((None, 8))
     """
 
-    def __init__(self, layer, quantize_config, input_quantizer=None, preserve_sparsity=False, **kwargs):
+    def __init__(
+        self,
+        layer,
+        quantize_config,
+        input_quantizer=None,
+        preserve_sparsity=False,
+        outlier_channels=None,
+        isolate_input=False,
+        **kwargs,
+    ):
         super().__init__(layer, **kwargs)
         if not isinstance(quantize_config, QuantizeConfig):
             raise TypeError(
@@ -60,6 +100,8 @@ class QuantizeWrapper(CompressionWrapper):
         self.quantize_config = quantize_config
         self.input_quantizer = input_quantizer
         self.preserve_sparsity = bool(preserve_sparsity)
+        self.outlier_channels = _check_channels(outlier_channels, layer)
+        self.isolate_input = bool(isolate_input)
 
     def build(self, input_shape=None):
         self._input_shape_for_build = input_shape
@@ -84,6 +126,7 @@ class QuantizeWrapper(CompressionWrapper):
         if self.input_quantizer is not None:
             self._input_vars = self.input_quantizer.build(self._input_shape_for_build, "input", self)
         self._build_flat_matmul(quantizers)
+        self._build_outlier_split()
         self.calibrate_weights()
 
     # Subclasses that change the kernel/bias computation (BatchNorm folding)
@@ -110,6 +153,38 @@ class QuantizeWrapper(CompressionWrapper):
             quantizer = self.quantize_config.get_output_quantizers(self.layer)[0]
             self._pre_activation = (quantizer, quantizer.build(self._output_shape(), "pre_activation", self))
 
+    def _build_outlier_split(self):
+        """Ranges of the outlier half: its kernel and its int8 output."""
+        self._split = None
+        if not self.outlier_channels:
+            return
+        problem = None
+        if self._flat is None:
+            problem = "it only applies to a Dense/EinsumDense run on inputs of rank > 2"
+        elif not splittable(self.layer):
+            problem = "the layer has an activation; only linear outputs can be split"
+        elif len(self._outputs) != 1 or len(self._weights) != 1:
+            problem = "the layer's quantize config must quantize its kernel and its output"
+        elif self.outlier_channels[-1] >= math.prod(self._flat[2]):
+            problem = f"the layer has only {math.prod(self._flat[2])} output channels"
+        if problem:
+            raise ValueError(
+                f"`outlier_channels` cannot be used on layer {self.layer.name!r}: {problem}. "
+                f"Received: outlier_channels={self.outlier_channels!r}. Leave it out for this layer."
+            )
+        kernel_quantizer = self._weights[0][1]
+        output_quantizer = self._outputs[0][0]
+        self._split = (
+            (kernel_quantizer, kernel_quantizer.build((), "kernel_outliers", self)),
+            (output_quantizer, output_quantizer.build((), "output_outliers", self)),
+        )
+
+    def _split_parts(self):
+        variable, _, _, mask = self._weights[0]
+        kernel = self.weight_tensor(variable)
+        kernel = kernel if mask is None else kernel * mask
+        return outlier_split(self._flat, kernel, self.layer.bias, self.outlier_channels)
+
     def _output_shape(self):
         try:
             return self.layer.compute_output_shape(self._input_shape_for_build)
@@ -125,6 +200,11 @@ class QuantizeWrapper(CompressionWrapper):
         for variable, quantizer, qvars, mask in self._weights:
             value = self.weight_tensor(variable)
             quantizer.update_range(value if mask is None else value * mask, qvars)
+        if self._split is not None:
+            rest_kernel, _, outlier_kernel, _, _ = self._split_parts()
+            self._weights[0][1].update_range(rest_kernel, self._weights[0][2])
+            quantizer, qvars = self._split[0]
+            quantizer.update_range(outlier_kernel, qvars)
 
     def substitutions(self, training):
         pairs = []
@@ -141,7 +221,11 @@ class QuantizeWrapper(CompressionWrapper):
 
     def call(self, inputs, *args, training=None, mask=None, **kwargs):
         if self.input_quantizer is not None:
+            if self.isolate_input:
+                inputs = ops.multiply(inputs, _ISOLATE)
             inputs = self.input_quantizer(inputs, training, self._input_vars)
+        if self._split is not None:
+            return self._call_split(inputs, training)
         if self._flat is not None:
             outputs = self._call_flat(inputs, training)
         else:
@@ -164,6 +248,21 @@ class QuantizeWrapper(CompressionWrapper):
             outputs = layer.activation(outputs)
         return outputs
 
+    def _call_split(self, inputs, training):
+        """Ordinary and outlier channels as two int8 matmuls, added in float."""
+        rest_kernel, rest_bias, outlier_kernel, outlier_bias, index_map = self._split_parts()
+        x, lead = flat_inputs(self.layer, self._flat, inputs)
+        halves = []
+        for kernel, bias, (kernel_q, kernel_vars), (output_q, output_vars) in (
+            (rest_kernel, rest_bias, self._weights[0][1:3], self._outputs[0]),
+            (outlier_kernel, outlier_bias, *self._split),
+        ):
+            y = ops.matmul(x, kernel_q(kernel, training, kernel_vars))
+            y = y if bias is None else ops.add(y, bias)
+            halves.append(output_q(y, training, output_vars))
+        outputs = halves[0] + ops.take(halves[1], index_map, axis=1)
+        return ops.reshape(outputs, lead + tuple(self._flat[2]))
+
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
 
@@ -173,6 +272,8 @@ class QuantizeWrapper(CompressionWrapper):
             quantize_config=serialize(self.quantize_config),
             input_quantizer=serialize(self.input_quantizer),
             preserve_sparsity=self.preserve_sparsity,
+            outlier_channels=list(self.outlier_channels) or None,
+            isolate_input=self.isolate_input,
         )
         return config
 

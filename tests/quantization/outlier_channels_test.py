@@ -1,0 +1,121 @@
+"""Outlier channels: found on data, computed with their own int8 scale."""
+
+import collections
+
+import keras
+import numpy as np
+import pytest
+
+import tfcompress.quantization as tq
+from tfcompress.quantization.outlier_channels import find_outlier_channels, select_channels
+
+_OUTLIERS = [5, 30]
+
+
+def _model_with_outliers():
+    """Dense(48) on (16, 32) inputs whose channels 5 and 30 are ~40x larger."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((16, 32))
+    hidden = keras.layers.Dense(48, name="big")(inputs)
+    outputs = keras.layers.LayerNormalization(name="norm")(hidden)
+    model = keras.Model(inputs, outputs)
+    kernel = model.get_layer("big").kernel.numpy()
+    kernel[:, _OUTLIERS] *= 40.0
+    model.get_layer("big").kernel.assign(kernel)
+    return model
+
+
+def _data(n=64, seed=0):
+    return np.random.default_rng(seed).normal(size=(n, 16, 32)).astype("float32")
+
+
+def test_select_channels_takes_the_largest_above_the_ratio():
+    span = np.ones(10)
+    span[[2, 7, 9]] = [100.0, 9.0, 50.0]
+    assert select_channels(span, 8.0, 8) == [2, 7, 9]
+    assert select_channels(span, 8.0, 2) == [2, 9]
+    assert select_channels(span, 200.0, 8) == []
+
+
+def test_finds_the_planted_channels_and_leaves_the_model_as_it_was():
+    model = _model_with_outliers()
+    before = model.predict(_data(8), verbose=0)
+    assert find_outlier_channels(model, _data()) == {"big": _OUTLIERS}
+    assert "call" not in vars(model.get_layer("big"))  # the recording call is removed
+    np.testing.assert_array_equal(model.predict(_data(8), verbose=0), before)
+
+
+def test_finds_outliers_inside_keras_hub_attention():
+    import testing
+
+    backbone = testing.bert_backbone()
+    dense = backbone.get_layer("transformer_layer_0")._feedforward_output_dense
+    kernel = dense.kernel.numpy()
+    kernel[:, 3] *= 50.0
+    dense.kernel.assign(kernel)
+    found = find_outlier_channels(backbone, testing.token_inputs(batch=8), ratio=8.0)
+    assert found["transformer_layer_0/feedforward_output_dense"] == [3]
+
+
+def test_split_cuts_the_error_of_outlier_channels():
+    model = _model_with_outliers()
+    x = _data()
+    reference = model.predict(x, verbose=0)
+    errors = {}
+    for name, data in (("split", x), ("plain", None)):
+        qat = tq.quantize_model(model, representative_data=data)
+        qat(x, training=True)  # sets the activation ranges
+        errors[name] = np.abs(qat.predict(x, verbose=0) - reference).mean()
+    assert qat.get_layer("quant_big").outlier_channels == ()
+    assert errors["split"] < errors["plain"] / 3, errors
+
+
+def test_per_layer_outlier_channels_win_over_the_found_ones():
+    model = _model_with_outliers()
+    qat = tq.quantize_model(model, per_layer={"big": {"outlier_channels": [5]}}, representative_data=_data())
+    assert qat.get_layer("quant_big").outlier_channels == (5,)
+
+
+def test_split_model_converts_to_int8_and_matches_keras(tmp_path):
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tfcompress.export import to_tflite
+    from tfcompress.saving import load_model
+
+    x = _data()
+    qat = tq.quantize_model(_model_with_outliers(), representative_data=x)
+    qat(x, training=True)
+    path = tmp_path / "split.keras"
+    qat.save(path)
+    reloaded = load_model(path)
+    assert reloaded.get_layer("quant_big").outlier_channels == tuple(_OUTLIERS)
+    np.testing.assert_array_equal(reloaded.predict(x, verbose=0), qat.predict(x, verbose=0))
+    result = to_tflite(qat, target="int8", sample=x[:4])  # verifies outputs against Keras
+    assert result.checks["outputs_match"]["passed"]
+    interpreter = Interpreter(model_content=result.tflite_bytes)
+    details = {d["index"]: d for d in interpreter.get_tensor_details()}
+    kinds = collections.Counter(
+        (op["op_name"], np.dtype(details[op["inputs"][0]]["dtype"]).name)
+        for op in interpreter._get_ops_details()
+        if op["op_name"] in ("FULLY_CONNECTED", "GATHER")
+    )
+    assert kinds == {("FULLY_CONNECTED", "int8"): 2, ("GATHER", "int8"): 1}, kinds
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(ratio=1.0), "`ratio` must be greater than 1"),
+        (dict(max_channels=0), "`max_channels` must be a positive integer"),
+    ],
+)
+def test_argument_errors(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        find_outlier_channels(_model_with_outliers(), _data(), **kwargs)
+
+
+def test_data_errors():
+    with pytest.raises(TypeError, match="`representative_data` must be an array"):
+        find_outlier_channels(_model_with_outliers(), 3)
+    with pytest.raises(ValueError, match="produced no batches"):
+        find_outlier_channels(_model_with_outliers(), iter([]))

@@ -1,0 +1,121 @@
+"""Finds the few output channels of a matmul whose range dwarfs the rest.
+
+Transformers trained in float put a handful of hidden dimensions at values
+a hundred times larger than the others (in the pretrained MiniLM the FFN
+output of the first block spans 272 in dimension 99 against a median of 1.5
+over the other 383). One int8 scale for the whole tensor then leaves the
+ordinary channels two or three levels, and the sentence embedding of a
+quantized MiniLM falls to cosine 0.90. `QuantizeWrapper(outlier_channels=...)`
+computes those channels in a FULLY_CONNECTED of their own with its own
+int8 scale; this module picks them from representative data.
+"""
+
+import numpy as np
+from keras import ops
+
+from tfcompress.core.layer_tree import walk_layers
+from tfcompress.core.wrapper import build_shape_of
+from tfcompress.quantization.flat_matmul import flat_matmul_spec, splittable
+
+
+def _batches(data, batch_size):
+    """Yields model inputs from arrays, dicts/lists of arrays or an iterable."""
+    if isinstance(data, dict):
+        size = len(next(iter(data.values())))
+        for start in range(0, size, batch_size):
+            yield {name: value[start : start + batch_size] for name, value in data.items()}
+    elif isinstance(data, np.ndarray) or hasattr(data, "shape"):
+        for start in range(0, len(data), batch_size):
+            yield data[start : start + batch_size]
+    elif isinstance(data, list) and data and all(hasattr(d, "shape") for d in data):
+        for start in range(0, len(data[0]), batch_size):
+            yield [value[start : start + batch_size] for value in data]
+    elif hasattr(data, "__iter__"):
+        for batch in data:  # a dataset of `(x, y)` pairs calibrates on `x`
+            yield batch[0] if isinstance(batch, tuple) and len(batch) == 2 else batch
+    else:
+        raise TypeError(
+            "`representative_data` must be an array, a dict or list of arrays "
+            "(the model's inputs, batch first), or an iterable of input batches "
+            f"such as a tf.data.Dataset. Received: {type(data).__name__}"
+        )
+
+
+def select_channels(span, ratio, max_channels):
+    """Indices whose span exceeds `ratio` x the median span, largest first."""
+    span = np.asarray(span, dtype="float64")
+    threshold = ratio * max(float(np.median(span)), 1e-12)
+    order = np.argsort(-span, kind="stable")
+    chosen = [int(c) for c in order[:max_channels] if span[c] > threshold]
+    return sorted(chosen)
+
+
+def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8, batch_size=32):
+    """Output channels of each Dense/EinsumDense that need their own scale.
+
+    Runs `model` in float on `representative_data` and records, for every
+    Dense/EinsumDense that `QuantizeWrapper` can split (no activation, input
+    of rank > 2), the range of each output channel. Channels whose range is
+    more than `ratio` times the layer's median channel range are outliers.
+
+    Args:
+        model: a built Keras 3 float model (not modified).
+        representative_data: model inputs: an array, a dict or list of arrays
+            (batch first), or an iterable of batches (`tf.data.Dataset`).
+        ratio: how many times the median channel range makes an outlier.
+        max_channels: at most this many outliers per layer (the largest).
+        batch_size: batch size used for arrays.
+
+    Returns:
+        `{layer path: [channel indices]}` for the layers that have outliers,
+        ready for `quantize_model(per_layer=...)` as `"outlier_channels"`.
+
+    Raises:
+        ValueError: for `ratio <= 1`, `max_channels < 1` or no data.
+
+    Example:
+        >>> outliers = find_outlier_channels(backbone, {"token_ids": ids, ...})
+        >>> outliers
+        {'transformer_layer_0/feedforward_output_dense': [99], ...}
+    """
+    if not ratio > 1:
+        raise ValueError(f"`ratio` must be greater than 1. Received: ratio={ratio!r}")
+    if not isinstance(max_channels, int) or max_channels < 1:
+        raise ValueError(f"`max_channels` must be a positive integer. Received: max_channels={max_channels!r}")
+    spans = {}
+    patched = []
+
+    def recorder(path, layer, call, out_rank):
+        def record(*args, **kwargs):
+            outputs = call(*args, **kwargs)
+            flat = ops.convert_to_numpy(outputs).reshape((-1, int(np.prod(outputs.shape[-out_rank:]))))
+            low, high = flat.min(axis=0), flat.max(axis=0)
+            if path in spans:
+                low, high = np.minimum(low, spans[path][0]), np.maximum(high, spans[path][1])
+            spans[path] = (low, high)
+            return outputs
+
+        return record
+
+    for ref in walk_layers(model):
+        spec = flat_matmul_spec(ref.layer, build_shape_of(ref.layer))
+        if spec is not None and splittable(ref.layer):
+            ref.layer.call = recorder(ref.path, ref.layer, ref.layer.call, len(spec[2]))
+            patched.append(ref.layer)
+    seen = 0
+    try:
+        for batch in _batches(representative_data, batch_size):
+            model(batch, training=False)
+            seen += 1
+    finally:
+        for layer in patched:
+            del layer.call
+    if not seen:
+        raise ValueError("`representative_data` produced no batches.")
+    found = {}
+    for path, (low, high) in spans.items():
+        span = np.maximum(high, 0) - np.minimum(low, 0)
+        channels = select_channels(span, ratio, max_channels)
+        if channels:
+            found[path] = channels
+    return found
