@@ -19,6 +19,8 @@ from absl import flags
 
 import common
 
+from tfcompress.cli.digits import load_digits
+
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the data split and order.")
 _WEIGHTS = flags.DEFINE_string(
     "weights", None, "`.npz` of the float model's weights, in layer order."
@@ -49,7 +51,7 @@ def main(argv):
     import tf_keras
 
     tf_keras.utils.set_random_seed(_SEED.value)
-    x_train, y_train, x_test, y_test = common.load_digits(_SEED.value)
+    x_train, y_train, x_test, y_test = load_digits(_SEED.value, test_fraction=0.25, shuffle_train=True)
     steps_per_epoch = math.ceil(len(x_train) / _BATCH_SIZE.value)
     end_step = steps_per_epoch * _EPOCHS.value
 

@@ -16,34 +16,9 @@ import sys
 import time
 
 import numpy as np
-from sklearn import datasets
-from sklearn import model_selection
 
 NUM_CLASSES = 10
 IMAGE_SHAPE = (8, 8, 1)
-
-
-def load_digits(seed, test_size=0.25):
-    """Loads scikit-learn's digits as 8x8x1 float32 images in [0, 1].
-
-    The split is stratified and the training examples are shuffled with
-    `seed`, so two frameworks fed with `fit(shuffle=False)` see the same order.
-
-    Args:
-        seed: integer seed of the split and of the training order.
-        test_size: fraction of the 1,797 examples kept for the test set.
-
-    Returns:
-        `(x_train, y_train, x_test, y_test)`; labels are int32 class ids.
-    """
-    digits = datasets.load_digits()
-    images = (digits.images / 16.0).astype("float32")[..., np.newaxis]
-    labels = digits.target.astype("int32")
-    x_train, x_test, y_train, y_test = model_selection.train_test_split(
-        images, labels, test_size=test_size, stratify=labels, random_state=seed
-    )
-    order = np.random.default_rng(seed).permutation(len(x_train))
-    return x_train[order], y_train[order], x_test, y_test
 
 
 def build_cnn(keras_module):

@@ -33,6 +33,8 @@ from absl import flags
 
 import common
 
+from tfcompress.cli.digits import load_digits
+
 _SEEDS = flags.DEFINE_integer(
     "seeds", 3, "Number of seeds; seeds 0..N-1 are run.", lower_bound=1
 )
@@ -270,7 +272,7 @@ def main(argv):
     json_path = _JSON.value or os.path.join(out_dir, "pruning_vs_tfmot.json")
     per_seed = []
     for seed in range(_SEEDS.value):
-        data = common.load_digits(seed)
+        data = load_digits(seed, test_fraction=0.25, shuffle_train=True)
         end_step = math.ceil(len(data[0]) / _BATCH_SIZE.value) * _EPOCHS.value
         print(f"[seed {seed}] float training ({_FLOAT_EPOCHS.value} epochs)")
         weights_path, float_result = _train_float(keras, seed, data, out_dir)

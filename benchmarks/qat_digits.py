@@ -9,17 +9,12 @@ import io
 
 import numpy as np
 
+from tfcompress.cli.digits import load_digits
+
 
 def load_data(seed=0):
-    """`(x_train, y_train, x_test, y_test)`: sklearn digits, 8x8x1 in [0, 1]."""
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    digits = load_digits()
-    x = (digits.images / 16.0).astype("float32")[..., None]
-    y = digits.target.astype("int32")
-    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.3, random_state=seed, stratify=y)
-    return x_train, y_train, x_test, y_test
+    """`(x_train, y_train, x_test, y_test)`: sklearn digits, 8x8x1 in [0, 1], 70/30."""
+    return load_digits(seed, test_fraction=0.3)
 
 
 def build_cnn(layers, models, input_cls):

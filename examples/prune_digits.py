@@ -21,6 +21,8 @@ import os
 from absl import app
 from absl import flags
 
+from tfcompress.cli.digits import load_digits
+
 _TARGET_SPARSITY = flags.DEFINE_float(
     "target_sparsity", 0.8, "Fraction of each kernel's weights to zero."
 )
@@ -55,20 +57,6 @@ _OUTPUT_DIR = flags.DEFINE_string(
     os.path.join(".", "tfcompress_out", "prune_digits"),
     "Directory for the TFLite files and the pruned `.keras` model.",
 )
-
-
-def load_data(seed):
-    """Digits as 8x8x1 images in [0, 1]: a stratified, seeded 75/25 split."""
-    import numpy as np
-    from sklearn import datasets
-    from sklearn import model_selection
-
-    digits = datasets.load_digits()
-    images = (digits.images / 16.0).astype("float32")[..., np.newaxis]
-    labels = digits.target.astype("int32")
-    return model_selection.train_test_split(
-        images, labels, test_size=0.25, stratify=labels, random_state=seed
-    )
 
 
 def build_model(keras):
@@ -116,7 +104,7 @@ def main(argv):
     out_dir = _OUTPUT_DIR.value
     os.makedirs(out_dir, exist_ok=True)
 
-    x_train, x_test, y_train, y_test = load_data(_SEED.value)
+    x_train, y_train, x_test, y_test = load_digits(_SEED.value, test_fraction=0.25)
     print(f"[data] {len(x_train)} training and {len(x_test)} test digits")
 
     model = build_model(keras)

@@ -4,16 +4,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfcompress.cli.digits import load_digits
+
 
 def load_digits_split(seed=0):
-    from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
-
-    digits = load_digits()
-    x = (digits.images / 16.0).astype("float32")[..., None]
-    y = digits.target.astype("int32")
-    x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.3, random_state=seed, stratify=y)
-    return x_train, y_train, x_test, y_test
+    return load_digits(seed, test_fraction=0.3)
 
 
 def digits_cnn():

@@ -1,9 +1,11 @@
 """The real all-MiniLM-L6-v2 through QAT to int8 TFLite (slow).
 
 A cheaper version of `benchmarks/qat_minilm.py`: a short distillation,
-conversion without a representative dataset, and checks that int8 matmuls
-appear and the sentence embeddings stay close to fp32 (loose bounds: the
-benchmark measures cosine 0.94, below the 0.99 target).
+conversion without a representative dataset, and checks that every matmul
+with weights is int8, that the outlier hidden dimension 99 of the first FFN
+output gets its own scale, that the attention matmuls stay float, and that the
+sentence embeddings stay close to fp32 (the benchmark measures cosine 0.987
+at sequence length 64; 0.905 without the outlier split).
 """
 
 import re
@@ -54,7 +56,11 @@ def test_minilm_qat_converts_to_int8_matmuls_and_keeps_embeddings():
     sentences = _sentences(96)
     train, held_out = encode(sentences[:64]), encode(sentences[64:])
     teacher = pooled(backbone)
-    student = pooled(tq.quantize_model(backbone))
+    names = ("token_ids", "segment_ids", "padding_mask")
+    qat = tq.quantize_model(backbone, representative_data=dict(zip(names, train)))
+    ffn_output = qat.get_layer("transformer_layer_0")._feedforward_output_dense
+    assert 99 in ffn_output.outlier_channels
+    student = pooled(qat)
     student.compile(keras.optimizers.Adam(2e-5), keras.losses.CosineSimilarity())
     student.fit(train, teacher.predict(train, verbose=0), batch_size=16, epochs=3, verbose=0)
 
@@ -62,13 +68,17 @@ def test_minilm_qat_converts_to_int8_matmuls_and_keeps_embeddings():
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     interpreter = Interpreter(model_content=converter.convert())
     details = {d["index"]: d for d in interpreter.get_tensor_details()}
-    fcs = [op for op in interpreter._get_ops_details() if op["op_name"] == "FULLY_CONNECTED"]
+    ops = interpreter._get_ops_details()
+    fcs = [op for op in ops if op["op_name"] == "FULLY_CONNECTED"]
+    splits = sum(len(w.outlier_channels) > 0 for w in qat._flatten_layers() if hasattr(w, "outlier_channels"))
     # Every matmul with weights (query/key/value/output, both FFN Dense) is an
-    # int8 FullyConnected (see `tfcompress/quantization/flat_matmul.py`).
-    assert len(fcs) == 36
-    assert sum(details[op["inputs"][0]]["dtype"] == np.int8 for op in fcs) == 36
+    # int8 FullyConnected (see `tfcompress/quantization/flat_matmul.py`), plus
+    # one small one per outlier split.
+    assert len(fcs) == 36 + splits
+    assert all(details[op["inputs"][0]]["dtype"] == np.int8 for op in fcs)
+    matmuls = [op for op in ops if op["op_name"] == "BATCH_MATMUL"]
+    assert len(matmuls) == 12 and all(details[op["inputs"][0]]["dtype"] == np.float32 for op in matmuls)
     runner = interpreter.get_signature_runner()
-    names = ("token_ids", "segment_ids", "padding_mask")
     got = np.stack([
         next(iter(runner(**{n: x[i : i + 1] for n, x in zip(names, held_out)}).values()))[0]
         for i in range(len(held_out[0]))
@@ -76,4 +86,4 @@ def test_minilm_qat_converts_to_int8_matmuls_and_keeps_embeddings():
     ref = teacher.predict(held_out, verbose=0)
     cosine = np.sum(ref * got, 1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(got, axis=1)
     print("sentence cosine mean/min:", cosine.mean(), cosine.min())
-    assert cosine.mean() >= 0.9, cosine
+    assert cosine.mean() >= 0.98 and cosine.min() >= 0.93, cosine

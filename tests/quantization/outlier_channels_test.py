@@ -119,3 +119,18 @@ def test_data_errors():
         find_outlier_channels(_model_with_outliers(), 3)
     with pytest.raises(ValueError, match="produced no batches"):
         find_outlier_channels(_model_with_outliers(), iter([]))
+
+
+def test_a_dense_after_a_split_quantizes_its_float_input():
+    """The split's halves are added in float; a Dense reading that sum must
+    quantize its input, or it would convert to a float FULLY_CONNECTED."""
+    model = _model_with_outliers()
+    inputs = keras.Input((16, 32))
+    hidden = model.get_layer("big")(inputs)
+    outputs = keras.layers.Dense(4, name="head")(hidden)
+    model = keras.Model(inputs, outputs)
+    split = tq.quantize_model(model, representative_data=_data())
+    assert split.get_layer("quant_big").outlier_channels == tuple(_OUTLIERS)
+    assert split.get_layer("quant_head").input_quantizer is not None
+    plain = tq.quantize_model(model)
+    assert plain.get_layer("quant_head").input_quantizer is None

@@ -6,12 +6,17 @@ IMAGE_SHAPE = (8, 8, 1)
 NUM_CLASSES = 10
 
 
-def load_digits(seed=0, test_fraction=0.2):
+def load_digits(seed=0, test_fraction=0.2, shuffle_train=False):
     """scikit-learn's 1,797 bundled 8x8 digits as float32 images in [0, 1].
+
+    The one loader of the project: the demo, examples, benchmarks (also their
+    tf_keras/TFMOT workers: nothing here imports Keras) and tests use it.
 
     Args:
         seed: seed of the stratified split and of the training order.
         test_fraction: share of examples held out for testing.
+        shuffle_train: reorder the training examples with `seed`, so two
+            frameworks fed with `fit(shuffle=False)` see the same order.
 
     Returns:
         `(x_train, y_train, x_test, y_test)` with int32 labels.
@@ -24,6 +29,9 @@ def load_digits(seed=0, test_fraction=0.2):
     x_train, x_test, y_train, y_test = model_selection.train_test_split(
         images, labels, test_size=test_fraction, stratify=labels, random_state=seed
     )
+    if shuffle_train:
+        order = np.random.default_rng(seed).permutation(len(x_train))
+        x_train, y_train = x_train[order], y_train[order]
     return x_train, y_train, x_test, y_test
 
 

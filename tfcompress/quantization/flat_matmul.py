@@ -132,5 +132,11 @@ def flat_inputs(layer, spec, inputs):
     """`(inputs as (-1, in_size), leading dims)` for a flat matmul."""
     prefix_rank, in_shape, _ = spec
     x = ops.cast(inputs, layer.compute_dtype)
-    lead = tuple(ops.shape(x)[:prefix_rank])
+    lead = tuple(x.shape[:prefix_rank])
+    if sum(d is None for d in lead) <= 1:
+        # Static dims and one -1: no SHAPE/STRIDED_SLICE/PACK ops in TFLite,
+        # which XNNPack does not take and which split its partitions.
+        lead = tuple(-1 if d is None else d for d in lead)
+    else:
+        lead = tuple(ops.shape(x)[:prefix_rank])
     return ops.reshape(x, (-1, math.prod(in_shape))), lead

@@ -85,7 +85,7 @@ def _edges(container):
     return consumers, producers
 
 
-def _reads_float(layer, producers, selected, top_level):
+def _reads_float(layer, producers, selected, top_level, float_output):
     """Whether `layer`'s single input carries no quantization range yet.
 
     Follows pass-through layers (pooling, reshape) back to the layer that
@@ -102,10 +102,10 @@ def _reads_float(layer, producers, selected, top_level):
     producer, dtype = sources[0]
     if isinstance(producer, keras.layers.InputLayer):
         return top_level and "float" in dtype
-    return not selected(producer) and weight_spec(_inner(layer)) is not None
+    return (not selected(producer) or float_output(producer)) and weight_spec(_inner(layer)) is not None
 
 
-def plan_graph(container, selected, plan, top_level, fold=True):
+def plan_graph(container, selected, plan, top_level, fold=True, float_output=lambda layer: False):
     """Adds the decisions for one functional/Sequential `container` to `plan`.
 
     Args:
@@ -114,13 +114,15 @@ def plan_graph(container, selected, plan, top_level, fold=True):
         plan: the `Plan` to fill.
         top_level: whether the container's inputs are the model's inputs.
         fold: fold BatchNormalization into the Conv/Dense before it.
+        float_output: `fn(layer) -> bool`, whether a quantized layer still
+            outputs float (an outlier split adds its halves in float).
     """
     consumers, producers = _edges(container)
     layers = container.layers if isinstance(container, keras.Sequential) else container.operations
     for layer in layers:
         if id(layer) in plan.folded_bn or not selected(layer):
             continue
-        if _reads_float(layer, producers, selected, top_level) and not isinstance(_inner(layer), keras.layers.Embedding):
+        if _reads_float(layer, producers, selected, top_level, float_output) and not isinstance(_inner(layer), keras.layers.Embedding):
             plan.quantize_input.add(id(layer))
         out = consumers.get(id(layer), [])
         inner = _inner(layer)

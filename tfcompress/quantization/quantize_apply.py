@@ -102,9 +102,15 @@ def quantize(model, scheme, selected_paths, prefix, preserve_sparsity, fold_batc
     def selected(layer):
         return config_of(layer) is not None
 
+    def float_output(layer):  # an outlier split adds its two int8 halves in float
+        inner = layer.layer if isinstance(layer, QuantizeAnnotate) else layer
+        return bool(scheme.override(paths.get(id(layer), layer.name), inner).get("outlier_channels"))
+
     containers = [model] + [r.layer for r in walk_layers(model)]
     for container in filter(_is_graph, containers):
-        plan_graph(container, selected, plan, top_level=container is model, fold=fold_batch_norm)
+        plan_graph(
+            container, selected, plan, top_level=container is model, fold=fold_batch_norm, float_output=float_output
+        )
 
     def transform(ref):
         layer = ref.layer
