@@ -31,6 +31,8 @@ flags.DEFINE_integer("steps", 200, "QAT distillation steps.")
 flags.DEFINE_integer("batch_size", 16, "QAT batch size.")
 flags.DEFINE_integer("seq_len", 64, "Token sequence length.")
 flags.DEFINE_float("learning_rate", 2e-5, "Adam learning rate for QAT.")
+flags.DEFINE_float("hidden_weight", 1.0, "Weight of the hidden-state MSE in the distillation loss.")
+flags.DEFINE_float("pooled_weight", 10.0, "Weight of the pooled-embedding cosine loss.")
 flags.DEFINE_integer("eval_sentences", 512, "Held-out sentences.")
 flags.DEFINE_integer("calibration_samples", 128, "Samples for the PTQ representative dataset.")
 flags.DEFINE_integer("latency_runs", 20, "Timed LiteRT invocations per model per round.")
@@ -185,7 +187,7 @@ def _qat(keras, backbone, encode, train_sentences):
     student.compile(
         optimizer,
         loss=[keras.losses.MeanSquaredError(), keras.losses.CosineSimilarity()],
-        loss_weights=[1.0, 10.0],
+        loss_weights=[FLAGS.hidden_weight, FLAGS.pooled_weight],
     )
     start = time.perf_counter()
     for step in range(FLAGS.steps):

@@ -40,7 +40,7 @@ def test_select_channels_takes_the_largest_above_the_ratio():
 def test_finds_the_planted_channels_and_leaves_the_model_as_it_was():
     model = _model_with_outliers()
     before = model.predict(_data(8), verbose=0)
-    assert find_outlier_channels(model, _data()) == {"big": _OUTLIERS}
+    assert find_outlier_channels(model, _data()) == {"big": {"outlier_channels": _OUTLIERS}}
     assert "call" not in vars(model.get_layer("big"))  # the recording call is removed
     np.testing.assert_array_equal(model.predict(_data(8), verbose=0), before)
 
@@ -54,7 +54,7 @@ def test_finds_outliers_inside_keras_hub_attention():
     kernel[:, 3] *= 50.0
     dense.kernel.assign(kernel)
     found = find_outlier_channels(backbone, testing.token_inputs(batch=8), ratio=8.0)
-    assert found["transformer_layer_0/feedforward_output_dense"] == [3]
+    assert found["transformer_layer_0/feedforward_output_dense"]["outlier_channels"] == [3]
 
 
 def test_split_cuts_the_error_of_outlier_channels():
@@ -134,3 +134,55 @@ def test_a_dense_after_a_split_quantizes_its_float_input():
     assert split.get_layer("quant_head").input_quantizer is not None
     plain = tq.quantize_model(model)
     assert plain.get_layer("quant_head").input_quantizer is None
+
+
+def _ffn_with_input_outliers():
+    """Dense(64, gelu) -> Dense(32): hidden unit 7 is ~30x the others."""
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((16, 32))
+    hidden = keras.layers.Dense(64, activation="gelu", name="up")(inputs)
+    outputs = keras.layers.Dense(32, name="down")(hidden)
+    model = keras.Model(inputs, outputs)
+    up = model.get_layer("up")
+    kernel, bias = up.kernel.numpy(), up.bias.numpy()
+    kernel[:, 7] *= 30.0
+    bias[7] = 20.0
+    up.kernel.assign(kernel)
+    up.bias.assign(bias)
+    return model
+
+
+def test_gelu_outliers_are_split_at_the_next_matmul_input():
+    model = _ffn_with_input_outliers()
+    x = _data()
+    found = find_outlier_channels(model, x)
+    assert found["down"]["input_outlier_channels"] == [7]
+    assert found["up"] == {"quantize_output": False}
+    reference = model.predict(x, verbose=0)
+    errors = {}
+    for name, data in (("split", x), ("plain", None)):
+        # "up" left float: the difference is the quantization of down's input.
+        qat = tq.quantize_model(model, per_layer={"up": {"skip": True}}, representative_data=data)
+        qat(x, training=True)
+        errors[name] = np.abs(qat.predict(x, verbose=0) - reference).mean()
+    assert errors["split"] < errors["plain"] / 3, errors
+    split = tq.quantize_model(model, representative_data=x)
+    split(x, training=True)
+    assert split.get_layer("quant_down").input_outlier_channels == (7,)
+    assert not split.get_layer("quant_up").quantize_config.quantize_output
+
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tfcompress.export import to_tflite
+
+    result = to_tflite(split, target="int8", sample=x[:4])
+    assert result.checks["outputs_match"]["passed"]
+    interpreter = Interpreter(model_content=result.tflite_bytes)
+    details = {d["index"]: d for d in interpreter.get_tensor_details()}
+    kinds = collections.Counter(
+        (op["op_name"], np.dtype(details[op["inputs"][0]]["dtype"]).name)
+        for op in interpreter._get_ops_details()
+        if op["op_name"] in ("FULLY_CONNECTED", "GELU")
+    )
+    # up, down's ordinary channels, down's outlier rows: all int8; GELU float.
+    assert kinds == {("FULLY_CONNECTED", "int8"): 3, ("GELU", "float32"): 1}, kinds

@@ -106,18 +106,22 @@ def test_outlier_channels_must_be_indices(channels):
 
 
 def test_outlier_split_without_quantization_is_the_layer():
-    """The split only regroups the matmul: with quantization off it is exact."""
+    """The splits only regroup the matmul: in float the parts add up exactly."""
     layer = keras.layers.EinsumDense("abc,cd->abd", (None, 6), bias_axes="d")
     layer.build((None, 5, 3))
     layer.bias.assign(np.arange(6, dtype="float32"))
-    wrapper = tq.QuantizeWrapper(layer, tq.DefaultQuantizeConfig(["kernel"]), outlier_channels=[4, 1])
+    wrapper = tq.QuantizeWrapper(
+        layer, tq.DefaultQuantizeConfig(["kernel"]), outlier_channels=[4, 1], input_outlier_channels=[2]
+    )
     wrapper.build((None, 5, 3))
-    assert wrapper.outlier_channels == (1, 4)
+    assert wrapper.outlier_channels == (1, 4) and wrapper.input_outlier_channels == (2,)
     x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype("float32")
-    rest_kernel, rest_bias, outlier_kernel, outlier_bias, index_map = wrapper._split_parts()
+    kernel, rows, split = wrapper._kernel_parts()
+    np.testing.assert_array_equal(np.asarray(kernel)[2], 0.0)  # the input-outlier row
+    rest_kernel, rest_bias, outlier_kernel, outlier_bias, index_map = (np.asarray(t) for t in split)
     x2 = x.reshape(-1, 3)
-    rest = x2 @ np.asarray(rest_kernel) + np.asarray(rest_bias)
-    outliers = x2 @ np.asarray(outlier_kernel) + np.asarray(outlier_bias)
-    np.testing.assert_array_equal(np.asarray(outliers)[:, -1], 0.0)  # the zero channel
-    joined = (rest + outliers[:, index_map]).reshape(2, 5, 6)
-    np.testing.assert_allclose(joined, np.asarray(layer(x)), atol=1e-5)
+    outliers = x2 @ outlier_kernel + outlier_bias
+    np.testing.assert_array_equal(outliers[:, -1], 0.0)  # the zero channel
+    joined = x2 @ rest_kernel + rest_bias + outliers[:, index_map] + x2[:, [2]] @ np.asarray(rows)
+    np.testing.assert_allclose(joined.reshape(2, 5, 6), np.asarray(layer(x)), atol=1e-5)
+    np.testing.assert_allclose(np.asarray(wrapper(x, training=True)), np.asarray(layer(x)), atol=0.1)

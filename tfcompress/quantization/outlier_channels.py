@@ -5,11 +5,13 @@ a hundred times larger than the others (in the pretrained MiniLM the FFN
 output of the first block spans 272 in dimension 99 against a median of 1.5
 over the other 383). One int8 scale for the whole tensor then leaves the
 ordinary channels two or three levels, and the sentence embedding of a
-quantized MiniLM falls to cosine 0.90. `QuantizeWrapper(outlier_channels=...)`
-computes those channels in a FULLY_CONNECTED of their own with its own
-int8 scale; this module picks them from representative data.
+quantized MiniLM falls to cosine 0.90. `QuantizeWrapper(outlier_channels=...,
+input_outlier_channels=...)` computes those channels in a FULLY_CONNECTED of
+their own with its own int8 scales; this module picks them from
+representative data.
 """
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -50,61 +52,85 @@ def select_channels(span, ratio, max_channels):
     return sorted(chosen)
 
 
-def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8, batch_size=32):
-    """Output channels of each Dense/EinsumDense that need their own scale.
+def _unfused_activation(layer):
+    return not splittable(layer) and keras.activations.serialize(layer.activation) not in ("relu", "relu6")
 
-    Runs `model` in float on `representative_data` and records, for every
-    Dense/EinsumDense that `QuantizeWrapper` can split (no activation, input
-    of rank > 2), the range of each output channel. Channels whose range is
-    more than `ratio` times the layer's median channel range are outliers.
+
+def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8, batch_size=32):
+    """Channels of each Dense/EinsumDense that need their own int8 scale.
+
+    Runs `model` in float on `representative_data` and records the range of
+    every channel of the inputs and outputs of each Dense/EinsumDense that
+    `QuantizeWrapper` can split (no activation, input of rank > 2). A channel
+    whose range is more than `ratio` times the median range is an outlier:
+    - outlier output channels get `"outlier_channels"`;
+    - outlier input channels get `"input_outlier_channels"` when the input
+      comes straight from another Dense/EinsumDense whose activation TFLite
+      does not fuse (the GELU of a transformer FFN) and nothing else reads
+      it; that producer gets `"quantize_output": False` (its matmul stays
+      int8, the activation runs in float, the consumer quantizes the
+      ordinary and the outlier channels separately).
 
     Args:
         model: a built Keras 3 float model (not modified).
         representative_data: model inputs: an array, a dict or list of arrays
             (batch first), or an iterable of batches (`tf.data.Dataset`).
         ratio: how many times the median channel range makes an outlier.
-        max_channels: at most this many outliers per layer (the largest).
+        max_channels: at most this many outliers per tensor (the largest).
         batch_size: batch size used for arrays.
 
     Returns:
-        `{layer path: [channel indices]}` for the layers that have outliers,
-        ready for `quantize_model(per_layer=...)` as `"outlier_channels"`.
+        `{layer path: {"outlier_channels": [...], ...}}`, ready to merge
+        into `quantize_model(per_layer=...)`.
 
     Raises:
         ValueError: for `ratio <= 1`, `max_channels < 1` or no data.
 
     Example:
-        >>> outliers = find_outlier_channels(backbone, {"token_ids": ids, ...})
-        >>> outliers
-        {'transformer_layer_0/feedforward_output_dense': [99], ...}
+        >>> find_outlier_channels(backbone, {"token_ids": ids, ...})
+        {'transformer_layer_0/feedforward_output_dense': {'outlier_channels': [99],
+         'input_outlier_channels': [...]}, ...}
     """
     if not ratio > 1:
         raise ValueError(f"`ratio` must be greater than 1. Received: ratio={ratio!r}")
     if not isinstance(max_channels, int) or max_channels < 1:
         raise ValueError(f"`max_channels` must be a positive integer. Received: max_channels={max_channels!r}")
-    spans = {}
+    spans = {}  # (path, "input"|"output") -> (min, max) per channel
+    produced_by = {}  # id(output tensor) -> path, for this batch
+    readers = {}  # producer path -> consumer paths
     patched = []
 
-    def recorder(path, layer, call, out_rank):
-        def record(*args, **kwargs):
-            outputs = call(*args, **kwargs)
-            flat = ops.convert_to_numpy(outputs).reshape((-1, int(np.prod(outputs.shape[-out_rank:]))))
-            low, high = flat.min(axis=0), flat.max(axis=0)
-            if path in spans:
-                low, high = np.minimum(low, spans[path][0]), np.maximum(high, spans[path][1])
-            spans[path] = (low, high)
+    def extend(key, tensor, rank):
+        flat = ops.convert_to_numpy(tensor).reshape((-1, int(np.prod(tensor.shape[-rank:]))))
+        low, high = flat.min(axis=0), flat.max(axis=0)
+        if key in spans:
+            low, high = np.minimum(low, spans[key][0]), np.maximum(high, spans[key][1])
+        spans[key] = (low, high)
+
+    def recorder(path, call, spec):
+        def record(inputs, *args, **kwargs):
+            producer = produced_by.get(id(inputs))
+            if producer is not None:
+                readers.setdefault(producer, set()).add(path)
+            outputs = call(inputs, *args, **kwargs)
+            produced_by[id(outputs)] = path
+            extend((path, "input"), inputs, len(spec[1]))
+            extend((path, "output"), outputs, len(spec[2]))
             return outputs
 
         return record
 
+    layers = {}
     for ref in walk_layers(model):
         spec = flat_matmul_spec(ref.layer, build_shape_of(ref.layer))
-        if spec is not None and splittable(ref.layer):
-            ref.layer.call = recorder(ref.path, ref.layer, ref.layer.call, len(spec[2]))
+        if spec is not None:
+            layers[ref.path] = ref.layer
+            ref.layer.call = recorder(ref.path, ref.layer.call, spec)
             patched.append(ref.layer)
     seen = 0
     try:
         for batch in _batches(representative_data, batch_size):
+            produced_by.clear()
             model(batch, training=False)
             seen += 1
     finally:
@@ -112,10 +138,24 @@ def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8,
             del layer.call
     if not seen:
         raise ValueError("`representative_data` produced no batches.")
+
+    def outliers(path, kind):
+        low, high = spans[(path, kind)]
+        return select_channels(np.maximum(high, 0) - np.minimum(low, 0), ratio, max_channels)
+
     found = {}
-    for path, (low, high) in spans.items():
-        span = np.maximum(high, 0) - np.minimum(low, 0)
-        channels = select_channels(span, ratio, max_channels)
+    for path, layer in layers.items():
+        if not splittable(layer):
+            continue
+        channels = outliers(path, "output")
         if channels:
-            found[path] = channels
+            found.setdefault(path, {})["outlier_channels"] = channels
+    for producer, consumers in readers.items():
+        (consumer,) = consumers if len(consumers) == 1 else (None,)
+        if consumer is None or not splittable(layers[consumer]) or not _unfused_activation(layers[producer]):
+            continue
+        channels = outliers(consumer, "input")
+        if channels:
+            found.setdefault(consumer, {})["input_outlier_channels"] = channels
+            found.setdefault(producer, {})["quantize_output"] = False
     return found

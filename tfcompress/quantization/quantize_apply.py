@@ -48,9 +48,12 @@ def _wrap(ref, inner, config, plan, scheme, prefix, preserve_sparsity):
     kwargs = dict(input_quantizer=input_quantizer, preserve_sparsity=preserve_sparsity, name=prefix + inner.name)
     if input_quantizer is not None and _is_attention_output(ref, inner):
         kwargs["isolate_input"] = True
-    outlier_channels = scheme.override(ref.path, inner).get("outlier_channels")
-    if outlier_channels:
-        kwargs["outlier_channels"] = outlier_channels
+    override = scheme.override(ref.path, inner)
+    for name in ("outlier_channels", "input_outlier_channels"):
+        if override.get(name):
+            kwargs[name] = override[name]
+    if override.get("input_outlier_channels"):
+        kwargs["input_quantizer"] = None  # the split quantizes its input itself
     if key in plan.fold:
         batch_norm = plan.fold[key]
         batch_norm = batch_norm.layer if isinstance(batch_norm, QuantizeAnnotate) else batch_norm
@@ -104,7 +107,8 @@ def quantize(model, scheme, selected_paths, prefix, preserve_sparsity, fold_batc
 
     def float_output(layer):  # an outlier split adds its two int8 halves in float
         inner = layer.layer if isinstance(layer, QuantizeAnnotate) else layer
-        return bool(scheme.override(paths.get(id(layer), layer.name), inner).get("outlier_channels"))
+        override = scheme.override(paths.get(id(layer), layer.name), inner)
+        return bool(override.get("outlier_channels") or override.get("input_outlier_channels"))
 
     containers = [model] + [r.layer for r in walk_layers(model)]
     for container in filter(_is_graph, containers):

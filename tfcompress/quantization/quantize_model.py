@@ -33,7 +33,8 @@ def quantize_model(
         weight_bits: 2..8 bits for weights.
         activation_bits: 8, or 16 for TFLite's int16x8 mode.
         per_layer: `{layer name or path: {"weight_bits", "activation_bits",
-            "skip", "quantize_output", "outlier_channels"}}`.
+            "skip", "quantize_output", "outlier_channels",
+            "input_outlier_channels"}}`.
         fold_batch_norm: fold BatchNormalization into the layer before it.
         preserve_sparsity: keep zero weights at zero (QAT after pruning).
         inplace: quantize `to_quantize` itself instead of a copy; needed for
@@ -64,10 +65,8 @@ def quantize_model(
     if representative_data is not None:
         # Validated by the scheme below before the (slow) float pass runs.
         QuantizeScheme(weight_bits, activation_bits, per_layer)
-        for path, channels in find_outlier_channels(to_quantize, representative_data, outlier_ratio).items():
-            override = dict(per_layer.get(path, {}))
-            override.setdefault("outlier_channels", channels)
-            per_layer[path] = override
+        for path, found in find_outlier_channels(to_quantize, representative_data, outlier_ratio).items():
+            per_layer[path] = {**found, **per_layer.get(path, {})}
     scheme = QuantizeScheme(weight_bits, activation_bits, per_layer)
     prefix = "quant_" if quantized_layer_name_prefix is None else quantized_layer_name_prefix
     return quantize(to_quantize, scheme, None, prefix, preserve_sparsity, fold_batch_norm, inplace)

@@ -51,7 +51,9 @@ def is_supported(layer):
 
 
 def _check_override(key, override):
-    allowed = {"weight_bits", "activation_bits", "skip", "quantize_output", "outlier_channels"}
+    allowed = {
+        "weight_bits", "activation_bits", "skip", "quantize_output", "outlier_channels", "input_outlier_channels"
+    }
     if not isinstance(override, dict) or set(override) - allowed:
         raise ValueError(
             f"`per_layer[{key!r}]` must be a dict with keys among {sorted(allowed)}. "
@@ -76,8 +78,9 @@ class QuantizeScheme:
         weight_bits: 2..8 for every weight.
         activation_bits: 8, or 16 for TFLite's int16x8 mode.
         per_layer: `{layer name or path: {"weight_bits", "activation_bits",
-            "skip", "quantize_output", "outlier_channels"}}` overrides
-            (`outlier_channels`: see `QuantizeWrapper`).
+            "skip", "quantize_output", "outlier_channels",
+            "input_outlier_channels"}}` overrides (the channels: see
+            `QuantizeWrapper`).
 
     Example:
         >>> scheme = tfcompress.quantization.QuantizeScheme(

@@ -3,10 +3,12 @@
 import math
 
 import keras
+import numpy as np
 from keras import ops
 
 from tfcompress.core.wrapper import CompressionWrapper
 from tfcompress.quantization.flat_matmul import flat_inputs, flat_matmul, flat_matmul_spec, outlier_split, splittable
+from tfcompress.quantization.default_quantize_config import DefaultQuantizeConfig
 from tfcompress.quantization.quantize_config import QuantizeConfig, deserialize, serialize
 from tfcompress.quantization.quantizers import Quantizer
 
@@ -21,15 +23,20 @@ _FUSED_ACTIVATIONS = ("linear", "relu", "relu6")
 _ISOLATE = 1.0 + 2.0**-22
 
 
-def _check_channels(channels, layer):
+def _affine(x, kernel, bias):
+    y = ops.matmul(x, kernel)
+    return y if bias is None else ops.add(y, bias)
+
+
+def _check_channels(channels, layer, name="outlier_channels"):
     if channels is None:
         return ()
     if not isinstance(channels, (list, tuple)) or not all(
         isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in channels
     ):
         raise ValueError(
-            f"`outlier_channels` of layer {layer.name!r} must be a list of non-negative "
-            f"channel indices, e.g. [99, 223]. Received: outlier_channels={channels!r}"
+            f"`{name}` of layer {layer.name!r} must be a list of non-negative "
+            f"channel indices, e.g. [99, 223]. Received: {name}={channels!r}"
         )
     return tuple(sorted(set(channels)))
 
@@ -59,6 +66,11 @@ class QuantizeWrapper(CompressionWrapper):
             FULLY_CONNECTED with its own weight and output scales, so that
             a few huge channels do not set the scale of all the others (see
             `find_outlier_channels`). The two int8 outputs are added in float.
+        input_outlier_channels: flat input channels (of a linear
+            Dense/EinsumDense reading a float tensor) quantized with their own
+            range and multiplied by their kernel rows in a second int8
+            FULLY_CONNECTED; the other channels are quantized with a range
+            that excludes them. The partial outputs are added in float.
         isolate_input: multiply the input by a constant a hair above 1
             before `input_quantizer`, so the converter keeps the op that
             produces it in float (a range does not propagate back through
@@ -84,6 +96,7 @@ class QuantizeWrapper(CompressionWrapper):
         preserve_sparsity=False,
         outlier_channels=None,
         isolate_input=False,
+        input_outlier_channels=None,
         **kwargs,
     ):
         super().__init__(layer, **kwargs)
@@ -102,6 +115,7 @@ class QuantizeWrapper(CompressionWrapper):
         self.preserve_sparsity = bool(preserve_sparsity)
         self.outlier_channels = _check_channels(outlier_channels, layer)
         self.isolate_input = bool(isolate_input)
+        self.input_outlier_channels = _check_channels(input_outlier_channels, layer, "input_outlier_channels")
 
     def build(self, input_shape=None):
         self._input_shape_for_build = input_shape
@@ -149,41 +163,81 @@ class QuantizeWrapper(CompressionWrapper):
             return
         activation = keras.activations.serialize(self.layer.activation or keras.activations.linear)
         activation = activation if isinstance(activation, str) else None
-        if output_quantizers and activation not in _FUSED_ACTIVATIONS:
-            quantizer = self.quantize_config.get_output_quantizers(self.layer)[0]
+        if activation not in _FUSED_ACTIVATIONS:
+            # Even with a float output (a consumer quantizes it with its
+            # input outlier split), the FULLY_CONNECTED itself stays int8.
+            quantizers = self.quantize_config.get_output_quantizers(self.layer)
+            quantizer = quantizers[0] if quantizers else DefaultQuantizeConfig().activation_quantizer()
             self._pre_activation = (quantizer, quantizer.build(self._output_shape(), "pre_activation", self))
 
-    def _build_outlier_split(self):
-        """Ranges of the outlier half: its kernel and its int8 output."""
-        self._split = None
-        if not self.outlier_channels:
-            return
+    def _check_split(self, name, channels, size_index):
         problem = None
         if self._flat is None:
             problem = "it only applies to a Dense/EinsumDense run on inputs of rank > 2"
         elif not splittable(self.layer):
-            problem = "the layer has an activation; only linear outputs can be split"
+            problem = "the layer has an activation; only linear layers can be split"
         elif len(self._outputs) != 1 or len(self._weights) != 1:
             problem = "the layer's quantize config must quantize its kernel and its output"
-        elif self.outlier_channels[-1] >= math.prod(self._flat[2]):
-            problem = f"the layer has only {math.prod(self._flat[2])} output channels"
+        elif channels[-1] >= math.prod(self._flat[size_index]):
+            kind = "output" if size_index == 2 else "input"
+            problem = f"the layer has only {math.prod(self._flat[size_index])} {kind} channels"
+        elif name == "input_outlier_channels" and self.input_quantizer is not None:
+            problem = "it replaces `input_quantizer`; pass one or the other"
         if problem:
             raise ValueError(
-                f"`outlier_channels` cannot be used on layer {self.layer.name!r}: {problem}. "
-                f"Received: outlier_channels={self.outlier_channels!r}. Leave it out for this layer."
+                f"`{name}` cannot be used on layer {self.layer.name!r}: {problem}. "
+                f"Received: {name}={channels!r}. Leave it out for this layer."
             )
-        kernel_quantizer = self._weights[0][1]
-        output_quantizer = self._outputs[0][0]
-        self._split = (
-            (kernel_quantizer, kernel_quantizer.build((), "kernel_outliers", self)),
-            (output_quantizer, output_quantizer.build((), "output_outliers", self)),
-        )
 
-    def _split_parts(self):
+    def _build_outlier_split(self):
+        """Ranges of the outlier parts: their kernels, inputs and outputs."""
+        self._split = self._in_split = None
+        kernel_quantizer = self._weights[0][1] if self._weights else None
+        output_quantizer = self._outputs[0][0] if self._outputs else None
+        if self.outlier_channels:
+            self._check_split("outlier_channels", self.outlier_channels, 2)
+            self._split = (
+                (kernel_quantizer, kernel_quantizer.build((), "kernel_outliers", self)),
+                (output_quantizer, output_quantizer.build((), "output_outliers", self)),
+            )
+        if self.input_outlier_channels:
+            self._check_split("input_outlier_channels", self.input_outlier_channels, 1)
+            self._in_split = tuple(
+                (quantizer, quantizer.build((), name, self))
+                for quantizer, name in (
+                    (output_quantizer, "input"),
+                    (output_quantizer, "input_outliers"),
+                    (kernel_quantizer, "kernel_input_outliers"),
+                    (output_quantizer, "output_input_outliers"),
+                )
+            )
+
+    def _kernel_parts(self):
+        """`(main kernel 2-D, input-outlier rows or None, output split or None)`.
+
+        The main kernel has the input-outlier rows zeroed; the output split
+        (`outlier_split`) is taken from it.
+        """
         variable, _, _, mask = self._weights[0]
         kernel = self.weight_tensor(variable)
         kernel = kernel if mask is None else kernel * mask
-        return outlier_split(self._flat, kernel, self.layer.bias, self.outlier_channels)
+        _, in_shape, out_shape = self._flat
+        kernel = ops.reshape(kernel, (math.prod(in_shape), math.prod(out_shape)))
+        rows = None
+        if self._in_split is not None:
+            channels = list(self.input_outlier_channels)
+            rows = ops.take(kernel, channels, axis=0)
+            kernel = kernel * self._input_keep()[:, None]
+        bias = self.layer.bias
+        split = None
+        if self._split is not None:
+            split = outlier_split(self._flat, kernel, bias, self.outlier_channels)
+        return kernel, rows, split
+
+    def _input_keep(self):
+        keep = np.ones((math.prod(self._flat[1]),), "float32")
+        keep[list(self.input_outlier_channels)] = 0.0
+        return keep
 
     def _output_shape(self):
         try:
@@ -200,11 +254,17 @@ class QuantizeWrapper(CompressionWrapper):
         for variable, quantizer, qvars, mask in self._weights:
             value = self.weight_tensor(variable)
             quantizer.update_range(value if mask is None else value * mask, qvars)
-        if self._split is not None:
-            rest_kernel, _, outlier_kernel, _, _ = self._split_parts()
-            self._weights[0][1].update_range(rest_kernel, self._weights[0][2])
+        if self._split is None and self._in_split is None:
+            return
+        kernel, rows, split = self._kernel_parts()
+        if split is not None:
+            kernel = split[0]
             quantizer, qvars = self._split[0]
-            quantizer.update_range(outlier_kernel, qvars)
+            quantizer.update_range(split[2], qvars)
+        self._weights[0][1].update_range(kernel, self._weights[0][2])
+        if rows is not None:
+            quantizer, qvars = self._in_split[2]
+            quantizer.update_range(rows, qvars)
 
     def substitutions(self, training):
         pairs = []
@@ -224,7 +284,7 @@ class QuantizeWrapper(CompressionWrapper):
             if self.isolate_input:
                 inputs = ops.multiply(inputs, _ISOLATE)
             inputs = self.input_quantizer(inputs, training, self._input_vars)
-        if self._split is not None:
+        if self._split is not None or self._in_split is not None:
             return self._call_split(inputs, training)
         if self._flat is not None:
             outputs = self._call_flat(inputs, training)
@@ -249,18 +309,44 @@ class QuantizeWrapper(CompressionWrapper):
         return outputs
 
     def _call_split(self, inputs, training):
-        """Ordinary and outlier channels as two int8 matmuls, added in float."""
-        rest_kernel, rest_bias, outlier_kernel, outlier_bias, index_map = self._split_parts()
+        """The layer as int8 matmuls on channel groups, added in float.
+
+        Input outlier channels: `x_rest @ kernel[rest rows]` plus
+        `x[outliers] @ kernel[outlier rows]`, each input with its own range.
+        Output outlier channels: the main matmul's outlier columns computed
+        apart, with their own kernel and output ranges, and gathered back.
+        """
+        kernel, rows, split = self._kernel_parts()
         x, lead = flat_inputs(self.layer, self._flat, inputs)
-        halves = []
-        for kernel, bias, (kernel_q, kernel_vars), (output_q, output_vars) in (
-            (rest_kernel, rest_bias, self._weights[0][1:3], self._outputs[0]),
-            (outlier_kernel, outlier_bias, *self._split),
-        ):
-            y = ops.matmul(x, kernel_q(kernel, training, kernel_vars))
-            y = y if bias is None else ops.add(y, bias)
-            halves.append(output_q(y, training, output_vars))
-        outputs = halves[0] + ops.take(halves[1], index_map, axis=1)
+        extra = None
+        if self._in_split is not None:
+            (rest_q, rest_vars), (out_q, out_vars), (rows_q, rows_vars), (part_q, part_vars) = self._in_split
+            # Each path gets its own MUL (see `isolate_input`): the producer
+            # (GELU) and the GATHER stay float in TFLite, and the converter
+            # cannot merge the two QUANTIZE ops of one float tensor into one
+            # (it did, keeping the outlier scale for both).
+            outliers = ops.multiply(ops.take(x, list(self.input_outlier_channels), axis=1), _ISOLATE)
+            outliers = out_q(outliers, training, out_vars)
+            x = ops.multiply(x, _ISOLATE)
+            if training:  # the range of the ordinary channels only
+                rest_q.update_range(ops.stop_gradient(x * self._input_keep()), rest_vars)
+            extra = part_q(ops.matmul(outliers, rows_q(rows, training, rows_vars)), training, part_vars)
+            x = rest_q(x, False, rest_vars)  # clips the outliers; their kernel rows are zero
+        bias = None if self.layer.bias is None else ops.reshape(
+            ops.broadcast_to(self.layer.bias, self._flat[2]), (-1,)
+        )
+        kernel_q, kernel_vars = self._weights[0][1:3]
+        output_q, output_vars = self._outputs[0]
+        if split is None:
+            outputs = output_q(_affine(x, kernel_q(kernel, training, kernel_vars), bias), training, output_vars)
+        else:
+            rest_kernel, rest_bias, outlier_kernel, outlier_bias, index_map = split
+            (outlier_kq, outlier_kvars), (outlier_q, outlier_vars) = self._split
+            rest = output_q(_affine(x, kernel_q(rest_kernel, training, kernel_vars), rest_bias), training, output_vars)
+            outlier = _affine(x, outlier_kq(outlier_kernel, training, outlier_kvars), outlier_bias)
+            outputs = rest + ops.take(outlier_q(outlier, training, outlier_vars), index_map, axis=1)
+        if extra is not None:
+            outputs = outputs + extra
         return ops.reshape(outputs, lead + tuple(self._flat[2]))
 
     def compute_output_shape(self, input_shape):
@@ -274,6 +360,7 @@ class QuantizeWrapper(CompressionWrapper):
             preserve_sparsity=self.preserve_sparsity,
             outlier_channels=list(self.outlier_channels) or None,
             isolate_input=self.isolate_input,
+            input_outlier_channels=list(self.input_outlier_channels) or None,
         )
         return config
 
