@@ -179,8 +179,9 @@ def _qat(keras, backbone, encode, train_sentences):
     qat_backbone = tq.quantize_model(
         backbone, per_layer=per_layer, representative_data=calibration, outlier_ratio=FLAGS.outlier_ratio
     )
-    split = {w.path: list(w.layer.outlier_channels) for w in walk_layers(qat_backbone) if getattr(w.layer, "outlier_channels", ())}
-    print(f"outlier channels: {split}")
+    for kind in ("outlier_channels", "input_outlier_channels"):
+        split = {r.path: list(getattr(r.layer, kind)) for r in walk_layers(qat_backbone) if getattr(r.layer, kind, ())}
+        print(f"{kind}: {split}")
     student = _pooled_model(keras, qat_backbone, with_sequence=True)
     rng = np.random.default_rng(FLAGS.seed)
     optimizer = keras.optimizers.Adam(FLAGS.learning_rate)

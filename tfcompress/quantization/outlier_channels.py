@@ -96,7 +96,9 @@ def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8,
     if not isinstance(max_channels, int) or max_channels < 1:
         raise ValueError(f"`max_channels` must be a positive integer. Received: max_channels={max_channels!r}")
     spans = {}  # (path, "input"|"output") -> (min, max) per channel
-    produced_by = {}  # id(output tensor) -> path, for this batch
+    # id(output tensor) -> (path, tensor), for this batch. Holding the tensor
+    # keeps its id from being reused by a later tensor of the same pass.
+    produced_by = {}
     readers = {}  # producer path -> consumer paths
     patched = []
 
@@ -109,11 +111,11 @@ def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8,
 
     def recorder(path, call, spec):
         def record(inputs, *args, **kwargs):
-            producer = produced_by.get(id(inputs))
-            if producer is not None:
+            producer, tensor = produced_by.get(id(inputs), (None, None))
+            if tensor is inputs:
                 readers.setdefault(producer, set()).add(path)
             outputs = call(inputs, *args, **kwargs)
-            produced_by[id(outputs)] = path
+            produced_by[id(outputs)] = (path, outputs)
             extend((path, "input"), inputs, len(spec[1]))
             extend((path, "output"), outputs, len(spec[2]))
             return outputs

@@ -42,8 +42,9 @@ def quantize_model(
         representative_data: optional model inputs (arrays, a dict of arrays
             or batches). With them, Dense/EinsumDense outputs with a few
             channels far larger than the rest (transformers' outlier
-            dimensions) get those channels computed with their own int8
-            scale (see `find_outlier_channels`); `per_layer` entries win.
+            dimensions), and those reading GELU outputs with such channels,
+            get them computed with their own int8 scales (see
+            `find_outlier_channels`); `per_layer` entries win.
         outlier_ratio: a channel whose range exceeds this many times the
             median channel range of its layer is an outlier.
 
