@@ -5,6 +5,7 @@ import tensorflow as tf
 
 import testing
 import tfcompress.quantization as tq
+from tfcompress.quantization.flat_matmul import scatter_channels
 
 
 def _wrapped_dense(**kwargs):
@@ -118,10 +119,12 @@ def test_outlier_split_without_quantization_is_the_layer():
     x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype("float32")
     kernel, rows, split = wrapper._kernel_parts()
     np.testing.assert_array_equal(np.asarray(kernel)[2], 0.0)  # the input-outlier row
-    rest_kernel, rest_bias, outlier_kernel, outlier_bias, index_map = (np.asarray(t) for t in split)
+    rest_kernel, rest_bias, outlier_kernel, outlier_bias = (np.asarray(t) for t in split)
     x2 = x.reshape(-1, 3)
-    outliers = x2 @ outlier_kernel + outlier_bias
-    np.testing.assert_array_equal(outliers[:, -1], 0.0)  # the zero channel
-    joined = x2 @ rest_kernel + rest_bias + outliers[:, index_map] + x2[:, [2]] @ np.asarray(rows)
+    rest = x2 @ rest_kernel + rest_bias
+    np.testing.assert_array_equal(rest[:, [1, 4]], 0.0)  # the outlier columns
+    scattered = np.asarray(scatter_channels(x2 @ outlier_kernel + outlier_bias, [1, 4], 6))
+    np.testing.assert_array_equal(scattered[:, [0, 2, 3, 5]], 0.0)
+    joined = rest + scattered + x2[:, [2]] @ np.asarray(rows)
     np.testing.assert_allclose(joined.reshape(2, 5, 6), np.asarray(layer(x)), atol=1e-5)
     np.testing.assert_allclose(np.asarray(wrapper(x, training=True)), np.asarray(layer(x)), atol=0.1)

@@ -7,7 +7,15 @@ import numpy as np
 from keras import ops
 
 from tfcompress.core.wrapper import CompressionWrapper
-from tfcompress.quantization.flat_matmul import flat_inputs, flat_matmul, flat_matmul_spec, outlier_split, splittable
+from tfcompress.quantization.flat_matmul import (
+    flat_inputs,
+    flat_matmul,
+    flat_matmul_spec,
+    gather_channels,
+    outlier_split,
+    scatter_channels,
+    splittable,
+)
 from tfcompress.quantization.default_quantize_config import DefaultQuantizeConfig
 from tfcompress.quantization.quantize_config import QuantizeConfig, deserialize, serialize
 from tfcompress.quantization.quantizers import Quantizer
@@ -314,7 +322,7 @@ class QuantizeWrapper(CompressionWrapper):
         Input outlier channels: `x_rest @ kernel[rest rows]` plus
         `x[outliers] @ kernel[outlier rows]`, each input with its own range.
         Output outlier channels: the main matmul's outlier columns computed
-        apart, with their own kernel and output ranges, and gathered back.
+        apart, with their own kernel and output ranges, and padded back in place.
         """
         kernel, rows, split = self._kernel_parts()
         x, lead = flat_inputs(self.layer, self._flat, inputs)
@@ -322,10 +330,10 @@ class QuantizeWrapper(CompressionWrapper):
         if self._in_split is not None:
             (rest_q, rest_vars), (out_q, out_vars), (rows_q, rows_vars), (part_q, part_vars) = self._in_split
             # Each path gets its own MUL (see `isolate_input`): the producer
-            # (GELU) and the GATHER stay float in TFLite, and the converter
+            # (GELU) and the slices stay float in TFLite, and the converter
             # cannot merge the two QUANTIZE ops of one float tensor into one
             # (it did, keeping the outlier scale for both).
-            outliers = ops.multiply(ops.take(x, list(self.input_outlier_channels), axis=1), _ISOLATE)
+            outliers = ops.multiply(gather_channels(x, self.input_outlier_channels), _ISOLATE)
             outliers = out_q(outliers, training, out_vars)
             x = ops.multiply(x, _ISOLATE)
             if training:  # the range of the ordinary channels only
@@ -340,11 +348,12 @@ class QuantizeWrapper(CompressionWrapper):
         if split is None:
             outputs = output_q(_affine(x, kernel_q(kernel, training, kernel_vars), bias), training, output_vars)
         else:
-            rest_kernel, rest_bias, outlier_kernel, outlier_bias, index_map = split
+            rest_kernel, rest_bias, outlier_kernel, outlier_bias = split
             (outlier_kq, outlier_kvars), (outlier_q, outlier_vars) = self._split
             rest = output_q(_affine(x, kernel_q(rest_kernel, training, kernel_vars), rest_bias), training, output_vars)
             outlier = _affine(x, outlier_kq(outlier_kernel, training, outlier_kvars), outlier_bias)
-            outputs = rest + ops.take(outlier_q(outlier, training, outlier_vars), index_map, axis=1)
+            outlier = outlier_q(outlier, training, outlier_vars)
+            outputs = rest + scatter_channels(outlier, self.outlier_channels, math.prod(self._flat[2]))
         if extra is not None:
             outputs = outputs + extra
         return ops.reshape(outputs, lead + tuple(self._flat[2]))
