@@ -70,10 +70,11 @@ def test_minilm_qat_converts_to_int8_matmuls_and_keeps_embeddings():
     details = {d["index"]: d for d in interpreter.get_tensor_details()}
     ops = interpreter._get_ops_details()
     fcs = [op for op in ops if op["op_name"] == "FULLY_CONNECTED"]
-    splits = sum(len(w.outlier_channels) > 0 for w in qat._flatten_layers() if hasattr(w, "outlier_channels"))
+    wrappers = [w for w in qat._flatten_layers() if isinstance(w, tq.QuantizeWrapper)]
+    splits = sum(bool(w.outlier_channels) + bool(w.input_outlier_channels) for w in wrappers)
     # Every matmul with weights (query/key/value/output, both FFN Dense) is an
     # int8 FullyConnected (see `tfcompress/quantization/flat_matmul.py`), plus
-    # one small one per outlier split.
+    # one small one per outlier split (output or input channels).
     assert len(fcs) == 36 + splits
     assert all(details[op["inputs"][0]]["dtype"] == np.int8 for op in fcs)
     matmuls = [op for op in ops if op["op_name"] == "BATCH_MATMUL"]
