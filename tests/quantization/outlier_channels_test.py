@@ -25,6 +25,23 @@ def _model_with_outliers():
     return model
 
 
+def _int8_export_op_kinds(model, x, names):
+    """`{(op name, first input dtype): count}` of the verified int8 export."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from tfcompress.export import to_tflite
+
+    result = to_tflite(model, target="int8", sample=x[:4])  # verifies outputs against Keras
+    assert result.checks["outputs_match"]["passed"]
+    interpreter = Interpreter(model_content=result.tflite_bytes)
+    details = {d["index"]: d for d in interpreter.get_tensor_details()}
+    return collections.Counter(
+        (op["op_name"], np.dtype(details[op["inputs"][0]]["dtype"]).name)
+        for op in interpreter._get_ops_details()
+        if op["op_name"] in names
+    )
+
+
 def _data(n=64, seed=0):
     return np.random.default_rng(seed).normal(size=(n, 16, 32)).astype("float32")
 
@@ -77,9 +94,6 @@ def test_per_layer_outlier_channels_win_over_the_found_ones():
 
 
 def test_split_model_converts_to_int8_and_matches_keras(tmp_path):
-    from ai_edge_litert.interpreter import Interpreter
-
-    from tfcompress.export import to_tflite
     from tfcompress.saving import load_model
 
     x = _data()
@@ -90,15 +104,7 @@ def test_split_model_converts_to_int8_and_matches_keras(tmp_path):
     reloaded = load_model(path)
     assert reloaded.get_layer("quant_big").outlier_channels == tuple(_OUTLIERS)
     np.testing.assert_array_equal(reloaded.predict(x, verbose=0), qat.predict(x, verbose=0))
-    result = to_tflite(qat, target="int8", sample=x[:4])  # verifies outputs against Keras
-    assert result.checks["outputs_match"]["passed"]
-    interpreter = Interpreter(model_content=result.tflite_bytes)
-    details = {d["index"]: d for d in interpreter.get_tensor_details()}
-    kinds = collections.Counter(
-        (op["op_name"], np.dtype(details[op["inputs"][0]]["dtype"]).name)
-        for op in interpreter._get_ops_details()
-        if op["op_name"] in ("FULLY_CONNECTED", "PAD", "GATHER")
-    )
+    kinds = _int8_export_op_kinds(qat, x, ("FULLY_CONNECTED", "PAD", "GATHER"))
     # One int8 PAD per outlier channel puts it back in place (no GATHER: XNNPack does not take it).
     assert kinds == {("FULLY_CONNECTED", "int8"): 2, ("PAD", "int8"): 2}, kinds
 
@@ -171,19 +177,6 @@ def test_gelu_outliers_are_split_at_the_next_matmul_input():
     split(x, training=True)
     assert split.get_layer("quant_down").input_outlier_channels == (7,)
     assert not split.get_layer("quant_up").quantize_config.quantize_output
-
-    from ai_edge_litert.interpreter import Interpreter
-
-    from tfcompress.export import to_tflite
-
-    result = to_tflite(split, target="int8", sample=x[:4])
-    assert result.checks["outputs_match"]["passed"]
-    interpreter = Interpreter(model_content=result.tflite_bytes)
-    details = {d["index"]: d for d in interpreter.get_tensor_details()}
-    kinds = collections.Counter(
-        (op["op_name"], np.dtype(details[op["inputs"][0]]["dtype"]).name)
-        for op in interpreter._get_ops_details()
-        if op["op_name"] in ("FULLY_CONNECTED", "GELU")
-    )
+    kinds = _int8_export_op_kinds(split, x, ("FULLY_CONNECTED", "GELU"))
     # up, down's ordinary channels, down's outlier rows: all int8; GELU float.
     assert kinds == {("FULLY_CONNECTED", "int8"): 3, ("GELU", "float32"): 1}, kinds
