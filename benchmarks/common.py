@@ -17,8 +17,7 @@ import time
 
 import numpy as np
 
-NUM_CLASSES = 10
-IMAGE_SHAPE = (8, 8, 1)
+from tfcompress.cli.digits import IMAGE_SHAPE, NUM_CLASSES
 
 
 def build_cnn(keras_module):

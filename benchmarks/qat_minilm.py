@@ -25,6 +25,7 @@ import time
 import warnings
 
 from absl import app, flags, logging
+from minilm_common import embedding_agreement
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("steps", 200, "QAT distillation steps.")
@@ -144,21 +145,6 @@ def _int8_fully_connected(model_bytes):
     return int(int8), len(fcs)
 
 
-def _compare(reference, embeddings):
-    import numpy as np
-
-    def normalize(x):
-        return x / np.linalg.norm(x, axis=1, keepdims=True)
-
-    ref, got = normalize(reference), normalize(embeddings)
-    cosine = np.sum(ref * got, axis=1)
-    sim_ref, sim_got = ref @ ref.T, got @ got.T
-    np.fill_diagonal(sim_ref, -np.inf)
-    np.fill_diagonal(sim_got, -np.inf)
-    agreement = np.mean(sim_ref.argmax(1) == sim_got.argmax(1))
-    return {"cos_mean": float(cosine.mean()), "cos_min": float(cosine.min()), "nn_agreement": float(agreement)}
-
-
 def _qat(keras, backbone, encode, train_sentences):
     import numpy as np
 
@@ -224,7 +210,7 @@ def main(argv):
 
     results = {}
     qat_model, step_s = _qat(keras, backbone, encode, train_sentences)
-    results["qat keras (fake-quant)"] = _compare(reference, qat_model.predict(eval_data, batch_size=32, verbose=0))
+    results["qat keras (fake-quant)"] = embedding_agreement(reference, qat_model.predict(eval_data, batch_size=32, verbose=0))
     print(f"QAT: {FLAGS.steps} steps, {step_s:.2f} s/step", flush=True)
     models = {"tfcompress QAT int8": lambda: _convert(tf, qat_model), "dynamic range": lambda: _convert(tf, fp32)}
     if FLAGS.run_ptq:
@@ -244,7 +230,7 @@ def main(argv):
                 f.write(model_bytes)
         outputs, runners[name], ops = _run_tflite(model_bytes, eval_data)
         results[name] = {
-            **_compare(reference, outputs),
+            **embedding_agreement(reference, outputs),
             "size_mb": len(model_bytes) / 1e6,
             "int8_fc": "%d/%d" % _int8_fully_connected(model_bytes),
         }
@@ -257,11 +243,11 @@ def main(argv):
     print(f"{'model':24s} {'cos mean':>9s} {'cos min':>8s} {'NN agree':>9s} {'size MB':>8s} {'ms':>7s} {'int8 FC':>8s}")
     for name, r in results.items():
         print(
-            f"{name:24s} {r['cos_mean']:9.4f} {r['cos_min']:8.4f} {100 * r['nn_agreement']:8.1f}% "
+            f"{name:24s} {r['cosine_mean']:9.4f} {r['cosine_min']:8.4f} {100 * r['nn_agreement']:8.1f}% "
             f"{r.get('size_mb', float('nan')):8.1f} {r.get('latency_ms', float('nan')):7.1f} {r.get('int8_fc', ''):>8s}"
         )
     ours, dynamic = results["tfcompress QAT int8"], results["dynamic range"]
-    print(f"targets: cos mean >= 0.99 ({ours['cos_mean']:.4f}), cos min >= 0.97 ({ours['cos_min']:.4f}), "
+    print(f"targets: cos mean >= 0.99 ({ours['cosine_mean']:.4f}), cos min >= 0.97 ({ours['cosine_min']:.4f}), "
           f"NN >= 90% ({100 * ours['nn_agreement']:.1f}%), latency <= dynamic range "
           f"({ours['latency_ms']:.2f} vs {dynamic['latency_ms']:.2f} ms, ratio "
           f"{ours['latency_ms'] / dynamic['latency_ms']:.2f})")

@@ -72,15 +72,36 @@ def flat_matmul_spec(layer, input_shape):
     return spec
 
 
+def flat_bias(bias, out_shape):
+    """The bias as one vector over the flattened output channels."""
+    return ops.reshape(ops.broadcast_to(bias, out_shape), (math.prod(out_shape),))
+
+
 def flat_matmul(layer, spec, inputs, kernel, bias):
     """Runs `layer` (per `spec`) on `inputs` with the given kernel and bias."""
     _, in_shape, out_shape = spec
-    in_size, out_size = math.prod(in_shape), math.prod(out_shape)
     x, lead = flat_inputs(layer, spec, inputs)
-    y = ops.matmul(x, ops.reshape(kernel, (in_size, out_size)))
+    y = ops.matmul(x, ops.reshape(kernel, (math.prod(in_shape), math.prod(out_shape))))
     if bias is not None:
-        y = ops.add(y, ops.reshape(ops.broadcast_to(bias, out_shape), (out_size,)))
+        y = ops.add(y, flat_bias(bias, out_shape))
     return ops.reshape(y, lead + tuple(out_shape))
+
+
+# Activations TFLite fuses into FULLY_CONNECTED: the output quantizer after
+# them gives the matmul its range. Any other activation (gelu, tanh...) is a
+# separate op, so the matmul output needs a quantizer of its own.
+_FUSED_ACTIVATIONS = ("linear", "relu", "relu6")
+
+
+def _activation_name(layer):
+    activation = keras.activations.serialize(getattr(layer, "activation", None) or keras.activations.linear)
+    return activation if isinstance(activation, str) else None
+
+
+def fused_activation(layer):
+    """Whether TFLite fuses the layer's activation (none, ReLU, ReLU6) into
+    its FULLY_CONNECTED."""
+    return _activation_name(layer) in _FUSED_ACTIVATIONS
 
 
 def splittable(layer):
@@ -89,8 +110,7 @@ def splittable(layer):
     The split adds the two halves in float after their own int8 outputs; an
     activation after that add would no longer fuse into FULLY_CONNECTED.
     """
-    activation = getattr(layer, "activation", None)
-    return activation is None or keras.activations.serialize(activation) == "linear"
+    return _activation_name(layer) == "linear"
 
 
 def outlier_split(spec, kernel, bias, channels):
@@ -117,7 +137,7 @@ def outlier_split(spec, kernel, bias, channels):
     kernel = ops.reshape(kernel, (in_size, out_size))
     rest_bias = outlier_bias = None
     if bias is not None:
-        bias = ops.reshape(ops.broadcast_to(bias, out_shape), (out_size,))
+        bias = flat_bias(bias, out_shape)
         rest_bias = bias * keep
         outlier_bias = ops.take(bias, channels, axis=0)
     return kernel * keep, rest_bias, ops.take(kernel, channels, axis=1), outlier_bias

@@ -11,13 +11,12 @@ their own with its own int8 scales; this module picks them from
 representative data.
 """
 
-import keras
 import numpy as np
 from keras import ops
 
 from tfcompress.core.layer_tree import walk_layers
 from tfcompress.core.wrapper import build_shape_of
-from tfcompress.quantization.flat_matmul import flat_matmul_spec, splittable
+from tfcompress.quantization.flat_matmul import flat_matmul_spec, fused_activation, splittable
 
 
 def _batches(data, batch_size):
@@ -50,10 +49,6 @@ def select_channels(span, ratio, max_channels):
     order = np.argsort(-span, kind="stable")
     chosen = [int(c) for c in order[:max_channels] if span[c] > threshold]
     return sorted(chosen)
-
-
-def _unfused_activation(layer):
-    return not splittable(layer) and keras.activations.serialize(layer.activation) not in ("relu", "relu6")
 
 
 def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8, batch_size=32):
@@ -154,7 +149,7 @@ def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8,
             found.setdefault(path, {})["outlier_channels"] = channels
     for producer, consumers in readers.items():
         (consumer,) = consumers if len(consumers) == 1 else (None,)
-        if consumer is None or not splittable(layers[consumer]) or not _unfused_activation(layers[producer]):
+        if consumer is None or not splittable(layers[consumer]) or fused_activation(layers[producer]):
             continue
         channels = outliers(consumer, "input")
         if channels:

@@ -8,9 +8,11 @@ from keras import ops
 
 from tfcompress.core.wrapper import CompressionWrapper
 from tfcompress.quantization.flat_matmul import (
+    flat_bias,
     flat_inputs,
     flat_matmul,
     flat_matmul_spec,
+    fused_activation,
     gather_channels,
     outlier_split,
     scatter_channels,
@@ -19,12 +21,6 @@ from tfcompress.quantization.flat_matmul import (
 from tfcompress.quantization.default_quantize_config import DefaultQuantizeConfig
 from tfcompress.quantization.quantize_config import QuantizeConfig, deserialize, serialize
 from tfcompress.quantization.quantizers import Quantizer
-
-
-# Activations TFLite fuses into FULLY_CONNECTED: the output quantizer after
-# them gives the matmul its range. Any other activation (gelu, tanh...) is a
-# separate op, so the matmul output needs a quantizer of its own.
-_FUSED_ACTIVATIONS = ("linear", "relu", "relu6")
 
 
 # 1 + 2^-22: a MUL the converter cannot fold away, 2.4e-7 from exact.
@@ -160,7 +156,8 @@ class QuantizeWrapper(CompressionWrapper):
 
         With an activation TFLite does not fuse (GELU in BERT's FFN), the
         matmul output gets its own quantizer, so the FULLY_CONNECTED is int8
-        and the activation runs on int8 too.
+        and the activation runs on int8 too (in float when the output is left
+        unquantized for a consumer's input split).
         """
         self._flat = None
         self._pre_activation = None
@@ -169,9 +166,7 @@ class QuantizeWrapper(CompressionWrapper):
         self._flat = flat_matmul_spec(self.layer, self._input_shape_for_build)
         if self._flat is None:
             return
-        activation = keras.activations.serialize(self.layer.activation or keras.activations.linear)
-        activation = activation if isinstance(activation, str) else None
-        if activation not in _FUSED_ACTIVATIONS:
+        if not fused_activation(self.layer):
             # Even with a float output (a consumer quantizes it with its
             # input outlier split), the FULLY_CONNECTED itself stays int8.
             quantizers = self.quantize_config.get_output_quantizers(self.layer)
@@ -340,12 +335,10 @@ class QuantizeWrapper(CompressionWrapper):
                 rest_q.update_range(ops.stop_gradient(x * self._input_keep()), rest_vars)
             extra = part_q(ops.matmul(outliers, rows_q(rows, training, rows_vars)), training, part_vars)
             x = rest_q(x, False, rest_vars)  # clips the outliers; their kernel rows are zero
-        bias = None if self.layer.bias is None else ops.reshape(
-            ops.broadcast_to(self.layer.bias, self._flat[2]), (-1,)
-        )
         kernel_q, kernel_vars = self._weights[0][1:3]
         output_q, output_vars = self._outputs[0]
         if split is None:
+            bias = None if self.layer.bias is None else flat_bias(self.layer.bias, self._flat[2])
             outputs = output_q(_affine(x, kernel_q(kernel, training, kernel_vars), bias), training, output_vars)
         else:
             rest_kernel, rest_bias, outlier_kernel, outlier_bias = split
