@@ -41,6 +41,8 @@ flags.DEFINE_integer("latency_rounds", 5, "Rounds of timing, the models interlea
 flags.DEFINE_integer("outlier_sentences", 128,
                      "Training sentences used to find outlier channels (0: no outlier split).")
 flags.DEFINE_float("outlier_ratio", 8.0, "Channel range / median range that makes an outlier channel.")
+flags.DEFINE_float("smoothing", 0.5,
+                   "SmoothQuant strength for the matmuls reading LayerNorm outputs (0: LayerNorm outputs quantized).")
 flags.DEFINE_integer("num_threads", 2, "LiteRT threads.")
 flags.DEFINE_bool("quantize_residual_outputs", True,
                   "Quantize the outputs of attention_output / feedforward_output_dense "
@@ -163,8 +165,14 @@ def _qat(keras, backbone, encode, train_sentences):
     if FLAGS.outlier_sentences:
         calibration = dict(zip(_INPUTS, encode(train_sentences[: FLAGS.outlier_sentences])))
     qat_backbone = tq.quantize_model(
-        backbone, per_layer=per_layer, representative_data=calibration, outlier_ratio=FLAGS.outlier_ratio
+        backbone,
+        per_layer=per_layer,
+        representative_data=calibration,
+        outlier_ratio=FLAGS.outlier_ratio,
+        smoothing=FLAGS.smoothing or None,
     )
+    smoothed = [r.path for r in walk_layers(qat_backbone) if getattr(r.layer, "input_scale", None) is not None]
+    print(f"input_scale (smoothing {FLAGS.smoothing}): {len(smoothed)} matmuls")
     for kind in ("outlier_channels", "input_outlier_channels"):
         split = {r.path: list(getattr(r.layer, kind)) for r in walk_layers(qat_backbone) if getattr(r.layer, kind, ())}
         print(f"{kind}: {split}")

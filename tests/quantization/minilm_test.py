@@ -76,6 +76,8 @@ def test_minilm_qat_converts_to_int8_matmuls_and_keeps_embeddings():
     # int8 FullyConnected (see `tfcompress/quantization/flat_matmul.py`), plus
     # one small one per outlier split (output or input channels).
     assert len(fcs) == 36 + splits
+    # Q/K/V and the FFN's first matmul read a LayerNorm left float: smoothed.
+    assert sum(w.input_scale is not None for w in wrappers) == 24
     assert all(details[op["inputs"][0]]["dtype"] == np.int8 for op in fcs)
     matmuls = [op for op in ops if op["op_name"] == "BATCH_MATMUL"]
     assert len(matmuls) == 12 and all(details[op["inputs"][0]]["dtype"] == np.float32 for op in matmuls)

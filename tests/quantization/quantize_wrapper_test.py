@@ -128,3 +128,69 @@ def test_outlier_split_without_quantization_is_the_layer():
     joined = rest + scattered + x2[:, [2]] @ np.asarray(rows)
     np.testing.assert_allclose(joined.reshape(2, 5, 6), np.asarray(layer(x)), atol=1e-5)
     np.testing.assert_allclose(np.asarray(wrapper(x, training=True)), np.asarray(layer(x)), atol=0.1)
+
+
+def _smoothed_einsum(input_scale, input_quantizer=True, activation="gelu", **kwargs):
+    layer = keras.layers.EinsumDense("abc,cd->abd", (None, 6), bias_axes="d", activation=activation)
+    layer.build((None, 5, 3))
+    quantizer = tq.MovingAverageQuantizer(8, per_axis=False, symmetric=False, narrow_range=False)
+    wrapper = tq.QuantizeWrapper(
+        layer,
+        tq.DefaultQuantizeConfig(["kernel"]),
+        input_quantizer=quantizer if input_quantizer else None,
+        input_scale=input_scale,
+        **kwargs,
+    )
+    wrapper.build((None, 5, 3))
+    return layer, wrapper
+
+
+def test_input_scale_moves_the_factors_into_the_kernel_rows():
+    factors = np.array([0.5, 4.0, 1.0], "float32")
+    layer, wrapper = _smoothed_einsum(factors)
+    np.testing.assert_allclose(wrapper.input_scale.numpy(), factors)
+    kernel = np.asarray(wrapper.weight_tensor(layer.kernel))
+    np.testing.assert_allclose(kernel, layer.kernel.numpy() * factors[:, None], rtol=1e-6)
+    x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype("float32")
+    x[..., 1] *= 30.0  # the channel the factor 4 shrinks
+    scaled = np.asarray(wrapper._scaled_input(x))
+    np.testing.assert_allclose(scaled, x / factors, rtol=1e-6)
+    # Same function: (x / s) @ (s W) == x @ W, so the quantized wrapper stays close.
+    np.testing.assert_allclose(np.asarray(wrapper(x, training=True)), np.asarray(layer(x)), atol=0.25)
+    # The weight range covers the scaled kernel.
+    _, quantizer, qvars, _ = wrapper._weights[0]
+    assert float(np.asarray(qvars["max_var"])) == pytest.approx(np.abs(kernel).max(), rel=1e-5)
+
+
+def test_input_scale_saves_and_reloads(tmp_path):
+    from tfcompress.saving import load_model
+
+    factors = np.array([0.5, 4.0, 1.0], "float32")
+    _, wrapper = _smoothed_einsum(factors)
+    inputs = keras.Input((5, 3))
+    model = keras.Model(inputs, wrapper(inputs))
+    x = np.random.default_rng(1).normal(size=(4, 5, 3)).astype("float32")
+    model(x, training=True)
+    model.save(tmp_path / "smoothed.keras")
+    reloaded = load_model(tmp_path / "smoothed.keras")
+    np.testing.assert_array_equal(reloaded.layers[-1].input_scale.numpy(), factors)
+    np.testing.assert_array_equal(reloaded.predict(x, verbose=0), model.predict(x, verbose=0))
+
+
+@pytest.mark.parametrize(
+    "factors, kwargs, match",
+    [
+        ([1.0, 2.0], {}, "has 3 input channels, not 2"),
+        ([1.0, 2.0, 3.0], dict(input_quantizer=False), "no `input_quantizer`"),
+        ([1.0, 2.0, 3.0], dict(input_outlier_channels=[1], input_quantizer=False, activation=None), "pass one or the other"),
+    ],
+)
+def test_input_scale_errors_name_the_layer_and_the_fix(factors, kwargs, match):
+    with pytest.raises(ValueError, match=rf"`input_scale` cannot be used on layer .*{match}.*Leave it out"):
+        _smoothed_einsum(np.array(factors, "float32"), **kwargs)
+
+
+@pytest.mark.parametrize("factors", [[1.0, -2.0, 1.0], [[1.0, 2.0, 3.0]], [1.0, np.inf, 1.0], "2"])
+def test_input_scale_must_be_positive_factors(factors):
+    with pytest.raises(ValueError, match="`input_scale` of layer .* must be a 1-D vector of positive finite"):
+        tq.QuantizeWrapper(keras.layers.Dense(2), tq.DefaultQuantizeConfig(), input_scale=factors)

@@ -104,13 +104,35 @@ def fused_activation(layer):
     return _activation_name(layer) in _FUSED_ACTIVATIONS
 
 
-def splittable(layer):
-    """Whether the output can be split for outlier channels: no activation.
-
-    The split adds the two halves in float after their own int8 outputs; an
-    activation after that add would no longer fuse into FULLY_CONNECTED.
-    """
+def linear(layer):
+    """Whether the layer has no activation (identity)."""
     return _activation_name(layer) == "linear"
+
+
+def splittable(layer):
+    """Whether the output can be split for outlier channels.
+
+    The split adds the two int8 halves in float, so the layer must have no
+    activation, or one TFLite does not fuse anyway (GELU), which then runs
+    in float on the sum. A ReLU would lose its fusion.
+    """
+    return linear(layer) or not fused_activation(layer)
+
+
+def _function_name(activation):
+    return getattr(activation, "__name__", "") or ""
+
+
+# Below this, GELU (exact or tanh) is within 1.5e-4 of 0: the int8 range of
+# its input needs no levels there (the pretrained MiniLM's FFN matmuls reach
+# -17 while their 99.99th percentile is 4).
+_GELU_FLOOR = -4.0
+
+
+def activation_input_floor(layer):
+    """The lowest input value the layer's activation distinguishes, or None."""
+    activation = getattr(layer, "activation", None)
+    return _GELU_FLOOR if "gelu" in _function_name(activation).lower() else None
 
 
 def outlier_split(spec, kernel, bias, channels):

@@ -12,11 +12,12 @@ representative data.
 """
 
 import numpy as np
-from keras import ops
+from keras import ops, tree
 
 from tfcompress.core.layer_tree import walk_layers
 from tfcompress.core.wrapper import build_shape_of
-from tfcompress.quantization.flat_matmul import flat_matmul_spec, fused_activation, splittable
+from tfcompress.quantization.flat_matmul import flat_matmul_spec, fused_activation, linear, splittable
+from tfcompress.quantization.quantize_scheme import FLOAT_COMPUTE
 
 
 def _batches(data, batch_size):
@@ -51,20 +52,40 @@ def select_channels(span, ratio, max_channels):
     return sorted(chosen)
 
 
-def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8, batch_size=32):
+def _smoothing_factors(input_span, kernel, in_size, alpha):
+    """SmoothQuant's per-input-channel factors, median 1.
+
+    `max|x_j|^alpha / max|W_j|^(1 - alpha)`: dividing the input by them and
+    multiplying the kernel rows moves part of each channel's range from the
+    activation (one int8 scale per tensor) to the weights.
+    """
+    rows = np.abs(np.asarray(kernel, "float64").reshape((in_size, -1))).max(axis=1)
+    factors = np.maximum(input_span, 1e-5) ** alpha / np.maximum(rows, 1e-5) ** (1.0 - alpha)
+    return (factors / np.median(factors)).astype("float32")
+
+
+def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8, batch_size=32, smoothing=0.5):
     """Channels of each Dense/EinsumDense that need their own int8 scale.
 
     Runs `model` in float on `representative_data` and records the range of
     every channel of the inputs and outputs of each Dense/EinsumDense that
-    `QuantizeWrapper` can split (no activation, input of rank > 2). A channel
-    whose range is more than `ratio` times the median range is an outlier:
-    - outlier output channels get `"outlier_channels"`;
+    `QuantizeWrapper` can run as a flat matmul (input of rank > 2). A
+    channel whose range is more than `ratio` times the median range is an
+    outlier:
+    - outlier output channels of a linear layer get `"outlier_channels"`;
     - outlier input channels get `"input_outlier_channels"` when the input
       comes straight from another Dense/EinsumDense whose activation TFLite
       does not fuse (the GELU of a transformer FFN) and nothing else reads
       it; that producer gets `"quantize_output": False` (its matmul stays
       int8, the activation runs in float, the consumer quantizes the
       ordinary and the outlier channels separately).
+
+    With `smoothing`, a LayerNormalization read only by such matmuls (and by
+    ops that are not layers, such as a transformer's residual add) is left
+    float (`"quantize_output": False`), and each matmul reading it gets
+    `"input_scale"`: SmoothQuant factors that move part of the range of the
+    large channels into its kernel rows (see `QuantizeWrapper`). The
+    residual stream then stays float, as LayerNorm computes in float anyway.
 
     Args:
         model: a built Keras 3 float model (not modified).
@@ -73,13 +94,16 @@ def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8,
         ratio: how many times the median channel range makes an outlier.
         max_channels: at most this many outliers per tensor (the largest).
         batch_size: batch size used for arrays.
+        smoothing: SmoothQuant's migration strength alpha in (0, 1), or
+            None for no smoothing.
 
     Returns:
         `{layer path: {"outlier_channels": [...], ...}}`, ready to merge
         into `quantize_model(per_layer=...)`.
 
     Raises:
-        ValueError: for `ratio <= 1`, `max_channels < 1` or no data.
+        ValueError: for `ratio <= 1`, `max_channels < 1`, `smoothing`
+            outside (0, 1) or no data.
 
     Example:
         >>> find_outlier_channels(backbone, {"token_ids": ids, ...})
@@ -90,11 +114,16 @@ def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8,
         raise ValueError(f"`ratio` must be greater than 1. Received: ratio={ratio!r}")
     if not isinstance(max_channels, int) or max_channels < 1:
         raise ValueError(f"`max_channels` must be a positive integer. Received: max_channels={max_channels!r}")
+    if smoothing is not None and not (isinstance(smoothing, (int, float)) and 0 < smoothing < 1):
+        raise ValueError(
+            "`smoothing` must be a number strictly between 0 and 1 (0.5 is SmoothQuant's "
+            f"default), or None to leave LayerNorm outputs quantized. Received: smoothing={smoothing!r}"
+        )
     spans = {}  # (path, "input"|"output") -> (min, max) per channel
     # id(output tensor) -> (path, tensor), for this batch. Holding the tensor
     # keeps its id from being reused by a later tensor of the same pass.
     produced_by = {}
-    readers = {}  # producer path -> consumer paths
+    readers = {}  # producer path -> paths of the leaf layers reading it
     patched = []
 
     def extend(key, tensor, rank):
@@ -106,24 +135,35 @@ def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8,
 
     def recorder(path, call, spec):
         def record(inputs, *args, **kwargs):
-            producer, tensor = produced_by.get(id(inputs), (None, None))
-            if tensor is inputs:
-                readers.setdefault(producer, set()).add(path)
             outputs = call(inputs, *args, **kwargs)
-            produced_by[id(outputs)] = (path, outputs)
-            extend((path, "input"), inputs, len(spec[1]))
-            extend((path, "output"), outputs, len(spec[2]))
+            if outputs is inputs:  # Dropout at inference: still the producer's tensor
+                return outputs
+            for value in tree.flatten(inputs):  # an Add reads a list
+                producer, tensor = produced_by.get(id(value), (None, None))
+                if tensor is value:
+                    readers.setdefault(producer, set()).add(path)
+            if spec is not None or isinstance(ref_layers[path], FLOAT_COMPUTE):
+                produced_by[id(outputs)] = (path, outputs)
+            if spec is not None:
+                extend((path, "input"), inputs, len(spec[1]))
+                extend((path, "output"), outputs, len(spec[2]))
             return outputs
 
         return record
 
+    refs = list(walk_layers(model))
+    parents = {id(ref.parent) for ref in refs}
+    ref_layers = {}
     layers = {}
-    for ref in walk_layers(model):
+    for ref in refs:
+        if id(ref.layer) in parents:
+            continue  # containers: their sublayers are recorded
+        ref_layers[ref.path] = ref.layer
         spec = flat_matmul_spec(ref.layer, build_shape_of(ref.layer))
         if spec is not None:
             layers[ref.path] = ref.layer
-            ref.layer.call = recorder(ref.path, ref.layer.call, spec)
-            patched.append(ref.layer)
+        ref.layer.call = recorder(ref.path, ref.layer.call, spec)
+        patched.append(ref.layer)
     seen = 0
     try:
         for batch in _batches(representative_data, batch_size):
@@ -136,9 +176,12 @@ def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8,
     if not seen:
         raise ValueError("`representative_data` produced no batches.")
 
-    def outliers(path, kind):
+    def span(path, kind):
         low, high = spans[(path, kind)]
-        return select_channels(np.maximum(high, 0) - np.minimum(low, 0), ratio, max_channels)
+        return np.maximum(high, 0) - np.minimum(low, 0)
+
+    def outliers(path, kind):
+        return select_channels(span(path, kind), ratio, max_channels)
 
     found = {}
     for path, layer in layers.items():
@@ -148,8 +191,23 @@ def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8,
         if channels:
             found.setdefault(path, {})["outlier_channels"] = channels
     for producer, consumers in readers.items():
+        if isinstance(ref_layers[producer], FLOAT_COMPUTE):
+            if smoothing is None or not all(path in layers for path in consumers):
+                continue
+            found.setdefault(producer, {})["quantize_output"] = False
+            for consumer in consumers:
+                low, high = spans[(consumer, "input")]
+                amax = np.maximum(np.abs(low), np.abs(high))
+                factors = _smoothing_factors(amax, layers[consumer].kernel, amax.size, smoothing)
+                found.setdefault(consumer, {})["input_scale"] = factors
+            continue
         (consumer,) = consumers if len(consumers) == 1 else (None,)
-        if consumer is None or not splittable(layers[consumer]) or fused_activation(layers[producer]):
+        if (
+            consumer not in layers
+            or producer not in layers
+            or not linear(layers[consumer])
+            or fused_activation(layers[producer])
+        ):
             continue
         channels = outliers(consumer, "input")
         if channels:

@@ -43,15 +43,17 @@ def _is_attention_output(ref, inner):
 def _wrap(ref, inner, config, plan, scheme, prefix, preserve_sparsity):
     key = id(ref.layer)
     input_quantizer = None
-    if _reads_unquantized(ref, inner, plan):
+    override = scheme.override(ref.path, inner)
+    if _reads_unquantized(ref, inner, plan) or override.get("input_scale") is not None:
         input_quantizer = DefaultQuantizeConfig(activation_bits=scheme.activation_bits).activation_quantizer()
     kwargs = dict(input_quantizer=input_quantizer, preserve_sparsity=preserve_sparsity, name=prefix + inner.name)
     if input_quantizer is not None and _is_attention_output(ref, inner):
         kwargs["isolate_input"] = True
-    override = scheme.override(ref.path, inner)
     for name in ("outlier_channels", "input_outlier_channels"):
         if override.get(name):
             kwargs[name] = override[name]
+    if override.get("input_scale") is not None:
+        kwargs["input_scale"] = override["input_scale"]
     if override.get("input_outlier_channels"):
         kwargs["input_quantizer"] = None  # the split quantizes its input itself
     if key in plan.fold:
@@ -105,10 +107,13 @@ def quantize(model, scheme, selected_paths, prefix, preserve_sparsity, fold_batc
     def selected(layer):
         return config_of(layer) is not None
 
-    def float_output(layer):  # an outlier split adds its two int8 halves in float
+    def float_output(layer):
+        """An outlier split adds its two int8 halves in float; a layer told
+        not to quantize its output leaves it float."""
         inner = layer.layer if isinstance(layer, QuantizeAnnotate) else layer
         override = scheme.override(paths.get(id(layer), layer.name), inner)
-        return bool(override.get("outlier_channels") or override.get("input_outlier_channels"))
+        split = override.get("outlier_channels") or override.get("input_outlier_channels")
+        return bool(split) or override.get("quantize_output") is False
 
     containers = [model] + [r.layer for r in walk_layers(model)]
     for container in filter(_is_graph, containers):

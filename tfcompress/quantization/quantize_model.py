@@ -17,6 +17,7 @@ def quantize_model(
     inplace=False,
     representative_data=None,
     outlier_ratio=8.0,
+    smoothing=0.5,
 ):
     """Makes a quantization-aware copy of a float model.
 
@@ -47,6 +48,11 @@ def quantize_model(
             `find_outlier_channels`); `per_layer` entries win.
         outlier_ratio: a channel whose range exceeds this many times the
             median channel range of its layer is an outlier.
+        smoothing: with `representative_data`, LayerNormalization outputs
+            read only by Dense/EinsumDense stay float and each of those
+            matmuls divides its input by SmoothQuant factors with this
+            migration strength (0 < alpha < 1) before quantizing it; None
+            keeps LayerNorm outputs quantized.
 
     Returns:
         The quantization-aware model (same class as `to_quantize`).
@@ -66,7 +72,9 @@ def quantize_model(
     if representative_data is not None:
         # Validated by the scheme below before the (slow) float pass runs.
         QuantizeScheme(weight_bits, activation_bits, per_layer)
-        for path, found in find_outlier_channels(to_quantize, representative_data, outlier_ratio).items():
+        for path, found in find_outlier_channels(
+            to_quantize, representative_data, outlier_ratio, smoothing=smoothing
+        ).items():
             per_layer[path] = {**found, **per_layer.get(path, {})}
     scheme = QuantizeScheme(weight_bits, activation_bits, per_layer)
     prefix = "quant_" if quantized_layer_name_prefix is None else quantized_layer_name_prefix

@@ -52,7 +52,8 @@ def is_supported(layer):
 
 def _check_override(key, override):
     allowed = {
-        "weight_bits", "activation_bits", "skip", "quantize_output", "outlier_channels", "input_outlier_channels"
+        "weight_bits", "activation_bits", "skip", "quantize_output", "outlier_channels", "input_outlier_channels",
+        "input_scale",
     }
     if not isinstance(override, dict) or set(override) - allowed:
         raise ValueError(

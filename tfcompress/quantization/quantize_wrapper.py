@@ -8,12 +8,14 @@ from keras import ops
 
 from tfcompress.core.wrapper import CompressionWrapper
 from tfcompress.quantization.flat_matmul import (
+    activation_input_floor,
     flat_bias,
     flat_inputs,
     flat_matmul,
     flat_matmul_spec,
     fused_activation,
     gather_channels,
+    linear,
     outlier_split,
     scatter_channels,
     splittable,
@@ -43,6 +45,22 @@ def _check_channels(channels, layer, name="outlier_channels"):
             f"channel indices, e.g. [99, 223]. Received: {name}={channels!r}"
         )
     return tuple(sorted(set(channels)))
+
+
+def _check_input_scale(input_scale, layer):
+    """None, True (values restored with the weights) or a 1-D positive vector."""
+    if input_scale is None or input_scale is False:
+        return None
+    if input_scale is True:
+        return True
+    values = np.asarray(input_scale, dtype="float32")
+    if values.ndim != 1 or not values.size or not np.all(np.isfinite(values)) or not np.all(values > 0):
+        raise ValueError(
+            f"`input_scale` of layer {layer.name!r} must be a 1-D vector of positive "
+            "finite factors, one per flat input channel (see `find_outlier_channels`). "
+            f"Received: input_scale with shape {values.shape}"
+        )
+    return values
 
 
 def _short_name(variable):
@@ -75,6 +93,15 @@ class QuantizeWrapper(CompressionWrapper):
             range and multiplied by their kernel rows in a second int8
             FULLY_CONNECTED; the other channels are quantized with a range
             that excludes them. The partial outputs are added in float.
+        input_scale: per-channel smoothing of the input (SmoothQuant): the
+            input is divided by these factors (one per flat input channel)
+            before `input_quantizer`, and the kernel rows multiplied by them,
+            so the float function is unchanged while channels with a huge
+            range stop setting the int8 scale of all the others. In TFLite
+            that is one float MUL before the QUANTIZE. Needs
+            `input_quantizer`; `find_outlier_channels` computes it for the
+            matmuls reading a LayerNormalization. `True` makes a placeholder
+            whose values are restored with the weights (used by loading).
         isolate_input: multiply the input by a constant a hair above 1
             before `input_quantizer`, so the converter keeps the op that
             produces it in float (a range does not propagate back through
@@ -101,6 +128,7 @@ class QuantizeWrapper(CompressionWrapper):
         outlier_channels=None,
         isolate_input=False,
         input_outlier_channels=None,
+        input_scale=None,
         **kwargs,
     ):
         super().__init__(layer, **kwargs)
@@ -120,6 +148,7 @@ class QuantizeWrapper(CompressionWrapper):
         self.outlier_channels = _check_channels(outlier_channels, layer)
         self.isolate_input = bool(isolate_input)
         self.input_outlier_channels = _check_channels(input_outlier_channels, layer, "input_outlier_channels")
+        self._input_scale_values = _check_input_scale(input_scale, layer)
 
     def build(self, input_shape=None):
         self._input_shape_for_build = input_shape
@@ -145,6 +174,7 @@ class QuantizeWrapper(CompressionWrapper):
             self._input_vars = self.input_quantizer.build(self._input_shape_for_build, "input", self)
         self._build_flat_matmul(quantizers)
         self._build_outlier_split()
+        self._build_input_scale()
         self.calibrate_weights()
 
     # Subclasses that change the kernel/bias computation (BatchNorm folding)
@@ -161,6 +191,7 @@ class QuantizeWrapper(CompressionWrapper):
         """
         self._flat = None
         self._pre_activation = None
+        self._pre_activation_floor = None
         if not self._flatten_matmul or not self._weights:
             return
         self._flat = flat_matmul_spec(self.layer, self._input_shape_for_build)
@@ -172,14 +203,18 @@ class QuantizeWrapper(CompressionWrapper):
             quantizers = self.quantize_config.get_output_quantizers(self.layer)
             quantizer = quantizers[0] if quantizers else DefaultQuantizeConfig().activation_quantizer()
             self._pre_activation = (quantizer, quantizer.build(self._output_shape(), "pre_activation", self))
+            if not quantizer.symmetric and not quantizer.per_axis:
+                self._pre_activation_floor = activation_input_floor(self.layer)
 
     def _check_split(self, name, channels, size_index):
         problem = None
         if self._flat is None:
             problem = "it only applies to a Dense/EinsumDense run on inputs of rank > 2"
         elif not splittable(self.layer):
-            problem = "the layer has an activation; only linear layers can be split"
-        elif len(self._outputs) != 1 or len(self._weights) != 1:
+            problem = "the layer has an activation TFLite fuses into the matmul (ReLU); it cannot be split"
+        elif name == "input_outlier_channels" and not linear(self.layer):
+            problem = "the layer has an activation; only linear layers can split their input"
+        elif len(self._weights) != 1 or (len(self._outputs) != 1 and self._pre_activation is None):
             problem = "the layer's quantize config must quantize its kernel and its output"
         elif channels[-1] >= math.prod(self._flat[size_index]):
             kind = "output" if size_index == 2 else "input"
@@ -196,7 +231,7 @@ class QuantizeWrapper(CompressionWrapper):
         """Ranges of the outlier parts: their kernels, inputs and outputs."""
         self._split = self._in_split = None
         kernel_quantizer = self._weights[0][1] if self._weights else None
-        output_quantizer = self._outputs[0][0] if self._outputs else None
+        output_quantizer = self._matmul_output()[0]
         if self.outlier_channels:
             self._check_split("outlier_channels", self.outlier_channels, 2)
             self._split = (
@@ -214,6 +249,52 @@ class QuantizeWrapper(CompressionWrapper):
                     (output_quantizer, "output_input_outliers"),
                 )
             )
+
+    def _build_input_scale(self):
+        self.input_scale = None
+        values = self._input_scale_values
+        if values is None:
+            return
+        problem = None
+        if self._flat is None:
+            problem = "it only applies to a Dense/EinsumDense run on inputs of rank > 2"
+        elif self.input_outlier_channels:
+            problem = "it replaces `input_outlier_channels`; pass one or the other"
+        elif self.input_quantizer is None:
+            problem = "the layer's input is not quantized by this wrapper (no `input_quantizer`)"
+        elif values is not True and values.shape[0] != math.prod(self._flat[1]):
+            problem = f"the layer has {math.prod(self._flat[1])} input channels, not {values.shape[0]}"
+        if problem:
+            raise ValueError(
+                f"`input_scale` cannot be used on layer {self.layer.name!r}: {problem}. "
+                "Leave it out for this layer."
+            )
+        size = math.prod(self._flat[1])
+        self.input_scale = self.add_weight(name="input_scale", shape=(size,), initializer="ones", trainable=False)
+        if values is not True:
+            self.input_scale.assign(values)
+
+    def _scaled_input(self, inputs):
+        _, in_shape, _ = self._flat
+        # A multiplication by the reciprocal: one MUL in TFLite, not a DIV.
+        factors = ops.reshape(ops.reciprocal(self.input_scale), in_shape)
+        return ops.multiply(ops.cast(inputs, self.layer.compute_dtype), factors)
+
+    def _matmul_output(self):
+        """`(quantizer, range variables)` of the matmul's output: the
+        pre-activation one when the activation is a separate op."""
+        if self._pre_activation is not None:
+            return self._pre_activation
+        return self._outputs[0] if self._outputs else (None, None)
+
+    def _quantize_matmul_output(self, outputs, training):
+        quantizer, qvars = self._pre_activation
+        if self._pre_activation_floor is None:
+            return quantizer(outputs, training, qvars)
+        if training:  # no int8 levels where the activation is flat
+            quantizer.update_range(ops.stop_gradient(outputs), qvars)
+            qvars["min_var"].assign(ops.maximum(qvars["min_var"], self._pre_activation_floor))
+        return quantizer(outputs, False, qvars)
 
     def _kernel_parts(self):
         """`(main kernel 2-D, input-outlier rows or None, output split or None)`.
@@ -249,7 +330,14 @@ class QuantizeWrapper(CompressionWrapper):
             return None
 
     def weight_tensor(self, variable):
-        """The float tensor that gets fake-quantized in place of `variable`."""
+        """The float tensor that gets fake-quantized in place of `variable`.
+
+        With `input_scale`, the kernel rows carry the factors the input was
+        divided by.
+        """
+        if self.input_scale is not None and variable is self.layer.kernel:
+            _, in_shape, out_shape = self._flat
+            return variable * ops.reshape(self.input_scale, tuple(in_shape) + (1,) * len(out_shape))
         return ops.convert_to_tensor(variable)
 
     def calibrate_weights(self):
@@ -284,7 +372,9 @@ class QuantizeWrapper(CompressionWrapper):
 
     def call(self, inputs, *args, training=None, mask=None, **kwargs):
         if self.input_quantizer is not None:
-            if self.isolate_input:
+            if self.input_scale is not None:
+                inputs = self._scaled_input(inputs)  # its MUL isolates too
+            elif self.isolate_input:
                 inputs = ops.multiply(inputs, _ISOLATE)
             inputs = self.input_quantizer(inputs, training, self._input_vars)
         if self._split is not None or self._in_split is not None:
@@ -305,8 +395,7 @@ class QuantizeWrapper(CompressionWrapper):
         bias = None if layer.bias is None else values.get(id(layer.bias), layer.bias)
         outputs = flat_matmul(layer, self._flat, inputs, kernel, bias)
         if self._pre_activation is not None:
-            quantizer, qvars = self._pre_activation
-            outputs = quantizer(outputs, training, qvars)
+            outputs = self._quantize_matmul_output(outputs, training)
         if layer.activation is not None:
             outputs = layer.activation(outputs)
         return outputs
@@ -336,20 +425,32 @@ class QuantizeWrapper(CompressionWrapper):
             extra = part_q(ops.matmul(outliers, rows_q(rows, training, rows_vars)), training, part_vars)
             x = rest_q(x, False, rest_vars)  # clips the outliers; their kernel rows are zero
         kernel_q, kernel_vars = self._weights[0][1:3]
-        output_q, output_vars = self._outputs[0]
+        if self._pre_activation is not None:
+            quantize = self._quantize_matmul_output
+        else:
+            output_q, output_vars = self._outputs[0]
+
+            def quantize(values, training):
+                return output_q(values, training, output_vars)
+
         if split is None:
             bias = None if self.layer.bias is None else flat_bias(self.layer.bias, self._flat[2])
-            outputs = output_q(_affine(x, kernel_q(kernel, training, kernel_vars), bias), training, output_vars)
+            outputs = quantize(_affine(x, kernel_q(kernel, training, kernel_vars), bias), training)
         else:
             rest_kernel, rest_bias, outlier_kernel, outlier_bias = split
             (outlier_kq, outlier_kvars), (outlier_q, outlier_vars) = self._split
-            rest = output_q(_affine(x, kernel_q(rest_kernel, training, kernel_vars), rest_bias), training, output_vars)
+            rest = quantize(_affine(x, kernel_q(rest_kernel, training, kernel_vars), rest_bias), training)
             outlier = _affine(x, outlier_kq(outlier_kernel, training, outlier_kvars), outlier_bias)
             outlier = outlier_q(outlier, training, outlier_vars)
             outputs = rest + scatter_channels(outlier, self.outlier_channels, math.prod(self._flat[2]))
         if extra is not None:
             outputs = outputs + extra
-        return ops.reshape(outputs, lead + tuple(self._flat[2]))
+        outputs = ops.reshape(outputs, lead + tuple(self._flat[2]))
+        if self._pre_activation is not None:  # GELU on the float sum, then its own output range
+            outputs = self.layer.activation(outputs)
+            for quantizer, qvars in self._outputs:
+                outputs = quantizer(outputs, training, qvars)
+        return outputs
 
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
@@ -363,6 +464,7 @@ class QuantizeWrapper(CompressionWrapper):
             outlier_channels=list(self.outlier_channels) or None,
             isolate_input=self.isolate_input,
             input_outlier_channels=list(self.input_outlier_channels) or None,
+            input_scale=True if self._input_scale_values is not None else None,
         )
         return config
 
