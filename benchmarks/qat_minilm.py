@@ -136,13 +136,14 @@ def _latencies(runners, data):
 
 
 def _int8_fully_connected(model_bytes):
-    """(int8 FullyConnected ops, all FullyConnected ops)."""
+    """(int8 matmul ops, all matmul ops with weights): FULLY_CONNECTED, and
+    the 1x1 CONV_2D that per-channel weights run as."""
     import numpy as np
     from ai_edge_litert.interpreter import Interpreter
 
     interpreter = Interpreter(model_content=model_bytes)
     details = {d["index"]: d for d in interpreter.get_tensor_details()}
-    fcs = [op for op in interpreter._get_ops_details() if op["op_name"] == "FULLY_CONNECTED"]
+    fcs = [op for op in interpreter._get_ops_details() if op["op_name"] in ("FULLY_CONNECTED", "CONV_2D")]
     int8 = sum(details[op["inputs"][0]]["dtype"] == np.int8 for op in fcs)
     return int(int8), len(fcs)
 

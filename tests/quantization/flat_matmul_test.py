@@ -1,4 +1,5 @@
-"""Dense/EinsumDense on 3-D inputs convert to int8 FullyConnected (with biases)."""
+"""Dense/EinsumDense on 3-D inputs convert to int8 matmuls (with biases):
+FULLY_CONNECTED with per-tensor weights, 1x1 CONV_2D with per-channel ones."""
 
 import collections
 import contextlib
@@ -37,6 +38,34 @@ def test_flat_path_computes_what_the_layer_computes(make, shape):
     flat = np.asarray(wrapper(x))
     wrapper._flat = None  # the wrapped layer's own call, same quantizers
     np.testing.assert_allclose(flat, np.asarray(wrapper(x)), atol=1e-5)
+
+
+@pytest.mark.parametrize("make, shape", _LAYERS)
+def test_per_channel_flat_path_quantizes_each_output_channel(make, shape):
+    import math
+
+    layer = make()
+    layer.build(shape)
+    _randomize(layer)
+    config = DefaultQuantizeConfig(["kernel"], weight_per_axis=True, quantize_output=False)
+    wrapper = tq.QuantizeWrapper(layer, config)
+    wrapper.build(shape)
+    assert wrapper._per_channel
+    _, in_shape, out_shape = wrapper._flat
+    kernel = layer.kernel.numpy().reshape(math.prod(in_shape), math.prod(out_shape))
+    scale = np.abs(kernel).max(axis=0) / 127.0  # narrow symmetric int8, one scale per column
+    quantized = np.round(kernel / scale) * scale
+    x = np.random.default_rng(1).normal(size=(3,) + shape[1:]).astype("float32")
+    bias = np.broadcast_to(layer.bias.numpy(), out_shape).reshape(-1)
+    expected = (x.reshape(-1, kernel.shape[0]) @ quantized + bias).reshape((3,) + shape[1:-len(in_shape)] + out_shape)
+    np.testing.assert_allclose(np.asarray(wrapper(x)), expected, rtol=1e-4, atol=1e-4)
+    # Training runs a matmul instead of the 1x1 convolution: same numbers.
+    np.testing.assert_allclose(np.asarray(wrapper(x, training=True)), expected, rtol=1e-4, atol=1e-4)
+    per_tensor = tq.QuantizeWrapper(layer, DefaultQuantizeConfig(["kernel"], quantize_output=False))
+    per_tensor.build(shape)
+    float_out = np.asarray(layer(x))
+    # Per-channel is closer to float than one scale for the whole kernel.
+    assert np.abs(np.asarray(wrapper(x)) - float_out).mean() < np.abs(np.asarray(per_tensor(x)) - float_out).mean()
 
 
 def test_gelu_dense_quantizes_its_matmul_output():
@@ -84,10 +113,16 @@ def test_tiny_bert_with_biases_converts_every_matmul_to_int8():
     kinds = collections.Counter(
         (op["op_name"], np.dtype(details[op["inputs"][0]]["dtype"]).name)
         for op in interpreter._get_ops_details()
-        if op["op_name"] in ("FULLY_CONNECTED", "GELU", "BATCH_MATMUL")
+        if op["op_name"] in ("FULLY_CONNECTED", "CONV_2D", "GELU", "BATCH_MATMUL")
     )
     # The attention matmuls stay float: an int8 probabilities x values
     # BATCH_MATMUL is not run by XNNPack (see `isolate_input`).
     assert kinds == {
-        ("FULLY_CONNECTED", "int8"): 6, ("GELU", "int8"): 1, ("BATCH_MATMUL", "float32"): 2
+        ("CONV_2D", "int8"): 6, ("GELU", "int8"): 1, ("BATCH_MATMUL", "float32"): 2
     }, kinds
+    # Per-output-channel int8 weights: the matmuls run as 1x1 CONV_2D, which
+    # takes them (FULLY_CONNECTED does not from the converter).
+    for op in interpreter._get_ops_details():
+        if op["op_name"] == "CONV_2D":
+            weights = details[op["inputs"][1]]
+            assert len(weights["quantization_parameters"]["scales"]) == weights["shape"][0] > 1

@@ -69,7 +69,8 @@ def test_minilm_qat_converts_to_int8_matmuls_and_keeps_embeddings():
     interpreter = Interpreter(model_content=converter.convert())
     details = {d["index"]: d for d in interpreter.get_tensor_details()}
     ops = interpreter._get_ops_details()
-    fcs = [op for op in ops if op["op_name"] == "FULLY_CONNECTED"]
+    # Per-channel weights: each matmul is a 1x1 CONV_2D (see `QuantizeWrapper`).
+    fcs = [op for op in ops if op["op_name"] in ("FULLY_CONNECTED", "CONV_2D")]
     wrappers = [w for w in qat._flatten_layers() if isinstance(w, tq.QuantizeWrapper)]
     splits = sum(bool(w.outlier_channels) + bool(w.input_outlier_channels) for w in wrappers)
     # Every matmul with weights (query/key/value/output, both FFN Dense) is an

@@ -104,9 +104,9 @@ def test_split_model_converts_to_int8_and_matches_keras(tmp_path):
     reloaded = load_model(path)
     assert reloaded.get_layer("quant_big").outlier_channels == tuple(_OUTLIERS)
     np.testing.assert_array_equal(reloaded.predict(x, verbose=0), qat.predict(x, verbose=0))
-    kinds = _int8_export_op_kinds(qat, x, ("FULLY_CONNECTED", "PAD", "GATHER"))
+    kinds = _int8_export_op_kinds(qat, x, ("CONV_2D", "PAD", "GATHER"))
     # One int8 PAD per outlier channel puts it back in place (no GATHER: XNNPack does not take it).
-    assert kinds == {("FULLY_CONNECTED", "int8"): 2, ("PAD", "int8"): 2}, kinds
+    assert kinds == {("CONV_2D", "int8"): 2, ("PAD", "int8"): 2}, kinds
 
 
 @pytest.mark.parametrize(
@@ -178,9 +178,9 @@ def test_gelu_outliers_are_split_at_the_next_matmul_input():
     split(x, training=True)
     assert split.get_layer("quant_down").input_outlier_channels == (7,)
     assert not split.get_layer("quant_up").quantize_config.quantize_output
-    kinds = _int8_export_op_kinds(split, x, ("FULLY_CONNECTED", "GELU"))
+    kinds = _int8_export_op_kinds(split, x, ("CONV_2D", "GELU"))
     # up's ordinary and outlier units, down's ordinary channels and outlier rows: all int8; GELU float.
-    assert kinds == {("FULLY_CONNECTED", "int8"): 4, ("GELU", "float32"): 1}, kinds
+    assert kinds == {("CONV_2D", "int8"): 4, ("GELU", "float32"): 1}, kinds
 
 
 def test_gelu_matmul_output_outliers_get_their_own_scale():
@@ -203,8 +203,26 @@ def test_gelu_matmul_output_outliers_get_their_own_scale():
     assert float(up._pre_activation[1]["min_var"].numpy()) == pytest.approx(-4.0)
     split = tq.quantize_model(model, per_layer={"up": {"outlier_channels": [7]}})
     split(x, training=True)
-    kinds = _int8_export_op_kinds(split, x, ("FULLY_CONNECTED", "GELU", "PAD"))
-    assert kinds == {("FULLY_CONNECTED", "int8"): 2, ("GELU", "float32"): 1, ("PAD", "int8"): 1}, kinds
+    kinds = _int8_export_op_kinds(split, x, ("CONV_2D", "GELU", "PAD"))
+    assert kinds == {("CONV_2D", "int8"): 2, ("GELU", "float32"): 1, ("PAD", "int8"): 1}, kinds
+
+
+def test_gelu_without_outliers_runs_float_before_an_int8_matmul():
+    """XNNPack runs float GELU but not int8 GELU: the next matmul quantizes
+    its input instead of the GELU output being int8."""
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((16, 32))
+    hidden = keras.layers.Dense(64, activation="gelu", name="up")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(32, name="down")(hidden))
+    x = _data()
+    found = find_outlier_channels(model, x)
+    assert found == {"up": {"quantize_output": False}, "down": {"quantize_input": True}}
+    qat = tq.quantize_model(model, representative_data=x)
+    qat(x, training=True)
+    down = qat.get_layer("quant_down")
+    assert down.input_quantizer is not None and down.isolate_input
+    kinds = _int8_export_op_kinds(qat, x, ("CONV_2D", "GELU"))
+    assert kinds == {("CONV_2D", "int8"): 2, ("GELU", "float32"): 1}, kinds
 
 
 def _norm_then_dense():
@@ -241,9 +259,9 @@ def test_layer_norm_outputs_stay_float_and_their_readers_smooth():
     smoothed(x, training=True)
     assert smoothed.get_layer("quant_proj").input_quantizer is not None
     assert not smoothed.get_layer("quant_norm").quantize_config.quantize_output
-    kinds = _int8_export_op_kinds(smoothed, x, ("FULLY_CONNECTED", "MUL", "QUANTIZE"))
+    kinds = _int8_export_op_kinds(smoothed, x, ("CONV_2D", "MUL", "QUANTIZE"))
     # The smoothing factors: one float MUL before the QUANTIZE of proj's input.
-    assert kinds[("FULLY_CONNECTED", "int8")] == 1 and kinds[("MUL", "float32")] >= 1, kinds
+    assert kinds[("CONV_2D", "int8")] == 1 and kinds[("MUL", "float32")] >= 1, kinds
 
 
 def test_a_layer_norm_read_by_another_layer_stays_quantized():
@@ -275,13 +293,16 @@ def test_smoothing_inside_keras_hub_bert_converts_to_int8(tmp_path):
             variable.assign(np.full(variable.shape, 0.1, "float32"))
     data = testing.token_inputs(batch=16)
     found = find_outlier_channels(backbone, data)
-    norms = sorted(path for path, entry in found.items() if entry == {"quantize_output": False})
+    norms = sorted(path for path, entry in found.items() if entry == {"quantize_output": False} and "norm" in path)
     assert norms == [
         "embeddings_layer_norm",
         "transformer_layer_0/feedforward_layer_norm",
         "transformer_layer_0/self_attention_layer_norm",
         "transformer_layer_1/self_attention_layer_norm",
     ]  # the last block's output norm is read by no matmul
+    for i in range(2):  # GELU left float, the next matmul quantizes its input
+        assert found[f"transformer_layer_{i}/feedforward_intermediate_dense"]["quantize_output"] is False
+        assert found[f"transformer_layer_{i}/feedforward_output_dense"] == {"quantize_input": True}
     smoothed = sorted(path for path, entry in found.items() if "input_scale" in entry)
     assert smoothed == sorted(
         f"transformer_layer_{i}/{name}"
@@ -306,5 +327,7 @@ def test_smoothing_inside_keras_hub_bert_converts_to_int8(tmp_path):
     np.testing.assert_array_equal(
         reloaded.predict(data, verbose=0)["sequence_output"], qat.predict(data, verbose=0)["sequence_output"]
     )
-    kinds = _int8_export_op_kinds(model, x, ("FULLY_CONNECTED", "BATCH_MATMUL"))
-    assert kinds == {("FULLY_CONNECTED", "int8"): 12, ("BATCH_MATMUL", "float32"): 4}, kinds
+    kinds = _int8_export_op_kinds(model, x, ("CONV_2D", "BATCH_MATMUL", "GELU"))
+    assert kinds == {
+        ("CONV_2D", "int8"): 12, ("BATCH_MATMUL", "float32"): 4, ("GELU", "float32"): 2
+    }, kinds

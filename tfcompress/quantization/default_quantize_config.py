@@ -28,8 +28,10 @@ class DefaultQuantizeConfig(QuantizeConfig):
     Args:
         weight_attrs: names of the layer's variables to quantize ("kernel").
         weight_bits: 2..8; values lie on a narrow symmetric grid stored int8.
-        weight_per_axis: one range per output channel (Conv) instead of one
-            per tensor (Dense, EinsumDense: TFLite rejects per-axis there).
+        weight_per_axis: one range per output channel instead of one per
+            tensor. Conv layers; Dense/EinsumDense only on inputs of rank > 2,
+            where `QuantizeWrapper` runs them as a 1x1 CONV_2D (the converter
+            rejects per-axis weights for FULLY_CONNECTED).
         weight_axis: the channel axis for `weight_per_axis`.
         activation_bits: 8 (asymmetric int8) or 16 (symmetric int16).
         quantize_output: fake-quantize the layer's output.

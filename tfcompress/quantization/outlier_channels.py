@@ -78,7 +78,9 @@ def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8,
       does not fuse (the GELU of a transformer FFN) and nothing else reads
       it; that producer gets `"quantize_output": False` (its matmul stays
       int8, the activation runs in float, the consumer quantizes the
-      ordinary and the outlier channels separately).
+      ordinary and the outlier channels separately). Without outliers the
+      activation still runs in float and the consumer gets
+      `"quantize_input": True`: XNNPack runs float GELU, not int8 GELU.
 
     With `smoothing`, a LayerNormalization read only by such matmuls (and by
     ops that are not layers, such as a transformer's residual add) is left
@@ -212,5 +214,7 @@ def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8,
         channels = outliers(consumer, "input")
         if channels:
             found.setdefault(consumer, {})["input_outlier_channels"] = channels
-            found.setdefault(producer, {})["quantize_output"] = False
+        else:  # GELU in float all the same: XNNPack does not run int8 GELU
+            found.setdefault(consumer, {})["quantize_input"] = True
+        found.setdefault(producer, {})["quantize_output"] = False
     return found

@@ -44,11 +44,12 @@ def _wrap(ref, inner, config, plan, scheme, prefix, preserve_sparsity):
     key = id(ref.layer)
     input_quantizer = None
     override = scheme.override(ref.path, inner)
-    if _reads_unquantized(ref, inner, plan) or override.get("input_scale") is not None:
+    asked = override.get("input_scale") is not None or override.get("quantize_input")
+    if _reads_unquantized(ref, inner, plan) or asked:
         input_quantizer = DefaultQuantizeConfig(activation_bits=scheme.activation_bits).activation_quantizer()
     kwargs = dict(input_quantizer=input_quantizer, preserve_sparsity=preserve_sparsity, name=prefix + inner.name)
-    if input_quantizer is not None and _is_attention_output(ref, inner):
-        kwargs["isolate_input"] = True
+    if input_quantizer is not None and (_is_attention_output(ref, inner) or override.get("quantize_input")):
+        kwargs["isolate_input"] = True  # the producer stays float in TFLite
     for name in ("outlier_channels", "input_outlier_channels"):
         if override.get(name):
             kwargs[name] = override[name]
@@ -57,6 +58,9 @@ def _wrap(ref, inner, config, plan, scheme, prefix, preserve_sparsity):
     if override.get("input_outlier_channels"):
         kwargs["input_quantizer"] = None  # the split quantizes its input itself
     if key in plan.fold:
+        if isinstance(config, DefaultQuantizeConfig) and config.weight_per_axis and isinstance(inner, keras.layers.Dense):
+            # Folding keeps the layer's own matmul: per-axis Dense weights do not convert.
+            config = DefaultQuantizeConfig(**{**config.get_config(), "weight_per_axis": False})
         batch_norm = plan.fold[key]
         batch_norm = batch_norm.layer if isinstance(batch_norm, QuantizeAnnotate) else batch_norm
         wrapper = FoldBatchNormQuantizeWrapper(

@@ -34,8 +34,8 @@ def quantize_model(
         weight_bits: 2..8 bits for weights.
         activation_bits: 8, or 16 for TFLite's int16x8 mode.
         per_layer: `{layer name or path: {"weight_bits", "activation_bits",
-            "skip", "quantize_output", "outlier_channels",
-            "input_outlier_channels"}}`.
+            "skip", "quantize_output", "quantize_input", "outlier_channels",
+            "input_outlier_channels", "input_scale"}}`.
         fold_batch_norm: fold BatchNormalization into the layer before it.
         preserve_sparsity: keep zero weights at zero (QAT after pruning).
         inplace: quantize `to_quantize` itself instead of a copy; needed for

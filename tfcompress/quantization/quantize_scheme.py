@@ -2,7 +2,9 @@
 
 import keras
 
+from tfcompress.core.wrapper import build_shape_of
 from tfcompress.quantization.default_quantize_config import DefaultQuantizeConfig, check_bits
+from tfcompress.quantization.flat_matmul import flat_matmul_spec
 
 L = keras.layers
 
@@ -53,7 +55,7 @@ def is_supported(layer):
 def _check_override(key, override):
     allowed = {
         "weight_bits", "activation_bits", "skip", "quantize_output", "outlier_channels", "input_outlier_channels",
-        "input_scale",
+        "input_scale", "quantize_input",
     }
     if not isinstance(override, dict) or set(override) - allowed:
         raise ValueError(
@@ -67,7 +69,9 @@ class QuantizeScheme:
     """Default 8-bit TFLite scheme with the bit widths as arguments.
 
     Weights: symmetric, narrow range, per-channel for Conv/DepthwiseConv and
-    per-tensor for Dense/EinsumDense/Embedding. Activations: asymmetric
+    for Dense/EinsumDense on inputs of rank > 2 (run as a 1x1 CONV_2D, see
+    `QuantizeWrapper`), per-tensor for Dense on 2-D inputs (TFLite's
+    FULLY_CONNECTED) and Embedding. Activations: asymmetric
     per-tensor moving-average ranges (symmetric when 16-bit, as TFLite int16
     wants zero point 0). LayerNormalization computes in float with its output
     quantized (see `FLOAT_COMPUTE`); a Dense/EinsumDense on >2-D inputs
@@ -79,8 +83,8 @@ class QuantizeScheme:
         weight_bits: 2..8 for every weight.
         activation_bits: 8, or 16 for TFLite's int16x8 mode.
         per_layer: `{layer name or path: {"weight_bits", "activation_bits",
-            "skip", "quantize_output", "outlier_channels",
-            "input_outlier_channels"}}` overrides (the channels: see
+            "skip", "quantize_output", "quantize_input", "outlier_channels",
+            "input_outlier_channels", "input_scale"}}` overrides (the channels: see
             `QuantizeWrapper`).
 
     Example:
@@ -116,6 +120,9 @@ class QuantizeScheme:
         if override.get("skip"):
             return None
         weight_attrs, per_axis, axis = weight_spec(layer) or ([], False, -1)
+        if isinstance(layer, (L.Dense, L.EinsumDense)) and flat_matmul_spec(layer, build_shape_of(layer)):
+            # Per output channel through a 1x1 CONV_2D (see `QuantizeWrapper`).
+            per_axis = True
         if isinstance(layer, L.Embedding):
             quantize_output = False  # a gather keeps the table's scale
         return DefaultQuantizeConfig(

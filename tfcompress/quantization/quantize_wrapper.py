@@ -11,7 +11,6 @@ from tfcompress.quantization.flat_matmul import (
     activation_input_floor,
     flat_bias,
     flat_inputs,
-    flat_matmul,
     flat_matmul_spec,
     fused_activation,
     gather_channels,
@@ -27,11 +26,6 @@ from tfcompress.quantization.quantizers import Quantizer
 
 # 1 + 2^-22: a MUL the converter cannot fold away, 2.4e-7 from exact.
 _ISOLATE = 1.0 + 2.0**-22
-
-
-def _affine(x, kernel, bias):
-    y = ops.matmul(x, kernel)
-    return y if bias is None else ops.add(y, bias)
 
 
 def _check_channels(channels, layer, name="outlier_channels"):
@@ -156,10 +150,16 @@ class QuantizeWrapper(CompressionWrapper):
 
     def build_wrapper(self):
         config = self.quantize_config
+        spec = None
+        if self._flatten_matmul:
+            spec = flat_matmul_spec(self.layer, self._input_shape_for_build)
         self._weights = []
         for variable, quantizer in config.get_weights_and_quantizers(self.layer):
             name = _short_name(variable)
-            qvars = quantizer.build(variable.shape, name, self)
+            shape = variable.shape
+            if spec is not None and variable is getattr(self.layer, "kernel", None):
+                shape = (math.prod(spec[1]), math.prod(spec[2]))  # ranges per flat output channel
+            qvars = quantizer.build(shape, name, self)
             mask = None
             if self.preserve_sparsity:
                 mask = self.add_weight(name=f"{name}_mask", shape=variable.shape, initializer="ones", trainable=False)
@@ -190,13 +190,15 @@ class QuantizeWrapper(CompressionWrapper):
         unquantized for a consumer's input split).
         """
         self._flat = None
+        self._per_channel = False
         self._pre_activation = None
         self._pre_activation_floor = None
-        if not self._flatten_matmul or not self._weights:
+        if not self._flatten_matmul or self._kernel_entry() is None:
             return
         self._flat = flat_matmul_spec(self.layer, self._input_shape_for_build)
         if self._flat is None:
             return
+        self._per_channel = self._kernel_entry()[1].per_axis
         if not fused_activation(self.layer):
             # Even with a float output (a consumer quantizes it with its
             # input outlier split), the FULLY_CONNECTED itself stays int8.
@@ -230,23 +232,25 @@ class QuantizeWrapper(CompressionWrapper):
     def _build_outlier_split(self):
         """Ranges of the outlier parts: their kernels, inputs and outputs."""
         self._split = self._in_split = None
-        kernel_quantizer = self._weights[0][1] if self._weights else None
+        kernel_quantizer = (self._kernel_entry() or (None, None))[1]
         output_quantizer = self._matmul_output()[0]
         if self.outlier_channels:
             self._check_split("outlier_channels", self.outlier_channels, 2)
+            kernel_shape = (math.prod(self._flat[1]), len(self.outlier_channels))
             self._split = (
-                (kernel_quantizer, kernel_quantizer.build((), "kernel_outliers", self)),
+                (kernel_quantizer, kernel_quantizer.build(kernel_shape, "kernel_outliers", self)),
                 (output_quantizer, output_quantizer.build((), "output_outliers", self)),
             )
         if self.input_outlier_channels:
             self._check_split("input_outlier_channels", self.input_outlier_channels, 1)
+            rows_shape = (len(self.input_outlier_channels), math.prod(self._flat[2]))
             self._in_split = tuple(
-                (quantizer, quantizer.build((), name, self))
-                for quantizer, name in (
-                    (output_quantizer, "input"),
-                    (output_quantizer, "input_outliers"),
-                    (kernel_quantizer, "kernel_input_outliers"),
-                    (output_quantizer, "output_input_outliers"),
+                (quantizer, quantizer.build(shape, name, self))
+                for quantizer, shape, name in (
+                    (output_quantizer, (), "input"),
+                    (output_quantizer, (), "input_outliers"),
+                    (kernel_quantizer, rows_shape, "kernel_input_outliers"),
+                    (output_quantizer, (), "output_input_outliers"),
                 )
             )
 
@@ -296,13 +300,37 @@ class QuantizeWrapper(CompressionWrapper):
             qvars["min_var"].assign(ops.maximum(qvars["min_var"], self._pre_activation_floor))
         return quantizer(outputs, False, qvars)
 
+    def _kernel_entry(self):
+        """`(variable, quantizer, range variables, mask)` of the kernel, or None."""
+        kernel = getattr(self.layer, "kernel", None)
+        return next((entry for entry in self._weights if entry[0] is kernel), None)
+
+    def _matmul(self, x, kernel, quantizer, qvars, training, bias=None):
+        """`x (n, in) @ fake-quantized kernel (in, out) [+ bias]`.
+
+        With per-channel weights, a 1x1 convolution: TFLite's CONV_2D takes
+        int8 weights per output channel, while its FULLY_CONNECTED does not
+        take them from the converter ("'tfl.transpose' op has mismatched
+        quantized axes"). The fake quantizer sees the 4-D kernel the
+        converter keeps; a RESHAPE after it would break the same way.
+        Training runs the same quantized kernel as a matmul: TensorFlow's
+        1x1 convolution gradient is 4x slower than the matmul's on CPU.
+        """
+        if self._per_channel and not training:
+            size_in, size_out = kernel.shape
+            kernel = quantizer(ops.reshape(kernel, (1, 1, size_in, size_out)), training, qvars)
+            y = ops.reshape(ops.conv(ops.reshape(x, (-1, 1, 1, size_in)), kernel), (-1, size_out))
+        else:
+            y = ops.matmul(x, quantizer(kernel, training, qvars))
+        return y if bias is None else ops.add(y, bias)
+
     def _kernel_parts(self):
         """`(main kernel 2-D, input-outlier rows or None, output split or None)`.
 
         The main kernel has the input-outlier rows zeroed; the output split
         (`outlier_split`) is taken from it.
         """
-        variable, _, _, mask = self._weights[0]
+        variable, _, _, mask = self._kernel_entry()
         kernel = self.weight_tensor(variable)
         kernel = kernel if mask is None else kernel * mask
         _, in_shape, out_shape = self._flat
@@ -342,24 +370,30 @@ class QuantizeWrapper(CompressionWrapper):
 
     def calibrate_weights(self):
         """Sets the weight ranges from the current weights (done at build)."""
-        for variable, quantizer, qvars, mask in self._weights:
-            value = self.weight_tensor(variable)
-            quantizer.update_range(value if mask is None else value * mask, qvars)
-        if self._split is None and self._in_split is None:
+        flat_kernel = self._kernel_entry() if self._flat is not None else None
+        for entry in self._weights:
+            variable, quantizer, qvars, mask = entry
+            if entry is not flat_kernel:
+                value = self.weight_tensor(variable)
+                quantizer.update_range(value if mask is None else value * mask, qvars)
+        if flat_kernel is None:
             return
         kernel, rows, split = self._kernel_parts()
         if split is not None:
             kernel = split[0]
             quantizer, qvars = self._split[0]
             quantizer.update_range(split[2], qvars)
-        self._weights[0][1].update_range(kernel, self._weights[0][2])
+        flat_kernel[1].update_range(kernel, flat_kernel[2])
         if rows is not None:
             quantizer, qvars = self._in_split[2]
             quantizer.update_range(rows, qvars)
 
     def substitutions(self, training):
+        flat_kernel = self._kernel_entry() if self._flat is not None else None
         pairs = []
         for variable, quantizer, qvars, mask in self._weights:
+            if flat_kernel is not None and variable is flat_kernel[0]:
+                continue  # the flat path quantizes its 2-D kernel itself
             value = self.weight_tensor(variable)
             if mask is not None:
                 value = value * mask
@@ -391,9 +425,11 @@ class QuantizeWrapper(CompressionWrapper):
     def _call_flat(self, inputs, training):
         layer = self.layer
         values = {id(variable): tensor for variable, tensor in self.substitutions(training)}
-        kernel = values.get(id(layer.kernel), layer.kernel)
-        bias = None if layer.bias is None else values.get(id(layer.bias), layer.bias)
-        outputs = flat_matmul(layer, self._flat, inputs, kernel, bias)
+        bias = None if layer.bias is None else flat_bias(values.get(id(layer.bias), layer.bias), self._flat[2])
+        kernel, _, _ = self._kernel_parts()
+        _, quantizer, qvars, _ = self._kernel_entry()
+        x, lead = flat_inputs(layer, self._flat, inputs)
+        outputs = ops.reshape(self._matmul(x, kernel, quantizer, qvars, training, bias), lead + tuple(self._flat[2]))
         if self._pre_activation is not None:
             outputs = self._quantize_matmul_output(outputs, training)
         if layer.activation is not None:
@@ -422,9 +458,9 @@ class QuantizeWrapper(CompressionWrapper):
             x = ops.multiply(x, _ISOLATE)
             if training:  # the range of the ordinary channels only
                 rest_q.update_range(ops.stop_gradient(x * self._input_keep()), rest_vars)
-            extra = part_q(ops.matmul(outliers, rows_q(rows, training, rows_vars)), training, part_vars)
+            extra = part_q(self._matmul(outliers, rows, rows_q, rows_vars, training), training, part_vars)
             x = rest_q(x, False, rest_vars)  # clips the outliers; their kernel rows are zero
-        kernel_q, kernel_vars = self._weights[0][1:3]
+        kernel_q, kernel_vars = self._kernel_entry()[1:3]
         if self._pre_activation is not None:
             quantize = self._quantize_matmul_output
         else:
@@ -435,12 +471,12 @@ class QuantizeWrapper(CompressionWrapper):
 
         if split is None:
             bias = None if self.layer.bias is None else flat_bias(self.layer.bias, self._flat[2])
-            outputs = quantize(_affine(x, kernel_q(kernel, training, kernel_vars), bias), training)
+            outputs = quantize(self._matmul(x, kernel, kernel_q, kernel_vars, training, bias), training)
         else:
             rest_kernel, rest_bias, outlier_kernel, outlier_bias = split
             (outlier_kq, outlier_kvars), (outlier_q, outlier_vars) = self._split
-            rest = quantize(_affine(x, kernel_q(rest_kernel, training, kernel_vars), rest_bias), training)
-            outlier = _affine(x, outlier_kq(outlier_kernel, training, outlier_kvars), outlier_bias)
+            rest = quantize(self._matmul(x, rest_kernel, kernel_q, kernel_vars, training, rest_bias), training)
+            outlier = self._matmul(x, outlier_kernel, outlier_kq, outlier_kvars, training, outlier_bias)
             outlier = outlier_q(outlier, training, outlier_vars)
             outputs = rest + scatter_channels(outlier, self.outlier_channels, math.prod(self._flat[2]))
         if extra is not None:
