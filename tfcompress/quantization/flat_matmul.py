@@ -77,16 +77,6 @@ def flat_bias(bias, out_shape):
     return ops.reshape(ops.broadcast_to(bias, out_shape), (math.prod(out_shape),))
 
 
-def flat_matmul(layer, spec, inputs, kernel, bias):
-    """Runs `layer` (per `spec`) on `inputs` with the given kernel and bias."""
-    _, in_shape, out_shape = spec
-    x, lead = flat_inputs(layer, spec, inputs)
-    y = ops.matmul(x, ops.reshape(kernel, (math.prod(in_shape), math.prod(out_shape))))
-    if bias is not None:
-        y = ops.add(y, flat_bias(bias, out_shape))
-    return ops.reshape(y, lead + tuple(out_shape))
-
-
 # Activations TFLite fuses into FULLY_CONNECTED: the output quantizer after
 # them gives the matmul its range. Any other activation (gelu, tanh...) is a
 # separate op, so the matmul output needs a quantizer of its own.

@@ -71,6 +71,11 @@ class QuantizeWrapper(CompressionWrapper):
     quantizers, and the input too when `input_quantizer` is given (the first
     layer after a model input). Range variables live on the wrapper.
 
+    A Dense/EinsumDense on inputs of rank > 2 runs as one 2-D matmul the
+    converter makes an int8 FULLY_CONNECTED (see `flat_matmul`), or, with
+    per-channel weights (the default scheme's choice there), an int8 1x1
+    CONV_2D with one weight scale per output channel.
+
     Args:
         layer: the Keras 3 layer to wrap.
         quantize_config: a `QuantizeConfig` for this layer.
