@@ -4,8 +4,9 @@ A cheaper version of `benchmarks/qat_minilm.py`: a short distillation,
 conversion without a representative dataset, and checks that every matmul
 with weights is int8, that the outlier hidden dimension 99 of the first FFN
 output gets its own scale, that the attention matmuls stay float, and that the
-sentence embeddings stay close to fp32 (the benchmark measures cosine 0.987
-at sequence length 64; 0.905 without the outlier split).
+sentence embeddings stay close to fp32 (the benchmark measures cosine 0.996
+at sequence length 64; 0.905 without the outlier split, smoothing and
+per-channel weights; this test measured 0.9963 mean, 0.987 min).
 """
 
 import re
@@ -90,4 +91,4 @@ def test_minilm_qat_converts_to_int8_matmuls_and_keeps_embeddings():
     ref = teacher.predict(held_out, verbose=0)
     cosine = np.sum(ref * got, 1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(got, axis=1)
     print("sentence cosine mean/min:", cosine.mean(), cosine.min())
-    assert cosine.mean() >= 0.98 and cosine.min() >= 0.93, cosine
+    assert cosine.mean() >= 0.99 and cosine.min() >= 0.97, cosine
