@@ -249,7 +249,7 @@ def main(argv):
 
     print(f"\nall-MiniLM-L6-v2, {FLAGS.eval_sentences} held-out sentences, seq {FLAGS.seq_len}, "
           f"LiteRT {FLAGS.num_threads} thread(s), batch 1")
-    print(f"{'model':24s} {'cos mean':>9s} {'cos min':>8s} {'NN agree':>9s} {'size MB':>8s} {'ms':>7s} {'int8 FC':>8s}")
+    print(f"{'model':24s} {'cos mean':>9s} {'cos min':>8s} {'NN agree':>9s} {'size MB':>8s} {'ms':>7s} {'int8 mm':>8s}")
     for name, r in results.items():
         print(
             f"{name:24s} {r['cosine_mean']:9.4f} {r['cosine_min']:8.4f} {100 * r['nn_agreement']:8.1f}% "

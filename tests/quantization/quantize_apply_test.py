@@ -85,3 +85,14 @@ def test_no_batch_norm_folding_when_disabled():
     qat = tq.quantize_model(digits_cnn(), fold_batch_norm=False)
     names = [type(l).__name__ for l in qat.layers]
     assert "FoldBatchNormQuantizeWrapper" not in names and "Identity" not in names
+
+
+def test_matmuls_on_3d_inputs_get_per_channel_weights_unless_batch_norm_is_folded_in():
+    inputs = keras.Input((5, 16))
+    hidden = keras.layers.Dense(8, name="folded")(inputs)
+    hidden = keras.layers.BatchNormalization(name="bn")(hidden)
+    outputs = keras.layers.Dense(4, name="flat")(hidden)
+    qat = tq.quantize_model(keras.Model(inputs, outputs))
+    # The folded wrapper keeps the Dense's own matmul: per-axis weights would not convert.
+    assert not qat.get_layer("quant_folded")._kernel_entry()[1].per_axis
+    assert qat.get_layer("quant_flat")._per_channel

@@ -52,14 +52,14 @@ def select_channels(span, ratio, max_channels):
     return sorted(chosen)
 
 
-def _smoothing_factors(input_span, kernel, in_size, alpha):
+def _smoothing_factors(input_span, kernel, alpha):
     """SmoothQuant's per-input-channel factors, median 1.
 
     `max|x_j|^alpha / max|W_j|^(1 - alpha)`: dividing the input by them and
     multiplying the kernel rows moves part of each channel's range from the
     activation (one int8 scale per tensor) to the weights.
     """
-    rows = np.abs(np.asarray(kernel, "float64").reshape((in_size, -1))).max(axis=1)
+    rows = np.abs(np.asarray(kernel, "float64").reshape((input_span.size, -1))).max(axis=1)
     factors = np.maximum(input_span, 1e-5) ** alpha / np.maximum(rows, 1e-5) ** (1.0 - alpha)
     return (factors / np.median(factors)).astype("float32")
 
@@ -200,7 +200,7 @@ def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8,
             for consumer in consumers:
                 low, high = spans[(consumer, "input")]
                 amax = np.maximum(np.abs(low), np.abs(high))
-                factors = _smoothing_factors(amax, layers[consumer].kernel, amax.size, smoothing)
+                factors = _smoothing_factors(amax, layers[consumer].kernel, smoothing)
                 found.setdefault(consumer, {})["input_scale"] = factors
             continue
         (consumer,) = consumers if len(consumers) == 1 else (None,)

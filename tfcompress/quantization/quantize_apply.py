@@ -58,9 +58,6 @@ def _wrap(ref, inner, config, plan, scheme, prefix, preserve_sparsity):
     if override.get("input_outlier_channels"):
         kwargs["input_quantizer"] = None  # the split quantizes its input itself
     if key in plan.fold:
-        if isinstance(config, DefaultQuantizeConfig) and config.weight_per_axis and isinstance(inner, keras.layers.Dense):
-            # Folding keeps the layer's own matmul: per-axis Dense weights do not convert.
-            config = DefaultQuantizeConfig(**{**config.get_config(), "weight_per_axis": False})
         batch_norm = plan.fold[key]
         batch_norm = batch_norm.layer if isinstance(batch_norm, QuantizeAnnotate) else batch_norm
         wrapper = FoldBatchNormQuantizeWrapper(
@@ -95,7 +92,7 @@ def quantize(model, scheme, selected_paths, prefix, preserve_sparsity, fold_batc
         model = copy_model(model)
     paths = {id(ref.layer): ref.path for ref in walk_layers(model, descend=lambda l: not is_wrapper(l))}
 
-    def config_of(layer, quantize_output=True):
+    def config_of(layer, quantize_output=True, folded=False):
         path = paths.get(id(layer), layer.name)
         if selected_paths is not None and path not in selected_paths:
             return None
@@ -104,7 +101,7 @@ def quantize(model, scheme, selected_paths, prefix, preserve_sparsity, fold_batc
         if explicit is not None:
             return explicit
         inner = layer.layer if isinstance(layer, QuantizeAnnotate) else layer
-        return scheme.config_for(path, inner, quantize_output)
+        return scheme.config_for(path, inner, quantize_output, folded)
 
     plan = Plan()
 
@@ -134,7 +131,7 @@ def quantize(model, scheme, selected_paths, prefix, preserve_sparsity, fold_batc
             return identity
         if isinstance(layer, keras.Model) and not isinstance(layer, QuantizeAnnotate):
             return None
-        config = config_of(layer, quantize_output=id(layer) not in plan.no_output)
+        config = config_of(layer, quantize_output=id(layer) not in plan.no_output, folded=id(layer) in plan.fold)
         if config is None:
             return inner if inner is not layer else None
         return _wrap(ref, inner, config, plan, scheme, prefix, preserve_sparsity)

@@ -112,15 +112,20 @@ class QuantizeScheme:
     def skips(self, path, layer):
         return bool(self.override(path, layer).get("skip", False))
 
-    def config_for(self, path, layer, quantize_output=True):
-        """A `DefaultQuantizeConfig` for `layer`, or None when it stays float."""
+    def config_for(self, path, layer, quantize_output=True, folded=False):
+        """A `DefaultQuantizeConfig` for `layer`, or None when it stays float.
+
+        `folded`: the layer gets a BatchNormalization folded in, which keeps
+        its own matmul (no per-channel 1x1 CONV_2D for a Dense then).
+        """
         if isinstance(layer, PASSTHROUGH) or not is_supported(layer):
             return None
         override = self.override(path, layer)
         if override.get("skip"):
             return None
         weight_attrs, per_axis, axis = weight_spec(layer) or ([], False, -1)
-        if isinstance(layer, (L.Dense, L.EinsumDense)) and flat_matmul_spec(layer, build_shape_of(layer)):
+        flat = not folded and flat_matmul_spec(layer, build_shape_of(layer)) is not None
+        if isinstance(layer, (L.Dense, L.EinsumDense)) and flat:
             # Per output channel through a 1x1 CONV_2D (see `QuantizeWrapper`).
             per_axis = True
         if isinstance(layer, L.Embedding):

@@ -57,6 +57,13 @@ def _check_input_scale(input_scale, layer):
     return values
 
 
+def _refuse(name, layer, problem, received):
+    raise ValueError(
+        f"`{name}` cannot be used on layer {layer.name!r}: {problem}. "
+        f"Received: {name}={received!r}. Leave it out for this layer."
+    )
+
+
 def _short_name(variable):
     return variable.path.rsplit("/", 1)[-1].replace(":", "_")
 
@@ -229,10 +236,7 @@ class QuantizeWrapper(CompressionWrapper):
         elif name == "input_outlier_channels" and self.input_quantizer is not None:
             problem = "it replaces `input_quantizer`; pass one or the other"
         if problem:
-            raise ValueError(
-                f"`{name}` cannot be used on layer {self.layer.name!r}: {problem}. "
-                f"Received: {name}={channels!r}. Leave it out for this layer."
-            )
+            _refuse(name, self.layer, problem, channels)
 
     def _build_outlier_split(self):
         """Ranges of the outlier parts: their kernels, inputs and outputs."""
@@ -274,10 +278,8 @@ class QuantizeWrapper(CompressionWrapper):
         elif values is not True and values.shape[0] != math.prod(self._flat[1]):
             problem = f"the layer has {math.prod(self._flat[1])} input channels, not {values.shape[0]}"
         if problem:
-            raise ValueError(
-                f"`input_scale` cannot be used on layer {self.layer.name!r}: {problem}. "
-                "Leave it out for this layer."
-            )
+            received = "True" if values is True else f"<{values.shape[0]} factors>"
+            _refuse("input_scale", self.layer, problem, received)
         size = math.prod(self._flat[1])
         self.input_scale = self.add_weight(name="input_scale", shape=(size,), initializer="ones", trainable=False)
         if values is not True:
