@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import testing
+from tfcompress.core.layer_tree import walk_layers
 from tfcompress.saving import load_model
 from tfcompress.sparsity import (
     PolynomialDecay,
@@ -173,3 +174,55 @@ def test_not_an_archive(tmp_path):
         f.write("not a zip")
     with pytest.raises(ValueError, match="is not a valid .keras archive"):
         load_model(path)
+
+
+def _pooled(backbone):
+    """A keras-hub backbone inside a functional model, as a task head uses it."""
+    inputs = {
+        name: keras.Input((testing.SEQ,), dtype="int32", name=name)
+        for name in ("token_ids", "segment_ids", "padding_mask")
+    }
+    hidden = backbone(inputs)["sequence_output"]
+    return keras.Model(inputs, keras.layers.GlobalAveragePooling1D()(hidden))
+
+
+@pytest.mark.parametrize("nest_first", [True, False], ids=["wrap-the-outer-model", "wrap-the-backbone"])
+def test_compressed_backbone_inside_a_functional_model_reloads(nest_first, tmp_path):
+    if nest_first:
+        model = prune_low_magnitude(_pooled(testing.bert_backbone(num_layers=2)))
+    else:
+        model = _pooled(prune_low_magnitude(testing.bert_backbone(num_layers=2)))
+    for wrapper in pruning_wrappers(model):
+        wrapper.update_masks(0.5)
+    inputs = testing.token_inputs()
+    with pytest.raises(ValueError):  # Keras alone rebuilds the backbone without wrappers
+        model.save(os.path.join(tmp_path, "plain.keras"))
+        keras.saving.load_model(os.path.join(tmp_path, "plain.keras"))
+    restored = testing.run_model_saving_test(model, inputs, tmp_path, loader=load_model)
+    assert len(pruning_wrappers(restored)) == len(pruning_wrappers(model)) == 13
+    testing.assert_same_weights(model, restored)
+
+
+def test_quantized_backbone_inside_a_functional_model_reloads(tmp_path):
+    from tfcompress.quantization import QuantizeWrapper, quantize_model
+
+    model = _pooled(quantize_model(testing.bert_backbone(num_layers=1)))
+    inputs = testing.token_inputs()
+    model(inputs, training=True)  # moves the activation ranges off their start
+    restored = testing.run_model_saving_test(model, inputs, tmp_path, loader=load_model)
+    count = lambda m: sum(isinstance(r.layer, QuantizeWrapper) for r in walk_layers(m))
+    assert count(restored) == count(model) > 0
+    testing.assert_same_weights(model, restored)
+
+
+def test_recipe_of_a_layer_missing_from_the_rebuilt_model(tmp_path):
+    model = _pooled(prune_low_magnitude(testing.bert_backbone(num_layers=1)))
+    path = os.path.join(tmp_path, "model.keras")
+    model.save(path)
+    renamed = os.path.join(tmp_path, "renamed.keras")
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(renamed, "w") as target:
+        for item in source.infolist():
+            name = item.filename.replace("/bert_backbone/", "/gone/")
+            target.writestr(name, source.read(item.filename))
+    with pytest.raises(ValueError, match="layer saved at 'layers/gone'"):
+        load_model(renamed)
