@@ -1,10 +1,13 @@
 """`tfcompress demo` end to end (tiny epochs), then inspect / bench / export on its files."""
 
+import io
 import json
 import os
 import subprocess
 import sys
+import zipfile
 
+import h5py
 import pytest
 
 
@@ -21,7 +24,7 @@ def demo_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     result = _tfcompress(
         "demo", f"--output_dir={out}", "--epochs=4", "--prune_epochs=2",
-        "--qat_epochs=1", "--bench_runs=10", "--verbose=0",
+        "--qat_epochs=1", "--bench_rounds=3", "--bench_runs=5", "--verbose=0",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result.stdout
@@ -34,6 +37,9 @@ def test_demo_prints_every_stage_and_the_table(demo_dir):
     for row in ("keras float", "float32 (ref)", "float16 pruned", "dynamic_int8 pruned", "int8 pruned+QAT"):
         assert row in stdout
     assert "LiteRT backend: ai_edge_litert" in stdout
+    assert "(3 interleaved rounds x 5 timed runs per model)" in stdout
+    assert "Latency: median of 15 timed runs per model (batch of 1), 3 rounds x 5 runs" in stdout
+    assert "LiteRT ai_edge_litert 1 thread(s)" in stdout
 
 
 def test_demo_writes_models_report_plot_and_c_array(demo_dir):
@@ -50,6 +56,22 @@ def test_demo_writes_models_report_plot_and_c_array(demo_dir):
     float32 = next(c for c in report["candidates"] if c["name"] == "float32")
     assert int8["raw_bytes"] < 0.35 * float32["raw_bytes"]
     assert int8["metrics"]["accuracy"] > 0.8
+    assert all(c["latency_ms"] > 0 for c in report["candidates"])
+
+
+def test_keras_size_is_the_float_model_without_optimizer_state(demo_dir):
+    out, _ = demo_dir
+    report = json.loads((out / "report.json").read_text())
+    keras_float = next(c for c in report["candidates"] if c["name"] == "keras float")
+    inference = out / "float_inference.keras"
+    assert keras_float["raw_bytes"] == inference.stat().st_size
+    # The compiled float.keras (kept to resume from) also holds Adam's two
+    # moments per weight; the weights-only file is well under that.
+    assert inference.stat().st_size < 0.6 * (out / "float.keras").stat().st_size
+    with zipfile.ZipFile(inference) as archive:
+        assert not json.loads(archive.read("config.json")).get("compile_config")
+        with h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as weights:
+            assert "optimizer" not in weights and "layers" in weights
 
 
 def test_inspect_reports_int8_tensors_and_sparsity(demo_dir):
@@ -90,3 +112,19 @@ def test_export_command_writes_a_verified_file_and_c_array(demo_dir, tmp_path):
     assert target.stat().st_size > 0
     assert "check outputs_match" in result.stdout
     assert (tmp_path / "pruned_model.h").exists()
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"bench_rounds": 0}, r"`bench_rounds` must be an int >= 1. Received: bench_rounds=0"),
+        ({"bench_runs": 2.5}, r"`bench_runs` must be an int >= 1. Received: bench_runs=2.5"),
+        ({"bench_threads": 0}, r"`bench_threads` must be an int >= 1. Received: bench_threads=0"),
+    ],
+)
+def test_bad_bench_arguments_fail_before_training(tmp_path, kwargs, message):
+    from tfcompress.cli import demo
+
+    with pytest.raises(ValueError, match=message):
+        demo.run_demo(str(tmp_path / "out"), **kwargs)
+    assert not (tmp_path / "out").exists()

@@ -2,6 +2,9 @@ import numpy as np
 import pytest
 
 from tfcompress import runtime
+from tfcompress.runtime.benchmark import call_times
+from tfcompress.runtime.benchmark import native_inputs
+from tfcompress.runtime.benchmark import summarize
 
 
 def test_benchmark_percentiles_are_ordered_and_positive(dense_tflite):
@@ -52,3 +55,31 @@ def test_benchmark_times_more_work_as_slower(dense_tflite):
 def test_benchmark_argument_errors(dense_tflite, kwargs):
     with pytest.raises(ValueError, match="must be an int"):
         runtime.benchmark(dense_tflite, np.zeros((1, 6), np.float32), **kwargs)
+
+
+def test_native_inputs_quantize_once_for_raw_runs(int8_tflite):
+    model = runtime.load(int8_tflite)
+    x = np.random.default_rng(0).normal(size=(2, 6)).astype(np.float32)
+    feed = native_inputs(model, x)
+    (array,) = feed.values()
+    assert array.dtype == np.int8 and array.shape == (2, 6)
+    scale, zero_point = model.output_details[0]["quantization"]
+    raw = model.run(feed, raw=True)
+    assert raw.dtype == np.int8
+    np.testing.assert_allclose((raw.astype(np.float32) - zero_point) * scale, model.run(x))
+
+
+def test_native_inputs_leave_float_inputs_float(dense_tflite):
+    model = runtime.load(dense_tflite)
+    x = np.ones((1, 6), np.float32)
+    (array,) = native_inputs(model, x).values()
+    assert array.dtype == np.float32
+    np.testing.assert_array_equal(array, x)
+
+
+def test_call_times_and_summarize():
+    calls = []
+    times = call_times(lambda: calls.append(1), warmup=2, runs=5)
+    assert len(calls) == 7 and times.shape == (5,) and (times >= 0).all()
+    stats = summarize([1.0, 2.0, 3.0, 4.0])
+    assert stats == {"p50_ms": 2.5, "p90_ms": pytest.approx(3.7), "mean_ms": 2.5, "runs": 4}

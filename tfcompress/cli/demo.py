@@ -5,6 +5,12 @@ prune to `--target_sparsity` -> quantization-aware training -> export
 float32 / float16 / dynamic-int8 / int8 TFLite and a C array -> evaluate each
 with LiteRT -> print the comparison table, write JSON and a PNG plot.
 Every stage's model is saved as `.keras` in `--output_dir`.
+
+Latency: the Keras float model and the four LiteRT models are timed in turns
+(`tfcompress.evaluation.interleaved_latency`), each LiteRT model on an input
+already in its own dtype, so their ratios do not follow the machine's load.
+The Keras size is that of `float_inference.keras`, the float model saved
+without optimizer state, so it compares weights with weights.
 """
 
 import os
@@ -21,7 +27,9 @@ flags.DEFINE_integer("prune_epochs", 4, "Pruning fine-tuning epochs.")
 flags.DEFINE_integer("qat_epochs", 3, "Quantization-aware training epochs.")
 flags.DEFINE_float("target_sparsity", 0.75, "Final fraction of zero weights, in [0, 1).")
 flags.DEFINE_integer("seed", 0, "Seed of the data split, initialisation and training order.")
-flags.DEFINE_integer("bench_runs", 200, "LiteRT timed runs per model (batch of 1).")
+flags.DEFINE_integer("bench_rounds", 10, "Latency rounds; each times every model in turn (batch of 1).")
+flags.DEFINE_integer("bench_runs", 20, "Timed runs per model in each latency round.")
+flags.DEFINE_integer("bench_threads", 1, "LiteRT interpreter threads for the latency column.")
 flags.DEFINE_integer("verbose", 1, "Keras progress output: 0 silent, 1 progress bars, 2 a line per epoch.")
 
 
@@ -40,7 +48,24 @@ def _compile(model):
     return model
 
 
-def run_demo(output_dir, epochs=15, prune_epochs=4, qat_epochs=3, target_sparsity=0.75, seed=0, bench_runs=200, verbose=1):
+def _save_for_inference(model, path):
+    """Saves an uncompiled copy of `model`: weights and config, no optimizer state."""
+    import keras
+
+    # `clone_model` and `model_from_json` both recompile the copy from the
+    # serialized compile config, and a compiled model saves its optimizer.
+    config = keras.saving.serialize_keras_object(model)
+    config.pop("compile_config", None)
+    copy = keras.saving.deserialize_keras_object(config)
+    copy.set_weights(model.get_weights())
+    copy.save(path)
+    return path
+
+
+def run_demo(
+    output_dir, epochs=15, prune_epochs=4, qat_epochs=3, target_sparsity=0.75, seed=0,
+    bench_rounds=10, bench_runs=20, bench_threads=1, verbose=1,
+):
     """Runs the whole demo and returns the `tfcompress.evaluation.Comparison`.
 
     Args:
@@ -48,7 +73,9 @@ def run_demo(output_dir, epochs=15, prune_epochs=4, qat_epochs=3, target_sparsit
         epochs, prune_epochs, qat_epochs: training epochs per stage.
         target_sparsity: pruning target in [0, 1).
         seed: random seed.
-        bench_runs: timed LiteRT runs per model.
+        bench_rounds: latency rounds; each times every model in turn.
+        bench_runs: timed runs per model in each round.
+        bench_threads: LiteRT interpreter threads for the latency column.
         verbose: Keras `fit` verbosity.
 
     Returns:
@@ -64,6 +91,10 @@ def run_demo(output_dir, epochs=15, prune_epochs=4, qat_epochs=3, target_sparsit
         raise ValueError(
             f"`target_sparsity` must be in [0, 1). Received: target_sparsity={target_sparsity}"
         )
+    # Checked here rather than by the runtime, so a typo fails before training.
+    for flag, value in (("bench_rounds", bench_rounds), ("bench_runs", bench_runs), ("bench_threads", bench_threads)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"`{flag}` must be an int >= 1. Received: {flag}={value!r}")
     os.makedirs(output_dir, exist_ok=True)
     keras.utils.set_random_seed(seed)
     x_train, y_train, x_test, y_test = digits.load_digits(seed)
@@ -73,6 +104,7 @@ def run_demo(output_dir, epochs=15, prune_epochs=4, qat_epochs=3, target_sparsit
     float_model = _compile(digits.build_digits_cnn())
     float_model.fit(x_train, y_train, batch_size=32, epochs=epochs, verbose=verbose)
     float_model.save(os.path.join(output_dir, "float.keras"))
+    keras_size = evaluation.model_size(_save_for_inference(float_model, os.path.join(output_dir, "float_inference.keras")))
 
     _stage(2, f"Pruning to {target_sparsity:.0%} sparsity (PolynomialDecay, {prune_epochs} epochs)")
     steps = prune_epochs * int(np.ceil(len(x_train) / 32))
@@ -100,30 +132,28 @@ def run_demo(output_dir, epochs=15, prune_epochs=4, qat_epochs=3, target_sparsit
         print(f"    {name:<20} {result.path} ({result.size_bytes:,} bytes)")
     print(f"    C array: {c_array.header_path}, {c_array.source_path}")
 
-    _stage(5, f"Evaluating with LiteRT ({bench_runs} timed runs each)")
-    keras_accuracy = evaluation.accuracy(float_model, x_test, y_test)
-    keras_size = evaluation.model_size(os.path.join(output_dir, "float.keras"))
+    _stage(5, f"Evaluating with LiteRT ({bench_rounds} interleaved rounds x {bench_runs} timed runs per model)")
+    interpreters = {name: runtime.load(result.path, num_threads=bench_threads) for name, result in exports.items()}
+    latencies = evaluation.interleaved_latency(
+        {"keras float": float_model, **interpreters}, x_test[:1], rounds=bench_rounds, runs=bench_runs, warmup=1
+    )
     candidates = [
         evaluation.Candidate(
             name="keras float",
             raw_bytes=keras_size["raw_bytes"],
             gzip_bytes=keras_size["gzip_bytes"],
-            latency_ms=evaluation.latency(float_model, x_test[:1], runs=max(bench_runs // 4, 10)).p50_ms,
-            metrics={"accuracy": keras_accuracy},
+            latency_ms=latencies["keras float"].p50_ms,
+            metrics={"accuracy": evaluation.accuracy(float_model, x_test, y_test)},
         )
     ]
-    backend = None
-    for name, result in exports.items():
-        interpreter = runtime.load(result.path)
-        backend = interpreter.backend
-        size = evaluation.model_size(result.path)
-        bench = runtime.benchmark(interpreter, x_test[:1], runs=bench_runs)
+    for name, interpreter in interpreters.items():
+        size = evaluation.model_size(exports[name].path)
         candidates.append(
             evaluation.Candidate(
                 name=name,
                 raw_bytes=size["raw_bytes"],
                 gzip_bytes=size["gzip_bytes"],
-                latency_ms=bench.p50_ms,
+                latency_ms=latencies[name].p50_ms,
                 metrics={
                     "accuracy": evaluation.accuracy(interpreter, x_test, y_test),
                     "agreement": evaluation.agreement(float_model.predict(x_test, verbose=0), interpreter.run(x_test)),
@@ -138,7 +168,14 @@ def run_demo(output_dir, epochs=15, prune_epochs=4, qat_epochs=3, target_sparsit
     plot_png = os.path.join(output_dir, "pareto.png")
     comparison.to_json(report_json)
     comparison.plot(plot_png, metric="accuracy")
-    print(f"LiteRT backend: {backend}. Flash for the microcontroller build: {c_array.flash_bytes:,} bytes, tensor arena estimate: {c_array.arena_bytes_estimate:,} bytes.")
+    lite = latencies["float32"]
+    print(
+        f"Latency: median of {lite.runs} timed runs per model (batch of 1), {bench_rounds} rounds x {bench_runs} runs, "
+        f"models in turns, 1 warmup call per turn, LiteRT inputs in the model's dtype; LiteRT {lite.backend} "
+        f"{lite.num_threads} thread(s), Keras float via predict_on_batch ({latencies['keras float'].backend}). "
+        "Keras size: float_inference.keras (no optimizer state)."
+    )
+    print(f"LiteRT backend: {lite.backend}. Flash for the microcontroller build: {c_array.flash_bytes:,} bytes, tensor arena estimate: {c_array.arena_bytes_estimate:,} bytes.")
     print(f"Report: {report_json}\nPlot:   {plot_png}\nModels: {output_dir}\nDone in {time.time() - started:.0f} s.")
     return comparison
 
@@ -153,6 +190,8 @@ def main(argv):
         qat_epochs=FLAGS.qat_epochs,
         target_sparsity=FLAGS.target_sparsity,
         seed=FLAGS.seed,
+        bench_rounds=FLAGS.bench_rounds,
         bench_runs=FLAGS.bench_runs,
+        bench_threads=FLAGS.bench_threads,
         verbose=FLAGS.verbose,
     )

@@ -7,6 +7,7 @@ import numpy as np
 
 from tfcompress.runtime.interpreter import TFLiteModel
 from tfcompress.runtime.interpreter import load
+from tfcompress.runtime.tensors import prepare_inputs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,19 +67,47 @@ def benchmark(model, inputs, num_threads=None, warmup=5, runs=50, signature=None
         raise ValueError(f"`warmup` must be an int >= 0. Received: warmup={warmup!r}")
     if not isinstance(runs, int) or runs < 1:
         raise ValueError(f"`runs` must be an int >= 1. Received: runs={runs!r}")
+    model = with_threads(model, num_threads)
+    stats = time_calls(lambda: model.run(inputs, signature=signature), warmup, runs)
+    return BenchmarkResult(num_threads=model.num_threads, backend=model.backend, **stats)
+
+
+def with_threads(model, num_threads):
+    """`model` as a `TFLiteModel` with `num_threads` (None keeps a loaded model's).
+
+    Paths and bytes are loaded; a `TFLiteModel` created with another thread
+    count is reloaded from its flatbuffer with the same backend.
+    """
     if isinstance(model, TFLiteModel):
         if num_threads is not None and num_threads != model.num_threads:
             model = load(
                 model.model_content, num_threads=num_threads, backend=model.backend
             )
+        return model
+    return load(model, num_threads=num_threads)
+
+
+def native_inputs(model, inputs, signature=None):
+    """`inputs` converted once to the dtypes `model` stores its inputs in.
+
+    Float data for a quantized (int8/uint8/int16) input is quantized with that
+    input's scale and zero point, exactly as `TFLiteModel.run` does per call.
+    `model.run(result, signature=signature, raw=True)` then gives the same
+    outputs (before dequantization) without converting anything while timed.
+
+    Returns:
+        `{input name: numpy array}`, keyed as `TFLiteModel.run` accepts.
+    """
+    key = model._pick_signature(signature)
+    if key is None:
+        details = {detail["name"]: detail for detail in model.input_details}
     else:
-        model = load(model, num_threads=num_threads)
-    stats = time_calls(lambda: model.run(inputs, signature=signature), warmup, runs)
-    return BenchmarkResult(num_threads=model.num_threads, backend=model.backend, **stats)
+        details = model._runner(key).get_input_details()
+    return prepare_inputs(inputs, details, raw=False)
 
 
-def time_calls(fn, warmup, runs):
-    """`{"p50_ms", "p90_ms", "mean_ms", "runs"}` of `fn()` after `warmup` calls."""
+def call_times(fn, warmup, runs):
+    """Milliseconds of each of `runs` calls of `fn()`, after `warmup` untimed ones."""
     for _ in range(warmup):
         fn()
     times = np.empty(runs)
@@ -86,9 +115,20 @@ def time_calls(fn, warmup, runs):
         start = time.perf_counter()
         fn()
         times[i] = (time.perf_counter() - start) * 1000.0
+    return times
+
+
+def summarize(times):
+    """`{"p50_ms", "p90_ms", "mean_ms", "runs"}` of per-call times in ms."""
+    times = np.asarray(times, dtype=np.float64)
     return {
         "p50_ms": float(np.percentile(times, 50)),
         "p90_ms": float(np.percentile(times, 90)),
         "mean_ms": float(times.mean()),
-        "runs": runs,
+        "runs": int(times.size),
     }
+
+
+def time_calls(fn, warmup, runs):
+    """`{"p50_ms", "p90_ms", "mean_ms", "runs"}` of `fn()` after `warmup` calls."""
+    return summarize(call_times(fn, warmup, runs))
