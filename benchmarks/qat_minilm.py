@@ -31,7 +31,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("steps", 200, "QAT distillation steps.")
 flags.DEFINE_integer("batch_size", 16, "QAT batch size.")
 flags.DEFINE_integer("seq_len", 64, "Token sequence length.")
-flags.DEFINE_float("learning_rate", 2e-5, "Adam learning rate for QAT.")
+flags.DEFINE_float("learning_rate", 5e-6, "Adam learning rate for QAT (2e-5 undoes what calibration gets: cosine 0.9968 -> 0.9967 at 100 steps, 5e-6 -> 0.9975).")
 flags.DEFINE_float("hidden_weight", 1.0, "Weight of the hidden-state MSE in the distillation loss.")
 flags.DEFINE_float("pooled_weight", 10.0, "Weight of the pooled-embedding cosine loss.")
 flags.DEFINE_integer("eval_sentences", 512, "Held-out sentences.")

@@ -35,3 +35,55 @@ def test_relu_layer_after_dense_moves_the_output_quantizer():
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(4), keras.layers.ReLU(), keras.layers.Dense(2)])
     plan = plan_graph(model, lambda layer: True, Plan(), top_level=True)
     assert _names(model, plan.no_output) == [model.layers[0].name]
+
+
+def test_outputs_read_only_by_layer_normalization_stay_float():
+    inputs = keras.Input((4, 8))
+    summed = keras.layers.Add(name="sum")([keras.layers.Dense(8, name="proj")(inputs), inputs])
+    norm = keras.layers.LayerNormalization(name="norm")(summed)
+    shared = keras.layers.Dense(8, name="shared")(norm)  # read by a norm and by the output
+    model = keras.Model(inputs, [keras.layers.LayerNormalization(name="norm2")(shared), shared])
+    plan = plan_graph(model, lambda layer: True, Plan(), top_level=True)
+    assert _names(model, plan.no_output) == ["sum"]
+
+
+def test_keras_hub_embeddings_sum_and_gathers_are_read_in_float_in_the_int8_export():
+    import collections
+
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    import testing
+    import tfcompress.quantization as tq
+    from tfcompress.export import to_tflite
+
+    qat = tq.quantize_model(testing.bert_backbone(num_layers=1))
+    inputs = testing.token_inputs()
+    qat(inputs, training=True)
+    assert qat.get_layer("quant_embeddings_add").quantize_config.get_output_quantizers(None) == []
+    # The embeddings it adds are read in float: one int8 scale per dimension.
+    assert qat.get_layer("quant_token_embedding").embedding_channel_scales
+    assert qat.get_layer("quant_segment_embedding").embedding_channel_scales
+    result = to_tflite(qat, target="int8", sample=inputs)
+    assert result.checks["outputs_match"]["passed"]
+    interpreter = Interpreter(model_content=result.tflite_bytes)
+    dtypes = {d["index"]: np.dtype(d["dtype"]).name for d in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()
+    adds = collections.Counter(dtypes[op["outputs"][0]] for op in ops if op["op_name"] == "ADD")
+    assert adds["int8"] == 0 and adds["float32"] >= 2, adds  # embeddings sum (and residuals) in float
+    gathers = [dtypes[op["inputs"][0]] for op in ops if op["op_name"] == "GATHER"]
+    assert gathers == ["int8", "int8"]  # the tables stay int8
+
+
+def test_embedding_tables_get_channel_scales_only_where_read_in_float():
+    ids = keras.Input((4,), dtype="int32")
+    summed = keras.layers.Add(name="sum")(
+        [keras.layers.Embedding(10, 8, name="summed")(ids), keras.layers.Embedding(10, 8, name="other")(ids)]
+    )
+    normed = keras.layers.LayerNormalization(name="norm")(summed)
+    projected = keras.layers.Dense(8, name="proj")(keras.layers.Embedding(10, 8, name="projected")(ids))
+    activated = keras.layers.ReLU()(keras.layers.Add(name="relu_sum")([keras.layers.Embedding(10, 8, name="relu")(ids), projected]))
+    model = keras.Model(ids, [normed, activated])
+    plan = plan_graph(model, lambda layer: True, Plan(), top_level=True)
+    # The int8 Dense and the Add with a fused ReLU read int8 gathers.
+    assert _names(model, plan.float_gather) == ["other", "summed"]

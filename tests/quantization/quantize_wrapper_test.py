@@ -194,3 +194,72 @@ def test_input_scale_errors_name_the_layer_and_the_fix(factors, kwargs, match):
 def test_input_scale_must_be_positive_factors(factors):
     with pytest.raises(ValueError, match="`input_scale` of layer .* must be a 1-D vector of positive finite"):
         tq.QuantizeWrapper(keras.layers.Dense(2), tq.DefaultQuantizeConfig(), input_scale=factors)
+
+
+def _channel_scaled_embedding(layer=None, **kwargs):
+    layer = layer or keras.layers.Embedding(20, 6)
+    layer.build((None, 4))
+    table = np.random.default_rng(0).normal(size=(20, 6)).astype("float32") * 0.05
+    table[:, 2] *= 20.0  # one dimension spans 20x the others
+    layer.embeddings.assign(table)
+    config = tq.DefaultQuantizeConfig(["embeddings"], quantize_output=False)
+    wrapper = tq.QuantizeWrapper(layer, config, **kwargs)
+    wrapper.build((None, 4))
+    return layer, wrapper, table
+
+
+def _per_column_int8(table):
+    scale = np.abs(table).max(axis=0) / 127.0
+    return np.clip(np.round(table / scale), -127, 127) * scale
+
+
+def test_embedding_channel_scales_give_each_dimension_its_own_int8_scale():
+    _, wrapper, table = _channel_scaled_embedding(embedding_channel_scales=True)
+    ids = np.array([[0, 3, 7, 19], [5, 5, 1, 2]], "int32")
+    reference = _per_column_int8(table)[ids]
+    np.testing.assert_allclose(np.asarray(wrapper(ids)), reference, rtol=1e-5, atol=1e-7)
+    _, plain, _ = _channel_scaled_embedding()
+    error = np.abs(np.asarray(wrapper(ids)) - table[ids]).mean()
+    assert error < np.abs(np.asarray(plain(ids)) - table[ids]).mean() / 4
+    config = wrapper.get_config()
+    assert config["embedding_channel_scales"] is True
+    again = tq.QuantizeWrapper.from_config(config)
+    again.build((None, 4))
+    again.set_weights(wrapper.get_weights())
+    np.testing.assert_array_equal(np.asarray(again(ids)), np.asarray(wrapper(ids)))
+
+
+def test_reversible_embedding_channel_scales_in_reverse_mode():
+    import keras_hub
+
+    layer, wrapper, table = _channel_scaled_embedding(
+        keras_hub.layers.ReversibleEmbedding(20, 6), embedding_channel_scales=True
+    )
+    x = np.random.default_rng(1).normal(size=(3, 6)).astype("float32")
+    np.testing.assert_allclose(np.asarray(wrapper(x, reverse=True)), x @ _per_column_int8(table).T, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "make, match",
+    [
+        (lambda: _dense_wrapper_with_channel_scales(), "only applies to an Embedding"),
+        (
+            lambda: tq.QuantizeWrapper(keras.layers.Embedding(20, 6), tq.DefaultQuantizeConfig(["embeddings"]),
+                                       embedding_channel_scales=True).build((None, 4)),
+            "output cannot be quantized",
+        ),
+        (
+            lambda: tq.QuantizeWrapper(keras.layers.Embedding(20, 6), tq.DefaultQuantizeConfig([], quantize_output=False),
+                                       embedding_channel_scales=True).build((None, 4)),
+            "does not quantize its `embeddings`",
+        ),
+    ],
+)
+def test_embedding_channel_scales_errors_name_the_layer_and_the_fix(make, match):
+    with pytest.raises(ValueError, match=rf"`embedding_channel_scales` cannot be used on layer .*{match}.*Leave it out"):
+        make()
+
+
+def _dense_wrapper_with_channel_scales():
+    wrapper = tq.QuantizeWrapper(keras.layers.Dense(2), tq.DefaultQuantizeConfig(), embedding_channel_scales=True)
+    wrapper.build((None, 3))

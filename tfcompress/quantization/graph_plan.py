@@ -8,6 +8,12 @@ there:
 - A layer with weights whose input carries no range (a float model input,
   or the output of a layer left float such as LayerNormalization, through
   pass-through layers): its input is quantized.
+- A layer read only by layers that compute in float (LayerNormalization,
+  e.g. a transformer's embeddings sum): its output stays float, as an int8
+  tensor there would only add rounding error and a quantize/dequantize pair.
+- An Embedding read only by such float-output layers: its table gets one
+  int8 scale per dimension (`QuantizeWrapper(embedding_channel_scales=True)`),
+  the gathered rows being scaled back in float anyway.
 Layers outside functional graphs (inside subclassed or keras-hub layers)
 keep the per-layer default: weights and output quantized, input only for
 a MultiHeadAttention's output projection (see `quantize_apply`).
@@ -19,7 +25,7 @@ import keras
 
 from tfcompress.core.wrapper import build_shape_of
 from tfcompress.quantization.quantize_annotate import QuantizeAnnotate
-from tfcompress.quantization.quantize_scheme import FOLDABLE, PASSTHROUGH, weight_spec
+from tfcompress.quantization.quantize_scheme import FLOAT_COMPUTE, FOLDABLE, PASSTHROUGH, weight_spec
 
 
 @dataclasses.dataclass
@@ -30,6 +36,8 @@ class Plan:
     folded_bn: set = dataclasses.field(default_factory=set)
     no_output: set = dataclasses.field(default_factory=set)
     quantize_input: set = dataclasses.field(default_factory=set)
+    float_output: set = dataclasses.field(default_factory=set)  # read only by float-compute layers
+    float_gather: set = dataclasses.field(default_factory=set)  # embeddings read in float
 
 
 def _inner(layer):
@@ -140,4 +148,30 @@ def plan_graph(container, selected, plan, top_level, fold=True, float_output=lam
             out = consumers.get(id(out[0]), [])
         if len(out) == 1 and _is_relu(out[0]) and selected(out[0]):
             plan.no_output.add(id(layer))
+        if (
+            out
+            and all(reader is not None and isinstance(_inner(reader), FLOAT_COMPUTE) for reader in out)
+            and not float_output(layer)  # an outlier split already adds its halves in float
+        ):
+            plan.no_output.add(id(layer))
+            plan.float_output.add(id(layer))
+    for layer in layers:
+        readers = [r for r in consumers.get(id(layer), []) if not _reads_shape_only(r)]
+        if (
+            isinstance(_inner(layer), keras.layers.Embedding)
+            and selected(layer)
+            and readers
+            and all(_computes_in_float(reader, plan) for reader in readers)
+        ):
+            plan.float_gather.add(id(layer))
     return plan
+
+
+def _reads_shape_only(layer):
+    """keras-hub's PositionEmbedding reads the token embeddings for their shape."""
+    return layer is not None and type(_inner(layer)).__name__ == "PositionEmbedding"
+
+
+def _computes_in_float(layer, plan):
+    """A weightless layer (an Add) whose output stays float reads float inputs."""
+    return layer is not None and id(layer) in plan.float_output and weight_spec(_inner(layer)) is None

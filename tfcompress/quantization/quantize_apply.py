@@ -57,6 +57,8 @@ def _wrap(ref, inner, config, plan, scheme, prefix, preserve_sparsity):
         kwargs["input_scale"] = override["input_scale"]
     if override.get("input_outlier_channels"):
         kwargs["input_quantizer"] = None  # the split quantizes its input itself
+    if key in plan.float_gather:
+        kwargs["embedding_channel_scales"] = True
     if key in plan.fold:
         batch_norm = plan.fold[key]
         batch_norm = batch_norm.layer if isinstance(batch_norm, QuantizeAnnotate) else batch_norm

@@ -77,7 +77,10 @@ class QuantizeScheme:
     quantized (see `FLOAT_COMPUTE`); a Dense/EinsumDense on >2-D inputs
     with an activation TFLite does not fuse (GELU) also quantizes its matmul
     output before the activation, so the matmul and the activation run int8
-    (see `QuantizeWrapper` and `flat_matmul`).
+    (see `QuantizeWrapper` and `flat_matmul`). Where a functional graph
+    shows it, outputs read only by a LayerNormalization stay float and the
+    Embedding tables summed before it get one int8 scale per dimension (see
+    `graph_plan`).
 
     Args:
         weight_bits: 2..8 for every weight.

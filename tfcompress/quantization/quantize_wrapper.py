@@ -115,6 +115,15 @@ class QuantizeWrapper(CompressionWrapper):
             probabilities x values matmul becomes an int8 BATCH_MATMUL that
             XNNPack does not run (1.1 ms per MiniLM block against 0.05 ms
             in float).
+        embedding_channel_scales: for an Embedding whose gathered rows are
+            read in float (a transformer's embeddings sum before its
+            LayerNormalization), give each embedding dimension its own int8
+            scale: the table is quantized with every column divided by its
+            largest |value| over the table's, and the gathered rows are
+            multiplied back, one float MUL after the int8 GATHER in TFLite
+            (a `ReversibleEmbedding`'s reverse matmul multiplies its input
+            instead). The table stays one int8 tensor. `quantize_model` sets
+            it where the graph allows.
         **kwargs: base layer arguments (`name`...).
 
     Example:
@@ -135,6 +144,7 @@ class QuantizeWrapper(CompressionWrapper):
         isolate_input=False,
         input_outlier_channels=None,
         input_scale=None,
+        embedding_channel_scales=False,
         **kwargs,
     ):
         super().__init__(layer, **kwargs)
@@ -155,6 +165,7 @@ class QuantizeWrapper(CompressionWrapper):
         self.isolate_input = bool(isolate_input)
         self.input_outlier_channels = _check_channels(input_outlier_channels, layer, "input_outlier_channels")
         self._input_scale_values = _check_input_scale(input_scale, layer)
+        self.embedding_channel_scales = bool(embedding_channel_scales)
 
     def build(self, input_shape=None):
         self._input_shape_for_build = input_shape
@@ -187,6 +198,7 @@ class QuantizeWrapper(CompressionWrapper):
         self._build_flat_matmul(quantizers)
         self._build_outlier_split()
         self._build_input_scale()
+        self._check_embedding_channel_scales()
         self.calibrate_weights()
 
     # Subclasses that change the kernel/bias computation (BatchNorm folding)
@@ -285,6 +297,26 @@ class QuantizeWrapper(CompressionWrapper):
         if values is not True:
             self.input_scale.assign(values)
 
+    def _check_embedding_channel_scales(self):
+        if not self.embedding_channel_scales:
+            return
+        problem = None
+        if not isinstance(self.layer, keras.layers.Embedding):
+            problem = "it only applies to an Embedding"
+        elif not any(variable is self.layer.embeddings for variable, *_ in self._weights):
+            problem = "the layer's quantize config does not quantize its `embeddings`"
+        elif self._outputs:
+            problem = "the gathered rows are scaled in float, so the layer's output cannot be quantized"
+        if problem:
+            _refuse("embedding_channel_scales", self.layer, problem, True)
+
+    def _channel_scales(self):
+        """Per embedding dimension: its largest |value| over the table's."""
+        table = ops.convert_to_tensor(self.layer.embeddings)
+        span = ops.max(ops.abs(table), axis=0)
+        peak = ops.max(span)
+        return ops.stop_gradient(ops.maximum(span, peak * 1e-6 + 1e-30) / (peak + 1e-30))
+
     def _scaled_input(self, inputs):
         _, in_shape, _ = self._flat
         # A multiplication by the reciprocal: one MUL in TFLite, not a DIV.
@@ -373,6 +405,8 @@ class QuantizeWrapper(CompressionWrapper):
         if self.input_scale is not None and variable is self.layer.kernel:
             _, in_shape, out_shape = self._flat
             return variable * ops.reshape(self.input_scale, tuple(in_shape) + (1,) * len(out_shape))
+        if self.embedding_channel_scales and variable is self.layer.embeddings:
+            return variable / self._channel_scales()
         return ops.convert_to_tensor(variable)
 
     def calibrate_weights(self):
@@ -422,6 +456,8 @@ class QuantizeWrapper(CompressionWrapper):
             return self._call_split(inputs, training)
         if self._flat is not None:
             outputs = self._call_flat(inputs, training)
+        elif self.embedding_channel_scales:
+            outputs = self._call_channel_scaled(inputs, *args, training=training, mask=mask, **kwargs)
         else:
             outputs = super().call(inputs, *args, training=training, mask=mask, **kwargs)
         outputs = self.postprocess(outputs, training)
@@ -442,6 +478,15 @@ class QuantizeWrapper(CompressionWrapper):
         if layer.activation is not None:
             outputs = layer.activation(outputs)
         return outputs
+
+    def _call_channel_scaled(self, inputs, *args, **kwargs):
+        """The table is quantized with each dimension divided by its scale:
+        gathered rows are multiplied back (one float MUL in TFLite); a
+        `ReversibleEmbedding`'s reverse matmul multiplies its input instead."""
+        scales = self._channel_scales()
+        if kwargs.get("reverse"):
+            return super().call(ops.multiply(inputs, scales), *args, **kwargs)
+        return ops.multiply(super().call(inputs, *args, **kwargs), scales)
 
     def _call_split(self, inputs, training):
         """The layer as int8 matmuls on channel groups, added in float.
@@ -508,6 +553,7 @@ class QuantizeWrapper(CompressionWrapper):
             isolate_input=self.isolate_input,
             input_outlier_channels=list(self.input_outlier_channels) or None,
             input_scale=True if self._input_scale_values is not None else None,
+            embedding_channel_scales=self.embedding_channel_scales,
         )
         return config
 
