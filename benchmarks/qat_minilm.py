@@ -177,6 +177,12 @@ def _qat(keras, backbone, encode, train_sentences):
     for kind in ("outlier_channels", "input_outlier_channels"):
         split = {r.path: list(getattr(r.layer, kind)) for r in walk_layers(qat_backbone) if getattr(r.layer, kind, ())}
         print(f"{kind}: {split}")
+    scaled = {
+        r.path: {int(c): round(float(f), 1) for c, f in enumerate(r.layer.output_scale.numpy()) if f > 1}
+        for r in walk_layers(qat_backbone)
+        if getattr(r.layer, "output_scale", None) is not None
+    }
+    print(f"output_scale (channel: factor): {scaled}")
     student = _pooled_model(keras, qat_backbone, with_sequence=True)
     rng = np.random.default_rng(FLAGS.seed)
     optimizer = keras.optimizers.Adam(FLAGS.learning_rate)

@@ -1,11 +1,10 @@
-import os
 
 import keras
 import numpy as np
 import pytest
 
 import testing
-from tfcompress.core.layer_tree import find_layer, walk_layers
+from tfcompress.core.layer_tree import find_layer
 from tfcompress.core.replace import replace_layer
 from tfcompress.sparsity import PruneLowMagnitude
 

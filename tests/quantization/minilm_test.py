@@ -60,7 +60,7 @@ def test_minilm_qat_converts_to_int8_matmuls_and_keeps_embeddings():
     names = ("token_ids", "segment_ids", "padding_mask")
     qat = tq.quantize_model(backbone, representative_data=dict(zip(names, train)))
     ffn_output = qat.get_layer("transformer_layer_0")._feedforward_output_dense
-    assert 99 in ffn_output.outlier_channels
+    assert ffn_output.output_scale.numpy()[99] > 8  # the outlier dimension gets its own range
     # The embeddings sum stays float before its LayerNorm: per-dimension table scales.
     assert qat.get_layer("quant_token_embedding").embedding_channel_scales
     student = pooled(qat)

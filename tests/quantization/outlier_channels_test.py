@@ -57,10 +57,22 @@ def test_select_channels_takes_the_largest_above_the_ratio():
     assert select_channels(span, 200.0, 8) == []
 
 
+def _scaled_channels(factors):
+    return [int(c) for c in np.flatnonzero(np.asarray(factors) > 1.0)]
+
+
 def test_finds_the_planted_channels_and_leaves_the_model_as_it_was():
     model = _model_with_outliers()
     before = model.predict(_data(8), verbose=0)
-    assert find_outlier_channels(model, _data()) == {"big": {"outlier_channels": _OUTLIERS}}
+    found = find_outlier_channels(model, _data())
+    assert list(found) == ["big"] and list(found["big"]) == ["output_scale"]
+    factors = found["big"]["output_scale"]
+    assert _scaled_channels(factors) == _OUTLIERS
+    # Each outlier channel is divided down to the range of the largest ordinary one.
+    outputs = model.predict(_data(), verbose=0).reshape(-1, 48)
+    span = np.maximum(outputs.max(0), 0) - np.minimum(outputs.min(0), 0)
+    ordinary = np.delete(span, _OUTLIERS).max()
+    np.testing.assert_allclose(factors[_OUTLIERS], span[_OUTLIERS] / ordinary, rtol=1e-3)
     assert "call" not in vars(model.get_layer("big"))  # the recording call is removed
     np.testing.assert_array_equal(model.predict(_data(8), verbose=0), before)
 
@@ -74,33 +86,55 @@ def test_finds_outliers_inside_keras_hub_attention():
     kernel[:, 3] *= 50.0
     dense.kernel.assign(kernel)
     found = find_outlier_channels(backbone, testing.token_inputs(batch=8), ratio=8.0)
-    assert found["transformer_layer_0/feedforward_output_dense"]["outlier_channels"] == [3]
+    assert _scaled_channels(found["transformer_layer_0/feedforward_output_dense"]["output_scale"]) == [3]
 
 
-def test_split_cuts_the_error_of_outlier_channels():
+def test_output_scales_and_splits_cut_the_error_of_outlier_channels():
     model = _model_with_outliers()
     x = _data()
     reference = model.predict(x, verbose=0)
     errors = {}
-    for name, data in (("split", x), ("plain", None)):
-        qat = tq.quantize_model(model, representative_data=data)
+    for name, data, per_layer in (
+        ("scaled", x, None),
+        ("split", None, {"big": {"outlier_channels": _OUTLIERS}}),
+        ("plain", None, None),
+    ):
+        qat = tq.quantize_model(model, representative_data=data, per_layer=per_layer)
         qat(x, training=True)  # sets the activation ranges
         errors[name] = np.abs(qat.predict(x, verbose=0) - reference).mean()
-    assert qat.get_layer("quant_big").outlier_channels == ()
+    assert errors["scaled"] < errors["plain"] / 3, errors
     assert errors["split"] < errors["plain"] / 3, errors
 
 
-def test_per_layer_outlier_channels_win_over_the_found_ones():
+def test_per_layer_outlier_channels_win_over_the_found_scales():
     model = _model_with_outliers()
     qat = tq.quantize_model(model, per_layer={"big": {"outlier_channels": [5]}}, representative_data=_data())
     assert qat.get_layer("quant_big").outlier_channels == (5,)
+    assert qat.get_layer("quant_big").output_scale is None
+
+
+def test_scaled_model_converts_to_int8_with_one_float_mul_and_reloads(tmp_path):
+    from tfcompress.saving import load_model
+
+    x = _data()
+    qat = tq.quantize_model(_model_with_outliers(), representative_data=x)
+    qat(x, training=True)
+    path = tmp_path / "scaled.keras"
+    qat.save(path)
+    reloaded = load_model(path)
+    np.testing.assert_array_equal(
+        reloaded.get_layer("quant_big").output_scale.numpy(), qat.get_layer("quant_big").output_scale.numpy()
+    )
+    np.testing.assert_array_equal(reloaded.predict(x, verbose=0), qat.predict(x, verbose=0))
+    kinds = _int8_export_op_kinds(qat, x, ("CONV_2D", "PAD", "MUL"))
+    assert kinds == {("CONV_2D", "int8"): 1, ("MUL", "float32"): 1}, kinds
 
 
 def test_split_model_converts_to_int8_and_matches_keras(tmp_path):
     from tfcompress.saving import load_model
 
     x = _data()
-    qat = tq.quantize_model(_model_with_outliers(), representative_data=x)
+    qat = tq.quantize_model(_model_with_outliers(), per_layer={"big": {"outlier_channels": _OUTLIERS}})
     qat(x, training=True)
     path = tmp_path / "split.keras"
     qat.save(path)
@@ -131,17 +165,17 @@ def test_data_errors():
         find_outlier_channels(_model_with_outliers(), iter([]))
 
 
-def test_a_dense_after_a_split_quantizes_its_float_input():
-    """The split's halves are added in float; a Dense reading that sum must
+def test_a_dense_after_scaled_outputs_quantizes_its_float_input():
+    """Output scales multiply in float; a Dense reading the product must
     quantize its input, or it would convert to a float FULLY_CONNECTED."""
     model = _model_with_outliers()
     inputs = keras.Input((16, 32))
     hidden = model.get_layer("big")(inputs)
     outputs = keras.layers.Dense(4, name="head")(hidden)
     model = keras.Model(inputs, outputs)
-    split = tq.quantize_model(model, representative_data=_data())
-    assert split.get_layer("quant_big").outlier_channels == tuple(_OUTLIERS)
-    assert split.get_layer("quant_head").input_quantizer is not None
+    scaled = tq.quantize_model(model, representative_data=_data())
+    assert _scaled_channels(scaled.get_layer("quant_big").output_scale.numpy()) == _OUTLIERS
+    assert scaled.get_layer("quant_head").input_quantizer is not None
     plain = tq.quantize_model(model)
     assert plain.get_layer("quant_head").input_quantizer is None
 
@@ -167,8 +201,8 @@ def test_gelu_outliers_are_split_at_the_next_matmul_input():
     x = _data()
     found = find_outlier_channels(model, x)
     assert found["down"]["input_outlier_channels"] == [7]
-    # up's own output unit 7 also gets its own scale (GELU then runs on the float sum).
-    assert found["up"] == {"quantize_output": False, "outlier_channels": [7]}
+    # up's own output unit 7 also gets its own scale (GELU then runs on the float product).
+    assert found["up"]["quantize_output"] is False and _scaled_channels(found["up"]["output_scale"]) == [7]
     reference = model.predict(x, verbose=0)
     errors = {}
     for name, data in (("split", x), ("plain", None)):
@@ -182,8 +216,8 @@ def test_gelu_outliers_are_split_at_the_next_matmul_input():
     assert split.get_layer("quant_down").input_outlier_channels == (7,)
     assert not split.get_layer("quant_up").quantize_config.quantize_output
     kinds = _int8_export_op_kinds(split, x, ("CONV_2D", "GELU"))
-    # up's ordinary and outlier units, down's ordinary channels and outlier rows: all int8; GELU float.
-    assert kinds == {("CONV_2D", "int8"): 4, ("GELU", "float32"): 1}, kinds
+    # up (its unit 7 scaled), down's ordinary channels and outlier rows: all int8; GELU float.
+    assert kinds == {("CONV_2D", "int8"): 3, ("GELU", "float32"): 1}, kinds
 
 
 def test_gelu_matmul_output_outliers_get_their_own_scale():
@@ -195,12 +229,19 @@ def test_gelu_matmul_output_outliers_get_their_own_scale():
     model = keras.Model(inputs, model.get_layer("up")(inputs))
     reference = model.predict(x, verbose=0)
     errors = {}
-    for name, channels in (("split", [7]), ("plain", None)):
+    scale = np.ones(64, "float32")
+    scale[7] = 30.0
+    for name, override in (
+        ("split", {"outlier_channels": [7]}),
+        ("scaled", {"output_scale": scale}),
+        ("plain", {}),
+    ):
         # GELU's output left float (a consumer's input split would take it).
-        qat = tq.quantize_model(model, per_layer={"up": {"outlier_channels": channels, "quantize_output": False}})
+        qat = tq.quantize_model(model, per_layer={"up": {**override, "quantize_output": False}})
         qat(x, training=True)
         errors[name] = np.abs(qat.predict(x, verbose=0) - reference).mean()
     assert errors["split"] < errors["plain"] / 3, errors
+    assert errors["scaled"] < errors["plain"] / 3, errors
     up = qat.get_layer("quant_up")
     # GELU is flat below -4: the matmul's int8 range spends no levels there.
     assert float(up._pre_activation[1]["min_var"].numpy()) == pytest.approx(-4.0)

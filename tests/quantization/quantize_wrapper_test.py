@@ -263,3 +263,60 @@ def test_embedding_channel_scales_errors_name_the_layer_and_the_fix(make, match)
 def _dense_wrapper_with_channel_scales():
     wrapper = tq.QuantizeWrapper(keras.layers.Dense(2), tq.DefaultQuantizeConfig(), embedding_channel_scales=True)
     wrapper.build((None, 3))
+
+
+def _scaled_dense(output_scale, per_axis=True, **kwargs):
+    layer = keras.layers.Dense(4, bias_initializer="ones")
+    layer.build((None, 5, 3))
+    config = tq.DefaultQuantizeConfig(["kernel"], weight_per_axis=per_axis)
+    wrapper = tq.QuantizeWrapper(layer, config, output_scale=output_scale, **kwargs)
+    wrapper.build((None, 5, 3))
+    return layer, wrapper
+
+
+def test_output_scale_divides_the_kernel_columns_and_multiplies_the_output():
+    factors = np.array([1.0, 40.0, 1.0, 1.0], "float32")
+    layer, wrapper = _scaled_dense(factors)
+    kernel = layer.kernel.numpy()
+    kernel[:, 1] *= 40.0  # output channel 1 spans 40x the others
+    layer.kernel.assign(kernel)
+    wrapper.calibrate_weights()
+    np.testing.assert_allclose(np.asarray(wrapper.weight_tensor(layer.kernel)), kernel / factors, rtol=1e-6)
+    x = np.random.default_rng(0).normal(size=(8, 5, 3)).astype("float32")
+    wrapper(x, training=True)  # output range from the scaled matmul: channel 1 no longer sets it
+    _, qvars = wrapper._outputs[0]
+    expected = np.asarray(layer(x)) / factors
+    assert float(qvars["max_var"].numpy()) == pytest.approx(expected.max(), rel=1e-2)
+    scaled_error = np.abs(np.asarray(wrapper(x)) - np.asarray(layer(x)))[..., [0, 2, 3]].mean()
+    _, plain = _scaled_dense(None)
+    plain.layer.kernel.assign(kernel)
+    plain.layer.bias.assign(layer.bias.numpy())
+    plain.calibrate_weights()
+    plain(x, training=True)
+    plain_error = np.abs(np.asarray(plain(x)) - np.asarray(layer(x)))[..., [0, 2, 3]].mean()
+    assert scaled_error < plain_error / 4, (scaled_error, plain_error)
+    config = wrapper.get_config()
+    assert config["output_scale"] is True
+    again = tq.QuantizeWrapper.from_config(config)
+    again.build((None, 5, 3))
+    again.set_weights(wrapper.get_weights())
+    np.testing.assert_array_equal(again.output_scale.numpy(), factors)
+    np.testing.assert_array_equal(np.asarray(again(x)), np.asarray(wrapper(x)))
+
+
+@pytest.mark.parametrize(
+    "factors, kwargs, match",
+    [
+        ([1.0, 2.0], {}, "has 4 output channels, not 2"),
+        ([1.0, 2.0, 1.0, 1.0], dict(outlier_channels=[1]), "pass one or the other"),
+        ([1.0, 2.0, 1.0, 1.0], dict(per_axis=False), "needs per-channel weights"),
+    ],
+)
+def test_output_scale_errors_name_the_layer_and_the_fix(factors, kwargs, match):
+    with pytest.raises(ValueError, match=rf"`output_scale` cannot be used on layer .*{match}.*Leave it out"):
+        _scaled_dense(np.array(factors, "float32"), **kwargs)
+
+
+def test_output_scale_must_be_positive_factors():
+    with pytest.raises(ValueError, match="`output_scale` of layer .* one per flat output channel"):
+        tq.QuantizeWrapper(keras.layers.Dense(2), tq.DefaultQuantizeConfig(), output_scale=[1.0, 0.0])

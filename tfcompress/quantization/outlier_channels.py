@@ -5,10 +5,11 @@ a hundred times larger than the others (in the pretrained MiniLM the FFN
 output of the first block spans 272 in dimension 99 against a median of 1.5
 over the other 383). One int8 scale for the whole tensor then leaves the
 ordinary channels two or three levels, and the sentence embedding of a
-quantized MiniLM falls to cosine 0.90. `QuantizeWrapper(outlier_channels=...,
-input_outlier_channels=...)` computes those channels in a FULLY_CONNECTED of
-their own with its own int8 scales; this module picks them from
-representative data.
+quantized MiniLM falls to cosine 0.90. `QuantizeWrapper(output_scale=...)`
+divides such output channels down before the int8 output and multiplies them
+back in float; `QuantizeWrapper(input_outlier_channels=...)` computes such
+input channels in a matmul of their own with its own int8 scales; this
+module picks them from representative data.
 """
 
 import numpy as np
@@ -52,6 +53,17 @@ def select_channels(span, ratio, max_channels):
     return sorted(chosen)
 
 
+def _output_factors(span, channels):
+    """Per output channel: how many times an outlier channel's range exceeds
+    the largest ordinary one (1 for the ordinary channels)."""
+    span = np.asarray(span, dtype="float64")
+    ordinary = np.delete(span, channels)
+    reference = max(float(ordinary.max()) if ordinary.size else 1.0, 1e-12)
+    factors = np.ones_like(span)
+    factors[channels] = np.maximum(span[channels] / reference, 1.0)
+    return factors.astype("float32")
+
+
 def _smoothing_factors(input_span, kernel, alpha):
     """SmoothQuant's per-input-channel factors, median 1.
 
@@ -72,7 +84,11 @@ def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8,
     `QuantizeWrapper` can run as a flat matmul (input of rank > 2). A
     channel whose range is more than `ratio` times the median range is an
     outlier:
-    - outlier output channels of a linear layer get `"outlier_channels"`;
+    - outlier output channels get `"output_scale"`: factors that divide
+      them down to the range of the largest ordinary channel before the
+      int8 output and multiply them back in float after it (one MUL in
+      TFLite; `"outlier_channels"`, a split into a second matmul, is the
+      per_layer alternative);
     - outlier input channels get `"input_outlier_channels"` when the input
       comes straight from another Dense/EinsumDense whose activation TFLite
       does not fuse (the GELU of a transformer FFN) and nothing else reads
@@ -100,7 +116,7 @@ def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8,
             None for no smoothing.
 
     Returns:
-        `{layer path: {"outlier_channels": [...], ...}}`, ready to merge
+        `{layer path: {"output_scale": factors, ...}}`, ready to merge
         into `quantize_model(per_layer=...)`.
 
     Raises:
@@ -109,8 +125,8 @@ def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8,
 
     Example:
         >>> find_outlier_channels(backbone, {"token_ids": ids, ...})
-        {'transformer_layer_0/feedforward_output_dense': {'outlier_channels': [99],
-         'input_outlier_channels': [...]}, ...}
+        {'transformer_layer_0/feedforward_output_dense': {'output_scale': array([1., ...]),
+         'input_outlier_channels': [856]}, ...}
     """
     if not ratio > 1:
         raise ValueError(f"`ratio` must be greater than 1. Received: ratio={ratio!r}")
@@ -191,7 +207,7 @@ def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8,
             continue
         channels = outliers(path, "output")
         if channels:
-            found.setdefault(path, {})["outlier_channels"] = channels
+            found.setdefault(path, {})["output_scale"] = _output_factors(span(path, "output"), channels)
     for producer, consumers in readers.items():
         if isinstance(ref_layers[producer], FLOAT_COMPUTE):
             if smoothing is None or not all(path in layers for path in consumers):

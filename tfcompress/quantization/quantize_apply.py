@@ -53,8 +53,9 @@ def _wrap(ref, inner, config, plan, scheme, prefix, preserve_sparsity):
     for name in ("outlier_channels", "input_outlier_channels"):
         if override.get(name):
             kwargs[name] = override[name]
-    if override.get("input_scale") is not None:
-        kwargs["input_scale"] = override["input_scale"]
+    for name in ("input_scale", "output_scale"):
+        if override.get(name) is not None:
+            kwargs[name] = override[name]
     if override.get("input_outlier_channels"):
         kwargs["input_quantizer"] = None  # the split quantizes its input itself
     if key in plan.float_gather:
@@ -111,12 +112,13 @@ def quantize(model, scheme, selected_paths, prefix, preserve_sparsity, fold_batc
         return config_of(layer) is not None
 
     def float_output(layer):
-        """An outlier split adds its two int8 halves in float; a layer told
-        not to quantize its output leaves it float."""
+        """An outlier split adds its two int8 halves in float, output scales
+        multiply in float; a layer told not to quantize its output leaves it
+        float."""
         inner = layer.layer if isinstance(layer, QuantizeAnnotate) else layer
         override = scheme.override(paths.get(id(layer), layer.name), inner)
         split = override.get("outlier_channels") or override.get("input_outlier_channels")
-        return bool(split) or override.get("quantize_output") is False
+        return bool(split) or override.get("output_scale") is not None or override.get("quantize_output") is False
 
     containers = [model] + [r.layer for r in walk_layers(model)]
     for container in filter(_is_graph, containers):

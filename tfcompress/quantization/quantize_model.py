@@ -35,7 +35,7 @@ def quantize_model(
         activation_bits: 8, or 16 for TFLite's int16x8 mode.
         per_layer: `{layer name or path: {"weight_bits", "activation_bits",
             "skip", "quantize_output", "quantize_input", "outlier_channels",
-            "input_outlier_channels", "input_scale"}}`.
+            "input_outlier_channels", "input_scale", "output_scale"}}`.
         fold_batch_norm: fold BatchNormalization into the layer before it.
         preserve_sparsity: keep zero weights at zero (QAT after pruning).
         inplace: quantize `to_quantize` itself instead of a copy; needed for
@@ -75,7 +75,11 @@ def quantize_model(
         for path, found in find_outlier_channels(
             to_quantize, representative_data, outlier_ratio, smoothing=smoothing
         ).items():
-            per_layer[path] = {**found, **per_layer.get(path, {})}
+            given = per_layer.get(path, {})
+            merged = {**found, **given}
+            if "outlier_channels" in given:  # the user's split replaces the found scales
+                merged.pop("output_scale", None)
+            per_layer[path] = merged
     scheme = QuantizeScheme(weight_bits, activation_bits, per_layer)
     prefix = "quant_" if quantized_layer_name_prefix is None else quantized_layer_name_prefix
     return quantize(to_quantize, scheme, None, prefix, preserve_sparsity, fold_batch_norm, inplace)

@@ -55,7 +55,7 @@ def is_supported(layer):
 def _check_override(key, override):
     allowed = {
         "weight_bits", "activation_bits", "skip", "quantize_output", "outlier_channels", "input_outlier_channels",
-        "input_scale", "quantize_input",
+        "input_scale", "quantize_input", "output_scale",
     }
     if not isinstance(override, dict) or set(override) - allowed:
         raise ValueError(
@@ -87,7 +87,7 @@ class QuantizeScheme:
         activation_bits: 8, or 16 for TFLite's int16x8 mode.
         per_layer: `{layer name or path: {"weight_bits", "activation_bits",
             "skip", "quantize_output", "quantize_input", "outlier_channels",
-            "input_outlier_channels", "input_scale"}}` overrides (the channels: see
+            "input_outlier_channels", "input_scale", "output_scale"}}` overrides (the channels: see
             `QuantizeWrapper`).
 
     Example:

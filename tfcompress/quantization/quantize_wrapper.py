@@ -41,7 +41,7 @@ def _check_channels(channels, layer, name="outlier_channels"):
     return tuple(sorted(set(channels)))
 
 
-def _check_input_scale(input_scale, layer):
+def _check_input_scale(input_scale, layer, name="input_scale", side="input"):
     """None, True (values restored with the weights) or a 1-D positive vector."""
     if input_scale is None or input_scale is False:
         return None
@@ -50,9 +50,9 @@ def _check_input_scale(input_scale, layer):
     values = np.asarray(input_scale, dtype="float32")
     if values.ndim != 1 or not values.size or not np.all(np.isfinite(values)) or not np.all(values > 0):
         raise ValueError(
-            f"`input_scale` of layer {layer.name!r} must be a 1-D vector of positive "
-            "finite factors, one per flat input channel (see `find_outlier_channels`). "
-            f"Received: input_scale with shape {values.shape}"
+            f"`{name}` of layer {layer.name!r} must be a 1-D vector of positive "
+            f"finite factors, one per flat {side} channel (see `find_outlier_channels`). "
+            f"Received: {name} with shape {values.shape}"
         )
     return values
 
@@ -115,6 +115,15 @@ class QuantizeWrapper(CompressionWrapper):
             probabilities x values matmul becomes an int8 BATCH_MATMUL that
             XNNPack does not run (1.1 ms per MiniLM block against 0.05 ms
             in float).
+        output_scale: per flat output channel factors (>= 1 for the channels
+            with an outlier range, 1 elsewhere) of a Dense/EinsumDense on
+            inputs of rank > 2 with per-channel weights: the kernel columns
+            and bias are divided by them, so one int8 output scale fits all
+            channels, and the dequantized output is multiplied back (one float
+            MUL in TFLite, where `outlier_channels` adds a second matmul, a
+            PAD per channel and an ADD). Each scaled channel keeps its own
+            weight scale. `find_outlier_channels` computes them. `True` makes
+            a placeholder whose values are restored with the weights.
         embedding_channel_scales: for an Embedding whose gathered rows are
             read in float (a transformer's embeddings sum before its
             LayerNormalization), give each embedding dimension its own int8
@@ -145,6 +154,7 @@ class QuantizeWrapper(CompressionWrapper):
         input_outlier_channels=None,
         input_scale=None,
         embedding_channel_scales=False,
+        output_scale=None,
         **kwargs,
     ):
         super().__init__(layer, **kwargs)
@@ -166,6 +176,7 @@ class QuantizeWrapper(CompressionWrapper):
         self.input_outlier_channels = _check_channels(input_outlier_channels, layer, "input_outlier_channels")
         self._input_scale_values = _check_input_scale(input_scale, layer)
         self.embedding_channel_scales = bool(embedding_channel_scales)
+        self._output_scale_values = _check_input_scale(output_scale, layer, "output_scale", "output")
 
     def build(self, input_shape=None):
         self._input_shape_for_build = input_shape
@@ -198,6 +209,7 @@ class QuantizeWrapper(CompressionWrapper):
         self._build_flat_matmul(quantizers)
         self._build_outlier_split()
         self._build_input_scale()
+        self._build_output_scale()
         self._check_embedding_channel_scales()
         self.calibrate_weights()
 
@@ -296,6 +308,34 @@ class QuantizeWrapper(CompressionWrapper):
         self.input_scale = self.add_weight(name="input_scale", shape=(size,), initializer="ones", trainable=False)
         if values is not True:
             self.input_scale.assign(values)
+
+    def _build_output_scale(self):
+        self.output_scale = None
+        values = self._output_scale_values
+        if values is None:
+            return
+        problem = None
+        if self._flat is None:
+            problem = "it only applies to a Dense/EinsumDense run on inputs of rank > 2"
+        elif self.outlier_channels:
+            problem = "it replaces `outlier_channels`; pass one or the other"
+        elif self._matmul_output()[0] is None:
+            problem = "the layer's matmul output is not quantized by this wrapper"
+        elif not self._per_channel:
+            problem = "it needs per-channel weights (the scaled kernel columns keep their own scales)"
+        elif values is not True and values.shape[0] != math.prod(self._flat[2]):
+            problem = f"the layer has {math.prod(self._flat[2])} output channels, not {values.shape[0]}"
+        if problem:
+            received = "True" if values is True else f"<{values.shape[0]} factors>"
+            _refuse("output_scale", self.layer, problem, received)
+        size = math.prod(self._flat[2])
+        self.output_scale = self.add_weight(name="output_scale", shape=(size,), initializer="ones", trainable=False)
+        if values is not True:
+            self.output_scale.assign(values)
+
+    def _unscaled_output(self, outputs):
+        """The quantized matmul output times `output_scale` (one float MUL)."""
+        return ops.multiply(outputs, ops.reshape(self.output_scale, self._flat[2]))
 
     def _check_embedding_channel_scales(self):
         if not self.embedding_channel_scales:
@@ -402,9 +442,14 @@ class QuantizeWrapper(CompressionWrapper):
         With `input_scale`, the kernel rows carry the factors the input was
         divided by.
         """
-        if self.input_scale is not None and variable is self.layer.kernel:
+        if self._flat is not None and variable is self.layer.kernel:
             _, in_shape, out_shape = self._flat
-            return variable * ops.reshape(self.input_scale, tuple(in_shape) + (1,) * len(out_shape))
+            value = ops.convert_to_tensor(variable)
+            if self.input_scale is not None:
+                value = value * ops.reshape(self.input_scale, tuple(in_shape) + (1,) * len(out_shape))
+            if self.output_scale is not None:
+                value = value / ops.reshape(self.output_scale, (1,) * len(in_shape) + tuple(out_shape))
+            return value
         if self.embedding_channel_scales and variable is self.layer.embeddings:
             return variable / self._channel_scales()
         return ops.convert_to_tensor(variable)
@@ -463,18 +508,25 @@ class QuantizeWrapper(CompressionWrapper):
         outputs = self.postprocess(outputs, training)
         for quantizer, qvars in self._outputs:
             outputs = quantizer(outputs, training, qvars)
+        if self.output_scale is not None and self._pre_activation is None:
+            outputs = self._unscaled_output(outputs)
         return outputs
 
     def _call_flat(self, inputs, training):
         layer = self.layer
         values = {id(variable): tensor for variable, tensor in self.substitutions(training)}
-        bias = None if layer.bias is None else flat_bias(values.get(id(layer.bias), layer.bias), self._flat[2])
+        bias = None if layer.bias is None else values.get(id(layer.bias), layer.bias)
+        if bias is not None and self.output_scale is not None:
+            bias = bias / ops.reshape(self.output_scale, ops.shape(bias))
+        bias = None if bias is None else flat_bias(bias, self._flat[2])
         kernel, _, _ = self._kernel_parts()
         _, quantizer, qvars, _ = self._kernel_entry()
         x, lead = flat_inputs(layer, self._flat, inputs)
         outputs = ops.reshape(self._matmul(x, kernel, quantizer, qvars, training, bias), lead + tuple(self._flat[2]))
         if self._pre_activation is not None:
             outputs = self._quantize_matmul_output(outputs, training)
+            if self.output_scale is not None:
+                outputs = self._unscaled_output(outputs)
         if layer.activation is not None:
             outputs = layer.activation(outputs)
         return outputs
@@ -522,7 +574,10 @@ class QuantizeWrapper(CompressionWrapper):
                 return output_q(values, training, output_vars)
 
         if split is None:
-            bias = None if self.layer.bias is None else flat_bias(self.layer.bias, self._flat[2])
+            bias = self.layer.bias
+            if bias is not None and self.output_scale is not None:
+                bias = bias / ops.reshape(self.output_scale, ops.shape(bias))
+            bias = None if bias is None else flat_bias(bias, self._flat[2])
             outputs = quantize(self._matmul(x, kernel, kernel_q, kernel_vars, training, bias), training)
         else:
             rest_kernel, rest_bias, outlier_kernel, outlier_bias = split
@@ -534,6 +589,8 @@ class QuantizeWrapper(CompressionWrapper):
         if extra is not None:
             outputs = outputs + extra
         outputs = ops.reshape(outputs, lead + tuple(self._flat[2]))
+        if self.output_scale is not None:
+            outputs = self._unscaled_output(outputs)
         if self._pre_activation is not None:  # GELU on the float sum, then its own output range
             outputs = self.layer.activation(outputs)
             for quantizer, qvars in self._outputs:
@@ -554,6 +611,7 @@ class QuantizeWrapper(CompressionWrapper):
             input_outlier_channels=list(self.input_outlier_channels) or None,
             input_scale=True if self._input_scale_values is not None else None,
             embedding_channel_scales=self.embedding_channel_scales,
+            output_scale=True if self._output_scale_values is not None else None,
         )
         return config
 
