@@ -299,15 +299,7 @@ class QuantizeWrapper(CompressionWrapper):
             problem = "it replaces `input_outlier_channels`; pass one or the other"
         elif self.input_quantizer is None:
             problem = "the layer's input is not quantized by this wrapper (no `input_quantizer`)"
-        elif values is not True and values.shape[0] != math.prod(self._flat[1]):
-            problem = f"the layer has {math.prod(self._flat[1])} input channels, not {values.shape[0]}"
-        if problem:
-            received = "True" if values is True else f"<{values.shape[0]} factors>"
-            _refuse("input_scale", self.layer, problem, received)
-        size = math.prod(self._flat[1])
-        self.input_scale = self.add_weight(name="input_scale", shape=(size,), initializer="ones", trainable=False)
-        if values is not True:
-            self.input_scale.assign(values)
+        self.input_scale = self._factor_weight("input_scale", values, 1, problem)
 
     def _build_output_scale(self):
         self.output_scale = None
@@ -323,15 +315,22 @@ class QuantizeWrapper(CompressionWrapper):
             problem = "the layer's matmul output is not quantized by this wrapper"
         elif not self._per_channel:
             problem = "it needs per-channel weights (the scaled kernel columns keep their own scales)"
-        elif values is not True and values.shape[0] != math.prod(self._flat[2]):
-            problem = f"the layer has {math.prod(self._flat[2])} output channels, not {values.shape[0]}"
+        self.output_scale = self._factor_weight("output_scale", values, 2, problem)
+
+    def _factor_weight(self, name, values, side, problem):
+        """The non-trainable per-channel factors `name` (`side` 1: flat input
+        channels, 2: output), after refusing with `problem` or a wrong size."""
+        if problem is None:
+            size = math.prod(self._flat[side])
+            if values is not True and values.shape[0] != size:
+                problem = f"the layer has {size} {'input' if side == 1 else 'output'} channels, not {values.shape[0]}"
         if problem:
             received = "True" if values is True else f"<{values.shape[0]} factors>"
-            _refuse("output_scale", self.layer, problem, received)
-        size = math.prod(self._flat[2])
-        self.output_scale = self.add_weight(name="output_scale", shape=(size,), initializer="ones", trainable=False)
+            _refuse(name, self.layer, problem, received)
+        weight = self.add_weight(name=name, shape=(size,), initializer="ones", trainable=False)
         if values is not True:
-            self.output_scale.assign(values)
+            weight.assign(values)
+        return weight
 
     def _unscaled_output(self, outputs):
         """The quantized matmul output times `output_scale` (one float MUL)."""
