@@ -354,6 +354,11 @@ def test_smoothing_inside_keras_hub_bert_converts_to_int8(tmp_path):
         for name in ("self_attention_layer/query", "self_attention_layer/key", "self_attention_layer/value",
                      "feedforward_intermediate_dense")
     )
+    for i in range(2):  # one set of factors for the three readers of a norm: one MUL + QUANTIZE in TFLite
+        query, key, value = (found[f"transformer_layer_{i}/self_attention_layer/{n}"]["input_scale"]
+                             for n in ("query", "key", "value"))
+        np.testing.assert_array_equal(query, key)
+        np.testing.assert_array_equal(query, value)
     qat = tq.quantize_model(backbone, representative_data=data)
     names = ("token_ids", "segment_ids", "padding_mask")
     inputs = [keras.Input((testing.SEQ,), dtype="int32", name=n) for n in names]
@@ -371,7 +376,9 @@ def test_smoothing_inside_keras_hub_bert_converts_to_int8(tmp_path):
     np.testing.assert_array_equal(
         reloaded.predict(data, verbose=0)["sequence_output"], qat.predict(data, verbose=0)["sequence_output"]
     )
-    kinds = _int8_export_op_kinds(model, x, ("CONV_2D", "BATCH_MATMUL", "GELU"))
+    kinds = _int8_export_op_kinds(model, x, ("CONV_2D", "BATCH_MATMUL", "GELU", "QUANTIZE"))
+    # Per block: one QUANTIZE for Q/K/V together, one each for the attention
+    # output, FFN and FFN output projection inputs; one for the last norm's output.
     assert kinds == {
-        ("CONV_2D", "int8"): 12, ("BATCH_MATMUL", "float32"): 4, ("GELU", "float32"): 2
+        ("CONV_2D", "int8"): 12, ("BATCH_MATMUL", "float32"): 4, ("GELU", "float32"): 2, ("QUANTIZE", "float32"): 9
     }, kinds

@@ -64,14 +64,17 @@ def _output_factors(span, channels):
     return factors.astype("float32")
 
 
-def _smoothing_factors(input_span, kernel, alpha):
+def _smoothing_factors(input_span, kernels, alpha):
     """SmoothQuant's per-input-channel factors, median 1.
 
-    `max|x_j|^alpha / max|W_j|^(1 - alpha)`: dividing the input by them and
-    multiplying the kernel rows moves part of each channel's range from the
-    activation (one int8 scale per tensor) to the weights.
+    `max|x_j|^alpha / max|W_j|^(1 - alpha)`, `W` being all the `kernels`
+    reading the input: dividing the input by them and multiplying the kernel
+    rows moves part of each channel's range from the activation (one int8
+    scale per tensor) to the weights.
     """
-    rows = np.abs(np.asarray(kernel, "float64").reshape((input_span.size, -1))).max(axis=1)
+    rows = np.max(
+        [np.abs(np.asarray(k, "float64").reshape((input_span.size, -1))).max(axis=1) for k in kernels], axis=0
+    )
     factors = np.maximum(input_span, 1e-5) ** alpha / np.maximum(rows, 1e-5) ** (1.0 - alpha)
     return (factors / np.median(factors)).astype("float32")
 
@@ -100,9 +103,11 @@ def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8,
 
     With `smoothing`, a LayerNormalization read only by such matmuls (and by
     ops that are not layers, such as a transformer's residual add) is left
-    float (`"quantize_output": False`), and each matmul reading it gets
-    `"input_scale"`: SmoothQuant factors that move part of the range of the
-    large channels into its kernel rows (see `QuantizeWrapper`). The
+    float (`"quantize_output": False`), and the matmuls reading it get
+    `"input_scale"`: SmoothQuant factors, one set shared by all of them (so
+    TFLite computes one MUL and QUANTIZE for a query/key/value trio), that
+    move part of the range of the large channels into their kernel rows
+    (see `QuantizeWrapper`). The
     residual stream then stays float, as LayerNorm computes in float anyway.
 
     Args:
@@ -213,10 +218,13 @@ def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8,
             if smoothing is None or not all(path in layers for path in consumers):
                 continue
             found.setdefault(producer, {})["quantize_output"] = False
+            # One set of factors for all readers of the tensor (the query, key
+            # and value of an attention block): TFLite then computes one MUL
+            # and one QUANTIZE for them instead of one each.
+            low, high = spans[(next(iter(consumers)), "input")]
+            amax = np.maximum(np.abs(low), np.abs(high))
+            factors = _smoothing_factors(amax, [layers[consumer].kernel for consumer in consumers], smoothing)
             for consumer in consumers:
-                low, high = spans[(consumer, "input")]
-                amax = np.maximum(np.abs(low), np.abs(high))
-                factors = _smoothing_factors(amax, layers[consumer].kernel, smoothing)
                 found.setdefault(consumer, {})["input_scale"] = factors
             continue
         (consumer,) = consumers if len(consumers) == 1 else (None,)
