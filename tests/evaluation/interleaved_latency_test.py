@@ -1,12 +1,8 @@
-import contextlib
-import io
 import time
-import warnings
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 from tfcompress import evaluation
 from tfcompress import runtime
@@ -28,23 +24,6 @@ class Recorder(FakeLiteRT):
         if self.delay_s:
             time.sleep(self.delay_s)
         return super().run(inputs)
-
-
-@pytest.fixture(scope="module")
-def int8_flatbuffer():
-    """A Dense model converted with int8 inputs and outputs."""
-    keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3)])
-    data = np.random.default_rng(0).normal(size=(32, 4)).astype("float32")
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([row[None]] for row in data)
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        return converter.convert()
 
 
 def test_rounds_interleave_with_a_rotating_first_model():
@@ -81,11 +60,11 @@ def test_keras_models_and_callables_take_part():
     assert results["keras"].runs == results["callable"].runs == 6
 
 
-def test_int8_model_is_timed_on_inputs_quantized_once(int8_flatbuffer):
-    model = runtime.load(int8_flatbuffer, num_threads=1)
+def test_int8_model_is_timed_on_inputs_quantized_once(int8_tflite):
+    model = runtime.load(int8_tflite, num_threads=1)
     detail = model.input_details[0]
     scale, zero_point = detail["quantization"]
-    x = np.random.default_rng(1).normal(size=(1, 4)).astype("float32")
+    x = np.random.default_rng(1).normal(size=(1, 6)).astype("float32")
     expected = np.clip(np.round(x / scale + zero_point), -128, 127).astype(np.int8)
     fed = []
     original_run = model.run
@@ -106,11 +85,11 @@ def test_int8_model_is_timed_on_inputs_quantized_once(int8_flatbuffer):
     np.testing.assert_array_equal(array, expected)
 
 
-def test_paths_and_bytes_are_loaded_with_num_threads(int8_flatbuffer, tmp_path):
+def test_paths_and_bytes_are_loaded_with_num_threads(int8_tflite, tmp_path):
     path = tmp_path / "int8.tflite"
-    path.write_bytes(int8_flatbuffer)
+    path.write_bytes(int8_tflite)
     results = evaluation.interleaved_latency(
-        {"file": str(path), "bytes": int8_flatbuffer}, X, rounds=1, runs=2, num_threads=1
+        {"file": str(path), "bytes": int8_tflite}, np.ones((1, 6), "float32"), rounds=1, runs=2, num_threads=1
     )
     assert [r.num_threads for r in results.values()] == [1, 1]
     assert [r.runs for r in results.values()] == [2, 2]

@@ -1,4 +1,4 @@
-"""Small `.tflite` files built with the stock converter (not tfcompress.export)."""
+"""Small `.tflite` files built with the stock converter (not tfcompress.export), for any test."""
 
 import contextlib
 import io
