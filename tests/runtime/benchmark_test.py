@@ -3,7 +3,6 @@ import pytest
 
 from tfcompress import runtime
 from tfcompress.runtime.benchmark import call_times
-from tfcompress.runtime.benchmark import native_inputs
 from tfcompress.runtime.benchmark import summarize
 
 
@@ -60,7 +59,7 @@ def test_benchmark_argument_errors(dense_tflite, kwargs):
 def test_native_inputs_quantize_once_for_raw_runs(int8_tflite):
     model = runtime.load(int8_tflite)
     x = np.random.default_rng(0).normal(size=(2, 6)).astype(np.float32)
-    feed = native_inputs(model, x)
+    feed = model.native_inputs(x)
     (array,) = feed.values()
     assert array.dtype == np.int8 and array.shape == (2, 6)
     scale, zero_point = model.output_details[0]["quantization"]
@@ -72,7 +71,7 @@ def test_native_inputs_quantize_once_for_raw_runs(int8_tflite):
 def test_native_inputs_leave_float_inputs_float(dense_tflite):
     model = runtime.load(dense_tflite)
     x = np.ones((1, 6), np.float32)
-    (array,) = native_inputs(model, x).values()
+    (array,) = model.native_inputs(x).values()
     assert array.dtype == np.float32
     np.testing.assert_array_equal(array, x)
 

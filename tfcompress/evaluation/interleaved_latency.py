@@ -5,7 +5,6 @@ import keras
 from tfcompress.evaluation import _runner
 from tfcompress.evaluation.latency import Latency
 from tfcompress.runtime.benchmark import call_times
-from tfcompress.runtime.benchmark import native_inputs
 from tfcompress.runtime.benchmark import summarize
 from tfcompress.runtime.benchmark import with_threads
 from tfcompress.runtime.interpreter import TFLiteModel
@@ -15,7 +14,7 @@ def _timed_call(model, kind, inputs, num_threads):
     """`(fn, num_threads, backend)`; `fn()` runs `model` once on prepared inputs."""
     if isinstance(model, TFLiteModel):
         model = with_threads(model, num_threads)
-        feed = native_inputs(model, inputs)
+        feed = model.native_inputs(inputs)
         return (lambda: model.run(feed, raw=True)), model.num_threads, model.backend
     if kind == "litert":
         backend = getattr(model, "backend", "litert")

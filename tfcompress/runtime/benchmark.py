@@ -7,7 +7,6 @@ import numpy as np
 
 from tfcompress.runtime.interpreter import TFLiteModel
 from tfcompress.runtime.interpreter import load
-from tfcompress.runtime.tensors import prepare_inputs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,25 +84,6 @@ def with_threads(model, num_threads):
             )
         return model
     return load(model, num_threads=num_threads)
-
-
-def native_inputs(model, inputs, signature=None):
-    """`inputs` converted once to the dtypes `model` stores its inputs in.
-
-    Float data for a quantized (int8/uint8/int16) input is quantized with that
-    input's scale and zero point, exactly as `TFLiteModel.run` does per call.
-    `model.run(result, signature=signature, raw=True)` then gives the same
-    outputs (before dequantization) without converting anything while timed.
-
-    Returns:
-        `{input name: numpy array}`, keyed as `TFLiteModel.run` accepts.
-    """
-    key = model._pick_signature(signature)
-    if key is None:
-        details = {detail["name"]: detail for detail in model.input_details}
-    else:
-        details = model._runner(key).get_input_details()
-    return prepare_inputs(inputs, details, raw=False)
 
 
 def call_times(fn, warmup, runs):

@@ -219,6 +219,30 @@ class TFLiteModel:
             )
         return signature
 
+    def native_inputs(self, inputs, signature=None):
+        """`inputs` converted once to the dtypes the model stores its inputs in.
+
+        Float data for a quantized (int8/uint8/int16) input is quantized with
+        that input's scale and zero point, as `run` does on every call;
+        `run(result, signature=signature, raw=True)` then gives the same
+        outputs (before dequantization) without converting anything, e.g.
+        while timed.
+
+        Returns:
+            `{input name: numpy array}`, keyed as `run` accepts.
+        """
+        return self._feed(self._pick_signature(signature), inputs, raw=False)
+
+    def _feed(self, key, inputs, raw):
+        """`{input name: array}` for signature `key` (None: no signatures)."""
+        if key is None:
+            return prepare_inputs(inputs, {d["name"]: d for d in self.input_details}, raw)
+        in_details = self._runner(key).get_input_details()
+        if isinstance(inputs, dict):
+            tensor_names = {detail["name"]: name for name, detail in in_details.items()}
+            inputs = {tensor_names.get(k, k): v for k, v in inputs.items()}
+        return prepare_inputs(inputs, in_details, raw)
+
     def run(self, inputs, signature=None, raw=False):
         """Runs the model on one batch.
 
@@ -242,12 +266,12 @@ class TFLiteModel:
                 Flex ops without the Flex delegate).
         """
         key = self._pick_signature(signature)
+        feed = self._feed(key, inputs, raw)
         if key is None:
             if not self._allocated:
                 self._interpreter.allocate_tensors()
                 self._allocated = True
             details = self.input_details
-            feed = prepare_inputs(inputs, {d["name"]: d for d in details}, raw)
             for detail in details:
                 value = feed[detail["name"]]
                 if tuple(value.shape) != tuple(detail["shape"]):
@@ -262,13 +286,6 @@ class TFLiteModel:
             }
         else:
             runner = self._runner(key)
-            in_details = runner.get_input_details()
-            if isinstance(inputs, dict):
-                tensor_names = {
-                    detail["name"]: name for name, detail in in_details.items()
-                }
-                inputs = {tensor_names.get(k, k): v for k, v in inputs.items()}
-            feed = prepare_inputs(inputs, in_details, raw)
             result = runner(**feed)
             out_details = runner.get_output_details()
             outputs = {
