@@ -36,7 +36,7 @@ class Plan:
     folded_bn: set = dataclasses.field(default_factory=set)
     no_output: set = dataclasses.field(default_factory=set)
     quantize_input: set = dataclasses.field(default_factory=set)
-    float_output: set = dataclasses.field(default_factory=set)  # read only by float-compute layers
+    read_by_norm: set = dataclasses.field(default_factory=set)  # outputs read only by float-compute layers
     float_gather: set = dataclasses.field(default_factory=set)  # embeddings read in float
 
 
@@ -151,10 +151,10 @@ def plan_graph(container, selected, plan, top_level, fold=True, float_output=lam
         if (
             out
             and all(reader is not None and isinstance(_inner(reader), FLOAT_COMPUTE) for reader in out)
-            and not float_output(layer)  # an outlier split already adds its halves in float
+            and not float_output(layer)  # an outlier split or output scales: float already
         ):
             plan.no_output.add(id(layer))
-            plan.float_output.add(id(layer))
+            plan.read_by_norm.add(id(layer))
     for layer in layers:
         readers = [r for r in consumers.get(id(layer), []) if not _reads_shape_only(r)]
         if (
@@ -174,4 +174,4 @@ def _reads_shape_only(layer):
 
 def _computes_in_float(layer, plan):
     """A weightless layer (an Add) whose output stays float reads float inputs."""
-    return layer is not None and id(layer) in plan.float_output and weight_spec(_inner(layer)) is None
+    return layer is not None and id(layer) in plan.read_by_norm and weight_spec(_inner(layer)) is None

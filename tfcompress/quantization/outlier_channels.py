@@ -107,8 +107,8 @@ def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8,
     `"input_scale"`: SmoothQuant factors, one set shared by all of them (so
     TFLite computes one MUL and QUANTIZE for a query/key/value trio), that
     move part of the range of the large channels into their kernel rows
-    (see `QuantizeWrapper`). The
-    residual stream then stays float, as LayerNorm computes in float anyway.
+    (see `QuantizeWrapper`). The residual stream then stays float, as
+    LayerNorm computes in float anyway.
 
     Args:
         model: a built Keras 3 float model (not modified).

@@ -41,13 +41,13 @@ def _check_channels(channels, layer, name="outlier_channels"):
     return tuple(sorted(set(channels)))
 
 
-def _check_input_scale(input_scale, layer, name="input_scale", side="input"):
+def _check_factors(factors, layer, name="input_scale", side="input"):
     """None, True (values restored with the weights) or a 1-D positive vector."""
-    if input_scale is None or input_scale is False:
+    if factors is None or factors is False:
         return None
-    if input_scale is True:
+    if factors is True:
         return True
-    values = np.asarray(input_scale, dtype="float32")
+    values = np.asarray(factors, dtype="float32")
     if values.ndim != 1 or not values.size or not np.all(np.isfinite(values)) or not np.all(values > 0):
         raise ValueError(
             f"`{name}` of layer {layer.name!r} must be a 1-D vector of positive "
@@ -174,9 +174,9 @@ class QuantizeWrapper(CompressionWrapper):
         self.outlier_channels = _check_channels(outlier_channels, layer)
         self.isolate_input = bool(isolate_input)
         self.input_outlier_channels = _check_channels(input_outlier_channels, layer, "input_outlier_channels")
-        self._input_scale_values = _check_input_scale(input_scale, layer)
+        self._input_scale_values = _check_factors(input_scale, layer)
         self.embedding_channel_scales = bool(embedding_channel_scales)
-        self._output_scale_values = _check_input_scale(output_scale, layer, "output_scale", "output")
+        self._output_scale_values = _check_factors(output_scale, layer, "output_scale", "output")
 
     def build(self, input_shape=None):
         self._input_shape_for_build = input_shape
@@ -331,6 +331,15 @@ class QuantizeWrapper(CompressionWrapper):
         if values is not True:
             weight.assign(values)
         return weight
+
+    def _flat_bias(self, bias):
+        """`bias` (or None) for the 2-D matmul, divided by `output_scale` as
+        the kernel columns are."""
+        if bias is None:
+            return None
+        if self.output_scale is not None:
+            bias = bias / ops.reshape(self.output_scale, ops.shape(bias))
+        return flat_bias(bias, self._flat[2])
 
     def _unscaled_output(self, outputs):
         """The quantized matmul output times `output_scale` (one float MUL)."""
@@ -514,10 +523,7 @@ class QuantizeWrapper(CompressionWrapper):
     def _call_flat(self, inputs, training):
         layer = self.layer
         values = {id(variable): tensor for variable, tensor in self.substitutions(training)}
-        bias = None if layer.bias is None else values.get(id(layer.bias), layer.bias)
-        if bias is not None and self.output_scale is not None:
-            bias = bias / ops.reshape(self.output_scale, ops.shape(bias))
-        bias = None if bias is None else flat_bias(bias, self._flat[2])
+        bias = self._flat_bias(None if layer.bias is None else values.get(id(layer.bias), layer.bias))
         kernel, _, _ = self._kernel_parts()
         _, quantizer, qvars, _ = self._kernel_entry()
         x, lead = flat_inputs(layer, self._flat, inputs)
@@ -573,10 +579,7 @@ class QuantizeWrapper(CompressionWrapper):
                 return output_q(values, training, output_vars)
 
         if split is None:
-            bias = self.layer.bias
-            if bias is not None and self.output_scale is not None:
-                bias = bias / ops.reshape(self.output_scale, ops.shape(bias))
-            bias = None if bias is None else flat_bias(bias, self._flat[2])
+            bias = self._flat_bias(self.layer.bias)
             outputs = quantize(self._matmul(x, kernel, kernel_q, kernel_vars, training, bias), training)
         else:
             rest_kernel, rest_bias, outlier_kernel, outlier_bias = split
