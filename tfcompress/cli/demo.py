@@ -86,6 +86,7 @@ def run_demo(
 
     from tfcompress import evaluation, export, quantization, runtime, sparsity
     from tfcompress.cli import digits
+    from tfcompress.evaluation._runner import check_int
 
     if not 0.0 <= target_sparsity < 1.0:
         raise ValueError(
@@ -93,8 +94,7 @@ def run_demo(
         )
     # Checked here rather than by the runtime, so a typo fails before training.
     for flag, value in (("bench_rounds", bench_rounds), ("bench_runs", bench_runs), ("bench_threads", bench_threads)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"`{flag}` must be an int >= 1. Received: {flag}={value!r}")
+        check_int(value, flag, 1)
     os.makedirs(output_dir, exist_ok=True)
     keras.utils.set_random_seed(seed)
     x_train, y_train, x_test, y_test = digits.load_digits(seed)
