@@ -1,6 +1,7 @@
 """TFLite export: conversion with verification, C arrays for TFLite Micro."""
 
 from tfcompress.export.arena import estimate_arena_bytes
+from tfcompress.export.attention_masks import additive_attention_masks
 from tfcompress.export.c_array import CArrayResult
 from tfcompress.export.c_array import to_c_array
 from tfcompress.export.converter import TARGETS
@@ -13,6 +14,7 @@ __all__ = [
     "ExportResult",
     "ExportVerificationError",
     "TARGETS",
+    "additive_attention_masks",
     "estimate_arena_bytes",
     "to_c_array",
     "to_tflite",
