@@ -97,7 +97,7 @@ def test_to_tflite_rewrites_masks_and_matches_keras(bert_inputs):
 
     result = export.to_tflite(model, target="float32", sample=sample)
 
-    assert result.attention_masks_rewritten == 2
+    assert result.rewrites["attention_masks"] == 2
     assert "LOGICAL_AND" not in result.ops
     assert result.checks["outputs_match"]["passed"]
     assert result.max_relative_error < 1e-4

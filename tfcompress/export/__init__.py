@@ -5,6 +5,7 @@ from tfcompress.export.attention_masks import additive_attention_masks
 from tfcompress.export.c_array import CArrayResult
 from tfcompress.export.c_array import to_c_array
 from tfcompress.export.converter import TARGETS
+from tfcompress.export.identity_multiplies import remove_identity_multiplies
 from tfcompress.export.tflite import ExportResult
 from tfcompress.export.tflite import to_tflite
 from tfcompress.export.verify import ExportVerificationError
@@ -16,6 +17,7 @@ __all__ = [
     "TARGETS",
     "additive_attention_masks",
     "estimate_arena_bytes",
+    "remove_identity_multiplies",
     "to_c_array",
     "to_tflite",
 ]

@@ -13,6 +13,7 @@ from tfcompress.export import converter
 from tfcompress.export import representative
 from tfcompress.export import wrap
 from tfcompress.export.attention_masks import additive_attention_masks
+from tfcompress.export.identity_multiplies import remove_identity_multiplies
 from tfcompress.export.flatbuffer import op_names
 from tfcompress.export.flatbuffer import read_model
 from tfcompress.export.verify import raise_on_failure
@@ -41,8 +42,11 @@ class ExportResult:
         cosine_similarity: lowest cosine similarity over the outputs.
         argmax_agreement: lowest fraction of equal argmax over the last axis
             (None when no output has a last axis above 1).
-        attention_masks_rewritten: masked-softmax selects turned into ADD / MUL
-            ops XNNPack runs (see `tfcompress/export/attention_masks.py`).
+        rewrites: `{rewrite: ops changed}` after conversion: "attention_masks"
+            (masked-softmax selects turned into ADD / MUL ops XNNPack runs,
+            `tfcompress/export/attention_masks.py`) and "identity_multiplies"
+            (MULs by 1 + 2^-22 that only served the conversion,
+            `tfcompress/export/identity_multiplies.py`).
     """
 
     tflite_bytes: bytes = dataclasses.field(repr=False)
@@ -55,7 +59,7 @@ class ExportResult:
     max_relative_error: float | None = None
     cosine_similarity: float | None = None
     argmax_agreement: float | None = None
-    attention_masks_rewritten: int = 0
+    rewrites: dict = dataclasses.field(default_factory=dict)
 
 
 def _layers(model):
@@ -160,8 +164,10 @@ def to_tflite(
     `keras.Input`s (subclassed models need to be built, and `sample` when their
     input shape is unknown) and converted with `TFLiteConverter.from_keras_model`.
     Pruning wrappers are removed first with `tfcompress.sparsity.strip_pruning`.
-    Attention masks become additive biases XNNPack runs (same outputs; see
-    `tfcompress/export/attention_masks.py`): about 20% faster on MiniLM.
+    After conversion, attention masks become additive biases XNNPack runs
+    (same outputs; about 20% faster on MiniLM) and the MULs by 1 + 2^-22 that
+    quantization-aware models use to steer the converter are dropped (see
+    `ExportResult.rewrites`).
 
     Verification (`verify=True`) runs three checks and raises if one fails:
     `builtin_ops` (no Flex/custom ops unless `allow_flex`; it also lists in
@@ -234,7 +240,12 @@ def to_tflite(
     if representative_data is not None:
         samples = representative.calibration_samples(representative_data, specs)
     content = converter.convert(wrapper, target, samples, int8_io, allow_flex)
-    content, masks_rewritten = additive_attention_masks(content)
+    rewrites = {}
+    for name, rewrite in (
+        ("attention_masks", additive_attention_masks),
+        ("identity_multiplies", remove_identity_multiplies),
+    ):
+        content, rewrites[name] = rewrite(content)
 
     metrics = {}
     checks = {}
@@ -268,7 +279,7 @@ def to_tflite(
         size_bytes=len(content),
         ops=op_names(read_model(content)),
         checks=checks,
-        attention_masks_rewritten=masks_rewritten,
+        rewrites=rewrites,
         **metrics,
     )
 
