@@ -106,12 +106,15 @@ def test_export_command_writes_a_verified_file_and_c_array(demo_dir, tmp_path):
     target = tmp_path / "pruned_dynamic.tflite"
     result = _tfcompress(
         "export", f"--model={out / 'pruned.keras'}", "--target=dynamic_int8",
-        f"--output={target}", "--c_array=pruned_model",
+        f"--output={target}", "--c_array=pruned_model", "--batch_size=1",
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert target.stat().st_size > 0
     assert "check outputs_match" in result.stdout
     assert (tmp_path / "pruned_model.h").exists()
+    from tfcompress import runtime
+
+    assert [d["shape_signature"][0] for d in runtime.load(str(target)).input_details] == [1]
 
 
 @pytest.mark.parametrize(

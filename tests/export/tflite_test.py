@@ -204,6 +204,19 @@ def test_pruned_models_are_exported_stripped_with_their_zeros(monkeypatch, dense
         ({"tolerance": -1.0}, ValueError, "`tolerance` must be a positive number"),
         ({"verify": "yes"}, TypeError, "`verify` must be a bool"),
         ({"path": 3}, TypeError, "`path` must be a str"),
+        ({"batch_size": 0}, ValueError, "`batch_size` must be None (any batch) or a positive int"),
+        ({"batch_size": True}, ValueError, "Received: batch_size=True"),
+        ({"batch_size": 1.0}, ValueError, "Received: batch_size=1.0"),
+        (
+            {"batch_size": 2, "sample": np.zeros((3, 32), "float32")},
+            ValueError,
+            "`sample` has 3 rows, which batch_size=2 does not divide",
+        ),
+        (
+            {"target": "int8", "batch_size": 4, "representative_data": np.zeros((3, 32), "float32")},
+            ValueError,
+            "`representative_data` has 3 samples, fewer than one batch of batch_size=4",
+        ),
     ],
 )
 def test_argument_errors(dense_model, kwargs, error, message):
@@ -214,3 +227,51 @@ def test_argument_errors(dense_model, kwargs, error, message):
 def test_non_keras_models_are_rejected():
     with pytest.raises(TypeError, match="must be a `keras.Model`"):
         export.to_tflite("model.h5")
+
+
+def _partitions(content):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=content, num_threads=1)
+    interpreter.allocate_tensors()
+    return sum(op["op_name"] == "DELEGATE" for op in interpreter._get_ops_details())
+
+
+def test_fixed_batch_makes_a_keras_hub_encoder_static_and_whole_for_xnnpack(
+    bert_backbone, bert_inputs
+):
+    # A backbone's sequence length is unknown: fix it with sized inputs.
+    inputs = {name: keras.Input((16,), dtype="int32", name=name) for name in bert_backbone.input}
+    model = keras.Model(inputs, bert_backbone(inputs))
+    sample = bert_inputs(n=4)
+    any_batch = export.to_tflite(model, target="dynamic_int8", sample=sample)
+
+    fixed = export.to_tflite(model, target="dynamic_int8", sample=sample, batch_size=1)
+
+    interpreter = runtime.load(fixed.tflite_bytes)
+    for detail in interpreter.input_details:
+        assert list(detail["shape_signature"]) == [1, 16]
+    # Verified in chunks of one row against Keras.
+    assert fixed.checks["outputs_match"]["passed"]
+    assert fixed.cosine_similarity > 0.99
+    assert _partitions(fixed.tflite_bytes) < _partitions(any_batch.tflite_bytes)
+    model = runtime.load(fixed.tflite_bytes)
+    one = {k: v[:1] for k, v in sample.items()}
+    np.testing.assert_allclose(
+        model.run(one)["sequence_output"],
+        runtime.load(any_batch.tflite_bytes).run(one)["sequence_output"],
+        atol=1e-5,
+    )
+
+
+def test_fixed_batch_groups_calibration_samples(dense_model, calibration_data):
+    result = export.to_tflite(
+        dense_model,
+        target="int8",
+        representative_data=calibration_data(dense_model, n=10),
+        batch_size=2,
+    )
+
+    model = runtime.load(result.tflite_bytes)
+    assert [list(d["shape_signature"]) for d in model.input_details] == [[2, 32]]
+    assert result.checks["outputs_match"]["passed"]

@@ -11,6 +11,7 @@ flags.DEFINE_string("output", None, "Path of the .tflite file to write (default:
 flags.DEFINE_string("representative", None, "A .npy (or .npz, every array one input) file of calibration inputs, for int8 / int16x8 of float models.")
 flags.DEFINE_bool("int8_io", False, "int8 (int16 for int16x8) model inputs and outputs, as microcontrollers want.")
 flags.DEFINE_bool("allow_flex", False, "Allow TensorFlow (Flex) ops; the file then needs the Flex delegate.")
+flags.DEFINE_integer("batch_size", None, "Fix the batch dimension (e.g. 1 for on-device inference): static shapes let XNNPack take the whole graph.", lower_bound=1)
 flags.DEFINE_string("c_array", None, "Also write <name>.h / <name>.cc C arrays for TFLite Micro next to the output.")
 
 
@@ -40,8 +41,12 @@ def main(argv):
         int8_io=FLAGS.int8_io,
         path=output,
         allow_flex=FLAGS.allow_flex,
+        batch_size=FLAGS.batch_size,
     )
     print(f"wrote {result.path} ({result.size_bytes:,} bytes, target {result.target})")
+    changed = {name: count for name, count in result.rewrites.items() if count}
+    if changed:
+        print(f"  graph rewrites (ops changed): {changed}")
     for check, outcome in result.checks.items():
         print(f"  check {check}: {outcome}")
     if FLAGS.c_array:

@@ -160,11 +160,27 @@ def compare(outputs, reference):
     return metrics
 
 
-def check_outputs(content, target, sample, reference, tolerance=None, flex_ops=()):
+def _run(model, sample, batch_size):
+    """The model's outputs on `sample`, in chunks of `batch_size` rows if given."""
+    if batch_size is None:
+        return model.run(sample)
+    rows = len(next(iter(sample.values())))
+    chunks = []
+    for start in range(0, rows, batch_size):
+        outputs = model.run({k: v[start : start + batch_size] for k, v in sample.items()})
+        chunks.append(outputs if isinstance(outputs, dict) else {None: outputs})
+    merged = {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
+    return merged[None] if None in merged else merged
+
+
+def check_outputs(
+    content, target, sample, reference, tolerance=None, flex_ops=(), batch_size=None
+):
     """Runs the file on `sample` and compares with the Keras `reference` outputs.
 
     `passed` is None (skipped) when the model has Flex ops and the installed
-    interpreter cannot run them.
+    interpreter cannot run them. A model with a fixed `batch_size` runs on
+    `sample` in chunks of that many rows.
     """
     metric, default = TOLERANCES[target]
     bound = default if tolerance is None else tolerance
@@ -178,7 +194,7 @@ def check_outputs(content, target, sample, reference, tolerance=None, flex_ops=(
             "tolerance": bound,
         }
     try:
-        outputs = model.run(sample)
+        outputs = _run(model, sample, batch_size)
         if not isinstance(outputs, dict):
             outputs = {next(iter(reference)): outputs}
         missing = sorted(set(reference) - set(outputs))
@@ -222,7 +238,14 @@ def check_outputs(content, target, sample, reference, tolerance=None, flex_ops=(
 
 
 def run_checks(
-    content, target, param_count, sample, reference, allow_flex=False, tolerance=None
+    content,
+    target,
+    param_count,
+    sample,
+    reference,
+    allow_flex=False,
+    tolerance=None,
+    batch_size=None,
 ):
     """Runs every check and returns `{check name: result dict}`.
 
@@ -234,13 +257,14 @@ def run_checks(
         reference: `{output name: array}` the Keras model gives on `sample`.
         allow_flex: accept Flex (TF Select) ops.
         tolerance: bound for the target's metric, overriding `TOLERANCES`.
+        batch_size: the model's fixed batch dimension, or None.
     """
     ops = check_ops(content, allow_flex)
     return {
         "builtin_ops": ops,
         "weights_present": check_weights(content, target, param_count),
         "outputs_match": check_outputs(
-            content, target, sample, reference, tolerance, ops["flex_ops"]
+            content, target, sample, reference, tolerance, ops["flex_ops"], batch_size
         ),
     }
 

@@ -67,7 +67,7 @@ def _structure_from_sample(model, sample):
     return spec(sample)
 
 
-def functional_wrapper(model, sample=None):
+def functional_wrapper(model, sample=None, batch_size=None):
     """Wraps `model` in a functional `keras.Model` with named inputs.
 
     Args:
@@ -75,6 +75,7 @@ def functional_wrapper(model, sample=None):
             backbone (dict inputs) or subclassed.
         sample: one batch of inputs; only needed for subclassed models without
             a recorded input shape. Floats become float32 inputs.
+        batch_size: a fixed batch dimension for every input, or None.
 
     Returns:
         `(wrapper, specs)`: the functional model, whose inputs are a flat list
@@ -96,7 +97,7 @@ def functional_wrapper(model, sample=None):
         shape, dtype = tuple(leaf.shape), leaf.dtype
         name = _safe_name(key or getattr(leaf, "name", "input"), taken)
         specs.append(InputSpec(name, (None,) + tuple(shape[1:]), np.dtype(dtype).name))
-        return keras.Input(shape=shape[1:], dtype=dtype, name=name)
+        return keras.Input(shape=shape[1:], batch_size=batch_size, dtype=dtype, name=name)
 
     if isinstance(structure, dict):
         inputs = {key: make_input(value, key) for key, value in structure.items()}
@@ -128,8 +129,18 @@ def output_names(outputs):
     return ["output_0"]
 
 
-def reference_outputs(wrapper, specs, batch):
-    """Runs the wrapper on `{name: array}` and returns `{output name: array}`."""
+def reference_outputs(wrapper, specs, batch, batch_size=None):
+    """Runs the wrapper on `{name: array}` and returns `{output name: array}`.
+
+    With `batch_size`, in chunks of that many rows (a fixed batch dimension).
+    """
+    if batch_size is not None:
+        rows = len(next(iter(batch.values())))
+        chunks = [
+            reference_outputs(wrapper, specs, {k: v[i : i + batch_size] for k, v in batch.items()})
+            for i in range(0, rows, batch_size)
+        ]
+        return {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
     values = [batch[spec.name] for spec in specs]
     outputs = wrapper(values if len(values) > 1 else values[0], training=False)
     names = output_names(outputs)
