@@ -31,6 +31,7 @@ from tfcompress.export.flatbuffer import schema
 
 _OP = schema.BuiltinOperator
 _FLOAT32 = schema.TensorType.FLOAT32
+_FLOAT16 = schema.TensorType.FLOAT16
 _BOOL = schema.TensorType.BOOL
 # A masked score becomes this; |score| < 3e22 is absorbed by float32 rounding,
 # and no sum of two such values overflows.
@@ -53,7 +54,7 @@ def _constant(model, tensor):
     """The value of a constant tensor as a flat numpy array, or None."""
     if not flatbuffer.has_data(model, tensor):
         return None
-    dtype = {_FLOAT32: np.float32, _BOOL: np.bool_}.get(tensor.type)
+    dtype = {_FLOAT32: np.float32, _FLOAT16: np.float16, _BOOL: np.bool_}.get(tensor.type)
     data = model.buffers[tensor.buffer].data
     if dtype is None or data is None:
         return None
@@ -92,6 +93,10 @@ class _Graph:
         )
 
     def scalar(self, tensor):
+        """The value of a constant scalar, also behind a DEQUANTIZE (float16 target)."""
+        dequantize = self.made_by(tensor, _OP.DEQUANTIZE)
+        if dequantize is not None:
+            tensor = int(dequantize.inputs[0])
         value = _constant(self.model, self.subgraph.tensors[tensor])
         return float(value[0]) if value is not None and value.size == 1 else None
 
