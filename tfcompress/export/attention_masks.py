@@ -139,21 +139,14 @@ def _new_constant(model, subgraph, name, value):
 
 def _select(model, subgraph, mask, if_true, if_false, name):
     """A SELECT_V2 op writing a new float32 tensor shaped like `mask`."""
-    like = subgraph.tensors[mask]
-    tensor = schema.TensorT()
-    tensor.name = like.name + name.encode()
-    tensor.shape = like.shape
-    tensor.shapeSignature = like.shapeSignature
-    tensor.type = _FLOAT32
-    tensor.buffer = 0
-    subgraph.tensors.append(tensor)
-    op = schema.OperatorT()
-    op.opcodeIndex = flatbuffer.opcode_index(model, _OP.SELECT_V2)
-    op.inputs = [mask, if_true, if_false]
-    op.outputs = [len(subgraph.tensors) - 1]
-    op.builtinOptionsType = schema.BuiltinOptions.SelectV2Options
-    op.builtinOptions = schema.SelectV2OptionsT()
-    return op
+    output = flatbuffer.new_tensor(subgraph, subgraph.tensors[mask], name, _FLOAT32)
+    return flatbuffer.new_op(
+        flatbuffer.opcode_index(model, _OP.SELECT_V2),
+        [mask, if_true, if_false],
+        [output],
+        schema.BuiltinOptions.SelectV2Options,
+        schema.SelectV2OptionsT(),
+    )
 
 
 def _become(model, op, code, inputs):

@@ -127,6 +127,30 @@ def opcode_index(model, code):
     return len(model.operatorCodes) - 1
 
 
+def new_tensor(subgraph, like, suffix, tensor_type):
+    """Appends a tensor shaped like `like` (named like it + `suffix`); returns its index."""
+    tensor = schema.TensorT()
+    tensor.name = like.name + suffix.encode()
+    tensor.shape = like.shape
+    tensor.shapeSignature = like.shapeSignature
+    tensor.type = tensor_type
+    tensor.buffer = 0
+    subgraph.tensors.append(tensor)
+    return len(subgraph.tensors) - 1
+
+
+def new_op(opcode, inputs, outputs, options_type=None, options=None):
+    """A new `schema.OperatorT` (not yet placed in any subgraph)."""
+    op = schema.OperatorT()
+    op.opcodeIndex = opcode
+    op.inputs = inputs
+    op.outputs = outputs
+    if options is not None:
+        op.builtinOptionsType = options_type
+        op.builtinOptions = options
+    return op
+
+
 class _AlignedBuilder(flatbuffers.Builder):
     """Builder placing byte vectors (tensor buffers) on 16-byte boundaries.
 

@@ -110,25 +110,6 @@ def _clamp_softmax_input(tensor):
         quantization.min = [high - SOFTMAX_WINDOW]
 
 
-def _new_tensor(subgraph, like, suffix, tensor_type):
-    tensor = schema.TensorT()
-    tensor.name = like.name + suffix.encode()
-    tensor.shape = like.shape
-    tensor.shapeSignature = like.shapeSignature
-    tensor.type = tensor_type
-    tensor.buffer = 0
-    subgraph.tensors.append(tensor)
-    return len(subgraph.tensors) - 1
-
-
-def _new_op(opcode, inputs, outputs):
-    op = schema.OperatorT()
-    op.opcodeIndex = opcode
-    op.inputs = inputs
-    op.outputs = outputs
-    return op
-
-
 def _float_islands(content):
     """Runs ops without an int16 kernel in float: DEQUANTIZE -> op -> QUANTIZE."""
     model = flatbuffer.read_model(content)
@@ -153,19 +134,19 @@ def _float_islands(content):
             op.outputs = [int(i) for i in op.outputs]
             for position, index in enumerate(op.inputs):
                 if index >= 0 and subgraph.tensors[index].type == int16:
-                    dequantized = _new_tensor(
+                    dequantized = flatbuffer.new_tensor(
                         subgraph, subgraph.tensors[index], "/float", float32
                     )
-                    operators.append(_new_op(dequantize, [index], [dequantized]))
+                    operators.append(flatbuffer.new_op(dequantize, [index], [dequantized]))
                     op.inputs[position] = dequantized
             operators.append(op)
             output = op.outputs[0]
             if subgraph.tensors[output].type == int16:
-                result = _new_tensor(
+                result = flatbuffer.new_tensor(
                     subgraph, subgraph.tensors[output], "/float", float32
                 )
                 op.outputs[0] = result
-                operators.append(_new_op(quantize, [result], [output]))
+                operators.append(flatbuffer.new_op(quantize, [result], [output]))
         subgraph.operators = operators
     code = model.operatorCodes[targets[0].opcodeIndex]
     code.version = 1
