@@ -17,7 +17,8 @@ def _convert(converter):
 
 
 @pytest.fixture(scope="package")
-def dense_model():
+def small_dense_model():
+    """6 -> 16 -> 3 MLP (tests/export has its own larger `dense_model`)."""
     keras.utils.set_random_seed(0)
     inputs = keras.Input((6,), name="features")
     hidden = keras.layers.Dense(16, activation="relu")(inputs)
@@ -25,16 +26,16 @@ def dense_model():
 
 
 @pytest.fixture(scope="package")
-def dense_tflite(dense_model):
-    """Float32 flatbuffer of `dense_model`; dynamic batch."""
-    return _convert(tf.lite.TFLiteConverter.from_keras_model(dense_model))
+def dense_tflite(small_dense_model):
+    """Float32 flatbuffer of `small_dense_model`; dynamic batch."""
+    return _convert(tf.lite.TFLiteConverter.from_keras_model(small_dense_model))
 
 
 @pytest.fixture(scope="package")
-def int8_tflite(dense_model):
-    """Full-integer flatbuffer of `dense_model` with int8 input and output."""
+def int8_tflite(small_dense_model):
+    """Full-integer flatbuffer of `small_dense_model` with int8 input and output."""
     data = np.random.default_rng(0).normal(size=(64, 6)).astype(np.float32)
-    converter = tf.lite.TFLiteConverter.from_keras_model(dense_model)
+    converter = tf.lite.TFLiteConverter.from_keras_model(small_dense_model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = lambda: ([row[None]] for row in data)
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 import tfcompress.quantization as tq
-from tests import testing
+import testing
 from tfcompress.export import flatbuffer
 from tfcompress.export.identity_multiplies import remove_identity_multiplies
 from tfcompress.runtime import load

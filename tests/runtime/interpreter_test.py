@@ -26,25 +26,25 @@ def test_tensorflow_backend_runs_the_same(dense_tflite):
     np.testing.assert_allclose(tf_lite.run(x), litert.run(x), rtol=1e-5, atol=1e-6)
 
 
-def test_run_matches_keras_and_resizes_the_batch(dense_model, dense_tflite):
+def test_run_matches_keras_and_resizes_the_batch(small_dense_model, dense_tflite):
     model = runtime.load(dense_tflite)
     rng = np.random.default_rng(0)
     for batch in (1, 7, 2):
         x = rng.normal(size=(batch, 6)).astype(np.float32)
         y = model.run(x)
         assert y.shape == (batch, 3)
-        np.testing.assert_allclose(y, dense_model(x).numpy(), rtol=1e-5, atol=1e-5)
+        np.testing.assert_allclose(y, small_dense_model(x).numpy(), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(model.run({"features": x}), model.run([x]))
     tensor_name = model.input_details[0]["name"]
     assert tensor_name == "serving_default_features:0"
     np.testing.assert_allclose(model.run({tensor_name: x}), model.run(x))
 
 
-def test_models_without_signatures_run_on_tensor_names(dense_model, unsigned_tflite):
+def test_models_without_signatures_run_on_tensor_names(small_dense_model, unsigned_tflite):
     model = runtime.load(unsigned_tflite)
     assert model.signatures == {}
     x = np.random.default_rng(0).normal(size=(5, 6)).astype(np.float32)
-    expected = dense_model(x).numpy()
+    expected = small_dense_model(x).numpy()
     np.testing.assert_allclose(model.run(x), expected, rtol=1e-5, atol=1e-5)
     name = model.input_details[0]["name"]
     np.testing.assert_allclose(
@@ -66,14 +66,14 @@ def test_details_signatures_ops_and_dtypes(dense_tflite):
     assert model.ops() == ["FULLY_CONNECTED", "FULLY_CONNECTED"]
 
 
-def test_quantized_io_round_trip(dense_model, int8_tflite):
+def test_quantized_io_round_trip(small_dense_model, int8_tflite):
     model = runtime.load(int8_tflite)
     assert model.input_details[0]["dtype"] == np.int8
     assert model.output_details[0]["dtype"] == np.int8
     assert set(model.tensor_dtypes().values()) <= {"int8", "int32"}
     x = np.random.default_rng(1).normal(size=(16, 6)).astype(np.float32)
     y = model.run(x)
-    reference = dense_model(x).numpy()
+    reference = small_dense_model(x).numpy()
     assert y.dtype == np.float32
     scale = model.output_details[0]["quantization"][0]
     # A few output quantization steps: input, hidden and output rounding.
