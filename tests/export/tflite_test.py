@@ -204,7 +204,7 @@ def test_pruned_models_are_exported_stripped_with_their_zeros(monkeypatch, dense
         ({"tolerance": -1.0}, ValueError, "`tolerance` must be a positive number"),
         ({"verify": "yes"}, TypeError, "`verify` must be a bool"),
         ({"path": 3}, TypeError, "`path` must be a str"),
-        ({"batch_size": 0}, ValueError, "`batch_size` must be None (any batch) or a positive int"),
+        ({"batch_size": 0}, ValueError, "`batch_size` must be None (any size) or a positive int"),
         ({"batch_size": True}, ValueError, "Received: batch_size=True"),
         ({"batch_size": 1.0}, ValueError, "Received: batch_size=1.0"),
         (
@@ -262,6 +262,37 @@ def test_fixed_batch_makes_a_keras_hub_encoder_static_and_whole_for_xnnpack(
         runtime.load(any_batch.tflite_bytes).run(one)["sequence_output"],
         atol=1e-5,
     )
+
+
+def test_sequence_length_and_batch_make_a_backbone_fully_static(bert_backbone, bert_inputs):
+    sample = bert_inputs(n=2)
+    dynamic = export.to_tflite(bert_backbone, target="float32", sample=sample)
+
+    static = export.to_tflite(
+        bert_backbone, target="float32", sample=sample, batch_size=1, sequence_length=16
+    )
+
+    model = runtime.load(static.tflite_bytes)
+    assert [list(d["shape_signature"]) for d in model.input_details] == [[1, 16]] * 3
+    assert static.checks["outputs_match"]["passed"]
+    assert _partitions(static.tflite_bytes) < _partitions(dynamic.tflite_bytes)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"sequence_length": 0}, "`sequence_length` must be None (any size) or a positive int"),
+        ({"sequence_length": 12}, "`sample` input 'token_ids' must have shape (None, 12)"),
+    ],
+)
+def test_sequence_length_errors(bert_backbone, bert_inputs, kwargs, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        export.to_tflite(bert_backbone, sample=bert_inputs(n=2), **kwargs)
+
+
+def test_sequence_length_needs_an_unknown_second_dimension(dense_model):
+    with pytest.raises(ValueError, match=re.escape("`sequence_length=8` fixes the second dimension")):
+        export.to_tflite(dense_model, sequence_length=8)
 
 
 def test_fixed_batch_groups_calibration_samples(dense_model, calibration_data):

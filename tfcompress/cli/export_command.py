@@ -12,6 +12,7 @@ flags.DEFINE_string("representative", None, "A .npy (or .npz, every array one in
 flags.DEFINE_bool("int8_io", False, "int8 (int16 for int16x8) model inputs and outputs, as microcontrollers want.")
 flags.DEFINE_bool("allow_flex", False, "Allow TensorFlow (Flex) ops; the file then needs the Flex delegate.")
 flags.DEFINE_integer("batch_size", None, "Fix the batch dimension (e.g. 1 for on-device inference): static shapes let XNNPack take the whole graph.", lower_bound=1)
+flags.DEFINE_integer("sequence_length", None, "Fix the token axis a keras-hub backbone leaves unknown (with --batch_size=1 every shape is static).", lower_bound=1)
 flags.DEFINE_string("c_array", None, "Also write <name>.h / <name>.cc C arrays for TFLite Micro next to the output.")
 
 
@@ -42,6 +43,7 @@ def main(argv):
         path=output,
         allow_flex=FLAGS.allow_flex,
         batch_size=FLAGS.batch_size,
+        sequence_length=FLAGS.sequence_length,
     )
     print(f"wrote {result.path} ({result.size_bytes:,} bytes, target {result.target})")
     changed = {name: count for name, count in result.rewrites.items() if count}

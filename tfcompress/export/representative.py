@@ -78,6 +78,12 @@ def _cast(value, spec, arg_name):
             f"`{arg_name}` input {spec.name!r} must have rank {rank} (batch first, "
             f"shape {spec.shape}); received shape {value.shape}."
         )
+    fixed = [(axis, size) for axis, size in enumerate(spec.shape) if axis and size is not None]
+    if any(value.shape[axis] != size for axis, size in fixed):
+        raise ValueError(
+            f"`{arg_name}` input {spec.name!r} must have shape {spec.shape} (None: any "
+            f"size); received shape {value.shape}. Pad or cut the data to that shape."
+        )
     if _is_integer(spec.dtype):
         if value.dtype.kind == "f" and not np.all(np.equal(np.mod(value, 1), 0)):
             raise ValueError(

@@ -82,7 +82,7 @@ def _strip_pruning(model):
 _VALID_SCOPE = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*$")
 
 
-def _validate(target, int8_io, allow_flex, verify_, tolerance, path, batch_size):
+def _validate(target, int8_io, allow_flex, verify_, tolerance, path, batch_size, sequence_length):
     if target not in converter.TARGETS:
         raise ValueError(
             f"`target` must be one of {', '.join(repr(t) for t in converter.TARGETS)}. "
@@ -109,13 +109,17 @@ def _validate(target, int8_io, allow_flex, verify_, tolerance, path, batch_size)
         raise ValueError(
             f"`tolerance` must be a positive number. Received: tolerance={tolerance!r}"
         )
-    if batch_size is not None and (
-        isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+    for name, value, meaning in (
+        ("batch_size", batch_size, "a fixed batch, e.g. 1 for on-device inference"),
+        ("sequence_length", sequence_length, "a fixed number of tokens"),
     ):
-        raise ValueError(
-            "`batch_size` must be None (any batch) or a positive int (a fixed batch, "
-            f"e.g. 1 for on-device inference). Received: batch_size={batch_size!r}"
-        )
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise ValueError(
+                f"`{name}` must be None (any size) or a positive int ({meaning}). "
+                f"Received: {name}={value!r}"
+            )
     if path is not None and not isinstance(path, (str, os.PathLike)):
         raise TypeError(
             f"`path` must be a str or os.PathLike. Received: {type(path).__name__}"
@@ -145,6 +149,7 @@ def to_tflite(
     sample=None,
     tolerance=None,
     batch_size=None,
+    sequence_length=None,
 ):
     """Converts a Keras 3 model to TFLite and checks the result.
 
@@ -172,9 +177,9 @@ def to_tflite(
     XNNPack takes graphs it otherwise splits around shape computations (the
     float projections of a keras-hub encoder: all-MiniLM-L6-v2 dynamic range
     went from 26 delegate partitions to 1 and 4.95 to 4.19 ms). The model then
-    only accepts batches of that size. Other unknown dimensions (a keras-hub
-    backbone's sequence length) stay dynamic: export a model over inputs of
-    fixed length, e.g. `keras.Input((128,), dtype="int32")`, to fix them too.
+    only accepts batches of that size. `sequence_length=128` does the same for
+    the token axis a keras-hub backbone leaves unknown (every input's second
+    dimension, where unknown); with both, every shape is static.
 
     Any model is wrapped in a functional `keras.Model` over named
     `keras.Input`s (subclassed models need to be built, and `sample` when their
@@ -213,6 +218,9 @@ def to_tflite(
         batch_size: None (any batch) or the fixed batch size of every input.
             Calibration samples are grouped into batches of that size, and
             `sample` must have a multiple of it rows.
+        sequence_length: None, or the size of every input's second dimension
+            where the model leaves it unknown; calibration data and `sample`
+            must then have that length.
 
     Returns:
         An `ExportResult`.
@@ -232,7 +240,7 @@ def to_tflite(
     print(result.size_bytes, result.cosine_similarity)
     ```
     """
-    _validate(target, int8_io, allow_flex, verify, tolerance, path, batch_size)
+    _validate(target, int8_io, allow_flex, verify, tolerance, path, batch_size, sequence_length)
     ensure_keras3_model(model, "model")
     if not _VALID_SCOPE.match(model.name):
         # Checked up front: TensorFlow fails mid-trace on such a name and
@@ -254,10 +262,18 @@ def to_tflite(
         raise _calibration_error(target)
 
     model = _strip_pruning(model)
-    wrapper, specs = wrap.functional_wrapper(model, sample, batch_size)
-    if sample is not None and batch_size is not None:
+    wrapper, specs = wrap.functional_wrapper(model, sample, batch_size, sequence_length)
+    if sequence_length is not None and not any(
+        len(spec.shape) > 1 and spec.shape[1] == sequence_length for spec in specs
+    ):
+        raise ValueError(
+            f"`sequence_length={sequence_length}` fixes the second dimension of inputs "
+            f"that leave it unknown, but the model's inputs have shapes "
+            f"{[spec.shape for spec in specs]}. Drop sequence_length."
+        )
+    if sample is not None:  # shapes and dtypes checked before converting
         rows = len(next(iter(representative.normalize_batch(sample, specs, "sample").values())))
-        if rows % batch_size:
+        if batch_size is not None and rows % batch_size:
             raise ValueError(
                 f"`sample` has {rows} rows, which batch_size={batch_size} does not "
                 f"divide. Pass a multiple of {batch_size} rows."

@@ -67,7 +67,7 @@ def _structure_from_sample(model, sample):
     return spec(sample)
 
 
-def functional_wrapper(model, sample=None, batch_size=None):
+def functional_wrapper(model, sample=None, batch_size=None, sequence_length=None):
     """Wraps `model` in a functional `keras.Model` with named inputs.
 
     Args:
@@ -76,6 +76,8 @@ def functional_wrapper(model, sample=None, batch_size=None):
         sample: one batch of inputs; only needed for subclassed models without
             a recorded input shape. Floats become float32 inputs.
         batch_size: a fixed batch dimension for every input, or None.
+        sequence_length: the size of every input's second dimension where
+            the model leaves it unknown (token ids of a keras-hub backbone).
 
     Returns:
         `(wrapper, specs)`: the functional model, whose inputs are a flat list
@@ -94,10 +96,12 @@ def functional_wrapper(model, sample=None, batch_size=None):
     specs = []
 
     def make_input(leaf, key=None):
-        shape, dtype = tuple(leaf.shape), leaf.dtype
+        shape, dtype = tuple(leaf.shape)[1:], leaf.dtype
+        if sequence_length is not None and shape and shape[0] is None:
+            shape = (sequence_length,) + shape[1:]
         name = _safe_name(key or getattr(leaf, "name", "input"), taken)
-        specs.append(InputSpec(name, (None,) + tuple(shape[1:]), np.dtype(dtype).name))
-        return keras.Input(shape=shape[1:], batch_size=batch_size, dtype=dtype, name=name)
+        specs.append(InputSpec(name, (None,) + shape, np.dtype(dtype).name))
+        return keras.Input(shape=shape, batch_size=batch_size, dtype=dtype, name=name)
 
     if isinstance(structure, dict):
         inputs = {key: make_input(value, key) for key, value in structure.items()}
