@@ -2,12 +2,15 @@
 
 For each target: file size, LiteRT latency at sequence length 32 and 128 with
 1 and 2 threads, and the mean-pooled sentence-embedding cosine to the Keras
-fp32 model over held-out English sentences, for our path and for the stock
-path (`TFLiteConverter.from_keras_model` on a functional wrapper, the
-converter's recommended route; `from_concrete_functions` on the backbone
-writes a weightless file). Ratios are to the stock fp32 file.
+fp32 model over held-out English sentences, for the stock path
+(`TFLiteConverter.from_keras_model` on a functional wrapper, the converter's
+recommended route; `from_concrete_functions` on the backbone writes a
+weightless file), ours with dynamic shapes, and ours with every shape static
+(`batch_size=1, sequence_length=--eval_length`; timed at that length only).
+Files are timed in turns (`tfcompress.evaluation.interleaved_latency`), so
+their ratios are fair on a shared machine. Ratios are to the stock fp32 file.
 
-    python benchmarks/export_minilm.py [--targets float32,dynamic_int8] [--runs 30]
+    python benchmarks/export_minilm.py [--targets float32,dynamic_int8] [--lengths 64]
 """
 
 import json
@@ -24,9 +27,11 @@ import minilm_common  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("targets", ["float32", "float16", "dynamic_int8", "int8", "int16x8"], "Targets to convert.")
-flags.DEFINE_list("lengths", ["32", "128"], "Sequence lengths to time.")
+flags.DEFINE_list("lengths", ["64", "128"], "Sequence lengths to time.")
 flags.DEFINE_list("threads", ["1", "2"], "LiteRT thread counts to time.")
-flags.DEFINE_integer("runs", 30, "Timed runs per (length, threads).")
+flags.DEFINE_integer("rounds", 5, "Rounds of interleaved timing per (length, threads).")
+flags.DEFINE_integer("runs", 10, "Timed runs per file in each round.")
+flags.DEFINE_bool("static", True, "Also export ours with batch_size=1, sequence_length=--eval_length.")
 flags.DEFINE_integer("eval_sentences", 128, "Held-out sentences for the embedding cosine.")
 flags.DEFINE_integer("calibration_sentences", 64, "Calibration sentences for int8 / int16x8.")
 flags.DEFINE_integer("eval_length", 64, "Sequence length of the cosine evaluation.")
@@ -65,7 +70,7 @@ def stock_convert(backbone, target, calibration):
     return converter.convert()
 
 
-def ours_convert(backbone, target, calibration, sample):
+def ours_convert(backbone, target, calibration, sample, static_length=None):
     import keras
 
     from tfcompress import export
@@ -78,24 +83,39 @@ def ours_convert(backbone, target, calibration, sample):
         representative_data=calibration if target in ("int8", "int16x8") else None,
         sample=sample,
         verify=target not in ("int8",),  # a calibrated full-int8 MiniLM fails outputs_match by design
+        batch_size=1 if static_length else None,
+        sequence_length=static_length,
     )
     return result.tflite_bytes
 
 
-def measure(content, eval_inputs, reference, lengths, threads, runs):
+def measure(content, eval_inputs, reference, static):
+    """Size and embedding agreement (a static file runs one sentence at a time)."""
+    import numpy as np
+
     from tfcompress import runtime
 
     model = runtime.load(content)
-    outputs = model.run(eval_inputs)
-    outputs = outputs if not isinstance(outputs, dict) else next(iter(outputs.values()))
+    rows = len(eval_inputs["token_ids"])
+    batches = [{k: v[i : i + 1] for k, v in eval_inputs.items()} for i in range(rows)] if static else [eval_inputs]
+    outputs = [model.run(batch) for batch in batches]
+    outputs = np.concatenate([o if not isinstance(o, dict) else next(iter(o.values())) for o in outputs])
     embedding = minilm_common.mean_pool(outputs, eval_inputs["padding_mask"])
-    row = {"size_mb": len(content) / 1e6, "backend": model.backend, **minilm_common.embedding_agreement(reference, embedding)}
+    return {"size_mb": len(content) / 1e6, "backend": model.backend, **minilm_common.embedding_agreement(reference, embedding)}
+
+
+def time_all(files, rows, lengths, threads):
+    """Interleaved p50 ms of every file at each (length, threads) it accepts."""
+    from tfcompress.evaluation import interleaved_latency
+
     for length in lengths:
         batch = minilm_common.tokenize(minilm_common.sentences(1, offset=1830), length)
         for t in threads:
-            result = runtime.benchmark(content, batch, num_threads=t, warmup=3, runs=runs)
-            row[f"ms_len{length}_t{t}"] = result.p50_ms
-    return row
+            keys = {" / ".join(key): key for key, (_, fixed) in files.items() if fixed in (None, length)}
+            models = {name: files[key][0] for name, key in keys.items()}
+            results = interleaved_latency(models, batch, rounds=FLAGS.rounds, runs=FLAGS.runs, num_threads=t)
+            for name, result in results.items():
+                rows[keys[name]][f"ms_len{length}_t{t}"] = result.p50_ms
 
 
 def main(argv):
@@ -110,23 +130,36 @@ def main(argv):
     lengths = [int(v) for v in FLAGS.lengths]
     threads = [int(v) for v in FLAGS.threads]
     out_dir = FLAGS.output_dir or tempfile.mkdtemp(prefix="export_minilm_")
-    rows = []
+    rows = {}
+    files = {}  # (target, path) -> (file, fixed sequence length or None)
+    static = FLAGS.eval_length if FLAGS.static else None
+    paths = [
+        ("stock", None, lambda t: stock_convert(backbone, t, calibration)),
+        ("tfcompress", None, lambda t: ours_convert(backbone, t, calibration, sample)),
+    ]
+    if static:
+        paths.append(("tfc static", static, lambda t: ours_convert(backbone, t, calibration, {k: v[:1] for k, v in sample.items()}, static)))
     for target in FLAGS.targets:
-        for path_name, convert in (("stock", lambda t: stock_convert(backbone, t, calibration)), ("tfcompress", lambda t: ours_convert(backbone, t, calibration, sample))):
+        for path_name, fixed, convert in paths:
+            key = (target, path_name)
             print(f"converting {target} via {path_name} ...", flush=True)
             started = time.time()
             try:
                 content = convert(target)
             except Exception as error:  # report the failure as a row, keep going
-                rows.append({"target": target, "path": path_name, "error": f"{type(error).__name__}: {str(error).splitlines()[0][:160]}"})
-                print(f"  failed: {rows[-1]['error']}", flush=True)
+                rows[key] = {"target": target, "path": path_name, "error": f"{type(error).__name__}: {str(error).splitlines()[0][:160]}"}
+                print(f"  failed: {rows[key]['error']}", flush=True)
                 continue
-            with open(os.path.join(out_dir, f"minilm_{target}_{path_name}.tflite"), "wb") as f:
+            path = os.path.join(out_dir, f"minilm_{target}_{path_name.replace(' ', '_')}.tflite")
+            with open(path, "wb") as f:
                 f.write(content)
-            row = {"target": target, "path": path_name, "convert_s": time.time() - started}
-            row.update(measure(content, eval_inputs, reference, lengths, threads, FLAGS.runs))
-            rows.append(row)
-            print(f"  {row['size_mb']:.1f} MB, cosine {row['cosine_mean']:.4f}", flush=True)
+            files[key] = (path, fixed)
+            rows[key] = {"target": target, "path": path_name, "convert_s": time.time() - started}
+            rows[key].update(measure(content, eval_inputs, reference, fixed is not None))
+            print(f"  {rows[key]['size_mb']:.1f} MB, cosine {rows[key]['cosine_mean']:.4f}", flush=True)
+    print("timing (interleaved) ...", flush=True)
+    time_all(files, rows, lengths, threads)
+    rows = list(rows.values())
     print_table(rows, lengths, threads)
     if FLAGS.json:
         with open(FLAGS.json, "w") as f:
@@ -143,13 +176,19 @@ def print_table(rows, lengths, threads):
             print(f"{r['target']:<13}{r['path']:<11}  FAILED: {r['error']}")
             continue
         size_x = r["size_mb"] / base["size_mb"] if base else float("nan")
-        lat_x = r[timing[-1]] / base[timing[-1]] if base else float("nan")
+        lat_key = next((k for k in reversed(timing) if k in r), None)
+        lat_x = r[lat_key] / base[lat_key] if base and lat_key else float("nan")
         print(
             f"{r['target']:<13}{r['path']:<11}{r['size_mb']:>7.1f}{size_x:>7.2f}x"
-            + "".join(f"{r[k]:>14.2f}" for k in timing)
+            + "".join(f"{r[k]:>14.2f}" if k in r else f"{'-':>14}" for k in timing)
             + f"{lat_x:>6.2f}x{r['cosine_mean']:>9.4f}{r['cosine_min']:>8.4f}{r['nn_agreement']:>7.2f}"
         )
-    print(f"size x and lat x: against the stock fp32 file ({timing[-1]}); latency columns are p50 ms (len, threads); backend {next((r['backend'] for r in rows if 'backend' in r), '?')}.")
+    print(
+        "size x and lat x: against the stock fp32 file (lat x at the longest timed length the file "
+        "accepts); latency columns are p50 ms (len, threads), files timed in turns; 'tfc static' "
+        f"files run only at length {FLAGS.eval_length}; backend "
+        f"{next((r['backend'] for r in rows if 'backend' in r), '?')}."
+    )
 
 
 if __name__ == "__main__":

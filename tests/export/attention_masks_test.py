@@ -136,3 +136,40 @@ def test_select_not_read_by_softmax_is_kept():
 def test_corrupt_flatbuffer_is_refused():
     with pytest.raises(ValueError, match="not a valid TFLite flatbuffer"):
         additive_attention_masks(b"not a model at all")
+
+
+def test_causal_lm_exported_static_computes_its_mask_once():
+    """GPT-2 blocks each merge a causal and a padding mask; with static shapes
+    the converter folds the causal part, and the bias is made once for all."""
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=50,
+        num_layers=3,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        max_sequence_length=16,
+        dropout=0.0,
+    )
+    rng = np.random.default_rng(0)
+    sample = {
+        "token_ids": rng.integers(0, 50, (2, 16)).astype("int32"),
+        "padding_mask": (np.arange(16)[None] < np.array([[16], [9]])).astype("int32"),
+    }
+
+    result = export.to_tflite(
+        backbone, "float32", sample=sample, batch_size=1, sequence_length=16
+    )
+
+    assert result.rewrites["attention_masks"] == 3
+    model = flatbuffer.read_model(result.tflite_bytes)
+    graph = model.subgraphs[0]
+    float_selects = [
+        op
+        for op in graph.operators
+        if flatbuffer.op_name(model, op) == "SELECT_V2"
+        and flatbuffer.type_name(graph.tensors[op.outputs[0]]) == "FLOAT32"
+    ]
+    assert len(float_selects) == 1
+    assert result.checks["outputs_match"]["passed"]
+    assert result.max_relative_error < 1e-4
