@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -81,6 +82,7 @@ def test_inspect_reports_int8_tensors_and_sparsity(demo_dir):
     assert "CONV_2D" in result.stdout and "FULLY_CONNECTED" in result.stdout
     assert "input:" in result.stdout and " int8 scale=" in result.stdout
     assert "75.0%" in result.stdout  # the pruned kernels stay sparse in int8
+    assert re.search(r"XNNPack \(ai_edge_litert\): \d+ of \d+ ops delegated in \d+ partition", result.stdout)
 
 
 def test_inspect_corrupt_file_is_a_clear_error(demo_dir, tmp_path):

@@ -6,6 +6,7 @@ from absl import flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("top", 20, "How many of the largest tensors to list.")
+flags.DEFINE_bool("delegation", True, "Also load the model and report which ops XNNPack runs.")
 
 
 def inspect_tflite(tflite):
@@ -112,3 +113,10 @@ def main(argv):
     except (ValueError, TypeError) as error:
         raise SystemExit(f"tfcompress inspect: {error}") from None
     print(format_inspection(summary, FLAGS.top))
+    if FLAGS.delegation:
+        from tfcompress.runtime import xnnpack_delegation
+
+        try:
+            print(xnnpack_delegation(argv[1]).summary())
+        except (ValueError, ImportError) as error:
+            print(f"XNNPack: not reported ({error})")

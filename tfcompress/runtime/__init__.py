@@ -2,7 +2,16 @@
 
 from tfcompress.runtime.benchmark import BenchmarkResult
 from tfcompress.runtime.benchmark import benchmark
+from tfcompress.runtime.delegation import DelegationReport
+from tfcompress.runtime.delegation import xnnpack_delegation
 from tfcompress.runtime.interpreter import TFLiteModel
 from tfcompress.runtime.interpreter import load
 
-__all__ = ["BenchmarkResult", "TFLiteModel", "benchmark", "load"]
+__all__ = [
+    "BenchmarkResult",
+    "DelegationReport",
+    "TFLiteModel",
+    "benchmark",
+    "load",
+    "xnnpack_delegation",
+]
