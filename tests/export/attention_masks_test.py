@@ -103,6 +103,13 @@ def test_to_tflite_rewrites_masks_and_matches_keras(bert_inputs, target):
     assert "LOGICAL_AND" not in result.ops
     assert result.ops.count("SELECT_V2") == 2 + 2  # the ids' clamps + bias / keep
     assert result.checks["outputs_match"]["passed"]
+    # No op is left without readers (float16 keeps the mask constants behind
+    # a DEQUANTIZE that the rewrite must remove with the select).
+    model = flatbuffer.read_model(result.tflite_bytes)
+    graph = model.subgraphs[0]
+    read = {int(t) for op in graph.operators for t in op.inputs} | {int(t) for t in graph.outputs}
+    dead = [flatbuffer.op_name(model, op) for op in graph.operators if not set(map(int, op.outputs)) & read]
+    assert dead == []
 
 
 def test_model_without_masks_comes_back_unchanged(dense_model):
@@ -131,6 +138,17 @@ def test_select_not_read_by_softmax_is_kept():
     np.testing.assert_array_equal(outputs[0], np.where(m, x, np.float32(-1e9)))
     expected = np.exp(np.where(m, x, -np.inf) - np.where(m, x, -np.inf).max(-1, keepdims=True))
     np.testing.assert_allclose(outputs[1], expected / expected.sum(-1, keepdims=True), atol=1e-6)
+
+
+def test_files_with_weights_after_the_flatbuffer_are_left_alone(bert_inputs):
+    """Files over 2 GB keep weights at offsets `pack` would drop."""
+    model = flatbuffer.read_model(_stock(_bert(0.0)))
+    buffer = next(b for b in model.buffers if b.data is not None and len(b.data) > 64)
+    buffer.offset, buffer.size, buffer.data = 1 << 20, len(buffer.data), None
+    content = flatbuffer.pack(model)
+
+    assert additive_attention_masks(content) == (content, 0)
+    assert export.remove_identity_multiplies(content) == (content, 0)
 
 
 def test_corrupt_flatbuffer_is_refused():

@@ -295,6 +295,18 @@ def test_sequence_length_needs_an_unknown_second_dimension(dense_model):
         export.to_tflite(dense_model, sequence_length=8)
 
 
+def test_fixed_batch_verifies_outputs_without_a_batch_axis():
+    x = keras.Input((4,), name="x")
+    dense = keras.layers.Dense(3)(x)
+    model = keras.Model(x, [dense, keras.ops.sum(dense)])
+    sample = np.random.default_rng(0).normal(size=(4, 4)).astype("float32")
+
+    result = export.to_tflite(model, sample=sample, batch_size=np.int64(2))
+
+    assert result.checks["outputs_match"]["passed"]
+    assert [d["shape_signature"][0] for d in runtime.load(result.tflite_bytes).input_details] == [2]
+
+
 def test_fixed_batch_groups_calibration_samples(dense_model, calibration_data):
     result = export.to_tflite(
         dense_model,

@@ -52,13 +52,8 @@ _STATEFUL = {
 
 def _constant(model, tensor):
     """The value of a constant tensor as a flat numpy array, or None."""
-    if not flatbuffer.has_data(model, tensor):
-        return None
     dtype = {_FLOAT32: np.float32, _FLOAT16: np.float16, _BOOL: np.bool_}.get(tensor.type)
-    data = model.buffers[tensor.buffer].data
-    if dtype is None or data is None:
-        return None
-    return np.frombuffer(bytes(bytearray(data)), dtype)
+    return None if dtype is None else flatbuffer.constant_values(model, tensor, dtype)
 
 
 class _Graph:
@@ -218,8 +213,9 @@ def _rewrite(model, subgraph):
         _become(model, op, code, [values, made[(mask, kind)]])
         graph.readers[condition] = [r for r in graph.readers[condition] if r is not op]
         graph.readers[other] = [r for r in graph.readers[other] if r is not op]
-        if condition in graph.producer:
-            orphaned.append(graph.producer[condition])
+        for tensor in (condition, other):  # `other` may be a float16 DEQUANTIZE
+            if tensor in graph.producer:
+                orphaned.append(graph.producer[tensor])
         count += 1
     if not count:
         return 0
@@ -237,7 +233,8 @@ def additive_attention_masks(tflite):
     """Rewrites masked-softmax selects of a TFLite model into ADD / MUL.
 
     See the module docstring for the patterns and why the results do not
-    change. Models without such selects come back unchanged.
+    change. Models without such selects come back unchanged, and so do files
+    over 2 GB whose weights sit after the flatbuffer.
 
     Args:
         tflite: flatbuffer bytes or a path to a `.tflite` file.
@@ -250,6 +247,8 @@ def additive_attention_masks(tflite):
     """
     content = flatbuffer.read_bytes(tflite, "tflite")
     model = flatbuffer.read_model(content)
+    if flatbuffer.has_external_buffers(model):
+        return content, 0
     count = sum(_rewrite(model, subgraph) for subgraph in model.subgraphs)
     if not count:
         return content, 0

@@ -112,6 +112,24 @@ def has_data(model, tensor):
     return (buffer.data is not None and len(buffer.data) > 0) or bool(buffer.size)
 
 
+def has_external_buffers(model):
+    """True when some weights sit after the flatbuffer (files over 2 GB).
+
+    `pack` would drop them: rewrites must leave such files alone.
+    """
+    return any((buffer.offset or 0) > 1 for buffer in model.buffers or [])
+
+
+def constant_values(model, tensor, dtype):
+    """A constant tensor's stored values as a flat numpy array of `dtype`, or None."""
+    if not has_data(model, tensor):
+        return None
+    data = model.buffers[tensor.buffer].data
+    if data is None:  # stored after the flatbuffer (see has_external_buffers)
+        return None
+    return np.frombuffer(bytes(bytearray(data)), dtype)
+
+
 def opcode_index(model, code):
     """Index of the operator code for builtin `code`, added if the model lacks it."""
     for i, existing in enumerate(model.operatorCodes):

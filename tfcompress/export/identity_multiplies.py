@@ -32,10 +32,9 @@ def _identity_input(model, subgraph, op):
     if any(t.type != schema.TensorType.FLOAT32 for t in tensors):
         return None
     for position, tensor in enumerate(tensors):
-        if not flatbuffer.has_data(model, tensor):
+        value = flatbuffer.constant_values(model, tensor, np.float32)
+        if value is None:
             continue
-        data = model.buffers[tensor.buffer].data
-        value = np.frombuffer(bytes(bytearray(data)), np.float32)
         other = tensors[1 - position]
         if (
             value.size == 1
@@ -50,7 +49,8 @@ def _identity_input(model, subgraph, op):
 def remove_identity_multiplies(tflite):
     """Drops float MUL ops by a constant within 2^-20 of 1 (see module docstring).
 
-    A MUL whose output is a model output is kept.
+    A MUL whose output is a model output is kept; files over 2 GB whose
+    weights sit after the flatbuffer come back unchanged.
 
     Args:
         tflite: flatbuffer bytes or a path to a `.tflite` file.
@@ -63,6 +63,8 @@ def remove_identity_multiplies(tflite):
     """
     content = flatbuffer.read_bytes(tflite, "tflite")
     model = flatbuffer.read_model(content)
+    if flatbuffer.has_external_buffers(model):
+        return content, 0
     removed = 0
     for subgraph in model.subgraphs:
         outputs = {int(t) for t in subgraph.outputs}

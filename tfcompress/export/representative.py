@@ -71,6 +71,7 @@ def normalize_batch(batch, specs, arg_name):
 
 def _cast(value, spec, arg_name):
     rank = len(spec.shape)
+    received = value.shape
     if value.ndim == rank - 1:
         value = value[np.newaxis]
     if value.ndim != rank:
@@ -82,7 +83,7 @@ def _cast(value, spec, arg_name):
     if any(value.shape[axis] != size for axis, size in fixed):
         raise ValueError(
             f"`{arg_name}` input {spec.name!r} must have shape {spec.shape} (None: any "
-            f"size); received shape {value.shape}. Pad or cut the data to that shape."
+            f"size); received shape {received}. Pad or cut the data to that shape."
         )
     if _is_integer(spec.dtype):
         if value.dtype.kind == "f" and not np.all(np.equal(np.mod(value, 1), 0)):
@@ -139,6 +140,18 @@ def calibration_samples(
     if not samples:
         raise ValueError(f"`{arg_name}` produced no samples.")
     return samples
+
+
+def merge_chunks(chunks):
+    """Joins per-chunk `{name: array}` outputs along the batch axis.
+
+    Outputs without a batch axis (a scalar over the chunk) are stacked, one
+    value per chunk, the same way for Keras and TFLite.
+    """
+    if len(chunks) == 1:
+        return chunks[0]
+    join = lambda arrays: np.concatenate(arrays) if np.ndim(arrays[0]) else np.stack(arrays)  # noqa: E731
+    return {name: join([np.asarray(c[name]) for c in chunks]) for name in chunks[0]}
 
 
 def stack(samples):

@@ -1,6 +1,7 @@
 """Keras 3 model -> verified `.tflite` flatbuffer."""
 
 import dataclasses
+import numbers
 import os
 import pathlib
 import re
@@ -114,7 +115,7 @@ def _validate(target, int8_io, allow_flex, verify_, tolerance, path, batch_size,
         ("sequence_length", sequence_length, "a fixed number of tokens"),
     ):
         if value is not None and (
-            isinstance(value, bool) or not isinstance(value, int) or value < 1
+            isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1
         ):
             raise ValueError(
                 f"`{name}` must be None (any size) or a positive int ({meaning}). "
@@ -241,6 +242,8 @@ def to_tflite(
     ```
     """
     _validate(target, int8_io, allow_flex, verify, tolerance, path, batch_size, sequence_length)
+    batch_size = None if batch_size is None else int(batch_size)
+    sequence_length = None if sequence_length is None else int(sequence_length)
     ensure_keras3_model(model, "model")
     if not _VALID_SCOPE.match(model.name):
         # Checked up front: TensorFlow fails mid-trace on such a name and
@@ -330,7 +333,8 @@ def to_tflite(
 
 
 def _group(samples, batch_size):
-    """Calibration samples stacked `batch_size` at a time (a fixed-batch model)."""
+    """Calibration samples stacked `batch_size` at a time (a fixed-batch model);
+    the last `len(samples) % batch_size` samples are left out."""
     if len(samples) < batch_size:
         raise ValueError(
             f"`representative_data` has {len(samples)} samples, fewer than one batch "

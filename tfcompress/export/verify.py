@@ -4,6 +4,7 @@ import numpy as np
 
 from tfcompress import runtime
 from tfcompress.export import flatbuffer
+from tfcompress.export.representative import merge_chunks
 
 # Error metric and default bound per target. Float targets bound the largest
 # absolute error relative to the largest reference value; integer targets bound
@@ -169,7 +170,7 @@ def _run(model, sample, batch_size):
     for start in range(0, rows, batch_size):
         outputs = model.run({k: v[start : start + batch_size] for k, v in sample.items()})
         chunks.append(outputs if isinstance(outputs, dict) else {None: outputs})
-    merged = {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
+    merged = merge_chunks(chunks)
     return merged[None] if None in merged else merged
 
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from tfcompress.core.checks import ensure_built
 from tfcompress.export.representative import InputSpec
+from tfcompress.export.representative import merge_chunks
 
 
 def _safe_name(name, taken):
@@ -140,11 +141,10 @@ def reference_outputs(wrapper, specs, batch, batch_size=None):
     """
     if batch_size is not None:
         rows = len(next(iter(batch.values())))
-        chunks = [
+        return merge_chunks([
             reference_outputs(wrapper, specs, {k: v[i : i + batch_size] for k, v in batch.items()})
             for i in range(0, rows, batch_size)
-        ]
-        return {name: np.concatenate([c[name] for c in chunks]) for name in chunks[0]}
+        ])
     values = [batch[spec.name] for spec in specs]
     outputs = wrapper(values if len(values) > 1 else values[0], training=False)
     names = output_names(outputs)

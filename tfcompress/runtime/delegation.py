@@ -60,7 +60,8 @@ def xnnpack_delegation(model, backend=None):
     The model is loaded twice: without delegates, for its own ops, and as
     `tfcompress.runtime.load` loads it, where LiteRT appends one DELEGATE node
     per XNNPack partition. The ops between each DELEGATE node's inputs and
-    outputs are the ones it replaced.
+    outputs are the ones it replaced. An op whose output nobody reads cannot
+    be traced that way and is listed as not delegated.
 
     Args:
         model: a `.tflite` path or the flatbuffer bytes.
