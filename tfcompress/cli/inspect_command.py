@@ -107,7 +107,7 @@ def format_inspection(summary, top=20):
 
 def main(argv):
     if len(argv) != 2:
-        raise SystemExit("usage: tfcompress inspect MODEL.tflite [--top N]")
+        raise SystemExit("usage: tfcompress inspect MODEL.tflite [--top N] [--nodelegation]")
     try:
         summary = inspect_tflite(argv[1])
     except (ValueError, TypeError) as error:

@@ -18,10 +18,12 @@ rewrites each block's ops as ops XNNPack runs:
     SELECT_V2(mask', softmax, 0)              becomes  MUL(softmax, keep)
 
 where `mask'` is `mask` or `logical_and(fill(shape, true), mask)` and `c` is a
-constant <= -1e4. The results are unchanged: a masked score becomes -1e30
-whatever its value (float32 rounding absorbs any score below ~1e22), so its
-softmax weight is 0 as before, and a fully masked row is uniform as before. The
-SHAPE / FILL / LOGICAL_AND ops left without readers are removed.
+constant <= -1e4. The results are unchanged as long as the unmasked scores of
+a row are well above `c` (what a mask value is chosen for): a masked score
+becomes -1e30 whatever its value (float32 rounding absorbs any score below
+~1e22), so its softmax weight is 0 as before, and a fully masked row is
+uniform as before. The SHAPE / FILL / LOGICAL_AND ops left without readers are
+removed.
 """
 
 import numpy as np
