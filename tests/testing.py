@@ -124,12 +124,12 @@ def bert_backbone(num_layers=1):
     )
 
 
-def gpt2_backbone():
+def gpt2_backbone(num_layers=1):
     import keras_hub
 
     return keras_hub.models.GPT2Backbone(
         vocabulary_size=VOCAB,
-        num_layers=1,
+        num_layers=num_layers,
         num_heads=2,
         hidden_dim=8,
         intermediate_dim=16,

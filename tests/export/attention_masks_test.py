@@ -6,6 +6,7 @@ import keras_hub
 import numpy as np
 import pytest
 import tensorflow as tf
+import testing
 
 from tfcompress import export
 from tfcompress.export import flatbuffer
@@ -160,23 +161,12 @@ def test_causal_lm_exported_static_computes_its_mask_once():
     """GPT-2 blocks each merge a causal and a padding mask; with static shapes
     the converter folds the causal part, and the bias is made once for all."""
     keras.utils.set_random_seed(0)
-    backbone = keras_hub.models.GPT2Backbone(
-        vocabulary_size=50,
-        num_layers=3,
-        num_heads=2,
-        hidden_dim=8,
-        intermediate_dim=16,
-        max_sequence_length=16,
-        dropout=0.0,
-    )
-    rng = np.random.default_rng(0)
-    sample = {
-        "token_ids": rng.integers(0, 50, (2, 16)).astype("int32"),
-        "padding_mask": (np.arange(16)[None] < np.array([[16], [9]])).astype("int32"),
-    }
+    backbone = testing.gpt2_backbone(num_layers=3)
+    sample = testing.token_inputs(batch=2, segments=False)
+    sample["padding_mask"][1, 5:] = 0
 
     result = export.to_tflite(
-        backbone, "float32", sample=sample, batch_size=1, sequence_length=16
+        backbone, "float32", sample=sample, batch_size=1, sequence_length=testing.SEQ
     )
 
     assert result.rewrites["attention_masks"] == 3

@@ -2,10 +2,10 @@ import contextlib
 import io
 
 import keras
-import keras_hub
 import numpy as np
 import pytest
 import tensorflow as tf
+import testing
 
 from tfcompress.export import additive_attention_masks
 from tfcompress.runtime import xnnpack_delegation
@@ -13,17 +13,9 @@ from tfcompress.runtime import xnnpack_delegation
 
 def _bert_tflite():
     keras.utils.set_random_seed(0)
-    backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=50,
-        num_layers=2,
-        num_heads=2,
-        hidden_dim=8,
-        intermediate_dim=16,
-        max_sequence_length=8,
-        dropout=0.0,
-    )
+    backbone = testing.bert_backbone(num_layers=2)
     names = ("token_ids", "segment_ids", "padding_mask")
-    inputs = [keras.Input((8,), dtype="int32", name=name) for name in names]
+    inputs = [keras.Input((testing.SEQ,), dtype="int32", name=name) for name in names]
     model = keras.Model(inputs, backbone(dict(zip(names, inputs)))["sequence_output"])
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     with contextlib.redirect_stdout(io.StringIO()):

@@ -247,9 +247,8 @@ def additive_attention_masks(tflite):
     Raises:
         ValueError: `tflite` is not a TFLite flatbuffer.
     """
-    content = flatbuffer.read_bytes(tflite, "tflite")
-    model = flatbuffer.read_model(content)
-    if flatbuffer.has_external_buffers(model):
+    content, model = flatbuffer.editable_model(tflite)
+    if model is None:
         return content, 0
     count = sum(_rewrite(model, subgraph) for subgraph in model.subgraphs)
     if not count:

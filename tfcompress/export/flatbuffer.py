@@ -120,6 +120,17 @@ def has_external_buffers(model):
     return any((buffer.offset or 0) > 1 for buffer in model.buffers or [])
 
 
+def editable_model(tflite, arg_name="tflite"):
+    """`(flatbuffer bytes, schema.ModelT or None)` for a rewrite of `tflite`.
+
+    The model is None for files whose weights sit after the flatbuffer:
+    `pack` would drop them, so rewrites return such files unchanged.
+    """
+    content = read_bytes(tflite, arg_name)
+    model = read_model(content)
+    return content, (None if has_external_buffers(model) else model)
+
+
 def constant_values(model, tensor, dtype):
     """A constant tensor's stored values as a flat numpy array of `dtype`, or None."""
     if not has_data(model, tensor):

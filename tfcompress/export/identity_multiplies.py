@@ -61,9 +61,8 @@ def remove_identity_multiplies(tflite):
     Raises:
         ValueError: `tflite` is not a TFLite flatbuffer.
     """
-    content = flatbuffer.read_bytes(tflite, "tflite")
-    model = flatbuffer.read_model(content)
-    if flatbuffer.has_external_buffers(model):
+    content, model = flatbuffer.editable_model(tflite)
+    if model is None:
         return content, 0
     removed = 0
     for subgraph in model.subgraphs:
