@@ -3,13 +3,12 @@
 import collections
 import dataclasses
 import importlib
-import warnings
 
 import numpy as np
 
-from tfcompress.runtime.interpreter import _check_flatbuffer
+from tfcompress.runtime.interpreter import _checked_content
+from tfcompress.runtime.interpreter import _create
 from tfcompress.runtime.interpreter import _interpreter_class
-from tfcompress.runtime.interpreter import _read_model
 
 
 @dataclasses.dataclass
@@ -46,14 +45,6 @@ class DelegationReport:
         return line
 
 
-def _interpreter(interpreter_class, content, **kwargs):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # tf.lite.Interpreter's deprecation
-        interpreter = interpreter_class(model_content=content, **kwargs)
-    interpreter.allocate_tensors()
-    return interpreter
-
-
 def xnnpack_delegation(model, backend=None):
     """Reports which ops of `model` the default XNNPack delegate runs.
 
@@ -75,18 +66,19 @@ def xnnpack_delegation(model, backend=None):
             interpreter cannot prepare it (e.g. Flex ops).
         TypeError: `model` is neither a path nor bytes.
     """
-    content, path = _read_model(model)
-    where = f"The file {path!r}" if path else "The given bytes"
-    _check_flatbuffer(content, where)
+    content, _, where = _checked_content(model)
     name, interpreter_class = _interpreter_class(backend)
     resolver = importlib.import_module(interpreter_class.__module__).OpResolverType
+    _, plain = _create(
+        content,
+        where,
+        name,
+        experimental_op_resolver_type=resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    _, delegated = _create(content, where, name, num_threads=1)
     try:
-        plain = _interpreter(
-            interpreter_class,
-            content,
-            experimental_op_resolver_type=resolver.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-        )
-        delegated = _interpreter(interpreter_class, content, num_threads=1)
+        plain.allocate_tensors()
+        delegated.allocate_tensors()
     except (ValueError, RuntimeError) as e:
         raise ValueError(
             f"{where} cannot be prepared by the {name} interpreter ({e})."

@@ -55,6 +55,14 @@ def _read_model(model):
     )
 
 
+def _checked_content(model):
+    """`(flatbuffer bytes, path or None, "The file ..." / "The given bytes")`."""
+    content, path = _read_model(model)
+    where = f"The file {path!r}" if path else "The given bytes"
+    _check_flatbuffer(content, where)
+    return content, path, where
+
+
 def _check_flatbuffer(content, where):
     # The interpreter verifies the flatbuffer too, but checking the file
     # identifier first gives a clear message for the common mistakes (an .h5,
@@ -109,23 +117,20 @@ def load(model, num_threads=None, backend=None):
             f"`backend` must be one of {BACKENDS} or None. "
             f"Received: backend={backend!r}"
         )
-    content, path = _read_model(model)
-    where = f"The file {path!r}" if path else "The given bytes"
-    _check_flatbuffer(content, where)
-    name, interpreter = _create(content, where, backend, num_threads)
+    content, path, where = _checked_content(model)
+    name, interpreter = _create(content, where, backend, num_threads=num_threads)
     return TFLiteModel(interpreter, content, name, path, num_threads)
 
 
-def _create(content, where, backend, num_threads):
+def _create(content, where, backend, **options):
+    """`(backend name, interpreter)` for `content`, created with `options`."""
     name, interpreter_class = _interpreter_class(backend)
     try:
         with warnings.catch_warnings():
             # tf.lite.Interpreter warns that it is deprecated on every creation;
             # it is only picked when asked for or when nothing else is installed.
             warnings.simplefilter("ignore", UserWarning)
-            interpreter = interpreter_class(
-                model_content=content, num_threads=num_threads
-            )
+            interpreter = interpreter_class(model_content=content, **options)
         return name, interpreter
     except (ValueError, RuntimeError) as e:
         raise ValueError(
