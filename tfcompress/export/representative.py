@@ -142,6 +142,12 @@ def calibration_samples(
     return samples
 
 
+def split_rows(batch, size):
+    """`{name: array}` cut into consecutive chunks of `size` rows."""
+    rows = len(next(iter(batch.values())))
+    return [{k: v[i : i + size] for k, v in batch.items()} for i in range(0, rows, size)]
+
+
 def merge_chunks(chunks):
     """Joins per-chunk `{name: array}` outputs along the batch axis.
 

@@ -275,7 +275,8 @@ def to_tflite(
             f"{[spec.shape for spec in specs]}. Drop sequence_length."
         )
     if sample is not None:  # shapes and dtypes checked before converting
-        rows = len(next(iter(representative.normalize_batch(sample, specs, "sample").values())))
+        sample = representative.normalize_batch(sample, specs, "sample")
+        rows = len(next(iter(sample.values())))
         if batch_size is not None and rows % batch_size:
             raise ValueError(
                 f"`sample` has {rows} rows, which batch_size={batch_size} does not "
@@ -347,13 +348,13 @@ def _group(samples, batch_size):
 
 
 def _verification_batch(wrapper, specs, sample, samples, batch_size=None):
-    """`(inputs, Keras outputs)` for `outputs_match`."""
+    """`(inputs, Keras outputs)` for `outputs_match`; `sample` is normalized."""
 
     def reference(batch):
         return wrap.reference_outputs(wrapper, specs, batch, batch_size)
 
     if sample is not None:
-        batch = representative.normalize_batch(sample, specs, "sample")
+        batch = sample
     elif samples is not None:
         # Grouped samples (batch_size > 1) are already batches.
         batch = representative.stack(samples[: max(1, _SAMPLE_BATCH // (batch_size or 1))])

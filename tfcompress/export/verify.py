@@ -5,6 +5,7 @@ import numpy as np
 from tfcompress import runtime
 from tfcompress.export import flatbuffer
 from tfcompress.export.representative import merge_chunks
+from tfcompress.export.representative import split_rows
 
 # Error metric and default bound per target. Float targets bound the largest
 # absolute error relative to the largest reference value; integer targets bound
@@ -165,12 +166,8 @@ def _run(model, sample, batch_size):
     """The model's outputs on `sample`, in chunks of `batch_size` rows if given."""
     if batch_size is None:
         return model.run(sample)
-    rows = len(next(iter(sample.values())))
-    chunks = []
-    for start in range(0, rows, batch_size):
-        outputs = model.run({k: v[start : start + batch_size] for k, v in sample.items()})
-        chunks.append(outputs if isinstance(outputs, dict) else {None: outputs})
-    merged = merge_chunks(chunks)
+    chunks = [model.run(chunk) for chunk in split_rows(sample, batch_size)]
+    merged = merge_chunks([c if isinstance(c, dict) else {None: c} for c in chunks])
     return merged[None] if None in merged else merged
 
 

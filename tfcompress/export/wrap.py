@@ -16,6 +16,7 @@ import numpy as np
 from tfcompress.core.checks import ensure_built
 from tfcompress.export.representative import InputSpec
 from tfcompress.export.representative import merge_chunks
+from tfcompress.export.representative import split_rows
 
 
 def _safe_name(name, taken):
@@ -140,11 +141,9 @@ def reference_outputs(wrapper, specs, batch, batch_size=None):
     With `batch_size`, in chunks of that many rows (a fixed batch dimension).
     """
     if batch_size is not None:
-        rows = len(next(iter(batch.values())))
-        return merge_chunks([
-            reference_outputs(wrapper, specs, {k: v[i : i + batch_size] for k, v in batch.items()})
-            for i in range(0, rows, batch_size)
-        ])
+        return merge_chunks(
+            [reference_outputs(wrapper, specs, chunk) for chunk in split_rows(batch, batch_size)]
+        )
     values = [batch[spec.name] for spec in specs]
     outputs = wrapper(values if len(values) > 1 else values[0], training=False)
     names = output_names(outputs)
