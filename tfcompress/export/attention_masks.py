@@ -213,9 +213,8 @@ def _rewrite(model, subgraph):
             graph.readers.setdefault(mask, []).append(select)
             made[(mask, kind)] = int(select.outputs[0])
         _become(model, op, code, [values, made[(mask, kind)]])
-        graph.readers[condition] = [r for r in graph.readers[condition] if r is not op]
-        graph.readers[other] = [r for r in graph.readers[other] if r is not op]
         for tensor in (condition, other):  # `other` may be a float16 DEQUANTIZE
+            graph.readers[tensor] = [r for r in graph.readers[tensor] if r is not op]
             if tensor in graph.producer:
                 orphaned.append(graph.producer[tensor])
         count += 1
