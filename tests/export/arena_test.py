@@ -22,10 +22,12 @@ def test_chain_reuses_memory():
     lifetimes = arena.tensor_lifetimes(flatbuffer.read_model(content))
     # Input + 6 layer outputs, 400 bytes each (batch 1); the weights stay out.
     assert sorted(size for _, _, size in lifetimes.values()) == [400] * 7
-    size, peak = arena.estimate_arena_bytes(content)
+    activations, temporary, persistent, peak = arena.estimate_arena_parts(content)
     # Only one layer's input and output are alive at a time.
     assert peak == 800
-    assert size == 800
+    assert activations == 800
+    assert temporary < 800
+    assert arena.estimate_arena_bytes(content) == (800 + persistent, 800)
 
 
 def test_branches_keep_both_sides_alive():
@@ -34,7 +36,7 @@ def test_branches_keep_both_sides_alive():
     left = keras.layers.Dense(32)(inputs)
     right = keras.layers.Dense(16)(inputs)
     model = keras.Model(inputs, keras.layers.Concatenate()([left, right]))
-    size, peak = arena.estimate_arena_bytes(_float32(model))
+    size, _, _, peak = arena.estimate_arena_parts(_float32(model))
     # While the second branch runs, the input and the first branch's output
     # are still alive (the concat then holds 32 + 16 + 48 floats, less).
     assert peak == (64 + 32 + 16) * 4
@@ -47,6 +49,7 @@ def test_estimate_accepts_a_path(tmp_path):
     model = keras.Sequential([keras.Input((10,)), keras.layers.Dense(3)])
     file = tmp_path / "m.tflite"
     file.write_bytes(_float32(model))
-    assert arena.estimate_arena_bytes(file) == (64, (10 + 3) * 4)
+    assert arena.estimate_arena_parts(file)[::3] == (64, (10 + 3) * 4)
+    assert arena.estimate_arena_bytes(file) == arena.estimate_arena_bytes(file.read_bytes())
     with pytest.raises(ValueError, match="not a valid TFLite flatbuffer"):
         arena.estimate_arena_bytes(np.zeros(4).tobytes())

@@ -127,10 +127,11 @@ def run_demo(
         "dynamic_int8 pruned": export.to_tflite(pruned, "dynamic_int8", path=os.path.join(output_dir, "dynamic_int8_pruned.tflite"), sample=x_test[:32]),
         "int8 pruned+QAT": export.to_tflite(qat, "int8", int8_io=True, path=os.path.join(output_dir, "int8_pruned_qat.tflite"), sample=x_test[:32]),
     }
-    c_array = export.to_c_array(exports["int8 pruned+QAT"].path, name="digits_model", path=output_dir)
+    c_array = export.to_c_array(exports["int8 pruned+QAT"].path, name="digits_model", path=output_dir, sample=x_test, reference=qat.predict(x_test, verbose=0))
     for name, result in exports.items():
         print(f"    {name:<20} {result.path} ({result.size_bytes:,} bytes)")
     print(f"    C array: {c_array.header_path}, {c_array.source_path}")
+    print("\n".join(f"    {line}" for line in c_array.report_lines()))
 
     _stage(5, f"Evaluating with LiteRT ({bench_rounds} interleaved rounds x {bench_runs} timed runs per model)")
     interpreters = {name: runtime.load(result.path, num_threads=bench_threads) for name, result in exports.items()}
@@ -175,7 +176,7 @@ def run_demo(
         f"{lite.num_threads} thread(s), Keras float via predict_on_batch ({latencies['keras float'].backend}). "
         "Keras size: float_inference.keras (no optimizer state)."
     )
-    print(f"LiteRT backend: {lite.backend}. Flash for the microcontroller build: {c_array.flash_bytes:,} bytes, tensor arena estimate: {c_array.arena_bytes_estimate:,} bytes.")
+    print(f"LiteRT backend: {lite.backend}. Flash for the microcontroller build: {c_array.flash_bytes:,} bytes, tensor arena: {c_array.arena_bytes:,} bytes ({'TFLM measured + margin' if c_array.tflm else 'estimate'}).")
     print(f"Report: {report_json}\nPlot:   {plot_png}\nModels: {output_dir}\nDone in {time.time() - started:.0f} s.")
     return comparison
 

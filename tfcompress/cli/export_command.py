@@ -54,5 +54,5 @@ def main(argv):
     if FLAGS.c_array:
         arrays = export.to_c_array(result.path, name=FLAGS.c_array, path=os.path.dirname(os.path.abspath(output)))
         print(f"wrote {arrays.header_path} and {arrays.source_path}")
-        print(f"  flash {arrays.flash_bytes:,} bytes, tensor arena estimate {arrays.arena_bytes_estimate:,} bytes")
+        print("\n".join(f"  {line}" for line in arrays.report_lines()))
         print(arrays.resolver_code)

@@ -8,6 +8,9 @@ from tfcompress.export.converter import TARGETS
 from tfcompress.export.identity_multiplies import remove_identity_multiplies
 from tfcompress.export.tflite import ExportResult
 from tfcompress.export.tflite import to_tflite
+from tfcompress.export.tflm import TFLMCheck
+from tfcompress.export.tflm import TFLMError
+from tfcompress.export.tflm import check_in_tflm
 from tfcompress.export.verify import ExportVerificationError
 
 __all__ = [
@@ -15,7 +18,10 @@ __all__ = [
     "ExportResult",
     "ExportVerificationError",
     "TARGETS",
+    "TFLMCheck",
+    "TFLMError",
     "additive_attention_masks",
+    "check_in_tflm",
     "estimate_arena_bytes",
     "remove_identity_multiplies",
     "to_c_array",

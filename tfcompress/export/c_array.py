@@ -6,7 +6,8 @@ import pathlib
 import re
 
 from tfcompress.export import flatbuffer
-from tfcompress.export.arena import estimate_arena_bytes
+from tfcompress.export import tflm as tflm_check
+from tfcompress.export.arena import estimate_arena_parts
 from tfcompress.export.tflm_ops import resolver_methods
 
 _BYTES_PER_LINE = 12
@@ -23,9 +24,16 @@ class CArrayResult:
         resolver_code: the `tflite::MicroMutableOpResolver<N>` lines.
         unsupported_ops: ops TFLM has no registration method for.
         flash_bytes: the model array size (what it adds to flash).
-        arena_bytes_estimate: greedy-planner estimate of the tensor arena
-            (activations only; see `estimate_arena_bytes`).
+        arena_bytes: the tensor arena to give TFLM (`kTensorArenaSize`):
+            `tflm.arena_bytes` (measured plus margin) when TFLite Micro ran
+            the model, else `arena_bytes_estimate`.
+        arena_bytes_estimate: estimated arena, activations plus TFLM's
+            persistent structures (see `estimate_arena_bytes`).
+        activation_bytes_estimate: the activation part of the estimate (or
+            TFLM's temporary memory while loading, when larger).
         peak_live_bytes: largest sum of simultaneously live tensors.
+        tflm: the `tfcompress.export.TFLMCheck` (measured arena, TFLM vs
+            LiteRT outputs), or None when TFLite Micro was not run.
     """
 
     header_path: str | None
@@ -36,8 +44,48 @@ class CArrayResult:
     resolver_code: str
     unsupported_ops: list
     flash_bytes: int
+    arena_bytes: int
     arena_bytes_estimate: int
+    activation_bytes_estimate: int
     peak_live_bytes: int
+    tflm: tflm_check.TFLMCheck | None = None
+
+    def report_lines(self):
+        """Flash, arena and TFLM check, one line each, for printing."""
+        lines = [f"flash {self.flash_bytes:,} bytes (the model array)"]
+        check = self.tflm
+        if check is None:
+            lines.append(
+                f"tensor arena {self.arena_bytes:,} bytes, estimated (activations or loading "
+                f"{self.activation_bytes_estimate:,} + TFLM persistent data "
+                f"{self.arena_bytes_estimate - self.activation_bytes_estimate:,}); "
+                f"for the measured figure and a run in TFLite Micro: "
+                f"`{tflm_check.INSTALL_HINT}`"
+            )
+            lines.append(f"TFLM check: not run (tflite-micro not installed: `{tflm_check.INSTALL_HINT}`)")
+            return lines
+        lines.append(
+            f"tensor arena {self.arena_bytes:,} bytes: TFLM measured {check.arena_total:,} "
+            f"(head {check.arena_head:,} + tail {check.arena_tail:,}; smallest arena it "
+            f"loads in {check.arena_minimum:,}) + {tflm_check.MARGIN_FRACTION:.0%} margin; "
+            f"estimate {self.arena_bytes_estimate:,}"
+        )
+        agreement = (
+            "n/a" if check.argmax_agreement is None else f"{check.argmax_agreement:.1%}"
+        )
+        difference = (
+            f"max {check.max_lsb_difference} LSB"
+            if check.max_lsb_difference is not None
+            else f"max abs difference {check.max_abs_difference:.3g}"
+        )
+        line = (
+            f"TFLM check: {check.rows} {'random ' if check.random_inputs else ''}inputs run in TFLite Micro, outputs vs LiteRT "
+            f"{difference}, argmax agreement {agreement}"
+        )
+        if check.reference_argmax_agreement is not None:
+            line += f" (vs Keras {check.reference_argmax_agreement:.1%})"
+        lines.append(line)
+        return lines
 
 
 def _resolver_code(name, methods, unsupported):
@@ -50,7 +98,7 @@ def _resolver_code(name, methods, unsupported):
     return "\n".join(lines)
 
 
-def _header(name, content, resolver, arena, ops):
+def _header(name, content, resolver, arena, estimate, check, ops):
     guard = f"{name.upper()}_H_"
     commented = "\n".join(f"//   {line}" for line in resolver.splitlines())
     return (
@@ -58,12 +106,28 @@ def _header(name, content, resolver, arena, ops):
         f"{len(ops)} ops.\n"
         f"#ifndef {guard}\n#define {guard}\n\n"
         f"// Op registration for this model:\n{commented}\n\n"
-        f"// Tensor arena estimate (activations only, greedy planner; add a few KB\n"
-        f"// for TFLM bookkeeping and check MicroInterpreter::arena_used_bytes()).\n"
-        f"constexpr unsigned int {name}_arena_size_estimate = {arena};\n\n"
+        f"{_arena_comment(check)}"
+        f"constexpr unsigned int {name}_arena_size = {arena};\n"
+        f"constexpr unsigned int {name}_arena_size_estimate = {estimate};\n\n"
         f"extern const unsigned char {name}[];\n"
         f"extern const unsigned int {name}_len;\n\n"
         f"#endif  // {guard}\n"
+    )
+
+
+def _arena_comment(check):
+    if check is None:
+        return (
+            "// Tensor arena: estimated (activations plus TFLM's persistent data, for\n"
+            "// TFLM's reference kernels), not measured. Measure it with\n"
+            f"// `{tflm_check.INSTALL_HINT}` or MicroInterpreter::arena_used_bytes().\n"
+        )
+    return (
+        f"// Tensor arena: measured in TFLite Micro ({max(check.arena_total, check.arena_minimum)} "
+        "bytes on its\n"
+        f"// 64-bit host build, reference kernels) plus {tflm_check.MARGIN_FRACTION:.0%}; "
+        "optimized kernels\n"
+        "// (e.g. CMSIS-NN) may request scratch on top: check arena_used_bytes().\n"
     )
 
 
@@ -82,13 +146,20 @@ def _source(name, content):
     )
 
 
-def to_c_array(tflite, name="model", path=None):
+def to_c_array(tflite, name="model", path=None, sample=None, reference=None, tflm=None):
     """Writes a model as `<name>.h` / `<name>.cc` for TensorFlow Lite Micro.
 
     The `.cc` holds `alignas(16) const unsigned char <name>[]` and
     `const unsigned int <name>_len`; the `.h` declares them and documents the
     `tflite::MicroMutableOpResolver<N>` registrations the model needs and the
-    arena estimate (also a `constexpr <name>_arena_size_estimate`).
+    tensor arena (`constexpr <name>_arena_size`, and
+    `<name>_arena_size_estimate`).
+
+    With `tflite-micro` installed (`pip install tfcompress[micro]`) the model
+    is also loaded and run in TensorFlow Lite Micro
+    (`tfcompress.export.check_in_tflm`): the arena is TFLM's measured total
+    plus a 10% margin, and the TFLM outputs on `sample` are compared with
+    LiteRT's. Without it the arena is `estimate_arena_bytes`' estimate.
 
     Args:
         tflite: flatbuffer bytes or a `.tflite` path (e.g.
@@ -96,6 +167,13 @@ def to_c_array(tflite, name="model", path=None):
         name: C identifier for the array; also the file names.
         path: directory to write the two files into (created if needed), or
             None to only return their contents.
+        sample: inputs to run in TFLM and LiteRT (float data is quantized for
+            int8 inputs), e.g. the `sample` given to `to_tflite`; None: 16
+            seeded random inputs.
+        reference: optional outputs (e.g. Keras's on `sample`) to report
+            TFLM's argmax agreement with.
+        tflm: None runs TFLite Micro when `tflite-micro` is installed; True
+            requires it; False skips it.
 
     Returns:
         A `CArrayResult`.
@@ -104,13 +182,17 @@ def to_c_array(tflite, name="model", path=None):
         ValueError: `name` is not a C identifier, or `tflite` is not a TFLite
             flatbuffer.
         TypeError: `tflite` is neither bytes nor a path.
+        ImportError: `tflm=True` without `tflite-micro`.
+        tfcompress.export.TFLMError: TFLite Micro cannot run an op (named in
+            the message, with what to change).
 
     Example:
 
     ```python
     result = tfcompress.export.to_c_array(exported.tflite_bytes, name="kws_model",
-                                          path="firmware/src")
-    print(result.resolver_code, result.arena_bytes_estimate)
+                                          path="firmware/src", sample=x_test[:32])
+    print(result.resolver_code)
+    print("\n".join(result.report_lines()))
     ```
     """
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
@@ -120,12 +202,20 @@ def to_c_array(tflite, name="model", path=None):
         )
     if path is not None and not isinstance(path, (str, os.PathLike)):
         raise TypeError(f"`path` must be a directory path or None. Received: {path!r}")
+    if tflm not in (None, True, False):
+        raise ValueError(f"`tflm` must be None, True or False. Received: tflm={tflm!r}")
     content = flatbuffer.read_bytes(tflite)
     ops = flatbuffer.op_names(flatbuffer.read_model(content))
     methods, unsupported = resolver_methods(ops)
     resolver = _resolver_code(name, methods, unsupported)
-    arena, peak = estimate_arena_bytes(content)
-    header = _header(name, content, resolver, arena, ops)
+    activations, temporary, persistent, peak = estimate_arena_parts(content)
+    activations = max(activations, temporary)
+    estimate = activations + persistent
+    check = None
+    if tflm or (tflm is None and tflm_check.available()):
+        check = tflm_check.check_in_tflm(content, sample=sample, reference=reference)
+    arena = estimate if check is None else check.arena_bytes
+    header = _header(name, content, resolver, arena, estimate, check, ops)
     source = _source(name, content)
     header_path = source_path = None
     if path is not None:
@@ -144,6 +234,9 @@ def to_c_array(tflite, name="model", path=None):
         resolver_code=resolver,
         unsupported_ops=unsupported,
         flash_bytes=len(content),
-        arena_bytes_estimate=arena,
+        arena_bytes=arena,
+        arena_bytes_estimate=estimate,
+        activation_bytes_estimate=activations,
         peak_live_bytes=peak,
+        tflm=check,
     )
