@@ -29,6 +29,12 @@ setuptools.setup(
             "scikit-learn>=1.3",
             "safetensors>=0.4",
         ],
+        # TensorFlow Lite Micro's Python interpreter: to_c_array measures the
+        # tensor arena and runs the model in TFLM. Only nightly (dev) releases
+        # are published; the pre-release in the specifier lets pip take them.
+        "micro": [
+            "tflite-micro>=0.dev0",
+        ],
         "bench": [
             "tensorflow-model-optimization==0.8.1",
             "tf-keras>=2.16,<2.22",

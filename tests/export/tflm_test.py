@@ -1,5 +1,7 @@
 """TFLite Micro itself (PyPI `tflite-micro`): measured arena, TFLM vs LiteRT, op errors."""
 
+import subprocess
+import sys
 import warnings
 
 import keras
@@ -54,6 +56,22 @@ def _conv1d():
     )
 
 
+# In a child process: TFLM's interpreter can crash, not raise, in too small an arena.
+_LOAD_AND_RUN = """
+import sys
+import numpy as np
+from tflite_micro.python.tflite_micro import runtime
+interpreter = runtime.Interpreter.from_bytes(open(sys.argv[1], "rb").read(), arena_size=int(sys.argv[2]))
+interpreter.set_input(np.zeros((1, 8, 8, 1), np.int8), 0)
+interpreter.invoke()
+"""
+
+
+def _loads_and_runs(path, arena_size):
+    run = subprocess.run([sys.executable, "-c", _LOAD_AND_RUN, str(path), str(arena_size)], capture_output=True, check=False)
+    return run.returncode == 0
+
+
 BUILDERS = {"demo_cnn": digits.build_digits_cnn, "dense": _dense, "depthwise": _depthwise, "conv1d": _conv1d}
 
 
@@ -79,32 +97,32 @@ def exported(request, data):
     return request.param, result.tflite_bytes, model.predict(x_test, verbose=0)
 
 
-def test_arena_is_measured_and_the_estimate_bounds_it(exported, data):
+def test_arena_is_measured_and_the_estimate_bounds_it(exported, data, tmp_path):
     name, content, logits = exported
     result = export.to_c_array(content, name="model", sample=data[2], reference=logits)
     check = result.tflm
     assert check is not None, name
     total = check.arena_total
     assert total == check.arena_head + check.arena_tail
+    # TFLM's recorded total is not always enough: on small models the
+    # temporary memory of loading sets the smallest arena it loads in.
     needed = max(total, check.arena_minimum)
-    assert needed <= result.arena_bytes <= 1.25 * total, (name, result.arena_bytes, total)
+    assert needed <= result.arena_bytes <= 1.25 * needed, (name, result.arena_bytes, needed)
     assert result.arena_bytes == check.arena_bytes
     # Without tflite-micro the estimate is what is reported: never below TFLM.
-    assert needed <= result.arena_bytes_estimate <= 1.25 * total, (
+    assert needed <= result.arena_bytes_estimate <= 1.25 * needed, (
         name,
         result.arena_bytes_estimate,
-        total,
-        check.arena_minimum,
+        needed,
     )
     assert f"constexpr unsigned int model_arena_size = {result.arena_bytes};" in result.header
     assert "measured in TFLite Micro" in result.header
     # TFLM runs in the reported arena and in its smallest one, not in less.
+    model = tmp_path / "model.tflite"
+    model.write_bytes(content)
     for size in (result.arena_bytes, check.arena_minimum):
-        interpreter = micro.Interpreter.from_bytes(content, arena_size=size)
-        interpreter.set_input(np.zeros((1, 8, 8, 1), np.int8), 0)
-        interpreter.invoke()
-    with tflm._captured_output(), pytest.raises(RuntimeError, match="allocate"):
-        micro.Interpreter.from_bytes(content, arena_size=check.arena_minimum - 16)
+        assert _loads_and_runs(model, size), (name, size)
+    assert not _loads_and_runs(model, check.arena_minimum - 16), name
 
 
 def test_tflm_matches_litert_within_one_lsb(exported, data):
