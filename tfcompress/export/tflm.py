@@ -280,10 +280,8 @@ def _allocations(interpreter):
     return totals, records
 
 
-def _rows(content, sample):
-    """`[{input name: array of the model's dtype, batch 1}]` from `sample`."""
-    interpreter = runtime.load(content)
-    details = {d["name"]: d for d in interpreter.input_details}
+def _rows(details, sample):
+    """`[[array of the model's dtype, batch 1] per input]` per row of `sample`."""
     if sample is None:
         rng = np.random.default_rng(0)
         sample = []
@@ -297,10 +295,27 @@ def _rows(content, sample):
                 sample.append(rng.random(shape, dtype=np.float32).astype(dtype))
         sample = sample if len(sample) > 1 else sample[0]
     feed = prepare_inputs(sample, details, raw=False)
+    for name, detail in details.items():
+        expected = tuple(int(d) for d in detail["shape"][1:])
+        if feed[name].ndim < 1 or tuple(feed[name].shape[1:]) != expected:
+            raise ValueError(
+                f"`sample` must hold rows of shape {expected} for input {name!r} "
+                f"(a batch of them). Received: shape {feed[name].shape}."
+            )
     count = len(next(iter(feed.values())))
-    return interpreter, [
-        [feed[name][i : i + 1] for name in details] for i in range(count)
-    ]
+    return [[feed[name][i : i + 1] for name in details] for i in range(count)]
+
+
+def _litert_outputs(lite, row):
+    """LiteRT outputs of one row in the model's output order, as stored."""
+    # The plain interpreter, not `run`: its dict keys follow the signature,
+    # while TFLM numbers outputs in the model's order.
+    interpreter = lite._interpreter
+    interpreter.allocate_tensors()
+    for detail, value in zip(lite.input_details, row):
+        interpreter.set_tensor(detail["index"], value)
+    interpreter.invoke()
+    return [interpreter.get_tensor(detail["index"]) for detail in lite.output_details]
 
 
 def _argmax_agreement(left, right):
@@ -331,6 +346,7 @@ def check_in_tflm(tflite, sample=None, reference=None):
         ImportError: `tflite-micro` is not installed.
         TFLMError: TFLM cannot prepare or run an op (named in the message,
             with what to change).
+        ValueError: `sample` rows do not match the model's inputs.
 
     Example:
 
@@ -348,7 +364,8 @@ def check_in_tflm(tflite, sample=None, reference=None):
     model = flatbuffer.read_model(content)
     micro = _interpreter(content, model)
     totals, records = _allocations(micro)
-    lite, rows = _rows(content, sample)
+    lite = runtime.load(content)
+    rows = _rows({d["name"]: d for d in lite.input_details}, sample)
     out_details = lite.output_details
     tflm_out, lite_out = [], []
     for row in rows:
@@ -363,13 +380,11 @@ def check_in_tflm(tflite, sample=None, reference=None):
         if failed:
             raise _describe_failure(model, log["text"], "invoke")
         tflm_out.append([micro.get_output(i) for i in range(len(out_details))])
-        lite_out.append(lite.run(row if len(row) > 1 else row[0], raw=True))
+        lite_out.append(_litert_outputs(lite, row))
     max_lsb, max_abs, agreement, ref_agreement = 0, 0.0, None, None
     for index, detail in enumerate(out_details):
         ours = np.concatenate([outputs[index] for outputs in tflm_out])
-        theirs = np.concatenate(
-            [out if not isinstance(out, dict) else list(out.values())[index] for out in lite_out]
-        )
+        theirs = np.concatenate([outputs[index] for outputs in lite_out])
         if np.dtype(detail["dtype"]).kind in "iu":
             max_lsb = max(max_lsb, int(np.max(np.abs(ours.astype(np.int64) - theirs))))
         else:
