@@ -9,7 +9,7 @@ from tfcompress.export.identity_multiplies import remove_identity_multiplies
 from tfcompress.export.tflite import ExportResult
 from tfcompress.export.tflite import to_tflite
 from tfcompress.export.tflm import TFLMCheck
-from tfcompress.export.tflm import TFLMError
+from tfcompress.export.tflm_error import TFLMError
 from tfcompress.export.tflm import check_in_tflm
 from tfcompress.export.verify import ExportVerificationError
 

@@ -114,7 +114,8 @@ def _scratch_buffers(model, subgraph_index=0):
     for step, op in enumerate(subgraph.operators):
         if flatbuffer.op_name(model, op) not in _REDUCTIONS:
             continue
-        rank = len(subgraph.tensors[op.inputs[0]].shape)
+        shape = subgraph.tensors[op.inputs[0]].shape
+        rank = 0 if shape is None else len(shape)
         elements = flatbuffer.tensor_bytes(subgraph.tensors[op.outputs[0]])
         buffers += [(step, step, 4 * elements), (step, step, 4 * rank), (step, step, 4 * rank)]
     return buffers
