@@ -49,3 +49,10 @@ def test_keyword_model_is_pruned_quantized_and_measured_in_tflm(tmp_path):
     for stage in ("float.keras", "pruned.keras", "qat.keras", "kws_model.cc"):
         assert (out_dir / stage).stat().st_size > 0, stage
     assert not (tmp_path / "tfcompress_out").exists()
+
+    # A rerun in the same directory reuses the saved stages instead of training.
+    rerun = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    for stage in ("float.keras", "pruned.keras", "qat.keras"):
+        assert f"reusing {out_dir / stage}" in rerun.stdout
+    assert f"flash {flash:,} bytes (the model array)" in rerun.stdout
