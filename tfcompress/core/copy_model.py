@@ -129,16 +129,12 @@ def copy_model(model):
     """
     ensure_built(model)
     try:
-        copy, checked = _rebuild(model, {}), True
-    except TypeError as error:
-        if "Could not locate" not in str(error):
-            raise _failed(model, error) from error
-        checked = False
-    except Exception as error:  # any other config failure gets the same advice
-        raise _failed(model, error) from error
-    if not checked:
+        copy, own_classes = _rebuild(model, {}), False
+    except Exception:
+        # Most often a class Keras cannot find by name (defined in a script,
+        # not registered); the model itself holds it.
         try:
-            copy = _rebuild(model, _classes_in(model))
+            copy, own_classes = _rebuild(model, _classes_in(model)), True
         except Exception as error:
             raise _failed(model, error) from error
     source, target = model.weights, copy.weights
@@ -149,6 +145,6 @@ def copy_model(model):
             f"weights ({len(target)} vs {len(source)}, or different shapes)",
         )
     copy.set_weights([w.numpy() for w in source])
-    if not checked:
+    if own_classes:
         _check_outputs(model, copy)
     return copy
