@@ -87,3 +87,24 @@ def test_copy_model_of_unserializable_model_explains():
         r"config failed.*register the class.*or pass `inplace=True`",
     ):
         copy_model(model)
+
+
+class Classifier(keras.Model):
+    """Unregistered, built around a layer passed in, as users wrap a backbone."""
+
+    def __init__(self, body, **kwargs):
+        super().__init__(**kwargs)
+        self.body = body
+        self.head = keras.layers.Dense(2)
+
+    def call(self, inputs):
+        return self.head(self.body(inputs))
+
+
+def test_model_built_around_a_passed_layer_is_refused_then_pruned_inplace():
+    model = Classifier(keras.layers.Dense(4))
+    model(np.ones((1, 3), "float32"))
+    with pytest.raises(TypeError, match=r"non-serializable argument.*register the class.*inplace=True"):
+        prune_low_magnitude(model)
+    assert prune_low_magnitude(model, inplace=True) is model
+    assert len(pruning_wrappers(model)) == 2

@@ -62,8 +62,10 @@ def _copy_error(model, reason):
 
 def _failed(model, error):
     """The copy error for a failed rebuild; Keras's full message stays chained."""
-    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return _copy_error(model, f"rebuilding it from its config failed ({first_line})")
+    text = " ".join(str(error).split()) or type(error).__name__
+    if len(text) > 300:  # Keras appends whole configs
+        text = text[:300] + "..."
+    return _copy_error(model, f"rebuilding it from its config failed ({text})")
 
 
 def _rebuild(model, custom_objects):
