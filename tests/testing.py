@@ -91,6 +91,47 @@ class Subclassed(keras.Model):
         return {**super().get_config(), "units": self.units}
 
 
+class NetBlock(keras.layers.Layer):
+    """A user's custom layer, deliberately not registered with Keras."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.expand = keras.layers.Dense(16, activation="relu")
+        self.project = keras.layers.Dense(8)
+
+    def call(self, inputs):
+        return self.project(self.expand(inputs))
+
+
+class Net(keras.Model):
+    """A user's subclassed model, as written in a script: not registered,
+    no `get_config`, blocks in a list, built by calling it once."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.blocks = [NetBlock(), NetBlock()]
+        self.head = keras.layers.Dense(4)
+
+    def call(self, inputs):
+        for block in self.blocks:
+            inputs = block(inputs)
+        return self.head(inputs)
+
+
+def net(seed=0):
+    """A built `Net` on 8 features; same seed, same weights."""
+    keras.utils.set_random_seed(seed)
+    model = Net(name="net")
+    model(np.zeros((1, 8), "float32"))
+    return model
+
+
+def net_data(batch=32, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(batch, 8)).astype("float32")
+    return x, rng.integers(0, 4, batch)
+
+
 def subclassed():
     model = Subclassed(name="subclassed")
     model(np.zeros((1, 6), "float32"))
@@ -180,6 +221,15 @@ def assert_same_weights(a, b):
         np.testing.assert_array_equal(
             keras.ops.convert_to_numpy(x), keras.ops.convert_to_numpy(y), x.path
         )
+
+
+def assert_keeps_class(new, model):
+    """`new` is of `model`'s class, or of the same-named subclass that a
+    recorded recipe gives a compressed model (see tfcompress/core/recipe.py)."""
+    from tfcompress.core.recipe import plain_class
+
+    assert plain_class(new) is plain_class(model), (type(new), type(model))
+    assert type(new).__name__ == type(model).__name__
 
 
 def run_model_saving_test(model, inputs, tmp_path, loader=None, name="model"):

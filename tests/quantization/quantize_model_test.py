@@ -4,7 +4,9 @@ import pytest
 import tensorflow as tf
 
 import testing
+import tfcompress.export
 import tfcompress.quantization as tq
+from tfcompress.core import walk_layers
 from quantization.digits import (
     compile_classifier,
     digits_cnn,
@@ -152,3 +154,28 @@ def test_quantized_model_exports_as_saved_model(tmp_path):
     restored = tf.saved_model.load(str(tmp_path / "saved"))
     x = testing.inputs_for(qat)
     testing.assert_outputs_close(restored.serve(x), qat(x, training=False))
+
+
+@pytest.mark.parametrize("inplace", [False, True], ids=["copy", "inplace"])
+def test_unregistered_subclassed_model_quantizes_saves_and_exports(inplace, tmp_path):
+    model = testing.net()
+    x, y = testing.net_data()
+    qat = tq.quantize_model(model, inplace=inplace)
+    assert (qat is model) == inplace and isinstance(qat, testing.Net)
+    wrapped = [r.layer for r in walk_layers(qat) if isinstance(r.layer, tq.QuantizeWrapper)]
+    assert len(wrapped) == 5
+    # The user's layers, and no bookkeeping layer beside them.
+    assert [type(layer) for layer in qat.layers] == [testing.NetBlock] * 2 + [tq.QuantizeWrapper]
+    if not inplace:
+        assert not [r for r in walk_layers(model) if isinstance(r.layer, tq.QuantizeWrapper)]
+    qat.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    qat.fit(x, y, batch_size=8, epochs=1, verbose=0)
+
+    path = str(tmp_path / "qat.weights.h5")
+    qat.save_weights(path)
+    fresh = tq.quantize_model(testing.net(seed=1), inplace=True)
+    fresh.load_weights(path)
+    testing.assert_outputs_close(fresh(x), qat(x))
+    exported = tfcompress.export.to_tflite(qat, "int8", sample=x[:8])
+    assert exported.checks["outputs_match"]["passed"]
+    assert "int8" in _tensor_types(exported.tflite_bytes)

@@ -1,3 +1,4 @@
+import json
 import os
 import zipfile
 
@@ -6,6 +7,7 @@ import numpy as np
 import pytest
 
 import testing
+from tfcompress.core import CompressionWrapper
 from tfcompress.core.layer_tree import walk_layers
 from tfcompress.saving import load_model
 from tfcompress.sparsity import (
@@ -59,8 +61,8 @@ def _assert_same_pruning_state(a, b):
     [
         (testing.functional_dense, True),
         pytest.param(testing.sequential_cnn, True, marks=pytest.mark.slow),
-        (testing.subclassed, False),
-        pytest.param(testing.gpt2_backbone, False, marks=pytest.mark.slow),
+        (testing.subclassed, True),
+        pytest.param(testing.gpt2_backbone, True, marks=pytest.mark.slow),
     ],
     ids=["functional", "sequential", "subclassed", "gpt2"],
 )
@@ -74,7 +76,7 @@ def test_resume_from_keras_file_matches_uninterrupted_run(factory, plain_keras, 
     path = os.path.join(tmp_path, "mid.keras")
     resumed.save(path)
     restored = load_model(path)
-    assert type(restored) is type(model)
+    testing.assert_keeps_class(restored, model)
     testing.assert_outputs_close(resumed(inputs), restored(inputs))
     if plain_keras:
         plain = keras.saving.load_model(path)
@@ -82,6 +84,58 @@ def test_resume_from_keras_file_matches_uninterrupted_run(factory, plain_keras, 
     assert int(restored.optimizer.iterations.numpy()) == SPLIT
     _fit(restored, inputs, targets, SPLIT, STEPS)
     _assert_same_pruning_state(straight, restored)
+
+
+def _compress(technique, model):
+    from tfcompress.quantization import quantize_model
+
+    if technique == "qat":
+        return quantize_model(model)
+    pruned = prune_low_magnitude(model, PolynomialDecay(0.0, 0.75, 0, STEPS - 1, power=1, frequency=1))
+    for wrapper in pruning_wrappers(pruned):
+        wrapper.update_masks(0.5)
+    return pruned
+
+
+def _wrapper_count(model):
+    return sum(isinstance(r.layer, CompressionWrapper) for r in walk_layers(model))
+
+
+@pytest.mark.parametrize("technique", ["prune", "qat"])
+@pytest.mark.parametrize("factory", [testing.bert_backbone, testing.gpt2_backbone], ids=["bert", "gpt2"])
+def test_keras_loader_reads_compressed_keras_hub_backbones(factory, technique, tmp_path):
+    model = _compress(technique, factory(num_layers=2))
+    inputs = testing.inputs_for(model)
+    if technique == "qat":
+        model(inputs, training=True)  # moves the activation ranges off their start
+    restored = testing.run_model_saving_test(model, inputs, tmp_path, loader=keras.saving.load_model)
+    assert _wrapper_count(restored) == _wrapper_count(model) > 0
+    testing.assert_same_weights(model, restored)
+
+
+@pytest.mark.parametrize("technique", ["prune", "qat"])
+def test_model_checkpoint_files_load_with_keras_and_resume(technique, tmp_path):
+    straight = _compress(technique, testing.gpt2_backbone())
+    resumed = _compress(technique, testing.gpt2_backbone())
+    resumed.set_weights(straight.get_weights())
+    inputs, targets = _data(straight)
+    path = str(tmp_path / "checkpoint.keras")
+    callbacks = [UpdatePruningStep()] if technique == "prune" else []
+
+    def fit(model, start, stop, extra=()):
+        model.fit(_slice(inputs, start, stop), _slice(targets, start, stop), batch_size=BATCH,
+                  shuffle=False, verbose=0, callbacks=callbacks + list(extra))
+
+    for model in (straight, resumed):
+        model.compile(keras.optimizers.Adam(0.01), "mse", jit_compile=False)
+    fit(straight, 0, STEPS)
+    fit(resumed, 0, SPLIT, [keras.callbacks.ModelCheckpoint(path)])
+    restored = keras.saving.load_model(path)
+    assert _wrapper_count(restored) == _wrapper_count(resumed) > 0
+    testing.assert_same_weights(resumed, restored)
+    assert int(restored.optimizer.iterations.numpy()) == SPLIT
+    fit(restored, SPLIT, STEPS)
+    testing.assert_same_weights(straight, restored)
 
 
 def test_resume_from_weights_checkpoint_and_rebuild(tmp_path):
@@ -110,7 +164,8 @@ def test_keras_hub_backbone_round_trip(tmp_path):
     assert len(pruning_wrappers(restored)) == len(pruning_wrappers(pruned)) == 13
     testing.assert_same_weights(pruned, restored)
     with zipfile.ZipFile(os.path.join(tmp_path, "model.keras")) as archive:
-        assert "assets/_tfcompress_recipe/tfcompress_recipe.json" in archive.namelist()
+        config = json.loads(archive.read("config.json"))
+    assert len(config["config"]["tfcompress_wrappers"]) == 13
     # Saved again from the loaded model, the recipe is still there.
     again = testing.run_model_saving_test(
         restored, inputs, tmp_path, loader=load_model, name="again")
@@ -195,12 +250,10 @@ def test_compressed_backbone_inside_a_functional_model_reloads(nest_first, tmp_p
     for wrapper in pruning_wrappers(model):
         wrapper.update_masks(0.5)
     inputs = testing.token_inputs()
-    with pytest.raises(ValueError):  # Keras alone rebuilds the backbone without wrappers
-        model.save(os.path.join(tmp_path, "plain.keras"))
-        keras.saving.load_model(os.path.join(tmp_path, "plain.keras"))
-    restored = testing.run_model_saving_test(model, inputs, tmp_path, loader=load_model)
-    assert len(pruning_wrappers(restored)) == len(pruning_wrappers(model)) == 13
-    testing.assert_same_weights(model, restored)
+    for loader in (load_model, keras.saving.load_model):
+        restored = testing.run_model_saving_test(model, inputs, tmp_path, loader=loader)
+        assert len(pruning_wrappers(restored)) == len(pruning_wrappers(model)) == 13
+        testing.assert_same_weights(model, restored)
 
 
 def test_quantized_backbone_inside_a_functional_model_reloads(tmp_path):
@@ -219,10 +272,42 @@ def test_recipe_of_a_layer_missing_from_the_rebuilt_model(tmp_path):
     model = _pooled(prune_low_magnitude(testing.bert_backbone(num_layers=1)))
     path = os.path.join(tmp_path, "model.keras")
     model.save(path)
-    renamed = os.path.join(tmp_path, "renamed.keras")
-    with zipfile.ZipFile(path) as source, zipfile.ZipFile(renamed, "w") as target:
+    edited = os.path.join(tmp_path, "edited.keras")
+    with zipfile.ZipFile(path) as source, zipfile.ZipFile(edited, "w") as target:
         for item in source.infolist():
-            name = item.filename.replace("/bert_backbone/", "/gone/")
-            target.writestr(name, source.read(item.filename))
-    with pytest.raises(ValueError, match="layer saved at 'layers/gone'"):
-        load_model(renamed)
+            content = source.read(item.filename)
+            if item.filename == "config.json":
+                config = json.loads(content)
+                backbone = next(
+                    layer for layer in config["config"]["layers"]
+                    if "tfcompress_wrappers" in layer["config"])
+                backbone["config"]["tfcompress_wrappers"][0]["indices"] = [99]
+                content = json.dumps(config)
+            target.writestr(item.filename, content)
+    with pytest.raises(KeyError, match=(
+            r"wraps the EinsumDense at 'transformer_layer_0/self_attention_layer/query', "
+            r"which model 'bert_backbone\w*' does not have")):
+        load_model(edited)
+
+
+def test_fresh_process_needs_tfcompress_imported_and_says_so(tmp_path):
+    from tfcompress.quantization import quantize_model
+
+    path = str(tmp_path / "q.keras")
+    model = quantize_model(testing.bert_backbone())
+    model(testing.token_inputs(), training=True)
+    model.save(path)
+    out = testing.run_python(f"""
+import keras
+try:
+    keras.saving.load_model({path!r})
+except TypeError as error:
+    print("REFUSED", error)
+import tfcompress.saving
+model = keras.saving.load_model({path!r})
+print("LOADED", type(model).__name__, len(model.weights))
+""")
+    # Without tfcompress, Keras does not rebuild a BertBackbone without its wrappers.
+    assert "REFUSED Could not locate class 'BertBackbone'" in out
+    assert "'module': 'tfcompress.core.recipe'" in out
+    assert f"LOADED BertBackbone {len(model.weights)}" in out

@@ -65,7 +65,7 @@ def test_wraps_every_supported_kernel_and_keeps_the_model(name):
 
     pruned = prune_low_magnitude(model, ConstantSparsity(0.5, 0, frequency=1))
 
-    assert type(pruned) is type(model)
+    testing.assert_keeps_class(pruned, model)
     assert pruned.name == model.name
     wrappers = pruning_wrappers(pruned)
     assert {w.layer.name for w in wrappers} == expected
@@ -114,7 +114,7 @@ def test_text_classifier_task_model():
         testing.bert_backbone(), num_classes=2, preprocessor=None
     )
     pruned = prune_low_magnitude(model)
-    assert type(pruned) is type(model)
+    testing.assert_keeps_class(pruned, model)
     names = {w.layer.name for w in pruning_wrappers(pruned)}
     assert names == BERT_KERNELS | {"pooled_dense", "logits"}
     inputs = testing.token_inputs()
@@ -295,3 +295,35 @@ def test_model_with_nothing_to_prune():
 
 def test_public_path():
     assert tfcompress.sparsity.prune_low_magnitude is prune_low_magnitude
+
+
+@pytest.mark.parametrize("inplace", [False, True], ids=["copy", "inplace"])
+def test_unregistered_subclassed_model_prunes_strips_saves_and_exports(inplace, tmp_path):
+    model = testing.net()
+    x, y = testing.net_data()
+    before = model(x)
+    pruned = prune_low_magnitude(model, sparsity_m_by_n=(2, 4), inplace=inplace)
+    assert (pruned is model) == inplace
+    assert isinstance(pruned, testing.Net)
+    pruned.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    pruned.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[UpdatePruningStep()])
+    wrappers = pruning_wrappers(pruned)
+    assert len(wrappers) == 5
+    assert [type(layer) for layer in pruned.layers] == [testing.NetBlock] * 2 + [PruneLowMagnitude]
+    for wrapper in wrappers:
+        kernel = wrapper.layer.kernel
+        assert bool(is_m_by_n_sparse(kernel, 2, 4, 0)), kernel.path
+    if not inplace:  # the user's model is left as it was
+        assert not pruning_wrappers(model)
+        testing.assert_outputs_close(model(x), before)
+
+    stripped = tfcompress.sparsity.strip_pruning(pruned)
+    assert type(stripped) is testing.Net and not pruning_wrappers(stripped)
+    assert "tfcompress_recipe" not in [layer.name for layer in stripped.layers]
+    path = str(tmp_path / "net.weights.h5")
+    stripped.save_weights(path)
+    fresh = testing.net(seed=1)
+    fresh.load_weights(path)
+    testing.assert_outputs_close(fresh(x), pruned(x))
+    exported = tfcompress.export.to_tflite(stripped, "float32", sample=x[:4])
+    assert exported.checks["outputs_match"]["passed"]

@@ -1,8 +1,12 @@
+import json
+import zipfile
+
 import keras
 import numpy as np
 import pytest
 
 import testing
+from tfcompress.core.recipe import has_recipe, plain_class
 from tfcompress.sparsity import (
     ConstantSparsity,
     PruneLowMagnitude,
@@ -31,7 +35,10 @@ def test_strip_keeps_class_outputs_and_zeros(factory, tmp_path):
     inputs = testing.inputs_for(pruned)
     stripped = strip_pruning(pruned)
 
-    assert type(stripped) is type(pruned)
+    testing.assert_keeps_class(stripped, pruned)
+    # Nothing is left to record: no recipe, no extra layer, the plain class.
+    assert not has_recipe(stripped) and type(stripped) is plain_class(pruned)
+    assert "tfcompress_recipe" not in [layer.name for layer in stripped.layers]
     assert not pruning_wrappers(stripped)
     assert not [w.path for w in stripped.weights
                 if "mask" in w.path or "pruning_step" in w.path]
@@ -70,3 +77,19 @@ def test_strip_inplace_and_single_wrapper():
 def test_strip_rejects_non_keras3():
     with pytest.raises(TypeError, match="must be a Keras 3"):
         strip_pruning("model")
+
+
+@pytest.mark.parametrize("inplace", [False, True], ids=["copy", "inplace"])
+def test_stripped_subclassed_model_carries_no_recipe(inplace, tmp_path):
+    pruned = _pruned(testing.net)
+    assert "tfcompress_recipe" not in [layer.name for layer in pruned.layers]
+    stripped = strip_pruning(pruned, inplace=inplace)
+    assert type(stripped) is testing.Net
+    assert [type(layer) for layer in stripped.layers] == [
+        testing.NetBlock, testing.NetBlock, keras.layers.Dense]
+    path = str(tmp_path / "stripped.keras")
+    stripped.save(path)
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))
+    assert config["registered_name"] == "Net"
+    assert "tfcompress_wrappers" not in config["config"]

@@ -1,12 +1,12 @@
 """Machinery shared by every technique: checks, layer walking and replacement."""
 
+from tfcompress.core.copy_model import copy_model
 from tfcompress.core.layer_tree import LayerRef
 from tfcompress.core.layer_tree import find_layer
 from tfcompress.core.layer_tree import walk_layers
 from tfcompress.core.recipe import attach_recipe
 from tfcompress.core.replace import replace_layer
 from tfcompress.core.substitute import substitute_variables
-from tfcompress.core.transform import copy_model
 from tfcompress.core.transform import transform_layers
 from tfcompress.core.wrapper import CompressionWrapper
 from tfcompress.core.wrapper import build_shape_of

@@ -1,27 +1,30 @@
-"""Record, in a `.keras` file, the wrappers that a model's config cannot hold.
+"""Record, in the model's own config, the wrappers that its class cannot rebuild.
 
-keras-hub blocks rebuild their sublayers from hyperparameters, so a wrapper
-put inside a `TransformerEncoder` is not in any config. `attach_recipe` adds a
-weightless layer to the model whose `save_assets` writes the list of wrappers
-(path of the wrapped layer and the wrapper's config) into every `.keras` file
-the model is saved to, by `model.save`, `ModelCheckpoint` or `save_model`.
-`tfcompress.saving.load_model` reads it back.
+keras-hub blocks rebuild their sublayers from hyperparameters, and subclassed
+models build theirs in `__init__`, so a wrapper put inside a
+`TransformerEncoder` is in no config. Such a model gets, in place, a class of
+its own: a subclass of its class, with the same name, mixing in
+`CompressedModel`. Its `get_config` adds the recorded class and the list of
+wrappers (path of each wrapped layer and the wrapper's config) to the
+original config, and `CompressedModel.from_config` rebuilds the original
+model, then re-applies the wrappers. Keras calls it while it deserializes,
+before any weight is read, so `keras.saving.load_model`, `ModelCheckpoint`
+files and `copy_model` all get the wrappers back (docs/DESIGN.md says why no
+other hook exists).
 """
 
-import json
-import os
-import weakref
+import copy
 
 import keras
 
 from tfcompress.core.layer_tree import child_layers
 from tfcompress.core.layer_tree import walk_layers
 from tfcompress.core.replace import replace_layer
-from tfcompress.core.replace import unlocked
 from tfcompress.core.wrapper import CompressionWrapper, build_shape_of
 
-RECIPE_ATTRIBUTE = "_tfcompress_recipe"
-RECIPE_FILE = "tfcompress_recipe.json"
+_SAVED_MODEL = "tfcompress_model"
+_SAVED_WRAPPERS = "tfcompress_wrappers"
+_REGISTERED_NAME = "CompressedModel"
 
 
 def _wrappers(model):
@@ -64,32 +67,16 @@ def wrapper_recipe(model):
     return entries
 
 
-class RecipeHolder(keras.layers.Layer):
-    """Weightless layer that writes the model's wrapper recipe when saved."""
-
-    def __init__(self, root, **kwargs):
-        super().__init__(name="tfcompress_recipe", **kwargs)
-        object.__setattr__(self, "_root_ref", weakref.ref(root))
-        self.built = True
-
-    def call(self, inputs):
-        return inputs
-
-    def save_assets(self, dir_path):
-        root = self._root_ref()
-        entries = wrapper_recipe(root) if root is not None else []
-        with open(os.path.join(dir_path, RECIPE_FILE), "w") as f:
-            json.dump({"format": 2, "wrappers": entries}, f)
-
-    def load_assets(self, dir_path):
-        """Nothing to restore: `tfcompress.saving.load_model` reads the file."""
+def plain_class(layer):
+    """The class `layer` had before a recipe was attached."""
+    return getattr(type(layer), "_tfcompress_base", type(layer))
 
 
 def _config_driven(layer):
     """Sequential and plain functional models keep their layers in config."""
-    return type(layer) is keras.Sequential or (
-        type(layer).__name__ == "Functional"
-        and type(layer).__module__.startswith("keras.")
+    cls = plain_class(layer)
+    return cls is keras.Sequential or (
+        cls.__name__ == "Functional" and cls.__module__.startswith("keras.")
     )
 
 
@@ -102,7 +89,7 @@ def needs_recipe(model, replaced_refs):
 
 def has_recipe(model):
     """Whether `attach_recipe` was applied to `model`."""
-    return isinstance(getattr(model, RECIPE_ATTRIBUTE, None), RecipeHolder)
+    return isinstance(model, CompressedModel)
 
 
 _EXISTING = "TfcompressExistingLayer"
@@ -155,7 +142,7 @@ def apply_recipe(model, entries):
 
     Args:
         model: a model rebuilt from its config, of the recorded model's class.
-        entries: the list from `wrapper_recipe` (or a saved recipe file).
+        entries: the list from `wrapper_recipe`, as a saved config holds it.
 
     Returns:
         `model`, with the wrappers in place and a recipe attached.
@@ -178,10 +165,101 @@ def apply_recipe(model, entries):
     return attach_recipe(model)
 
 
+def _serialize_as(model, cls):
+    """`keras.saving.serialize_keras_object(model)` as if `model` were a `cls`."""
+    own = model.__class__
+    model.__class__ = cls
+    try:
+        # A copy: inside a saving scope Keras keeps the returned dict and
+        # marks it later as shared with the outer config of the same model.
+        return copy.deepcopy(keras.saving.serialize_keras_object(model))
+    finally:
+        model.__class__ = own
+
+
+@keras.saving.register_keras_serializable(package="tfcompress", name=_REGISTERED_NAME)
+class CompressedModel:
+    """Mixed into the class of a model whose wrappers no config records.
+
+    Not used directly: `attach_recipe` gives a model the class
+    `type(model.__name__, (CompressedModel, type(model)), ...)`, which keeps
+    the original name, methods and `isinstance` checks.
+    """
+
+    def get_config(self):
+        saved = _serialize_as(self, plain_class(self))
+        config = dict(saved.pop("config"))
+        # Keras records the compile state once, on the outer config.
+        saved.pop("compile_config", None)
+        saved.pop("shared_object_id", None)
+        config[_SAVED_MODEL] = saved
+        config[_SAVED_WRAPPERS] = wrapper_recipe(self)
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        saved = dict(config.pop(_SAVED_MODEL))
+        entries = config.pop(_SAVED_WRAPPERS)
+        saved["config"] = config
+        model = keras.saving.deserialize_keras_object(saved, custom_objects=custom_objects)
+        return apply_recipe(model, entries)
+
+
+_CLASSES = {}
+
+
+def _compressed_class(base):
+    cls = _CLASSES.get(base)
+    if cls is None:
+        cls = type(
+            base.__name__,
+            (CompressedModel, base),
+            {
+                # Saved as the module to import: a process without tfcompress
+                # then fails on "Could not locate class" naming this module,
+                # instead of rebuilding the plain class without its wrappers.
+                "__module__": __name__,
+                "__qualname__": base.__qualname__,
+                "__doc__": base.__doc__,
+                "_tfcompress_base": base,
+            },
+        )
+        # Every such class saves under the one name whose `from_config`
+        # rebuilds any of them; the name keeps pointing at the mixin.
+        register = keras.saving.register_keras_serializable(package="tfcompress", name=_REGISTERED_NAME)
+        register(cls)
+        register(CompressedModel)
+        _CLASSES[base] = cls
+    return cls
+
+
 def attach_recipe(model):
-    """Adds a `RecipeHolder` to `model` (once); returns the model."""
+    """Makes `model` record its wrappers in its config (once); returns it.
+
+    Args:
+        model: a model with `CompressionWrapper`s inside layers whose config
+            does not hold them.
+
+    Returns:
+        `model` itself, whose class is now a subclass of its class (same
+        name) that saves and reloads the wrappers.
+
+    Example:
+
+    ```python
+    tfcompress.saving.attach_recipe(backbone)
+    backbone.save("b.keras")
+    keras.saving.load_model("b.keras")  # wrappers included
+    ```
+    """
+    if not has_recipe(model):
+        model.__class__ = _compressed_class(type(model))
+    return model
+
+
+def detach_recipe(model):
+    """Gives `model` back its original class once it has no wrapper left."""
     if has_recipe(model):
-        return model
-    with unlocked(model):
-        setattr(model, RECIPE_ATTRIBUTE, RecipeHolder(model))
+        model.__class__ = plain_class(model)
     return model

@@ -1,64 +1,17 @@
-"""Copy a model (keeping its class) and replace the layers a function picks."""
-
-import keras
+"""Replace the layers a function picks, in a model or a copy of it."""
 
 from tfcompress.core.checks import ensure_built, ensure_keras3_model
+from tfcompress.core.copy_model import copy_model
 from tfcompress.core.layer_tree import walk_layers
 from tfcompress.core.recipe import (
-    apply_recipe,
     attach_recipe,
+    detach_recipe,
     has_recipe,
     needs_recipe,
     wrapper_recipe,
 )
 from tfcompress.core.replace import replace_layer
 from tfcompress.core.wrapper import CompressionWrapper
-
-
-def copy_model(model):
-    """An independent copy of `model` with the same class, config and weights.
-
-    Unlike `keras.models.clone_model`, the copy keeps the model's class (a
-    keras-hub `BertBackbone` stays one) and its nested layers.
-
-    Raises:
-        TypeError: when the model cannot be rebuilt from its config.
-
-    Example:
-
-    ```python
-    copy = tfcompress.core.copy_model(backbone)  # still a BertBackbone
-    ```
-    """
-    ensure_built(model)
-    try:
-        copy = keras.saving.deserialize_keras_object(
-            keras.saving.serialize_keras_object(model)
-        )
-        if not copy.built:
-            build_config = model.get_build_config()
-            if build_config:
-                copy.build_from_config(build_config)
-        if has_recipe(model):
-            # Wrappers inside layers rebuilt from hyperparameters.
-            apply_recipe(copy, wrapper_recipe(model))
-    except Exception as error:  # any config failure gets the same advice
-        raise TypeError(
-            f"Could not copy model {model.name!r} ({type(model).__name__}) "
-            f"through its config: {error}. Implement `get_config` (and register "
-            "the class with `keras.saving.register_keras_serializable`), or "
-            "pass `inplace=True` to transform the model itself."
-        ) from error
-    source, target = model.weights, copy.weights
-    if [w.shape for w in source] != [w.shape for w in target]:
-        raise TypeError(
-            f"The copy of model {model.name!r} does not have the original's "
-            f"weights ({len(target)} vs {len(source)}, or different shapes): "
-            "its config does not rebuild every layer. "
-            "Pass `inplace=True` to transform the model itself."
-        )
-    copy.set_weights([w.numpy() for w in source])
-    return copy
 
 
 def is_wrapper(layer):
@@ -85,7 +38,7 @@ def transform_layers(model, transform_fn, inplace=False):
 
     Raises:
         TypeError: for tf_keras or non-model inputs, or a model that cannot
-            be copied (pass `inplace=True`).
+            be copied (register its class, or pass `inplace=True`).
         ValueError: when the model is not built.
 
     Example:
@@ -114,4 +67,7 @@ def transform_layers(model, transform_fn, inplace=False):
         replaced.append(ref)
     if replaced and needs_recipe(model, replaced):
         attach_recipe(model)
+    if has_recipe(model) and not wrapper_recipe(model):
+        # e.g. stripped: nothing is left for the config to record.
+        detach_recipe(model)
     return model, replaced

@@ -160,5 +160,8 @@ def prune_low_magnitude(
         )
     if skipped:
         _LOG.info("prune_low_magnitude skipped unsupported layers: %s", skipped)
-    model.tfcompress_skipped = skipped
+    # Set past Keras's tracking: the TF backend remembers tracked list
+    # attributes by name, and once `strip_pruning` deletes this one, saving
+    # and TFLite conversion look for it again.
+    object.__setattr__(model, "tfcompress_skipped", skipped)
     return model

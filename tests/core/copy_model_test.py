@@ -1,0 +1,110 @@
+import keras
+import numpy as np
+import pytest
+
+import testing
+from tfcompress.core import copy_model
+from tfcompress.core.recipe import has_recipe
+from tfcompress.sparsity import prune_low_magnitude
+from tfcompress.sparsity.pruning_callbacks import pruning_wrappers
+
+
+@pytest.mark.parametrize(
+    "factory",
+    [testing.sequential_cnn, testing.functional_dense, testing.subclassed,
+     testing.nested, testing.bert_backbone, testing.net],
+    ids=lambda f: f.__name__,
+)
+def test_copy_model_keeps_class_and_weights(factory):
+    model = factory()
+    copy = copy_model(model)
+    assert type(copy) is type(model) and copy is not model
+    testing.assert_same_weights(model, copy)
+    assert not {id(v) for v in model.weights} & {id(v) for v in copy.weights}
+    inputs = testing.inputs_for(model) if factory is not testing.net else testing.net_data()[0]
+    testing.assert_outputs_close(model(inputs), copy(inputs))
+
+
+def test_copy_of_an_unregistered_model_is_independent():
+    model = testing.net()
+    x, _ = testing.net_data()
+    before = model(x)
+    copy = copy_model(model)
+    assert type(copy) is testing.Net
+    assert [type(b) for b in copy.blocks] == [testing.NetBlock] * 2
+    for variable in copy.weights:
+        variable.assign(np.zeros(variable.shape, variable.dtype))
+    testing.assert_outputs_close(model(x), before)
+    assert np.abs(np.asarray(copy(x))).max() == 0
+
+
+def test_copy_of_a_compressed_unregistered_model_keeps_its_wrappers():
+    pruned = prune_low_magnitude(testing.net(), inplace=True)
+    for wrapper in pruning_wrappers(pruned):
+        wrapper.update_masks(0.5)
+    copy = copy_model(pruned)
+    assert type(copy) is type(pruned) and has_recipe(copy)
+    assert len(pruning_wrappers(copy)) == len(pruning_wrappers(pruned)) == 5
+    testing.assert_same_weights(pruned, copy)
+
+
+class Scaled(keras.Model):
+    """Unregistered, with state set after construction that no config holds."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = keras.layers.Dense(2)
+        self.scale = 1.0
+
+    def call(self, inputs):
+        return self.dense(inputs) * self.scale
+
+
+def test_copy_that_computes_differently_is_refused():
+    model = Scaled()
+    model(np.ones((1, 3), "float32"))
+    model.scale = 3.0
+    with pytest.raises(
+        TypeError, match=r"computes different outputs.*register the class.*inplace=True"
+    ):
+        copy_model(model)
+
+
+def test_copy_model_of_unserializable_model_explains():
+    class Anonymous(keras.Model):
+        def __init__(self):  # takes none of the arguments its config holds
+            super().__init__()
+            self.dense = keras.layers.Dense(2)
+
+        def call(self, x):
+            return self.dense(x)
+
+    model = Anonymous()
+    model(np.ones((1, 3)))
+    with pytest.raises(
+        TypeError,
+        match=r"Could not copy model 'anonymous' \(Anonymous\): rebuilding it from its "
+        r"config failed.*register the class.*or pass `inplace=True`",
+    ):
+        copy_model(model)
+
+
+class Classifier(keras.Model):
+    """Unregistered, built around a layer passed in, as users wrap a backbone."""
+
+    def __init__(self, body, **kwargs):
+        super().__init__(**kwargs)
+        self.body = body
+        self.head = keras.layers.Dense(2)
+
+    def call(self, inputs):
+        return self.head(self.body(inputs))
+
+
+def test_model_built_around_a_passed_layer_is_refused_then_pruned_inplace():
+    model = Classifier(keras.layers.Dense(4))
+    model(np.ones((1, 3), "float32"))
+    with pytest.raises(TypeError, match=r"non-serializable argument.*register the class.*inplace=True"):
+        prune_low_magnitude(model)
+    assert prune_low_magnitude(model, inplace=True) is model
+    assert len(pruning_wrappers(model)) == 2
