@@ -219,7 +219,8 @@ def to_tflite(
     keras-hub backbone's, else the largest embedding table's), padding masks
     that are a prefix of ones and segment ids 0 (inputs named "*mask*",
     "*segment*" / "*type_id*"); batch 2, unknown dimensions 8. Pass `sample`
-    to verify on real data.
+    to verify on real data. Per-token outputs of a model with a padding mask
+    input are compared at the real tokens only.
 
     Args:
         model: a built Keras 3 model.
