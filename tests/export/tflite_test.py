@@ -363,7 +363,8 @@ def test_a_real_mismatch_on_synthetic_inputs_fails_and_says_how_to_pass_real_dat
     monkeypatch.setattr(converter, "convert", lambda *args, **kwargs: wrong)
     with pytest.raises(
         export.ExportVerificationError,
-        match=r"outputs_match: cosine_distance .* > tolerance 0.01 on synthetic inputs \(random token ids "
+        match=r"outputs_match: cosine_distance .* > tolerance 0.01 \(padded positions left out\) on synthetic "
+        r"inputs \(random token ids "
         r"below 1000.*\), not real data: pass sample= with one batch of real inputs",
     ):
         export.to_tflite(_bert(1000), "dynamic_int8")

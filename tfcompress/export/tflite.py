@@ -185,8 +185,9 @@ def to_tflite(
     outlier channels with their own scales, SmoothQuant factors, LayerNorm
     and GELU left float; its fake-quant ranges are calibrated on the same
     data without training, then converted (`tfcompress/export/post_training.py`).
-    Other models (CNNs) keep the converter's calibration. "int16x8" always needs `representative_data`; it works for
-    models with integer inputs (token ids) through the work-around described in
+    Other models (CNNs) keep the converter's calibration. "int16x8" always
+    needs `representative_data`; it works for models with integer inputs
+    (token ids) through the work-around described in
     `tfcompress/export/int16x8.py`, with float fallback for the few ops that
     have no int16 kernel.
 
