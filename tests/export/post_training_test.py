@@ -174,3 +174,24 @@ def test_cnns_keep_the_converters_calibration(monkeypatch, conv_model, calibrati
     monkeypatch.setattr(post_training, "quantize_for_int8", refuse)
     result = export.to_tflite(conv_model, "int8", representative_data=calibration_data(conv_model))
     assert "FULLY_CONNECTED" in result.ops and result.checks["outputs_match"]["passed"]
+
+
+def test_a_model_that_cannot_be_copied_keeps_the_converters_calibration_and_says_so(caplog):
+    class Net(keras.Model):  # defined in a script: not registered, no get_config
+        def __init__(self):
+            super().__init__(name="net")
+            self.dense = keras.layers.Dense(16)
+            self.norm = keras.layers.LayerNormalization()
+            self.head = keras.layers.Dense(4)
+
+        def call(self, x):
+            return self.head(self.norm(self.dense(x)))
+
+    net = Net()
+    net(np.zeros((2, 8, 6), "float32"))
+    data = np.random.default_rng(0).normal(size=(32, 8, 6)).astype("float32")
+    with caplog.at_level("WARNING", logger="tfcompress"):
+        result = export.to_tflite(net, "int8", representative_data=data)
+    assert result.checks["outputs_match"]["passed"]
+    assert "calibrating with the converter's per-tensor ranges" in caplog.text and "Net" in caplog.text
+    assert "FULLY_CONNECTED" in result.ops  # the converter's matmuls, not quantize_model's CONV_2D

@@ -11,15 +11,20 @@ same data, without training, and the converter then takes them as it takes a
 trained model's.
 """
 
+import logging
+
 import keras
 import numpy as np
 
 from tfcompress.core.layer_tree import walk_layers
+from tfcompress.core.transform import copy_model
 from tfcompress.export.representative import split_rows
 from tfcompress.export.representative import stack
 from tfcompress.export.wrap import model_input_structure
 from tfcompress.quantization import QuantizeWrapper
 from tfcompress.quantization import quantize_model
+
+_LOG = logging.getLogger("tfcompress")
 
 # Calibration batch: the range of every activation is the mean over batches of
 # each batch's min and max, as a moving average over training batches would be.
@@ -125,10 +130,24 @@ def quantize_for_int8(model, samples, specs, sample=None):
 
     Returns:
         `quantize_model(model, representative_data=samples)` with its
-        activation ranges calibrated on `samples`.
+        activation ranges calibrated on `samples`, or None (with a warning)
+        when `model` cannot be copied (a subclassed model whose class is not
+        registered): the converter then calibrates it, and verification
+        judges the result as for any other model.
     """
+    try:
+        copy = copy_model(model)
+    except TypeError as error:
+        _LOG.warning(
+            "int8 of %r: calibrating with the converter's per-tensor ranges, not "
+            "through quantize_model (outlier channels, smoothing), which needs a copy "
+            "of the model: %s",
+            model.name,
+            error,
+        )
+        return None
     structure = model_input_structure(model, sample)
     batches = [as_model_inputs(structure, chunk, specs) for chunk in split_rows(stack(samples), CALIBRATION_BATCH)]
-    quantized = quantize_model(model, representative_data=lambda: iter(batches))
+    quantized = quantize_model(copy, representative_data=lambda: iter(batches), inplace=True)
     calibrate_ranges(quantized, batches)
     return quantized

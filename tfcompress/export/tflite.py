@@ -308,8 +308,10 @@ def to_tflite(
     converted = wrapper
     if representative_data is not None:
         samples = representative.calibration_samples(representative_data, specs)
+        quantized = None
         if _outlier_aware(model, target):
             quantized = post_training.quantize_for_int8(model, samples, specs, sample)
+        if quantized is not None:
             converted = wrap.functional_wrapper(quantized, sample, batch_size, sequence_length)[0]
         if batch_size is not None and batch_size > 1:
             samples = _group(samples, batch_size)
