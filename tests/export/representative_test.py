@@ -65,6 +65,7 @@ def test_calibration_samples_from_every_source():
         ).batch(3),
         "generator": (x[i : i + 5] for i in (0, 5)),
         "callable": lambda: iter([x[:5], x[5:]]),
+        "list of dicts": [{"image": x[:5]}, {"image": x[5:]}],
     }
     for name, source in sources.items():
         samples = representative.calibration_samples(source, IMAGE)

@@ -54,14 +54,18 @@ def as_model_inputs(structure, batch, specs):
 
 
 def _range_variables(model):
-    """`[(min, max, initialized)]` of every activation quantizer of `model`."""
+    """`[(min, max, initialized)]` of every activation quantizer of `model`
+    (the quantizers that track a range over batches; see `MovingAverageQuantizer`)."""
     found = []
-    for variable in model.non_trainable_variables:
-        if variable.path.endswith("_initialized"):
-            prefix = variable.path[: -len("initialized")]
-            found.append(prefix)
-    by_path = {variable.path: variable for variable in model.non_trainable_variables}
-    return [(by_path[p + "min"], by_path[p + "max"], by_path[p + "initialized"]) for p in found]
+    for ref in walk_layers(model):
+        if not isinstance(ref.layer, QuantizeWrapper):
+            continue
+        own = {variable.name: variable for variable in ref.layer.non_trainable_variables}
+        for name, variable in own.items():
+            if name.endswith("_initialized"):
+                prefix = name[: -len("initialized")]
+                found.append((own[prefix + "min"], own[prefix + "max"], variable))
+    return found
 
 
 def calibrate_ranges(model, batches):
