@@ -65,6 +65,7 @@ def test_calibration_samples_from_every_source():
         ).batch(3),
         "generator": (x[i : i + 5] for i in (0, 5)),
         "callable": lambda: iter([x[:5], x[5:]]),
+        "list of dicts": [{"image": x[:5]}, {"image": x[5:]}],
     }
     for name, source in sources.items():
         samples = representative.calibration_samples(source, IMAGE)
@@ -85,10 +86,19 @@ def test_calibration_samples_errors():
         )
 
 
-def test_random_batch_ranges_and_shapes():
-    batch = representative.random_batch(IMAGE + TEXT, batch_size=3)
-    assert batch["image"].shape == (3, 4, 4, 3) and batch["image"].dtype == np.float32
+def test_synthetic_batch_looks_like_real_inputs():
+    specs = IMAGE + [
+        InputSpec("token_ids", (None, None), "int32"),
+        InputSpec("segment_ids", (None, None), "int32"),
+        InputSpec("padding_mask", (None, None), "int32"),
+    ]
+    batch = representative.synthetic_batch(specs, batch_size=6, vocabulary_size=1000)
+    assert batch["image"].shape == (6, 4, 4, 3) and batch["image"].dtype == np.float32
     assert 0.0 <= batch["image"].min() and batch["image"].max() < 1.0
-    assert batch["ids"].shape == (3, 8) and batch["ids"].dtype == np.int32
-    assert 0 <= batch["ids"].min() and batch["ids"].max() < 100
-    assert representative.random_batch(TEXT, high=2)["mask"].max() <= 1
+    ids, mask = batch["token_ids"], batch["padding_mask"]
+    assert ids.shape == (6, 8) and ids.dtype == np.int32
+    assert 0 <= ids.min() and 100 <= ids.max() < 1000  # the whole vocabulary, not [0, 100)
+    assert not batch["segment_ids"].any()
+    lengths = mask.sum(1)
+    np.testing.assert_array_equal(mask, np.arange(8)[None] < lengths[:, None])  # a prefix of ones
+    assert lengths[0] == 8 and lengths.min() >= 1 and len(set(lengths)) > 1

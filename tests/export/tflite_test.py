@@ -318,3 +318,58 @@ def test_fixed_batch_groups_calibration_samples(dense_model, calibration_data):
     model = runtime.load(result.tflite_bytes)
     assert [list(d["shape_signature"]) for d in model.input_details] == [[2, 32]]
     assert result.checks["outputs_match"]["passed"]
+
+
+def _bert(vocabulary_size, seed=0):
+    import keras_hub
+
+    keras.utils.set_random_seed(seed)
+    return keras_hub.models.BertBackbone(
+        vocabulary_size=vocabulary_size, num_layers=1, num_heads=2, hidden_dim=16,
+        intermediate_dim=32, max_sequence_length=16,
+    )
+
+
+def test_without_sample_token_models_are_checked_on_inputs_like_real_ones(monkeypatch):
+    import importlib
+
+    tflite = importlib.import_module("tfcompress.export.tflite")
+    seen = {}
+    run_checks = tflite.run_checks
+
+    def spy(content, target, param_count, sample, *args, **kwargs):
+        seen.update(sample)
+        return run_checks(content, target, param_count, sample, *args, **kwargs)
+
+    monkeypatch.setattr(tflite, "run_checks", spy)
+    result = export.to_tflite(_bert(1000), "dynamic_int8")
+
+    check = result.checks["outputs_match"]
+    assert check["passed"]
+    assert "on synthetic inputs (random token ids below 1000, padding masks that are a prefix of ones" in check["detail"]
+    ids, mask = seen["token_ids"], seen["padding_mask"]
+    # The vocabulary the backbone declares (not [0, 100), nor [0, 2) when a
+    # segment embedding refused larger ids), one segment, real padding.
+    assert 0 <= ids.min() and 100 <= ids.max() < 1000
+    assert not seen["segment_ids"].any()
+    np.testing.assert_array_equal(mask, np.arange(mask.shape[1])[None] < mask.sum(1)[:, None])
+    assert mask[0].all()
+
+
+def test_a_real_mismatch_on_synthetic_inputs_fails_and_says_how_to_pass_real_data(monkeypatch):
+    from tfcompress.export import converter
+
+    wrong = export.to_tflite(_bert(1000, seed=1), "dynamic_int8", verify=False).tflite_bytes
+    monkeypatch.setattr(converter, "convert", lambda *args, **kwargs: wrong)
+    with pytest.raises(
+        export.ExportVerificationError,
+        match=r"outputs_match: cosine_distance .* > tolerance 0.01 \(padded positions left out\) on synthetic "
+        r"inputs \(random token ids "
+        r"below 1000.*\), not real data: pass sample= with one batch of real inputs",
+    ):
+        export.to_tflite(_bert(1000), "dynamic_int8")
+
+
+def test_real_samples_carry_no_synthetic_note(bert_backbone, bert_inputs):
+    result = export.to_tflite(bert_backbone, "dynamic_int8", sample=bert_inputs(n=2))
+    assert "synthetic" not in result.checks["outputs_match"]["detail"]

@@ -116,3 +116,20 @@ def test_compare_metrics():
     assert metrics["argmax_agreement"] == 1.0
     flipped = {"y": np.array([[0.0, 1.0], [0.0, 2.0]])}
     assert verify.compare(flipped, reference)["argmax_agreement"] == 0.5
+
+
+def test_padded_positions_are_left_out_of_per_token_outputs():
+    rng = np.random.default_rng(0)
+    hidden = rng.normal(size=(2, 4, 3))
+    pooled = rng.normal(size=(2, 3))
+    mask = np.array([[1, 1, 1, 1], [1, 1, 0, 0]], "int32")
+    sample = {"token_ids": np.zeros((2, 4), "int32"), "padding_mask": mask}
+    assert verify.padding_mask(sample) is mask
+    reference = {"sequence_output": hidden, "pooled_output": pooled}
+    padded_garbage = {"sequence_output": hidden.copy(), "pooled_output": pooled}
+    padded_garbage["sequence_output"][1, 2:] = 100.0
+    assert verify.compare(padded_garbage, reference, mask)["cosine_similarity"] == pytest.approx(1.0)
+    assert verify.compare(padded_garbage, reference)["cosine_similarity"] < 0.5
+    wrong_token = {"sequence_output": hidden.copy(), "pooled_output": pooled}
+    wrong_token["sequence_output"][1, 1] = 100.0  # a real token
+    assert verify.compare(wrong_token, reference, mask)["cosine_similarity"] < 0.5

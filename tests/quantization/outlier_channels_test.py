@@ -159,7 +159,7 @@ def test_argument_errors(kwargs, match):
 
 
 def test_data_errors():
-    with pytest.raises(TypeError, match="`representative_data` must be an array"):
+    with pytest.raises(TypeError, match="`representative_data` must be a numpy array"):
         find_outlier_channels(_model_with_outliers(), 3)
     with pytest.raises(ValueError, match="produced no batches"):
         find_outlier_channels(_model_with_outliers(), iter([]))

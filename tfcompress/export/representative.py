@@ -1,10 +1,12 @@
 """Turning user data (arrays, datasets, generators) into per-input numpy batches."""
 
 import collections
-import inspect
 
 import numpy as np
 import tensorflow as tf
+
+from tfcompress.core.batches import drop_labels
+from tfcompress.core.batches import iterate_batches
 
 # The TFLite docs suggest a few hundred samples; more only slows calibration.
 MAX_CALIBRATION_SAMPLES = 500
@@ -37,6 +39,7 @@ def normalize_batch(batch, specs, arg_name):
         `{name: np.ndarray}` with a leading batch axis.
     """
     names = [spec.name for spec in specs]
+    batch = drop_labels(batch, len(specs))
     if isinstance(batch, dict):
         missing = sorted(set(names) - set(batch))
         if missing:
@@ -46,11 +49,6 @@ def normalize_batch(batch, specs, arg_name):
             )
         values = [batch[name] for name in names]
     elif isinstance(batch, (list, tuple)):
-        if len(batch) == 2 and (
-            len(specs) == 1 or isinstance(batch[0], (list, tuple, dict))
-        ):
-            # `(x, y)` from a supervised tf.data.Dataset: calibrate on `x`.
-            return normalize_batch(batch[0], specs, arg_name)
         if len(batch) != len(specs):
             raise ValueError(
                 f"`{arg_name}` has {len(batch)} arrays but the model has "
@@ -95,24 +93,6 @@ def _cast(value, spec, arg_name):
     return value.astype(np.float32)
 
 
-def _batches(data, arg_name):
-    """Yields raw batches from any accepted container."""
-    if isinstance(data, tf.data.Dataset):
-        yield from data.as_numpy_iterator()
-    elif isinstance(data, (np.ndarray, tf.Tensor, dict, list, tuple)):
-        yield data
-    elif callable(data) and not inspect.isgenerator(data):
-        yield from data()
-    elif hasattr(data, "__iter__") or hasattr(data, "__next__"):
-        yield from data
-    else:
-        raise TypeError(
-            f"`{arg_name}` must be a numpy array, a list/dict of arrays, a "
-            "tf.data.Dataset, a generator or a callable returning an iterator of "
-            f"batches. Received: {type(data).__name__}."
-        )
-
-
 def calibration_samples(
     data, specs, arg_name="representative_data", limit=MAX_CALIBRATION_SAMPLES
 ):
@@ -125,7 +105,7 @@ def calibration_samples(
         A list of `{input name: array with batch 1}`.
     """
     samples = []
-    for batch in _batches(data, arg_name):
+    for batch in iterate_batches(data, arg_name):
         arrays = normalize_batch(batch, specs, arg_name)
         sizes = {array.shape[0] for array in arrays.values()}
         if len(sizes) != 1:
@@ -165,17 +145,35 @@ def stack(samples):
     return {name: np.concatenate([s[name] for s in samples]) for name in samples[0]}
 
 
-def random_batch(specs, batch_size=2, high=100, seed=0):
-    """A batch of random data: floats in [0, 1), integers in [0, `high`).
+def synthetic_batch(specs, batch_size=2, vocabulary_size=100, seed=0):
+    """A batch of made-up inputs shaped like real ones.
 
-    Dimensions that are None besides the batch axis (sequence length) become 8.
+    Floats are in [0, 1). Integer inputs are taken for a token model's, by
+    name: "mask" in the name gives padding masks that are a prefix of ones
+    (the first row full, the others of random lengths), "segment" or
+    "type_id" gives zeros (one segment), any other integer input ids in
+    [0, `vocabulary_size`). Unknown dimensions besides the batch axis
+    (sequence length) become 8.
+
+    Returns:
+        `{input name: array}`.
     """
     rng = np.random.default_rng(seed)
     batch = {}
     for spec in specs:
         shape = (batch_size,) + tuple(8 if d is None else d for d in spec.shape[1:])
-        if _is_integer(spec.dtype):
-            batch[spec.name] = rng.integers(0, high, size=shape).astype(spec.dtype)
-        else:
+        name = spec.name.lower()
+        if not _is_integer(spec.dtype):
             batch[spec.name] = rng.random(shape, dtype=np.float32)
+        elif "mask" in name and len(shape) >= 2:
+            lengths = rng.integers(1, shape[1] + 1, size=batch_size)
+            lengths[0] = shape[1]
+            prefix = np.arange(shape[1])[None, :] < lengths[:, None]
+            batch[spec.name] = np.broadcast_to(
+                prefix.reshape(prefix.shape + (1,) * (len(shape) - 2)), shape
+            ).astype(spec.dtype)
+        elif "segment" in name or "type_id" in name:
+            batch[spec.name] = np.zeros(shape, spec.dtype)
+        else:
+            batch[spec.name] = rng.integers(0, vocabulary_size, size=shape).astype(spec.dtype)
     return batch

@@ -6,11 +6,13 @@ import os
 import pathlib
 import re
 
+import keras
 import numpy as np
 
 from tfcompress.core.checks import ensure_keras3_model
 from tfcompress.core.layer_tree import walk_layers
 from tfcompress.export import converter
+from tfcompress.export import post_training
 from tfcompress.export import representative
 from tfcompress.export import wrap
 from tfcompress.export.attention_masks import additive_attention_masks
@@ -127,6 +129,12 @@ def _validate(target, int8_io, allow_flex, verify_, tolerance, path, batch_size,
         )
 
 
+def _outlier_aware(model, target):
+    """Whether int8 calibration goes through `quantize_model` (float
+    transformers) instead of the converter's per-tensor ranges."""
+    return target == "int8" and not _has_class(model, "quantize") and post_training.is_transformer(model)
+
+
 def _calibration_error(target):
     return ValueError(
         f"target={target!r} needs calibration data: pass representative_data=... (an "
@@ -169,8 +177,17 @@ def to_tflite(
     distance is `1 - cosine similarity` of each flattened output (worst output
     counts). "int8" needs `representative_data` unless the model was trained
     with fake-quant ops (a layer class with "quantize" in its name), whose
-    ranges are used. "int16x8" always needs `representative_data`; it works for
-    models with integer inputs (token ids) through the work-around described in
+    ranges are used. A float transformer (attention or LayerNormalization
+    layers) given `representative_data` for "int8" is not calibrated by the
+    converter, whose one scale per tensor its outlier hidden dimensions
+    defeat (all-MiniLM-L6-v2: sentence cosine 0.30), but through
+    `tfcompress.quantization.quantize_model(representative_data=...)`:
+    outlier channels with their own scales, SmoothQuant factors, LayerNorm
+    and GELU left float; its fake-quant ranges are calibrated on the same
+    data without training, then converted (`tfcompress/export/post_training.py`).
+    Other models (CNNs) keep the converter's calibration. "int16x8" always
+    needs `representative_data`; it works for models with integer inputs
+    (token ids) through the work-around described in
     `tfcompress/export/int16x8.py`, with float fallback for the few ops that
     have no int16 kernel.
 
@@ -197,9 +214,14 @@ def to_tflite(
     under TFLITE_BUILTINS_INT8, e.g. SIN), `weights_present`
     (file >= 0.5 x params x bytes per param of the target: 4, 2 or 1) and
     `outputs_match` (the LiteRT outputs on `sample` against Keras, see the
-    table). Without `sample` it uses up to 8 calibration samples, else random
-    data: floats in [0, 1), integers in [0, 100) (in [0, 2) if the model rejects
-    those ids), batch 2, unknown dimensions 8.
+    table). Without `sample` it uses up to 8 calibration samples, else
+    synthetic data shaped like real inputs, and says so in the check's detail:
+    floats in [0, 1); for token models, ids below the vocabulary size (a
+    keras-hub backbone's, else the largest embedding table's), padding masks
+    that are a prefix of ones and segment ids 0 (inputs named "*mask*",
+    "*segment*" / "*type_id*"); batch 2, unknown dimensions 8. Pass `sample`
+    to verify on real data. Per-token outputs of a model with a padding mask
+    input are compared at the real tokens only.
 
     Args:
         model: a built Keras 3 model.
@@ -283,11 +305,18 @@ def to_tflite(
                 f"divide. Pass a multiple of {batch_size} rows."
             )
     samples = None
+    converted = wrapper
     if representative_data is not None:
         samples = representative.calibration_samples(representative_data, specs)
+        quantized = None
+        if _outlier_aware(model, target):
+            quantized = post_training.quantize_for_int8(model, samples, specs, sample)
+        if quantized is not None:
+            converted = wrap.functional_wrapper(quantized, sample, batch_size, sequence_length)[0]
         if batch_size is not None and batch_size > 1:
             samples = _group(samples, batch_size)
-    content = converter.convert(wrapper, target, samples, int8_io, allow_flex)
+    calibration = None if converted is not wrapper else samples
+    content = converter.convert(converted, target, calibration, int8_io, allow_flex)
     rewrites = {}
     for name, rewrite in (
         ("attention_masks", additive_attention_masks),
@@ -298,7 +327,7 @@ def to_tflite(
     metrics = {}
     checks = {}
     if verify:
-        batch, reference = _verification_batch(wrapper, specs, sample, samples, batch_size)
+        batch, reference, synthetic = _verification_batch(model, wrapper, specs, sample, samples, batch_size)
         checks = run_checks(
             content,
             target,
@@ -316,6 +345,8 @@ def to_tflite(
             "argmax_agreement",
         )
         metrics = {name: checks["outputs_match"].get(name) for name in names}
+        if synthetic is not None:
+            _note_synthetic(checks["outputs_match"], synthetic)
         raise_on_failure(checks)
     if path is not None:
         path = pathlib.Path(path)
@@ -333,6 +364,17 @@ def to_tflite(
     )
 
 
+def _note_synthetic(check, description):
+    """Says in `outputs_match` that it ran on made-up inputs, and on failure
+    how to run it on real ones."""
+    check["detail"] += f" on synthetic inputs ({description})"
+    if check["passed"] is False:
+        check["detail"] += (
+            ", not real data: pass sample= with one batch of real inputs (an array, a "
+            "list or a dict keyed by input name) to verify on those"
+        )
+
+
 def _group(samples, batch_size):
     """Calibration samples stacked `batch_size` at a time (a fixed-batch model);
     the last `len(samples) % batch_size` samples are left out."""
@@ -347,26 +389,48 @@ def _group(samples, batch_size):
     ]
 
 
-def _verification_batch(wrapper, specs, sample, samples, batch_size=None):
-    """`(inputs, Keras outputs)` for `outputs_match`; `sample` is normalized."""
+def _id_bounds(model):
+    """Upper bounds to try for synthetic token ids: the vocabulary size a
+    keras-hub backbone declares, else its largest embedding table; then the
+    smallest table, in case one input feeds several tables."""
+    tables = sorted(
+        {int(layer.input_dim) for layer in _layers(model) if isinstance(layer, keras.layers.Embedding)}
+    )
+    declared = next(
+        (layer.vocabulary_size for layer in _layers(model) if isinstance(getattr(layer, "vocabulary_size", None), int)),
+        None,
+    )
+    first = declared or (tables[-1] if tables else 100)
+    return list(dict.fromkeys([first, tables[0] if tables else 2]))
+
+
+def _verification_batch(model, wrapper, specs, sample, samples, batch_size=None):
+    """`(inputs, Keras outputs, synthetic)` for `outputs_match`; `sample` is
+    normalized. `synthetic` describes made-up inputs, None for the user's data."""
 
     def reference(batch):
         return wrap.reference_outputs(wrapper, specs, batch, batch_size)
 
     if sample is not None:
-        batch = sample
-    elif samples is not None:
+        return sample, reference(sample), None
+    if samples is not None:
         # Grouped samples (batch_size > 1) are already batches.
         batch = representative.stack(samples[: max(1, _SAMPLE_BATCH // (batch_size or 1))])
-    else:
-        batch = representative.random_batch(specs, batch_size=batch_size or 2)
-        if not any(np.dtype(spec.dtype).kind in "iub" for spec in specs):
-            return batch, reference(batch)
+        return batch, reference(batch), None
+    if not any(np.dtype(spec.dtype).kind in "iub" for spec in specs):
+        batch = representative.synthetic_batch(specs, batch_size=batch_size or 2)
+        return batch, reference(batch), "random floats in [0, 1)"
+    *first, last = _id_bounds(model)
+    for bound in first + [last]:
+        batch = representative.synthetic_batch(specs, batch_size=batch_size or 2, vocabulary_size=bound)
         try:
-            return batch, reference(batch)
+            outputs = reference(batch)
         except Exception:
-            # Ids in [0, 100) can exceed a small embedding (segment ids, a tiny
-            # vocabulary): TF raises for out-of-range gathers. Ids in [0, 2)
-            # are valid for any of them.
-            batch = representative.random_batch(specs, batch_size=batch_size or 2, high=2)
-    return batch, reference(batch)
+            # A bound above some embedding table: TF raises for out-of-range gathers.
+            if bound == last:
+                raise
+            continue
+        return batch, outputs, (
+            f"random token ids below {bound}, padding masks that are a prefix of ones, "
+            "segment ids 0"
+        )

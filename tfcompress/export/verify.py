@@ -126,8 +126,32 @@ def check_weights(content, target, param_count):
     }
 
 
-def compare(outputs, reference):
-    """Error metrics between `{name: array}` outputs and reference outputs."""
+def padding_mask(sample):
+    """The `(batch, sequence)` padding mask among a token model's inputs (an
+    integer input with "mask" in its name), or None."""
+    for name, value in sample.items():
+        value = np.asarray(value)
+        if "mask" in name.lower() and value.ndim == 2 and value.dtype.kind in "iub":
+            return value
+    return None
+
+
+def _unpadded(value, mask):
+    """`value` with the padded positions zeroed, when its first two axes are
+    the mask's (a per-token output); unchanged otherwise."""
+    if mask is None or value.shape[:2] != mask.shape:
+        return value
+    return value * mask.reshape(mask.shape + (1,) * (value.ndim - 2))
+
+
+def compare(outputs, reference, mask=None):
+    """Error metrics between `{name: array}` outputs and reference outputs.
+
+    With a `(batch, sequence)` padding `mask`, per-token outputs are compared
+    on the real tokens only: what a model computes at padded positions is
+    read by nothing (all-MiniLM-L6-v2 int8: cosine distance 0.0096 over the
+    tokens, 0.031 with the padding).
+    """
     metrics = {
         "max_abs_error": 0.0,
         "max_relative_error": 0.0,
@@ -141,6 +165,7 @@ def compare(outputs, reference):
             raise ValueError(
                 f"output {name!r} has shape {out.shape}, Keras gives {ref.shape}"
             )
+        out, ref = _unpadded(out, mask), _unpadded(ref, mask)
         if not np.all(np.isfinite(out)):
             raise ValueError(f"output {name!r} has NaN or infinite values")
         error = float(np.max(np.abs(out - ref))) if out.size else 0.0
@@ -178,7 +203,8 @@ def check_outputs(
 
     `passed` is None (skipped) when the model has Flex ops and the installed
     interpreter cannot run them. A model with a fixed `batch_size` runs on
-    `sample` in chunks of that many rows.
+    `sample` in chunks of that many rows. When `sample` has a padding mask,
+    per-token outputs count at the real tokens only (see `compare`).
     """
     metric, default = TOLERANCES[target]
     bound = default if tolerance is None else tolerance
@@ -200,7 +226,8 @@ def check_outputs(
             raise ValueError(
                 f"outputs {missing} are missing (TFLite has {sorted(outputs)})"
             )
-        metrics = compare(outputs, reference)
+        mask = padding_mask(sample)
+        metrics = compare(outputs, reference, mask)
     except (ValueError, RuntimeError, TypeError) as e:
         if flex_ops and "Select TensorFlow op" in str(e):
             return {
@@ -225,6 +252,8 @@ def check_outputs(
     )
     passed = value <= bound
     detail = f"{metric} {value:.3g} {'<=' if passed else '>'} tolerance {bound:.3g}"
+    if mask is not None and any(np.shape(ref)[:2] == mask.shape for ref in reference.values()):
+        detail += " (padded positions left out)"
     return {
         "passed": passed,
         "detail": detail,

@@ -69,6 +69,13 @@ def _structure_from_sample(model, sample):
     return spec(sample)
 
 
+def model_input_structure(model, sample=None):
+    """What `model` is called with: its KerasTensors (one, a list or a dict),
+    or for a subclassed model the `_SampleSpec`s of `sample` / its build shape."""
+    structure = _model_inputs(model)
+    return _structure_from_sample(model, sample) if structure is None else structure
+
+
 def functional_wrapper(model, sample=None, batch_size=None, sequence_length=None):
     """Wraps `model` in a functional `keras.Model` with named inputs.
 
@@ -90,9 +97,7 @@ def functional_wrapper(model, sample=None, batch_size=None, sequence_length=None
         ValueError: the model is not built, or its input shapes are unknown.
     """
     ensure_built(model, "model")
-    structure = _model_inputs(model)
-    if structure is None:
-        structure = _structure_from_sample(model, sample)
+    structure = model_input_structure(model, sample)
 
     taken = set()
     specs = []

@@ -15,33 +15,33 @@ module picks them from representative data.
 import numpy as np
 from keras import ops, tree
 
+from tfcompress.core.batches import drop_labels, iterate_batches
 from tfcompress.core.layer_tree import walk_layers
 from tfcompress.core.wrapper import build_shape_of
 from tfcompress.quantization.flat_matmul import flat_matmul_spec, fused_activation, linear, splittable
 from tfcompress.quantization.quantize_scheme import FLOAT_COMPUTE
 
 
-def _batches(data, batch_size):
-    """Yields model inputs from arrays, dicts/lists of arrays or an iterable."""
-    if isinstance(data, dict):
-        size = len(next(iter(data.values())))
-        for start in range(0, size, batch_size):
-            yield {name: value[start : start + batch_size] for name, value in data.items()}
-    elif isinstance(data, np.ndarray) or hasattr(data, "shape"):
-        for start in range(0, len(data), batch_size):
-            yield data[start : start + batch_size]
-    elif isinstance(data, list) and data and all(hasattr(d, "shape") for d in data):
-        for start in range(0, len(data[0]), batch_size):
-            yield [value[start : start + batch_size] for value in data]
-    elif hasattr(data, "__iter__"):
-        for batch in data:  # a dataset of `(x, y)` pairs calibrates on `x`
-            yield batch[0] if isinstance(batch, tuple) and len(batch) == 2 else batch
-    else:
-        raise TypeError(
-            "`representative_data` must be an array, a dict or list of arrays "
-            "(the model's inputs, batch first), or an iterable of input batches "
-            f"such as a tf.data.Dataset. Received: {type(data).__name__}"
-        )
+def _batches(model, data, batch_size):
+    """Model inputs of at most `batch_size` rows from any form
+    `to_tflite(representative_data=...)` accepts (see `tfcompress.core.batches`).
+
+    The form is checked here, before the caller patches any layer.
+    """
+    try:
+        num_inputs = len(tree.flatten(model.input))
+    except (AttributeError, ValueError):  # a subclassed model has no symbolic inputs
+        num_inputs = None
+    batches = iterate_batches(data, "representative_data")
+
+    def chunks():
+        for batch in batches:
+            batch = drop_labels(batch, num_inputs)
+            rows = len(tree.flatten(batch)[0])
+            for start in range(0, rows, batch_size):
+                yield tree.map_structure(lambda value: value[start : start + batch_size], batch)
+
+    return chunks()
 
 
 def select_channels(span, ratio, max_channels):
@@ -112,8 +112,11 @@ def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8,
 
     Args:
         model: a built Keras 3 float model (not modified).
-        representative_data: model inputs: an array, a dict or list of arrays
-            (batch first), or an iterable of batches (`tf.data.Dataset`).
+        representative_data: model inputs, in any form
+            `tfcompress.export.to_tflite(representative_data=...)` takes: an
+            array, a dict or list of arrays (batch first), a list of dict
+            batches, a `tf.data.Dataset` (of `(x, y)` pairs too), a generator
+            or a callable returning an iterator of batches.
         ratio: how many times the median channel range makes an outlier.
         max_channels: at most this many outliers per tensor (the largest).
         batch_size: batch size used for arrays.
@@ -148,6 +151,7 @@ def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8,
     produced_by = {}
     readers = {}  # producer path -> paths of the leaf layers reading it
     patched = []
+    batches = _batches(model, representative_data, batch_size)
 
     def extend(key, tensor, rank):
         flat = ops.convert_to_numpy(tensor).reshape((-1, int(np.prod(tensor.shape[-rank:]))))
@@ -189,7 +193,7 @@ def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8,
         patched.append(ref.layer)
     seen = 0
     try:
-        for batch in _batches(representative_data, batch_size):
+        for batch in batches:
             produced_by.clear()
             model(batch, training=False)
             seen += 1
