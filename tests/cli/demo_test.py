@@ -47,6 +47,8 @@ def test_demo_prints_every_stage_and_the_table(demo_dir):
         assert f"[{stage}/6]" in stdout
     for row in ("keras float", "float32 (ref)", "float16 pruned", "dynamic_int8 pruned", "int8 pruned+QAT"):
         assert row in stdout
+    assert re.search(r"^name .* accuracy +f1 +agreement$", stdout, flags=re.M)
+    assert "(PolynomialDecay over 1 epochs, then 1 recovery epochs)" in stdout
     assert "LiteRT backend: ai_edge_litert" in stdout
     assert "(3 interleaved rounds x 5 timed runs per model)" in stdout
     assert "Latency: median of 15 timed runs per model (batch of 1), 3 rounds x 5 runs" in stdout
@@ -75,6 +77,7 @@ def test_demo_writes_models_report_plot_and_c_array(demo_dir):
     float32 = next(c for c in report["candidates"] if c["name"] == "float32")
     assert int8["raw_bytes"] < 0.35 * float32["raw_bytes"]
     assert int8["metrics"]["accuracy"] > 0.8
+    assert all(0.5 < c["metrics"]["f1"] <= 1.0 for c in report["candidates"])
     assert all(c["latency_ms"] > 0 for c in report["candidates"])
 
 
@@ -136,6 +139,20 @@ def test_export_command_writes_a_verified_file_and_c_array(demo_dir, tmp_path):
     from tfcompress import runtime
 
     assert [d["shape_signature"][0] for d in runtime.load(str(target)).input_details] == [1]
+
+
+@pytest.mark.slow
+def test_default_recipe_keeps_the_pruned_and_int8_models_near_float(tmp_path):
+    """The demo as shipped: the sparsity ramps up in 2 epochs, 4 recover, QAT keeps the zeros."""
+    from tfcompress.cli import demo
+
+    comparison = demo.run_demo(str(tmp_path), bench_rounds=1, bench_runs=1, verbose=0)
+    accuracy = {c.name: c.metrics["accuracy"] for c in comparison.candidates}
+    assert accuracy["float32"] > 0.98
+    # 360 test digits: 1 point is under 4 images.
+    assert accuracy["int8 pruned+QAT"] >= accuracy["float32"] - 0.015, accuracy
+    assert accuracy["float16 pruned"] >= accuracy["float32"] - 0.03, accuracy
+    assert accuracy["dynamic_int8 pruned"] >= accuracy["float32"] - 0.03, accuracy
 
 
 def test_verbosity_brings_the_converter_logs_back(demo_dir, tmp_path):

@@ -102,6 +102,10 @@ def run_demo(
     Returns:
         The comparison of the Keras float model and the four TFLite files.
     """
+    if not 0.0 <= target_sparsity < 1.0:
+        raise ValueError(
+            f"`target_sparsity` must be in [0, 1). Received: target_sparsity={target_sparsity}"
+        )
     import keras
     import numpy as np
 
@@ -109,10 +113,6 @@ def run_demo(
     from tfcompress.cli import digits
     from tfcompress.evaluation._runner import check_int
 
-    if not 0.0 <= target_sparsity < 1.0:
-        raise ValueError(
-            f"`target_sparsity` must be in [0, 1). Received: target_sparsity={target_sparsity}"
-        )
     # Checked here rather than by the runtime, so a typo fails before training.
     for flag, value in (("bench_rounds", bench_rounds), ("bench_runs", bench_runs), ("bench_threads", bench_threads)):
         check_int(value, flag, 1)
