@@ -12,37 +12,57 @@ import h5py
 import pytest
 
 
+# INFO lines of TensorFlow's SavedModel writer and of the TFLite converter.
+_NOISE = ("Using new converter", "Assets written to", "Sharding callback duration")
+
+
 def _tfcompress(*args, timeout=600):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    # As a user runs it: the command itself must quiet TensorFlow.
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TFCOMPRESS_TRACEBACK")}
     return subprocess.run(
-        [sys.executable, "-m", "tfcompress.cli.main", *args],
+        [sys.executable, "-m", "tfcompress", *args],
         capture_output=True, text=True, timeout=timeout, env=env,
     )
+
+
+def _noise(result):
+    return [line for line in (result.stdout + result.stderr).splitlines() if any(n in line for n in _NOISE)]
 
 
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     result = _tfcompress(
-        "demo", f"--output_dir={out}", "--epochs=4", "--prune_epochs=2",
+        "demo", f"--output_dir={out}", "--epochs=4", "--prune_epochs=1", "--recover_epochs=1",
         "--qat_epochs=1", "--bench_rounds=3", "--bench_runs=5", "--verbose=0",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    return out, result.stdout
+    return out, result
 
 
 def test_demo_prints_every_stage_and_the_table(demo_dir):
-    _, stdout = demo_dir
+    _, result = demo_dir
+    stdout = result.stdout
     for stage in range(1, 7):
         assert f"[{stage}/6]" in stdout
     for row in ("keras float", "float32 (ref)", "float16 pruned", "dynamic_int8 pruned", "int8 pruned+QAT"):
         assert row in stdout
+    assert re.search(r"^name .* accuracy +f1 +agreement$", stdout, flags=re.M)
+    assert "(PolynomialDecay over 1 epochs, then 1 recovery epochs)" in stdout
     assert "LiteRT backend: ai_edge_litert" in stdout
     assert "(3 interleaved rounds x 5 timed runs per model)" in stdout
     assert "Latency: median of 15 timed runs per model (batch of 1), 3 rounds x 5 runs" in stdout
     assert "LiteRT ai_edge_litert 1 thread(s)" in stdout
     assert re.search(r"tensor arena [\d,]+ bytes: TFLM measured [\d,]+", stdout)
     assert re.search(r"TFLM check: 360 inputs run in TFLite Micro, outputs vs LiteRT max [01] LSB", stdout)
+
+
+def test_demo_is_quiet_by_default(demo_dir):
+    _, result = demo_dir
+    assert _noise(result) == []
+    # No absl-formatted INFO line from Python code either (TensorFlow's C++
+    # start-up lines, "I0000 ... port.cc", ignore TF_CPP_MIN_LOG_LEVEL in 2.20+).
+    assert not re.findall(r"^I\d{4} [\d:.]+ +\d+ \w+\.py:\d+\]", result.stderr, flags=re.M)
 
 
 def test_demo_writes_models_report_plot_and_c_array(demo_dir):
@@ -59,6 +79,7 @@ def test_demo_writes_models_report_plot_and_c_array(demo_dir):
     float32 = next(c for c in report["candidates"] if c["name"] == "float32")
     assert int8["raw_bytes"] < 0.35 * float32["raw_bytes"]
     assert int8["metrics"]["accuracy"] > 0.8
+    assert all(0.5 < c["metrics"]["f1"] <= 1.0 for c in report["candidates"])
     assert all(c["latency_ms"] > 0 for c in report["candidates"])
 
 
@@ -115,9 +136,34 @@ def test_export_command_writes_a_verified_file(demo_dir, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert target.stat().st_size > 0
     assert "check outputs_match" in result.stdout
+    assert _noise(result) == []
     from tfcompress import runtime
 
     assert [d["shape_signature"][0] for d in runtime.load(str(target)).input_details] == [1]
+
+
+@pytest.mark.slow
+def test_default_recipe_keeps_the_pruned_and_int8_models_near_float(tmp_path):
+    """The demo as shipped: the sparsity ramps up in 2 epochs, 4 recover, QAT keeps the zeros."""
+    from tfcompress.cli import demo
+
+    comparison = demo.run_demo(str(tmp_path), bench_rounds=1, bench_runs=1, verbose=0)
+    accuracy = {c.name: c.metrics["accuracy"] for c in comparison.candidates}
+    assert accuracy["float32"] > 0.98
+    # 360 test digits: 1 point is under 4 images.
+    assert accuracy["int8 pruned+QAT"] >= accuracy["float32"] - 0.015, accuracy
+    assert accuracy["float16 pruned"] >= accuracy["float32"] - 0.03, accuracy
+    assert accuracy["dynamic_int8 pruned"] >= accuracy["float32"] - 0.03, accuracy
+
+
+def test_verbosity_brings_the_converter_logs_back(demo_dir, tmp_path):
+    out, _ = demo_dir
+    result = _tfcompress(
+        "export", f"--model={out / 'pruned.keras'}", "--target=float32",
+        f"--output={tmp_path / 'pruned.tflite'}", "--verbosity=0",
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Using new converter" in result.stderr and "Assets written to" in result.stderr
 
 
 @pytest.mark.parametrize(

@@ -155,3 +155,60 @@ def test_errors():
         evaluation.compare([{"name": "a", "raw_bytes": 1, "score": 1.0}]).frontier()
     with pytest.raises(KeyError, match="No candidate named 'x'"):
         result["x"]
+
+
+def _digits_predictions():
+    """Labels and the class scores of two models, one of which never predicts digit 9."""
+    from tfcompress.cli.digits import load_digits
+
+    _, _, _, y_test = load_digits(0)
+    rng = np.random.default_rng(0)
+    good = np.eye(10)[y_test] + rng.normal(scale=0.3, size=(len(y_test), 10))
+    blind = good.copy()
+    blind[:, 9] = -10.0  # the compressed model lost its last class
+    return y_test, good, blind
+
+
+def test_labels_add_accuracy_and_f1_columns():
+    from sklearn import metrics
+
+    y_test, good, blind = _digits_predictions()
+    result = evaluation.compare(
+        [
+            {"name": "fp32", "raw_bytes": 4_000, "predictions": good},
+            {"name": "int8", "raw_bytes": 1_000, "predictions": blind, "agreement": 0.9},
+            {"name": "no predictions", "raw_bytes": 2_000},
+        ],
+        labels=y_test,
+    )
+    assert result.metric_names == ["accuracy", "f1", "agreement"]
+    for name, scores in (("fp32", good), ("int8", blind)):
+        predicted = scores.argmax(1)
+        assert result[name].metrics["f1"] == pytest.approx(metrics.f1_score(y_test, predicted, average="macro"))
+        assert result[name].metrics["accuracy"] == pytest.approx(metrics.accuracy_score(y_test, predicted))
+    # Losing one class of ten costs a tenth of accuracy, and more than that of macro F1.
+    assert result["fp32"].metrics["f1"] - result["int8"].metrics["f1"] > 0.09
+    assert result["no predictions"].metrics == {}
+    header, _, *rows = result.table().splitlines()
+    assert header.split()[-3:] == ["accuracy", "f1", "agreement"]
+    assert rows[2].rstrip().endswith("-       -          -")
+    assert all("predictions" not in entry for entry in result.to_dict()["candidates"])
+
+
+def test_metrics_given_with_predictions_win():
+    y_test, good, _ = _digits_predictions()
+    result = evaluation.compare([{"name": "a", "predictions": good, "accuracy": 0.5}], labels=y_test)
+    assert result["a"].metrics["accuracy"] == 0.5
+    assert 0.9 < result["a"].metrics["f1"] <= 1.0
+
+
+def test_prediction_errors():
+    y_test, good, _ = _digits_predictions()
+    with pytest.raises(ValueError, match=r"Entry 'a' has `predictions` but `labels` is None\. Pass `compare\(entries, labels=y_test\)`"):
+        evaluation.compare([{"name": "a", "predictions": good}])
+    with pytest.raises(ValueError, match=r"`labels` were given but no entry has `predictions`"):
+        evaluation.compare(ENTRIES, labels=y_test)
+    with pytest.raises(ValueError, match=r"Entry 'a': its `predictions` do not fit `labels`: `x` and `y` must have the same number"):
+        evaluation.compare([{"name": "a", "predictions": good[:10]}], labels=y_test)
+    with pytest.raises(ValueError, match=r"Entry 'a': its `predictions` do not fit `labels`: `y` must hold labels in \[0, 10\)"):
+        evaluation.compare([{"name": "a", "predictions": good}], labels=y_test + 1)

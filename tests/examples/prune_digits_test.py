@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 _REPO = pathlib.Path(__file__).resolve().parents[2]
 _EXAMPLE = _REPO / "examples" / "prune_digits.py"
 _FLAGFILE = _REPO / "examples" / "prune_digits.flags"
@@ -47,3 +49,20 @@ def test_prune_digits_reaches_target_and_exports_tflite(tmp_path):
     assert tflite.is_file() and tflite.stat().st_size > 10_000
     assert (out_dir / "pruned.keras").is_file()
     assert not (tmp_path / "tfcompress_out").exists()
+
+
+@pytest.mark.slow
+def test_shipped_flagfile_keeps_the_pruned_cnn_near_float(tmp_path):
+    """The recipe of the flagfile: ramp over 4 epochs, 12 at 80%, masks every 10 steps."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    result = subprocess.run(
+        [sys.executable, str(_EXAMPLE), f"--flagfile={_FLAGFILE}", f"--output_dir={tmp_path / 'out'}"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    match = re.search(r"\[evaluate\] test accuracy (\d\.\d+) \(float (\d\.\d+)\)", result.stdout)
+    assert match, result.stdout
+    pruned, float_accuracy = float(match.group(1)), float(match.group(2))
+    assert float_accuracy > 0.96
+    # 450 test digits: 1.5 points is under 7 images.
+    assert pruned >= float_accuracy - 0.015, (pruned, float_accuracy)

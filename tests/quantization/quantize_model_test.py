@@ -179,3 +179,83 @@ def test_unregistered_subclassed_model_quantizes_saves_and_exports(inplace, tmp_
     exported = tfcompress.export.to_tflite(qat, "int8", sample=x[:8])
     assert exported.checks["outputs_match"]["passed"]
     assert "int8" in _tensor_types(exported.tflite_bytes)
+
+
+def _pruned_dense_digits(x_train, y_train):
+    """The README pipeline's first half: train, prune to 50%, strip."""
+    import tfcompress.sparsity as ts
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential(
+        [keras.Input((64,)), keras.layers.Dense(64, activation="relu"), keras.layers.Dense(10)]
+    )
+    compile_classifier(model, 1e-3).fit(x_train, y_train, epochs=5, batch_size=32, verbose=0)
+    pruned = ts.prune_low_magnitude(model, ts.ConstantSparsity(0.5, begin_step=0))
+    compile_classifier(pruned, 1e-3).fit(
+        x_train, y_train, epochs=1, batch_size=32, verbose=0, callbacks=[ts.UpdatePruningStep()]
+    )
+    return ts.strip_pruning(pruned)
+
+
+def _int8_kernels(path):
+    """`{shape: int8 values}` of the constant int8 matrices of a TFLite file."""
+    interpreter = tflite_interpreter(open(path, "rb").read())
+    return {
+        tuple(d["shape"]): interpreter.get_tensor(d["index"])
+        for d in interpreter.get_tensor_details()
+        if d["dtype"] == np.int8 and len(d["shape"]) == 2 and d["shape"][0] > 1
+    }
+
+
+def test_qat_of_a_pruned_model_keeps_every_zero_by_default(tmp_path, caplog):
+    """Prune, strip, QAT with the defaults, fit, int8 export: no pruned weight comes back."""
+    from tfcompress import export
+
+    x_train, y_train, x_test, y_test = load_digits_split()
+    x_train, x_test = x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1)
+    stripped = _pruned_dense_digits(x_train, y_train)
+    pruned = {layer.name: layer.kernel.numpy() == 0 for layer in stripped.layers}
+    assert all(zeros.mean() == 0.5 for zeros in pruned.values())
+
+    with caplog.at_level("INFO", logger="tfcompress"):
+        qat = tq.quantize_model(stripped)
+    compile_classifier(qat, 1e-3).fit(x_train, y_train, epochs=2, batch_size=32, verbose=0)
+    for wrapper in qat.layers:
+        zeros = pruned[wrapper.layer.name]
+        assert np.count_nonzero(wrapper.layer.kernel.numpy()[zeros]) == 0
+        [(_, quantized)] = wrapper.substitutions(training=False)
+        assert np.count_nonzero(quantized.numpy()[zeros]) == 0
+    assert np.mean(qat.predict(x_test, verbose=0).argmax(1) == y_test) > 0.9
+    [record] = [r for r in caplog.records if "preserve_sparsity" in r.getMessage()]
+    assert "Keeping the zeros of 2 already sparse (pruned) layers" in record.getMessage()
+    assert str([layer.name for layer in stripped.layers]) in record.getMessage()
+
+    result = export.to_tflite(qat, "int8", int8_io=True, path=str(tmp_path / "int8.tflite"), sample=x_test[:32])
+    kernels = _int8_kernels(result.path)
+    for zeros in pruned.values():
+        int8 = kernels[zeros.T.shape]  # FULLY_CONNECTED stores [out, in]
+        assert np.count_nonzero(int8[zeros.T]) == 0, "pruned weights are non-zero in the int8 file"
+
+
+def test_preserve_sparsity_false_lets_pruned_weights_train(caplog):
+    x_train, y_train, _, _ = load_digits_split()
+    x_train = x_train.reshape(len(x_train), -1)
+    stripped = _pruned_dense_digits(x_train, y_train)
+    zeros = stripped.layers[0].kernel.numpy() == 0
+    with caplog.at_level("INFO", logger="tfcompress"):
+        qat = tq.quantize_model(stripped, preserve_sparsity=False)
+    assert not [r for r in caplog.records if "preserve_sparsity" in r.getMessage()]
+    compile_classifier(qat, 1e-3).fit(x_train, y_train, epochs=2, batch_size=32, verbose=0)
+    assert np.count_nonzero(qat.layers[0].layer.kernel.numpy()[zeros]) > 0.5 * zeros.sum()
+
+
+def test_dense_models_get_no_sparsity_mask(caplog):
+    with caplog.at_level("INFO", logger="tfcompress"):
+        qat = tq.quantize_model(testing.functional_dense())
+    assert not any(w.preserve_sparsity for w in qat.layers if isinstance(w, tq.QuantizeWrapper))
+    assert not [r for r in caplog.records if "preserve_sparsity" in r.getMessage()]
+
+
+def test_preserve_sparsity_must_be_none_or_a_bool():
+    with pytest.raises(TypeError, match=r"`preserve_sparsity` must be None .*Received: preserve_sparsity='auto'"):
+        tq.quantize_model(testing.functional_dense(), preserve_sparsity="auto")

@@ -1,7 +1,10 @@
 """`tfcompress demo`: compress the bundled digits CNN end to end and report.
 
 Stages (a line each, Keras progress bars while training): train float ->
-prune to `--target_sparsity` -> quantization-aware training -> export
+prune to `--target_sparsity` (the sparsity ramps up over `--prune_epochs`,
+then `--recover_epochs` train at the target, so the accuracy recovers from the
+last mask update) -> quantization-aware training of the pruned model, its
+zeros kept (`quantize_model`'s default for pruned models) -> export
 float32 / float16 / dynamic-int8 / int8 TFLite and a C array -> evaluate each
 with LiteRT -> print the comparison table, write JSON and a PNG plot.
 Every stage's model is saved as `.keras` in `--output_dir`.
@@ -23,8 +26,9 @@ flags.DEFINE_string(
     "output_dir", os.path.join("tfcompress_out", "demo"), "Where models, TFLite files, the report and the plot go."
 )
 flags.DEFINE_integer("epochs", 15, "Float training epochs.")
-flags.DEFINE_integer("prune_epochs", 4, "Pruning fine-tuning epochs.")
-flags.DEFINE_integer("qat_epochs", 3, "Quantization-aware training epochs.")
+flags.DEFINE_integer("prune_epochs", 2, "Epochs over which the sparsity ramps up to the target.", lower_bound=1)
+flags.DEFINE_integer("recover_epochs", 4, "Epochs of fine-tuning at the target sparsity after the ramp.", lower_bound=0)
+flags.DEFINE_integer("qat_epochs", 3, "Quantization-aware training epochs (from the pruned model).")
 flags.DEFINE_float("target_sparsity", 0.75, "Final fraction of zero weights, in [0, 1).")
 flags.DEFINE_integer("seed", 0, "Seed of the data split, initialisation and training order.")
 flags.DEFINE_integer("bench_rounds", 10, "Latency rounds; each times every model in turn (batch of 1).")
@@ -62,15 +66,32 @@ def _save_for_inference(model, path):
     return path
 
 
+def _notes(latencies, bench_rounds, bench_runs, c_array):
+    """The lines under the table: how latency was measured, the microcontroller build."""
+    lite = latencies["float32"]
+    return [
+        "Accuracy and f1 (macro over the 10 digits) on the held-out images; agreement: same class as the Keras float model.",
+        f"Latency: median of {lite.runs} timed runs per model (batch of 1), {bench_rounds} rounds x {bench_runs} runs, "
+        f"models in turns, 1 warmup call per turn, LiteRT inputs in the model's dtype; LiteRT {lite.backend} "
+        f"{lite.num_threads} thread(s), Keras float via predict_on_batch ({latencies['keras float'].backend}). "
+        "Keras size: float_inference.keras (no optimizer state).",
+        f"LiteRT backend: {lite.backend}. Flash for the microcontroller build: {c_array.flash_bytes:,} bytes, "
+        f"tensor arena: {c_array.arena_bytes:,} bytes ({'TFLM measured + margin' if c_array.tflm else 'estimate'}).",
+    ]
+
+
 def run_demo(
-    output_dir, epochs=15, prune_epochs=4, qat_epochs=3, target_sparsity=0.75, seed=0,
+    output_dir, epochs=15, prune_epochs=2, recover_epochs=4, qat_epochs=3, target_sparsity=0.75, seed=0,
     bench_rounds=10, bench_runs=20, bench_threads=1, verbose=1,
 ):
     """Runs the whole demo and returns the `tfcompress.evaluation.Comparison`.
 
     Args:
         output_dir: directory for every artefact (created).
-        epochs, prune_epochs, qat_epochs: training epochs per stage.
+        epochs: float training epochs.
+        prune_epochs: epochs over which the sparsity ramps up to the target.
+        recover_epochs: epochs at the target sparsity after the ramp.
+        qat_epochs: quantization-aware training epochs.
         target_sparsity: pruning target in [0, 1).
         seed: random seed.
         bench_rounds: latency rounds; each times every model in turn.
@@ -81,6 +102,10 @@ def run_demo(
     Returns:
         The comparison of the Keras float model and the four TFLite files.
     """
+    if not 0.0 <= target_sparsity < 1.0:
+        raise ValueError(
+            f"`target_sparsity` must be in [0, 1). Received: target_sparsity={target_sparsity}"
+        )
     import keras
     import numpy as np
 
@@ -88,10 +113,6 @@ def run_demo(
     from tfcompress.cli import digits
     from tfcompress.evaluation._runner import check_int
 
-    if not 0.0 <= target_sparsity < 1.0:
-        raise ValueError(
-            f"`target_sparsity` must be in [0, 1). Received: target_sparsity={target_sparsity}"
-        )
     # Checked here rather than by the runtime, so a typo fails before training.
     for flag, value in (("bench_rounds", bench_rounds), ("bench_runs", bench_runs), ("bench_threads", bench_threads)):
         check_int(value, flag, 1)
@@ -106,17 +127,27 @@ def run_demo(
     float_model.save(os.path.join(output_dir, "float.keras"))
     keras_size = evaluation.model_size(_save_for_inference(float_model, os.path.join(output_dir, "float_inference.keras")))
 
-    _stage(2, f"Pruning to {target_sparsity:.0%} sparsity (PolynomialDecay, {prune_epochs} epochs)")
-    steps = prune_epochs * int(np.ceil(len(x_train) / 32))
-    schedule = sparsity.PolynomialDecay(0.0, target_sparsity, begin_step=0, end_step=max(steps - 1, 1), frequency=10)
+    _stage(
+        2,
+        f"Pruning to {target_sparsity:.0%} sparsity (PolynomialDecay over {prune_epochs} epochs, "
+        f"then {recover_epochs} recovery epochs)",
+    )
+    steps_per_epoch = int(np.ceil(len(x_train) / 32))
+    # Steps count from 0: without recovery epochs the final mask update must
+    # land on the last step, `steps * epochs - 1`.
+    end_step = min(prune_epochs * steps_per_epoch, (prune_epochs + recover_epochs) * steps_per_epoch - 1)
+    schedule = sparsity.PolynomialDecay(0.0, target_sparsity, begin_step=0, end_step=end_step, frequency=10)
     pruned = _compile(sparsity.prune_low_magnitude(float_model, schedule))
-    pruned.fit(x_train, y_train, batch_size=32, epochs=prune_epochs, verbose=verbose, callbacks=[sparsity.UpdatePruningStep()])
+    pruned.fit(
+        x_train, y_train, batch_size=32, epochs=prune_epochs + recover_epochs, verbose=verbose,
+        callbacks=[sparsity.UpdatePruningStep()],
+    )
     pruned = sparsity.strip_pruning(pruned)
     pruned.save(os.path.join(output_dir, "pruned.keras"))
     print(sparsity.sparsity_report(pruned).table())
 
-    _stage(3, f"Quantization-aware training, sparsity preserved ({qat_epochs} epochs)")
-    qat = _compile(quantization.quantize_model(pruned, preserve_sparsity=True))
+    _stage(3, f"Quantization-aware training of the pruned model, its zeros kept ({qat_epochs} epochs)")
+    qat = _compile(quantization.quantize_model(pruned))
     qat.fit(x_train, y_train, batch_size=32, epochs=qat_epochs, verbose=verbose)
     qat.save(os.path.join(output_dir, "qat.keras"))
 
@@ -138,30 +169,30 @@ def run_demo(
     latencies = evaluation.interleaved_latency(
         {"keras float": float_model, **interpreters}, x_test[:1], rounds=bench_rounds, runs=bench_runs, warmup=1
     )
-    candidates = [
-        evaluation.Candidate(
-            name="keras float",
-            raw_bytes=keras_size["raw_bytes"],
-            gzip_bytes=keras_size["gzip_bytes"],
-            latency_ms=latencies["keras float"].p50_ms,
-            metrics={"accuracy": evaluation.accuracy(float_model, x_test, y_test)},
-        )
+    float_scores = float_model.predict(x_test, verbose=0)
+    entries = [
+        {
+            "name": "keras float",
+            "raw_bytes": keras_size["raw_bytes"],
+            "gzip_bytes": keras_size["gzip_bytes"],
+            "latency_ms": latencies["keras float"].p50_ms,
+            "predictions": float_scores,
+        }
     ]
     for name, interpreter in interpreters.items():
         size = evaluation.model_size(exports[name].path)
-        candidates.append(
-            evaluation.Candidate(
-                name=name,
-                raw_bytes=size["raw_bytes"],
-                gzip_bytes=size["gzip_bytes"],
-                latency_ms=latencies[name].p50_ms,
-                metrics={
-                    "accuracy": evaluation.accuracy(interpreter, x_test, y_test),
-                    "agreement": evaluation.agreement(float_model.predict(x_test, verbose=0), interpreter.run(x_test)),
-                },
-            )
+        scores = interpreter.run(x_test)
+        entries.append(
+            {
+                "name": name,
+                "raw_bytes": size["raw_bytes"],
+                "gzip_bytes": size["gzip_bytes"],
+                "latency_ms": latencies[name].p50_ms,
+                "predictions": scores,
+                "agreement": evaluation.agreement(float_scores, scores),
+            }
         )
-    comparison = evaluation.compare(candidates, reference="float32")
+    comparison = evaluation.compare(entries, reference="float32", labels=y_test)
 
     _stage(6, "Report")
     print(comparison.table())
@@ -169,14 +200,8 @@ def run_demo(
     plot_png = os.path.join(output_dir, "pareto.png")
     comparison.to_json(report_json)
     comparison.plot(plot_png, metric="accuracy")
-    lite = latencies["float32"]
-    print(
-        f"Latency: median of {lite.runs} timed runs per model (batch of 1), {bench_rounds} rounds x {bench_runs} runs, "
-        f"models in turns, 1 warmup call per turn, LiteRT inputs in the model's dtype; LiteRT {lite.backend} "
-        f"{lite.num_threads} thread(s), Keras float via predict_on_batch ({latencies['keras float'].backend}). "
-        "Keras size: float_inference.keras (no optimizer state)."
-    )
-    print(f"LiteRT backend: {lite.backend}. Flash for the microcontroller build: {c_array.flash_bytes:,} bytes, tensor arena: {c_array.arena_bytes:,} bytes ({'TFLM measured + margin' if c_array.tflm else 'estimate'}).")
+    for line in _notes(latencies, bench_rounds, bench_runs, c_array):
+        print(line)
     print(f"Report: {report_json}\nPlot:   {plot_png}\nModels: {output_dir}\nDone in {time.time() - started:.0f} s.")
     return comparison
 
@@ -188,6 +213,7 @@ def main(argv):
         FLAGS.output_dir,
         epochs=FLAGS.epochs,
         prune_epochs=FLAGS.prune_epochs,
+        recover_epochs=FLAGS.recover_epochs,
         qat_epochs=FLAGS.qat_epochs,
         target_sparsity=FLAGS.target_sparsity,
         seed=FLAGS.seed,

@@ -16,6 +16,9 @@ flags.DEFINE_integer("sequence_length", None, "Fix the token axis a keras-hub ba
 flags.DEFINE_string("c_array", None, "Also write <name>.h / <name>.cc C arrays for TFLite Micro next to the output.")
 
 
+_KINDS = {"model": "a .keras model (saved with `model.save`)", "representative": "a .npy or .npz file"}
+
+
 def _load_representative(path):
     import numpy as np
 
@@ -30,6 +33,11 @@ def main(argv):
         raise SystemExit(f"tfcompress export takes only flags; unexpected arguments: {argv[1:]}")
     if not FLAGS.model:
         raise SystemExit("tfcompress export: --model is required (a .keras file).")
+    # Checked before TensorFlow's import, so a typo fails at once.
+    for flag in ("model", "representative"):
+        path = getattr(FLAGS, flag)
+        if path and not os.path.isfile(path):
+            raise FileNotFoundError(f"--{flag}={path} is not an existing file. Pass the path of {_KINDS[flag]}.")
     from tfcompress import export, saving
 
     model = saving.load_model(FLAGS.model, compile=False)

@@ -108,11 +108,7 @@ def format_inspection(summary, top=20):
 def main(argv):
     if len(argv) != 2:
         raise SystemExit("usage: tfcompress inspect MODEL.tflite [--top N] [--nodelegation]")
-    try:
-        summary = inspect_tflite(argv[1])
-    except (ValueError, TypeError) as error:
-        raise SystemExit(f"tfcompress inspect: {error}") from None
-    print(format_inspection(summary, FLAGS.top))
+    print(format_inspection(inspect_tflite(argv[1]), FLAGS.top))
     if FLAGS.delegation:
         from tfcompress.runtime import xnnpack_delegation
 

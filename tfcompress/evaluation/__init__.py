@@ -8,6 +8,7 @@ from tfcompress.evaluation.compare import compare
 from tfcompress.evaluation.cosine import CosineSimilarity
 from tfcompress.evaluation.cosine import cosine_similarity
 from tfcompress.evaluation.cosine import mean_pooled_cosine
+from tfcompress.evaluation.f1 import f1
 from tfcompress.evaluation.interleaved_latency import interleaved_latency
 from tfcompress.evaluation.latency import Latency
 from tfcompress.evaluation.latency import latency
@@ -29,6 +30,7 @@ __all__ = [
     "agreement",
     "compare",
     "cosine_similarity",
+    "f1",
     "interleaved_latency",
     "latency",
     "layer_errors",

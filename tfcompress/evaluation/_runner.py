@@ -102,6 +102,39 @@ def num_samples(x, arg_name="x"):
     return lengths[0]
 
 
+def check_same_length(x, y):
+    """Raises unless the label array `y` has one entry per sample of `x`."""
+    n = num_samples(x)
+    if np.shape(y)[:1] != (n,):
+        raise ValueError(
+            "`x` and `y` must have the same number of samples. Received "
+            f"{n} inputs and y.shape={np.shape(y)}. Pass matching slices, e.g. "
+            "x[:1000], y[:1000]."
+        )
+    return n
+
+
+def class_labels(y, scores):
+    """Integer labels shaped like `scores[..., 0]`, from int labels or one-hot."""
+    y = np.asarray(y)
+    if y.shape == scores.shape:
+        return np.argmax(y, axis=-1)
+    if y.shape != scores.shape[:-1]:
+        raise ValueError(
+            "`y` must hold one integer label per prediction (shape "
+            f"{scores.shape[:-1]}) or be one-hot like the predictions (shape "
+            f"{scores.shape}). Received: y.shape={y.shape}."
+        )
+    if not np.issubdtype(y.dtype, np.integer):
+        if not np.all(np.equal(np.mod(y, 1), 0)):
+            raise ValueError(
+                "`y` must hold integer class labels. Received non-integer values, "
+                f"e.g. {y.ravel()[:3].tolist()}."
+            )
+        y = y.astype(np.int64)
+    return y
+
+
 def check_int(value, name, minimum):
     """Raises unless `value` is an int >= `minimum`; names the argument."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

@@ -5,27 +5,6 @@ import numpy as np
 from tfcompress.evaluation import _runner
 
 
-def _labels(y, scores):
-    """Integer labels shaped like `scores[..., 0]`, from int labels or one-hot."""
-    y = np.asarray(y)
-    if y.shape == scores.shape:
-        return np.argmax(y, axis=-1)
-    if y.shape != scores.shape[:-1]:
-        raise ValueError(
-            "`y` must hold one integer label per prediction (shape "
-            f"{scores.shape[:-1]}) or be one-hot like the predictions (shape "
-            f"{scores.shape}). Received: y.shape={y.shape}."
-        )
-    if not np.issubdtype(y.dtype, np.integer):
-        if not np.all(np.equal(np.mod(y, 1), 0)):
-            raise ValueError(
-                "`y` must hold integer class labels. Received non-integer values, "
-                f"e.g. {y.ravel()[:3].tolist()}."
-            )
-        y = y.astype(np.int64)
-    return y
-
-
 def accuracy(model, x, y, top_k=1, batch_size=32):
     """Fraction of samples whose label is among the `top_k` highest scores.
 
@@ -57,13 +36,7 @@ def accuracy(model, x, y, top_k=1, batch_size=32):
     acc = tfcompress.evaluation.accuracy(model, x_test, y_test, top_k=5)
     ```
     """
-    n = _runner.num_samples(x)
-    if np.shape(y)[:1] != (n,):
-        raise ValueError(
-            "`x` and `y` must have the same number of samples. Received "
-            f"{n} inputs and y.shape={np.shape(y)}. Pass matching slices, e.g. "
-            "x[:1000], y[:1000]."
-        )
+    _runner.check_same_length(x, y)
     scores = _runner.predict(model, x, batch_size=batch_size)
     if scores.ndim < 2 or scores.shape[-1] < 2:
         raise ValueError(
@@ -78,7 +51,7 @@ def accuracy(model, x, y, top_k=1, batch_size=32):
             f"`top_k` must be an int in [1, {num_classes}] (the number of "
             f"classes). Received: top_k={top_k!r}."
         )
-    labels = _labels(y, scores)
+    labels = _runner.class_labels(y, scores)
     if labels.min() < 0 or labels.max() >= num_classes:
         raise ValueError(
             f"`y` must hold labels in [0, {num_classes}). Received labels in "

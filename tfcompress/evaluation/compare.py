@@ -3,10 +3,14 @@
 import json
 import math
 
+import numpy as np
+
 from tfcompress.evaluation import _pareto
 from tfcompress.evaluation import _plot
+from tfcompress.evaluation import _runner
 from tfcompress.evaluation import _table
 from tfcompress.evaluation.candidate import Candidate
+from tfcompress.evaluation.f1 import scores_f1
 
 _COSTS = ("raw_bytes", "gzip_bytes", "latency_ms")
 _RATIO_HEADERS = {"raw_bytes": "size x", "gzip_bytes": "gzip x", "latency_ms": "p50 x"}
@@ -189,15 +193,60 @@ class Comparison:
         return _plot.plot_panels(path, panels, metric, higher, self.reference)
 
 
-def compare(entries, reference=None):
+def _scored(candidate, scores, labels):
+    """`candidate` with `accuracy` and macro `f1` of `scores` added (given metrics win)."""
+    try:
+        scores = np.asarray(scores)
+        _runner.check_same_length(scores, labels)
+        f1 = scores_f1(scores, labels)
+        accuracy = float(np.mean(np.argmax(scores, axis=-1) == _runner.class_labels(labels, scores)))
+    except ValueError as error:
+        raise ValueError(f"Entry {candidate.name!r}: its `predictions` do not fit `labels`: {error}") from None
+    candidate.metrics = {"accuracy": accuracy, "f1": f1, **candidate.metrics}
+    return candidate
+
+
+def _candidates(entries, labels):
+    candidates, scored = [], []
+    for entry in entries:
+        scores = None
+        if isinstance(entry, dict) and "predictions" in entry:
+            entry = dict(entry)
+            scores = entry.pop("predictions")
+        candidate = entry if isinstance(entry, Candidate) else Candidate.from_dict(entry)
+        if scores is not None:
+            if labels is None:
+                raise ValueError(
+                    f"Entry {candidate.name!r} has `predictions` but `labels` is None. Pass "
+                    "`compare(entries, labels=y_test)` to score them, or leave `predictions` out."
+                )
+            candidate = _scored(candidate, scores, labels)
+            scored.append(candidate.name)
+        candidates.append(candidate)
+    if labels is not None and not scored:
+        raise ValueError(
+            "`labels` were given but no entry has `predictions` to score. Add each model's class "
+            "scores on the labelled inputs, e.g. {'name': 'int8', 'predictions': model.run(x_test)}."
+        )
+    return candidates
+
+
+def compare(entries, reference=None, labels=None):
     """Collects measured model variants into a `Comparison`.
 
     Args:
         entries: a list of `Candidate`s or dicts such as
             `{"name": "int8", "size": model_size(path), "latency": lat,
-            "accuracy": 0.91}` (see `Candidate.from_dict`).
+            "accuracy": 0.91}` (see `Candidate.from_dict`). With `labels`, a
+            dict may carry `"predictions"`: the model's class scores on the
+            labelled inputs, shape `[num_samples, num_classes]`.
         reference: the name of the entry ratios are taken against; defaults
             to the first entry.
+        labels: integer (or one-hot) labels of the inputs the `predictions`
+            were made on. Each entry with `predictions` then gets an
+            `accuracy` and an `f1` (macro, see `tfcompress.evaluation.f1`)
+            column; metrics the entry gives itself win. The predictions are
+            not kept, so `to_json` stays small.
 
     Returns:
         A `Comparison` with `table()`, `to_dict()`, `to_json(path)`,
@@ -205,7 +254,8 @@ def compare(entries, reference=None):
 
     Raises:
         ValueError: for no entries, an entry without a name, duplicate names,
-            a non-numeric field, or an unknown reference.
+            a non-numeric field, an unknown reference, `predictions` without
+            `labels` (or the reverse), or predictions that do not fit them.
         TypeError: for an entry that is neither a dict nor a `Candidate`.
 
     Example:
@@ -219,6 +269,12 @@ def compare(entries, reference=None):
     ])
     print(result.table())
     result.plot("pareto.png")
+
+    # accuracy and F1 columns from each model's scores on labelled data:
+    tfcompress.evaluation.compare([
+        {"name": "fp32", "raw_bytes": 4_000_000, "predictions": model.predict(x_test)},
+        {"name": "int8", "raw_bytes": 1_000_000, "predictions": int8.run(x_test)},
+    ], labels=y_test)
     ```
     """
     if isinstance(entries, (dict, Candidate)) or not hasattr(entries, "__iter__"):
@@ -226,7 +282,7 @@ def compare(entries, reference=None):
             "`entries` must be a list of dicts or `Candidate`s. Received: "
             f"{type(entries).__name__}; wrap a single entry in a list."
         )
-    candidates = [e if isinstance(e, Candidate) else Candidate.from_dict(e) for e in entries]
+    candidates = _candidates(entries, labels)
     if not candidates:
         raise ValueError("`entries` is empty: pass at least one candidate.")
     names = [c.name for c in candidates]

@@ -1,6 +1,9 @@
 """Turn an annotated model into a quantization-aware one (TFMOT's name)."""
 
+import logging
+
 import keras
+import numpy as np
 
 from tfcompress.core.checks import ensure_built, ensure_keras3_model
 from tfcompress.core.layer_tree import walk_layers
@@ -12,6 +15,12 @@ from tfcompress.quantization.graph_plan import Plan, plan_graph
 from tfcompress.quantization.quantize_annotate import QuantizeAnnotate
 from tfcompress.quantization.quantize_scheme import QuantizeScheme
 from tfcompress.quantization.quantize_wrapper import QuantizeWrapper
+
+_LOG = logging.getLogger("tfcompress")
+
+# A trained float kernel has almost no exact zeros; a pruned one has at least
+# the target fraction. A third separates the two with room on both sides.
+_SPARSE_FRACTION = 1 / 3
 
 
 def _is_graph(layer):
@@ -38,6 +47,22 @@ def _reads_unquantized(ref, inner, plan):
 def _is_attention_output(ref, inner):
     parent = ref.parent
     return isinstance(parent, keras.layers.MultiHeadAttention) and inner is getattr(parent, "_output_dense", None)
+
+
+def _is_already_sparse(layer, config):
+    """Whether the weights `config` quantizes are a third or more exact zeros."""
+    values = [np.asarray(variable) for variable, _ in config.get_weights_and_quantizers(layer)]
+    size = sum(value.size for value in values)
+    return size > 0 and sum(int(np.sum(value == 0)) for value in values) >= _SPARSE_FRACTION * size
+
+
+def check_preserve_sparsity(preserve_sparsity):
+    """Raises unless `preserve_sparsity` is None, True or False."""
+    if preserve_sparsity is not None and not isinstance(preserve_sparsity, bool):
+        raise TypeError(
+            "`preserve_sparsity` must be None (keep the zeros of already pruned layers), True "
+            f"or False. Received: preserve_sparsity={preserve_sparsity!r}"
+        )
 
 
 def _wrap(ref, inner, config, plan, scheme, prefix, preserve_sparsity):
@@ -83,7 +108,8 @@ def quantize(model, scheme, selected_paths, prefix, preserve_sparsity, fold_batc
         selected_paths: `{path: QuantizeConfig or None}` of layers to quantize,
             or None for every layer the scheme supports.
         prefix: prepended to the names of quantized layers.
-        preserve_sparsity: see `QuantizeWrapper`.
+        preserve_sparsity: see `QuantizeWrapper`; None keeps the zeros of
+            the layers `_is_already_sparse` finds (pruned ones) and logs them.
         fold_batch_norm: fold BatchNormalization into the Conv/Dense before it.
         inplace: quantize `model` itself instead of a copy (for subclassed
             models that cannot be rebuilt from their config).
@@ -126,6 +152,8 @@ def quantize(model, scheme, selected_paths, prefix, preserve_sparsity, fold_batc
             container, selected, plan, top_level=container is model, fold=fold_batch_norm, float_output=float_output
         )
 
+    kept = []  # paths whose zeros `preserve_sparsity=None` keeps
+
     def transform(ref):
         layer = ref.layer
         inner = layer.layer if isinstance(layer, QuantizeAnnotate) else layer
@@ -138,13 +166,24 @@ def quantize(model, scheme, selected_paths, prefix, preserve_sparsity, fold_batc
         config = config_of(layer, quantize_output=id(layer) not in plan.no_output, folded=id(layer) in plan.fold)
         if config is None:
             return inner if inner is not layer else None
-        return _wrap(ref, inner, config, plan, scheme, prefix, preserve_sparsity)
+        preserve = preserve_sparsity
+        if preserve is None:
+            preserve = _is_already_sparse(inner, config)
+            if preserve:
+                kept.append(ref.path)
+        return _wrap(ref, inner, config, plan, scheme, prefix, preserve)
 
     model, _ = transform_layers(model, transform, inplace=True)
+    if kept:
+        _LOG.info(
+            "Keeping the zeros of %d already sparse (pruned) layers through quantization-aware "
+            "training: %s. Pass preserve_sparsity=False to let them train.",
+            len(kept), kept,
+        )
     return model
 
 
-def quantize_apply(model, scheme=None, quantized_layer_name_prefix=None):
+def quantize_apply(model, scheme=None, quantized_layer_name_prefix=None, preserve_sparsity=None):
     """Quantizes the layers marked with `quantize_annotate_*`.
 
     Args:
@@ -152,12 +191,15 @@ def quantize_apply(model, scheme=None, quantized_layer_name_prefix=None):
         scheme: a `QuantizeScheme` (default: 8-bit weights and activations).
         quantized_layer_name_prefix: prefix of the quantized layers' names
             (default "quant_").
+        preserve_sparsity: as in `quantize_model`: None keeps the zeros of
+            pruned layers, True of every layer, False of none.
 
     Returns:
         A quantization-aware copy of `model`, same class, ready to `fit`.
 
     Raises:
-        TypeError: for non-Keras-3 models or a wrong `scheme` type.
+        TypeError: for non-Keras-3 models, a wrong `scheme` type or a
+            `preserve_sparsity` that is not None or a bool.
         ValueError: when nothing is annotated.
 
     Example:
@@ -166,6 +208,7 @@ def quantize_apply(model, scheme=None, quantized_layer_name_prefix=None):
     """
     ensure_keras3_model(model, "model")
     ensure_built(model)
+    check_preserve_sparsity(preserve_sparsity)
     scheme = scheme if scheme is not None else QuantizeScheme()
     if not isinstance(scheme, QuantizeScheme):
         raise TypeError(
@@ -184,4 +227,4 @@ def quantize_apply(model, scheme=None, quantized_layer_name_prefix=None):
             "or call `tfcompress.quantization.quantize_model(model)` to quantize everything."
         )
     prefix = "quant_" if quantized_layer_name_prefix is None else quantized_layer_name_prefix
-    return quantize(model, scheme, annotated, prefix, preserve_sparsity=False)
+    return quantize(model, scheme, annotated, prefix, preserve_sparsity)

@@ -2,7 +2,7 @@
 
 from tfcompress.core.checks import ensure_built, ensure_keras3_model
 from tfcompress.quantization.outlier_channels import find_outlier_channels
-from tfcompress.quantization.quantize_apply import quantize
+from tfcompress.quantization.quantize_apply import check_preserve_sparsity, quantize
 from tfcompress.quantization.quantize_scheme import QuantizeScheme
 
 
@@ -13,7 +13,7 @@ def quantize_model(
     activation_bits=8,
     per_layer=None,
     fold_batch_norm=True,
-    preserve_sparsity=False,
+    preserve_sparsity=None,
     inplace=False,
     representative_data=None,
     outlier_ratio=8.0,
@@ -37,7 +37,11 @@ def quantize_model(
             "skip", "quantize_output", "quantize_input", "outlier_channels",
             "input_outlier_channels", "input_scale", "output_scale"}}`.
         fold_batch_norm: fold BatchNormalization into the layer before it.
-        preserve_sparsity: keep zero weights at zero (QAT after pruning).
+        preserve_sparsity: None (default) keeps every zero of the layers
+            whose quantized weights are already a third or more exact zeros
+            (a pruned, stripped model), through training and into the int8
+            export, and logs those layers (INFO, logger "tfcompress"). True
+            keeps the zeros of every layer, False lets every weight train.
         inplace: quantize `to_quantize` itself instead of a copy; needed for
             subclassed models without a `get_config`.
         representative_data: optional model inputs (arrays, a dict of arrays
@@ -59,6 +63,7 @@ def quantize_model(
 
     Raises:
         TypeError: when `to_quantize` is not a Keras 3 model.
+        TypeError: when `preserve_sparsity` is not None or a bool.
         ValueError: for bits out of range or malformed `per_layer`.
 
     Example:
@@ -68,6 +73,7 @@ def quantize_model(
     """
     ensure_keras3_model(to_quantize, "to_quantize")
     ensure_built(to_quantize, "to_quantize")
+    check_preserve_sparsity(preserve_sparsity)
     per_layer = dict(per_layer or {})
     if representative_data is not None:
         # Validated by the scheme below before the (slow) float pass runs.
