@@ -28,7 +28,9 @@ setuptools.setup(
             "pytest>=8",
             "scikit-learn>=1.3",
             "safetensors>=0.4",
+            "gguf>=0.10",
         ],
+        "llm": ["gguf>=0.10"],
         "bench": [
             "tensorflow-model-optimization==0.8.1",
             "tf-keras>=2.16,<2.22",

@@ -1,8 +1,10 @@
 """`from_gguf`: a llama.cpp GGUF file as a keras-hub `Llama3CausalLM`."""
 
+import keras_hub
 import numpy as np
 
 from tfcompress.models import gguf_reader
+from tfcompress.models import llama3
 
 # llama.cpp token types (gguf.TokenType): CONTROL and USER_DEFINED tokens are
 # matched whole in text, never split by BPE.
@@ -11,8 +13,6 @@ _DEFAULT_SEQUENCE_LENGTH = 1024
 
 
 def _tokenizer(values, path):
-    import keras_hub
-
     model = values.get("tokenizer.ggml.model")
     if model != "gpt2":
         raise ValueError(
@@ -26,7 +26,7 @@ def _tokenizer(values, path):
     eos_id = int(gguf_reader._required(values, "tokenizer.ggml.eos_token_id", path))
     bos_id = int(values.get("tokenizer.ggml.bos_token_id", eos_id))
     special = {t for t, kind in zip(tokens, types) if kind in _SPECIAL_TOKEN_TYPES}
-    return keras_hub.models.Llama3Tokenizer(
+    return llama3.Llama3Tokenizer(
         vocabulary={token: index for index, token in enumerate(tokens)},
         merges=merges,
         bos_token=tokens[bos_id],
@@ -96,7 +96,10 @@ def from_gguf(path, sequence_length=None):
             to this length, so the full 8k context of some models is slow.
 
     Returns:
-        A `keras_hub.models.Llama3CausalLM` with float32 weights.
+        A `keras_hub.models.Llama3CausalLM` with float32 weights. Its backbone
+        and tokenizer are `tfcompress.models.llama3` subclasses of keras-hub's,
+        whose configs keep `tie_word_embeddings` and the special tokens, so
+        the model saves to `.keras` and loads back.
 
     Raises:
         TypeError: when `path` is not a str or os.PathLike.
@@ -136,15 +139,13 @@ def from_gguf(path, sequence_length=None):
     tensors = gguf_reader.dequantized_tensors(reader, path)
     gguf_reader.check_llama_tensors(tensors, config["num_layers"], path)
 
-    import keras_hub
-
     vocabulary_size = tensors["token_embd.weight"].shape[0]
     if vocabulary_size != tokenizer.vocabulary_size():
         raise ValueError(
             f"token_embd.weight has {vocabulary_size} rows but the tokenizer has "
             f"{tokenizer.vocabulary_size()} tokens. Received: path={path!r}"
         )
-    backbone = keras_hub.models.Llama3Backbone(
+    backbone = llama3.Llama3Backbone(
         vocabulary_size=vocabulary_size,
         tie_word_embeddings="output.weight" not in tensors,
         dtype="float32",
