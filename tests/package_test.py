@@ -34,6 +34,6 @@ def test_import_changes_no_environment_or_keras_config():
 def test_public_subpackages():
     import tfcompress
 
-    for name in ("sparsity", "quantization", "export", "runtime", "evaluation", "saving"):
+    for name in ("sparsity", "quantization", "export", "runtime", "evaluation", "saving", "models"):
         assert name in tfcompress.__all__
         assert hasattr(tfcompress, name)
