@@ -93,3 +93,16 @@ def test_metadata_reads_python_values(tmp_path, weights):
     assert values["llama.block_count"] == 2
     assert values["tokenizer.ggml.merges"][:2] == ["h e", "l l"]
     assert values["tokenizer.ggml.add_bos_token"] is False
+
+
+def test_other_tokenizer(tmp_path, weights, monkeypatch):
+    import gguf as gguf_package
+
+    # A Llama 2 / TinyLlama file declares a SentencePiece ('llama') tokenizer.
+    original = gguf_package.GGUFWriter.add_tokenizer_model
+    monkeypatch.setattr(
+        gguf_package.GGUFWriter, "add_tokenizer_model", lambda self, model: original(self, "llama")
+    )
+    path = write_gguf(tmp_path / "spm.gguf", weights)
+    with pytest.raises(ValueError, match=r"byte-level BPE.*tokenizer\.ggml\.model='llama'"):
+        from_gguf(path)

@@ -20,10 +20,10 @@ def _tokenizer(values, path):
             "(tokenizer.ggml.model='gpt2', as in Llama 3 and SmolLM2). "
             f"Received: path={path!r} with tokenizer.ggml.model={model!r}"
         )
-    tokens = gguf_reader._required(values, "tokenizer.ggml.tokens", path)
-    merges = gguf_reader._required(values, "tokenizer.ggml.merges", path)
+    tokens = gguf_reader.required(values, "tokenizer.ggml.tokens", path)
+    merges = gguf_reader.required(values, "tokenizer.ggml.merges", path)
     types = values.get("tokenizer.ggml.token_type", [1] * len(tokens))
-    eos_id = int(gguf_reader._required(values, "tokenizer.ggml.eos_token_id", path))
+    eos_id = int(gguf_reader.required(values, "tokenizer.ggml.eos_token_id", path))
     bos_id = int(values.get("tokenizer.ggml.bos_token_id", eos_id))
     special = {t for t, kind in zip(tokens, types) if kind in _SPECIAL_TOKEN_TYPES}
     return llama3.Llama3Tokenizer(
@@ -136,8 +136,10 @@ def from_gguf(path, sequence_length=None):
             f"(llama.context_length of this file). Received: sequence_length={sequence_length!r}"
         )
     tokenizer = _tokenizer(values, path)
+    gguf_reader.check_llama_tensors(
+        [tensor.name for tensor in reader.tensors], config["num_layers"], path
+    )
     tensors = gguf_reader.dequantized_tensors(reader, path)
-    gguf_reader.check_llama_tensors(tensors, config["num_layers"], path)
 
     vocabulary_size = tensors["token_embd.weight"].shape[0]
     if vocabulary_size != tokenizer.vocabulary_size():

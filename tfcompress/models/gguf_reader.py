@@ -90,7 +90,7 @@ def metadata(reader):
     }
 
 
-def _required(values, key, path):
+def required(values, key, path):
     if key not in values:
         raise ValueError(
             f"The GGUF file has no `{key}` metadata, which a llama model needs. "
@@ -113,8 +113,8 @@ def llama_config(values, path):
             "(general.architecture='llama': Llama, SmolLM2, TinyLlama, ...). "
             f"Received: path={path!r} with general.architecture={architecture!r}"
         )
-    num_query_heads = int(_required(values, "llama.attention.head_count", path))
-    hidden_dim = int(_required(values, "llama.embedding_length", path))
+    num_query_heads = int(required(values, "llama.attention.head_count", path))
+    hidden_dim = int(required(values, "llama.embedding_length", path))
     head_dim = hidden_dim // num_query_heads
     rope_dim = values.get("llama.rope.dimension_count", head_dim)
     if rope_dim != head_dim:
@@ -130,16 +130,16 @@ def llama_config(values, path):
             f"Received: path={path!r} with llama.rope.scaling.type={scaling!r}"
         )
     config = {
-        "num_layers": int(_required(values, "llama.block_count", path)),
+        "num_layers": int(required(values, "llama.block_count", path)),
         "hidden_dim": hidden_dim,
-        "intermediate_dim": int(_required(values, "llama.feed_forward_length", path)),
+        "intermediate_dim": int(required(values, "llama.feed_forward_length", path)),
         "num_query_heads": num_query_heads,
         "num_key_value_heads": int(
             values.get("llama.attention.head_count_kv", num_query_heads)
         ),
         "rope_max_wavelength": float(values.get("llama.rope.freq_base", 10000.0)),
         "layer_norm_epsilon": float(
-            _required(values, "llama.attention.layer_norm_rms_epsilon", path)
+            required(values, "llama.attention.layer_norm_rms_epsilon", path)
         ),
     }
     if scaling == "linear":
@@ -156,7 +156,7 @@ def dequantized_tensors(reader, path):
         ValueError: when a tensor's type is not in SUPPORTED_TENSOR_TYPES.
     """
     gguf = _gguf()
-    tensors = {}
+    # Every type is checked before the first (slow) dequantization.
     for tensor in reader.tensors:
         kind = tensor.tensor_type.name
         if kind not in SUPPORTED_TENSOR_TYPES:
@@ -166,6 +166,8 @@ def dequantized_tensors(reader, path):
                 f"Re-quantize the model to one of them (llama.cpp's llama-quantize). "
                 f"Received: path={path!r}"
             )
+    tensors = {}
+    for tensor in reader.tensors:
         values = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
         # GGUF lists dimensions fastest first; numpy wants them slowest first.
         shape = tuple(int(d) for d in reversed(tensor.shape))
@@ -173,13 +175,19 @@ def dequantized_tensors(reader, path):
     return tensors
 
 
-def check_llama_tensors(tensors, num_layers, path):
-    """Fails on a missing tensor or one Llama3Backbone has no place for (e.g. biases)."""
+def check_llama_tensors(names, num_layers, path):
+    """Fails on a missing tensor or one Llama3Backbone has no place for (e.g. biases).
+
+    Args:
+        names: the tensor names in the file.
+        num_layers: llama.block_count.
+        path: the file, for the message.
+    """
     expected = {"token_embd.weight", "output_norm.weight"}
     for i in range(num_layers):
         expected.update(f"blk.{i}.{name}.weight" for name in _PER_LAYER)
-    missing = sorted(expected - set(tensors))
-    unknown = sorted(set(tensors) - expected - {"output.weight"})
+    missing = sorted(expected - set(names))
+    unknown = sorted(set(names) - expected - {"output.weight"})
     if missing or unknown:
         raise ValueError(
             "The GGUF tensors do not match a Llama3Backbone "
