@@ -3,12 +3,12 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
-from .tiny_llama import hf_weights, llama_cpp_permute, random_backbone, source_tokenizer, write_gguf
-
 import testing
+
 import tfcompress
 from tfcompress.models import from_gguf
 
+from .tiny_llama import hf_weights, llama_cpp_permute, random_backbone, source_tokenizer, write_gguf
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +47,6 @@ def roundtripped(weights, tensor_type):
     return result
 
 
-
-
 def test_float32_logits_equal_the_source_model(tiny_llama, tmp_path):
     backbone, weights = tiny_llama
     causal_lm = from_gguf(write_gguf(tmp_path / "tiny.gguf", weights))
@@ -72,14 +70,14 @@ def test_untied_output_weight_is_the_lm_head(tmp_path):
 
 
 def test_unpermuting_matters(tiny_llama, tmp_path):
-    # Written without llama.cpp's Q/K permutation, the reader's inverse scrambles
-    # the rotary pairs: the logits must then differ, or the test above proves nothing.
+    # A file holding Hugging Face's row order (no llama.cpp permutation) must
+    # load wrong: otherwise the exact-logits test would pass with no inverse at all.
     backbone, weights = tiny_llama
     unpermuted = dict(weights)
     for i in range(2):
         for kind, heads in (("attn_q", 4), ("attn_k", 2)):
             name = f"blk.{i}.{kind}.weight"
-            # Pre-applying the inverse cancels the writer's permutation.
+            # The writer permutes; pre-applying the inverse cancels it.
             unpermuted[name] = _inverse_permute(weights[name], heads)
             np.testing.assert_array_equal(llama_cpp_permute(unpermuted[name], heads), weights[name])
     wrong = from_gguf(write_gguf(tmp_path / "wrong.gguf", unpermuted))
