@@ -1,3 +1,5 @@
+import sys
+
 import gguf
 import numpy as np
 import pytest
@@ -105,4 +107,11 @@ def test_other_tokenizer(tmp_path, weights, monkeypatch):
     )
     path = write_gguf(tmp_path / "spm.gguf", weights)
     with pytest.raises(ValueError, match=r"byte-level BPE.*tokenizer\.ggml\.model='llama'"):
+        from_gguf(path)
+
+
+def test_without_the_gguf_package(tmp_path, weights, monkeypatch):
+    path = write_gguf(tmp_path / "tiny.gguf", weights)
+    monkeypatch.setitem(sys.modules, "gguf", None)
+    with pytest.raises(ImportError, match=r'needs the `gguf` package.*pip install "tfcompress\[llm\]"'):
         from_gguf(path)
