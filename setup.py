@@ -28,6 +28,7 @@ setuptools.setup(
             "pytest>=8",
             "scikit-learn>=1.3",
             "safetensors>=0.4",
+            "gguf>=0.10",
         ],
         # TensorFlow Lite Micro's Python interpreter: to_c_array measures the
         # tensor arena and runs the model in TFLM. Only nightly (dev) releases
@@ -35,6 +36,7 @@ setuptools.setup(
         "micro": [
             "tflite-micro>=0.dev0",
         ],
+        "llm": ["gguf>=0.10"],
         "bench": [
             "tensorflow-model-optimization==0.8.1",
             "tf-keras>=2.16,<2.22",

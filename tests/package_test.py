@@ -37,14 +37,14 @@ def test_import_changes_no_environment_or_keras_config():
 def test_public_subpackages():
     import tfcompress
 
-    for name in ("sparsity", "quantization", "export", "runtime", "evaluation", "saving"):
+    for name in ("sparsity", "quantization", "export", "runtime", "evaluation", "saving", "models"):
         assert name in tfcompress.__all__
         assert hasattr(tfcompress, name)
 
 
 # Every subpackage a user may import on its own. `distillation` is being
 # written; it is checked as soon as it exists and skipped by name until then.
-_SUBPACKAGES = ("core", "sparsity", "quantization", "export", "runtime", "evaluation", "saving", "distillation", "cli")
+_SUBPACKAGES = ("core", "sparsity", "quantization", "export", "runtime", "evaluation", "saving", "distillation", "models", "cli")
 _NOT_YET = ("distillation",)
 _LIBRARY_VARIABLES = ("TF_", "TFCOMPRESS_", "KERAS_", "XLA_", "CUDA_", "OMP_", "ABSL_")
 

@@ -1,7 +1,8 @@
 """tfcompress: Keras 3 model compression for phones and microcontrollers.
 
 Subpackages: `sparsity` (pruning), `quantization` (QAT), `export` (TFLite and
-C arrays), `runtime` (LiteRT), `evaluation` (size, latency, accuracy),
+C arrays), `runtime` (LiteRT), `models` (llama.cpp GGUF
+files as keras-hub models), `evaluation` (size, latency, accuracy),
 `saving` (`.keras` round trips of compressed models), `core` (the machinery
 that finds and replaces layers inside any model).
 
@@ -17,6 +18,7 @@ __all__ = [
     "core",
     "evaluation",
     "export",
+    "models",
     "quantization",
     "runtime",
     "saving",

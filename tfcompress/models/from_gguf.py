@@ -1,0 +1,163 @@
+"""`from_gguf`: a llama.cpp GGUF file as a keras-hub `Llama3CausalLM`."""
+
+import keras_hub
+import numpy as np
+
+from tfcompress.models import gguf_reader
+from tfcompress.models import llama3
+
+# llama.cpp token types (gguf.TokenType): CONTROL and USER_DEFINED tokens are
+# matched whole in text, never split by BPE.
+_SPECIAL_TOKEN_TYPES = (3, 4)
+_DEFAULT_SEQUENCE_LENGTH = 1024
+
+
+def _tokenizer(values, path):
+    model = values.get("tokenizer.ggml.model")
+    if model != "gpt2":
+        raise ValueError(
+            "`from_gguf` reads byte-level BPE tokenizers "
+            "(tokenizer.ggml.model='gpt2', as in Llama 3 and SmolLM2). "
+            f"Received: path={path!r} with tokenizer.ggml.model={model!r}"
+        )
+    tokens = gguf_reader.required(values, "tokenizer.ggml.tokens", path)
+    merges = gguf_reader.required(values, "tokenizer.ggml.merges", path)
+    types = values.get("tokenizer.ggml.token_type", [1] * len(tokens))
+    eos_id = int(gguf_reader.required(values, "tokenizer.ggml.eos_token_id", path))
+    bos_id = int(values.get("tokenizer.ggml.bos_token_id", eos_id))
+    special = {t for t, kind in zip(tokens, types) if kind in _SPECIAL_TOKEN_TYPES}
+    return llama3.Llama3Tokenizer(
+        vocabulary={token: index for index, token in enumerate(tokens)},
+        merges=merges,
+        bos_token=tokens[bos_id],
+        eos_token=tokens[eos_id],
+        misc_special_tokens=special,
+    )
+
+
+def _kernel(weight, shape):
+    # Hugging Face [out, in] -> keras-hub kernel, as convert_llama3.py does.
+    return np.reshape(np.transpose(weight), shape)
+
+
+def _assign_weights(backbone, tensors):
+    embedding = backbone.get_layer("token_embedding")
+    embedding.embeddings.assign(tensors["token_embd.weight"])
+    if not backbone.tie_word_embeddings:
+        embedding.reverse_embeddings.assign(np.transpose(tensors["output.weight"]))
+    for i in range(backbone.num_layers):
+        block = backbone.get_layer(f"transformer_layer_{i}")
+        attention = block._self_attention_layer
+
+        def weight(name):
+            return tensors[f"blk.{i}.{name}.weight"]
+
+        query = gguf_reader.unpermute_rows(weight("attn_q"), backbone.num_query_heads)
+        key = gguf_reader.unpermute_rows(weight("attn_k"), backbone.num_key_value_heads)
+        pairs = [
+            (block._self_attention_layernorm.scale, weight("attn_norm")),
+            (block._feedforward_layernorm.scale, weight("ffn_norm")),
+            (attention._query_dense.kernel, query),
+            (attention._key_dense.kernel, key),
+            (attention._value_dense.kernel, weight("attn_v")),
+            (attention._output_dense.kernel, weight("attn_output")),
+            (block._feedforward_gate_dense.kernel, weight("ffn_gate")),
+            (block._feedforward_intermediate_dense.kernel, weight("ffn_up")),
+            (block._feedforward_output_dense.kernel, weight("ffn_down")),
+        ]
+        for variable, value in pairs:
+            if value.ndim == 2:
+                value = _kernel(value, variable.shape)
+            variable.assign(value)
+    backbone.get_layer("sequence_output_layernorm").scale.assign(
+        tensors["output_norm.weight"]
+    )
+
+
+def from_gguf(path, sequence_length=None):
+    """Loads a llama-architecture GGUF file as a keras-hub `Llama3CausalLM`.
+
+    The model comes with its `Llama3Tokenizer` (the file's byte-level BPE
+    vocabulary, merges and special tokens) and a `Llama3CausalLMPreprocessor`,
+    so `generate` works on strings. Quantized tensors are dequantized to
+    float32; the Q and K rows that llama.cpp's converter reorders for its
+    interleaved rotary embedding are put back in keras-hub's half-split order.
+    A file without `output.weight` gives `tie_word_embeddings=True`.
+
+    Args:
+        path: a `.gguf` file (str or os.PathLike) with
+            `general.architecture='llama'`, a 'gpt2' (byte-level BPE)
+            tokenizer, and tensors of the types in
+            `tfcompress.models.gguf_reader.SUPPORTED_TENSOR_TYPES`
+            (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1).
+        sequence_length: the preprocessor's packed length, which is also the
+            default `max_length` of `generate`. Defaults to
+            min(1024, llama.context_length): `generate` runs the prompt padded
+            to this length, so the full 8k context of some models is slow.
+
+    Returns:
+        A `keras_hub.models.Llama3CausalLM` with float32 weights. Its backbone
+        and tokenizer are `tfcompress.models.llama3` subclasses of keras-hub's,
+        whose configs keep `tie_word_embeddings` and the special tokens, so
+        the model saves to `.keras` and loads back.
+
+    Raises:
+        TypeError: when `path` is not a str or os.PathLike.
+        FileNotFoundError: when `path` does not exist.
+        ValueError: for a file that is not GGUF, another architecture or
+            tokenizer, an unsupported tensor type, missing or extra tensors,
+            or a `sequence_length` that is not a positive int within the
+            model's context length.
+        ImportError: when the `gguf` package is not installed.
+
+    Example:
+
+    ```python
+    import tfcompress
+
+    causal_lm = tfcompress.models.from_gguf(tfcompress.models.smollm2_path())
+    prompt = "<|im_start|>user\\nWhat is the capital of France?<|im_end|>\\n<|im_start|>assistant\\n"
+    print(causal_lm.generate(prompt, max_length=64))
+    ```
+    """
+    reader = gguf_reader.open_gguf(path)
+    values = gguf_reader.metadata(reader)
+    config = gguf_reader.llama_config(values, path)
+    context_length = int(values.get("llama.context_length", _DEFAULT_SEQUENCE_LENGTH))
+    if sequence_length is None:
+        sequence_length = min(_DEFAULT_SEQUENCE_LENGTH, context_length)
+    if (
+        not isinstance(sequence_length, int)
+        or isinstance(sequence_length, bool)
+        or not 0 < sequence_length <= context_length
+    ):
+        raise ValueError(
+            f"`sequence_length` must be an int in [1, {context_length}] "
+            f"(llama.context_length of this file). Received: sequence_length={sequence_length!r}"
+        )
+    tokenizer = _tokenizer(values, path)
+    gguf_reader.check_llama_tensors(
+        [tensor.name for tensor in reader.tensors], config["num_layers"], path
+    )
+    tensors = gguf_reader.dequantized_tensors(reader, path)
+
+    vocabulary_size = tensors["token_embd.weight"].shape[0]
+    if vocabulary_size != tokenizer.vocabulary_size():
+        raise ValueError(
+            f"token_embd.weight has {vocabulary_size} rows but the tokenizer has "
+            f"{tokenizer.vocabulary_size()} tokens. Received: path={path!r}"
+        )
+    backbone = llama3.Llama3Backbone(
+        vocabulary_size=vocabulary_size,
+        tie_word_embeddings="output.weight" not in tensors,
+        dtype="float32",
+        **config,
+    )
+    _assign_weights(backbone, tensors)
+    preprocessor = keras_hub.models.Llama3CausalLMPreprocessor(
+        tokenizer,
+        sequence_length=sequence_length,
+        add_start_token=bool(values.get("tokenizer.ggml.add_bos_token", False)),
+        add_end_token=bool(values.get("tokenizer.ggml.add_eos_token", False)),
+    )
+    return keras_hub.models.Llama3CausalLM(backbone=backbone, preprocessor=preprocessor)
