@@ -5,7 +5,6 @@ import numbers
 
 import keras
 
-from tfcompress.core.layer_tree import find_layer
 from tfcompress.core.layer_tree import walk_layers
 from tfcompress.distillation.feature_loss import check_feature_loss
 
@@ -27,16 +26,36 @@ class FeaturePair:
         return [self.teacher_path, self.student_path, self.loss, self.weight]
 
 
+def _find_path(model, path):
+    """The full path of `path`, or of the one layer whose path ends with it.
+
+    Tails matter because generated names differ between two models of one
+    class: the student's backbone is often `gpt2_backbone_1`, so
+    "transformer_layer_1" is the portable way to name a block.
+    """
+    paths = [ref.path for ref in walk_layers(model)]
+    if path in paths:
+        return path
+    tails = [p for p in paths if p.endswith("/" + path)]
+    if len(tails) == 1:
+        return tails[0]
+    if tails:
+        raise ValueError(f"{path!r} ends {len(tails)} layer paths: {tails[:5]}; give a longer path.")
+    tail = path.rsplit("/", 1)[-1]
+    close = [p for p in paths if p.rsplit("/", 1)[-1] == tail][:5]
+    raise ValueError(f"No layer path is or ends with {path!r}; same-named layers: {close or 'none'}.")
+
+
 def _path_of(model, layer, role, index):
     if isinstance(layer, str):
         try:
-            return find_layer(model, layer).path
-        except KeyError as error:
+            return _find_path(model, layer)
+        except ValueError as error:
             raise ValueError(
-                f"feature_losses[{index}]: the {role} has no layer at path "
-                f"{layer!r}. {error.args[0]} Paths are the ones "
-                "`tfcompress.core.walk_layers(model)` lists, e.g. "
-                "'gpt2_backbone/transformer_layer_1'."
+                f"feature_losses[{index}]: the {role} {model.name!r} has no layer "
+                f"at path {layer!r}. {error.args[0]} Paths are the ones "
+                "`tfcompress.core.walk_layers(model)` lists, or their ends, "
+                "e.g. 'transformer_layer_1'."
             ) from None
     if isinstance(layer, keras.layers.Layer):
         for ref in walk_layers(model):

@@ -1,5 +1,6 @@
 """`Distiller`: train a student to match a frozen teacher in an ordinary `fit`."""
 
+import copy
 import numbers
 import threading
 
@@ -192,8 +193,9 @@ class Distiller(keras.Model):
             temperature: softening temperature T > 0.
             feature_losses: list of `(teacher_layer, student_layer)` or
                 `(teacher_layer, student_layer, loss, weight)`; layers as
-                `tfcompress.core.walk_layers` paths (e.g.
-                "gpt2_backbone/transformer_layer_1") or layer objects; loss
+                `tfcompress.core.walk_layers` paths or their unique ends
+                (e.g. "transformer_layer_1", which also finds
+                "gpt2_backbone_1/transformer_layer_1") or layer objects; loss
                 "mse" (default) or "cosine"; weight default 1. A learned
                 Dense projection maps the student's width to the teacher's
                 when they differ.
@@ -379,7 +381,8 @@ class Distiller(keras.Model):
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(config)
+        # Keras's deserializers consume the nested dicts they are given.
+        config = copy.deepcopy(config)
         student = keras.saving.deserialize_keras_object(
             config.pop("student"), custom_objects=custom_objects
         )
