@@ -356,7 +356,10 @@ class Distiller(keras.Model):
             value = feature_loss(teacher, student, pair.loss, mask)
             tracker.update_state(value)
             total = total + pair.weight * value
-        return total
+        # Replica losses are summed by tf.distribute, as Keras's own losses
+        # expect: scale like them so gradients don't grow with the replicas.
+        replicas = getattr(getattr(self, "distribute_strategy", None), "num_replicas_in_sync", 1)
+        return total / replicas if replicas > 1 else total
 
     def _output_loss(self, teacher, student, mask):
         mode, temperature = self._output_mode, self._temperature
