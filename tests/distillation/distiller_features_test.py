@@ -38,7 +38,7 @@ def test_nested_paths_with_a_projection_and_masked_cosine_match_numpy(teacher):
     distiller = Distiller(student, teacher)
     distiller.compile(
         feature_losses=[
-            ("gpt2_backbone/transformer_layer_1", "transformer_layer_0", "cosine", 0.5)
+            (f"{teacher.backbone.name}/transformer_layer_1", "transformer_layer_0", "cosine", 0.5)
         ],
     )
     batch = _batch()
@@ -46,7 +46,7 @@ def test_nested_paths_with_a_projection_and_masked_cosine_match_numpy(teacher):
     (projection,) = distiller._slots.projections.values()
     kernel, bias = (w.numpy().astype("float64") for w in projection.weights)
     assert kernel.shape == (8, 16)
-    t = _activation(teacher, "gpt2_backbone/transformer_layer_1", batch)
+    t = _activation(teacher, f"{teacher.backbone.name}/transformer_layer_1", batch)
     s = _activation(student, f"{student.backbone.name}/transformer_layer_0", batch) @ kernel + bias
     cos = (t * s).sum(-1) / (np.linalg.norm(t, axis=-1) * np.linalg.norm(s, axis=-1))
     mask = batch["padding_mask"]

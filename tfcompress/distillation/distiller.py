@@ -11,6 +11,7 @@ from keras import tree
 from tfcompress.core.checks import ensure_keras3_model
 from tfcompress.core.layer_tree import find_layer
 from tfcompress.distillation._feature_pairs import resolve_pairs
+from tfcompress.distillation import _teacher_cache
 from tfcompress.distillation._masking import masked_mean
 from tfcompress.distillation.capture_outputs import capture_outputs
 from tfcompress.distillation.feature_loss import FEATURE_LOSSES
@@ -299,6 +300,8 @@ class Distiller(keras.Model):
         ]
 
     def call(self, inputs, training=None):
+        if _teacher_cache.is_cached(inputs):
+            inputs = _teacher_cache.split(inputs)[0]
         outputs, features = self._student_forward(inputs, training)
         if not self._slots.built:
             self._add_projections(inputs, features)
@@ -323,6 +326,11 @@ class Distiller(keras.Model):
             self._slots.projections[key] = projection
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        cached = _teacher_cache.is_cached(x)
+        if cached:
+            x, teacher_outputs, teacher_indices = _teacher_cache.split(x)
+            self._check_cache_use(teacher_indices)
+            teacher_features = []
         mask = _mask_from(x, sample_weight)
         last = getattr(self._last_forward, "value", None)
         if y_pred is None or last is None or last[0] is not tree.flatten(y_pred)[0]:
@@ -330,7 +338,9 @@ class Distiller(keras.Model):
         else:
             student_features = last[1]
         self._last_forward.value = None
-        teacher_outputs, teacher_features = self._teacher_forward(x)
+        if not cached:
+            teacher_outputs, teacher_features = self._teacher_forward(x)
+            teacher_indices = None
 
         total = ops.sum(self.student.losses) if self.student.losses else 0.0
         soft = 0.0
@@ -339,6 +349,7 @@ class Distiller(keras.Model):
                 _single_output(teacher_outputs, "teacher"),
                 _single_output(y_pred, "student"),
                 mask,
+                teacher_indices,
             )
             self.distillation_loss_tracker.update_state(soft)
         if self._student_loss_fn is not None and y is not None:
@@ -361,10 +372,12 @@ class Distiller(keras.Model):
         replicas = getattr(getattr(self, "distribute_strategy", None), "num_replicas_in_sync", 1)
         return total / replicas if replicas > 1 else total
 
-    def _output_loss(self, teacher, student, mask):
+    def _output_loss(self, teacher, student, mask, teacher_indices=None):
         mode, temperature = self._output_mode, self._temperature
         if mode == "kl":
-            return kd_loss(teacher, student, temperature, mask, reverse=self._reverse_kl)
+            return kd_loss(
+                teacher, student, temperature, mask, self._reverse_kl, teacher_indices
+            )
         if mode in FEATURE_LOSSES:
             return feature_loss(teacher, student, mode, mask)
         # The keras-io example's contract: the callable compares softened
@@ -373,6 +386,55 @@ class Distiller(keras.Model):
         soft_student = ops.softmax(ops.cast(student, "float32") / temperature, axis=-1)
         values = _per_position(mode, soft_teacher, soft_student)
         return masked_mean(values, mask) * temperature**2
+
+    def cache_teacher(self, dataset, top_k=None):
+        """Runs the teacher once over a fixed dataset, for cheaper epochs.
+
+        Fitting on the result skips the teacher's forward pass: a step then
+        costs about as much as training the student alone. Feature losses
+        need the live teacher, so compile without them.
+
+        Args:
+            dataset: batches of x, (x, y) or (x, y, sample_weight): a
+                `tf.data.Dataset`, a `keras.utils.PyDataset` or a list.
+            top_k: None keeps the full logits; an int keeps the k largest
+                per position and their indices (for large vocabularies),
+                and the KL then uses the teacher renormalized over those k.
+
+        Returns:
+            A `keras.utils.PyDataset` of the same batches, held in memory,
+            to pass to `fit` / `evaluate` in place of `dataset`.
+
+        Raises:
+            ValueError: for a bad `top_k`, or a teacher with several outputs.
+
+        Example:
+
+        ```python
+        cached = distiller.cache_teacher(train_ds, top_k=32)
+        distiller.fit(cached, epochs=10)
+        ```
+        """
+        return _teacher_cache.cache_teacher_outputs(self.teacher, dataset, top_k)
+
+    def _check_cache_use(self, teacher_indices):
+        if self._pairs:
+            raise ValueError(
+                "Batches from `cache_teacher` hold the teacher's outputs only, "
+                "but `feature_losses` need its hidden states. Compile without "
+                "`feature_losses`, or fit on the original dataset."
+            )
+        if self._output_mode is None:
+            raise ValueError(
+                "Batches from `cache_teacher` only serve the output term, which "
+                "`distill_outputs=False` turned off."
+            )
+        if teacher_indices is not None and self._output_mode != "kl":
+            raise ValueError(
+                "Top-k cached teacher outputs work with the KL loss only "
+                f"(distillation_loss_fn={self._distill_config['distillation_loss_fn']!r}). "
+                "Cache full logits (top_k=None)."
+            )
 
     def get_config(self):
         return {
