@@ -43,7 +43,7 @@ def test_nested_paths_with_a_projection_and_masked_cosine_match_numpy(teacher):
     )
     batch = _batch()
     result = distiller.evaluate(batch, batch_size=4, verbose=0, return_dict=True)
-    (projection,) = distiller._slots.projections.values()
+    (projection,) = distiller._projections.layers_by_key.values()
     kernel, bias = (w.numpy().astype("float64") for w in projection.weights)
     assert kernel.shape == (8, 16)
     t = _activation(teacher, f"{teacher.backbone.name}/transformer_layer_1", batch)
@@ -69,7 +69,7 @@ def test_hidden_state_losses_train_and_the_student_saves_alone(teacher, tmp_path
     history = distiller.fit(data, epochs=5, batch_size=8, verbose=0).history
     for name in ("feature_loss_0", "feature_loss_1", "distillation_loss"):
         assert history[name][-1] < history[name][0], name
-    assert len(distiller._slots.projections) == 2
+    assert len(distiller._projections.layers_by_key) == 2
     saved = testing.run_model_saving_test(student, data, tmp_path, name="student")
     assert not any("projection" in w.path for w in saved.weights)
     assert len(saved.weights) == len(student.weights)
@@ -154,6 +154,6 @@ def test_recompiling_with_other_pairs_freezes_the_old_projection(teacher):
     distiller.evaluate(_batch(), verbose=0)
     distiller.compile(feature_losses=[("transformer_layer_0", "transformer_layer_0")])
     distiller.fit(_batch(), epochs=1, verbose=0)
-    old, new = distiller._slots.projections.values()
+    old, new = distiller._projections.layers_by_key.values()
     assert not old.trainable and new.trainable
     assert not any(w is v for w in old.weights for v in distiller.trainable_weights)

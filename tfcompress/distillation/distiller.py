@@ -10,48 +10,18 @@ from keras import tree
 
 from tfcompress.core.checks import ensure_keras3_model
 from tfcompress.core.layer_tree import find_layer
-from tfcompress.distillation._feature_pairs import resolve_pairs
 from tfcompress.distillation import _teacher_cache
+from tfcompress.distillation._feature_pairs import resolve_pairs
 from tfcompress.distillation._masking import masked_mean
+from tfcompress.distillation._output_loss import output_loss
+from tfcompress.distillation._output_loss import per_position
+from tfcompress.distillation._output_loss import resolve_distillation_loss
+from tfcompress.distillation._output_loss import single_output
+from tfcompress.distillation._projections import Projections
 from tfcompress.distillation.capture_outputs import capture_outputs
-from tfcompress.distillation.feature_loss import FEATURE_LOSSES
 from tfcompress.distillation.feature_loss import feature_loss
 from tfcompress.distillation.kd_loss import check_same_classes
 from tfcompress.distillation.kd_loss import check_temperature
-from tfcompress.distillation.kd_loss import kd_loss
-
-_KL_NAMES = ("kl_divergence", "kld", "kl", "kullback_leibler_divergence")
-
-
-class _Slots(keras.layers.Layer):
-    """Holds the projections, which appear after the Distiller is built.
-
-    Keras locks a model's state once it is built, but projections are
-    created when the first batch reveals the widths, when the Distiller is
-    re-compiled with new pairs, and on load (build before compile). This
-    holder is never built through `build`, so its state stays open.
-    """
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.projections = {}
-        self.widths = {}
-
-    def build(self, input_shape=None):
-        pass
-
-
-def _single_output(outputs, role):
-    flat = tree.flatten(outputs)
-    if len(flat) != 1:
-        raise ValueError(
-            f"The {role} returns {len(flat)} outputs ({type(outputs).__name__}); "
-            "distilling outputs needs one logits tensor. Wrap the model so it "
-            "returns its logits, or pass `distill_outputs=False` and distil "
-            "hidden states with `feature_losses`."
-        )
-    return flat[0]
-
 
 def _mask_from(x, sample_weight):
     # keras-hub preprocessors yield (x, y, sample_weight) where sample_weight
@@ -61,29 +31,6 @@ def _mask_from(x, sample_weight):
     if isinstance(x, dict) and "padding_mask" in x:
         return x["padding_mask"]
     return None
-
-
-def _resolve_distillation_loss(fn):
-    if fn is None or (isinstance(fn, str) and fn in _KL_NAMES):
-        return "kl"
-    if isinstance(fn, keras.losses.KLDivergence) or fn is keras.losses.kl_divergence:
-        return "kl"
-    if isinstance(fn, str) and fn in FEATURE_LOSSES:
-        return fn
-    if callable(fn):
-        return fn
-    raise ValueError(
-        "`distillation_loss_fn` must be None or 'kl_divergence' (T²-scaled KL, "
-        f"the default), 'mse' or 'cosine' (on raw outputs), or a callable. "
-        f"Received: distillation_loss_fn={fn!r}."
-    )
-
-
-def _per_position(fn, y_true, y_pred):
-    # `Loss.call` gives unreduced values, so padded positions can be masked.
-    if isinstance(fn, keras.losses.Loss):
-        return fn.call(y_true, y_pred)
-    return fn(y_true, y_pred)
 
 
 @keras.saving.register_keras_serializable(package="tfcompress")
@@ -153,7 +100,7 @@ class Distiller(keras.Model):
         teacher.trainable = False
         self.student = student
         self.teacher = teacher
-        self._slots = _Slots(name="projections")
+        self._projections = Projections(name="projections")
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
         self._pairs = []
@@ -223,7 +170,7 @@ class Distiller(keras.Model):
                 f"[0, 1]. Received: alpha={alpha!r}."
             )
         temperature = check_temperature(temperature)
-        mode = _resolve_distillation_loss(distillation_loss_fn)
+        mode = resolve_distillation_loss(distillation_loss_fn)
         if student_loss_fn is not None and not callable(student_loss_fn):
             student_loss_fn = keras.losses.get(student_loss_fn)
         pairs = resolve_pairs(feature_losses, self.teacher, self.student)
@@ -254,18 +201,13 @@ class Distiller(keras.Model):
         for role, model in (("teacher", self.teacher), ("student", self.student)):
             if getattr(model, "_outputs_struct", None) is None:
                 return
-            outputs.append(_single_output(model.outputs, role))
+            outputs.append(single_output(model.outputs, role))
         if not callable(mode):
             check_same_classes(outputs[0].shape, outputs[1].shape)
 
     def _set_pairs(self, pairs):
         self._pairs = pairs
-        keys = {pair.key for pair in pairs}
-        for key, projection in self._slots.projections.items():
-            # A pair dropped by a re-compile keeps its layer (Keras state
-            # cannot shrink) but stops training.
-            projection.trainable = key in keys
-        self._slots.built = all(pair.key in self._slots.widths for pair in pairs)
+        self._projections.use({pair.key for pair in pairs})
         object.__setattr__(
             self,
             "_feature_trackers",
@@ -303,7 +245,7 @@ class Distiller(keras.Model):
         if _teacher_cache.is_cached(inputs):
             inputs = _teacher_cache.split(inputs)[0]
         outputs, features = self._student_forward(inputs, training)
-        if not self._slots.built:
+        if not self._projections.built:
             self._add_projections(inputs, features)
         # compute_loss reads the activations of this very forward pass, so the
         # student runs once per step.
@@ -313,17 +255,8 @@ class Distiller(keras.Model):
     def _add_projections(self, inputs, student_features):
         _, teacher_features = self._teacher_forward(inputs)
         for pair, teacher, student in zip(self._pairs, teacher_features, student_features):
-            self._add_projection(pair.key, student.shape[-1], teacher.shape[-1])
-        self._slots.built = True
-
-    def _add_projection(self, key, student_width, teacher_width):
-        self._slots.widths[key] = (int(student_width), int(teacher_width))
-        if student_width != teacher_width and key not in self._slots.projections:
-            projection = keras.layers.Dense(
-                teacher_width, name=f"projection_{len(self._slots.projections)}"
-            )
-            projection.build((None, student_width))
-            self._slots.projections[key] = projection
+            self._projections.add(pair.key, student.shape[-1], teacher.shape[-1])
+        self._projections.built = True
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         cached = _teacher_cache.is_cached(x)
@@ -345,15 +278,18 @@ class Distiller(keras.Model):
         total = ops.sum(self.student.losses) if self.student.losses else 0.0
         soft = 0.0
         if self._output_mode is not None:
-            soft = self._output_loss(
-                _single_output(teacher_outputs, "teacher"),
-                _single_output(y_pred, "student"),
+            soft = output_loss(
+                self._output_mode,
+                single_output(teacher_outputs, "teacher"),
+                single_output(y_pred, "student"),
                 mask,
+                self._temperature,
+                self._reverse_kl,
                 teacher_indices,
             )
             self.distillation_loss_tracker.update_state(soft)
         if self._student_loss_fn is not None and y is not None:
-            hard = masked_mean(_per_position(self._student_loss_fn, y, y_pred), mask)
+            hard = masked_mean(per_position(self._student_loss_fn, y, y_pred), mask)
             self.student_loss_tracker.update_state(hard)
             total = total + self._alpha * hard + (1.0 - self._alpha) * soft
         else:
@@ -361,9 +297,7 @@ class Distiller(keras.Model):
         for pair, tracker, teacher, student in zip(
             self._pairs, self._feature_trackers, teacher_features, student_features
         ):
-            projection = self._slots.projections.get(pair.key)
-            if projection is not None:
-                student = projection(student)
+            student = self._projections.project(pair.key, student)
             value = feature_loss(teacher, student, pair.loss, mask)
             tracker.update_state(value)
             total = total + pair.weight * value
@@ -371,21 +305,6 @@ class Distiller(keras.Model):
         # expect: scale like them so gradients don't grow with the replicas.
         replicas = getattr(getattr(self, "distribute_strategy", None), "num_replicas_in_sync", 1)
         return total / replicas if replicas > 1 else total
-
-    def _output_loss(self, teacher, student, mask, teacher_indices=None):
-        mode, temperature = self._output_mode, self._temperature
-        if mode == "kl":
-            return kd_loss(
-                teacher, student, temperature, mask, self._reverse_kl, teacher_indices
-            )
-        if mode in FEATURE_LOSSES:
-            return feature_loss(teacher, student, mode, mask)
-        # The keras-io example's contract: the callable compares softened
-        # probabilities, and T² keeps the gradient scale.
-        soft_teacher = ops.softmax(ops.cast(teacher, "float32") / temperature, axis=-1)
-        soft_student = ops.softmax(ops.cast(student, "float32") / temperature, axis=-1)
-        values = _per_position(mode, soft_teacher, soft_student)
-        return masked_mean(values, mask) * temperature**2
 
     def cache_teacher(self, dataset, top_k=None):
         """Runs the teacher once over a fixed dataset, for cheaper epochs.
@@ -459,13 +378,13 @@ class Distiller(keras.Model):
     def get_build_config(self):
         if not self.built:
             return None
-        return {"widths": [[key, *widths] for key, widths in self._slots.widths.items()]}
+        return {"widths": [[key, *widths] for key, widths in self._projections.widths.items()]}
 
     def build_from_config(self, config):
         # Projections are rebuilt from their recorded widths: running the
         # models on placeholders would need input dtypes Keras doesn't save.
         for key, student_width, teacher_width in config.get("widths", []):
-            self._add_projection(key, student_width, teacher_width)
+            self._projections.add(key, student_width, teacher_width)
         self.built = True
 
     def get_compile_config(self):
