@@ -55,7 +55,8 @@ class Distiller(keras.Model):
     activations are recorded while it computes its outputs. `predict` and
     `__call__` return the student's outputs. After training use
     `distiller.student`: it saves alone as an ordinary model, without the
-    teacher or the projections.
+    teacher or the projections. For a fixed dataset, `cache_teacher` runs
+    the teacher once and later epochs skip it.
 
     Args:
         student: the Keras 3 model to train.
