@@ -158,6 +158,9 @@ def test_errors(teacher):
         Distiller(teacher, teacher)
     with pytest.raises(TypeError, match="`student` must be a `keras.Model`"):
         Distiller(keras.layers.Dense(3), teacher)
+    reused = keras.Model(teacher.inputs, keras.layers.Dense(10)(teacher.get_layer("hidden").output))
+    with pytest.raises(ValueError, match="`student` shares 2 weights with `teacher`"):
+        Distiller(reused, teacher)
     distiller = Distiller(student, teacher)
     for alpha in (-0.1, 1.5, "0.5", True):
         with pytest.raises(ValueError, match=r"`alpha` .* must be a number in \[0, 1\]"):

@@ -17,6 +17,7 @@ class Projections(keras.layers.Layer):
         super().__init__(**kwargs)
         self.layers_by_key = {}
         self.widths = {}
+        self.built = True  # no pairs yet
 
     def build(self, input_shape=None):
         pass

@@ -65,7 +65,8 @@ class Distiller(keras.Model):
 
     Raises:
         TypeError: when either model is not a Keras 3 `keras.Model`.
-        ValueError: when the teacher is the student, or is not built.
+        ValueError: when the teacher is the student, shares weights with
+            it, or is not built.
 
     Example:
 
@@ -97,6 +98,14 @@ class Distiller(keras.Model):
                 f"`teacher` ({teacher.name!r}) is not built, so it has no trained "
                 "weights. Pass the trained teacher model."
             )
+        shared = {id(w) for w in teacher.weights} & {id(w) for w in student.weights}
+        if shared:
+            raise ValueError(
+                f"`student` shares {len(shared)} weights with `teacher` (layers "
+                "taken from the teacher). Freezing the teacher would freeze them "
+                "in the student too: copy the layers (e.g. clone the model and "
+                "set_weights) instead of reusing them."
+            )
         super().__init__(**kwargs)
         teacher.trainable = False
         self.student = student
@@ -106,8 +115,10 @@ class Distiller(keras.Model):
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
         self._pairs = []
         # Plain attributes, out of Keras tracking: recompiling swaps them
-        # after the model is built. `metrics` lists them.
+        # after the model is built (`metrics` lists the trackers), and the
+        # pair layers already belong to the two models.
         object.__setattr__(self, "_feature_trackers", [])
+        object.__setattr__(self, "_pair_layers", ([], []))
         object.__setattr__(self, "_last_forward", threading.local())
 
     def compile(
@@ -209,24 +220,22 @@ class Distiller(keras.Model):
     def _set_pairs(self, pairs):
         self._pairs = pairs
         self._projections.use({pair.key for pair in pairs})
-        object.__setattr__(
-            self,
-            "_feature_trackers",
-            [
-                keras.metrics.Mean(name="feature_loss" if len(pairs) == 1 else f"feature_loss_{i}")
-                for i in range(len(pairs))
-            ],
-        )
+        trackers = [
+            keras.metrics.Mean(name="feature_loss" if len(pairs) == 1 else f"feature_loss_{i}")
+            for i in range(len(pairs))
+        ]
+        object.__setattr__(self, "_feature_trackers", trackers)
+        # Resolved once: walking a keras-hub model per step costs in eager mode.
+        teacher_layers = [find_layer(self.teacher, pair.teacher_path).layer for pair in pairs]
+        student_layers = [find_layer(self.student, pair.student_path).layer for pair in pairs]
+        object.__setattr__(self, "_pair_layers", (teacher_layers, student_layers))
 
     @property
     def metrics(self):
         return super().metrics + list(self._feature_trackers)
 
-    def _layers_of(self, model, attribute):
-        return [find_layer(model, getattr(pair, attribute)).layer for pair in self._pairs]
-
     def _student_forward(self, inputs, training):
-        layers = self._layers_of(self.student, "student_path")
+        layers = self._pair_layers[1]
         if not layers:
             return self.student(inputs, training=training), []
         with capture_outputs(layers) as captured:
@@ -234,7 +243,7 @@ class Distiller(keras.Model):
         return outputs, [captured[layer] for layer in layers]
 
     def _teacher_forward(self, inputs):
-        layers = self._layers_of(self.teacher, "teacher_path")
+        layers = self._pair_layers[0]
         with capture_outputs(layers) as captured:
             outputs = self.teacher(inputs, training=False)
         features = [captured[layer] for layer in layers]
