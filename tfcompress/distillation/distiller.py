@@ -23,6 +23,13 @@ from tfcompress.distillation.feature_loss import feature_loss
 from tfcompress.distillation.kd_loss import check_same_classes
 from tfcompress.distillation.kd_loss import check_temperature
 
+def _without_compile(config):
+    # The frozen teacher's own optimizer would be rebuilt with no trainable
+    # variables on load, and Keras warns that the saved slots do not fit.
+    config.pop("compile_config", None)
+    return config
+
+
 def _mask_from(x, sample_weight):
     # keras-hub preprocessors yield (x, y, sample_weight) where sample_weight
     # is the padding mask shifted to the labels; it wins over x's own mask.
@@ -370,7 +377,7 @@ class Distiller(keras.Model):
             "name": self.name,
             "trainable": self.trainable,
             "student": keras.saving.serialize_keras_object(self.student),
-            "teacher": keras.saving.serialize_keras_object(self.teacher),
+            "teacher": _without_compile(keras.saving.serialize_keras_object(self.teacher)),
         }
 
     @classmethod
