@@ -97,3 +97,26 @@ def test_config_round_trip(teacher):
     assert restored.student.get_config() == distiller.student.get_config()
     assert restored.teacher.get_config() == distiller.teacher.get_config()
     assert restored.get_config()["student"] == config["student"]
+
+
+def test_keras_hub_language_model_distiller_round_trip(tmp_path):
+    from distillation.distiller_lm_test import gpt2
+
+    teacher, student = gpt2(num_layers=2, hidden_dim=16), gpt2(num_layers=1, hidden_dim=8, seed=1)
+    distiller = Distiller(student, teacher)
+    distiller.compile(
+        optimizer=keras.optimizers.Adam(0.01),
+        temperature=2.0,
+        feature_losses=[("transformer_layer_1", "transformer_layer_0", "cosine")],
+    )
+    rng = np.random.default_rng(0)
+    x = {"token_ids": rng.integers(1, 29, (8, 8)).astype("int32"), "padding_mask": np.ones((8, 8), "int32")}
+    distiller.fit(x, epochs=1, batch_size=4, verbose=0)
+    expected = distiller.evaluate(x, batch_size=8, verbose=0, return_dict=True)
+    distiller.save(tmp_path / "lm.keras")
+    restored = keras.saving.load_model(tmp_path / "lm.keras")
+    assert type(restored.student) is type(student)
+    result = restored.evaluate(x, batch_size=8, verbose=0, return_dict=True)
+    for name in ("loss", "distillation_loss", "feature_loss"):
+        assert result[name] == pytest.approx(expected[name], abs=1e-5), name
+    assert int(restored.optimizer.iterations.numpy()) == 2
