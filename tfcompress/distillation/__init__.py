@@ -1,0 +1,1 @@
+"""Knowledge distillation (temporary placeholder of the student branch)."""
