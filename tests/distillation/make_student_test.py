@@ -163,6 +163,15 @@ def test_causal_lm_keeps_class_preprocessor_and_tied_head():
     assert full.generate(["ab"], max_length=6) == teacher.generate(["ab"], max_length=6)
 
 
+def test_student_of_a_frozen_teacher_is_trainable():
+    teacher = _gpt2_causal_lm(num_layers=4)
+    teacher.trainable = False
+    student = make_student(teacher, num_layers=2)
+    assert student.trainable and student.backbone.trainable
+    assert len(student.trainable_weights) == len(student.weights) > 0
+    assert not teacher.backbone.trainable
+
+
 def test_classifier_head_is_copied():
     teacher = keras_hub.models.BertTextClassifier(
         _bert(num_layers=4), num_classes=3, preprocessor=None, dropout=0.0

@@ -124,7 +124,11 @@ def _copy_variables(sources, targets, what):
 
 
 def _cut_backbone(backbone, chosen, config):
-    student = type(backbone).from_config({**config, "num_layers": len(chosen)})
+    # A frozen teacher (distillers set `trainable = False`) must not hand its
+    # flag to the model that is about to be trained.
+    student = type(backbone).from_config(
+        {**config, "num_layers": len(chosen), "trainable": True}
+    )
     teacher_blocks = backbone.transformer_layers
     for student_block, index in zip(student.transformer_layers, chosen):
         _copy_variables(
@@ -157,7 +161,8 @@ def make_student(teacher, layers=None, num_layers=None):
     so its tokenizer); its backbone is cut as above. Layer names are the
     teacher's, so `feature_losses` paths such as
     `"gpt2_backbone/transformer_layer_1"` mean the same place in both models.
-    The teacher is left unchanged.
+    The teacher is left unchanged; the student is trainable even when the
+    teacher is frozen.
 
     Args:
         teacher: a keras-hub `Backbone` with `transformer_layers` and a
