@@ -1,8 +1,8 @@
 """tfcompress: Keras 3 model compression for phones and microcontrollers.
 
-Subpackages: `sparsity` (pruning), `quantization` (QAT), `export` (TFLite and
-C arrays), `runtime` (LiteRT), `evaluation` (size, latency, accuracy),
-`saving` (`.keras` round trips of compressed models), `core` (the machinery
+Subpackages: `sparsity` (pruning), `quantization` (QAT), `distillation`
+(teacher-student training), `export` (TFLite and C arrays), `runtime`
+(LiteRT), `evaluation` (size, latency, accuracy), `saving` (`.keras` round trips of compressed models), `core` (the machinery
 that finds and replaces layers inside any model).
 
 Importing tfcompress changes no global state: no environment variable, no
@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "core",
+    "distillation",
     "evaluation",
     "export",
     "quantization",

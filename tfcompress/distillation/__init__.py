@@ -1,1 +1,18 @@
-"""Knowledge distillation (temporary placeholder of the student branch)."""
+"""Knowledge distillation for Keras 3 and keras-hub models.
+
+`Distiller` trains a student to match a frozen teacher (logits, tokens of a
+language model, hidden states); `kd_loss` and `feature_loss` are the values
+it uses; `capture_outputs` records layer activations of any model.
+"""
+
+from tfcompress.distillation.capture_outputs import capture_outputs
+from tfcompress.distillation.distiller import Distiller
+from tfcompress.distillation.feature_loss import feature_loss
+from tfcompress.distillation.kd_loss import kd_loss
+
+__all__ = [
+    "Distiller",
+    "capture_outputs",
+    "feature_loss",
+    "kd_loss",
+]

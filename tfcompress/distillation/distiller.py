@@ -1,0 +1,416 @@
+"""`Distiller`: train a student to match a frozen teacher in an ordinary `fit`."""
+
+import numbers
+import threading
+
+import keras
+from keras import ops
+from keras import tree
+
+from tfcompress.core.checks import ensure_keras3_model
+from tfcompress.core.layer_tree import find_layer
+from tfcompress.distillation._feature_pairs import resolve_pairs
+from tfcompress.distillation._masking import masked_mean
+from tfcompress.distillation.capture_outputs import capture_outputs
+from tfcompress.distillation.feature_loss import FEATURE_LOSSES
+from tfcompress.distillation.feature_loss import feature_loss
+from tfcompress.distillation.kd_loss import check_same_classes
+from tfcompress.distillation.kd_loss import check_temperature
+from tfcompress.distillation.kd_loss import kd_loss
+
+_KL_NAMES = ("kl_divergence", "kld", "kl", "kullback_leibler_divergence")
+
+
+class _Slots(keras.layers.Layer):
+    """Holds the projections, which appear after the Distiller is built.
+
+    Keras locks a model's state once it is built, but projections are
+    created when the first batch reveals the widths, when the Distiller is
+    re-compiled with new pairs, and on load (build before compile). This
+    holder is never built through `build`, so its state stays open.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.projections = {}
+        self.widths = {}
+
+    def build(self, input_shape=None):
+        pass
+
+
+def _single_output(outputs, role):
+    flat = tree.flatten(outputs)
+    if len(flat) != 1:
+        raise ValueError(
+            f"The {role} returns {len(flat)} outputs ({type(outputs).__name__}); "
+            "distilling outputs needs one logits tensor. Wrap the model so it "
+            "returns its logits, or pass `distill_outputs=False` and distil "
+            "hidden states with `feature_losses`."
+        )
+    return flat[0]
+
+
+def _mask_from(x, sample_weight):
+    # keras-hub preprocessors yield (x, y, sample_weight) where sample_weight
+    # is the padding mask shifted to the labels; it wins over x's own mask.
+    if sample_weight is not None:
+        return sample_weight
+    if isinstance(x, dict) and "padding_mask" in x:
+        return x["padding_mask"]
+    return None
+
+
+def _resolve_distillation_loss(fn):
+    if fn is None or (isinstance(fn, str) and fn in _KL_NAMES):
+        return "kl"
+    if isinstance(fn, keras.losses.KLDivergence) or fn is keras.losses.kl_divergence:
+        return "kl"
+    if isinstance(fn, str) and fn in FEATURE_LOSSES:
+        return fn
+    if callable(fn):
+        return fn
+    raise ValueError(
+        "`distillation_loss_fn` must be None or 'kl_divergence' (T²-scaled KL, "
+        f"the default), 'mse' or 'cosine' (on raw outputs), or a callable. "
+        f"Received: distillation_loss_fn={fn!r}."
+    )
+
+
+def _per_position(fn, y_true, y_pred):
+    # `Loss.call` gives unreduced values, so padded positions can be masked.
+    if isinstance(fn, keras.losses.Loss):
+        return fn.call(y_true, y_pred)
+    return fn(y_true, y_pred)
+
+
+@keras.saving.register_keras_serializable(package="tfcompress")
+class Distiller(keras.Model):
+    """Trains `student` to match a frozen `teacher` with `fit`.
+
+    The loss for a batch is
+
+        alpha · hard + (1 − alpha) · T² · KL(softmax(t/T) ‖ softmax(s/T))
+        + Σ weight_i · feature_loss_i
+
+    where `hard = student_loss_fn(y, student(x))`. Without a hard loss (no
+    `student_loss_fn`, or batches without `y`: pure distillation, the usual
+    case for language models) alpha does not apply and the loss is the KL
+    term plus the feature losses. Every term is averaged over real positions:
+    the mask is `sample_weight` (the third element a keras-hub preprocessor
+    yields), else `x["padding_mask"]`.
+
+    The teacher is frozen (`teacher.trainable = False`), runs with
+    `training=False` (no dropout, no BatchNorm updates) and gets no
+    gradients. The student runs once per step, feature losses included: the
+    activations are recorded while it computes its outputs. `predict` and
+    `__call__` return the student's outputs. After training use
+    `distiller.student`: it saves alone as an ordinary model, without the
+    teacher or the projections.
+
+    Args:
+        student: the Keras 3 model to train.
+        teacher: the trained Keras 3 model to learn from; not the same object.
+        **kwargs: `keras.Model` arguments such as `name`.
+
+    Raises:
+        TypeError: when either model is not a Keras 3 `keras.Model`.
+        ValueError: when the teacher is the student, or is not built.
+
+    Example:
+
+    ```python
+    distiller = tfcompress.distillation.Distiller(student=student, teacher=teacher)
+    distiller.compile(
+        optimizer=keras.optimizers.Adam(),
+        metrics=[keras.metrics.SparseCategoricalAccuracy()],
+        student_loss_fn=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        alpha=0.1,
+        temperature=3.0,
+    )
+    distiller.fit(x_train, y_train, epochs=3)
+    distiller.student.save("student.keras")
+    ```
+    """
+
+    def __init__(self, student, teacher, **kwargs):
+        ensure_keras3_model(student, "student")
+        ensure_keras3_model(teacher, "teacher")
+        if student is teacher:
+            raise ValueError(
+                "`student` and `teacher` are the same model object. The teacher "
+                "is frozen, so nothing would train: build a separate student "
+                "(e.g. tfcompress.distillation.make_student(teacher, ...))."
+            )
+        if not teacher.built:
+            raise ValueError(
+                f"`teacher` ({teacher.name!r}) is not built, so it has no trained "
+                "weights. Pass the trained teacher model."
+            )
+        super().__init__(**kwargs)
+        teacher.trainable = False
+        self.student = student
+        self.teacher = teacher
+        self._slots = _Slots(name="projections")
+        self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
+        self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
+        self._pairs = []
+        # Plain attributes, out of Keras tracking: recompiling swaps them
+        # after the model is built. `metrics` lists them.
+        object.__setattr__(self, "_feature_trackers", [])
+        object.__setattr__(self, "_last_forward", threading.local())
+
+    def compile(
+        self,
+        optimizer="adam",
+        metrics=None,
+        student_loss_fn=None,
+        distillation_loss_fn=None,
+        alpha=0.1,
+        temperature=3.0,
+        feature_losses=None,
+        reverse_kl=False,
+        distill_outputs=True,
+        **kwargs,
+    ):
+        """Configures the losses; the names follow the keras-io distillation example.
+
+        Args:
+            optimizer: optimizer for the student (and projections).
+            metrics: metrics of the student's outputs against `y`.
+            student_loss_fn: hard loss `fn(y, student_outputs)`, e.g.
+                `SparseCategoricalCrossentropy(from_logits=True)`; None for
+                pure distillation.
+            distillation_loss_fn: None, "kl_divergence" or a
+                `keras.losses.KLDivergence()` for the T²-scaled KL on logits
+                (computed stably, from logits); "mse" or "cosine" to compare
+                raw outputs (embedding models); any other callable is called
+                as in the keras-io example, on
+                `(softmax(t/T), softmax(s/T))`, and scaled by T².
+            alpha: weight of the hard loss in [0, 1]; the KL term gets
+                1 − alpha. Ignored without a hard loss.
+            temperature: softening temperature T > 0.
+            feature_losses: list of `(teacher_layer, student_layer)` or
+                `(teacher_layer, student_layer, loss, weight)`; layers as
+                `tfcompress.core.walk_layers` paths (e.g.
+                "gpt2_backbone/transformer_layer_1") or layer objects; loss
+                "mse" (default) or "cosine"; weight default 1. A learned
+                Dense projection maps the student's width to the teacher's
+                when they differ.
+            reverse_kl: use KL(student ‖ teacher) instead (mode-seeking).
+            distill_outputs: False drops the output term (hidden-state
+                distillation only, e.g. a backbone returning a dict).
+            **kwargs: other `keras.Model.compile` arguments
+                (`jit_compile`, `steps_per_execution`, ...), not `loss`.
+
+        Raises:
+            ValueError: for alpha outside [0, 1], a bad temperature, an
+                unknown layer path, a `loss` argument, output loss with
+                different class / vocabulary sizes, or no loss at all.
+        """
+        if "loss" in kwargs:
+            raise ValueError(
+                "Distiller.compile takes `student_loss_fn` (the hard loss) and "
+                "`distillation_loss_fn`, not `loss`. Received: "
+                f"loss={kwargs['loss']!r}."
+            )
+        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 <= alpha <= 1:
+            raise ValueError(
+                "`alpha` (the weight of the hard loss) must be a number in "
+                f"[0, 1]. Received: alpha={alpha!r}."
+            )
+        temperature = check_temperature(temperature)
+        mode = _resolve_distillation_loss(distillation_loss_fn)
+        if student_loss_fn is not None and not callable(student_loss_fn):
+            student_loss_fn = keras.losses.get(student_loss_fn)
+        pairs = resolve_pairs(feature_losses, self.teacher, self.student)
+        if not distill_outputs and not pairs and student_loss_fn is None:
+            raise ValueError(
+                "Nothing to train on: `distill_outputs=False` with no "
+                "`feature_losses` and no `student_loss_fn`."
+            )
+        if distill_outputs:
+            self._check_outputs(mode)
+        super().compile(optimizer=optimizer, loss=None, metrics=metrics, **kwargs)
+        self._distill_config = {
+            "student_loss_fn": student_loss_fn,
+            "distillation_loss_fn": distillation_loss_fn,
+            "alpha": float(alpha),
+            "temperature": temperature,
+            "feature_losses": [pair.to_config() for pair in pairs],
+            "reverse_kl": bool(reverse_kl),
+            "distill_outputs": bool(distill_outputs),
+        }
+        self._student_loss_fn = student_loss_fn
+        self._output_mode = mode if distill_outputs else None
+        self._alpha, self._temperature, self._reverse_kl = float(alpha), temperature, bool(reverse_kl)
+        self._set_pairs(pairs)
+
+    def _check_outputs(self, mode):
+        outputs = []
+        for role, model in (("teacher", self.teacher), ("student", self.student)):
+            if getattr(model, "_outputs_struct", None) is None:
+                return
+            outputs.append(_single_output(model.outputs, role))
+        if not callable(mode):
+            check_same_classes(outputs[0].shape, outputs[1].shape)
+
+    def _set_pairs(self, pairs):
+        self._pairs = pairs
+        keys = {pair.key for pair in pairs}
+        for key, projection in self._slots.projections.items():
+            # A pair dropped by a re-compile keeps its layer (Keras state
+            # cannot shrink) but stops training.
+            projection.trainable = key in keys
+        self._slots.built = all(pair.key in self._slots.widths for pair in pairs)
+        object.__setattr__(
+            self,
+            "_feature_trackers",
+            [
+                keras.metrics.Mean(name="feature_loss" if len(pairs) == 1 else f"feature_loss_{i}")
+                for i in range(len(pairs))
+            ],
+        )
+
+    @property
+    def metrics(self):
+        return super().metrics + list(self._feature_trackers)
+
+    def _layers_of(self, model, attribute):
+        return [find_layer(model, getattr(pair, attribute)).layer for pair in self._pairs]
+
+    def _student_forward(self, inputs, training):
+        layers = self._layers_of(self.student, "student_path")
+        if not layers:
+            return self.student(inputs, training=training), []
+        with capture_outputs(layers) as captured:
+            outputs = self.student(inputs, training=training)
+        return outputs, [captured[layer] for layer in layers]
+
+    def _teacher_forward(self, inputs):
+        layers = self._layers_of(self.teacher, "teacher_path")
+        with capture_outputs(layers) as captured:
+            outputs = self.teacher(inputs, training=False)
+        features = [captured[layer] for layer in layers]
+        return tree.map_structure(ops.stop_gradient, outputs), [
+            ops.stop_gradient(f) for f in features
+        ]
+
+    def call(self, inputs, training=None):
+        outputs, features = self._student_forward(inputs, training)
+        if not self._slots.built:
+            self._add_projections(inputs, features)
+        # compute_loss reads the activations of this very forward pass, so the
+        # student runs once per step.
+        self._last_forward.value = (tree.flatten(outputs)[0], features)
+        return outputs
+
+    def _add_projections(self, inputs, student_features):
+        _, teacher_features = self._teacher_forward(inputs)
+        for pair, teacher, student in zip(self._pairs, teacher_features, student_features):
+            self._add_projection(pair.key, student.shape[-1], teacher.shape[-1])
+        self._slots.built = True
+
+    def _add_projection(self, key, student_width, teacher_width):
+        self._slots.widths[key] = (int(student_width), int(teacher_width))
+        if student_width != teacher_width and key not in self._slots.projections:
+            projection = keras.layers.Dense(
+                teacher_width, name=f"projection_{len(self._slots.projections)}"
+            )
+            projection.build((None, student_width))
+            self._slots.projections[key] = projection
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        mask = _mask_from(x, sample_weight)
+        last = getattr(self._last_forward, "value", None)
+        if y_pred is None or last is None or last[0] is not tree.flatten(y_pred)[0]:
+            y_pred, student_features = self._student_forward(x, training)
+        else:
+            student_features = last[1]
+        self._last_forward.value = None
+        teacher_outputs, teacher_features = self._teacher_forward(x)
+
+        total = ops.sum(self.student.losses) if self.student.losses else 0.0
+        soft = 0.0
+        if self._output_mode is not None:
+            soft = self._output_loss(
+                _single_output(teacher_outputs, "teacher"),
+                _single_output(y_pred, "student"),
+                mask,
+            )
+            self.distillation_loss_tracker.update_state(soft)
+        if self._student_loss_fn is not None and y is not None:
+            hard = masked_mean(_per_position(self._student_loss_fn, y, y_pred), mask)
+            self.student_loss_tracker.update_state(hard)
+            total = total + self._alpha * hard + (1.0 - self._alpha) * soft
+        else:
+            total = total + soft
+        for pair, tracker, teacher, student in zip(
+            self._pairs, self._feature_trackers, teacher_features, student_features
+        ):
+            projection = self._slots.projections.get(pair.key)
+            if projection is not None:
+                student = projection(student)
+            value = feature_loss(teacher, student, pair.loss, mask)
+            tracker.update_state(value)
+            total = total + pair.weight * value
+        return total
+
+    def _output_loss(self, teacher, student, mask):
+        mode, temperature = self._output_mode, self._temperature
+        if mode == "kl":
+            return kd_loss(teacher, student, temperature, mask, reverse=self._reverse_kl)
+        if mode in FEATURE_LOSSES:
+            return feature_loss(teacher, student, mode, mask)
+        # The keras-io example's contract: the callable compares softened
+        # probabilities, and T² keeps the gradient scale.
+        soft_teacher = ops.softmax(ops.cast(teacher, "float32") / temperature, axis=-1)
+        soft_student = ops.softmax(ops.cast(student, "float32") / temperature, axis=-1)
+        values = _per_position(mode, soft_teacher, soft_student)
+        return masked_mean(values, mask) * temperature**2
+
+    def get_config(self):
+        return {
+            "name": self.name,
+            "trainable": self.trainable,
+            "student": keras.saving.serialize_keras_object(self.student),
+            "teacher": keras.saving.serialize_keras_object(self.teacher),
+        }
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        student = keras.saving.deserialize_keras_object(
+            config.pop("student"), custom_objects=custom_objects
+        )
+        teacher = keras.saving.deserialize_keras_object(
+            config.pop("teacher"), custom_objects=custom_objects
+        )
+        return cls(student=student, teacher=teacher, **config)
+
+    def get_build_config(self):
+        if not self.built:
+            return None
+        return {"widths": [[key, *widths] for key, widths in self._slots.widths.items()]}
+
+    def build_from_config(self, config):
+        # Projections are rebuilt from their recorded widths: running the
+        # models on placeholders would need input dtypes Keras doesn't save.
+        for key, student_width, teacher_width in config.get("widths", []):
+            self._add_projection(key, student_width, teacher_width)
+        self.built = True
+
+    def get_compile_config(self):
+        if not self.compiled:
+            return {}
+        config = dict(self._compile_config.config)
+        config.pop("loss", None)
+        config.pop("loss_weights", None)
+        config.update(self._distill_config)
+        return keras.saving.serialize_keras_object(config)
+
+    def compile_from_config(self, config):
+        config = keras.saving.deserialize_keras_object(config)
+        self.compile(**config)
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
