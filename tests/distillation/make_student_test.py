@@ -163,6 +163,18 @@ def test_causal_lm_keeps_class_preprocessor_and_tied_head():
     assert full.generate(["ab"], max_length=6) == teacher.generate(["ab"], max_length=6)
 
 
+def test_llama3_causal_lm_keeps_its_class_and_head():
+    teacher = keras_hub.models.Llama3CausalLM(_llama3(num_layers=4), preprocessor=None)
+    _randomize(teacher, seed=7)
+    student = make_student(teacher, layers=[0, 2])
+    assert type(student) is keras_hub.models.Llama3CausalLM
+    assert student.preprocessor is None
+    _assert_cut(teacher.backbone, student.backbone, [0, 2])
+    full = make_student(teacher, layers=[0, 1, 2, 3])
+    inputs = testing.token_inputs(segments=False)
+    testing.assert_outputs_close(full(inputs), teacher(inputs), atol=0)
+
+
 def test_student_of_a_frozen_teacher_is_trainable():
     teacher = _gpt2_causal_lm(num_layers=4)
     teacher.trainable = False
