@@ -173,7 +173,7 @@ def load_or_train_teacher(keras, keras_hub, train):
     path = os.path.join(_CACHE_DIR.value, f"teacher_{key}.keras")
     if os.path.exists(path):
         print(f"[teacher] cached: {path} {settings}")
-        return keras.saving.load_model(path), path
+        return keras.saving.load_model(path)
     print(f"[teacher] training {settings} -> {path}", flush=True)
     keras.utils.set_random_seed(1234)
     teacher = gpt(keras_hub, _TEACHER_LAYERS.value, _TEACHER_HIDDEN.value, _SEQ_LEN.value, _DROPOUT.value)
@@ -192,12 +192,10 @@ def load_or_train_teacher(keras, keras_hub, train):
         callbacks=[keras.callbacks.BackupAndRestore(path + ".backup"), Progress()],
     )
     teacher.save(path)
-    return teacher, path
+    return teacher
 
 
 def validation_windows(val):
-    import numpy as np
-
     count = len(val) // _SEQ_LEN.value
     if _EVAL_WINDOWS.value:
         count = min(count, _EVAL_WINDOWS.value)
@@ -349,7 +347,7 @@ def main(argv):
     windows = validation_windows(val)
     print(f"[data] pydoc_data.topics: {len(train):,} training and {len(val):,} validation bytes; "
           f"{len(windows)} validation windows of {_SEQ_LEN.value}")
-    teacher, _ = load_or_train_teacher(keras, keras_hub, train)
+    teacher = load_or_train_teacher(keras, keras_hub, train)
     teacher_ppl = perplexity(teacher, windows)
     sizes = {"teacher": teacher.count_params()}
     print(f"[teacher] {sizes['teacher']:,} parameters, validation perplexity {teacher_ppl:.3f} "
