@@ -59,7 +59,8 @@ _INITS = flags.DEFINE_string(
     "inits", "1,3,5;0,2,4;0,1,2", "Student initialisations: teacher blocks, `;` between students."
 )
 _KERAS_INITS = flags.DEFINE_string(
-    "keras_inits", None, "Initialisations that also get the Keras baseline (default: all of --inits)."
+    "keras_inits", None,
+    "Initialisations that also get the Keras baseline (default: all of --inits; `none`: no baseline).",
 )
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (batch order).")
 _EVAL_SENTENCES = flags.DEFINE_integer("eval_sentences", 384, "Held-out pydoc sentences.")
@@ -228,7 +229,10 @@ def main(argv):
     references = {name: embed(teacher, data) for name, data in sets.items()}
 
     inits = parse_inits(_INITS.value)
-    keras_inits = parse_inits(_KERAS_INITS.value) if _KERAS_INITS.value else inits
+    if _KERAS_INITS.value == "none":
+        keras_inits = []
+    else:
+        keras_inits = parse_inits(_KERAS_INITS.value) if _KERAS_INITS.value else inits
     results = {}
     students = {}
     for init in inits:
