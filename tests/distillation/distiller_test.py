@@ -113,6 +113,34 @@ def test_teacher_is_frozen_and_runs_in_inference_mode(digits, teacher):
     np.testing.assert_array_equal(expected, keras.ops.convert_to_numpy(teacher(x, training=False)))
 
 
+class NoTrainingArgTeacher(keras.Model):
+    """A subclassed teacher with heavy dropout and no `training` argument."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.hidden = keras.layers.Dense(32, activation="relu")
+        self.dropout = keras.layers.Dropout(0.9)
+        self.head = keras.layers.Dense(10)
+
+    def call(self, inputs):
+        return self.head(self.dropout(self.hidden(inputs)))
+
+
+def test_a_teacher_without_training_argument_runs_without_dropout(digits):
+    x = digits[0][:64]
+    teacher = NoTrainingArgTeacher(name="dropout_teacher")
+    teacher(x[:1])
+    distiller = Distiller(_mlp(16, "student", seed=6), teacher)
+    distiller.compile(optimizer=keras.optimizers.SGD(0.0), temperature=1.0)
+    trained = distiller.fit(x, batch_size=64, epochs=1, verbose=0).history["loss"][0]
+    expected = numpy_kd(
+        keras.ops.convert_to_numpy(teacher(x, training=False)),
+        keras.ops.convert_to_numpy(distiller.student(x)),
+        1.0,
+    )
+    assert trained == pytest.approx(expected, abs=1e-6)
+
+
 def test_sample_weight_weights_both_terms(digits, teacher):
     x, y = digits[0][:64], digits[1][:64]
     weights = np.r_[np.ones(32), np.zeros(32)].astype("float32")
@@ -130,6 +158,9 @@ def test_errors(teacher):
         Distiller(teacher, teacher)
     with pytest.raises(TypeError, match="`student` must be a `keras.Model`"):
         Distiller(keras.layers.Dense(3), teacher)
+    reused = keras.Model(teacher.inputs, keras.layers.Dense(10)(teacher.get_layer("hidden").output))
+    with pytest.raises(ValueError, match="`student` shares 2 weights with `teacher`"):
+        Distiller(reused, teacher)
     distiller = Distiller(student, teacher)
     for alpha in (-0.1, 1.5, "0.5", True):
         with pytest.raises(ValueError, match=r"`alpha` .* must be a number in \[0, 1\]"):

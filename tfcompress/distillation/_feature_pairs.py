@@ -5,7 +5,6 @@ import numbers
 
 import keras
 
-from tfcompress.core.layer_tree import find_layer
 from tfcompress.core.layer_tree import walk_layers
 from tfcompress.distillation.feature_loss import check_feature_loss
 
@@ -27,21 +26,55 @@ class FeaturePair:
         return [self.teacher_path, self.student_path, self.loss, self.weight]
 
 
+def _outermost_wrapper(ref, refs):
+    # A pruned or quantized student keeps the original layer inside a
+    # wrapper, which may compute the output without calling it; the
+    # wrapper's output is the compressed layer's activation.
+    by_layer = {id(r.layer): r for r in refs}
+    while isinstance(ref.parent, keras.layers.Wrapper) and id(ref.parent) in by_layer:
+        ref = by_layer[id(ref.parent)]
+    return ref
+
+
+def _find_path(model, path):
+    """The full path of `path`, or of the one layer whose path ends with it.
+
+    A layer inside a wrapper resolves to the wrapper. Tails matter because
+    generated names differ between two models of one class: the student's
+    backbone is often `gpt2_backbone_1`, so "transformer_layer_1" is the
+    portable way to name a block.
+    """
+    refs = walk_layers(model)
+    paths = [ref.path for ref in refs]
+    found = [ref for ref in refs if ref.path == path] or [
+        ref for ref in refs if ref.path.endswith("/" + path)
+    ]
+    if len(found) == 1:
+        return _outermost_wrapper(found[0], refs).path
+    tails = [ref.path for ref in found]
+    if tails:
+        raise ValueError(f"{path!r} ends {len(tails)} layer paths: {tails[:5]}; give a longer path.")
+    tail = path.rsplit("/", 1)[-1]
+    close = [p for p in paths if p.rsplit("/", 1)[-1] == tail][:5]
+    raise ValueError(f"No layer path is or ends with {path!r}; same-named layers: {close or 'none'}.")
+
+
 def _path_of(model, layer, role, index):
     if isinstance(layer, str):
         try:
-            return find_layer(model, layer).path
-        except KeyError as error:
+            return _find_path(model, layer)
+        except ValueError as error:
             raise ValueError(
-                f"feature_losses[{index}]: the {role} has no layer at path "
-                f"{layer!r}. {error.args[0]} Paths are the ones "
-                "`tfcompress.core.walk_layers(model)` lists, e.g. "
-                "'gpt2_backbone/transformer_layer_1'."
+                f"feature_losses[{index}]: the {role} {model.name!r} has no layer "
+                f"at path {layer!r}. {error.args[0]} Paths are the ones "
+                "`tfcompress.core.walk_layers(model)` lists, or their ends, "
+                "e.g. 'transformer_layer_1'."
             ) from None
     if isinstance(layer, keras.layers.Layer):
-        for ref in walk_layers(model):
+        refs = walk_layers(model)
+        for ref in refs:
             if ref.layer is layer:
-                return ref.path
+                return _outermost_wrapper(ref, refs).path
         raise ValueError(
             f"feature_losses[{index}]: layer {layer.name!r} is not inside the "
             f"{role} {model.name!r}. Give a layer of the {role}, or its path."

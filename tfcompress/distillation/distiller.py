@@ -1,5 +1,6 @@
 """`Distiller`: train a student to match a frozen teacher in an ordinary `fit`."""
 
+import copy
 import numbers
 import threading
 
@@ -9,46 +10,24 @@ from keras import tree
 
 from tfcompress.core.checks import ensure_keras3_model
 from tfcompress.core.layer_tree import find_layer
+from tfcompress.distillation import _teacher_cache
 from tfcompress.distillation._feature_pairs import resolve_pairs
 from tfcompress.distillation._masking import masked_mean
+from tfcompress.distillation._output_loss import output_loss
+from tfcompress.distillation._output_loss import per_position
+from tfcompress.distillation._output_loss import resolve_distillation_loss
+from tfcompress.distillation._output_loss import single_output
+from tfcompress.distillation._projections import Projections
 from tfcompress.distillation.capture_outputs import capture_outputs
-from tfcompress.distillation.feature_loss import FEATURE_LOSSES
 from tfcompress.distillation.feature_loss import feature_loss
 from tfcompress.distillation.kd_loss import check_same_classes
 from tfcompress.distillation.kd_loss import check_temperature
-from tfcompress.distillation.kd_loss import kd_loss
 
-_KL_NAMES = ("kl_divergence", "kld", "kl", "kullback_leibler_divergence")
-
-
-class _Slots(keras.layers.Layer):
-    """Holds the projections, which appear after the Distiller is built.
-
-    Keras locks a model's state once it is built, but projections are
-    created when the first batch reveals the widths, when the Distiller is
-    re-compiled with new pairs, and on load (build before compile). This
-    holder is never built through `build`, so its state stays open.
-    """
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.projections = {}
-        self.widths = {}
-
-    def build(self, input_shape=None):
-        pass
-
-
-def _single_output(outputs, role):
-    flat = tree.flatten(outputs)
-    if len(flat) != 1:
-        raise ValueError(
-            f"The {role} returns {len(flat)} outputs ({type(outputs).__name__}); "
-            "distilling outputs needs one logits tensor. Wrap the model so it "
-            "returns its logits, or pass `distill_outputs=False` and distil "
-            "hidden states with `feature_losses`."
-        )
-    return flat[0]
+def _without_compile(config):
+    # The frozen teacher's own optimizer would be rebuilt with no trainable
+    # variables on load, and Keras warns that the saved slots do not fit.
+    config.pop("compile_config", None)
+    return config
 
 
 def _mask_from(x, sample_weight):
@@ -59,29 +38,6 @@ def _mask_from(x, sample_weight):
     if isinstance(x, dict) and "padding_mask" in x:
         return x["padding_mask"]
     return None
-
-
-def _resolve_distillation_loss(fn):
-    if fn is None or (isinstance(fn, str) and fn in _KL_NAMES):
-        return "kl"
-    if isinstance(fn, keras.losses.KLDivergence) or fn is keras.losses.kl_divergence:
-        return "kl"
-    if isinstance(fn, str) and fn in FEATURE_LOSSES:
-        return fn
-    if callable(fn):
-        return fn
-    raise ValueError(
-        "`distillation_loss_fn` must be None or 'kl_divergence' (T²-scaled KL, "
-        f"the default), 'mse' or 'cosine' (on raw outputs), or a callable. "
-        f"Received: distillation_loss_fn={fn!r}."
-    )
-
-
-def _per_position(fn, y_true, y_pred):
-    # `Loss.call` gives unreduced values, so padded positions can be masked.
-    if isinstance(fn, keras.losses.Loss):
-        return fn.call(y_true, y_pred)
-    return fn(y_true, y_pred)
 
 
 @keras.saving.register_keras_serializable(package="tfcompress")
@@ -106,7 +62,8 @@ class Distiller(keras.Model):
     activations are recorded while it computes its outputs. `predict` and
     `__call__` return the student's outputs. After training use
     `distiller.student`: it saves alone as an ordinary model, without the
-    teacher or the projections.
+    teacher or the projections. For a fixed dataset, `cache_teacher` runs
+    the teacher once and later epochs skip it.
 
     Args:
         student: the Keras 3 model to train.
@@ -115,7 +72,8 @@ class Distiller(keras.Model):
 
     Raises:
         TypeError: when either model is not a Keras 3 `keras.Model`.
-        ValueError: when the teacher is the student, or is not built.
+        ValueError: when the teacher is the student, shares weights with
+            it, or is not built.
 
     Example:
 
@@ -147,17 +105,27 @@ class Distiller(keras.Model):
                 f"`teacher` ({teacher.name!r}) is not built, so it has no trained "
                 "weights. Pass the trained teacher model."
             )
+        shared = {id(w) for w in teacher.weights} & {id(w) for w in student.weights}
+        if shared:
+            raise ValueError(
+                f"`student` shares {len(shared)} weights with `teacher` (layers "
+                "taken from the teacher). Freezing the teacher would freeze them "
+                "in the student too: copy the layers (e.g. clone the model and "
+                "set_weights) instead of reusing them."
+            )
         super().__init__(**kwargs)
         teacher.trainable = False
         self.student = student
         self.teacher = teacher
-        self._slots = _Slots(name="projections")
+        self._projections = Projections(name="projections")
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
         self._pairs = []
         # Plain attributes, out of Keras tracking: recompiling swaps them
-        # after the model is built. `metrics` lists them.
+        # after the model is built (`metrics` lists the trackers), and the
+        # pair layers already belong to the two models.
         object.__setattr__(self, "_feature_trackers", [])
+        object.__setattr__(self, "_pair_layers", ([], []))
         object.__setattr__(self, "_last_forward", threading.local())
 
     def compile(
@@ -192,8 +160,9 @@ class Distiller(keras.Model):
             temperature: softening temperature T > 0.
             feature_losses: list of `(teacher_layer, student_layer)` or
                 `(teacher_layer, student_layer, loss, weight)`; layers as
-                `tfcompress.core.walk_layers` paths (e.g.
-                "gpt2_backbone/transformer_layer_1") or layer objects; loss
+                `tfcompress.core.walk_layers` paths or their unique ends
+                (e.g. "transformer_layer_1", which also finds
+                "gpt2_backbone_1/transformer_layer_1") or layer objects; loss
                 "mse" (default) or "cosine"; weight default 1. A learned
                 Dense projection maps the student's width to the teacher's
                 when they differ.
@@ -220,7 +189,7 @@ class Distiller(keras.Model):
                 f"[0, 1]. Received: alpha={alpha!r}."
             )
         temperature = check_temperature(temperature)
-        mode = _resolve_distillation_loss(distillation_loss_fn)
+        mode = resolve_distillation_loss(distillation_loss_fn)
         if student_loss_fn is not None and not callable(student_loss_fn):
             student_loss_fn = keras.losses.get(student_loss_fn)
         pairs = resolve_pairs(feature_losses, self.teacher, self.student)
@@ -251,36 +220,29 @@ class Distiller(keras.Model):
         for role, model in (("teacher", self.teacher), ("student", self.student)):
             if getattr(model, "_outputs_struct", None) is None:
                 return
-            outputs.append(_single_output(model.outputs, role))
+            outputs.append(single_output(model.outputs, role))
         if not callable(mode):
             check_same_classes(outputs[0].shape, outputs[1].shape)
 
     def _set_pairs(self, pairs):
         self._pairs = pairs
-        keys = {pair.key for pair in pairs}
-        for key, projection in self._slots.projections.items():
-            # A pair dropped by a re-compile keeps its layer (Keras state
-            # cannot shrink) but stops training.
-            projection.trainable = key in keys
-        self._slots.built = all(pair.key in self._slots.widths for pair in pairs)
-        object.__setattr__(
-            self,
-            "_feature_trackers",
-            [
-                keras.metrics.Mean(name="feature_loss" if len(pairs) == 1 else f"feature_loss_{i}")
-                for i in range(len(pairs))
-            ],
-        )
+        self._projections.use({pair.key for pair in pairs})
+        trackers = [
+            keras.metrics.Mean(name="feature_loss" if len(pairs) == 1 else f"feature_loss_{i}")
+            for i in range(len(pairs))
+        ]
+        object.__setattr__(self, "_feature_trackers", trackers)
+        # Resolved once: walking a keras-hub model per step costs in eager mode.
+        teacher_layers = [find_layer(self.teacher, pair.teacher_path).layer for pair in pairs]
+        student_layers = [find_layer(self.student, pair.student_path).layer for pair in pairs]
+        object.__setattr__(self, "_pair_layers", (teacher_layers, student_layers))
 
     @property
     def metrics(self):
         return super().metrics + list(self._feature_trackers)
 
-    def _layers_of(self, model, attribute):
-        return [find_layer(model, getattr(pair, attribute)).layer for pair in self._pairs]
-
     def _student_forward(self, inputs, training):
-        layers = self._layers_of(self.student, "student_path")
+        layers = self._pair_layers[1]
         if not layers:
             return self.student(inputs, training=training), []
         with capture_outputs(layers) as captured:
@@ -288,7 +250,7 @@ class Distiller(keras.Model):
         return outputs, [captured[layer] for layer in layers]
 
     def _teacher_forward(self, inputs):
-        layers = self._layers_of(self.teacher, "teacher_path")
+        layers = self._pair_layers[0]
         with capture_outputs(layers) as captured:
             outputs = self.teacher(inputs, training=False)
         features = [captured[layer] for layer in layers]
@@ -297,8 +259,10 @@ class Distiller(keras.Model):
         ]
 
     def call(self, inputs, training=None):
+        if _teacher_cache.is_cached(inputs):
+            inputs = _teacher_cache.split(inputs)[0]
         outputs, features = self._student_forward(inputs, training)
-        if not self._slots.built:
+        if not self._projections.built:
             self._add_projections(inputs, features)
         # compute_loss reads the activations of this very forward pass, so the
         # student runs once per step.
@@ -308,19 +272,15 @@ class Distiller(keras.Model):
     def _add_projections(self, inputs, student_features):
         _, teacher_features = self._teacher_forward(inputs)
         for pair, teacher, student in zip(self._pairs, teacher_features, student_features):
-            self._add_projection(pair.key, student.shape[-1], teacher.shape[-1])
-        self._slots.built = True
-
-    def _add_projection(self, key, student_width, teacher_width):
-        self._slots.widths[key] = (int(student_width), int(teacher_width))
-        if student_width != teacher_width and key not in self._slots.projections:
-            projection = keras.layers.Dense(
-                teacher_width, name=f"projection_{len(self._slots.projections)}"
-            )
-            projection.build((None, student_width))
-            self._slots.projections[key] = projection
+            self._projections.add(pair.key, student.shape[-1], teacher.shape[-1])
+        self._projections.built = True
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        cached = _teacher_cache.is_cached(x)
+        if cached:
+            x, teacher_outputs, teacher_indices = _teacher_cache.split(x)
+            self._check_cache_use(teacher_indices)
+            teacher_features = []
         mask = _mask_from(x, sample_weight)
         last = getattr(self._last_forward, "value", None)
         if y_pred is None or last is None or last[0] is not tree.flatten(y_pred)[0]:
@@ -328,19 +288,25 @@ class Distiller(keras.Model):
         else:
             student_features = last[1]
         self._last_forward.value = None
-        teacher_outputs, teacher_features = self._teacher_forward(x)
+        if not cached:
+            teacher_outputs, teacher_features = self._teacher_forward(x)
+            teacher_indices = None
 
         total = ops.sum(self.student.losses) if self.student.losses else 0.0
         soft = 0.0
         if self._output_mode is not None:
-            soft = self._output_loss(
-                _single_output(teacher_outputs, "teacher"),
-                _single_output(y_pred, "student"),
+            soft = output_loss(
+                self._output_mode,
+                single_output(teacher_outputs, "teacher"),
+                single_output(y_pred, "student"),
                 mask,
+                self._temperature,
+                self._reverse_kl,
+                teacher_indices,
             )
             self.distillation_loss_tracker.update_state(soft)
         if self._student_loss_fn is not None and y is not None:
-            hard = masked_mean(_per_position(self._student_loss_fn, y, y_pred), mask)
+            hard = masked_mean(per_position(self._student_loss_fn, y, y_pred), mask)
             self.student_loss_tracker.update_state(hard)
             total = total + self._alpha * hard + (1.0 - self._alpha) * soft
         else:
@@ -348,38 +314,76 @@ class Distiller(keras.Model):
         for pair, tracker, teacher, student in zip(
             self._pairs, self._feature_trackers, teacher_features, student_features
         ):
-            projection = self._slots.projections.get(pair.key)
-            if projection is not None:
-                student = projection(student)
+            student = self._projections.project(pair.key, student)
             value = feature_loss(teacher, student, pair.loss, mask)
             tracker.update_state(value)
             total = total + pair.weight * value
-        return total
+        # Replica losses are summed by tf.distribute, as Keras's own losses
+        # expect: scale like them so gradients don't grow with the replicas.
+        replicas = getattr(getattr(self, "distribute_strategy", None), "num_replicas_in_sync", 1)
+        return total / replicas if replicas > 1 else total
 
-    def _output_loss(self, teacher, student, mask):
-        mode, temperature = self._output_mode, self._temperature
-        if mode == "kl":
-            return kd_loss(teacher, student, temperature, mask, reverse=self._reverse_kl)
-        if mode in FEATURE_LOSSES:
-            return feature_loss(teacher, student, mode, mask)
-        # The keras-io example's contract: the callable compares softened
-        # probabilities, and T² keeps the gradient scale.
-        soft_teacher = ops.softmax(ops.cast(teacher, "float32") / temperature, axis=-1)
-        soft_student = ops.softmax(ops.cast(student, "float32") / temperature, axis=-1)
-        values = _per_position(mode, soft_teacher, soft_student)
-        return masked_mean(values, mask) * temperature**2
+    def cache_teacher(self, dataset, top_k=None):
+        """Runs the teacher once over a fixed dataset, for cheaper epochs.
+
+        Fitting on the result skips the teacher's forward pass: a step then
+        costs about as much as training the student alone. Feature losses
+        need the live teacher, so compile without them.
+
+        Args:
+            dataset: batches of x, (x, y) or (x, y, sample_weight): a
+                `tf.data.Dataset`, a `keras.utils.PyDataset` or a list.
+            top_k: None keeps the full logits; an int keeps the k largest
+                per position and their indices (for large vocabularies),
+                and the KL then uses the teacher renormalized over those k.
+
+        Returns:
+            A `keras.utils.PyDataset` of the same batches, held in memory,
+            to pass to `fit` / `evaluate` in place of `dataset`.
+
+        Raises:
+            ValueError: for a bad `top_k`, or a teacher with several outputs.
+
+        Example:
+
+        ```python
+        cached = distiller.cache_teacher(train_ds, top_k=32)
+        distiller.fit(cached, epochs=10)
+        ```
+        """
+        return _teacher_cache.cache_teacher_outputs(self.teacher, dataset, top_k)
+
+    def _check_cache_use(self, teacher_indices):
+        if self._pairs:
+            raise ValueError(
+                "Batches from `cache_teacher` hold the teacher's outputs only, "
+                "but `feature_losses` need its hidden states. Compile without "
+                "`feature_losses`, or fit on the original dataset."
+            )
+        if self._output_mode is None:
+            raise ValueError(
+                "Batches from `cache_teacher` only serve the output term, which "
+                "`distill_outputs=False` turned off."
+            )
+        if teacher_indices is not None and self._output_mode != "kl":
+            raise ValueError(
+                "Top-k cached teacher outputs work with the KL loss only "
+                f"(distillation_loss_fn={self._distill_config['distillation_loss_fn']!r}). "
+                "Cache full logits (top_k=None)."
+            )
 
     def get_config(self):
         return {
             "name": self.name,
             "trainable": self.trainable,
             "student": keras.saving.serialize_keras_object(self.student),
-            "teacher": keras.saving.serialize_keras_object(self.teacher),
+            "teacher": _without_compile(keras.saving.serialize_keras_object(self.teacher)),
         }
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
-        config = dict(config)
+        # Keras's deserializers consume the nested dicts they are given.
+        config = copy.deepcopy(config)
         student = keras.saving.deserialize_keras_object(
             config.pop("student"), custom_objects=custom_objects
         )
@@ -391,13 +395,13 @@ class Distiller(keras.Model):
     def get_build_config(self):
         if not self.built:
             return None
-        return {"widths": [[key, *widths] for key, widths in self._slots.widths.items()]}
+        return {"widths": [[key, *widths] for key, widths in self._projections.widths.items()]}
 
     def build_from_config(self, config):
         # Projections are rebuilt from their recorded widths: running the
         # models on placeholders would need input dtypes Keras doesn't save.
         for key, student_width, teacher_width in config.get("widths", []):
-            self._add_projection(key, student_width, teacher_width)
+            self._projections.add(key, student_width, teacher_width)
         self.built = True
 
     def get_compile_config(self):

@@ -37,7 +37,9 @@ def check_same_classes(teacher_shape, student_shape):
         )
 
 
-def kd_loss(teacher_logits, student_logits, temperature=1.0, mask=None, reverse=False):
+def kd_loss(
+    teacher_logits, student_logits, temperature=1.0, mask=None, reverse=False, teacher_indices=None
+):
     """Hinton's distillation loss, T² · KL(softmax(t/T) ‖ softmax(s/T)).
 
     Computed from `log_softmax` in float32, so it is stable for large logits
@@ -59,13 +61,19 @@ def kd_loss(teacher_logits, student_logits, temperature=1.0, mask=None, reverse=
             padding mask.
         reverse: if True, the reverse KL(softmax(s/T) ‖ softmax(t/T)), which
             is mode-seeking (MiniLLM, GKD) and tends to make better generators.
+        teacher_indices: with cached top-k teacher outputs, the `(..., k)`
+            class indices of the k values given as `teacher_logits`; the
+            teacher's distribution is then its softmax over those k
+            classes (the rest get probability 0), compared with the
+            student's full-vocabulary log-probabilities at those classes.
 
     Returns:
         A float32 scalar.
 
     Raises:
-        ValueError: for a temperature that is not a finite number > 0, or
-            logits whose last dimensions differ.
+        ValueError: for a temperature that is not a finite number > 0,
+            logits whose last dimensions differ, or reverse KL with top-k
+            teacher outputs.
 
     Example:
 
@@ -79,9 +87,19 @@ def kd_loss(teacher_logits, student_logits, temperature=1.0, mask=None, reverse=
     mask = check_mask(mask)
     teacher = ops.cast(ops.convert_to_tensor(teacher_logits), "float32")
     student = ops.cast(ops.convert_to_tensor(student_logits), "float32")
-    check_same_classes(teacher.shape, student.shape)
     log_teacher = ops.log_softmax(teacher / temperature, axis=-1)
     log_student = ops.log_softmax(student / temperature, axis=-1)
+    if teacher_indices is None:
+        check_same_classes(teacher.shape, student.shape)
+    elif reverse:
+        raise ValueError(
+            "Reverse KL needs the teacher's full distribution, and top-k "
+            "outputs only hold k classes. Cache full logits (top_k=None) or "
+            "use forward KL."
+        )
+    else:
+        indices = ops.cast(ops.convert_to_tensor(teacher_indices), "int32")
+        log_student = ops.take_along_axis(log_student, indices, axis=-1)
     if reverse:
         log_teacher, log_student = log_student, log_teacher
     kl = ops.sum(ops.exp(log_teacher) * (log_teacher - log_student), axis=-1)

@@ -1,0 +1,88 @@
+"""Distiller.cache_teacher: full and top-k teacher outputs computed once."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from distillation.distiller_lm_test import gpt2
+from distillation.reference import log_softmax
+from tfcompress.distillation import Distiller
+from tfcompress.distillation import kd_loss
+
+
+@pytest.fixture(scope="module")
+def teacher():
+    return gpt2(num_layers=2, hidden_dim=16, seed=0)
+
+
+def _dataset(batches=3, batch=4, seed=0):
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(1, 29, (batches * batch, 8)).astype("int32")
+    mask = np.ones_like(ids)
+    mask[::3, 6:] = 0
+    x = {"token_ids": ids, "padding_mask": mask}
+    return tf.data.Dataset.from_tensor_slices(x).batch(batch)
+
+
+def test_full_cache_gives_the_live_loss_without_running_the_teacher(teacher):
+    distiller = Distiller(gpt2(num_layers=1, hidden_dim=8, seed=1), teacher)
+    distiller.compile(optimizer=keras.optimizers.Adam(0.01), temperature=2.0)
+    live = distiller.evaluate(_dataset(), verbose=0, return_dict=True)
+    cached = distiller.cache_teacher(_dataset())
+    assert len(cached) == 3
+    calls = []
+    original = teacher.call
+    object.__setattr__(teacher, "call", lambda *a, **k: calls.append(1) or original(*a, **k))
+    try:
+        from_cache = distiller.evaluate(cached, verbose=0, return_dict=True)
+        history = distiller.fit(cached, epochs=3, verbose=0).history
+    finally:
+        object.__delattr__(teacher, "call")
+    assert calls == []
+    assert from_cache["loss"] == pytest.approx(live["loss"], abs=1e-6)
+    assert history["loss"][-1] < history["loss"][0]
+    np.testing.assert_allclose(
+        distiller.predict(cached, verbose=0)[:4],
+        keras.ops.convert_to_numpy(distiller.student(next(iter(_dataset())))),
+        atol=1e-5,
+    )
+
+
+def test_top_k_is_the_kl_to_the_renormalized_teacher(teacher):
+    distiller = Distiller(gpt2(num_layers=1, hidden_dim=8, seed=2), teacher)
+    distiller.compile(temperature=2.0)
+    cached = distiller.cache_teacher(_dataset(batches=1), top_k=5)
+    x = cached[0][0]
+    values, indices = x["tfcompress_teacher_logits"], x["tfcompress_teacher_indices"]
+    assert values.shape == (4, 8, 5) and indices.shape == (4, 8, 5)
+    inputs = x["tfcompress_inputs"]
+    t_full = keras.ops.convert_to_numpy(teacher(inputs, training=False))
+    np.testing.assert_allclose(np.sort(t_full, -1)[..., ::-1][..., :5], values, atol=1e-5)
+    s = keras.ops.convert_to_numpy(distiller.student(inputs))
+    p = log_softmax(values / 2.0)
+    q = np.take_along_axis(log_softmax(s / 2.0), indices, -1)
+    kl = (np.exp(p) * (p - q)).sum(-1)
+    mask = inputs["padding_mask"]
+    expected = (kl * mask).sum() / mask.sum() * 4.0
+    result = distiller.evaluate(cached, verbose=0, return_dict=True)
+    assert result["loss"] == pytest.approx(expected, abs=1e-5)
+    # With every class kept, top-k equals the full KL.
+    everything = distiller.cache_teacher(_dataset(batches=1), top_k=29)
+    full = kd_loss(t_full, s, 2.0, mask)
+    assert distiller.evaluate(everything, verbose=0, return_dict=True)["loss"] == pytest.approx(float(full), abs=1e-5)
+
+
+def test_cache_errors(teacher):
+    distiller = Distiller(gpt2(num_layers=1, hidden_dim=8, seed=3), teacher)
+    distiller.compile(feature_losses=[("transformer_layer_1", "transformer_layer_0")])
+    with pytest.raises(ValueError, match="`top_k` must be None .* or an int >= 1"):
+        distiller.cache_teacher(_dataset(), top_k=0)
+    with pytest.raises(ValueError, match="exceeds the teacher's 29 classes"):
+        distiller.cache_teacher(_dataset(), top_k=30)
+    cached = distiller.cache_teacher(_dataset(batches=1))
+    with pytest.raises(ValueError, match="`feature_losses` need its hidden states"):
+        distiller.evaluate(cached, verbose=0)
+    distiller.compile(reverse_kl=True)
+    with pytest.raises(ValueError, match="Reverse KL needs the teacher's full distribution"):
+        distiller.evaluate(distiller.cache_teacher(_dataset(batches=1), top_k=3), verbose=0)
