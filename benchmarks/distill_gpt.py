@@ -215,7 +215,7 @@ def perplexity(lm, windows):
 
 
 def build_student(keras, keras_hub, kind, teacher, seed):
-    from tfcompress.distillation.make_student import make_student
+    from tfcompress.distillation import make_student
 
     keras.utils.set_random_seed(seed)
     if kind == "half":

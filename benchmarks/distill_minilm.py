@@ -214,7 +214,7 @@ def main(argv):
     import keras_hub
 
     import tfcompress
-    from tfcompress.distillation.make_student import make_student
+    from tfcompress.distillation import make_student
 
     print_machine()
     teacher_backbone = keras_hub.models.BertBackbone.from_preset(model_path(), dropout=0.0)

@@ -124,7 +124,7 @@ def main(argv):
     import keras_hub
 
     from tfcompress.distillation import Distiller
-    from tfcompress.distillation.make_student import make_student
+    from tfcompress.distillation import make_student
 
     keras.utils.set_random_seed(_SEED.value)
     os.makedirs(_OUTPUT_DIR.value, exist_ok=True)

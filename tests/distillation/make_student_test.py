@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import testing
-from tfcompress.distillation.make_student import make_student
+from tfcompress.distillation import make_student
 
 
 def _gpt2(num_layers=4):
