@@ -311,3 +311,20 @@ print("LOADED", type(model).__name__, len(model.weights))
     assert "REFUSED Could not locate class 'BertBackbone'" in out
     assert "'module': 'tfcompress.core.recipe'" in out
     assert f"LOADED BertBackbone {len(model.weights)}" in out
+
+
+def test_compressed_subclassed_model_pickles(tmp_path):
+    # Keras models pickle (for distributed frameworks); a compressed one must too.
+    import pickle
+
+    model = Unnamed()
+    model(np.ones((1, 3), "float32"))
+    pruned = prune_low_magnitude(model)
+    for wrapper in pruning_wrappers(pruned):
+        wrapper.update_masks(0.5)
+    restored = pickle.loads(pickle.dumps(pruned))
+    assert type(restored).__name__ == "Unnamed"
+    assert len(pruning_wrappers(restored)) == len(pruning_wrappers(pruned)) == 2
+    testing.assert_same_weights(pruned, restored)
+    inputs = np.ones((2, 3), "float32")
+    testing.assert_outputs_close(restored(inputs), pruned(inputs))

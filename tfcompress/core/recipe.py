@@ -196,6 +196,13 @@ class CompressedModel:
         config[_SAVED_WRAPPERS] = wrapper_recipe(self)
         return config
 
+    def __reduce__(self):
+        # Keras pickles a model as `(cls._unpickle_model, (file,))`; the
+        # generated class cannot be pickled by name, its base can, and the
+        # loader rebuilds the generated class from the saved config anyway.
+        _, args = super().__reduce__()
+        return plain_class(self)._unpickle_model, args
+
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
