@@ -133,3 +133,24 @@ def test_padded_positions_are_left_out_of_per_token_outputs():
     wrong_token = {"sequence_output": hidden.copy(), "pooled_output": pooled}
     wrong_token["sequence_output"][1, 1] = 100.0  # a real token
     assert verify.compare(wrong_token, reference, mask)["cosine_similarity"] < 0.5
+
+
+def test_mask_positions_are_not_taken_for_a_padding_mask():
+    # keras-hub masked LMs: `mask_positions` (indices) sorts before `padding_mask`.
+    rng = np.random.default_rng(0)
+    padding = np.ones((2, 6), "int32")
+    positions = np.array([[0, 3], [2, 4]], "int32")
+    sample = {"mask_positions": positions, "padding_mask": padding, "token_ids": np.zeros((2, 6), "int32")}
+    assert verify.padding_mask(sample) is padding
+    logits = rng.normal(size=(2, 2, 5))
+    wrong_first = logits.copy()
+    wrong_first[0, 0] = -logits[0, 0]  # the prediction at position 0
+    mask = verify.padding_mask(sample)
+    assert verify.compare({"logits": wrong_first}, {"logits": logits}, mask)["max_abs_error"] > 0
+    assert verify.padding_mask({"mask_positions": positions, "token_ids": np.zeros((2, 6), "int32")}) is None
+
+
+def test_a_mask_unlike_the_token_ids_is_no_padding_mask():
+    mask = np.array([[1, 0], [1, 1]], "int32")
+    assert verify.padding_mask({"token_ids": np.zeros((2, 6), "int32"), "mask": mask}) is None
+    assert verify.padding_mask({"mask": mask}) is None

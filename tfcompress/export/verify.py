@@ -128,10 +128,23 @@ def check_weights(content, target, param_count):
 
 def padding_mask(sample):
     """The `(batch, sequence)` padding mask among a token model's inputs (an
-    integer input with "mask" in its name), or None."""
-    for name, value in sample.items():
-        value = np.asarray(value)
-        if "mask" in name.lower() and value.ndim == 2 and value.dtype.kind in "iub":
+    integer input with "mask" in its name, of 0s and 1s, shaped like another
+    integer input: the token ids), or None.
+
+    keras-hub's masked LMs also take `mask_positions`, integer indices of
+    shape `(batch, predictions)`: used as a mask it would scale their
+    per-prediction outputs by the indices and hide errors at index 0.
+    """
+    arrays = {name: np.asarray(value) for name, value in sample.items()}
+    for name, value in arrays.items():
+        if not ("mask" in name.lower() and value.ndim == 2 and value.dtype.kind in "iub"):
+            continue
+        if not np.isin(value, (0, 1)).all():
+            continue
+        if any(
+            other != name and ids.shape == value.shape and ids.dtype.kind in "iu"
+            for other, ids in arrays.items()
+        ):
             return value
     return None
 
