@@ -154,3 +154,13 @@ def test_a_mask_unlike_the_token_ids_is_no_padding_mask():
     mask = np.array([[1, 0], [1, 1]], "int32")
     assert verify.padding_mask({"token_ids": np.zeros((2, 6), "int32"), "mask": mask}) is None
     assert verify.padding_mask({"mask": mask}) is None
+
+
+def test_pooled_outputs_as_wide_as_the_sequence_are_compared_whole():
+    # (batch, hidden) with hidden == sequence length: not a per-token output.
+    rng = np.random.default_rng(0)
+    mask = np.array([[1, 1, 1, 1], [1, 1, 0, 0]], "int32")
+    pooled = rng.normal(size=(2, 4))
+    wrong = pooled.copy()
+    wrong[1, 3] += 10.0  # a real feature of the second example
+    assert verify.compare({"pooled_output": wrong}, {"pooled_output": pooled}, mask)["max_abs_error"] == pytest.approx(10.0)

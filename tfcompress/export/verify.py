@@ -149,10 +149,20 @@ def padding_mask(sample):
     return None
 
 
+def _per_token(value, mask):
+    """Whether `value` is a `(batch, sequence, features...)` per-token output.
+
+    A 2-D output is taken as per-example: `(batch, hidden)` pooled features
+    match a `(batch, sequence)` mask whenever hidden == sequence (384 and
+    384, say), and masking them would hide errors in real features.
+    """
+    return mask is not None and value.ndim >= 3 and value.shape[:2] == mask.shape
+
+
 def _unpadded(value, mask):
-    """`value` with the padded positions zeroed, when its first two axes are
-    the mask's (a per-token output); unchanged otherwise."""
-    if mask is None or value.shape[:2] != mask.shape:
+    """`value` with the padded positions zeroed, when it is a per-token
+    output (see `_per_token`); unchanged otherwise."""
+    if not _per_token(value, mask):
         return value
     return value * mask.reshape(mask.shape + (1,) * (value.ndim - 2))
 
@@ -265,7 +275,7 @@ def check_outputs(
     )
     passed = value <= bound
     detail = f"{metric} {value:.3g} {'<=' if passed else '>'} tolerance {bound:.3g}"
-    if mask is not None and any(np.shape(ref)[:2] == mask.shape for ref in reference.values()):
+    if any(_per_token(np.asarray(ref), mask) for ref in reference.values()):
         detail += " (padded positions left out)"
     return {
         "passed": passed,
