@@ -328,3 +328,22 @@ def test_compressed_subclassed_model_pickles(tmp_path):
     testing.assert_same_weights(pruned, restored)
     inputs = np.ones((2, 3), "float32")
     testing.assert_outputs_close(restored(inputs), pruned(inputs))
+
+
+def test_file_of_an_earlier_tfcompress_says_why_it_cannot_load(tmp_path):
+    # Earlier versions saved the plain config and the wrappers in an asset
+    # (`assets/layers/recipe_holder/tfcompress_recipe.json`).
+    from tfcompress.core.recipe import wrapper_recipe
+
+    model = Unnamed()
+    model(np.ones((1, 3), "float32"))
+    path = os.path.join(tmp_path, "old.keras")
+    model.save(path)
+    pruned = prune_low_magnitude(model)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr(
+            "assets/layers/recipe_holder/tfcompress_recipe.json",
+            json.dumps({"format": 2, "wrappers": wrapper_recipe(pruned)}),
+        )
+    with pytest.raises(ValueError, match=r"earlier tfcompress.*tfcompress_recipe.json.*save_weights"):
+        load_model(path)

@@ -12,15 +12,30 @@ import tfcompress.quantization  # noqa: F401
 import tfcompress.sparsity  # noqa: F401
 
 
+# Where tfcompress recorded the wrappers before they moved into the config.
+_OLD_RECIPE_FILE = "tfcompress_recipe.json"
+
+
 def _check_archive(path):
     try:
         with zipfile.ZipFile(path) as archive:
             json.loads(archive.read("config.json"))
+            names = archive.namelist()
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as error:
         raise ValueError(
             f"`filepath` {path!r} is not a valid .keras archive ({error}). "
             "Save models with `model.save('name.keras')`."
         ) from error
+    # Keras alone would fail on such a file with "A total of N objects could
+    # not be loaded", which does not say why.
+    if any(name.startswith("assets/") and name.endswith("/" + _OLD_RECIPE_FILE) for name in names):
+        raise ValueError(
+            f"`filepath` {path!r} was saved by an earlier tfcompress, which kept the "
+            f"compression wrappers in a {_OLD_RECIPE_FILE} asset; this version keeps them "
+            "in the model's config and cannot rebuild them from that file. With the "
+            "tfcompress that saved it, load it and `model.save_weights('model.weights.h5')`; "
+            "then compress the same model again the same way and `load_weights` them."
+        )
 
 
 def load_model(filepath, custom_objects=None, compile=True):
