@@ -164,3 +164,12 @@ def test_pooled_outputs_as_wide_as_the_sequence_are_compared_whole():
     wrong = pooled.copy()
     wrong[1, 3] += 10.0  # a real feature of the second example
     assert verify.compare({"pooled_output": wrong}, {"pooled_output": pooled}, mask)["max_abs_error"] == pytest.approx(10.0)
+
+
+def test_argmax_agreement_counts_real_tokens_only():
+    rng = np.random.default_rng(0)
+    mask = np.array([[1, 1, 1, 1], [1, 1, 0, 0]], "int32")
+    logits = rng.normal(size=(2, 4, 3))
+    wrong = logits.copy()
+    wrong[0, 0] = -logits[0, 0]  # a different argmax at one of the 6 real tokens
+    assert verify.compare({"logits": wrong}, {"logits": logits}, mask)["argmax_agreement"] == pytest.approx(5 / 6)

@@ -205,7 +205,12 @@ def compare(outputs, reference, mask=None):
         )
         metrics["cosine_similarity"] = min(metrics["cosine_similarity"], cosine)
         if ref.ndim >= 2 and ref.shape[-1] > 1:
-            agreements.append(float(np.mean(out.argmax(-1) == ref.argmax(-1))))
+            same = out.argmax(-1) == ref.argmax(-1)
+            if _per_token(ref, mask):
+                # Zeroed padded positions agree trivially: count real tokens.
+                real = np.broadcast_to(mask.reshape(mask.shape + (1,) * (same.ndim - 2)), same.shape) != 0
+                same = same[real] if real.any() else np.ones(1, bool)
+            agreements.append(float(np.mean(same)))
     metrics["argmax_agreement"] = min(agreements) if agreements else None
     return metrics
 
