@@ -173,3 +173,9 @@ def test_argmax_agreement_counts_real_tokens_only():
     wrong = logits.copy()
     wrong[0, 0] = -logits[0, 0]  # a different argmax at one of the 6 real tokens
     assert verify.compare({"logits": wrong}, {"logits": logits}, mask)["argmax_agreement"] == pytest.approx(5 / 6)
+
+
+def test_a_padding_mask_next_to_float_embeddings_is_found():
+    mask = np.array([[1, 1, 0], [1, 0, 0]], "int32")
+    sample = {"embeddings": np.zeros((2, 3, 5), "float32"), "padding_mask": mask}
+    assert verify.padding_mask(sample) is mask

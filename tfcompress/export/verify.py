@@ -128,8 +128,9 @@ def check_weights(content, target, param_count):
 
 def padding_mask(sample):
     """The `(batch, sequence)` padding mask among a token model's inputs (an
-    integer input with "mask" in its name, of 0s and 1s, shaped like another
-    integer input: the token ids), or None.
+    integer input with "mask" in its name, of 0s and 1s, whose shape is the
+    first two axes of another input: the token ids, or float embeddings), or
+    None.
 
     keras-hub's masked LMs also take `mask_positions`, integer indices of
     shape `(batch, predictions)`: used as a mask it would scale their
@@ -141,10 +142,7 @@ def padding_mask(sample):
             continue
         if not np.isin(value, (0, 1)).all():
             continue
-        if any(
-            other != name and ids.shape == value.shape and ids.dtype.kind in "iu"
-            for other, ids in arrays.items()
-        ):
+        if any(other != name and tokens.shape[:2] == value.shape for other, tokens in arrays.items()):
             return value
     return None
 
