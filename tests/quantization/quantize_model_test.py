@@ -256,6 +256,21 @@ def test_dense_models_get_no_sparsity_mask(caplog):
     assert not [r for r in caplog.records if "preserve_sparsity" in r.getMessage()]
 
 
+def test_zero_initialised_kernels_are_not_taken_for_pruned_ones():
+    """A branch meant to start at zero (all-zero kernel) still trains under QAT."""
+    inputs = keras.Input((16,))
+    hidden = keras.layers.Dense(16, name="dense")(inputs)
+    branch = keras.layers.Dense(16, kernel_initializer="zeros", name="zero_init")(hidden)
+    outputs = keras.layers.Dense(4, name="head")(keras.layers.Add()([hidden, branch]))
+    qat = tq.quantize_model(keras.Model(inputs, outputs))
+    wrappers = {w.layer.name: w for w in qat.layers if isinstance(w, tq.QuantizeWrapper)}
+    assert not wrappers["zero_init"].preserve_sparsity
+    x = np.random.default_rng(0).normal(size=(64, 16)).astype("float32")
+    y = np.random.default_rng(1).integers(0, 4, size=64)
+    compile_classifier(qat, 1e-2).fit(x, y, epochs=1, batch_size=16, verbose=0)
+    assert np.count_nonzero(wrappers["zero_init"].layer.kernel.numpy()) > 0
+
+
 def test_preserve_sparsity_must_be_none_or_a_bool():
     with pytest.raises(TypeError, match=r"`preserve_sparsity` must be None .*Received: preserve_sparsity='auto'"):
         tq.quantize_model(testing.functional_dense(), preserve_sparsity="auto")

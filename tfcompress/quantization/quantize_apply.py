@@ -50,10 +50,16 @@ def _is_attention_output(ref, inner):
 
 
 def _is_already_sparse(layer, config):
-    """Whether the weights `config` quantizes are a third or more exact zeros."""
+    """Whether the weights `config` quantizes are a third or more exact zeros.
+
+    Weights that are all zeros are not pruned but zero-initialised (a residual
+    branch or an adapter meant to start at zero): masking them would freeze
+    the layer at zero, so they train.
+    """
     values = [np.asarray(variable) for variable, _ in config.get_weights_and_quantizers(layer)]
     size = sum(value.size for value in values)
-    return size > 0 and sum(int(np.sum(value == 0)) for value in values) >= _SPARSE_FRACTION * size
+    zeros = sum(int(np.sum(value == 0)) for value in values)
+    return 0 < size and _SPARSE_FRACTION * size <= zeros < size
 
 
 def check_preserve_sparsity(preserve_sparsity):
