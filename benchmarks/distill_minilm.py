@@ -74,6 +74,7 @@ at <= 0.3x the teacher's fp32 latency.
 """
 
 import ast
+import functools
 import glob
 import json
 import os
@@ -87,7 +88,7 @@ from absl import logging
 
 from common import format_table
 from distill_common import mean_std, print_machine
-from minilm_common import embedding_agreement, model_path, sentences
+from minilm_common import embedding_agreement, model_path, sentences, tokenize
 
 _STEPS = flags.DEFINE_integer("steps", 2000, "Distillation steps per student.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Sentences per step.")
@@ -164,28 +165,6 @@ def docstring_sentences():
                         if 40 <= len(s) <= 300 and s[0].isupper() and re.search("[a-z]{3}", s)
                     ]
     return list(dict.fromkeys(found))
-
-
-def encoder(keras_hub):
-    import numpy as np
-
-    tokenizer = keras_hub.models.BertTokenizer.from_preset(model_path())
-    packer = keras_hub.layers.MultiSegmentPacker(
-        sequence_length=_SEQ_LEN.value,
-        start_value=tokenizer.cls_token_id,
-        end_value=tokenizer.sep_token_id,
-        pad_value=tokenizer.pad_token_id,
-    )
-
-    def encode(texts):
-        ids = np.asarray(packer(tokenizer(texts))[0], "int32")
-        return {
-            "padding_mask": (ids != tokenizer.pad_token_id).astype("int32"),
-            "segment_ids": np.zeros_like(ids),
-            "token_ids": ids,
-        }
-
-    return encode
 
 
 def pooled_model(keras, backbone, with_sequence=False):
@@ -312,7 +291,7 @@ def main(argv):
 
     print_machine()
     teacher_backbone = keras_hub.models.BertBackbone.from_preset(model_path(), dropout=0.0)
-    encode = encoder(keras_hub)
+    encode = functools.partial(tokenize, sequence_length=_SEQ_LEN.value)
     pool = sentences()
     held_out, train = pool[: _EVAL_SENTENCES.value], pool[_EVAL_SENTENCES.value :]
     ood = out_of_domain_sentences()
