@@ -108,3 +108,15 @@ def test_model_built_around_a_passed_layer_is_refused_then_pruned_inplace():
         prune_low_magnitude(model)
     assert prune_low_magnitude(model, inplace=True) is model
     assert len(pruning_wrappers(model)) == 2
+
+
+def test_functional_model_with_a_python_lambda_copies():
+    """A user's `Lambda(lambda t: ...)` layer: Keras's safe mode guards files, not live models."""
+    inputs = keras.Input((16,))
+    hidden = keras.layers.Dense(32, activation="relu")(inputs)
+    hidden = keras.layers.Lambda(lambda t: t * 2.0)(hidden)
+    model = keras.Model(inputs, keras.layers.Dense(4)(hidden))
+    copy = copy_model(model)
+    assert copy is not model and copy.layers[2] is not model.layers[2]
+    x = np.random.default_rng(0).normal(size=(8, 16)).astype("float32")
+    np.testing.assert_allclose(copy(x), model(x), rtol=1e-6)

@@ -69,8 +69,13 @@ def _failed(model, error):
 
 
 def _rebuild(model, custom_objects):
+    # The config comes from a live model of this process, not from a file, so
+    # the `Lambda` functions it holds are the user's own: safe mode (meant for
+    # untrusted archives) would only refuse them.
     with keras.saving.custom_object_scope(custom_objects):
-        copy = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(model))
+        copy = keras.saving.deserialize_keras_object(
+            keras.saving.serialize_keras_object(model), safe_mode=False
+        )
         if not copy.built:
             build_config = model.get_build_config()
             if build_config:
