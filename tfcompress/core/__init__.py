@@ -1,6 +1,7 @@
 """Machinery shared by every technique: checks, layer walking and replacement."""
 
 from tfcompress.core.copy_model import copy_model
+from tfcompress.core.intercept_calls import intercept_calls
 from tfcompress.core.layer_tree import LayerRef
 from tfcompress.core.layer_tree import find_layer
 from tfcompress.core.layer_tree import walk_layers
@@ -18,6 +19,7 @@ __all__ = [
     "build_shape_of",
     "copy_model",
     "find_layer",
+    "intercept_calls",
     "replace_layer",
     "substitute_variables",
     "transform_layers",

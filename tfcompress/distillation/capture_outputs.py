@@ -2,6 +2,8 @@
 
 import contextlib
 
+from tfcompress.core.intercept_calls import intercept_calls
+
 
 def _first_tensor(output, layer):
     # keras-hub decoders return `(hidden, cache)` when given a cache: the
@@ -47,11 +49,9 @@ def capture_outputs(layers):
     """Records the output of each layer in `layers` while the block runs.
 
     Works for layers at any depth of any model (Sequential, functional,
-    subclassed, keras-hub) because it wraps each layer's `call` for the
-    duration of the block instead of building a second model from
-    `layer.output`: the model runs once, and what it computes is what is
-    recorded (under `tf.function`, the traced tensors). The layers' own
-    `call` is restored on exit, even after an error.
+    subclassed, keras-hub), through `tfcompress.core.intercept_calls`: the
+    model runs once, and what it computes is what is recorded (under
+    `tf.function`, the traced tensors).
 
     Args:
         layers: Keras layers.
@@ -73,26 +73,5 @@ def capture_outputs(layers):
     ```
     """
     captured = Captured(layers)
-    patched = []
-    try:
-        for layer in {id(layer): layer for layer in layers}.values():
-            original = layer.call
-            had_own = "call" in vars(layer)
-
-            def hooked(*args, _layer=layer, _original=original, **kwargs):
-                outputs = _original(*args, **kwargs)
-                captured._record(_layer, outputs)
-                return outputs
-
-            # Setting through `object` keeps Keras's attribute tracking out of it.
-            object.__setattr__(layer, "call", hooked)
-            patched.append((layer, original, had_own))
+    with intercept_calls(layers, lambda layer, _, outputs: captured._record(layer, outputs)):
         yield captured
-    finally:
-        for layer, original, had_own in reversed(patched):
-            if had_own:
-                object.__setattr__(layer, "call", original)
-            else:
-                object.__delattr__(layer, "call")
-
-
