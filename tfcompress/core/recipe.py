@@ -19,6 +19,7 @@ import copy
 
 import keras
 
+from tfcompress.core import _keras_internals as internals
 from tfcompress.core.layer_tree import walk_layers
 from tfcompress.core.replacements import apply_replacements, locate, replacement_recipe
 from tfcompress.core.swap import swap_layer
@@ -206,7 +207,7 @@ class CompressedModel:
         # generated class cannot be pickled by name, its base can, and the
         # loader rebuilds the generated class from the saved config anyway.
         _, args = super().__reduce__()
-        return plain_class(self)._unpickle_model, args
+        return internals.unpickler(plain_class(self)), args
 
     @classmethod
     def from_config(cls, config, custom_objects=None):

@@ -1,28 +1,10 @@
 """Swap one layer for another wherever its parent refers to it (no recording)."""
 
-import contextlib
 import inspect
 
 import keras
-from keras.src.ops.symbolic_arguments import SymbolicArguments
 
-from tfcompress.core.layer_tree import _SKIP_ATTRIBUTES
-
-
-def _set_items(container, items):
-    """Sets a list's contents in place.
-
-    TensorFlow's `ListWrapper` (what Keras layers' list attributes become on
-    the TF backend) refuses to be saved once an element was replaced through
-    its own methods; editing its storage and acknowledging the new snapshot
-    keeps it exportable.
-    """
-    storage = getattr(container, "_storage", None)
-    if isinstance(storage, list) and hasattr(container, "_update_snapshot"):
-        storage[:] = items
-        container._update_snapshot()
-    else:
-        container[:] = items
+from tfcompress.core import _keras_internals as internals
 
 
 def _swap_in_container(container, old, new):
@@ -36,14 +18,14 @@ def _swap_in_container(container, old, new):
     elif isinstance(container, list):
         found = any(value is old for value in container)
         if found:
-            _set_items(container, [new if v is old else v for v in container])
+            internals.set_list_items(container, [new if v is old else v for v in container])
     return found
 
 
 def _swap_attributes(parent, old, new):
     found = False
     for name, value in list(vars(parent).items()):
-        if name in _SKIP_ATTRIBUTES or name.startswith("__"):
+        if name in internals.BOOKKEEPING_ATTRIBUTES or name.startswith("__"):
             continue
         if value is old:
             setattr(parent, name, new)
@@ -74,44 +56,43 @@ def _fit_arguments(node, new):
     if accepted is None or all(k in accepted for k in kwargs):
         return
     kept = {k: v for k, v in kwargs.items() if k in accepted or v is not None}
-    node.arguments = SymbolicArguments(*node.arguments.args, **kept)
+    node.arguments = internals.symbolic_arguments(*node.arguments.args, **kept)
 
 
 def _swap_in_graph(model, old, new):
     """Points the nodes of a functional graph at `new` instead of `old`."""
     index_map = {}
-    for index, node in enumerate(list(old._inbound_nodes)):
-        index_map[index] = len(new._inbound_nodes)
+    old_nodes, new_nodes = internals.inbound_nodes(old), internals.inbound_nodes(new)
+    for index, node in enumerate(list(old_nodes)):
+        index_map[index] = len(new_nodes)
         node.operation = new
         _fit_arguments(node, new)
-        new._inbound_nodes.append(node)
+        new_nodes.append(node)
         for tensor in node.outputs:
-            history = getattr(tensor, "_keras_history", None)
+            history = internals.keras_history(tensor)
             if history is not None and history.operation is old:
-                tensor._keras_history = history._replace(
-                    operation=new, node_index=index_map[index]
-                )
-    new._outbound_nodes.extend(old._outbound_nodes)
+                internals.set_keras_history(tensor, new, index_map[index])
+    internals.outbound_nodes(new).extend(internals.outbound_nodes(old))
     # `old` now lives inside `new` (or is gone); its graph role moved over.
-    del old._inbound_nodes[:]
-    del old._outbound_nodes[:]
-    old_prefix = f"{id(old)}_ib-"
+    del old_nodes[:]
+    del internals.outbound_nodes(old)[:]
     remapped = set()
-    for key in model._nodes:
-        if key.startswith(old_prefix):
-            key = f"{id(new)}_ib-{index_map[int(key[len(old_prefix):])]}"
+    for key in internals.node_keys(model):
+        operation_id, index = internals.parse_node_key(key)
+        if operation_id == id(old):
+            key = internals.node_key(new, index_map[index])
         remapped.add(key)
-    model._nodes = remapped
-    _swap_in_container(model._operations, old, new)
-    for operations in model._operations_by_depth.values():
+    internals.set_node_keys(model, remapped)
+    _swap_in_container(internals.graph_operations(model), old, new)
+    for operations in internals.operations_by_depth(model).values():
         _swap_in_container(operations, old, new)
     _dedupe_tracked(model, old, new)
 
 
 def _dedupe_tracked(layer, old, new):
     """Keeps `new` once and `old` never in the layer's tracked sublayers."""
-    layers = getattr(layer, "_layers", None)
-    if not isinstance(layers, list):
+    layers = internals.tracked_layers(layer)
+    if layers is None:
         return False
     found = any(item is old for item in layers)
     kept, seen = [], set()
@@ -120,22 +101,8 @@ def _dedupe_tracked(layer, old, new):
         if id(item) not in seen:
             seen.add(id(item))
             kept.append(item)
-    _set_items(layers, kept)
+    internals.set_list_items(layers, kept)
     return found
-
-
-@contextlib.contextmanager
-def unlocked(layer):
-    """Lets a built layer take new sublayers (Keras locks its tracker at build)."""
-    tracker = getattr(layer, "_tracker", None)
-    was_locked = bool(tracker and tracker.locked)
-    if tracker is not None:
-        tracker.unlock()
-    try:
-        yield layer
-    finally:
-        if was_locked:
-            tracker.lock()
 
 
 def swap_layer(parent, old, new):
@@ -156,14 +123,15 @@ def swap_layer(parent, old, new):
     Raises:
         ValueError: when `old` is not a direct sublayer of `parent`.
     """
-    with unlocked(parent):
+    with internals.unlocked(parent):
         found = False
         if isinstance(parent, keras.Sequential):
-            found = _swap_in_container(parent._layers, old, new)
-            if found and parent._functional is not None:
-                _swap_in_graph(parent._functional, old, new)
-        elif isinstance(parent, keras.Model) and hasattr(parent, "_operations"):
-            if any(op is old for op in parent._operations):
+            found = _swap_in_container(internals.tracked_layers(parent), old, new)
+            graph = internals.sequential_graph(parent)
+            if found and graph is not None:
+                _swap_in_graph(graph, old, new)
+        elif internals.has_graph(parent):
+            if any(op is old for op in internals.graph_operations(parent)):
                 _swap_in_graph(parent, old, new)
                 found = True
         found = _swap_attributes(parent, old, new) or found

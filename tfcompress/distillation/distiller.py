@@ -7,6 +7,7 @@ import keras
 from keras import ops
 from keras import tree
 
+from tfcompress.core import _keras_internals as internals
 from tfcompress.core.checks import check_fraction, ensure_keras3_model
 from tfcompress.core.layer_tree import find_layer
 from tfcompress.distillation import _teacher_cache
@@ -216,7 +217,7 @@ class Distiller(keras.Model):
     def _check_outputs(self, mode):
         outputs = []
         for role, model in (("teacher", self.teacher), ("student", self.student)):
-            if getattr(model, "_outputs_struct", None) is None:
+            if internals.outputs_struct(model) is None:
                 return
             outputs.append(single_output(model.outputs, role))
         if not callable(mode):
