@@ -30,8 +30,10 @@ def record_replacement(old, new):
     """
     if isinstance(new, CompressionWrapper):
         return False
-    if isinstance(old, CompressionWrapper) and new is old.layer:
-        return False
+    while isinstance(old, CompressionWrapper):
+        if new is old.layer:
+            return False
+        old = old.layer
     _REPLACED[new] = _REPLACED.get(old, type(old).__name__)
     return True
 

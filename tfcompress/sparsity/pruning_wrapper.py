@@ -220,8 +220,8 @@ class PruneLowMagnitude(CompressionWrapper):
         Called eagerly, before each training batch, by `UpdatePruningStep`:
         outside the traced train step, so it works whether or not the model
         passes `training` down to this layer. `pruning_step` is written only
-        when the masks change (an eager assign costs ~0.6 ms, too much for
-        every batch); the callback also records it at epoch and training end.
+        when the masks change (an eager assign per batch is too costly; see
+        docs/DESIGN.md); the callback also records it at epoch and training end.
 
         Args:
             step: the training step, a Python int.
@@ -255,7 +255,7 @@ class PruneLowMagnitude(CompressionWrapper):
     def substitutions(self, training):
         return [(weight, weight * mask) for weight, mask in self.pruning_vars]
 
-    def stripped_layer(self):
+    def strip(self):
         """The wrapped layer with masks baked into its weights.
 
         Also gives the weights back their own constraints.
@@ -264,6 +264,10 @@ class PruneLowMagnitude(CompressionWrapper):
             weight.assign(weight * mask)
             weight.constraint = constraint
         return self.layer
+
+    def stripped_layer(self):
+        """`strip()`, by the name `strip_pruning` has always used."""
+        return self.strip()
 
     def get_config(self):
         config = super().get_config()
