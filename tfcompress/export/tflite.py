@@ -181,8 +181,8 @@ def to_tflite(
 
     `batch_size=1` fixes the batch dimension: every shape becomes static, so
     XNNPack takes graphs it otherwise splits around shape computations (the
-    float projections of a keras-hub encoder: all-MiniLM-L6-v2 dynamic range
-    went from 26 delegate partitions to 1 and 4.95 to 4.19 ms). The model then
+    float projections of a keras-hub encoder; docs/DESIGN.md has the
+    measurement). The model then
     only accepts batches of that size. `sequence_length=128` does the same for
     the token axis a keras-hub backbone leaves unknown (every input's second
     dimension, where unknown); with both, every shape is static.

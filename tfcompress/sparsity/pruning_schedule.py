@@ -85,8 +85,8 @@ class PruningSchedule:
         """`should_prune(step)` for a Python int step, as a Python bool.
 
         Asked before every training batch by `UpdatePruningStep`: the same
-        rule as `should_prune`, without a tensor round trip (several
-        milliseconds per batch across a model's wrappers). Schedules that
+        rule as `should_prune`, without a tensor round trip (too costly
+        before every batch; docs/DESIGN.md). Schedules that
         override `should_prune` are asked through it.
         """
         if type(self).should_prune is not PruningSchedule.should_prune:
