@@ -80,6 +80,8 @@ seed 0; 2 cores shared with other jobs at load 15-30, 3117 s):
 out-of-domain cosine up (0.845 -> 0.888), held-out cosine, minimum and
 agreement down. The three changes were not separated, so which one costs
 the held-out cosine is not known; `--relation_weight` stays 0 by default.
+That run was stopped during QAT (for the session's deadline): no LiteRT
+rows for it.
 
 Targets (issue 13): held-out cosine mean >= 0.97, min >= 0.85, agreement
 >= 90%, out-of-domain mean >= 0.93, latency <= 0.55x the teacher's; ours
