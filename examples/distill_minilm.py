@@ -30,6 +30,11 @@ _LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-4, "Adam learning rate."
 _HIDDEN_WEIGHT = flags.DEFINE_float(
     "hidden_weight", 0.1, "Weight of each hidden-state MSE (the pooled cosine has weight 1)."
 )
+_RELATION_WEIGHT = flags.DEFINE_float(
+    "relation_weight", 0.0,
+    "Weight of MiniLMv2's query/key/value attention-relation KL per block pair (0: off).",
+    lower_bound=0.0,
+)
 _EVAL_SENTENCES = flags.DEFINE_integer("eval_sentences", 256, "Held-out sentences.", lower_bound=2)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the batch order.")
 _OUTPUT_DIR = flags.DEFINE_string(
@@ -125,6 +130,8 @@ def main(argv):
          f"bert_backbone/transformer_layer_{j}", "mse", _HIDDEN_WEIGHT.value)
         for j in range(count)
     ]
+    if _RELATION_WEIGHT.value:
+        pairs += [(t, s, "attention_relation", _RELATION_WEIGHT.value) for t, s, _, _ in pairs]
     distiller = Distiller(student, teacher)
     distiller.compile(
         optimizer=keras.optimizers.Adam(_LEARNING_RATE.value),

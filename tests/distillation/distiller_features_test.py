@@ -1,4 +1,7 @@
-"""Feature (hidden-state) losses: nested keras-hub paths, subclassed models, projections."""
+"""Feature (hidden-state) losses: nested keras-hub paths, subclassed models, projections,
+attention relations and custom callables."""
+
+import functools
 
 import keras
 import numpy as np
@@ -8,9 +11,12 @@ import tensorflow as tf
 import testing
 from distillation.distiller_lm_test import SEQ
 from distillation.distiller_lm_test import gpt2
+from distillation.reference import numpy_relation
 from tfcompress.core import find_layer
+from tfcompress.core import walk_layers
 from tfcompress.distillation import Distiller
 from tfcompress.distillation import capture_outputs
+from tfcompress.distillation import relation_loss
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +129,8 @@ def test_layer_errors(teacher):
         distiller.compile(feature_losses=[(keras.layers.Dense(2, name="stray"), "transformer_layer_0")])
     with pytest.raises(ValueError, match=r"feature_losses\[0\] loss.*must be one of"):
         distiller.compile(feature_losses=[("transformer_layer_0", "transformer_layer_0", "l1")])
+    with pytest.raises(ValueError, match=r"'attention_relation' needs a `MultiHeadAttention`.*holds 0"):
+        distiller.compile(feature_losses=[("token_embedding", "transformer_layer_0", "attention_relation")])
     with pytest.raises(ValueError, match=r"feature_losses\[0\] weight must be a number >= 0"):
         distiller.compile(feature_losses=[("transformer_layer_0", "transformer_layer_0", "mse", -1)])
     with pytest.raises(TypeError, match="`feature_losses` must be a list"):
@@ -157,3 +165,86 @@ def test_recompiling_with_other_pairs_freezes_the_old_projection(teacher):
     old, new = distiller._projections.layers_by_key.values()
     assert not old.trainable and new.trainable
     assert not any(w is v for w in old.weights for v in distiller.trainable_weights)
+
+
+def _bert(num_layers, hidden_dim, seed):
+    import keras_hub
+
+    keras.utils.set_random_seed(seed)
+    return keras_hub.models.BertBackbone(
+        vocabulary_size=testing.VOCAB, num_layers=num_layers, num_heads=2,
+        hidden_dim=hidden_dim, intermediate_dim=2 * hidden_dim,
+        max_sequence_length=testing.SEQ, dropout=0.0,
+    )
+
+
+def _attention(model, block):
+    (layer,) = [
+        ref.layer for ref in walk_layers(find_layer(model, block).layer)
+        if isinstance(ref.layer, keras.layers.MultiHeadAttention)
+    ]
+    return layer
+
+
+def test_attention_relation_on_keras_hub_bert_matches_numpy_and_trains():
+    teacher, student = _bert(2, 8, seed=0), _bert(1, 4, seed=1)
+    x = testing.token_inputs(batch=8)
+    x["padding_mask"][0, 5:] = 0
+    x["padding_mask"][1, 2:] = 0
+    distiller = Distiller(student, teacher)
+    distiller.compile(
+        optimizer=keras.optimizers.Adam(0.01),
+        feature_losses=[("transformer_layer_1", "transformer_layer_0", "attention_relation", 0.5)],
+        distill_outputs=False,
+    )
+    result = distiller.evaluate(x, batch_size=8, verbose=0, return_dict=True)
+    names = ("_query_dense", "_key_dense", "_value_dense")
+    t_layers = [getattr(_attention(teacher, "transformer_layer_1"), n) for n in names]
+    s_layers = [getattr(_attention(student, "transformer_layer_0"), n) for n in names]
+    with capture_outputs(t_layers) as t_out:
+        teacher(x, training=False)
+    with capture_outputs(s_layers) as s_out:
+        student(x, training=False)
+    expected = [
+        numpy_relation(keras.ops.convert_to_numpy(t_out[t]), keras.ops.convert_to_numpy(s_out[s]), x["padding_mask"])
+        for t, s in zip(t_layers, s_layers)
+    ]
+    for i, value in enumerate(expected):
+        assert result[f"feature_loss_{i}"] == pytest.approx(value, abs=1e-6)
+    assert result["loss"] == pytest.approx(0.5 * sum(expected), abs=1e-5)
+    history = distiller.fit(x, epochs=8, batch_size=8, verbose=0).history
+    assert history["loss"][-1] < 0.8 * history["loss"][0]
+    assert not distiller._projections.layers_by_key  # widths 8 and 4 need none
+
+
+def test_custom_callable_feature_loss_gets_raw_activations_and_the_mask(teacher):
+    student = gpt2(num_layers=1, hidden_dim=8, seed=5)
+    seen = []
+
+    def pooled_l2(t, s, mask):
+        seen.append(mask)
+        weights = keras.ops.cast(mask, "float32")[..., None]
+        pool = lambda h: keras.ops.sum(h * weights, 1) / keras.ops.sum(weights, 1)  # noqa: E731
+        return keras.ops.mean(keras.ops.square(keras.ops.norm(pool(t), axis=-1) - keras.ops.norm(pool(s), axis=-1)))
+
+    distiller = Distiller(student, teacher)
+    distiller.compile(
+        feature_losses=[
+            ("transformer_layer_1", "transformer_layer_0", pooled_l2, 2.0),
+            ("transformer_layer_1", "transformer_layer_0", functools.partial(relation_loss, num_heads=2)),
+        ],
+        run_eagerly=True,  # to look at the mask the callable was given
+    )
+    batch = _batch()
+    result = distiller.evaluate(batch, batch_size=4, verbose=0, return_dict=True)
+    t = _activation(teacher, f"{teacher.backbone.name}/transformer_layer_1", batch)
+    s = _activation(student, f"{student.backbone.name}/transformer_layer_0", batch)
+    w = batch["padding_mask"][..., None]
+    pool_t, pool_s = (t * w).sum(1) / w.sum(1), (s * w).sum(1) / w.sum(1)
+    expected = ((np.linalg.norm(pool_t, axis=-1) - np.linalg.norm(pool_s, axis=-1)) ** 2).mean()
+    assert result["feature_loss_0"] == pytest.approx(expected, rel=1e-5)
+    assert result["feature_loss_1"] == pytest.approx(
+        numpy_relation(t, s, batch["padding_mask"], num_heads=2), abs=1e-6
+    )
+    assert not distiller._projections.layers_by_key  # widths 16 and 8 reach the callables
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(seen[-1]), batch["padding_mask"])

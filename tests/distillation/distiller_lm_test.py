@@ -108,3 +108,69 @@ def test_vocabulary_mismatch_is_a_clear_error(teacher):
     distiller = Distiller(gpt2(vocabulary_size=31, num_layers=1, hidden_dim=8), teacher)
     with pytest.raises(ValueError, match="teacher has 29, student has 31.*vocabulary_size=29"):
         distiller.compile()
+
+
+def _labelled_batch(seed=4):
+    batch = _padded_batch(seed)
+    labels = np.roll(batch["token_ids"], -1, axis=1)
+    return batch, labels
+
+
+def test_without_the_output_term_the_hard_loss_is_not_scaled_by_alpha(teacher):
+    student = gpt2(num_layers=1, hidden_dim=16, seed=6)
+    distiller = Distiller(student, teacher)
+    distiller.compile(
+        student_loss_fn=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        alpha=0.1,
+        feature_losses=[("transformer_layer_1", "transformer_layer_0", "mse", 2.0)],
+        distill_outputs=False,
+    )
+    x, y = _labelled_batch()
+    result = distiller.evaluate(x, y, batch_size=2, verbose=0, return_dict=True)
+    hard = numpy_ce(logits(student, x), y, x["padding_mask"])
+    assert result["student_loss"] == pytest.approx(hard, abs=1e-6)
+    # As with no hard loss and the KL alone: the one output term has weight 1.
+    assert result["loss"] == pytest.approx(hard + 2.0 * result["feature_loss"], abs=1e-5)
+
+
+def _mixed_precision_result(policy, teacher_weights, student_weights, x, y):
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        teacher, student = gpt2(num_layers=2, hidden_dim=16), gpt2(num_layers=1, hidden_dim=8)
+        teacher.set_weights(teacher_weights)
+        student.set_weights(student_weights)
+        distiller = Distiller(student, teacher)
+        distiller.compile(
+            optimizer=keras.optimizers.Adam(1e-3),
+            student_loss_fn=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            alpha=0.3,
+            temperature=2.0,
+            feature_losses=[
+                ("transformer_layer_1", "transformer_layer_0", "cosine"),
+                ("transformer_layer_1", "transformer_layer_0", "attention_relation"),
+            ],
+        )
+        result = distiller.evaluate(x, y, batch_size=2, verbose=0, return_dict=True)
+        loss = distiller.compute_loss(x, y, distiller(x), training=False)
+        history = distiller.fit(x, y, epochs=2, batch_size=2, verbose=0).history
+        compute_dtype = student.backbone.transformer_layers[0].compute_dtype
+        return result, loss, history, compute_dtype
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+def test_mixed_precision_losses_are_float32_and_match_the_float32_run(teacher, policy):
+    x, y = _labelled_batch(5)
+    weights = teacher.get_weights(), gpt2(num_layers=1, hidden_dim=8, seed=7).get_weights()
+    reference, ref_loss, _, ref_dtype = _mixed_precision_result("float32", *weights, x, y)
+    mixed, loss, history, dtype = _mixed_precision_result(policy, *weights, x, y)
+    assert (ref_dtype, dtype) == ("float32", policy.removeprefix("mixed_"))
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert ref_loss.dtype == loss.dtype == "float32"
+    assert set(mixed) == set(reference) and len(mixed) == 7
+    for name, value in reference.items():
+        assert np.isfinite(mixed[name]), name
+        assert mixed[name] == pytest.approx(value, rel=1e-2, abs=1e-6), name
+    assert all(np.isfinite(history["loss"]))

@@ -120,3 +120,26 @@ def test_keras_hub_language_model_distiller_round_trip(tmp_path):
     for name in ("loss", "distillation_loss", "feature_loss"):
         assert result[name] == pytest.approx(expected[name], abs=1e-5), name
     assert int(restored.optimizer.iterations.numpy()) == 2
+
+
+@keras.saving.register_keras_serializable(package="tfcompress_tests")
+def mean_gap(teacher_features, student_features, mask):
+    """A user's own feature loss: the gap between mean activations."""
+    return keras.ops.square(keras.ops.mean(teacher_features) - keras.ops.mean(student_features))
+
+
+def test_a_registered_callable_feature_loss_saves_and_reloads(data, teacher, tmp_path):
+    distiller = Distiller(_mlp(16, "student", seed=8), teacher)
+    distiller.compile(feature_losses=[("hidden", "hidden", mean_gap, 3.0)])
+    before = distiller.evaluate(*data, batch_size=256, verbose=0, return_dict=True)
+    t = keras.ops.convert_to_numpy(keras.Model(teacher.inputs, teacher.get_layer("hidden").output)(data[0]))
+    s = keras.ops.convert_to_numpy(
+        keras.Model(distiller.student.inputs, distiller.student.get_layer("hidden").output)(data[0])
+    )
+    assert before["feature_loss"] == pytest.approx((t.mean() - s.mean()) ** 2, rel=1e-4)
+    assert not distiller._projections.layers_by_key  # widths 64 and 16 go to the callable
+    distiller.save(tmp_path / "callable.keras")
+    loaded = keras.saving.load_model(tmp_path / "callable.keras")
+    assert loaded._pairs[0].loss is mean_gap and loaded._pairs[0].weight == 3.0
+    after = loaded.evaluate(*data, batch_size=256, verbose=0, return_dict=True)
+    assert after["feature_loss"] == pytest.approx(before["feature_loss"], abs=1e-7)

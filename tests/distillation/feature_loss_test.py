@@ -1,8 +1,9 @@
-"""feature_loss: MSE and cosine distance per position, masked."""
+"""feature_loss: MSE and cosine distance per position, masked; relations; callables."""
 
 import numpy as np
 import pytest
 
+from distillation.reference import numpy_relation
 from tfcompress.distillation import feature_loss
 
 
@@ -43,8 +44,36 @@ def test_token_mask_against_pooled_features_counts_rows():
     )
 
 
+def test_relation_compares_different_widths():
+    teacher, _, mask = _data(3)
+    student = np.random.default_rng(4).normal(size=(2, 5, 6)).astype("float32")
+    expected = numpy_relation(teacher, student, mask)
+    assert float(feature_loss(teacher, student, "relation", mask)) == pytest.approx(expected, abs=1e-6)
+
+
+def test_a_callable_gets_the_activations_and_the_mask():
+    teacher, student, mask = _data(5)
+    seen = []
+
+    def l1(t, s, m):
+        seen.append(m)
+        per = np.abs(np.asarray(t) - np.asarray(s)).sum(-1)
+        return (per * m).sum() / m.sum()
+
+    expected = (np.abs(teacher - student).sum(-1) * mask).sum() / mask.sum()
+    value = feature_loss(teacher, student, l1, mask)
+    assert value.dtype == "float32"
+    assert float(value) == pytest.approx(expected, abs=1e-5)
+    assert seen[0] is mask
+
+
 def test_errors():
-    with pytest.raises(ValueError, match=r"`loss` must be one of \['mse', 'cosine'\]"):
+    with pytest.raises(ValueError, match=r"`loss` must be one of \['mse', 'cosine', 'relation'\] or a callable"):
         feature_loss(np.zeros((2, 3)), np.zeros((2, 3)), "l1")
+    def per_row(t, s, m):
+        return t.sum(-1)
+
+    with pytest.raises(ValueError, match=r"'per_row' returned shape \(2,\); it must return a scalar"):
+        feature_loss(np.zeros((2, 3)), np.zeros((2, 3)), per_row)
     with pytest.raises(ValueError, match="same shape.*teacher \\(2, 3\\) and student \\(2, 4\\)"):
         feature_loss(np.zeros((2, 3)), np.zeros((2, 4)))

@@ -3,6 +3,7 @@
 `Distiller` trains a student to match a frozen teacher (logits, tokens of a
 language model, hidden states); `kd_loss` and `feature_loss` are the values
 it uses; `capture_outputs` records layer activations of any model;
+`relation_loss` is MiniLMv2's attention-relation loss;
 `make_student` cuts a smaller student out of a keras-hub teacher.
 """
 
@@ -11,6 +12,7 @@ from tfcompress.distillation.distiller import Distiller
 from tfcompress.distillation.feature_loss import feature_loss
 from tfcompress.distillation.kd_loss import kd_loss
 from tfcompress.distillation.make_student import make_student
+from tfcompress.distillation.relation_loss import relation_loss
 
 __all__ = [
     "Distiller",
@@ -18,4 +20,5 @@ __all__ = [
     "feature_loss",
     "kd_loss",
     "make_student",
+    "relation_loss",
 ]

@@ -5,8 +5,14 @@ import dataclasses
 import keras
 
 from tfcompress.core.checks import check_number
+from tfcompress.core.layer_tree import find_layer
 from tfcompress.core.layer_tree import walk_layers
+from tfcompress.distillation.feature_loss import DISTANCES
 from tfcompress.distillation.feature_loss import check_feature_loss
+
+# Expands into the query, key and value relation pairs of two attention layers.
+ATTENTION_RELATION = "attention_relation"
+_PROJECTIONS = ("_query_dense", "_key_dense", "_value_dense")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -15,12 +21,23 @@ class FeaturePair:
 
     teacher_path: str
     student_path: str
-    loss: str = "mse"
+    loss: object = "mse"
     weight: float = 1.0
 
     @property
     def key(self):
-        return f"{self.teacher_path} -> {self.student_path}"
+        # Pairs of the same layers share a projection, unless their loss
+        # takes the widths as they are.
+        key = f"{self.teacher_path} -> {self.student_path}"
+        if self.projects:
+            return key
+        name = self.loss if isinstance(self.loss, str) else getattr(self.loss, "__name__", repr(self.loss))
+        return f"{key} ({name})"
+
+    @property
+    def projects(self):
+        """Whether a width mismatch gets a learned projection."""
+        return isinstance(self.loss, str) and self.loss in DISTANCES
 
     def to_config(self):
         return [self.teacher_path, self.student_path, self.loss, self.weight]
@@ -85,11 +102,47 @@ def _path_of(model, layer, role, index):
     )
 
 
+def _attention_of(model, path, role, index):
+    """The one `MultiHeadAttention` at or inside the layer at `path`."""
+    layer = find_layer(model, path).layer
+    if isinstance(layer, keras.layers.MultiHeadAttention):
+        return layer
+    found = [ref.layer for ref in walk_layers(layer)
+             if isinstance(ref.layer, keras.layers.MultiHeadAttention)]
+    if len(found) != 1:
+        raise ValueError(
+            f"feature_losses[{index}]: loss 'attention_relation' needs a "
+            "`MultiHeadAttention` layer or a block holding exactly one; the "
+            f"{role}'s {path!r} holds {len(found)}. Name the attention layer "
+            "(e.g. 'transformer_layer_1/self_attention'), or pair its query, "
+            "key and value layers with loss 'relation'."
+        )
+    return found[0]
+
+
+def _attention_pairs(teacher, student, teacher_path, student_path, weight, index):
+    """MiniLMv2's query-query, key-key and value-value relation pairs."""
+    layers = [
+        _attention_of(model, path, role, index)
+        for model, path, role in ((teacher, teacher_path, "teacher"), (student, student_path, "student"))
+    ]
+    return [
+        FeaturePair(
+            _path_of(teacher, getattr(layers[0], name), "teacher", index),
+            _path_of(student, getattr(layers[1], name), "student", index),
+            "relation",
+            weight,
+        )
+        for name in _PROJECTIONS
+    ]
+
+
 def resolve_pairs(feature_losses, teacher, student):
     """`FeaturePair`s for a `feature_losses` list, validated against the models.
 
     Each entry is `(teacher_layer, student_layer)`, optionally followed by a
-    loss ("mse" or "cosine") and a weight.
+    loss ("mse", "cosine", "relation", "attention_relation" or a callable)
+    and a weight. "attention_relation" becomes three "relation" pairs.
     """
     if feature_losses is None:
         return []
@@ -107,20 +160,20 @@ def resolve_pairs(feature_losses, teacher, student):
                 f"[, loss[, weight]]). Received: {entry!r}."
             )
         teacher_layer, student_layer, *rest = entry
-        loss = check_feature_loss(rest[0] if rest else "mse", f"feature_losses[{index}] loss")
+        loss = check_feature_loss(
+            rest[0] if rest else "mse", f"feature_losses[{index}] loss", (ATTENTION_RELATION,)
+        )
         weight = rest[1] if len(rest) > 1 else 1.0
         weight = check_number(
             weight, "weight", 0, expected="a number >= 0", label=f"feature_losses[{index}] weight"
         )
-        pairs.append(
-            FeaturePair(
-                _path_of(teacher, teacher_layer, "teacher", index),
-                _path_of(student, student_layer, "student", index),
-                loss,
-                float(weight),
-            )
-        )
-    keys = [pair.key for pair in pairs]
+        teacher_path = _path_of(teacher, teacher_layer, "teacher", index)
+        student_path = _path_of(student, student_layer, "student", index)
+        if loss == ATTENTION_RELATION:
+            pairs += _attention_pairs(teacher, student, teacher_path, student_path, float(weight), index)
+        else:
+            pairs.append(FeaturePair(teacher_path, student_path, loss, float(weight)))
+    keys = [(pair.key, pair.loss) for pair in pairs]
     if len(set(keys)) != len(keys):
-        raise ValueError(f"feature_losses pairs the same layers twice: {keys}.")
+        raise ValueError(f"feature_losses pairs the same layers twice with the same loss: {[key for key, _ in keys]}.")
     return pairs

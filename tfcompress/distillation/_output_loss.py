@@ -5,7 +5,7 @@ from keras import ops
 from keras import tree
 
 from tfcompress.distillation._masking import masked_mean
-from tfcompress.distillation.feature_loss import FEATURE_LOSSES
+from tfcompress.distillation.feature_loss import DISTANCES
 from tfcompress.distillation.feature_loss import feature_loss
 from tfcompress.distillation.kd_loss import kd_loss
 
@@ -29,7 +29,7 @@ def resolve_distillation_loss(fn):
         return "kl"
     if isinstance(fn, keras.losses.KLDivergence) or fn is keras.losses.kl_divergence:
         return "kl"
-    if isinstance(fn, str) and fn in FEATURE_LOSSES:
+    if isinstance(fn, str) and fn in DISTANCES:
         return fn
     if callable(fn):
         return fn
@@ -51,7 +51,7 @@ def output_loss(mode, teacher, student, mask, temperature, reverse=False, teache
     """The output term for `mode` (from `resolve_distillation_loss`)."""
     if mode == "kl":
         return kd_loss(teacher, student, temperature, mask, reverse, teacher_indices)
-    if mode in FEATURE_LOSSES:
+    if isinstance(mode, str) and mode in DISTANCES:
         return feature_loss(teacher, student, mode, mask)
     # The keras-io example's contract: the callable compares softened
     # probabilities, and T² keeps the gradient scale.

@@ -15,6 +15,27 @@ def is_cached(x):
     return isinstance(x, dict) and LOGITS in x
 
 
+def check_use(pairs, output_mode, distillation_loss_fn, teacher_indices):
+    """Raises unless cached teacher outputs serve the compiled losses."""
+    if pairs:
+        raise ValueError(
+            "Batches from `cache_teacher` hold the teacher's outputs only, "
+            "but `feature_losses` need its hidden states. Compile without "
+            "`feature_losses`, or fit on the original dataset."
+        )
+    if output_mode is None:
+        raise ValueError(
+            "Batches from `cache_teacher` only serve the output term, which "
+            "`distill_outputs=False` turned off."
+        )
+    if teacher_indices is not None and output_mode != "kl":
+        raise ValueError(
+            "Top-k cached teacher outputs work with the KL loss only "
+            f"(distillation_loss_fn={distillation_loss_fn!r}). "
+            "Cache full logits (top_k=None)."
+        )
+
+
 def split(x):
     """(model inputs, teacher logits or top-k values, top-k indices or None)."""
     return x[INPUTS], x[LOGITS], x.get(INDICES)

@@ -8,9 +8,12 @@ from keras import ops
 from keras import tree
 
 from tfcompress.core import _keras_internals as internals
-from tfcompress.core.checks import check_fraction, ensure_keras3_model
 from tfcompress.core.layer_tree import find_layer
 from tfcompress.distillation import _teacher_cache
+from tfcompress.distillation._checks import check_compile_args
+from tfcompress.distillation._checks import check_models
+from tfcompress.distillation._checks import check_something_trains
+from tfcompress.distillation._checks import mask_from
 from tfcompress.distillation._feature_pairs import resolve_pairs
 from tfcompress.distillation._masking import masked_mean
 from tfcompress.distillation._output_loss import output_loss
@@ -30,16 +33,6 @@ def _without_compile(config):
     return config
 
 
-def _mask_from(x, sample_weight):
-    # keras-hub preprocessors yield (x, y, sample_weight) where sample_weight
-    # is the padding mask shifted to the labels; it wins over x's own mask.
-    if sample_weight is not None:
-        return sample_weight
-    if isinstance(x, dict) and "padding_mask" in x:
-        return x["padding_mask"]
-    return None
-
-
 @keras.saving.register_keras_serializable(package="tfcompress")
 class Distiller(keras.Model):
     """Trains `student` to match a frozen `teacher` with `fit`.
@@ -49,10 +42,14 @@ class Distiller(keras.Model):
         alpha · hard + (1 − alpha) · T² · KL(softmax(t/T) ‖ softmax(s/T))
         + Σ weight_i · feature_loss_i
 
-    where `hard = student_loss_fn(y, student(x))`. Without a hard loss (no
-    `student_loss_fn`, or batches without `y`: pure distillation, the usual
-    case for language models) alpha does not apply and the loss is the KL
-    term plus the feature losses. Every term is averaged over real positions:
+    where `hard = student_loss_fn(y, student(x))`. alpha splits the output
+    loss between the labels and the teacher, as in the keras-io example; it
+    does not weigh the feature losses, which have their own weights. With
+    one of the two output terms missing alpha does not apply: without a hard
+    loss (no `student_loss_fn`, or batches without `y`: pure distillation,
+    the usual case for language models) the loss is the KL term plus the
+    feature losses, and with `distill_outputs=False` it is the hard loss
+    (at weight 1) plus the feature losses. Every term is averaged over real positions:
     the mask is `sample_weight` (the third element a keras-hub preprocessor
     yields), else `x["padding_mask"]`.
 
@@ -92,27 +89,7 @@ class Distiller(keras.Model):
     """
 
     def __init__(self, student, teacher, **kwargs):
-        ensure_keras3_model(student, "student")
-        ensure_keras3_model(teacher, "teacher")
-        if student is teacher:
-            raise ValueError(
-                "`student` and `teacher` are the same model object. The teacher "
-                "is frozen, so nothing would train: build a separate student "
-                "(e.g. tfcompress.distillation.make_student(teacher, ...))."
-            )
-        if not teacher.built:
-            raise ValueError(
-                f"`teacher` ({teacher.name!r}) is not built, so it has no trained "
-                "weights. Pass the trained teacher model."
-            )
-        shared = {id(w) for w in teacher.weights} & {id(w) for w in student.weights}
-        if shared:
-            raise ValueError(
-                f"`student` shares {len(shared)} weights with `teacher` (layers "
-                "taken from the teacher). Freezing the teacher would freeze them "
-                "in the student too: copy the layers (e.g. clone the model and "
-                "set_weights) instead of reusing them."
-            )
+        check_models(student, teacher)
         super().__init__(**kwargs)
         teacher.trainable = False
         self.student = student
@@ -156,16 +133,27 @@ class Distiller(keras.Model):
                 as in the keras-io example, on
                 `(softmax(t/T), softmax(s/T))`, and scaled by T².
             alpha: weight of the hard loss in [0, 1]; the KL term gets
-                1 − alpha. Ignored without a hard loss.
+                1 − alpha. Ignored unless both terms are present (no hard
+                loss, or `distill_outputs=False`: the other term has
+                weight 1).
             temperature: softening temperature T > 0.
             feature_losses: list of `(teacher_layer, student_layer)` or
                 `(teacher_layer, student_layer, loss, weight)`; layers as
                 `tfcompress.core.walk_layers` paths or their unique ends
                 (e.g. "transformer_layer_1", which also finds
-                "gpt2_backbone_1/transformer_layer_1") or layer objects; loss
-                "mse" (default) or "cosine"; weight default 1. A learned
-                Dense projection maps the student's width to the teacher's
-                when they differ.
+                "gpt2_backbone_1/transformer_layer_1") or layer objects;
+                weight default 1. loss: "mse" (default) or "cosine", where a
+                learned Dense projection maps the student's width to the
+                teacher's when they differ; "relation" (`relation_loss`, any
+                widths); "attention_relation" on two attention layers (or
+                blocks holding one, e.g. "transformer_layer_5"): MiniLMv2's
+                query-query, key-key and value-value relation KLs, three
+                pairs (and metrics) of that weight; or a callable
+                `fn(teacher_features, student_features, mask) -> scalar`
+                (see `feature_loss`), given the raw activations, e.g.
+                `functools.partial(relation_loss, num_heads=16)`; saving the
+                Distiller (checkpoints) needs a function registered with
+                `keras.saving.register_keras_serializable`, not a partial.
             reverse_kl: use KL(student ‖ teacher) instead (mode-seeking).
             distill_outputs: False drops the output term (hidden-state
                 distillation only, e.g. a backbone returning a dict).
@@ -177,33 +165,20 @@ class Distiller(keras.Model):
                 unknown layer path, a `loss` argument, output loss with
                 different class / vocabulary sizes, or no loss at all.
         """
-        if "loss" in kwargs:
-            raise ValueError(
-                "Distiller.compile takes `student_loss_fn` (the hard loss) and "
-                "`distillation_loss_fn`, not `loss`. Received: "
-                f"loss={kwargs['loss']!r}."
-            )
-        alpha = check_fraction(
-            alpha, "alpha", include_one=True, expected="a number in [0, 1]",
-            label="`alpha` (the weight of the hard loss)",
-        )
+        alpha = check_compile_args(kwargs, alpha)
         temperature = check_temperature(temperature)
         mode = resolve_distillation_loss(distillation_loss_fn)
         if student_loss_fn is not None and not callable(student_loss_fn):
             student_loss_fn = keras.losses.get(student_loss_fn)
         pairs = resolve_pairs(feature_losses, self.teacher, self.student)
-        if not distill_outputs and not pairs and student_loss_fn is None:
-            raise ValueError(
-                "Nothing to train on: `distill_outputs=False` with no "
-                "`feature_losses` and no `student_loss_fn`."
-            )
+        check_something_trains(distill_outputs, pairs, student_loss_fn)
         if distill_outputs:
             self._check_outputs(mode)
         super().compile(optimizer=optimizer, loss=None, metrics=metrics, **kwargs)
         self._distill_config = {
             "student_loss_fn": student_loss_fn,
             "distillation_loss_fn": distillation_loss_fn,
-            "alpha": float(alpha),
+            "alpha": alpha,
             "temperature": temperature,
             "feature_losses": [pair.to_config() for pair in pairs],
             "reverse_kl": bool(reverse_kl),
@@ -211,7 +186,7 @@ class Distiller(keras.Model):
         }
         self._student_loss_fn = student_loss_fn
         self._output_mode = mode if distill_outputs else None
-        self._alpha, self._temperature, self._reverse_kl = float(alpha), temperature, bool(reverse_kl)
+        self._alpha, self._temperature, self._reverse_kl = alpha, temperature, bool(reverse_kl)
         self._set_pairs(pairs)
 
     def _check_outputs(self, mode):
@@ -271,16 +246,22 @@ class Distiller(keras.Model):
     def _add_projections(self, inputs, student_features):
         _, teacher_features = self._teacher_forward(inputs)
         for pair, teacher, student in zip(self._pairs, teacher_features, student_features):
-            self._projections.add(pair.key, student.shape[-1], teacher.shape[-1])
+            # Relation and custom losses take the widths as they are: their
+            # record says so (equal widths build no projection on load).
+            target = teacher.shape[-1] if pair.projects else student.shape[-1]
+            self._projections.add(pair.key, student.shape[-1], target)
         self._projections.built = True
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         cached = _teacher_cache.is_cached(x)
         if cached:
             x, teacher_outputs, teacher_indices = _teacher_cache.split(x)
-            self._check_cache_use(teacher_indices)
+            _teacher_cache.check_use(
+                self._pairs, self._output_mode, self._distill_config["distillation_loss_fn"],
+                teacher_indices,
+            )
             teacher_features = []
-        mask = _mask_from(x, sample_weight)
+        mask = mask_from(x, sample_weight)
         last = getattr(self._last_forward, "value", None)
         if y_pred is None or last is None or last[0] is not tree.flatten(y_pred)[0]:
             y_pred, student_features = self._student_forward(x, training)
@@ -292,24 +273,7 @@ class Distiller(keras.Model):
             teacher_indices = None
 
         total = ops.sum(self.student.losses) if self.student.losses else 0.0
-        soft = 0.0
-        if self._output_mode is not None:
-            soft = output_loss(
-                self._output_mode,
-                single_output(teacher_outputs, "teacher"),
-                single_output(y_pred, "student"),
-                mask,
-                self._temperature,
-                self._reverse_kl,
-                teacher_indices,
-            )
-            self.distillation_loss_tracker.update_state(soft)
-        if self._student_loss_fn is not None and y is not None:
-            hard = masked_mean(per_position(self._student_loss_fn, y, y_pred), mask)
-            self.student_loss_tracker.update_state(hard)
-            total = total + self._alpha * hard + (1.0 - self._alpha) * soft
-        else:
-            total = total + soft
+        total = total + self._output_terms(teacher_outputs, teacher_indices, y, y_pred, mask)
         for pair, tracker, teacher, student in zip(
             self._pairs, self._feature_trackers, teacher_features, student_features
         ):
@@ -321,6 +285,33 @@ class Distiller(keras.Model):
         # expect: scale like them so gradients don't grow with the replicas.
         replicas = getattr(getattr(self, "distribute_strategy", None), "num_replicas_in_sync", 1)
         return total / replicas if replicas > 1 else total
+
+    def _output_terms(self, teacher_outputs, teacher_indices, y, y_pred, mask):
+        """alpha · hard + (1 − alpha) · soft; either term alone at weight 1."""
+        soft = None
+        if self._output_mode is not None:
+            soft = output_loss(
+                self._output_mode,
+                single_output(teacher_outputs, "teacher"),
+                single_output(y_pred, "student"),
+                mask,
+                self._temperature,
+                self._reverse_kl,
+                teacher_indices,
+            )
+            self.distillation_loss_tracker.update_state(soft)
+        hard = None
+        if self._student_loss_fn is not None and y is not None:
+            hard = masked_mean(per_position(self._student_loss_fn, y, y_pred), mask)
+            self.student_loss_tracker.update_state(hard)
+        # alpha splits the output's weight between the labels and the
+        # teacher, as in the keras-io example; with one of them missing the
+        # other is the whole output loss, not a fraction of it.
+        if soft is None:
+            return 0.0 if hard is None else hard
+        if hard is None:
+            return soft
+        return self._alpha * hard + (1.0 - self._alpha) * soft
 
     def cache_teacher(self, dataset, top_k=None):
         """Runs the teacher once over a fixed dataset, for cheaper epochs.
@@ -351,25 +342,6 @@ class Distiller(keras.Model):
         ```
         """
         return _teacher_cache.cache_teacher_outputs(self.teacher, dataset, top_k)
-
-    def _check_cache_use(self, teacher_indices):
-        if self._pairs:
-            raise ValueError(
-                "Batches from `cache_teacher` hold the teacher's outputs only, "
-                "but `feature_losses` need its hidden states. Compile without "
-                "`feature_losses`, or fit on the original dataset."
-            )
-        if self._output_mode is None:
-            raise ValueError(
-                "Batches from `cache_teacher` only serve the output term, which "
-                "`distill_outputs=False` turned off."
-            )
-        if teacher_indices is not None and self._output_mode != "kl":
-            raise ValueError(
-                "Top-k cached teacher outputs work with the KL loss only "
-                f"(distillation_loss_fn={self._distill_config['distillation_loss_fn']!r}). "
-                "Cache full logits (top_k=None)."
-            )
 
     def get_config(self):
         return {

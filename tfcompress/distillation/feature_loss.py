@@ -1,35 +1,46 @@
-"""Losses between hidden states: mean squared error and cosine distance."""
+"""Losses between hidden states: MSE, cosine distance, relations or your own."""
 
 from keras import ops
 
 from tfcompress.distillation._masking import check_mask
 from tfcompress.distillation._masking import masked_mean
+from tfcompress.distillation.relation_loss import relation_loss
 
-FEATURE_LOSSES = ("mse", "cosine")
+# Position-wise distances: they need equal widths (a projection otherwise).
+DISTANCES = ("mse", "cosine")
+FEATURE_LOSSES = DISTANCES + ("relation",)
 
 
-def check_feature_loss(loss, arg_name="loss"):
-    """Returns `loss` if it names a feature loss."""
-    if loss not in FEATURE_LOSSES:
-        raise ValueError(
-            f"`{arg_name}` must be one of {list(FEATURE_LOSSES)}. "
-            f"Received: {arg_name}={loss!r}."
-        )
-    return loss
+def check_feature_loss(loss, arg_name="loss", extra=()):
+    """Returns `loss` if it names a feature loss (or `extra`) or is callable."""
+    if callable(loss) or (isinstance(loss, str) and loss in FEATURE_LOSSES + tuple(extra)):
+        return loss
+    raise ValueError(
+        f"`{arg_name}` must be one of {list(FEATURE_LOSSES + tuple(extra))} or a "
+        "callable `fn(teacher_features, student_features, mask)` returning a "
+        f"scalar. Received: {arg_name}={loss!r}."
+    )
 
 
 def feature_loss(teacher_features, student_features, loss="mse", mask=None):
     """Distance between teacher and student hidden states, averaged over positions.
 
-    The distance is taken per position over the last (feature) axis: the mean
-    squared difference for "mse", `1 - cos` for "cosine". It is then averaged
-    over the other positions weighted by `mask`. Computed in float32. The
-    widths must match; `Distiller` adds a learned projection when they don't.
+    For "mse" and "cosine" the distance is taken per position over the last
+    (feature) axis: the mean squared difference, or `1 - cos`. It is then
+    averaged over the other positions weighted by `mask`. The widths must
+    match; `Distiller` adds a learned projection when they don't.
+    "relation" is `relation_loss` with its default heads (MiniLMv2; only
+    the sequence length must match). A callable is called as
+    `loss(teacher_features, student_features, mask)`, where `mask` is None
+    or the batch's weights (a `(batch, seq)` padding mask for token models),
+    and must return a scalar; it gets the raw activations (no projection),
+    and owns the masking. The result is computed or cast to float32.
 
     Args:
         teacher_features: `(..., width)` activations of a teacher layer.
-        student_features: activations of the same shape from the student.
-        loss: "mse" or "cosine".
+        student_features: the student's activations (same shape for "mse"
+            and "cosine").
+        loss: "mse", "cosine", "relation" or a callable.
         mask: optional weights shaped like the leading dimensions, e.g. a
             `(batch, seq)` padding mask.
 
@@ -37,7 +48,8 @@ def feature_loss(teacher_features, student_features, loss="mse", mask=None):
         A float32 scalar.
 
     Raises:
-        ValueError: for an unknown `loss` or shapes that differ.
+        ValueError: for an unknown `loss`, shapes that differ for "mse" and
+            "cosine", or a callable that does not return a scalar.
 
     Example:
 
@@ -47,6 +59,10 @@ def feature_loss(teacher_features, student_features, loss="mse", mask=None):
     """
     check_feature_loss(loss)
     mask = check_mask(mask)
+    if callable(loss):
+        return _custom(loss, teacher_features, student_features, mask)
+    if loss == "relation":
+        return relation_loss(teacher_features, student_features, mask)
     teacher = ops.cast(ops.convert_to_tensor(teacher_features), "float32")
     student = ops.cast(ops.convert_to_tensor(student_features), "float32")
     if tuple(teacher.shape[1:]) != tuple(student.shape[1:]):
@@ -63,3 +79,14 @@ def feature_loss(teacher_features, student_features, loss="mse", mask=None):
         norms = ops.norm(teacher, axis=-1) * ops.norm(student, axis=-1)
         per_position = 1.0 - dot / ops.maximum(norms, 1e-12)
     return masked_mean(per_position, mask)
+
+
+def _custom(loss, teacher_features, student_features, mask):
+    value = ops.cast(loss(teacher_features, student_features, mask), "float32")
+    if len(value.shape) != 0:
+        raise ValueError(
+            f"The feature loss {getattr(loss, '__name__', loss)!r} returned shape "
+            f"{tuple(value.shape)}; it must return a scalar (average over "
+            "positions, e.g. with the mask)."
+        )
+    return value
