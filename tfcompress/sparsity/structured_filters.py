@@ -109,6 +109,9 @@ def _spaces(model, inputs):
 
     def give(tensor, space):
         space_of[id(tensor)] = space
+        # Layers that return their input (Dropout at inference) hand on the
+        # same object: it counts as read only if a later layer reads it.
+        consumed.discard(id(tensor))
 
     for layer, layer_inputs, layer_outputs in events:
         shapes.setdefault(id(layer), tuple(layer_inputs[0].shape))
@@ -220,8 +223,11 @@ class _Plan:
                 config["units" if isinstance(layer, keras.layers.Dense) else "filters"] = len(keep)
             else:
                 shape[-1] = units[keep].size
-        new = sliced_copy(layer, config, tuple(shape), [values[id(v)] for v in layer.weights])
         ref = self.refs[id(layer)]
+        new = sliced_copy(
+            layer, config, tuple(shape), [values[id(v)] for v in layer.weights],
+            ref.path.rpartition("/")[0],
+        )
         replace_layer(ref.parent, layer, new)
 
 

@@ -7,6 +7,7 @@ criterion scores the unit on all of them, and `rebuild(keep)` puts smaller
 layers in the model that hold only the kept units.
 """
 
+import contextlib
 import dataclasses
 
 import keras
@@ -71,18 +72,30 @@ def contiguous(num_units, width=1):
 
 
 def take_units(array, axis, units, keep):
-    """The slice of `array` holding the units `keep` along `axis`."""
-    return np.take(array, units[keep].reshape(-1), axis=axis)
+    """The slice of `array` holding the units `keep` along `axis`.
+
+    Positions stay in their original order, which is the smaller layer's
+    layout: after `Flatten` a kept channel's rows interleave with the others'.
+    """
+    return np.take(array, np.sort(units[keep].reshape(-1)), axis=axis)
 
 
-def sliced_copy(layer, config_changes, build_shape, weights):
-    """A new layer of `layer`'s class with `config_changes`, built, holding `weights`."""
+def sliced_copy(layer, config_changes, build_shape, weights, scope=""):
+    """A new layer of `layer`'s class with `config_changes`, built, holding `weights`.
+
+    `scope` is the `/`-joined path of the layer's parent, under which the new
+    variables are created so their paths are the old ones
+    (`transformer_layer_0/self_attention_layer/query/kernel`).
+    """
     config = dict(layer.get_config(), **config_changes)
     new = type(layer).from_config(config)
-    if isinstance(build_shape, dict):
-        new.build(**build_shape)
-    else:
-        new.build(build_shape)
+    with contextlib.ExitStack() as stack:
+        for name in filter(None, scope.split("/")):
+            stack.enter_context(keras.name_scope(name))
+        if isinstance(build_shape, dict):
+            new.build(**build_shape)
+        else:
+            new.build(build_shape)
     new.set_weights(weights)
     return new
 
@@ -115,6 +128,7 @@ def _head_group(ref):
                 "key_shape": shape(mha._key_dense),
             },
             weights,
+            scope=ref.path.rpartition("/")[0],
         )
         replace_layer(ref.parent, mha, new)
 
@@ -138,11 +152,11 @@ def _ffn_group(ref):
             weights = [take_units(dense.kernel.numpy(), 1, contiguous(width), keep)]
             if dense.bias is not None:
                 weights.append(take_units(dense.bias.numpy(), 0, contiguous(width), keep))
-            new = sliced_copy(dense, {"units": len(keep)}, (None, dense.kernel.shape[0]), weights)
+            new = sliced_copy(dense, {"units": len(keep)}, (None, dense.kernel.shape[0]), weights, ref.path)
             replace_layer(block, dense, new)
         weights = [take_units(output.kernel.numpy(), 0, contiguous(width), keep)]
         weights += [w.numpy() for w in output.weights[1:]]
-        new = sliced_copy(output, {}, (None, len(keep)), weights)
+        new = sliced_copy(output, {}, (None, len(keep)), weights, ref.path)
         replace_layer(block, output, new)
         if hasattr(block, "intermediate_dim"):
             block.intermediate_dim = len(keep)
