@@ -61,7 +61,7 @@ def test_bert_heads_and_ffn_match_the_masked_original(criterion):
         model, heads=0.5, ffn=0.5, criterion=criterion, representative_data=data,
         return_report=True,
     )
-    assert type(pruned) is keras_hub.models.BertBackbone
+    assert isinstance(pruned, keras_hub.models.BertBackbone) and type(pruned).__name__ == "BertBackbone"
     attention = pruned.get_layer("transformer_layer_0")._self_attention_layer
     assert attention.num_heads == 2 and attention.key_dim == 4
     assert _weight(pruned, "transformer_layer_1/self_attention_layer/query/kernel").shape == (16, 2, 4)
@@ -255,7 +255,7 @@ def test_cnn_filters_match_the_masked_original(build):
         model, filters=0.5, criterion="magnitude", representative_data=x[:64], round_to=1,
         return_report=True,
     )
-    assert type(pruned) is type(model)
+    assert isinstance(pruned, type(model)) and type(pruned).__name__ == type(model).__name__
     assert {row["path"].rsplit("/", 1)[-1] for row in report.rows} == {"a", "b", "c", "hidden"}
     sizes = {ref.layer.name: ref.layer.kernel.shape for ref in tfcompress.core.walk_layers(pruned)
              if hasattr(ref.layer, "kernel")}
@@ -281,3 +281,53 @@ def test_sequential_mlp_and_cnn_keep_their_class():
     assert [tuple(layer.kernel.shape) for layer in pruned.layers if hasattr(layer, "kernel")] == [
         (3, 3, 1, 8), (36 * 8, 16), (16, 10)]
     assert pruned(x[:4]).shape == (4, 10)
+
+
+def test_bert_with_non_uniform_widths_round_trips_through_keras_file(tmp_path):
+    model = _bert()
+    pruned = prune_structured(
+        model, heads={"transformer_layer_0": 0.5, "transformer_layer_1": 0.75},
+        ffn={"transformer_layer_0": 0.25}, criterion="magnitude", round_to=1,
+    )
+    pruned.save(tmp_path / "pruned.keras")
+    loaded = keras.saving.load_model(tmp_path / "pruned.keras")
+    assert isinstance(loaded, keras_hub.models.BertBackbone)
+    assert [loaded.get_layer(f"transformer_layer_{i}")._self_attention_layer.num_heads for i in (0, 1)] == [2, 1]
+    assert loaded.get_layer("transformer_layer_0")._feedforward_intermediate_dense.units == 24
+    x = _tokens(seed=5)
+    np.testing.assert_array_equal(loaded(x)["sequence_output"], pruned(x)["sequence_output"])
+
+
+@pytest.mark.parametrize("build", [_functional_cnn, lambda: ResidualCNN()], ids=["functional", "subclassed"])
+def test_pruned_cnn_round_trips_through_keras_file(build, tmp_path):
+    x, _ = _digits()
+    keras.utils.set_random_seed(0)
+    model = build()
+    model(x[:2])
+    pruned = prune_structured(model, filters=0.5, criterion="magnitude", representative_data=x[:32])
+    pruned.save(tmp_path / "cnn.keras")
+    loaded = keras.saving.load_model(tmp_path / "cnn.keras", custom_objects={"ResidualCNN": ResidualCNN})
+    assert type(loaded).__name__ == type(model).__name__
+    assert loaded.count_params() == pruned.count_params() < model.count_params()
+    np.testing.assert_array_equal(loaded(x[:8]), pruned(x[:8]))
+
+
+def test_exported_tflite_has_the_reduced_tensors():
+    x, _ = _digits()
+    keras.utils.set_random_seed(0)
+    model = _functional_cnn()
+    pruned = prune_structured(model, filters=0.5, criterion="magnitude", representative_data=x[:32], round_to=1)
+    content = tfcompress.export.to_tflite(pruned, target="float32")
+    content = content.tflite_bytes
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_content=content)
+    shapes = {tuple(d["shape"]) for d in interpreter.get_tensor_details()}
+    assert (4, 3, 3, 1) in shapes and (8, 3, 3, 4) in shapes  # conv "a", "b" in OHWI
+    assert (12, 72) in shapes and (1, 3, 3, 8) in shapes and (8, 3, 3, 8) in shapes
+    assert (8, 3, 3, 1) not in shapes and (24, 144) not in shapes and (1, 3, 3, 16) not in shapes
+    interpreter.allocate_tensors()
+    runner = interpreter.get_signature_runner()
+    name = next(iter(interpreter.get_signature_list()["serving_default"]["inputs"]))
+    out = next(iter(runner(**{name: x[:1]}).values()))
+    np.testing.assert_allclose(out, pruned(x[:1]), atol=1e-4)

@@ -228,7 +228,7 @@ class _Plan:
             layer, config, tuple(shape), [values[id(v)] for v in layer.weights],
             ref.path.rpartition("/")[0],
         )
-        replace_layer(ref.parent, layer, new)
+        replace_layer(self.model, ref, new)
 
 
 def filter_groups(model, sample):

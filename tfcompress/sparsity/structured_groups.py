@@ -100,7 +100,7 @@ def sliced_copy(layer, config_changes, build_shape, weights, scope=""):
     return new
 
 
-def _head_group(ref):
+def _head_group(model, ref):
     mha = ref.layer
     heads = mha.num_heads
     producers = [getattr(mha, name) for name in _HEAD_PRODUCERS if getattr(mha, name, None) is not None]
@@ -130,12 +130,12 @@ def _head_group(ref):
             weights,
             scope=ref.path.rpartition("/")[0],
         )
-        replace_layer(ref.parent, mha, new)
+        replace_layer(model, ref, new)
 
     return Group("heads", ref.path.rpartition("/")[0] or ref.path, heads, members, rebuild, granular=False)
 
 
-def _ffn_group(ref):
+def _ffn_group(model, ref):
     block = ref.layer
     inputs = [getattr(block, name) for name in _FFN_IN if getattr(block, name, None) is not None]
     output = getattr(block, _FFN_OUT)
@@ -153,11 +153,11 @@ def _ffn_group(ref):
             if dense.bias is not None:
                 weights.append(take_units(dense.bias.numpy(), 0, contiguous(width), keep))
             new = sliced_copy(dense, {"units": len(keep)}, (None, dense.kernel.shape[0]), weights, ref.path)
-            replace_layer(block, dense, new)
+            replace_layer(model, dense, new)
         weights = [take_units(output.kernel.numpy(), 0, contiguous(width), keep)]
         weights += [w.numpy() for w in output.weights[1:]]
         new = sliced_copy(output, {}, (None, len(keep)), weights, ref.path)
-        replace_layer(block, output, new)
+        replace_layer(model, output, new)
         if hasattr(block, "intermediate_dim"):
             block.intermediate_dim = len(keep)
 
@@ -183,7 +183,7 @@ def transformer_groups(model):
     found = {"heads": [], "ffn": []}
     for ref in walk_layers(model):
         if isinstance(ref.layer, keras.layers.MultiHeadAttention):
-            found["heads"].append(_head_group(ref))
+            found["heads"].append(_head_group(model, ref))
         elif _is_ffn_block(ref.layer):
-            found["ffn"].append(_ffn_group(ref))
+            found["ffn"].append(_ffn_group(model, ref))
     return found
