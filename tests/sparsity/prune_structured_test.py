@@ -37,12 +37,12 @@ def _removed(report, kind, path, size):
     return [] if kept is None else sorted(set(range(size)) - set(kept))
 
 
-def _mask_bert(model, report, num_layers):
+def _mask_bert(model, report, num_layers, attention="self_attention_layer"):
     """The original with removed heads and FFN channels zeroed (their output rows)."""
     masked = tfcompress.core.copy_model(model)
     for i in range(num_layers):
         block = f"transformer_layer_{i}"
-        out = _weight(masked, f"{block}/self_attention_layer/attention_output/kernel")
+        out = _weight(masked, f"{block}/{attention}/attention_output/kernel")
         value = out.numpy()
         value[_removed(report, "heads", block, out.shape[0])] = 0
         out.assign(value)
@@ -75,6 +75,21 @@ def test_bert_heads_and_ffn_match_the_masked_original(criterion):
     np.testing.assert_allclose(pruned(x)["sequence_output"], expected, atol=1e-5)
     # The input model is untouched.
     assert _weight(model, "transformer_layer_0/self_attention_layer/query/kernel").shape == (16, 4, 4)
+
+
+def test_gpt2_heads_and_ffn_match_the_masked_original():
+    keras.utils.set_random_seed(0)
+    model = keras_hub.models.GPT2Backbone(
+        vocabulary_size=64, num_layers=2, num_heads=4, hidden_dim=16, intermediate_dim=32,
+        max_sequence_length=12, dropout=0.0,
+    )
+    data = [{"token_ids": t["token_ids"], "padding_mask": t["padding_mask"]} for t in (_tokens(seed=1),)]
+    pruned, report = prune_structured(
+        model, heads=0.5, ffn=0.5, criterion="obd", representative_data=data, return_report=True)
+    assert isinstance(pruned, keras_hub.models.GPT2Backbone)
+    assert _weight(pruned, "transformer_layer_0/self_attention/key/kernel").shape == (16, 2, 4)
+    masked = _mask_bert(model, report, 2, attention="self_attention")
+    np.testing.assert_allclose(pruned(data[0]), masked(data[0]), atol=1e-5)
 
 
 def test_taylor_keeps_the_units_with_largest_first_order_effect():
