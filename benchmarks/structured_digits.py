@@ -51,7 +51,9 @@ def main(argv):
     compile_cnn(model, keras)
     model.fit(x_train, y_train, epochs=_EPOCHS.value, batch_size=32, verbose=0)
     base = accuracy(model, x_test, y_test)
-    batches = [(x_train[i : i + 64], y_train[i : i + 64]) for i in range(0, 512, 64)]
+    def batches():
+        return ((x_train[i : i + 64], y_train[i : i + 64]) for i in range(0, 512, 64))
+
     exported = {"unpruned": tfcompress.export.to_tflite(model, target="float32").tflite_bytes}
     rows = []
     for criterion in _CRITERIA.value:

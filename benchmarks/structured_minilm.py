@@ -42,6 +42,8 @@ _HEADS = flags.DEFINE_float("heads", 0.5, "Fraction of each block's heads to rem
 _FFN = flags.DEFINE_float("ffn", 0.5, "Fraction of each block's FFN channels to remove.")
 _STRUCTURED_STEPS = flags.DEFINE_integer("structured_steps", 300, "Distillation steps per pruned model (0: none).")
 _CALIBRATION_BATCHES = flags.DEFINE_integer("calibration_batches", 8, "Batches of 16 sentences for the gradients.")
+_DISTILL_CRITERIA = flags.DEFINE_list(
+    "distill_criteria", None, "Criteria whose pruned model is distilled (default: all of --criteria).")
 _EXPORT_CRITERION = flags.DEFINE_string("export_criterion", "taylor", "Pruned model exported and timed.")
 
 
@@ -80,7 +82,7 @@ def main(argv):
               + "; ".join(f"{k} cos {m['cosine_mean']:.4f} NN {100 * m['nn_agreement']:.1f}%" for k, m in before.items()),
               flush=True)
         after = None
-        if _STRUCTURED_STEPS.value:
+        if _STRUCTURED_STEPS.value and criterion in (_DISTILL_CRITERIA.value or _CRITERIA.value):
             start = time.perf_counter()
             dm.distill_ours(
                 keras, student, teacher_backbone, dm.batches(encode, train, _STRUCTURED_STEPS.value, 0),

@@ -346,3 +346,31 @@ def test_exported_tflite_has_the_reduced_tensors():
     name = next(iter(interpreter.get_signature_list()["serving_default"]["inputs"]))
     out = next(iter(runner(**{name: x[:1]}).values()))
     np.testing.assert_allclose(out, pruned(x[:1]), atol=1e-4)
+
+
+def test_taylor_on_a_compiled_cnn_uses_the_loss_of_labelled_batches_from_a_generator():
+    x, y = _digits()
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Conv2D(16, 3, activation="relu", name="conv"),
+        keras.layers.Flatten(),
+        keras.layers.Dense(10, name="logits"),
+    ])
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=1, verbose=0)
+    batches = [(x[i : i + 64], y[i : i + 64]) for i in (0, 64, 128)]
+    _, report = prune_structured(
+        model, filters=0.5, criterion="taylor", representative_data=(b for b in batches),
+        round_to=1, return_report=True,
+    )
+    kernel, bias = model.get_layer("conv").kernel, model.get_layer("conv").bias
+    reader = model.get_layer("logits").kernel
+    score = np.zeros(16)
+    for bx, by in batches:
+        with tf.GradientTape() as tape:
+            loss = model.compute_loss(x=bx, y=by, y_pred=model(bx))
+        gk, gb, gr = tape.gradient(loss, [kernel.value, bias.value, reader.value])
+        rows = (reader.numpy() * gr.numpy()).reshape(36, 16, 10).sum(axis=(0, 2))
+        score += np.abs((kernel.numpy() * gk.numpy()).sum(axis=(0, 1, 2)) + bias.numpy() * gb.numpy() + rows)
+    assert report.kept("filters", "conv") == sorted(np.argsort(-score)[:8].tolist())

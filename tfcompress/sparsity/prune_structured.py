@@ -116,7 +116,8 @@ def prune_structured(
             networks.
         filters: the same for conv filters (path of the conv, or of the
             first conv of a residual-tied group).
-        criterion: "taylor" (`|sum w * g|` over the unit), "obd"
+        criterion: "taylor" (`|sum w * g|` over the unit, per batch of
+            `representative_data`, averaged), "obd"
             (`sum 0.5 * w**2 * E[g**2]`), "magnitude" (L2 norm of the unit)
             or "random" (the baseline). Gradients come from
             `representative_data`: the compiled loss for `(x, y)` batches of a
@@ -153,9 +154,14 @@ def prune_structured(
     ensure_built(model)
     specs = {"heads": heads, "ffn": ffn, "filters": filters}
     _check_arguments(criterion, representative_data, round_to, specs)
-    sample = None
-    if representative_data is not None:
-        sample = next(iter(iterate_batches(representative_data)), None)
+    # Read once: the data is used for tracing, FLOPs and gradients, and a
+    # generator would be exhausted after the first.
+    batches = None if representative_data is None else list(iterate_batches(representative_data))
+    if batches is not None and not batches:
+        raise ValueError(
+            "`representative_data` yielded no batch; pass at least one batch of model inputs."
+        )
+    sample = batches[0] if batches else None
     _plan(model, specs, round_to, sample)
     report = StructuredPruningReport.start(model, sample)
     if not inplace:
@@ -164,7 +170,7 @@ def prune_structured(
     statistics = None
     if criterion in NEEDS_GRADIENTS:
         groups = [g for groups, _, _ in plan.values() for g in groups]
-        statistics = gradient_statistics(model, groups, representative_data)
+        statistics = gradient_statistics(model, groups, batches)
     decisions = []
     for kind, (groups, fractions, counts) in plan.items():
         scores = {g.path: unit_scores(g, criterion, statistics, seed) for g in groups}
