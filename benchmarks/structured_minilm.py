@@ -19,6 +19,25 @@ model of `--export_criterion` the fp32 LiteRT file size and latency (batch 1,
     python benchmarks/structured_minilm.py
     python benchmarks/structured_minilm.py --criteria taylor,random --structured_steps 100
 
+Measured (reduced, the machine was loaded: load average 18-22 on 2 cores of
+an AMD EPYC with AVX-512 VNNI; `--criteria magnitude,random,taylor
+--distill_criteria taylor --structured_steps 100 --calibration_batches 4
+--latency_rounds 3 --latency_runs 10`; taylor then scored `|sum w * g|` of
+the mean gradient, before it became the per-batch average; obd not run):
+
+| criterion | held cos | held NN | ood cos | held cos, 100 steps | held NN | ood cos | params     |
+|-----------|----------|---------|---------|---------------------|---------|---------|------------|
+| magnitude | 0.5205   | 36.5%   | 0.5585  | -                   | -       | -       | 17,396,736 |
+| random    | 0.4413   | 37.0%   | 0.4665  | -                   | -       | -       | 17,396,736 |
+| taylor    | 0.5681   | 41.1%   | 0.5146  | 0.8505              | 52.6%   | 0.6728  | 17,396,736 |
+
+Original: 22,713,216 parameters, 1359 matmul MFLOPs per example; pruned: 680.
+LiteRT fp32 (64 tokens, 2 threads, interleaved): original 89.7 MB, 61.5 ms;
+pruned 68.4 MB, 34.2 ms: 0.56x (the milliseconds are inflated by the load,
+the ratio is interleaved). Latency target met; the cosine (0.85) and
+agreement (53%) targets are not after 100 steps; taylor beats magnitude and
+random on held-out pydoc before fine-tuning, not on the out-of-domain text.
+
 Targets (issue 16): after distillation cosine >= 0.95 and agreement >= 80%,
 latency <= 0.65x the unpruned fp32 model; before fine-tuning taylor or obd
 beats magnitude and random.
