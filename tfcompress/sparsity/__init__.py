@@ -1,4 +1,4 @@
-"""Magnitude pruning for Keras 3, with TFMOT's public names.
+"""Pruning for Keras 3 (TFMOT's public names) and structured pruning.
 
 `tensorflow_model_optimization.sparsity.keras` -> `tfcompress.sparsity`.
 """
@@ -9,7 +9,9 @@ from tfcompress.sparsity.masks import magnitude_mask
 from tfcompress.sparsity.masks import sparsity
 from tfcompress.sparsity.prunable_layer import PrunableLayer
 from tfcompress.sparsity.prune import prune_low_magnitude
+from tfcompress.sparsity.prune_structured import prune_structured
 from tfcompress.sparsity.pruning_callbacks import PruningSummaries
+from tfcompress.sparsity.prune_structured import prune_structured
 from tfcompress.sparsity.pruning_callbacks import UpdatePruningStep
 from tfcompress.sparsity.pruning_schedule import ConstantSparsity
 from tfcompress.sparsity.pruning_schedule import PolynomialDecay
@@ -18,6 +20,7 @@ from tfcompress.sparsity.pruning_wrapper import PruneLowMagnitude
 from tfcompress.sparsity.report import SparsityReport
 from tfcompress.sparsity.report import sparsity_report
 from tfcompress.sparsity.strip import strip_pruning
+from tfcompress.sparsity.structured_report import StructuredPruningReport
 
 __all__ = [
     "ConstantSparsity",
@@ -27,11 +30,13 @@ __all__ = [
     "PruningSchedule",
     "PruningSummaries",
     "SparsityReport",
+    "StructuredPruningReport",
     "UpdatePruningStep",
     "is_m_by_n_sparse",
     "m_by_n_mask",
     "magnitude_mask",
     "prune_low_magnitude",
+    "prune_structured",
     "sparsity",
     "sparsity_report",
     "strip_pruning",
