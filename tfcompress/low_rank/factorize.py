@@ -275,6 +275,7 @@ def factorize(
             chosen = rank if rank is not None else _rounded_up(spectra[path].energy_rank(energy), round_to, min(shape))
             plan[path] = chosen if chosen <= min(shape) and chosen <= break_even(shape) else None
 
+    slower = {}
     if latency_gate:
         for path in paths:
             if plan[path] is None:
@@ -287,6 +288,7 @@ def factorize(
                     "low_rank: %s stays dense: %dx%d at rank %d, %d rows: %.4f ms factorized vs %.4f ms dense",
                     path, m, n, plan[path], rows, low_ms, dense_ms,
                 )
+                slower[path] = f"{low_ms:.4f} ms factorized vs {dense_ms:.4f} ms dense"
                 plan[path] = None
 
     replacements = {}
@@ -298,7 +300,7 @@ def factorize(
         asked = f"rank={rank}" if rank is not None else f"energy={energy}"
         raise ValueError(
             f"No layer of {model.name!r} gets smaller at {asked}"
-            + (" once the latency gate kept slower factorizations dense" if latency_gate else "")
+            + (f" once the latency gate kept slower factorizations dense ({slower})" if slower else "")
             + ": a rank-r factorization of an m x n kernel is smaller only when r * (m + n) < m * n. "
             "Pass a smaller `rank` or `energy`, or use `compression`."
         )
