@@ -1,7 +1,6 @@
 """What the two factorized layers share: two factor sublayers and metadata."""
 
 import keras
-import numpy as np
 
 from tfcompress.core.wrapper import build_shape_of
 
@@ -35,10 +34,6 @@ class LowRankLayer(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return self.second.compute_output_shape(self.first.compute_output_shape(input_shape))
-
-    @property
-    def parameter_count(self):
-        return sum(int(np.prod(v.shape)) for v in self.weights)
 
     @classmethod
     def from_layer(cls, layer, first, second, **metadata):

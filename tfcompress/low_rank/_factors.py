@@ -42,8 +42,11 @@ def _cholesky_shifted(gram):
     shift = 0.0
     for step in range(12):
         candidate = gram + shift * np.eye(m)
-        lower = ops.convert_to_numpy(ops.cholesky(_f64(candidate)))
-        if np.all(np.isfinite(lower)) and np.all(np.diag(lower) > 0):
+        try:
+            lower = ops.convert_to_numpy(ops.cholesky(_f64(candidate)))
+        except ValueError:  # Keras raises where the backend returns NaNs.
+            lower = None
+        if lower is not None and np.all(np.isfinite(lower)) and np.all(np.diag(lower) > 0):
             return lower
         shift = scale * 10.0 ** (step - 10)
     raise ValueError(

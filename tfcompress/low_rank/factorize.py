@@ -66,7 +66,7 @@ def _candidates(model):
     for ref in walk_layers(model, descend=descend):
         if not isinstance(ref.layer, (keras.layers.Dense, keras.layers.EinsumDense)):
             continue
-        if isinstance(ref.parent, LowRankLayer) or not ref.layer.built:
+        if not ref.layer.built:
             continue
         spec = KernelSpec(ref.layer)
         if spec.reason is None:
@@ -106,9 +106,11 @@ def _bias_count(layer):
 
 
 def _output_error(matrix, first, second, gram):
+    """`||X (W - AB)|| / ||X W||` from XᵀX alone: `tr(Dᵀ XᵀX D)` for D = W and W - AB."""
     delta = matrix - first @ second
-    total = np.einsum("ij,ik,kj->", matrix, gram, matrix)
-    return float(np.sqrt(max(np.einsum("ij,ik,kj->", delta, gram, delta), 0.0) / total)) if total > 0 else 0.0
+    total = float(np.sum((gram @ matrix) * matrix))
+    error = float(np.sum((gram @ delta) * delta))
+    return float(np.sqrt(max(error, 0.0) / total)) if total > 0 else 0.0
 
 
 def _parameters(spec):

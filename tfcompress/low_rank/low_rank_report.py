@@ -4,6 +4,7 @@ import numpy as np
 
 from tfcompress.core.checks import ensure_keras3_model
 from tfcompress.core.layer_tree import walk_layers
+from tfcompress.core.wrapper import CompressionWrapper
 from tfcompress.evaluation._table import format_number, format_table
 from tfcompress.low_rank._base import LowRankLayer
 
@@ -63,6 +64,12 @@ class LowRankReport:
         return f"<LowRankReport: {len(self.rows)} layers, {self.params_after}/{self.params_before} parameters>"
 
 
+def _unwrapped(layer):
+    while isinstance(layer, CompressionWrapper):
+        layer = layer.layer
+    return layer
+
+
 def low_rank_report(model):
     """Shape, rank, parameters and errors of every factorized layer.
 
@@ -87,10 +94,12 @@ def low_rank_report(model):
         layer = ref.layer
         if not isinstance(layer, LowRankLayer):
             continue
-        first, second = layer.first.kernel, layer.second.kernel
+        # Pruning and QAT wrap the factor layers in place.
+        first, second = _unwrapped(layer.first), _unwrapped(layer.second)
+        bias = int(np.prod(second.bias.shape)) if second.bias is not None else 0
+        first, second = first.kernel, second.kernel
         m = int(np.prod(first.shape[:-1]))
         n = int(np.prod(second.shape[1:]))
-        bias = int(np.prod(layer.second.bias.shape)) if layer.second.bias is not None else 0
         rows.append(
             {
                 "path": ref.path,
