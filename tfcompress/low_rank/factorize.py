@@ -299,7 +299,7 @@ def factorize(
             continue
         replacements[path] = _replacement(specs[path], matrices[path], spectra[path], plan[path], stats.get(path))
     if not replacements:
-        asked = f"rank={rank}" if rank is not None else f"energy={energy}"
+        asked = next(f"{k}={v}" for k, v in (("rank", rank), ("energy", energy), ("compression", compression)) if v is not None)
         raise ValueError(
             f"No layer of {model.name!r} gets smaller at {asked}"
             + (f" once the latency gate kept slower factorizations dense ({slower})" if slower else "")
