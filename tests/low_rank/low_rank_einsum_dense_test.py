@@ -36,7 +36,7 @@ def test_input_rows_match_the_matrix():
     x = np.random.default_rng(0).normal(size=(2, 5, 4, 8)).astype("float32")
     layer(x)
     spec = KernelSpec(layer)
-    rows = spec.input_rows(x)
+    rows = np.asarray(spec.input_rows(x))
     np.testing.assert_allclose(rows @ spec.matrix(layer.kernel.numpy()), np.reshape(layer(x), (-1, 16)), atol=1e-5)
 
 

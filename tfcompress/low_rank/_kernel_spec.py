@@ -4,6 +4,7 @@ import math
 
 import keras
 import numpy as np
+from keras import ops
 
 _ELLIPSIS = "0"
 
@@ -100,16 +101,16 @@ class KernelSpec:
         return np.transpose(kernel, self._perm).reshape(self.shape)
 
     def input_rows(self, inputs):
-        """The layer's input as `(rows, m)` float64 numpy."""
-        inputs = np.asarray(inputs, dtype="float64")
+        """The layer's input as a `(rows, m)` tensor of its own dtype."""
+        ndim = len(inputs.shape)
         if self.equation is None:
-            return inputs.reshape(-1, self.shape[0])
+            return ops.reshape(inputs, (-1, self.shape[0]))
         explicit = [t for t in self.equation.source if t != _ELLIPSIS]
-        offset = inputs.ndim - len(explicit)
+        offset = ndim - len(explicit)
         position = {t: offset + i for i, t in enumerate(explicit)}
         rows = [position[t] for t in self.equation.contracted]
-        others = [axis for axis in range(inputs.ndim) if axis not in rows]
-        return np.transpose(inputs, others + rows).reshape(-1, self.shape[0])
+        others = [axis for axis in range(ndim) if axis not in rows]
+        return ops.reshape(ops.transpose(inputs, others + rows), (-1, self.shape[0]))
 
     def factor_kernels(self, first, second):
         """The factors shaped as the kernels of the two factor layers."""

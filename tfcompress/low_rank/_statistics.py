@@ -1,6 +1,7 @@
 """XᵀX and mean |x| of each layer's inputs on representative data."""
 
 import numpy as np
+from keras import ops
 
 from tfcompress.core.batches import drop_labels, iterate_batches
 from tfcompress.core.intercept_calls import intercept_calls
@@ -43,12 +44,14 @@ def gather_statistics(model, specs, data):
 
     def accumulate(layer, inputs, outputs):
         key = by_layer[id(layer)]
-        rows = specs[key].input_rows(inputs)
+        # One batch's XᵀX in the layer's float32 is exact enough; the sum over
+        # batches is float64.
+        rows = ops.cast(specs[key].input_rows(inputs), "float32")
         entry = stats[key]
-        entry.gram += rows.T @ rows
-        entry.abs_sum += np.abs(rows).sum(axis=0)
-        entry.rows += rows.shape[0]
-        entry.examples += int(np.shape(inputs)[0])
+        entry.gram += ops.convert_to_numpy(ops.matmul(ops.transpose(rows), rows))
+        entry.abs_sum += ops.convert_to_numpy(ops.sum(ops.abs(rows), axis=0))
+        entry.rows += int(rows.shape[0])
+        entry.examples += int(inputs.shape[0])
 
     num_inputs = len(model.inputs) if getattr(model, "_inputs", None) else None
     batches = 0
