@@ -20,11 +20,6 @@ def _f64(value):
     return ops.convert_to_tensor(np.asarray(value, dtype="float64"), dtype="float64")
 
 
-def max_rank(shape):
-    """The largest rank an `(m, n)` matrix has."""
-    return min(shape)
-
-
 def break_even(shape):
     """The largest rank at which two factors hold fewer numbers than the matrix."""
     m, n = shape
@@ -71,8 +66,6 @@ class Spectrum:
 
     def __init__(self, matrix, method="svd", gram=None, abs_mean=None):
         matrix = np.asarray(matrix, dtype="float64")
-        self.matrix = matrix
-        self.method = method
         if method == "svd":
             weighted, self._unscale = matrix, None
         elif method == "activation_aware":

@@ -59,11 +59,14 @@ def _check_arguments(rank, energy, compression, method, representative_data, rou
         )
 
 
+def _outside_factorized_and_wrapped(layer):
+    return not isinstance(layer, (LowRankLayer, CompressionWrapper))
+
+
 def _candidates(model):
     """`{path: KernelSpec}` of Dense/EinsumDense layers, and `{path: reason}` of the others."""
     specs, skipped = {}, {}
-    descend = lambda layer: not isinstance(layer, (LowRankLayer, CompressionWrapper))  # noqa: E731
-    for ref in walk_layers(model, descend=descend):
+    for ref in walk_layers(model, descend=_outside_factorized_and_wrapped):
         if not isinstance(ref.layer, (keras.layers.Dense, keras.layers.EinsumDense)):
             continue
         if not ref.layer.built:
