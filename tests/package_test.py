@@ -43,7 +43,7 @@ def test_public_subpackages():
 
 
 # Every subpackage a user may import on its own.
-_SUBPACKAGES = ("core", "sparsity", "quantization", "export", "runtime", "evaluation", "saving", "distillation", "models", "cli")
+_SUBPACKAGES = ("core", "sparsity", "quantization", "export", "runtime", "evaluation", "saving", "distillation", "low_rank", "models", "cli")
 _LIBRARY_VARIABLES = ("TF_", "TFCOMPRESS_", "KERAS_", "XLA_", "CUDA_", "OMP_", "ABSL_")
 
 _SUBPACKAGE_PROBE = """

@@ -1,7 +1,8 @@
 """tfcompress: Keras 3 model compression for phones and microcontrollers.
 
 Subpackages: `sparsity` (pruning), `quantization` (QAT), `distillation`
-(teacher-student training), `export` (TFLite and C arrays), `runtime`
+(teacher-student training), `low_rank` (factorized
+kernels), `export` (TFLite and C arrays), `runtime`
 (LiteRT), `models` (llama.cpp GGUF files as keras-hub models), `evaluation`
 (size, latency, accuracy), `saving` (`.keras` round trips of compressed
 models), `core` (the machinery
@@ -20,6 +21,7 @@ __all__ = [
     "distillation",
     "evaluation",
     "export",
+    "low_rank",
     "models",
     "quantization",
     "runtime",

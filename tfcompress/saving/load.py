@@ -8,6 +8,7 @@ import keras
 
 # Registers with Keras every tfcompress class a saved config names (wrappers,
 # quantizers, schedules), so this module alone is enough to load any file.
+import tfcompress.low_rank  # noqa: F401
 import tfcompress.quantization  # noqa: F401
 import tfcompress.sparsity  # noqa: F401
 from tfcompress.core import _keras_internals as internals
