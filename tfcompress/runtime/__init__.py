@@ -2,6 +2,7 @@
 
 from tfcompress.runtime.benchmark import BenchmarkResult
 from tfcompress.runtime.benchmark import benchmark
+from tfcompress.runtime.bpe_tokenizer import BytePairTokenizer
 from tfcompress.runtime.delegation import DelegationReport
 from tfcompress.runtime.delegation import xnnpack_delegation
 from tfcompress.runtime.interpreter import TFLiteModel
@@ -9,6 +10,7 @@ from tfcompress.runtime.interpreter import load
 
 __all__ = [
     "BenchmarkResult",
+    "BytePairTokenizer",
     "DelegationReport",
     "TFLiteModel",
     "benchmark",
