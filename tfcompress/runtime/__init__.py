@@ -6,6 +6,8 @@ from tfcompress.runtime.bpe_tokenizer import BytePairTokenizer
 from tfcompress.runtime.chat_template import render_chat
 from tfcompress.runtime.delegation import DelegationReport
 from tfcompress.runtime.delegation import xnnpack_delegation
+from tfcompress.runtime.generator import GenerationResult
+from tfcompress.runtime.generator import Generator
 from tfcompress.runtime.interpreter import TFLiteModel
 from tfcompress.runtime.interpreter import load
 from tfcompress.runtime.sampling import Sampler
@@ -15,6 +17,8 @@ __all__ = [
     "BenchmarkResult",
     "BytePairTokenizer",
     "DelegationReport",
+    "GenerationResult",
+    "Generator",
     "Sampler",
     "TFLiteModel",
     "TextStream",
