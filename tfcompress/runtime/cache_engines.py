@@ -48,16 +48,17 @@ class CompiledModelEngine:
     name = "compiled_model"
 
     def __init__(self, path, signatures, num_layers, num_threads=None, quiet=True):
-        from ai_edge_litert.compiled_model import CompiledModel
-        from ai_edge_litert.hardware_accelerator import HardwareAccelerator
-        from ai_edge_litert.options import CpuOptions
-        from ai_edge_litert.options import Options
-
-        options = Options(
-            hardware_accelerators=HardwareAccelerator.CPU,
-            cpu_options=CpuOptions(num_threads=num_threads or 0),
-        )
+        # Importing the module creates LiteRT's environment, which logs.
         with quiet_native_logs(quiet):
+            from ai_edge_litert.compiled_model import CompiledModel
+            from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+            from ai_edge_litert.options import CpuOptions
+            from ai_edge_litert.options import Options
+
+            options = Options(
+                hardware_accelerators=HardwareAccelerator.CPU,
+                cpu_options=CpuOptions(num_threads=num_threads or 0),
+            )
             self._model = CompiledModel.from_file(str(path), options=options)
             self._names = cache_names(num_layers)
             self._sets = [

@@ -12,6 +12,7 @@ from tfcompress.runtime.bpe_tokenizer import BytePairTokenizer
 from tfcompress.runtime.cache_engines import ENGINES
 from tfcompress.runtime.cache_engines import cache_names
 from tfcompress.runtime.cache_engines import create_engine
+from tfcompress.runtime.cache_engines import quiet_native_logs
 from tfcompress.runtime.chat_template import render_chat
 from tfcompress.runtime.generator_metadata import read_metadata
 from tfcompress.runtime.interpreter import _check_flatbuffer
@@ -140,8 +141,23 @@ class Generator:
         signatures = ["decode"] + [f"prefill_{t}" for t in self.prefill_lengths]
         self._engine = create_engine(engine, path, signatures, int(meta["num_layers"]), num_threads, quiet)
         self.engine = self._engine.name
+        self._quiet = quiet
         self._cache_names = cache_names(int(meta["num_layers"]))
         self._tokens = []
+
+    def close(self):
+        """Releases the LiteRT model and buffers (quietly, as loading was)."""
+        import gc
+
+        with quiet_native_logs(self._quiet):
+            self._engine = None
+            gc.collect()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        self.close()
 
     @property
     def tokens(self):
