@@ -76,9 +76,27 @@ class CompiledModelEngine:
         details = self._model.get_output_tensor_details("decode")
         self._cache_shape = tuple(details[self._names[0]]["shape"])
         self._logits_size = int(np.prod(details["logits"]["shape"]))
+        # Buffer lists in each signature's tensor order, for both swap
+        # parities, built once: run_by_index then converts nothing per step.
+        self._calls = {}
+        listing = self._model.get_signature_list()
+        for key in signatures:
+            index = self._model.get_signature_index(key)
+            token_buffer, position_buffer = self._io[key]
+            for parity in (0, 1):
+                current, following = self._sets[parity], self._sets[1 - parity]
+                by_name = {"tokens": token_buffer, "input_pos": position_buffer, **current}
+                outputs = dict(following, logits=self._logits)
+                self._calls[key, parity] = (
+                    index,
+                    [by_name[name] for name in listing[key]["inputs"]],
+                    [outputs[name] for name in listing[key]["outputs"]],
+                )
+        self._parity = 0
         self.reset()
 
     def reset(self):
+        self._parity = 0
         zeros = np.zeros(self._cache_shape, np.float32)
         for buffer in self._sets[0].values():
             buffer.write(zeros)
@@ -88,14 +106,9 @@ class CompiledModelEngine:
         token_buffer, position_buffer = self._io[signature]
         token_buffer.write(tokens)
         position_buffer.write(positions)
-        current, following = self._sets
-        outputs = dict(following)
-        if signature == "decode":
-            outputs["logits"] = self._logits
-        self._model.run_by_name(
-            signature, {"tokens": token_buffer, "input_pos": position_buffer, **current}, outputs
-        )
-        self._sets = [following, current]
+        index, inputs, outputs = self._calls[signature, self._parity]
+        self._model.run_by_index(index, inputs, outputs)
+        self._parity = 1 - self._parity
         if signature == "decode":
             return self._logits.read(self._logits_size, np.float32)
         return None
