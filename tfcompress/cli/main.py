@@ -29,14 +29,14 @@ COMMANDS = {
         "tfcompress.cli.inspect_command",
         "Show a .tflite file's ops, tensor dtypes, quantization and sparsity.",
     ),
+    "bench": (
+        "tfcompress.cli.bench_command",
+        "Time a .tflite file with LiteRT (p50/p90 latency).",
+    ),
     "chat": (
         "tfcompress.cli.chat_command",
         "Chat with a generator .tflite file (default: the bundled SmolLM2, exported once "
         "and cached) on LiteRT.",
-    ),
-    "bench": (
-        "tfcompress.cli.bench_command",
-        "Time a .tflite file with LiteRT (p50/p90 latency).",
     ),
 }
 
