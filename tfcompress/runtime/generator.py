@@ -10,7 +10,6 @@ import numpy as np
 
 from tfcompress.runtime.bpe_tokenizer import BytePairTokenizer
 from tfcompress.runtime.cache_engines import ENGINES
-from tfcompress.runtime.cache_engines import cache_names
 from tfcompress.runtime.cache_engines import create_engine
 from tfcompress.runtime.cache_engines import quiet_native_logs
 from tfcompress.runtime.chat_template import render_chat
@@ -142,7 +141,6 @@ class Generator:
         self._engine = create_engine(engine, path, signatures, int(meta["num_layers"]), num_threads, quiet)
         self.engine = self._engine.name
         self._quiet = quiet
-        self._cache_names = cache_names(int(meta["num_layers"]))
         self._tokens = []
 
     def close(self):
