@@ -24,7 +24,7 @@ flags.DEFINE_integer("max_new_tokens", 256, "At most this many tokens per answer
 flags.DEFINE_integer("threads", None, "LiteRT CPU threads (default: LiteRT's choice).")
 flags.DEFINE_enum("engine", "auto", ["auto", "compiled_model", "interpreter"], "LiteRT API that runs the file.")
 flags.DEFINE_enum(
-    "target", "dynamic_int8", ["float32", "float16", "dynamic_int8", "int8_weights"],
+    "target", "int8_weights", ["float32", "float16", "dynamic_int8", "int8_weights"],
     "Export target of the bundled SmolLM2 (no model argument only).",
 )
 flags.DEFINE_integer("cache_length", 1024, "Context length of the bundled SmolLM2 export (no model argument only).")
