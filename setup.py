@@ -19,6 +19,9 @@ setuptools.setup(
         "keras-hub>=0.30,<0.33",
         "ai-edge-litert>=2.0,<3",
         "absl-py>=1.0",
+        # The chat runtime: byte-level BPE pre-tokenizer patterns, chat templates.
+        "regex>=2022.1",
+        "jinja2>=3.0",
         "numpy>=1.26",
         "matplotlib>=3.7",
         "scikit-learn>=1.3",

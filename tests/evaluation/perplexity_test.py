@@ -94,3 +94,23 @@ def test_errors():
         evaluation.perplexity(lambda t: np.zeros(t.shape), _tokens())
     with pytest.raises(ValueError, match="`batch_size` must be an int >= 1"):
         evaluation.perplexity(_lm(), _tokens(), batch_size=0)
+
+
+def test_perplexity_through_an_exported_generator_file_matches_keras(tmp_path):
+    from tests import _tiny_causal_lm
+    from tfcompress.export import to_tflite_generator
+    from tfcompress.runtime import Generator
+
+    causal_lm = _tiny_causal_lm.tiny_llama3(seed=1)
+    path = str(tmp_path / "tiny.tflite")
+    to_tflite_generator(causal_lm, target="float32", cache_length=48, prefill_lengths=(8,), path=path)
+    tokens = np.random.default_rng(0).integers(3, causal_lm.backbone.vocabulary_size, size=(3, 40))
+    mask = np.ones_like(tokens)
+    mask[2, 30:] = 0
+    keras_ppl = evaluation.perplexity(
+        lambda t: causal_lm({"token_ids": t, "padding_mask": np.ones_like(t)}), tokens, padding_mask=mask
+    )
+    file_ppl = evaluation.perplexity(path, tokens, padding_mask=mask)
+    assert file_ppl == pytest.approx(keras_ppl, rel=1e-3)
+    assert evaluation.perplexity(Generator(path), tokens, padding_mask=mask) == pytest.approx(file_ppl, rel=1e-9)
+    assert 10 < keras_ppl < 10_000

@@ -33,6 +33,11 @@ COMMANDS = {
         "tfcompress.cli.bench_command",
         "Time a .tflite file with LiteRT (p50/p90 latency).",
     ),
+    "chat": (
+        "tfcompress.cli.chat_command",
+        "Chat with a generator .tflite file (default: the bundled SmolLM2, exported once "
+        "and cached) on LiteRT.",
+    ),
 }
 
 

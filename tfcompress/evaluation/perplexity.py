@@ -1,5 +1,7 @@
 """Perplexity of a causal language model on token ids."""
 
+import os
+
 import numpy as np
 
 from tfcompress.evaluation import _runner
@@ -34,6 +36,23 @@ def _check_tokens(token_ids, padding_mask):
     return tokens, mask != 0
 
 
+def _generator(model):
+    """A `tfcompress.runtime.Generator` for a generator file path, or `model` if it is one."""
+    from tfcompress.runtime import generator
+
+    if isinstance(model, generator.Generator):
+        return model
+    if isinstance(model, (str, os.PathLike)):
+        return generator.Generator(model)
+    return None
+
+
+def _generator_logits(generator, batch):
+    # Teacher-forced through the file's own decode signature, one sequence
+    # at a time (the file runs batch 1), from an empty cache each time.
+    return np.stack([generator.logits(row) for row in batch])
+
+
 def perplexity(model, token_ids, padding_mask=None, batch_size=8):
     """Perplexity `exp(mean next-token negative log-likelihood)` of a causal LM.
 
@@ -45,7 +64,11 @@ def perplexity(model, token_ids, padding_mask=None, batch_size=8):
         model: a `keras.Model` (or callable, or object with `.run`) mapping int
             token ids `[batch, seq]` to logits `[batch, seq, vocab]`. For a
             keras-hub `CausalLM` that takes a dict, pass a callable, e.g.
-            `lambda t: lm({"token_ids": t, "padding_mask": t != 0})`.
+            `lambda t: lm({"token_ids": t, "padding_mask": t != 0})`. Also a
+            generator `.tflite` path (from `tfcompress.export.to_tflite_generator`)
+            or a `tfcompress.runtime.Generator`: each sequence then runs
+            teacher-forced through the file's `decode` signature, token by
+            token from an empty cache, so the file's own numbers are scored.
         token_ids: int array `[num_sequences, seq]`.
         padding_mask: optional array like `token_ids`, nonzero for real tokens.
         batch_size: sequences per model call.
@@ -66,10 +89,14 @@ def perplexity(model, token_ids, padding_mask=None, batch_size=8):
     """
     _runner.check_int(batch_size, "batch_size", 1)
     tokens, mask = _check_tokens(token_ids, padding_mask)
+    generator = _generator(model)
     total_nll, count = 0.0, 0
     for start in range(0, len(tokens), batch_size):
         batch = tokens[start : start + batch_size]
-        logits = _runner.predict(model, batch, batch_size=len(batch))
+        if generator is not None:
+            logits = _generator_logits(generator, batch)
+        else:
+            logits = _runner.predict(model, batch, batch_size=len(batch))
         if logits.shape[:2] != batch.shape or logits.ndim != 3:
             raise ValueError(
                 "`model` must map token ids [batch, seq] to logits [batch, seq, "

@@ -1,29 +1,40 @@
-"""TFLite export: conversion with verification, C arrays for TFLite Micro."""
+"""TFLite export: conversion with verification, C arrays for TFLite Micro, LLM generators.
 
-from tfcompress.export.arena import estimate_arena_bytes
-from tfcompress.export.attention_masks import additive_attention_masks
-from tfcompress.export.c_array import CArrayResult
-from tfcompress.export.c_array import to_c_array
-from tfcompress.export.converter import TARGETS
-from tfcompress.export.identity_multiplies import remove_identity_multiplies
-from tfcompress.export.tflite import ExportResult
-from tfcompress.export.tflite import to_tflite
-from tfcompress.export.tflm import TFLMCheck
-from tfcompress.export.tflm_error import TFLMError
-from tfcompress.export.tflm import check_in_tflm
-from tfcompress.export.verify import ExportVerificationError
+Names load on first use, so `read_generator_metadata` (which a chat runtime
+needs) imports no TensorFlow.
+"""
 
-__all__ = [
-    "CArrayResult",
-    "ExportResult",
-    "ExportVerificationError",
-    "TARGETS",
-    "TFLMCheck",
-    "TFLMError",
-    "additive_attention_masks",
-    "check_in_tflm",
-    "estimate_arena_bytes",
-    "remove_identity_multiplies",
-    "to_c_array",
-    "to_tflite",
-]
+import importlib
+
+_SOURCES = {
+    "CArrayResult": "tfcompress.export.c_array",
+    "ExportResult": "tfcompress.export.tflite",
+    "ExportVerificationError": "tfcompress.export.verify",
+    "GENERATOR_TARGETS": "tfcompress.export.generator.to_tflite_generator",
+    "GeneratorExport": "tfcompress.export.generator.generator_export",
+    "TARGETS": "tfcompress.export.converter",
+    "TFLMCheck": "tfcompress.export.tflm",
+    "TFLMError": "tfcompress.export.tflm_error",
+    "additive_attention_masks": "tfcompress.export.attention_masks",
+    "check_in_tflm": "tfcompress.export.tflm",
+    "estimate_arena_bytes": "tfcompress.export.arena",
+    "read_generator_metadata": "tfcompress.export.generator.metadata",
+    "remove_identity_multiplies": "tfcompress.export.identity_multiplies",
+    "to_c_array": "tfcompress.export.c_array",
+    "to_tflite": "tfcompress.export.tflite",
+    "to_tflite_generator": "tfcompress.export.generator.to_tflite_generator",
+}
+
+__all__ = sorted(_SOURCES)
+
+
+def __getattr__(name):
+    if name in _SOURCES:
+        value = getattr(importlib.import_module(_SOURCES[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'tfcompress.export' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(list(globals()) + __all__)

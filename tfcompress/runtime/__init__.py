@@ -2,16 +2,28 @@
 
 from tfcompress.runtime.benchmark import BenchmarkResult
 from tfcompress.runtime.benchmark import benchmark
+from tfcompress.runtime.bpe_tokenizer import BytePairTokenizer
+from tfcompress.runtime.chat_template import render_chat
 from tfcompress.runtime.delegation import DelegationReport
 from tfcompress.runtime.delegation import xnnpack_delegation
+from tfcompress.runtime.generator import GenerationResult
+from tfcompress.runtime.generator import Generator
 from tfcompress.runtime.interpreter import TFLiteModel
 from tfcompress.runtime.interpreter import load
+from tfcompress.runtime.sampling import Sampler
+from tfcompress.runtime.text_stream import TextStream
 
 __all__ = [
     "BenchmarkResult",
+    "BytePairTokenizer",
     "DelegationReport",
+    "GenerationResult",
+    "Generator",
+    "Sampler",
     "TFLiteModel",
+    "TextStream",
     "benchmark",
     "load",
+    "render_chat",
     "xnnpack_delegation",
 ]

@@ -1,0 +1,1 @@
+"""Export of causal LMs as LiteRT generators with a per-layer KV cache."""

@@ -1,0 +1,214 @@
+"""`GeneratorGraph`: a `tf.Module` whose `decode` and `prefill_{T}` functions run
+a decoder over per-layer K/V caches updated in place with dynamic_update_slice."""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+# LiteRT-LM's mask value: finite, so a fully masked row cannot turn into NaN.
+MASK_VALUE = -0.7 * float(np.finfo(np.float32).max)
+
+
+def cache_names(num_layers):
+    """The cache input/output names in signature order: k_0, v_0, k_1, ..."""
+    return [f"kv_cache_{kind}_{i}" for i in range(num_layers) for kind in ("k", "v")]
+
+
+def _tied_table(weights):
+    """(table stored once, gain folded into it or None).
+
+    The converter folds the final norm's gain into the LM-head matrix, which
+    would store a second copy of a tied embedding. Storing E * gain once, and
+    dividing looked-up rows by the gain, keeps one table for both uses.
+    """
+    gain = weights.final_norm["gamma"]
+    if weights.head is not None or np.any(np.abs(gain) < 1e-6):
+        return weights.embedding, None
+    return weights.embedding * gain[None, :], gain
+
+
+class GeneratorGraph(tf.Module):
+    """The decoder of `weights` (a `DecoderWeights`) as TensorFlow functions.
+
+    Args:
+        weights: the `DecoderWeights` to run.
+        cache_length: S, the static number of cache slots per layer.
+        int8_embedding: look tokens up in an int8 copy of the table (for the
+            int8 targets, whose LM head the converter quantizes).
+    """
+
+    def __init__(self, weights, cache_length, int8_embedding=False):
+        super().__init__(name="generator")
+        self.w = weights
+        self.cache_length = cache_length
+        table, folded_gain = _tied_table(weights)
+        self._folded_gain = folded_gain
+        self.table = tf.Variable(table, trainable=False, name="embedding")
+        self._int8_embedding = int8_embedding
+        if int8_embedding:
+            # Looked up from int8 rows and a per-row scale, the converter's own
+            # per-channel quantization of the LM head (see weight_rewrites),
+            # so both uses can read one int8 table.
+            scale = np.maximum(np.abs(table).max(axis=1, keepdims=True), 1e-12) / 127.0
+            self.table_int8 = tf.Variable(
+                np.clip(np.round(table / scale), -127, 127).astype(np.int8), trainable=False, name="embedding_int8"
+            )
+            self.table_scale = tf.Variable(scale.astype(np.float32), trainable=False, name="embedding_scale")
+        self.head = (
+            None if weights.head is None else tf.Variable(weights.head.T, trainable=False, name="head")
+        )
+        self._constants = []
+        self.layer_vars = [self._layer_variables(i, layer) for i, layer in enumerate(weights.layers)]
+        self.final_norm = self._norm_variables("final_norm", weights.final_norm)
+        if folded_gain is not None:
+            self.inverse_gain = tf.Variable(1.0 / folded_gain, trainable=False, name="inverse_gain")
+            beta = weights.final_norm["beta"]
+            self.shift = None if beta is None else tf.Variable(beta / folded_gain, trainable=False, name="shift")
+        if weights.positions is not None:
+            self.positions = tf.Variable(weights.positions[:cache_length], trainable=False, name="positions")
+        else:
+            self.rope_cos = tf.Variable(weights.rope_cos[:cache_length], trainable=False, name="rope_cos")
+            self.rope_sin = tf.Variable(weights.rope_sin[:cache_length], trainable=False, name="rope_sin")
+
+    def _variable(self, name, value):
+        return None if value is None else tf.Variable(value, trainable=False, name=name)
+
+    def _norm_variables(self, name, norm):
+        return {
+            "gamma": self._variable(name + "_gamma", norm["gamma"]),
+            "beta": self._variable(name + "_beta", norm["beta"]),
+            "epsilon": norm["epsilon"],
+            "rms": norm["rms"],
+        }
+
+    def _layer_variables(self, i, layer):
+        out = {}
+        for key, value in layer.items():
+            if key in ("attention_norm", "ffn_norm"):
+                out[key] = self._norm_variables(f"layer_{i}_{key}", value)
+            elif key == "activation":
+                out[key] = value
+            else:
+                out[key] = self._variable(f"layer_{i}_{key}", value)
+        return out
+
+    @staticmethod
+    def _normalize(x, norm, gain=True):
+        epsilon = norm["epsilon"]
+        if norm["rms"]:
+            y = x * tf.math.rsqrt(tf.reduce_mean(tf.square(x), -1, keepdims=True) + epsilon)
+        else:
+            mean = tf.reduce_mean(x, -1, keepdims=True)
+            centered = x - mean
+            variance = tf.reduce_mean(tf.square(centered), -1, keepdims=True)
+            y = centered * tf.math.rsqrt(variance + epsilon)
+        if not gain:
+            return y
+        y = y * norm["gamma"]
+        return y if norm["beta"] is None else y + norm["beta"]
+
+    @staticmethod
+    def _linear(x, kernel, bias):
+        y = tf.matmul(x, kernel)
+        return y if bias is None else y + bias
+
+    def _rotate(self, x, cos, sin):
+        x1, x2 = tf.split(x, 2, axis=-1)
+        return x * cos + tf.concat([-x2, x1], axis=-1) * sin
+
+    def _attention(self, x, layer, positions, k_cache, v_cache):
+        w = self.w
+        steps = x.shape[0]
+        groups = w.num_query_heads // w.num_kv_heads
+        q = tf.reshape(self._linear(x, layer["q"], layer["q_bias"]), [steps, w.num_query_heads, w.head_dim])
+        k = tf.reshape(self._linear(x, layer["k"], layer["k_bias"]), [steps, w.num_kv_heads, w.head_dim])
+        v = tf.reshape(self._linear(x, layer["v"], layer["v_bias"]), [steps, w.num_kv_heads, w.head_dim])
+        if w.positions is None:
+            cos = tf.expand_dims(tf.gather(self.rope_cos, positions), 1)
+            sin = tf.expand_dims(tf.gather(self.rope_sin, positions), 1)
+            q, k = self._rotate(q, cos, sin), self._rotate(k, cos, sin)
+        start = [0, positions[0], 0, 0]
+        k_cache = keras.ops.slice_update(k_cache, start, tf.expand_dims(k, 0))
+        v_cache = keras.ops.slice_update(v_cache, start, tf.expand_dims(v, 0))
+        slots = self.cache_length
+        # Query head h reads key/value head h // groups, as keras-hub's repeat does.
+        q = tf.reshape(q, [steps, w.num_kv_heads, groups, w.head_dim])
+        q = tf.reshape(tf.transpose(q, [1, 0, 2, 3]), [w.num_kv_heads, steps * groups, w.head_dim])
+        keys = tf.transpose(tf.reshape(k_cache, [slots, w.num_kv_heads, w.head_dim]), [1, 0, 2])
+        values = tf.transpose(tf.reshape(v_cache, [slots, w.num_kv_heads, w.head_dim]), [1, 0, 2])
+        scores = tf.matmul(q, keys, transpose_b=True) * (1.0 / float(np.sqrt(w.head_dim)))
+        scores = tf.reshape(scores, [w.num_kv_heads, steps, groups, slots])
+        # A query at position p reads slots <= p only: padded prefill slots
+        # beyond the prompt are never read before decode overwrites them.
+        visible = tf.expand_dims(tf.range(slots, dtype=tf.int32), 0) <= tf.expand_dims(positions, 1)
+        visible = tf.expand_dims(tf.expand_dims(visible, 0), 2)
+        scores = tf.where(visible, scores, MASK_VALUE)
+        probs = tf.reshape(tf.nn.softmax(scores, axis=-1), [w.num_kv_heads, steps * groups, slots])
+        out = tf.reshape(tf.matmul(probs, values), [w.num_kv_heads, steps, groups, w.head_dim])
+        out = tf.reshape(tf.transpose(out, [1, 0, 2, 3]), [steps, w.num_query_heads * w.head_dim])
+        return self._linear(out, layer["o"], layer["o_bias"]), k_cache, v_cache
+
+    def _mlp(self, x, layer):
+        up = self._linear(x, layer["up"], layer["up_bias"])
+        if layer["gate"] is None:
+            hidden = layer["activation"](up)
+        else:
+            hidden = layer["activation"](self._linear(x, layer["gate"], layer["gate_bias"])) * up
+        return self._linear(hidden, layer["down"], layer["down_bias"])
+
+    def _embed(self, tokens, positions):
+        ids = tf.reshape(tokens, [-1])
+        if self._int8_embedding:
+            x = tf.cast(tf.gather(self.table_int8, ids), tf.float32) * tf.gather(self.table_scale, ids)
+        else:
+            x = tf.gather(self.table, ids)
+        if self._folded_gain is not None:
+            x = x * self.inverse_gain
+        if self.w.positions is not None:
+            x = x + tf.gather(self.positions, positions)
+        return x
+
+    def _logits(self, x):
+        if self._folded_gain is None:
+            x = self._normalize(x, self.final_norm)
+        else:
+            x = self._normalize(x, self.final_norm, gain=False)
+            if self.shift is not None:
+                x = x + self.shift
+        if self.head is not None:
+            return tf.matmul(x, self.head)
+        return tf.matmul(x, self.table, transpose_b=True)
+
+    def step(self, tokens, positions, caches, logits):
+        """Runs `tokens` [1, T] at `positions` [T]; returns the output dict."""
+        x = self._embed(tokens, positions)
+        names = cache_names(self.w.num_layers)
+        outputs = {}
+        for i, layer in enumerate(self.layer_vars):
+            k_name, v_name = names[2 * i], names[2 * i + 1]
+            attended, k_cache, v_cache = self._attention(
+                self._normalize(x, layer["attention_norm"]), layer, positions, caches[k_name], caches[v_name]
+            )
+            outputs[k_name], outputs[v_name] = k_cache, v_cache
+            x = x + attended
+            x = x + self._mlp(self._normalize(x, layer["ffn_norm"]), layer)
+        if logits:
+            outputs["logits"] = tf.reshape(self._logits(x[-1:]), [1, 1, self.w.vocabulary_size])
+        return outputs
+
+    def signature(self, length, logits):
+        """A concrete function for `length` tokens: decode (1, logits) or prefill."""
+        w = self.w
+        specs = [
+            tf.TensorSpec([1, length], tf.int32, name="tokens"),
+            tf.TensorSpec([length], tf.int32, name="input_pos"),
+        ] + [
+            tf.TensorSpec([1, self.cache_length, w.num_kv_heads, w.head_dim], tf.float32, name=name)
+            for name in cache_names(w.num_layers)
+        ]
+        names = cache_names(w.num_layers)
+
+        def run(tokens, input_pos, *caches):
+            return self.step(tokens, input_pos, dict(zip(names, caches)), logits)
+
+        return tf.function(run, input_signature=specs, autograph=False).get_concrete_function()

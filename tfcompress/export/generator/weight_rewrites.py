@@ -1,0 +1,152 @@
+"""Flatbuffer rewrites after conversion: one copy of the tied embedding, weight-only int8."""
+
+import numpy as np
+
+from tfcompress.export import flatbuffer
+from tfcompress.export.flatbuffer import schema
+
+
+def _constant_tensors(model):
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors:
+            if flatbuffer.has_data(model, tensor):
+                yield tensor
+
+
+def _same_quantization(a, b):
+    qa, qb = a.quantization, b.quantization
+    if qa is None or qa.scale is None or qb is None or qb.scale is None:
+        return (qa is None or qa.scale is None) and (qb is None or qb.scale is None)
+    return (
+        np.array_equal(np.asarray(qa.scale), np.asarray(qb.scale))
+        and np.array_equal(np.asarray(qa.zeroPoint), np.asarray(qb.zeroPoint))
+        and qa.quantizedDimension == qb.quantizedDimension
+    )
+
+
+def share_identical_buffers(model):
+    """Points tensors with byte-identical constants (and equal quantization) at one buffer.
+
+    Returns the number of bytes freed. The converter writes a weight used by
+    two signatures, or by a GATHER and a FULLY_CONNECTED, as separate buffers
+    when it folds it separately for each use.
+    """
+    first = {}
+    freed = 0
+    for tensor in _constant_tensors(model):
+        data = model.buffers[tensor.buffer].data
+        key = (tensor.type, tuple(tensor.shape), bytes(np.asarray(data, np.uint8).tobytes()))
+        if key not in first:
+            first[key] = tensor
+            continue
+        keeper = first[key]
+        if keeper.buffer == tensor.buffer or not _same_quantization(keeper, tensor):
+            continue
+        old = tensor.buffer
+        tensor.buffer = keeper.buffer
+        if not any(t.buffer == old for sg in model.subgraphs for t in sg.tensors):
+            freed += len(model.buffers[old].data)
+            model.buffers[old].data = None
+    return freed
+
+
+def _producers(subgraph):
+    return {out: op for op in subgraph.operators for out in op.outputs}
+
+
+def _int8_lookup_pairs(model):
+    """(gather int8 table tensor, gather scale tensor) of each int8 embedding lookup."""
+    pairs = []
+    for subgraph in model.subgraphs:
+        gathers = [op for op in subgraph.operators if flatbuffer.op_name(model, op) == "GATHER"]
+        tables = [subgraph.tensors[op.inputs[0]] for op in gathers]
+        int8 = [t for t in tables if flatbuffer.has_data(model, t) and flatbuffer.type_name(t) == "INT8" and (t.quantization is None or t.quantization.scale is None)]
+        for table in int8:
+            rows = table.shape[0]
+            scales = [
+                t for t in tables
+                if flatbuffer.has_data(model, t) and flatbuffer.type_name(t) == "FLOAT32"
+                and list(t.shape) == [rows, 1]
+            ]
+            if len(scales) == 1:
+                pairs.append((table, scales[0]))
+    return pairs
+
+
+def _lm_heads(model, rows, columns):
+    """Per-channel int8 FULLY_CONNECTED weights shaped [rows, columns]."""
+    heads = []
+    for subgraph in model.subgraphs:
+        for op in subgraph.operators:
+            if flatbuffer.op_name(model, op) != "FULLY_CONNECTED":
+                continue
+            weight = subgraph.tensors[op.inputs[1]]
+            q = weight.quantization
+            if (
+                flatbuffer.has_data(model, weight) and flatbuffer.type_name(weight) == "INT8"
+                and list(weight.shape) == [rows, columns] and q is not None and q.scale is not None
+                and len(q.scale) == rows and not np.any(np.asarray(q.zeroPoint))
+            ):
+                heads.append(weight)
+    return heads
+
+
+def store_embedding_once(content):
+    """Rewrites a converted generator so its tied embedding table is stored once.
+
+    Float tables: byte-identical copies share a buffer. Int8 targets: the
+    lookup's int8 table is replaced by the LM head's per-channel int8 weights
+    and its row scales by the head's scales, so both read one table.
+
+    Returns:
+        The rewritten flatbuffer bytes.
+    """
+    model = flatbuffer.read_model(content)
+    for table, scales in _int8_lookup_pairs(model):
+        heads = _lm_heads(model, table.shape[0], table.shape[1])
+        if not heads:
+            continue
+        head = heads[0]
+        old = table.buffer
+        table.buffer = head.buffer
+        model.buffers[scales.buffer].data = np.asarray(head.quantization.scale, np.float32).astype("<f4").view(np.uint8)
+        if not any(t.buffer == old for sg in model.subgraphs for t in sg.tensors):
+            model.buffers[old].data = None
+    share_identical_buffers(model)
+    return flatbuffer.pack(model)
+
+
+def dequantize_weights_once(content):
+    """Turns hybrid int8 FULLY_CONNECTED ops into float ones reading int8-stored weights.
+
+    Each int8 weight gets a DEQUANTIZE in front of its FULLY_CONNECTED: the
+    file keeps int8 weights, and since the input is constant the interpreter
+    dequantizes it once when the signature is prepared, so activations are
+    never quantized (int8 weights with float activations).
+
+    Returns:
+        The rewritten flatbuffer bytes.
+    """
+    model = flatbuffer.read_model(content)
+    dequantize = flatbuffer.opcode_index(model, schema.BuiltinOperator.DEQUANTIZE)
+    for subgraph in model.subgraphs:
+        operators = []
+        for op in subgraph.operators:
+            if flatbuffer.op_name(model, op) == "FULLY_CONNECTED":
+                weight = subgraph.tensors[op.inputs[1]]
+                data = subgraph.tensors[op.inputs[0]]
+                if (
+                    flatbuffer.has_data(model, weight)
+                    and flatbuffer.type_name(weight) == "INT8"
+                    and flatbuffer.type_name(data) == "FLOAT32"
+                ):
+                    floats = flatbuffer.new_tensor(subgraph, weight, "_dequantized", schema.TensorType.FLOAT32)
+                    subgraph.tensors[floats].quantization = None
+                    operators.append(flatbuffer.new_op(dequantize, [op.inputs[1]], [floats]))
+                    op.inputs = list(op.inputs)
+                    op.inputs[1] = floats
+                    if op.builtinOptions is not None:
+                        op.builtinOptions.asymmetricQuantizeInputs = False
+            operators.append(op)
+        subgraph.operators = operators
+    return flatbuffer.pack(model)
