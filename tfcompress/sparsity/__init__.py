@@ -7,6 +7,7 @@ from tfcompress.sparsity.masks import is_m_by_n_sparse
 from tfcompress.sparsity.masks import m_by_n_mask
 from tfcompress.sparsity.masks import magnitude_mask
 from tfcompress.sparsity.masks import sparsity
+from tfcompress.sparsity.one_shot import prune_one_shot
 from tfcompress.sparsity.prunable_layer import PrunableLayer
 from tfcompress.sparsity.prune import prune_low_magnitude
 from tfcompress.sparsity.pruning_callbacks import PruningSummaries
@@ -32,6 +33,7 @@ __all__ = [
     "m_by_n_mask",
     "magnitude_mask",
     "prune_low_magnitude",
+    "prune_one_shot",
     "sparsity",
     "sparsity_report",
     "strip_pruning",
