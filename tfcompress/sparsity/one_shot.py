@@ -69,7 +69,7 @@ def _read_batches(representative_data, method):
             "method='magnitude' needs none."
         )
     batches = list(iterate_batches(representative_data))
-    if not batches:
+    if not batches or (isinstance(representative_data, (list, tuple)) and not representative_data):
         raise ValueError(
             "`representative_data` yielded no batches. Pass at least one batch "
             "of model inputs."
