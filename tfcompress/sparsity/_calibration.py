@@ -106,7 +106,7 @@ def statistics(model, batches, unit, views, once, full_gram):
             sums of squares (Wanda).
 
     Returns:
-        `{id(layer): (statistic, rows)}`; `rows` counts the input rows seen.
+        `{id(layer): statistic}`, summed over every input row.
     """
     by_id = {id(view.layer): view for view in views}
     totals = {}
@@ -120,8 +120,7 @@ def statistics(model, batches, unit, views, once, full_gram):
                 if full_gram
                 else ops.sum(ops.square(rows), axis=0)
             )
-            old, count = totals.get(id(layer), (0.0, 0))
-            totals[id(layer)] = (old + value, count + rows.shape[0])
+            totals[id(layer)] = totals.get(id(layer), 0.0) + value
         if layer is unit and once:
             raise _Stop
 

@@ -103,7 +103,7 @@ def _pruned_matrix(view, method, sparsity, m_by_n, stats, damping, block_size):
         if m_by_n is not None:
             return matrix * m_by_n_mask(matrix, m_by_n[0], m_by_n[1], axis=0)
         return matrix * magnitude_mask(matrix, sparsity)
-    statistic, _ = stats[id(view.layer)]
+    statistic = stats[id(view.layer)]
     if method == "wanda":
         scores = wanda_scores(matrix, ops.sqrt(statistic))
         return matrix * score_mask(scores, sparsity, m_by_n)
