@@ -43,6 +43,7 @@ _METHODS = flags.DEFINE_list(
     "methods", ["magnitude", "wanda", "sparsegpt"], "prune_one_shot methods to compare."
 )
 _PATTERNS = flags.DEFINE_list("patterns", ["50%", "2:4"], "Sparsity patterns: a percentage or m:n.")
+_GPT = flags.DEFINE_bool("gpt", True, "Prune the byte-level GPT.")
 _SMOLLM2 = flags.DEFINE_bool("smollm2", True, "Also prune SmolLM2-135M (skipped when not installed).")
 _SMOLLM2_CALIBRATION = flags.DEFINE_integer("smollm2_calibration", 8, "SmolLM2 calibration sequences.")
 _SMOLLM2_SEQUENCE = flags.DEFINE_integer("smollm2_sequence", 128, "SmolLM2 tokens per sequence.")
@@ -75,8 +76,9 @@ def lm_perplexity(lm, windows, batch_size):
 
     from tfcompress.evaluation import perplexity
 
+    # A direct call: `predict_on_batch` would run SmolLM2's string preprocessor.
     return perplexity(
-        lambda t: lm.predict_on_batch({"token_ids": t, "padding_mask": np.ones_like(t)}),
+        lambda t: lm({"token_ids": t, "padding_mask": np.ones_like(t)}, training=False),
         windows,
         batch_size=batch_size,
     )
@@ -192,7 +194,7 @@ def main(argv):
     import keras_hub
 
     print_machine()
-    results = {"gpt": run_gpt(keras, keras_hub)}
+    results = {"gpt": run_gpt(keras, keras_hub)} if _GPT.value else {}
     if _SMOLLM2.value:
         results["smollm2"] = run_smollm2()
     if _RESULTS_JSON.value:

@@ -233,3 +233,32 @@ def test_magnitude_needs_no_data_and_ranks_the_whole_layer():
     kernel, result = model.layers[0].kernel.numpy(), pruned.layers[0].kernel.numpy()
     threshold = np.sort(np.abs(kernel).ravel())[48]
     np.testing.assert_array_equal(result, np.where(np.abs(kernel) >= threshold, kernel, 0))
+
+
+def test_carrying_block_outputs_gives_what_rerunning_the_model_gives(monkeypatch):
+    import keras_hub
+
+    from tfcompress.sparsity import _calibration
+
+    keras.utils.set_random_seed(0)
+    lm = keras_hub.models.GPT2CausalLM(testing.gpt2_backbone(3), preprocessor=None)
+    data = testing.token_inputs(16, segments=False)
+    assert _calibration.carried_inputs(lm, [data], _calibration.transformer_blocks(lm)) is not None
+    carried = prune_one_shot(lm, 0.5, "sparsegpt", data, verbose=False)
+    monkeypatch.setattr(_calibration, "carried_inputs", lambda *args: None)
+    rerun = prune_one_shot(lm, 0.5, "sparsegpt", data, verbose=False)
+    for a, b in zip(carried.weights, rerun.weights, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-6)
+
+
+def test_padded_calibration_tokens_make_blocks_rerun_through_the_model():
+    from tfcompress.sparsity import _calibration
+
+    keras.utils.set_random_seed(0)
+    backbone = testing.bert_backbone(2)
+    data = testing.token_inputs(8)
+    data["padding_mask"][:, 5:] = 0  # a block called without the mask would attend to padding
+    assert _calibration.carried_inputs(backbone, [data], backbone.transformer_layers) is None
+    pruned = prune_one_shot(backbone, 0.5, "wanda", data, verbose=False)
+    for path, matrix in _matrices(pruned, "transformer_layer").items():
+        assert ((matrix == 0).sum(axis=0) == matrix.shape[0] // 2).all(), path

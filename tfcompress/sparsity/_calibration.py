@@ -14,6 +14,9 @@ Re-running the model from its inputs costs more forward work than carrying
 each block's outputs to the next (quadratic in the number of blocks instead
 of linear), but it needs nothing of a block's call signature (masks, caches,
 position ids), so it works the same for BERT, GPT-2, Llama and plain models.
+For transformer blocks that reproduce their in-model outputs from their
+hidden states alone (checked on the data: true for keras-hub blocks when no
+calibration token is padded), the outputs are carried instead.
 """
 
 from keras import ops
@@ -92,6 +95,29 @@ def units(model, batches):
     return [(layer, by_id[id(layer)], counts[id(layer)] == 1) for layer in ordered]
 
 
+def _accumulator(views, full_gram):
+    """`(hook, totals)`: the hook adds each view's input statistic to `totals`."""
+    by_id = {id(view.layer): view for view in views}
+    totals = {}
+
+    def accumulate(layer, inputs, outputs):
+        view = by_id.get(id(layer))
+        if view is not None:
+            rows = view.input_rows(inputs)
+            value = (
+                ops.matmul(ops.transpose(rows), rows)
+                if full_gram
+                else ops.sum(ops.square(rows), axis=0)
+            )
+            totals[id(layer)] = totals.get(id(layer), 0.0) + value
+
+    return accumulate, totals
+
+
+def _layers_of(views):
+    return list({id(v.layer): v.layer for v in views}.values())
+
+
 def statistics(model, batches, unit, views, once, full_gram):
     """Accumulates each view's input statistics over all batches.
 
@@ -108,29 +134,86 @@ def statistics(model, batches, unit, views, once, full_gram):
     Returns:
         `{id(layer): statistic}`, summed over every input row.
     """
-    by_id = {id(view.layer): view for view in views}
-    totals = {}
+    accumulate, totals = _accumulator(views, full_gram)
 
-    def accumulate(layer, inputs, outputs):
-        view = by_id.get(id(layer))
-        if view is not None:
-            rows = view.input_rows(inputs)
-            value = (
-                ops.matmul(ops.transpose(rows), rows)
-                if full_gram
-                else ops.sum(ops.square(rows), axis=0)
-            )
-            totals[id(layer)] = totals.get(id(layer), 0.0) + value
+    def hook(layer, inputs, outputs):
+        accumulate(layer, inputs, outputs)
         if layer is unit and once:
             raise _Stop
 
-    hooked = list({id(v.layer): v.layer for v in views}.values())
+    hooked = _layers_of(views)
     if unit not in hooked:
         hooked.append(unit)
-    with intercept_calls(hooked, accumulate):
+    with intercept_calls(hooked, hook):
         for batch in batches:
             try:
                 forward(model, batch)
             except _Stop:
                 pass
     return totals
+
+
+def _close(a, b):
+    if not hasattr(a, "shape") or not hasattr(b, "shape") or tuple(a.shape) != tuple(b.shape):
+        return False
+    scale = float(ops.max(ops.abs(b))) or 1.0
+    return float(ops.max(ops.abs(a - b))) <= 1e-4 * scale
+
+
+def carried_inputs(model, batches, blocks):
+    """The first block's input per batch, when blocks can run on their own.
+
+    A keras-hub block called with its hidden states alone (no padding mask)
+    computes what it computes inside the model when no token is padded; then
+    each block's outputs can be fed straight to the next, one block pass per
+    block instead of a model pass up to it. Whether that holds is checked on
+    the first batch, not assumed: each block's output must be the next
+    block's input, and the first block run alone must reproduce its output.
+
+    Returns:
+        A list of input tensors (one per batch), or None to re-run the model.
+    """
+    seen = []
+
+    def grab(layer, inputs, outputs):
+        seen.append((layer, inputs, outputs))
+
+    with intercept_calls(blocks, grab):
+        forward(model, batches[0])
+    if [layer for layer, _, _ in seen] != list(blocks):
+        return None
+    chained = all(_close(seen[i + 1][1], seen[i][2]) for i in range(len(seen) - 1))
+    _, inputs, outputs = seen[0]
+    try:
+        alone = blocks[0](inputs, training=False)
+    except Exception:  # a block that needs more than its hidden states
+        return None
+    if not chained or not _close(alone, outputs):
+        return None
+    carried = [inputs]
+
+    def first(layer, inputs, outputs):
+        carried.append(inputs)
+        raise _Stop
+
+    with intercept_calls([blocks[0]], first):
+        for batch in batches[1:]:
+            try:
+                forward(model, batch)
+            except _Stop:
+                pass
+    return carried if len(carried) == len(batches) else None
+
+
+def block_statistics(block, inputs, views, full_gram):
+    """`statistics` from the block's own inputs, one block call per batch."""
+    accumulate, totals = _accumulator(views, full_gram)
+    with intercept_calls(_layers_of(views), accumulate):
+        for x in inputs:
+            block(x, training=False)
+    return totals
+
+
+def block_outputs(block, inputs):
+    """The (pruned) block's outputs, the next block's inputs."""
+    return [block(x, training=False) for x in inputs]

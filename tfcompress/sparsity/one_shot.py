@@ -110,28 +110,38 @@ def _pruned_matrix(view, method, sparsity, m_by_n, stats, damping, block_size):
     return sparsegpt_prune(matrix, statistic, sparsity, m_by_n, block_size, damping)
 
 
-def _prune_unit(model, batches, unit, views, once, settings):
-    method = settings["method"]
-    stats = (
-        {}
-        if method == "magnitude"
-        else _calibration.statistics(
-            model, batches, unit, views, once, full_gram=method == "sparsegpt"
-        )
-    )
+def _prune_unit(unit, views, stats, settings):
     for view in views:
-        if method != "magnitude" and id(view.layer) not in stats:
+        if settings["method"] != "magnitude" and id(view.layer) not in stats:
             _LOG.warning(
                 "prune_one_shot: layer %r never ran on `representative_data`; "
                 "it is left dense.", view.layer.path,
             )
             continue
         matrix = _pruned_matrix(
-            view, method, settings["sparsity"], settings["m_by_n"], stats,
+            view, settings["method"], settings["sparsity"], settings["m_by_n"], stats,
             settings["damping"], settings["block_size"],
         )
         variable = kernel_variable(view.layer)
         variable.assign(ops.cast(view.from_matrix(matrix), variable.dtype))
+
+
+def _calibrate_and_prune(model, batches, units, settings, progress):
+    full_gram = settings["method"] == "sparsegpt"
+    carried = None
+    blocks = _calibration.transformer_blocks(model)
+    if blocks and [unit for unit, _, _ in units] == blocks:
+        carried = _calibration.carried_inputs(model, batches, blocks)
+    for index, (unit, views, once) in enumerate(units):
+        if carried is not None:
+            stats = _calibration.block_statistics(unit, carried, views, full_gram)
+        else:
+            stats = _calibration.statistics(model, batches, unit, views, once, full_gram)
+        _prune_unit(unit, views, stats, settings)
+        if carried is not None and index + 1 < len(units):
+            carried = _calibration.block_outputs(unit, carried)
+        if progress is not None:
+            progress.update(index + 1)
 
 
 def prune_one_shot(
@@ -241,10 +251,13 @@ def prune_one_shot(
         "damping": float(damping), "block_size": int(block_size),
     }
     progress = keras.utils.Progbar(len(units), unit_name="unit") if verbose else None
-    for index, (unit, views, once) in enumerate(units):
-        _prune_unit(model, batches, unit, views, once, settings)
-        if progress is not None:
-            progress.update(index + 1)
+    if method == "magnitude":
+        for index, (unit, views, _) in enumerate(units):
+            _prune_unit(unit, views, {}, settings)
+            if progress is not None:
+                progress.update(index + 1)
+    else:
+        _calibrate_and_prune(model, batches, units, settings, progress)
     _LOG.info(
         "prune_one_shot(%s): %d layers in %d units pruned to %s.",
         method, sum(len(v) for _, v, _ in units), len(units),
