@@ -165,18 +165,23 @@ def prune_one_shot(
 
     Methods:
 
-    | method      | weight score                                  | kept weights |
-    |-------------|-----------------------------------------------|--------------|
-    | "magnitude" | abs(w), ranked over the whole layer (baseline) | unchanged    |
-    | "wanda"     | abs(w) * L2 norm of its input, per output     | unchanged    |
-    | "sparsegpt" | OBS: w^2 / [H^-1]_jj^2, H = X^T X (damped)    | updated      |
+    | method      | weight score                                   | kept      |
+    |-------------|------------------------------------------------|-----------|
+    | "magnitude" | abs(w), ranked over the whole layer (baseline) | unchanged |
+    | "wanda"     | abs(w) * L2 norm of its input, per output      | unchanged |
+    | "sparsegpt" | OBS: w^2 / [H^-1]_jj^2, H = X^T X (damped)     | updated   |
 
     Calibration runs block by block: the statistics of a transformer block
     (or, outside keras-hub backbones, of each layer in call order) are taken
     with every earlier block already pruned, so each block compensates for
-    the error of the ones before it. Every calibration token counts (padded
-    positions too): pass unpadded windows. Embeddings, the tied LM head and
-    normalization layers are not pruned.
+    the error of the ones before it. The model is re-run from its inputs up
+    to the block being calibrated; keras-hub blocks that reproduce their
+    in-model outputs from their hidden states alone (checked on the first
+    batch; the case for unpadded calibration windows) get the previous
+    block's outputs directly, one block pass each. Every calibration token
+    counts, padded positions too: pass unpadded windows. Embeddings, the tied
+    LM head, poolers outside the blocks and normalization layers are not
+    pruned.
 
     Args:
         model: a built Keras 3 model (Sequential, functional, subclassed,
