@@ -7,11 +7,11 @@ from tfcompress.sparsity.masks import is_m_by_n_sparse
 from tfcompress.sparsity.masks import m_by_n_mask
 from tfcompress.sparsity.masks import magnitude_mask
 from tfcompress.sparsity.masks import sparsity
+from tfcompress.sparsity.one_shot import prune_one_shot
 from tfcompress.sparsity.prunable_layer import PrunableLayer
 from tfcompress.sparsity.prune import prune_low_magnitude
 from tfcompress.sparsity.prune_structured import prune_structured
 from tfcompress.sparsity.pruning_callbacks import PruningSummaries
-from tfcompress.sparsity.prune_structured import prune_structured
 from tfcompress.sparsity.pruning_callbacks import UpdatePruningStep
 from tfcompress.sparsity.pruning_schedule import ConstantSparsity
 from tfcompress.sparsity.pruning_schedule import PolynomialDecay
@@ -36,6 +36,7 @@ __all__ = [
     "m_by_n_mask",
     "magnitude_mask",
     "prune_low_magnitude",
+    "prune_one_shot",
     "prune_structured",
     "sparsity",
     "sparsity_report",

@@ -1,0 +1,244 @@
+"""One-shot pruning of language models: magnitude, Wanda and SparseGPT.
+
+`tfcompress.sparsity.prune_one_shot` at 50% unstructured and 2:4 on:
+
+- a byte-level GPT-2 trained on `pydoc_data.topics`: the teacher of
+  `benchmarks/distill_gpt.py`, trained and cached by its
+  `load_or_train_teacher` (same `--cache_dir` and teacher flags, so the two
+  benchmarks share the cached model; the defaults here are that benchmark's
+  quick-run teacher). Calibration: `--calibration_windows` random windows of
+  the training bytes; perplexity on the held-out last 10%.
+- SmolLM2-135M-Instruct (`tfcompress.models.from_gguf(smollm2_path())`),
+  with `--smollm2` (default on when the GGUF file is installed): a reduced
+  run, calibrated on `--smollm2_calibration` sequences of
+  `--smollm2_sequence` tokens from the pydoc training text and scored on
+  `--smollm2_eval` held-out sequences.
+
+Printed per model: held-out perplexity per method and pattern, its increase
+over the dense model and that increase as a share of magnitude's, the
+pruning time, and the issue-16 targets (SparseGPT no worse than Wanda; both
+at most half of magnitude's perplexity increase).
+
+    python benchmarks/one_shot_gpt.py --nosmollm2      # the GPT only
+    python benchmarks/one_shot_gpt.py --output_json /tmp/one_shot.json
+
+Measured on 2 shared cores of an AMD EPYC (load average above 10), byte
+GPT of 842,496 parameters (4 blocks, width 128, the distill_gpt quick-run
+teacher), 128 calibration windows of 128 bytes, 364 held-out windows:
+
+| method    | pattern | perplexity | increase | x magnitude's |
+|-----------|---------|------------|----------|---------------|
+| dense     |         | 3.513      |          |               |
+| magnitude | 50%     | 3.664      | +0.152   | 1.00          |
+| wanda     | 50%     | 3.708      | +0.195   | 1.29          |
+| sparsegpt | 50%     | 3.621      | +0.109   | 0.72          |
+| magnitude | 2:4     | 4.080      | +0.568   | 1.00          |
+| wanda     | 2:4     | 4.102      | +0.589   | 1.04          |
+| sparsegpt | 2:4     | 3.664      | +0.152   | 0.27          |
+
+SparseGPT is no worse than Wanda at both patterns and within half of
+magnitude's increase at 2:4; at 50% it is at 0.72x, and Wanda does not beat
+magnitude on this small model (the per-input-norm score pays off with the
+large-activation input features of big language models, which a 128-wide
+byte model does not have; its per-output ranking is then a handicap against
+magnitude's whole-layer ranking). Those targets are not met here.
+
+SmolLM2-135M (all 30 blocks pruned), the reduced run of the defaults: 8 x 128
+calibration tokens, 16 x 128 held-out tokens, same machine:
+
+| method    | pattern | perplexity | increase | x magnitude's | prune s |
+|-----------|---------|------------|----------|---------------|---------|
+| dense     |         | 21.988     |          |               |         |
+| magnitude | 50%     | 576.076    | +554.1   | 1.00          | 108     |
+| wanda     | 50%     | 43.349     | +21.4    | 0.04          | 175     |
+| sparsegpt | 50%     | 43.800     | +21.8    | 0.04          | 863     |
+| magnitude | 2:4     | 1737.668   | +1715.7  | 1.00          | 15      |
+| wanda     | 2:4     | 111.935    | +89.9    | 0.05          | 69      |
+
+Both calibrated methods are far within half of magnitude's increase.
+SparseGPT is 1% worse than Wanda at 50%: 1,024 calibration tokens are fewer
+than the 1,536 inputs of the down projections, so their Hessians are
+rank-deficient and held up by the damping alone; more calibration tokens
+(`--smollm2_calibration`) are the fix to try, at SparseGPT's cost here of
+about 5x Wanda's time. The 2:4 SparseGPT run did not finish before the
+session's deadline.
+"""
+
+import json
+import time
+
+from absl import app
+from absl import flags
+
+import distill_gpt
+from common import format_table
+from distill_common import print_machine
+
+_CALIBRATION_WINDOWS = flags.DEFINE_integer(
+    "calibration_windows", 128, "Training windows to calibrate the GPT on.", lower_bound=1
+)
+_METHODS = flags.DEFINE_list(
+    "methods", ["magnitude", "wanda", "sparsegpt"], "prune_one_shot methods to compare."
+)
+_PATTERNS = flags.DEFINE_list("patterns", ["50%", "2:4"], "Sparsity patterns: a percentage or m:n.")
+_GPT = flags.DEFINE_bool("gpt", True, "Prune the byte-level GPT.")
+_SMOLLM2 = flags.DEFINE_bool("smollm2", True, "Also prune SmolLM2-135M (skipped when not installed).")
+_SMOLLM2_CALIBRATION = flags.DEFINE_integer("smollm2_calibration", 8, "SmolLM2 calibration sequences.")
+_SMOLLM2_SEQUENCE = flags.DEFINE_integer("smollm2_sequence", 128, "SmolLM2 tokens per sequence.")
+_SMOLLM2_EVAL = flags.DEFINE_integer("smollm2_eval", 16, "SmolLM2 held-out sequences scored.")
+_RESULTS_JSON = flags.DEFINE_string("results_json", None, "Optional path for the results.")
+
+flags.FLAGS.set_default("teacher_layers", 4)
+flags.FLAGS.set_default("teacher_hidden", 128)
+flags.FLAGS.set_default("teacher_steps", 3000)
+flags.FLAGS.set_default("batch_size", 16)
+
+
+def pattern_arguments(pattern):
+    """`prune_one_shot` keyword arguments for "50%" or "2:4"."""
+    if ":" in pattern:
+        m, n = (int(v) for v in pattern.split(":"))
+        return {"sparsity": m / n, "sparsity_m_by_n": (m, n)}
+    return {"sparsity": float(pattern.rstrip("%")) / 100}
+
+
+def calibration_windows(train, count, seq_len, seed=7):
+    import numpy as np
+
+    starts = np.random.default_rng(seed).integers(0, len(train) - seq_len, count)
+    return np.stack([train[s : s + seq_len] for s in starts]).astype("int32")
+
+
+def lm_perplexity(lm, windows, batch_size):
+    import numpy as np
+
+    from tfcompress.evaluation import perplexity
+
+    # A direct call: `predict_on_batch` would run SmolLM2's string preprocessor.
+    return perplexity(
+        lambda t: lm({"token_ids": t, "padding_mask": np.ones_like(t)}, training=False),
+        windows,
+        batch_size=batch_size,
+    )
+
+
+def compare(name, lm, calibration, held_out, batch_size):
+    """Rows of (method, pattern, perplexity, seconds) for one model."""
+    import numpy as np
+
+    from tfcompress.sparsity import prune_one_shot
+
+    dense = lm_perplexity(lm, held_out, batch_size)
+    print(f"[{name}] dense held-out perplexity {dense:.3f}", flush=True)
+    data = [
+        {"token_ids": calibration[i : i + batch_size], "padding_mask": np.ones_like(calibration[i : i + batch_size])}
+        for i in range(0, len(calibration), batch_size)
+    ]
+    results = []
+    for pattern in _PATTERNS.value:
+        for method in _METHODS.value:
+            began = time.perf_counter()
+            pruned = prune_one_shot(
+                lm, method=method, representative_data=data, verbose=False, **pattern_arguments(pattern)
+            )
+            seconds = time.perf_counter() - began
+            ppl = lm_perplexity(pruned, held_out, batch_size)
+            print(f"[{name}] {pattern:4s} {method:9s} perplexity {ppl:.3f} ({seconds:.1f} s)", flush=True)
+            results.append({"pattern": pattern, "method": method, "perplexity": ppl, "seconds": seconds})
+            del pruned
+    return dense, results
+
+
+def report(name, dense, results):
+    magnitude = {r["pattern"]: r["perplexity"] - dense for r in results if r["method"] == "magnitude"}
+    rows = [["dense", "", f"{dense:.3f}", "", "", ""]]
+    for r in results:
+        increase = r["perplexity"] - dense
+        share = magnitude.get(r["pattern"])
+        rows.append([
+            r["method"], r["pattern"], f"{r['perplexity']:.3f}", f"{increase:+.3f}",
+            "" if not share else f"{increase / share:.2f}", f"{r['seconds']:.1f}",
+        ])
+    print(f"\n[{name}] held-out perplexity")
+    print(format_table(["method", "pattern", "perplexity", "increase", "x magnitude's", "prune s"], rows))
+    targets = []
+    by = {(r["pattern"], r["method"]): r["perplexity"] for r in results}
+    for pattern in _PATTERNS.value:
+        if (pattern, "sparsegpt") in by and (pattern, "wanda") in by:
+            s, w = by[(pattern, "sparsegpt")], by[(pattern, "wanda")]
+            targets.append([f"{pattern}: SparseGPT <= Wanda", f"{s:.3f} vs {w:.3f}", str(s <= w)])
+        for method in ("wanda", "sparsegpt"):
+            if (pattern, method) in by and magnitude.get(pattern):
+                share = (by[(pattern, method)] - dense) / magnitude[pattern]
+                targets.append([f"{pattern}: {method} increase <= 0.5x magnitude's", f"{share:.2f}x", str(share <= 0.5)])
+    print(f"\n[{name}] targets")
+    print(format_table(["target", "value", "met"], targets))
+
+
+def run_gpt(keras, keras_hub):
+    train, val = distill_gpt.corpus()
+    held_out = distill_gpt.validation_windows(val)
+    calibration = calibration_windows(train, _CALIBRATION_WINDOWS.value, distill_gpt._SEQ_LEN.value)
+    print(f"[gpt] {len(calibration)} calibration and {len(held_out)} held-out windows of "
+          f"{distill_gpt._SEQ_LEN.value} bytes")
+    lm = distill_gpt.load_or_train_teacher(keras, keras_hub, train)
+    print(f"[gpt] {lm.count_params():,} parameters", flush=True)
+    dense, results = compare("gpt", lm, calibration, held_out, batch_size=32)
+    report("gpt", dense, results)
+    return {"dense": dense, "results": results}
+
+
+def smollm2_tokens(lm, text, count, length):
+    import numpy as np
+
+    ids = np.asarray(lm.preprocessor.tokenizer(text)).astype("int32")
+    needed = count * length
+    if len(ids) < needed:
+        raise app.UsageError(f"Only {len(ids)} SmolLM2 tokens for {count} x {length}; lower the counts.")
+    return ids[:needed].reshape(count, length)
+
+
+def run_smollm2():
+    import tfcompress
+
+    try:
+        path = tfcompress.models.smollm2_path()
+    except (ImportError, FileNotFoundError) as error:
+        print(f"[smollm2] skipped: {error}")
+        return None
+    train, val = distill_gpt.corpus()
+    length = _SMOLLM2_SEQUENCE.value
+    # About 3 bytes per token: take enough text for the requested tokens.
+    lm = tfcompress.models.from_gguf(path, sequence_length=length)
+    calibration = smollm2_tokens(
+        lm, bytes(train[: 8 * length * _SMOLLM2_CALIBRATION.value]).decode("utf-8", "ignore"),
+        _SMOLLM2_CALIBRATION.value, length,
+    )
+    held_out = smollm2_tokens(
+        lm, bytes(val[: 8 * length * _SMOLLM2_EVAL.value]).decode("utf-8", "ignore"),
+        _SMOLLM2_EVAL.value, length,
+    )
+    print(f"[smollm2] {lm.count_params():,} parameters; {calibration.size} calibration and "
+          f"{held_out.size} held-out tokens", flush=True)
+    dense, results = compare("smollm2", lm, calibration, held_out, batch_size=8)
+    report("smollm2", dense, results)
+    return {"dense": dense, "results": results}
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    import keras
+    import keras_hub
+
+    print_machine()
+    results = {"gpt": run_gpt(keras, keras_hub)} if _GPT.value else {}
+    if _SMOLLM2.value:
+        results["smollm2"] = run_smollm2()
+    if _RESULTS_JSON.value:
+        with open(_RESULTS_JSON.value, "w", encoding="utf-8") as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == "__main__":
+    app.run(main)
