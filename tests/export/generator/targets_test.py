@@ -15,9 +15,7 @@ TARGETS = ("float32", "float16", "dynamic_int8", "int8_weights")
 
 @pytest.fixture(scope="module")
 def llama():
-    # Wider than the default tiny model, so weights dominate the file size.
-    causal_lm = _tiny_causal_lm.tiny_llama3(seed=1)
-    return causal_lm
+    return _tiny_causal_lm.tiny_llama3(seed=1)
 
 
 @pytest.fixture(scope="module")

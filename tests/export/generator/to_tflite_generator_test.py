@@ -9,7 +9,6 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 
 from tests import _tiny_causal_lm
-from tfcompress.export import ExportVerificationError
 from tfcompress.export import flatbuffer
 from tfcompress.export import read_generator_metadata
 from tfcompress.export import to_tflite_generator
@@ -28,7 +27,7 @@ class LiteRTGenerator:
     def __init__(self, content):
         self.interpreter = Interpreter(model_content=content)
         self.meta = _meta_of(content)
-        shape = (1, CACHE, self.meta["num_kv_heads"], self.meta["head_dim"])
+        shape = (1, self.meta["cache_length"], self.meta["num_kv_heads"], self.meta["head_dim"])
         self.caches = {n: np.zeros(shape, np.float32) for n in cache_names(self.meta["num_layers"])}
         self.position = 0
 
