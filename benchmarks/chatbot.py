@@ -57,7 +57,8 @@ def decode_weight_bytes(content):
     from tfcompress.export import flatbuffer
 
     model = flatbuffer.read_model(content)
-    subgraph = model.subgraphs[0]
+    index = {d.signatureKey.decode(): d.subgraphIndex for d in model.signatureDefs}
+    subgraph = model.subgraphs[index["decode"]]
     buffers = {t.buffer: flatbuffer.tensor_bytes(t) for t in subgraph.tensors if flatbuffer.has_data(model, t)}
     return sum(buffers.values())
 
