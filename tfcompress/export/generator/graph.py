@@ -57,7 +57,6 @@ class GeneratorGraph(tf.Module):
         self.head = (
             None if weights.head is None else tf.Variable(weights.head.T, trainable=False, name="head")
         )
-        self._constants = []
         self.layer_vars = [self._layer_variables(i, layer) for i, layer in enumerate(weights.layers)]
         self.final_norm = self._norm_variables("final_norm", weights.final_norm)
         if folded_gain is not None:

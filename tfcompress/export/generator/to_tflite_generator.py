@@ -6,7 +6,6 @@ import pathlib
 import tempfile
 import warnings
 
-import numpy as np
 import tensorflow as tf
 
 from tfcompress.export.generator import metadata as metadata_lib

@@ -21,6 +21,20 @@ def _sampling(causal_lm, sampling):
     return {**defaults, **(sampling or {})}
 
 
+def _pre_tokenizer(tokenizer):
+    """The split before byte-level BPE that this tokenizer applies in eager calls.
+
+    With the `tokenizers` package installed, keras-hub's BytePairTokenizer
+    splits with Llama 3's regular expression (`SPLIT_PATTERN_TOKENIZERS`, HF
+    `Split(behavior="isolated")`); without it, with GPT-2's ("gpt2").
+    """
+    if getattr(tokenizer, "_tokenizer", None) is not None:
+        from keras_hub.src.tokenizers.byte_pair_tokenizer import SPLIT_PATTERN_TOKENIZERS
+
+        return SPLIT_PATTERN_TOKENIZERS
+    return "gpt2"
+
+
 def tokenizer_metadata(causal_lm, chat_template=None, sampling=None):
     """The `tokenizer`, special ids, chat template and `sampling` entries.
 
@@ -52,9 +66,7 @@ def tokenizer_metadata(causal_lm, chat_template=None, sampling=None):
             "vocabulary": {str(k): int(v) for k, v in vocabulary.items()},
             "merges": [str(m) for m in merges],
             "special_tokens": special,
-            # keras-hub's BytePairTokenizer splits with GPT-2's regular expression
-            # (in two passes, emulating its lookahead) before the byte-level BPE.
-            "pre_tokenizer": "gpt2",
+            "pre_tokenizer": _pre_tokenizer(tokenizer),
         },
         "start_token_id": None if start_id is None else int(start_id),
         "end_token_ids": end_ids,

@@ -50,10 +50,6 @@ def share_identical_buffers(model):
     return freed
 
 
-def _producers(subgraph):
-    return {out: op for op in subgraph.operators for out in op.outputs}
-
-
 def _int8_lookup_pairs(model):
     """(gather int8 table tensor, gather scale tensor) of each int8 embedding lookup."""
     pairs = []
