@@ -6,6 +6,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfcompress.core.constants import ISOLATE_FACTOR
 from tfcompress.core.wrapper import CompressionWrapper
 from tfcompress.quantization.flat_matmul import (
     activation_input_floor,
@@ -22,10 +23,6 @@ from tfcompress.quantization.flat_matmul import (
 from tfcompress.quantization.default_quantize_config import DefaultQuantizeConfig
 from tfcompress.quantization.quantize_config import QuantizeConfig, deserialize, serialize
 from tfcompress.quantization.quantizers import Quantizer
-
-
-# 1 + 2^-22: a MUL the converter cannot fold away, 2.4e-7 from exact.
-_ISOLATE = 1.0 + 2.0**-22
 
 
 def _check_channels(channels, layer, name="outlier_channels"):
@@ -503,7 +500,7 @@ class QuantizeWrapper(CompressionWrapper):
             if self.input_scale is not None:
                 inputs = self._scaled_input(inputs)  # its MUL isolates too
             elif self.isolate_input:
-                inputs = ops.multiply(inputs, _ISOLATE)
+                inputs = ops.multiply(inputs, ISOLATE_FACTOR)
             inputs = self.input_quantizer(inputs, training, self._input_vars)
         if self._split is not None or self._in_split is not None:
             return self._call_split(inputs, training)
@@ -562,9 +559,9 @@ class QuantizeWrapper(CompressionWrapper):
             # (GELU) and the slices stay float in TFLite, and the converter
             # cannot merge the two QUANTIZE ops of one float tensor into one
             # (it did, keeping the outlier scale for both).
-            outliers = ops.multiply(gather_channels(x, self.input_outlier_channels), _ISOLATE)
+            outliers = ops.multiply(gather_channels(x, self.input_outlier_channels), ISOLATE_FACTOR)
             outliers = out_q(outliers, training, out_vars)
-            x = ops.multiply(x, _ISOLATE)
+            x = ops.multiply(x, ISOLATE_FACTOR)
             if training:  # the range of the ordinary channels only
                 rest_q.update_range(ops.stop_gradient(x * self._input_keep()), rest_vars)
             extra = part_q(self._matmul(outliers, rows, rows_q, rows_vars, training), training, part_vars)
