@@ -75,19 +75,21 @@ def _wrap(ref, inner, config, plan, scheme, prefix, preserve_sparsity):
     key = id(ref.layer)
     input_quantizer = None
     override = scheme.override(ref.path, inner)
-    asked = override.get("input_scale") is not None or override.get("quantize_input")
+    asked = override.input_scale is not None or override.quantize_input
     if _reads_unquantized(ref, inner, plan) or asked:
         input_quantizer = DefaultQuantizeConfig(activation_bits=scheme.activation_bits).activation_quantizer()
-    kwargs = dict(input_quantizer=input_quantizer, preserve_sparsity=preserve_sparsity, name=prefix + inner.name)
-    if input_quantizer is not None and (_is_attention_output(ref, inner) or override.get("quantize_input")):
+    kwargs = dict(
+        input_quantizer=input_quantizer,
+        preserve_sparsity=preserve_sparsity,
+        name=prefix + inner.name,
+        outlier_channels=override.outlier_channels or None,
+        input_outlier_channels=override.input_outlier_channels or None,
+        input_scale=override.input_scale,
+        output_scale=override.output_scale,
+    )
+    if input_quantizer is not None and (_is_attention_output(ref, inner) or override.quantize_input):
         kwargs["isolate_input"] = True  # the producer stays float in TFLite
-    for name in ("outlier_channels", "input_outlier_channels"):
-        if override.get(name):
-            kwargs[name] = override[name]
-    for name in ("input_scale", "output_scale"):
-        if override.get(name) is not None:
-            kwargs[name] = override[name]
-    if override.get("input_outlier_channels"):
+    if override.input_outlier_channels:
         kwargs["input_quantizer"] = None  # the split quantizes its input itself
     if key in plan.float_gather:
         kwargs["embedding_channel_scales"] = True
@@ -149,8 +151,8 @@ def quantize(model, scheme, selected_paths, prefix, preserve_sparsity, fold_batc
         float."""
         inner = layer.layer if isinstance(layer, QuantizeAnnotate) else layer
         override = scheme.override(paths.get(id(layer), layer.name), inner)
-        split = override.get("outlier_channels") or override.get("input_outlier_channels")
-        return bool(split) or override.get("output_scale") is not None or override.get("quantize_output") is False
+        split = override.outlier_channels or override.input_outlier_channels
+        return bool(split) or override.output_scale is not None or override.quantize_output is False
 
     containers = [model] + [r.layer for r in walk_layers(model)]
     for container in filter(_is_graph, containers):
