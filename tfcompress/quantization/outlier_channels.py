@@ -210,8 +210,8 @@ class _Recording:
         if spec is not None or isinstance(layer, FLOAT_COMPUTE):
             self.produced_by[id(outputs)] = (path, outputs)
         if spec is not None:
-            self._extend((path, "input"), inputs, len(spec[1]))
-            self._extend((path, "output"), outputs, len(spec[2]))
+            self._extend((path, "input"), inputs, len(spec.in_shape))
+            self._extend((path, "output"), outputs, len(spec.out_shape))
 
     def _extend(self, key, tensor, rank):
         flat = ops.convert_to_numpy(tensor).reshape((-1, int(np.prod(tensor.shape[-rank:]))))
