@@ -146,13 +146,8 @@ def quantize(model, scheme, selected_paths, prefix, preserve_sparsity, fold_batc
         return config_of(layer) is not None
 
     def float_output(layer):
-        """An outlier split adds its two int8 halves in float, output scales
-        multiply in float; a layer told not to quantize its output leaves it
-        float."""
         inner = layer.layer if isinstance(layer, QuantizeAnnotate) else layer
-        override = scheme.override(paths.get(id(layer), layer.name), inner)
-        split = override.outlier_channels or override.input_outlier_channels
-        return bool(split) or override.output_scale is not None or override.quantize_output is False
+        return _has_float_output(scheme.override(paths.get(id(layer), layer.name), inner))
 
     containers = [model] + [r.layer for r in walk_layers(model)]
     for container in filter(_is_graph, containers):
@@ -182,13 +177,25 @@ def quantize(model, scheme, selected_paths, prefix, preserve_sparsity, fold_batc
         return _wrap(ref, inner, config, plan, scheme, prefix, preserve)
 
     model, _ = transform_layers(model, transform, inplace=True)
+    _log_kept(kept)
+    return model
+
+
+def _has_float_output(override):
+    """An outlier split adds its two int8 halves in float, output scales
+    multiply in float; a layer told not to quantize its output leaves it
+    float."""
+    split = override.outlier_channels or override.input_outlier_channels
+    return bool(split) or override.output_scale is not None or override.quantize_output is False
+
+
+def _log_kept(kept):
     if kept:
         _LOG.info(
             "Keeping the zeros of %d already sparse (pruned) layers through quantization-aware "
             "training: %s. Pass preserve_sparsity=False to let them train.",
             len(kept), kept,
         )
-    return model
 
 
 def quantize_apply(model, scheme=None, quantized_layer_name_prefix=None, preserve_sparsity=None):

@@ -77,15 +77,20 @@ def quantize_model(
     # Validates `per_layer` before the (slow) float pass runs.
     scheme = QuantizeScheme(weight_bits, activation_bits, per_layer)
     if representative_data is not None:
-        per_layer = dict(scheme.per_layer)
-        for path, found in find_outlier_channels(
-            to_quantize, representative_data, outlier_ratio, smoothing=smoothing
-        ).items():
-            given = per_layer.get(path, LayerOverride())
-            merged = {**found, **given}
-            if given.outlier_channels:  # the user's split replaces the found scales
-                merged.pop("output_scale", None)
-            per_layer[path] = LayerOverride(**merged)
-        scheme = QuantizeScheme(weight_bits, activation_bits, per_layer)
+        found = find_outlier_channels(to_quantize, representative_data, outlier_ratio, smoothing=smoothing)
+        scheme = QuantizeScheme(weight_bits, activation_bits, _merge(found, scheme.per_layer))
     prefix = "quant_" if quantized_layer_name_prefix is None else quantized_layer_name_prefix
     return quantize(to_quantize, scheme, None, prefix, preserve_sparsity, fold_batch_norm, inplace)
+
+
+def _merge(found, given):
+    """`given` overrides win over the `found` ones, field by field; a given
+    output split replaces the found output scales."""
+    merged = dict(given)
+    for path, override in found.items():
+        user = given.get(path, LayerOverride())
+        fields = {**override, **user}
+        if user.outlier_channels:
+            fields.pop("output_scale", None)
+        merged[path] = LayerOverride(**fields)
+    return merged
