@@ -111,11 +111,11 @@ def run_demo(
 
     from tfcompress import evaluation, export, quantization, runtime, sparsity
     from tfcompress.cli import digits
-    from tfcompress.evaluation._runner import check_int
+    from tfcompress.core.checks import check_int
 
     # Checked here rather than by the runtime, so a typo fails before training.
     for flag, value in (("bench_rounds", bench_rounds), ("bench_runs", bench_runs), ("bench_threads", bench_threads)):
-        check_int(value, flag, 1)
+        check_int(value, flag, 1, expected="an int >= 1")
     os.makedirs(output_dir, exist_ok=True)
     keras.utils.set_random_seed(seed)
     x_train, y_train, x_test, y_test = digits.load_digits(seed)

@@ -7,6 +7,7 @@ from tfcompress.core.layer_tree import find_layer
 from tfcompress.core.layer_tree import walk_layers
 from tfcompress.core.recipe import attach_recipe
 from tfcompress.core.replace import replace_layer
+from tfcompress.core.strip_wrappers import strip_wrappers
 from tfcompress.core.substitute import substitute_variables
 from tfcompress.core.transform import transform_layers
 from tfcompress.core.wrapper import CompressionWrapper
@@ -21,6 +22,7 @@ __all__ = [
     "find_layer",
     "intercept_calls",
     "replace_layer",
+    "strip_wrappers",
     "substitute_variables",
     "transform_layers",
     "walk_layers",

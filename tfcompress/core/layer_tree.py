@@ -4,37 +4,7 @@ import dataclasses
 
 import keras
 
-# Attributes that hold bookkeeping references, not the layer's own children.
-_SKIP_ATTRIBUTES = frozenset(
-    {
-        "_layers",
-        "_tracked",
-        "_inbound_nodes",
-        "_outbound_nodes",
-        "_operations",
-        "_operations_by_depth",
-        "_nodes_by_depth",
-        "_functional",
-        "_inputs",
-        "_outputs",
-        "_inputs_struct",
-        "_outputs_struct",
-        "_trainable_variables",
-        "_non_trainable_variables",
-        "_metrics",
-        "_seed_generators",
-        "_losses",
-        "_losses_override",
-        "_self_unconditional_checkpoint_dependencies",
-        "_self_unconditional_dependency_names",
-        "_self_unconditional_deferred_dependencies",
-        "_self_saveable_object_factories",
-        "_compile_metrics",
-        "_compile_loss",
-        "_loss_tracker",
-        "optimizer",
-    }
-)
+from tfcompress.core import _keras_internals as internals
 
 
 @dataclasses.dataclass
@@ -82,10 +52,10 @@ def child_layers(layer):
             op for op in layer.operations if isinstance(op, keras.layers.Layer)
         )
     for name, value in vars(layer).items():
-        if name in _SKIP_ATTRIBUTES or name.startswith("__"):
+        if name in internals.BOOKKEEPING_ATTRIBUTES or name.startswith("__"):
             continue
         found.extend(_container_layers(value))
-    found.extend(getattr(layer, "_layers", []))
+    found.extend(internals.tracked_layers(layer) or [])
     seen, children = set(), []
     for child in found:
         if id(child) in seen or child is layer:

@@ -1,4 +1,5 @@
-"""Record, in the model's own config, the wrappers that its class cannot rebuild.
+"""Record, in the model's own config, the wrappers and replaced layers that its
+class cannot rebuild.
 
 keras-hub blocks rebuild their sublayers from hyperparameters, and subclassed
 models build theirs in `__init__`, so a wrapper put inside a
@@ -6,8 +7,9 @@ models build theirs in `__init__`, so a wrapper put inside a
 its own: a subclass of its class, with the same name, mixing in
 `CompressedModel`. Its `get_config` adds the recorded class and the list of
 wrappers (path of each wrapped layer and the wrapper's config) to the
-original config, and `CompressedModel.from_config` rebuilds the original
-model, then re-applies the wrappers. Keras calls it while it deserializes,
+original config, and the replaced layers (path, new layer's config; see
+`replacements.py`), and `CompressedModel.from_config` rebuilds the original
+model, puts the replacements in place, then re-applies the wrappers. Keras calls it while it deserializes,
 before any weight is read, so `keras.saving.load_model`, `ModelCheckpoint`
 files and `copy_model` all get the wrappers back (docs/DESIGN.md says why no
 other hook exists).
@@ -17,13 +19,15 @@ import copy
 
 import keras
 
-from tfcompress.core.layer_tree import child_layers
+from tfcompress.core import _keras_internals as internals
 from tfcompress.core.layer_tree import walk_layers
-from tfcompress.core.replace import replace_layer
+from tfcompress.core.replacements import apply_replacements, locate, replacement_recipe
+from tfcompress.core.swap import swap_layer
 from tfcompress.core.wrapper import CompressionWrapper, build_shape_of
 
 _SAVED_MODEL = "tfcompress_model"
 _SAVED_WRAPPERS = "tfcompress_wrappers"
+_SAVED_REPLACEMENTS = "tfcompress_replacements"
 _REGISTERED_NAME = "CompressedModel"
 
 
@@ -81,10 +85,22 @@ def _config_driven(layer):
 
 
 def needs_recipe(model, replaced_refs):
-    """Whether some replaced layer is invisible to the model's own config."""
-    return not all(_config_driven(ref.parent) for ref in replaced_refs) or (
-        not _config_driven(model)
-    )
+    """Whether some replaced layer is invisible to the model's own config.
+
+    A layer's config survives a rebuild only when every layer above it, from
+    `model` down to its parent, rebuilds its children from its own config.
+    """
+
+    def visible(ref):
+        ancestors = [model] + [locate(model, ref.indices[:depth])[1] for depth in range(1, ref.depth)]
+        return all(_config_driven(layer) for layer in ancestors)
+
+    return not all(visible(ref) for ref in replaced_refs)
+
+
+def records_anything(model):
+    """Whether `model` holds a wrapper or a recorded replacement."""
+    return bool(wrapper_recipe(model) or replacement_recipe(model))
 
 
 def has_recipe(model):
@@ -123,17 +139,6 @@ def _rewrap(layer, wrapper_config):
     return wrapper
 
 
-def _locate(model, indices):
-    """`(parent, layer)` at a child-index path, or None when there is none."""
-    parent, layer = None, model
-    for index in indices:
-        children = child_layers(layer)
-        if index >= len(children):
-            return None
-        parent, layer = layer, children[index]
-    return parent, layer
-
-
 def apply_recipe(model, entries):
     """Wraps the layers of a freshly built `model` as `entries` record.
 
@@ -151,7 +156,7 @@ def apply_recipe(model, entries):
         KeyError: when a recorded layer is not in `model`.
     """
     for entry in entries:
-        found = _locate(model, entry["indices"])
+        found = locate(model, entry["indices"])
         if found and isinstance(found[1], CompressionWrapper):
             continue
         if found is None or type(found[1]).__name__ != entry["layer_class"]:
@@ -161,7 +166,7 @@ def apply_recipe(model, entries):
                 "the model's config no longer builds the same layers."
             )
         parent, layer = found
-        replace_layer(parent, layer, _rewrap(layer, entry["wrapper"]))
+        swap_layer(parent, layer, _rewrap(layer, entry["wrapper"]))
     return attach_recipe(model)
 
 
@@ -194,6 +199,7 @@ class CompressedModel:
         saved.pop("shared_object_id", None)
         config[_SAVED_MODEL] = saved
         config[_SAVED_WRAPPERS] = wrapper_recipe(self)
+        config[_SAVED_REPLACEMENTS] = replacement_recipe(self)
         return config
 
     def __reduce__(self):
@@ -201,15 +207,19 @@ class CompressedModel:
         # generated class cannot be pickled by name, its base can, and the
         # loader rebuilds the generated class from the saved config anyway.
         _, args = super().__reduce__()
-        return plain_class(self)._unpickle_model, args
+        return internals.unpickler(plain_class(self)), args
 
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
         saved = dict(config.pop(_SAVED_MODEL))
         entries = config.pop(_SAVED_WRAPPERS)
+        # Files saved before replacements were recorded have none.
+        replacements = config.pop(_SAVED_REPLACEMENTS, [])
         saved["config"] = config
         model = keras.saving.deserialize_keras_object(saved, custom_objects=custom_objects)
+        with keras.saving.custom_object_scope(custom_objects or {}):
+            apply_replacements(model, replacements)
         return apply_recipe(model, entries)
 
 
@@ -266,7 +276,7 @@ def attach_recipe(model):
 
 
 def detach_recipe(model):
-    """Gives `model` back its original class once it has no wrapper left."""
+    """Gives `model` back its original class (once it records nothing)."""
     if has_recipe(model):
         model.__class__ = plain_class(model)
     return model

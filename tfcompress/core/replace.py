@@ -1,182 +1,147 @@
-"""Swap one layer for another wherever a model refers to it."""
-
-import contextlib
-import inspect
+"""Put a different layer in place of any layer of a model, and keep it saved."""
 
 import keras
-from keras.src.ops.symbolic_arguments import SymbolicArguments
 
-from tfcompress.core.layer_tree import _SKIP_ATTRIBUTES
-
-
-def _set_items(container, items):
-    """Sets a list's contents in place.
-
-    TensorFlow's `ListWrapper` (what Keras layers' list attributes become on
-    the TF backend) refuses to be saved once an element was replaced through
-    its own methods; editing its storage and acknowledging the new snapshot
-    keeps it exportable.
-    """
-    storage = getattr(container, "_storage", None)
-    if isinstance(storage, list) and hasattr(container, "_update_snapshot"):
-        storage[:] = items
-        container._update_snapshot()
-    else:
-        container[:] = items
+from tfcompress.core.checks import ensure_keras3_layer
+from tfcompress.core.layer_tree import LayerRef, child_layers, find_layer, walk_layers
+from tfcompress.core.recipe import attach_recipe, needs_recipe
+from tfcompress.core.replacements import record_replacement
+from tfcompress.core.swap import swap_layer
+from tfcompress.core.wrapper import CompressionWrapper
 
 
-def _swap_in_container(container, old, new):
-    """Replaces `old` in a list/dict in place; returns True when found."""
-    found = False
-    if isinstance(container, dict):
-        for key, value in list(container.items()):
-            if value is old:
-                container[key] = new
-                found = True
-    elif isinstance(container, list):
-        found = any(value is old for value in container)
-        if found:
-            _set_items(container, [new if v is old else v for v in container])
-    return found
+def _resolve(model, path_or_layer):
+    """The `LayerRef` of the layer to replace."""
+    if isinstance(path_or_layer, LayerRef):
+        return path_or_layer
+    if isinstance(path_or_layer, str):
+        return find_layer(model, path_or_layer)
+    ensure_keras3_layer(path_or_layer, "path_or_layer")
+    for index, child in enumerate(child_layers(model)):
+        if child is path_or_layer:
+            return LayerRef(child.name, child, model, (index,))
+    for ref in walk_layers(model):
+        if ref.layer is path_or_layer:
+            return ref
+    raise ValueError(
+        f"Layer {path_or_layer.name!r} is not a direct sublayer of "
+        f"{model.name!r}, nor nested inside it. Pass a layer of the model, or "
+        "its path as `tfcompress.core.walk_layers` lists it."
+    )
 
 
-def _swap_attributes(parent, old, new):
-    found = False
-    for name, value in list(vars(parent).items()):
-        if name in _SKIP_ATTRIBUTES or name.startswith("__"):
-            continue
-        if value is old:
-            setattr(parent, name, new)
-            found = True
-        elif isinstance(value, tuple) and any(v is old for v in value):
-            setattr(parent, name, tuple(new if v is old else v for v in value))
-            found = True
-        elif isinstance(value, (list, dict)):
-            found = _swap_in_container(value, old, new) or found
-    return found
-
-
-def _accepted_kwargs(layer):
-    parameters = inspect.signature(layer.call).parameters.values()
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
-        return None
-    return {p.name for p in parameters}
-
-
-def _fit_arguments(node, new):
-    """Drops recorded `None` keyword arguments that `new.call` does not take.
-
-    Keras records e.g. `mask=None` for layers whose `call` has a `mask`
-    argument; a wrapper has one, the layer it wraps may not.
-    """
-    accepted = _accepted_kwargs(new)
-    kwargs = node.arguments.kwargs
-    if accepted is None or all(k in accepted for k in kwargs):
-        return
-    kept = {k: v for k, v in kwargs.items() if k in accepted or v is not None}
-    node.arguments = SymbolicArguments(*node.arguments.args, **kept)
-
-
-def _swap_in_graph(model, old, new):
-    """Points the nodes of a functional graph at `new` instead of `old`."""
-    index_map = {}
-    for index, node in enumerate(list(old._inbound_nodes)):
-        index_map[index] = len(new._inbound_nodes)
-        node.operation = new
-        _fit_arguments(node, new)
-        new._inbound_nodes.append(node)
-        for tensor in node.outputs:
-            history = getattr(tensor, "_keras_history", None)
-            if history is not None and history.operation is old:
-                tensor._keras_history = history._replace(
-                    operation=new, node_index=index_map[index]
-                )
-    new._outbound_nodes.extend(old._outbound_nodes)
-    # `old` now lives inside `new` (or is gone); its graph role moved over.
-    del old._inbound_nodes[:]
-    del old._outbound_nodes[:]
-    old_prefix = f"{id(old)}_ib-"
-    remapped = set()
-    for key in model._nodes:
-        if key.startswith(old_prefix):
-            key = f"{id(new)}_ib-{index_map[int(key[len(old_prefix):])]}"
-        remapped.add(key)
-    model._nodes = remapped
-    _swap_in_container(model._operations, old, new)
-    for operations in model._operations_by_depth.values():
-        _swap_in_container(operations, old, new)
-    _dedupe_tracked(model, old, new)
-
-
-def _dedupe_tracked(layer, old, new):
-    """Keeps `new` once and `old` never in the layer's tracked sublayers."""
-    layers = getattr(layer, "_layers", None)
-    if not isinstance(layers, list):
-        return False
-    found = any(item is old for item in layers)
-    kept, seen = [], set()
-    for item in layers:
-        item = new if item is old else item
-        if id(item) not in seen:
-            seen.add(id(item))
-            kept.append(item)
-    _set_items(layers, kept)
-    return found
-
-
-@contextlib.contextmanager
-def unlocked(layer):
-    """Lets a built layer take new sublayers (Keras locks its tracker at build)."""
-    tracker = getattr(layer, "_tracker", None)
-    was_locked = bool(tracker and tracker.locked)
-    if tracker is not None:
-        tracker.unlock()
+def _built(new_layer, old):
+    if new_layer.built:
+        return new_layer
+    config = old.get_build_config() if old.built else None
+    if not config:
+        raise ValueError(
+            f"`new_layer` ({new_layer.name!r}) is not built, and the layer it "
+            f"replaces ({old.name!r}) records no input shape to build it with. "
+            "Build it first, e.g. `new_layer.build(input_shape)`."
+        )
     try:
-        yield layer
-    finally:
-        if was_locked:
-            tracker.lock()
+        new_layer.build_from_config(config)
+    except Exception as error:
+        raise ValueError(
+            f"`new_layer` ({new_layer.name!r}) is not built and could not be "
+            f"built with the input shapes of {old.name!r} ({config}): {error}. "
+            "Build it yourself with the shapes it will receive."
+        ) from error
+    return new_layer
 
 
-def replace_layer(parent, old, new):
-    """Replaces the sublayer `old` of `parent` by `new`, in place.
+def _check_serializable(new_layer):
+    try:
+        keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(new_layer))
+    except Exception as error:
+        raise TypeError(
+            f"`new_layer` ({type(new_layer).__name__} {new_layer.name!r}) cannot be "
+            f"rebuilt from its config ({error}), so a saved model could not hold "
+            "it. Register its class with "
+            "`@keras.saving.register_keras_serializable()` and give it a "
+            "`get_config` covering its `__init__` arguments."
+        ) from error
 
-    Handles attributes (`self._query_dense`), tracked lists and dicts of layers,
-    the layer stack of a `Sequential`, and the graph of a functional model
-    (keras-hub backbones included), so that calls, weights, `get_config` and
-    saving all see `new`. `new` must already be built.
+
+def replace_layer(model, path_or_layer, new_layer):
+    """Puts `new_layer` in place of a layer of `model`, at any depth, in place.
+
+    The layer may sit anywhere: inside a keras-hub block (an attribute such
+    as `TransformerEncoder._feedforward_intermediate_dense`), a subclassed
+    model, a list of blocks, a `Sequential` or a functional graph. The new
+    layer may have other shapes, another class, other sublayers (a
+    `MultiHeadAttention` with fewer heads, a narrower `Dense`, a small
+    model of two `Dense` layers). Unless the model's own config already holds
+    it (a layer directly in a plain `Sequential` or functional model), the
+    model records "this path is now this layer with this config" in its
+    config, so `keras.saving.load_model`, `tfcompress.saving.load_model` and
+    `tfcompress.core.copy_model` rebuild the model, put the new layer in
+    place, then load the weights (the model keeps its class).
+
+    The caller builds `new_layer` and sets its weights (before or after this
+    call: they are its own variables; nothing is copied from the old layer).
+    An unbuilt `new_layer` is built with the old layer's input shapes. The
+    caller also keeps the model consistent: replacing a layer by one with a
+    different output width means replacing its readers too. Recompile a
+    compiled model afterwards (the optimizer tracked the old variables).
 
     Args:
-        parent: the layer or model holding `old` (`LayerRef.parent`).
-        old: the layer to replace.
-        new: its replacement, usually a wrapper around `old`.
+        model: the model you will save or copy (the outermost one): the
+            replacement is recorded in its config.
+        path_or_layer: the layer to replace: its path as
+            `tfcompress.core.walk_layers` lists it (e.g.
+            `"transformer_layer_1/feedforward_output_dense"`), a `LayerRef`
+            from it, or the layer object itself.
+        new_layer: the Keras 3 layer to put there, registered with Keras (it
+            is saved by its config). A `CompressionWrapper` around the old
+            layer is accepted too (recorded as a wrapper, the way
+            `transform_layers` does it, but only when `model` gets a recipe
+            from `transform_layers` or `attach_recipe`).
+
+    Returns:
+        `model`.
 
     Raises:
-        ValueError: when `old` is not a sublayer of `parent`.
+        KeyError: when no layer has that path (close paths are listed).
+        ValueError: when the layer is not in `model`, or `new_layer` is not
+            built and cannot be built with the old layer's input shapes.
+        TypeError: for non-Keras-3 arguments, a `new_layer` that cannot be
+            rebuilt from its config, or a non-wrapper replacement when
+            `model` is a layer rather than a `keras.Model`.
 
     Example:
 
     ```python
     ref = tfcompress.core.find_layer(
-        backbone, "transformer_layer_0/self_attention_layer/query")
-    tfcompress.core.replace_layer(ref.parent, ref.layer, built_wrapper)
+        backbone, "transformer_layer_1/feedforward_intermediate_dense")
+    narrow = keras.layers.Dense(256, activation="gelu", name=ref.layer.name)
+    narrow.build((None, None, 384))
+    narrow.set_weights([kernel[:, keep], bias[keep]])
+    tfcompress.core.replace_layer(backbone, ref, narrow)
+    backbone.save("b.keras")  # loads back as a BertBackbone with the narrow layer
     ```
     """
-    with unlocked(parent):
-        found = False
-        if isinstance(parent, keras.Sequential):
-            found = _swap_in_container(parent._layers, old, new)
-            if found and parent._functional is not None:
-                _swap_in_graph(parent._functional, old, new)
-        elif isinstance(parent, keras.Model) and hasattr(parent, "_operations"):
-            if any(op is old for op in parent._operations):
-                _swap_in_graph(parent, old, new)
-                found = True
-        found = _swap_attributes(parent, old, new) or found
-        if not isinstance(parent, keras.Sequential):
-            found = _dedupe_tracked(parent, old, new) or found
-    if not found:
-        raise ValueError(
-            f"Layer {old.name!r} is not a direct sublayer of "
-            f"{parent.name!r}; pass the parent from `walk_layers`."
+    ensure_keras3_layer(model, "model")
+    ensure_keras3_layer(new_layer, "new_layer")
+    ref = _resolve(model, path_or_layer)
+    wrapper = isinstance(new_layer, CompressionWrapper)
+    if not wrapper and not isinstance(model, keras.Model):
+        raise TypeError(
+            f"`model` must be the `keras.Model` that holds the layer (the one "
+            f"you save), so it can record the replacement. Received the "
+            f"{type(model).__name__} {model.name!r}: pass the outermost model "
+            "and the layer's path in it."
         )
+    if new_layer is ref.layer:
+        raise ValueError(
+            f"`new_layer` is the layer at {ref.path!r} itself; pass a new layer."
+        )
+    _built(new_layer, ref.layer)
+    if not wrapper:
+        _check_serializable(new_layer)
+    swap_layer(ref.parent, ref.layer, new_layer)
+    if record_replacement(ref.layer, new_layer) and needs_recipe(model, [ref]):
+        attach_recipe(model)
+    return model
+

@@ -4,14 +4,7 @@ import contextlib
 
 import keras
 
-try:  # Keras exposes the scope class but not the getter; nesting needs both.
-    from keras.src.backend import get_stateless_scope as _get_stateless_scope
-except ImportError:  # pragma: no cover - older/newer Keras layouts
-    _get_stateless_scope = None
-
-
-def _outer_scope():
-    return _get_stateless_scope() if _get_stateless_scope else None
+from tfcompress.core import _keras_internals as internals
 
 
 @contextlib.contextmanager
@@ -52,7 +45,8 @@ def substitute_variables(mapping, tracked_variables=()):
                 f"a key {variable!r} of type {type(variable).__name__}; pass "
                 "the variable itself, e.g. `(layer.kernel, tensor)`."
             )
-    outer = _outer_scope()
+    # Keras exposes the scope class but not the getter; nesting needs both.
+    outer = internals.current_stateless_scope()
     scope = keras.StatelessScope(state_mapping=pairs)
     if outer is not None:
         # An outer stateless scope (JAX training, symbolic tracing) holds the

@@ -8,9 +8,10 @@ from tfcompress.core.recipe import (
     detach_recipe,
     has_recipe,
     needs_recipe,
-    wrapper_recipe,
+    records_anything,
 )
-from tfcompress.core.replace import replace_layer
+from tfcompress.core.replacements import record_replacement
+from tfcompress.core.swap import swap_layer
 from tfcompress.core.wrapper import CompressionWrapper
 
 
@@ -24,7 +25,9 @@ def transform_layers(model, transform_fn, inplace=False):
     Walks every layer (keras-hub blocks, nested and subclassed models
     included), parents first, without entering tfcompress wrappers. For each,
     `transform_fn(ref)` returns a built replacement layer, or None to keep it;
-    replaced layers are not descended into.
+    replaced layers are not descended into. A replacement that is neither a
+    wrapper nor a stripped wrapper's inner layer is recorded as in
+    `tfcompress.core.replace_layer`, so the model saves and copies with it.
 
     Args:
         model: a built Keras 3 model.
@@ -63,11 +66,12 @@ def transform_layers(model, transform_fn, inplace=False):
         new = transform_fn(ref)
         if new is None or new is ref.layer:
             continue
-        replace_layer(ref.parent, ref.layer, new)
+        swap_layer(ref.parent, ref.layer, new)
+        record_replacement(ref.layer, new)
         replaced.append(ref)
     if replaced and needs_recipe(model, replaced):
         attach_recipe(model)
-    if has_recipe(model) and not wrapper_recipe(model):
+    if has_recipe(model) and not records_anything(model):
         # e.g. stripped: nothing is left for the config to record.
         detach_recipe(model)
     return model, replaced

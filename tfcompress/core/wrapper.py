@@ -29,10 +29,21 @@ class CompressionWrapper(keras.layers.Wrapper):
     Dense, Conv, EinsumDense and user layers alike, and gradients reach the
     real variables.
 
+    `strip()` gives back the wrapped layer computing what the wrapper
+    computes; `tfcompress.core.strip_wrappers` does it for a whole model, for
+    every technique alike.
+
     Args:
         layer: the Keras 3 layer to wrap.
         **kwargs: base `keras.layers.Layer` arguments (`name`, `dtype`...).
+
+    Attributes:
+        carries_learned_ranges: class attribute; True for wrappers whose own
+            state the export needs (quantization ranges learned in training),
+            which `strip_wrappers` keeps unless told otherwise.
     """
+
+    carries_learned_ranges = False
 
     def __init__(self, layer, **kwargs):
         ensure_keras3_layer(layer, "layer")
@@ -57,6 +68,21 @@ class CompressionWrapper(keras.layers.Wrapper):
     def substitutions(self, training):
         """`(variable, tensor)` pairs to substitute during the inner call."""
         return []
+
+    def strip(self):
+        """The wrapped layer, its variables set to what the wrapper computes.
+
+        The default assigns each substitution of `substitutions(False)` (e.g.
+        `kernel * mask`) to its variable and returns the inner layer, which
+        then computes the wrapper's inference outputs with none of its state.
+        Wrappers with more to undo override it.
+
+        Returns:
+            The wrapped layer.
+        """
+        for variable, tensor in self.substitutions(False):
+            variable.assign(tensor)
+        return self.layer
 
     def compute_mask(self, inputs, mask=None):
         return self.layer.compute_mask(inputs, mask)

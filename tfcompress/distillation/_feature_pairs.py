@@ -1,10 +1,10 @@
 """Reading `compile(feature_losses=...)`: which layers, which loss, what weight."""
 
 import dataclasses
-import numbers
 
 import keras
 
+from tfcompress.core.checks import check_number
 from tfcompress.core.layer_tree import walk_layers
 from tfcompress.distillation.feature_loss import check_feature_loss
 
@@ -109,11 +109,9 @@ def resolve_pairs(feature_losses, teacher, student):
         teacher_layer, student_layer, *rest = entry
         loss = check_feature_loss(rest[0] if rest else "mse", f"feature_losses[{index}] loss")
         weight = rest[1] if len(rest) > 1 else 1.0
-        if isinstance(weight, bool) or not isinstance(weight, numbers.Real) or weight < 0:
-            raise ValueError(
-                f"feature_losses[{index}] weight must be a number >= 0. "
-                f"Received: {weight!r}."
-            )
+        weight = check_number(
+            weight, "weight", 0, expected="a number >= 0", label=f"feature_losses[{index}] weight"
+        )
         pairs.append(
             FeaturePair(
                 _path_of(teacher, teacher_layer, "teacher", index),

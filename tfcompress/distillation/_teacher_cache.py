@@ -4,6 +4,8 @@ import keras
 from keras import ops
 from keras import tree
 
+from tfcompress.core.checks import check_int
+
 INPUTS = "tfcompress_inputs"
 LOGITS = "tfcompress_teacher_logits"
 INDICES = "tfcompress_teacher_indices"
@@ -44,10 +46,9 @@ class _CachedBatches(keras.utils.PyDataset):
 
 def cache_teacher_outputs(teacher, dataset, top_k=None):
     """The batches of `dataset` with the teacher's logits (or top-k) added to x."""
-    if top_k is not None and (isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1):
-        raise ValueError(
-            f"`top_k` must be None (full logits) or an int >= 1. Received: top_k={top_k!r}."
-        )
+    top_k = check_int(
+        top_k, "top_k", 1, allow_none=True, expected="None (full logits) or an int >= 1"
+    )
     batches = []
     for batch in dataset:
         x, y, sample_weight = _unpack(batch)

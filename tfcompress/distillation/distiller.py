@@ -1,14 +1,14 @@
 """`Distiller`: train a student to match a frozen teacher in an ordinary `fit`."""
 
 import copy
-import numbers
 import threading
 
 import keras
 from keras import ops
 from keras import tree
 
-from tfcompress.core.checks import ensure_keras3_model
+from tfcompress.core import _keras_internals as internals
+from tfcompress.core.checks import check_fraction, ensure_keras3_model
 from tfcompress.core.layer_tree import find_layer
 from tfcompress.distillation import _teacher_cache
 from tfcompress.distillation._feature_pairs import resolve_pairs
@@ -183,11 +183,10 @@ class Distiller(keras.Model):
                 "`distillation_loss_fn`, not `loss`. Received: "
                 f"loss={kwargs['loss']!r}."
             )
-        if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 <= alpha <= 1:
-            raise ValueError(
-                "`alpha` (the weight of the hard loss) must be a number in "
-                f"[0, 1]. Received: alpha={alpha!r}."
-            )
+        alpha = check_fraction(
+            alpha, "alpha", include_one=True, expected="a number in [0, 1]",
+            label="`alpha` (the weight of the hard loss)",
+        )
         temperature = check_temperature(temperature)
         mode = resolve_distillation_loss(distillation_loss_fn)
         if student_loss_fn is not None and not callable(student_loss_fn):
@@ -218,7 +217,7 @@ class Distiller(keras.Model):
     def _check_outputs(self, mode):
         outputs = []
         for role, model in (("teacher", self.teacher), ("student", self.student)):
-            if getattr(model, "_outputs_struct", None) is None:
+            if internals.outputs_struct(model) is None:
                 return
             outputs.append(single_output(model.outputs, role))
         if not callable(mode):

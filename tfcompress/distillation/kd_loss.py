@@ -1,26 +1,18 @@
 """The knowledge-distillation loss: T²-scaled KL between softened distributions."""
 
-import math
-
 from keras import ops
 
+from tfcompress.core.checks import check_number
 from tfcompress.distillation._masking import check_mask
 from tfcompress.distillation._masking import masked_mean
 
 
 def check_temperature(temperature):
     """Returns `temperature` as a float if it is a finite number > 0."""
-    if (
-        isinstance(temperature, bool)
-        or not isinstance(temperature, (int, float))
-        or not math.isfinite(temperature)
-        or temperature <= 0
-    ):
-        raise ValueError(
-            "`temperature` must be a finite number > 0 (1 is the plain softmax, "
-            f"2-5 is usual for distillation). Received: temperature={temperature!r}."
-        )
-    return float(temperature)
+    return check_number(
+        temperature, "temperature", 0, open_low=True,
+        expected="a finite number > 0 (1 is the plain softmax, 2-5 is usual for distillation)",
+    )
 
 
 def check_same_classes(teacher_shape, student_shape):

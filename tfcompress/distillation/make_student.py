@@ -1,6 +1,6 @@
 """Cut a shallower student from a keras-hub teacher (DistilBERT initialisation)."""
 
-import numpy as np
+from tfcompress.core.checks import check_int, is_int
 
 _SUPPORTED = (
     "`make_student` supports keras-hub backbones whose config has "
@@ -25,26 +25,18 @@ def _chosen_layers(layers, num_layers, total):
             f"layers={layers!r}, num_layers={num_layers!r}"
         )
     if num_layers is not None:
-        if (
-            isinstance(num_layers, bool)
-            or not isinstance(num_layers, (int, np.integer))
-            or not 1 <= num_layers <= total
-        ):
-            raise ValueError(
-                f"`num_layers` must be an integer in [1, {total}] (the teacher "
-                f"has {total} transformer blocks). Received: "
-                f"num_layers={num_layers!r}"
-            )
-        return _evenly_spaced(total, int(num_layers))
+        num_layers = check_int(
+            num_layers, "num_layers", 1, total,
+            expected=f"an integer in [1, {total}] (the teacher has {total} transformer blocks)",
+        )
+        return _evenly_spaced(total, num_layers)
     if isinstance(layers, (str, bytes)) or not hasattr(layers, "__iter__"):
         raise TypeError(
             "`layers` must be a list of teacher block indices, e.g. [0, 2, 4]. "
             f"Received: layers={layers!r}"
         )
     chosen = list(layers)
-    if not chosen or any(
-        isinstance(i, bool) or not isinstance(i, (int, np.integer)) for i in chosen
-    ):
+    if not chosen or not all(map(is_int, chosen)):
         raise ValueError(
             "`layers` must be a non-empty list of integer block indices, e.g. "
             f"[0, 2, 4]. Received: layers={layers!r}"
@@ -86,7 +78,7 @@ def _check_backbone(backbone):
     blocks = getattr(backbone, "transformer_layers", None)
     total = config.get("num_layers")
     if (
-        not isinstance(total, int)
+        not is_int(total)
         or not isinstance(blocks, (list, tuple))
         or len(blocks) != total
     ):

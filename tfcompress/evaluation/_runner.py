@@ -9,6 +9,8 @@ import os
 import keras
 import numpy as np
 
+from tfcompress.core import checks
+
 PATH_TYPES = (str, os.PathLike, bytes, bytearray, memoryview)
 
 
@@ -136,12 +138,8 @@ def class_labels(y, scores):
 
 
 def check_int(value, name, minimum):
-    """Raises unless `value` is an int >= `minimum`; names the argument."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(
-            f"`{name}` must be an int >= {minimum}. Received: {name}={value!r}."
-        )
-    return value
+    """`value` as an int if it is one >= `minimum`; the message names the argument."""
+    return checks.check_int(value, name, minimum, expected=f"an int >= {minimum}")
 
 
 def take(x, start, stop):

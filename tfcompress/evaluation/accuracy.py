@@ -2,6 +2,7 @@
 
 import numpy as np
 
+from tfcompress.core import checks
 from tfcompress.evaluation import _runner
 
 
@@ -46,11 +47,10 @@ def accuracy(model, x, y, top_k=1, batch_size=32):
             "`np.stack([1 - p, p], axis=-1)`."
         )
     num_classes = scores.shape[-1]
-    if not isinstance(top_k, (int, np.integer)) or not 1 <= top_k <= num_classes:
-        raise ValueError(
-            f"`top_k` must be an int in [1, {num_classes}] (the number of "
-            f"classes). Received: top_k={top_k!r}."
-        )
+    top_k = checks.check_int(
+        top_k, "top_k", 1, num_classes,
+        expected=f"an int in [1, {num_classes}] (the number of classes)",
+    )
     labels = _runner.class_labels(y, scores)
     if labels.min() < 0 or labels.max() >= num_classes:
         raise ValueError(

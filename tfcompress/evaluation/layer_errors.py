@@ -5,6 +5,7 @@ import dataclasses
 import keras
 import numpy as np
 
+from tfcompress.core import _keras_internals as internals
 from tfcompress.core import checks
 from tfcompress.evaluation import _runner
 from tfcompress.evaluation import _table
@@ -74,7 +75,7 @@ def _index_by_name(model):
 def _call_count(layer):
     # Keras has no public API for this; a layer called twice has two outputs
     # and `layer.output` would silently return the first.
-    return len(getattr(layer, "_inbound_nodes", ())) or 1
+    return internals.call_count(layer) or 1
 
 
 def _match(model_a, model_b, name_map):

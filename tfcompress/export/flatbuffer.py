@@ -6,10 +6,7 @@ import pathlib
 import flatbuffers
 import numpy as np
 
-try:
-    from ai_edge_litert import schema_py_generated as schema
-except ImportError:
-    from tensorflow.lite.python import schema_py_generated as schema
+from tfcompress.export._tflite_internals import schema
 
 _BUILTIN_NAMES = {
     value: name

@@ -27,16 +27,16 @@ The work-around, on the converter's own calibrated model:
    supports FLOAT32 and INT32"): it is moved back to float between a
    DEQUANTIZE and a QUANTIZE with the calibrated output scale.
 
-This relies on private TensorFlow APIs (`converter._experimental_calibrate_only`
-and the calibration wrapper in `tensorflow.lite.python.optimize.calibrator`);
+This relies on private TensorFlow APIs (the calibrate-only flag and the
+calibration wrapper, both in `tfcompress/export/_tflite_internals.py`);
 tests/export/int16x8_test.py covers the path and the stock failure it avoids.
 """
 
-import numpy as np
 import tensorflow as tf
 
+from tfcompress.export import _tflite_internals as internals
 from tfcompress.export import flatbuffer
-from tfcompress.export.flatbuffer import schema
+from tfcompress.export._tflite_internals import schema
 
 # Calibrated range kept below the largest softmax input: logits further down
 # have exp() < 1e-27 of the largest. Attention masks write -1e9 there, which
@@ -57,30 +57,13 @@ def convert_int16x8(converter, int_io=False):
     Returns:
         The quantized flatbuffer bytes.
     """
-    # Private module, imported only for this target.
-    from tensorflow.lite.python.optimize import calibrator
-
-    converter._experimental_calibrate_only = True
-    calibrated = converter.convert()
+    calibrated = internals.calibrate_only(converter).convert()
     patched = _patch_ranges(calibrated)
     io_type = tf.int16 if int_io else tf.float32
-    # QuantizeModel without feeding data again: a second calibration pass
-    # would overwrite the patched ranges with the recorded ones.
-    wrapper = calibrator.Calibrator(patched)._calibrator
-    quantized = wrapper.QuantizeModel(
-        _numpy_type(io_type),
-        _numpy_type(io_type),
-        True,
-        _numpy_type(tf.int16),
-        _numpy_type(tf.int64),
-        False,
-        False,
-    )
+    # Quantized without feeding data again: a second calibration pass would
+    # overwrite the patched ranges with the recorded ones.
+    quantized = internals.quantize_calibrated(patched, io_type, io_type, tf.int16, tf.int64)
     return _float_islands(quantized)
-
-
-def _numpy_type(dtype):
-    return np.dtype(dtype.as_numpy_dtype()).num
 
 
 def _patch_ranges(content):

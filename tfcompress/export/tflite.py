@@ -1,7 +1,6 @@
 """Keras 3 model -> verified `.tflite` flatbuffer."""
 
 import dataclasses
-import numbers
 import os
 import pathlib
 import re
@@ -9,7 +8,7 @@ import re
 import keras
 import numpy as np
 
-from tfcompress.core.checks import ensure_keras3_model
+from tfcompress.core.checks import check_int, check_number, ensure_keras3_model
 from tfcompress.core.layer_tree import walk_layers
 from tfcompress.export import converter
 from tfcompress.export import post_training
@@ -104,25 +103,14 @@ def _validate(target, int8_io, allow_flex, verify_, tolerance, path, batch_size,
             f"I/O is int16); target={target!r} keeps float inputs and outputs. "
             "Drop int8_io or change the target."
         )
-    if tolerance is not None and (
-        isinstance(tolerance, bool)
-        or not isinstance(tolerance, (int, float))
-        or tolerance <= 0
-    ):
-        raise ValueError(
-            f"`tolerance` must be a positive number. Received: tolerance={tolerance!r}"
-        )
+    check_number(tolerance, "tolerance", 0, open_low=True, allow_none=True,
+                 expected="a positive number")
     for name, value, meaning in (
         ("batch_size", batch_size, "a fixed batch, e.g. 1 for on-device inference"),
         ("sequence_length", sequence_length, "a fixed number of tokens"),
     ):
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1
-        ):
-            raise ValueError(
-                f"`{name}` must be None (any size) or a positive int ({meaning}). "
-                f"Received: {name}={value!r}"
-            )
+        check_int(value, name, 1, allow_none=True,
+                  expected=f"None (any size) or a positive int ({meaning})")
     if path is not None and not isinstance(path, (str, os.PathLike)):
         raise TypeError(
             f"`path` must be a str or os.PathLike. Received: {type(path).__name__}"
@@ -193,8 +181,8 @@ def to_tflite(
 
     `batch_size=1` fixes the batch dimension: every shape becomes static, so
     XNNPack takes graphs it otherwise splits around shape computations (the
-    float projections of a keras-hub encoder: all-MiniLM-L6-v2 dynamic range
-    went from 26 delegate partitions to 1 and 4.95 to 4.19 ms). The model then
+    float projections of a keras-hub encoder; docs/DESIGN.md has the
+    measurement). The model then
     only accepts batches of that size. `sequence_length=128` does the same for
     the token axis a keras-hub backbone leaves unknown (every input's second
     dimension, where unknown); with both, every shape is static.

@@ -237,7 +237,7 @@ def _litert_outputs(lite, row):
     """LiteRT outputs of one row in the model's output order, as stored."""
     # The plain interpreter, not `run`: its dict keys follow the signature,
     # while TFLM numbers outputs in the model's order.
-    interpreter = lite._interpreter
+    interpreter = lite.interpreter
     interpreter.allocate_tensors()
     for detail, value in zip(lite.input_details, row):
         interpreter.set_tensor(detail["index"], value)

@@ -3,6 +3,7 @@
 import keras_hub
 import numpy as np
 
+from tfcompress.core.checks import check_int
 from tfcompress.models import gguf_reader
 from tfcompress.models import llama3
 
@@ -126,15 +127,10 @@ def from_gguf(path, sequence_length=None):
     context_length = int(values.get("llama.context_length", _DEFAULT_SEQUENCE_LENGTH))
     if sequence_length is None:
         sequence_length = min(_DEFAULT_SEQUENCE_LENGTH, context_length)
-    if (
-        not isinstance(sequence_length, int)
-        or isinstance(sequence_length, bool)
-        or not 0 < sequence_length <= context_length
-    ):
-        raise ValueError(
-            f"`sequence_length` must be an int in [1, {context_length}] "
-            f"(llama.context_length of this file). Received: sequence_length={sequence_length!r}"
-        )
+    sequence_length = check_int(
+        sequence_length, "sequence_length", 1, context_length,
+        expected=f"an int in [1, {context_length}] (llama.context_length of this file)",
+    )
     tokenizer = _tokenizer(values, path)
     gguf_reader.check_llama_tensors(
         [tensor.name for tensor in reader.tensors], config["num_layers"], path

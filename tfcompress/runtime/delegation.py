@@ -6,6 +6,7 @@ import importlib
 
 import numpy as np
 
+from tfcompress.runtime._litert_internals import ops_details
 from tfcompress.runtime.interpreter import _checked_content
 from tfcompress.runtime.interpreter import _create
 from tfcompress.runtime.interpreter import _interpreter_class
@@ -83,8 +84,8 @@ def xnnpack_delegation(model, backend=None):
         raise ValueError(
             f"{where} cannot be prepared by the {name} interpreter ({e})."
         ) from e
-    count = len(plain._get_ops_details())
-    ops = delegated._get_ops_details()
+    count = len(ops_details(plain))
+    ops = ops_details(delegated)
     dtypes = {t["index"]: np.dtype(t["dtype"]).name for t in delegated.get_tensor_details()}
     producer = {int(out): op["index"] for op in ops[:count] for out in op["outputs"]}
     taken = set()

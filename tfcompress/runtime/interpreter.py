@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 
+from tfcompress.runtime._litert_internals import ops_details
 from tfcompress.runtime.tensors import dequantize
 from tfcompress.runtime.tensors import prepare_inputs
 
@@ -167,12 +168,17 @@ class TFLiteModel:
         # appends its own "DELEGATE" nodes to the node list.
         self._ops = [
             op["op_name"]
-            for op in interpreter._get_ops_details()
+            for op in ops_details(interpreter)
             if op["op_name"] != "DELEGATE"
         ]
         self._signatures = interpreter.get_signature_list()
         self._runners = {}
         self._allocated = False
+
+    @property
+    def interpreter(self):
+        """The LiteRT `Interpreter` itself, for tensor-level access by index."""
+        return self._interpreter
 
     @property
     def signatures(self):

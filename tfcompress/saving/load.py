@@ -10,6 +10,7 @@ import keras
 # quantizers, schedules), so this module alone is enough to load any file.
 import tfcompress.quantization  # noqa: F401
 import tfcompress.sparsity  # noqa: F401
+from tfcompress.core import _keras_internals as internals
 
 
 # Where tfcompress recorded the wrappers before they moved into the config.
@@ -28,7 +29,7 @@ def _check_archive(path):
         ) from error
     # Keras alone would fail on such a file with "A total of N objects could
     # not be loaded", which does not say why.
-    if any(name.startswith("assets/") and name.endswith("/" + _OLD_RECIPE_FILE) for name in names):
+    if any(internals.is_asset_file(name, _OLD_RECIPE_FILE) for name in names):
         raise ValueError(
             f"`filepath` {path!r} was saved by an earlier tfcompress, which kept the "
             f"compression wrappers in a {_OLD_RECIPE_FILE} asset; this version keeps them "

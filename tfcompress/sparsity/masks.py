@@ -10,6 +10,8 @@ import numbers
 import numpy as np
 from keras import ops
 
+from tfcompress.core.checks import check_fraction, check_int, check_pair
+
 _POOLING_TYPES = ("AVG", "MAX")
 
 
@@ -19,44 +21,21 @@ def _mask_dtype(weights):
 
 
 def _check_sparsity(value):
-    if isinstance(value, bool):
-        raise TypeError(
-            "`sparsity` must be a float in [0, 1). Received: "
-            f"sparsity={value!r}."
-        )
-    if isinstance(value, numbers.Real) and not 0.0 <= value < 1.0:
-        raise ValueError(
-            f"`sparsity` must be in [0, 1). Received: sparsity={value}. Pass "
-            "the fraction of weights to zero, e.g. 0.5."
-        )
+    # A tensor (a schedule's output inside a traced step) is checked by nobody.
+    if isinstance(value, (bool, numbers.Real)):
+        check_fraction(value, "sparsity", hint="Pass the fraction of weights to zero, e.g. 0.5.")
 
 
 def _check_block_size(block_size):
-    ok = (
-        isinstance(block_size, (tuple, list))
-        and len(block_size) == 2
-        and all(
-            isinstance(b, numbers.Integral)
-            and not isinstance(b, bool)
-            and b > 0
-            for b in block_size
-        )
+    return check_pair(
+        block_size, "block_size", 1,
+        expected="a pair of positive integers (rows, cols), e.g. (1, 1) for unstructured or (4, 4)",
     )
-    if not ok:
-        raise ValueError(
-            "`block_size` must be a pair of positive integers (rows, cols), "
-            f"e.g. (1, 1) for unstructured or (4, 4). Received: "
-            f"block_size={block_size!r}."
-        )
-    return int(block_size[0]), int(block_size[1])
 
 
 def _check_m_n(m, n):
-    for name, value in (("m", m), ("n", n)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-            raise TypeError(
-                f"`{name}` must be an integer. Received: {name}={value!r}."
-            )
+    check_int(m, "m")
+    check_int(n, "n")
     if not 0 < m < n:
         raise ValueError(
             "`m` and `n` must satisfy 0 < m < n (m zeros in every n "
@@ -68,8 +47,7 @@ def _group_axis(weights, m, n, axis):
     """Validates `axis` and returns it non-negative."""
     shape = tuple(weights.shape)
     rank = len(shape)
-    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
-        raise TypeError(f"`axis` must be an integer. Received: axis={axis!r}.")
+    check_int(axis, "axis")
     if not -rank <= axis < rank:
         raise ValueError(
             f"`axis` must be in [{-rank}, {rank}) for weights of shape "

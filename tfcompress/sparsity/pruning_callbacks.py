@@ -6,6 +6,7 @@ import warnings
 import keras
 import numpy as np
 
+from tfcompress.core.checks import check_int
 from tfcompress.core.layer_tree import walk_layers
 from tfcompress.sparsity.pruning_wrapper import PruneLowMagnitude
 
@@ -138,13 +139,9 @@ class PruningSummaries(keras.callbacks.Callback):
                 "`log_dir` must be a directory path for TensorBoard logs. "
                 f"Received: log_dir={log_dir!r}"
             )
-        if update_freq != "epoch" and not (
-            isinstance(update_freq, int) and not isinstance(update_freq, bool)
-            and update_freq > 0
-        ):
-            raise ValueError(
-                "`update_freq` must be 'epoch' or a positive number of batches. "
-                f"Received: update_freq={update_freq!r}"
+        if not (isinstance(update_freq, str) and update_freq == "epoch"):
+            update_freq = check_int(
+                update_freq, "update_freq", 1, expected="'epoch' or a positive number of batches"
             )
         self.log_dir = os.fspath(log_dir)
         self.update_freq = update_freq

@@ -1,44 +1,19 @@
 """Pruning schedules: when to update the masks and to which sparsity."""
 
-import numbers
-
 import keras
 from keras import ops
 
-
-def _check_int(name, value, minimum, hint):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(
-            f"`{name}` must be an integer. Received: {name}={value!r} of type "
-            f"{type(value).__name__}."
-        )
-    if value < minimum:
-        raise ValueError(
-            f"`{name}` must be >= {minimum}. Received: {name}={value}. {hint}"
-        )
-    return int(value)
+from tfcompress.core.checks import check_fraction, check_int, check_number
 
 
 def _check_sparsity(name, value):
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
-            f"`{name}` must be a float in [0, 1). Received: {name}={value!r} "
-            f"of type {type(value).__name__}."
-        )
-    if not 0.0 <= value < 1.0:
-        raise ValueError(
-            f"`{name}` must be in [0, 1). Received: {name}={value}. Pass the "
-            "fraction of weights to zero, e.g. 0.8 for 80% sparsity."
-        )
-    return float(value)
+    return check_fraction(
+        value, name, hint="Pass the fraction of weights to zero, e.g. 0.8 for 80% sparsity."
+    )
 
 
 def _check_end_step(end_step, begin_step, allow_no_end):
-    if isinstance(end_step, bool) or not isinstance(end_step, numbers.Integral):
-        raise TypeError(
-            f"`end_step` must be an integer. Received: end_step={end_step!r} "
-            f"of type {type(end_step).__name__}."
-        )
+    check_int(end_step, "end_step")
     if allow_no_end and end_step == -1:
         return -1
     if end_step < begin_step:
@@ -110,8 +85,8 @@ class PruningSchedule:
         """`should_prune(step)` for a Python int step, as a Python bool.
 
         Asked before every training batch by `UpdatePruningStep`: the same
-        rule as `should_prune`, without a tensor round trip (several
-        milliseconds per batch across a model's wrappers). Schedules that
+        rule as `should_prune`, without a tensor round trip (too costly
+        before every batch; docs/DESIGN.md). Schedules that
         override `should_prune` are asked through it.
         """
         if type(self).should_prune is not PruningSchedule.should_prune:
@@ -195,15 +170,10 @@ class ConstantSparsity(PruningSchedule):
         self.target_sparsity = _check_sparsity(
             "target_sparsity", target_sparsity
         )
-        self.begin_step = _check_int(
-            "begin_step", begin_step, 0, "Steps count from 0."
-        )
+        self.begin_step = check_int(begin_step, "begin_step", 0, hint="Steps count from 0.")
         self.end_step = _check_end_step(end_step, self.begin_step, True)
-        self.frequency = _check_int(
-            "frequency",
-            frequency,
-            1,
-            "Pass 1 to update the masks at every step.",
+        self.frequency = check_int(
+            frequency, "frequency", 1, hint="Pass 1 to update the masks at every step."
         )
 
     def sparsity_at(self, step):
@@ -265,26 +235,15 @@ class PolynomialDecay(PruningSchedule):
             "initial_sparsity", initial_sparsity
         )
         self.final_sparsity = _check_sparsity("final_sparsity", final_sparsity)
-        self.begin_step = _check_int(
-            "begin_step", begin_step, 0, "Steps count from 0."
-        )
+        self.begin_step = check_int(begin_step, "begin_step", 0, hint="Steps count from 0.")
         self.end_step = _check_end_step(end_step, self.begin_step, False)
-        if isinstance(power, bool) or not isinstance(power, numbers.Real):
-            raise TypeError(
-                f"`power` must be a positive number. Received: power={power!r} "
-                f"of type {type(power).__name__}."
-            )
-        if not power > 0:
-            raise ValueError(
-                f"`power` must be > 0. Received: power={power}. Use 1 for a "
-                "linear ramp, 3 (the default) for a fast start."
-            )
+        check_number(
+            power, "power", 0, open_low=True,
+            hint="Use 1 for a linear ramp, 3 (the default) for a fast start.",
+        )
         self.power = power if isinstance(power, int) else float(power)
-        self.frequency = _check_int(
-            "frequency",
-            frequency,
-            1,
-            "Pass 1 to update the masks at every step.",
+        self.frequency = check_int(
+            frequency, "frequency", 1, hint="Pass 1 to update the masks at every step."
         )
 
     def sparsity_at(self, step):

@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from tfcompress.core.checks import check_pair
 from tfcompress.core.wrapper import CompressionWrapper
 from tfcompress.sparsity import masks as masks_lib
 from tfcompress.sparsity import pruning_schedule as schedule_lib
@@ -10,37 +11,26 @@ from tfcompress.sparsity.prune_registry import SUPPORTED, prunable_weights, redu
 
 
 def _check_block(block_size, block_pooling_type):
-    if (
-        not isinstance(block_size, (tuple, list))
-        or len(block_size) != 2
-        or not all(
-            isinstance(b, int) and not isinstance(b, bool) and b >= 1
-            for b in block_size
-        )
-    ):
-        raise ValueError(
-            "`block_size` must be a pair of positive ints, e.g. (1, 1) for "
-            f"unstructured or (1, 4) for blocks. Received: block_size={block_size!r}"
-        )
+    block_size = check_pair(
+        block_size, "block_size", 1,
+        expected="a pair of positive ints, e.g. (1, 1) for unstructured or (1, 4) for blocks",
+    )
     if block_pooling_type not in ("AVG", "MAX"):
         raise ValueError(
             "`block_pooling_type` must be 'AVG' or 'MAX'. Received: "
             f"block_pooling_type={block_pooling_type!r}"
         )
+    return block_size
 
 
 def _check_m_by_n(sparsity_m_by_n, block_size):
     if sparsity_m_by_n is None:
         return None
-    if (
-        not isinstance(sparsity_m_by_n, (tuple, list))
-        or len(sparsity_m_by_n) != 2
-        or not all(isinstance(v, int) for v in sparsity_m_by_n)
-        or not 0 < sparsity_m_by_n[0] < sparsity_m_by_n[1]
-    ):
+    expected = "(m, n) with 0 < m < n: m zeros in every n consecutive weights, e.g. (2, 4)"
+    m, n = check_pair(sparsity_m_by_n, "sparsity_m_by_n", 1, expected=expected)
+    if not m < n:
         raise ValueError(
-            "`sparsity_m_by_n` must be (m, n) with 0 < m < n: m zeros in every "
-            f"n consecutive weights, e.g. (2, 4). Received: sparsity_m_by_n={sparsity_m_by_n!r}"
+            f"`sparsity_m_by_n` must be {expected}. Received: sparsity_m_by_n={sparsity_m_by_n!r}."
         )
     if tuple(block_size) != (1, 1):
         raise ValueError(
@@ -48,7 +38,7 @@ def _check_m_by_n(sparsity_m_by_n, block_size):
             f"sparsity_m_by_n={sparsity_m_by_n!r}, block_size={block_size!r}; "
             "leave block_size at (1, 1)."
         )
-    return tuple(sparsity_m_by_n)
+    return m, n
 
 
 def check_arguments(pruning_schedule, block_size, block_pooling_type, sparsity_m_by_n):
@@ -73,8 +63,7 @@ def check_arguments(pruning_schedule, block_size, block_pooling_type, sparsity_m
             "such as ConstantSparsity(0.5, 0) or PolynomialDecay(...). "
             f"Received: pruning_schedule={pruning_schedule!r}"
         )
-    _check_block(block_size, block_pooling_type)
-    block_size = tuple(block_size)
+    block_size = _check_block(block_size, block_pooling_type)
     return pruning_schedule, block_size, _check_m_by_n(sparsity_m_by_n, block_size)
 
 
@@ -231,8 +220,8 @@ class PruneLowMagnitude(CompressionWrapper):
         Called eagerly, before each training batch, by `UpdatePruningStep`:
         outside the traced train step, so it works whether or not the model
         passes `training` down to this layer. `pruning_step` is written only
-        when the masks change (an eager assign costs ~0.6 ms, too much for
-        every batch); the callback also records it at epoch and training end.
+        when the masks change (an eager assign per batch is too costly; see
+        docs/DESIGN.md); the callback also records it at epoch and training end.
 
         Args:
             step: the training step, a Python int.
@@ -266,7 +255,7 @@ class PruneLowMagnitude(CompressionWrapper):
     def substitutions(self, training):
         return [(weight, weight * mask) for weight, mask in self.pruning_vars]
 
-    def stripped_layer(self):
+    def strip(self):
         """The wrapped layer with masks baked into its weights.
 
         Also gives the weights back their own constraints.
@@ -275,6 +264,10 @@ class PruneLowMagnitude(CompressionWrapper):
             weight.assign(weight * mask)
             weight.constraint = constraint
         return self.layer
+
+    def stripped_layer(self):
+        """`strip()`, by the name `strip_pruning` has always used."""
+        return self.strip()
 
     def get_config(self):
         config = super().get_config()

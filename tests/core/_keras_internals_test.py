@@ -1,0 +1,148 @@
+"""Each private Keras access tfcompress makes, checked on the installed Keras.
+
+A failure here means the installed Keras moved something tfcompress relies
+on: the message names it; fix tfcompress/core/_keras_internals.py.
+"""
+
+import pickle
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+
+import testing
+from tfcompress.core import _keras_internals as internals
+
+
+def _explain(what):
+    return (
+        f"Keras {keras.__version__} changed {what}; tfcompress/core/_keras_internals.py "
+        "must follow it."
+    )
+
+
+def test_functional_nodes_and_keys():
+    model = testing.functional_dense()
+    dense = model.get_layer("dense_1")
+    nodes = internals.inbound_nodes(dense)
+    assert isinstance(nodes, list) and len(nodes) == 1, _explain("Layer._inbound_nodes")
+    assert nodes[0].operation is dense, _explain("Node.operation")
+    assert isinstance(internals.outbound_nodes(dense), list), _explain("Layer._outbound_nodes")
+    assert internals.call_count(dense) == 1 and internals.call_count(keras.layers.Dense(2)) == 0
+    keys = internals.node_keys(model)
+    assert internals.node_key(dense, 0) in keys, _explain("the Functional._nodes key format")
+    assert internals.parse_node_key(internals.node_key(dense, 3)) == (id(dense), 3)
+    for key in keys:
+        internals.parse_node_key(key)
+    with pytest.raises(internals.KerasInternalsError, match="stores functional node keys as 'x'"):
+        internals.parse_node_key("x")
+
+
+def test_functional_operations():
+    model = testing.functional_dense()
+    assert internals.has_graph(model) and not internals.has_graph(testing.subclassed())
+    operations = internals.graph_operations(model)
+    assert model.get_layer("logits") in operations, _explain("Functional._operations")
+    by_depth = internals.operations_by_depth(model)
+    assert any(model.get_layer("logits") in ops for ops in by_depth.values()), _explain(
+        "Functional._operations_by_depth"
+    )
+    sequential = testing.sequential_cnn()
+    graph = internals.sequential_graph(sequential)
+    assert internals.has_graph(graph), _explain("Sequential._functional")
+    assert internals.outputs_struct(model) is not None, _explain("Functional._outputs_struct")
+    assert internals.outputs_struct(testing.subclassed()) is None
+
+
+def test_keras_history_and_symbolic_arguments():
+    inputs = keras.Input((4,))
+    dense = keras.layers.Dense(2)
+    outputs = dense(inputs)
+    history = internals.keras_history(outputs)
+    assert history.operation is dense and history.node_index == 0, _explain("KerasTensor._keras_history")
+    other = keras.layers.Dense(2)
+    internals.set_keras_history(outputs, other, 5)
+    assert internals.keras_history(outputs).operation is other
+    assert internals.keras_history(outputs).node_index == 5
+    node = internals.inbound_nodes(dense)[0]
+    arguments = internals.symbolic_arguments(*node.arguments.args, **node.arguments.kwargs)
+    assert arguments.args[0] is inputs, _explain("keras.src.ops.symbolic_arguments.SymbolicArguments")
+
+
+def test_private_attribute_errors_name_the_version():
+    with pytest.raises(internals.KerasInternalsError, match=r"Keras 3\.\d+.* has no `object\._inbound_nodes`"):
+        internals.inbound_nodes(object())
+
+
+def test_tracked_layers_and_unlocked_tracker():
+    block = testing.Block(4)
+    block.build((None, 4))
+    assert block.inner in internals.tracked_layers(block), _explain("Layer._layers")
+    with pytest.raises(ValueError, match="cannot add new elements of state"):
+        block.extra = keras.layers.Dense(2)
+    with internals.unlocked(block):
+        block.extra = keras.layers.Dense(2)
+    assert block.extra in internals.tracked_layers(block), _explain("Layer._tracker.unlock/lock")
+    with pytest.raises(ValueError, match="cannot add new elements of state"):
+        block.more = keras.layers.Dense(2)
+
+
+def test_set_list_items_keeps_list_attributes_saveable(tmp_path):
+    model = testing.net()
+    x, _ = testing.net_data(2)
+    blocks = model.blocks
+    internals.set_list_items(blocks, [blocks[1], blocks[0]])
+    assert model.blocks[0] is blocks[0] and len(model.blocks) == 2
+    path = str(tmp_path / "net.weights.h5")
+    model.save_weights(path)
+    assert np.all(np.isfinite(np.asarray(model(x))))
+
+
+def test_stateless_scope():
+    assert internals.current_stateless_scope() is None
+    dense = keras.layers.Dense(2)
+    dense.build((None, 2))
+    with keras.StatelessScope(state_mapping=[(dense.kernel, keras.ops.zeros((2, 2)))]) as scope:
+        assert internals.current_stateless_scope() is scope, _explain("keras.src.backend.get_stateless_scope")
+
+
+def test_unpickler_round_trips_a_model():
+    model = testing.subclassed()
+    unpickle = internals.unpickler(type(model))
+    assert callable(unpickle), _explain("Model._unpickle_model")
+    copy = pickle.loads(pickle.dumps(model))
+    testing.assert_outputs_close(model(np.ones((1, 6), "float32")), copy(np.ones((1, 6), "float32")))
+
+
+class _WithAsset(keras.layers.Layer):
+    """Saves a file as a Keras asset, as e.g. a tokenizer's vocabulary is."""
+
+    def save_assets(self, dir_path):
+        with open(f"{dir_path}/note.txt", "w") as file:
+            file.write("hello")
+
+    def load_assets(self, dir_path):
+        with open(f"{dir_path}/note.txt") as file:
+            self.note = file.read()
+
+
+def test_asset_file_naming(tmp_path):
+    model = keras.Sequential([keras.Input((2,)), _WithAsset(name="with_asset")])
+    path = str(tmp_path / "m.keras")
+    model.save(path)
+    names = zipfile.ZipFile(path).namelist()
+    assets = [n for n in names if internals.is_asset_file(n, "note.txt")]
+    assert assets, _explain(f"where .keras files keep assets (entries: {names})")
+    assert not internals.is_asset_file("config.json", "note.txt")
+    restored = keras.saving.load_model(path, custom_objects={"_WithAsset": _WithAsset})
+    assert restored.layers[0].note == "hello"
+
+
+def test_bookkeeping_attributes_exist_on_models():
+    model = testing.functional_dense()
+    model.compile("adam", "mse")
+    found = {name for name in internals.BOOKKEEPING_ATTRIBUTES if hasattr(model, name)}
+    expected = {"_layers", "_inbound_nodes", "_outbound_nodes", "_operations",
+                "_operations_by_depth", "_inputs_struct", "_outputs_struct", "optimizer"}
+    assert expected <= found, _explain(f"model attributes: missing {expected - found}")

@@ -1,0 +1,220 @@
+"""Every private Keras attribute and module tfcompress relies on, in one place.
+
+Keras 3 has no public API to edit a built functional graph, to add a sublayer
+to a built layer, or to read the current stateless scope. tfcompress does all
+three, through the functions below and nowhere else, so a Keras release that
+moves one of them breaks here, with a message naming what moved, and
+`tests/core/_keras_internals_test.py` says so on the supported versions.
+Seen on Keras 3.15 (TensorFlow backend).
+"""
+
+import contextlib
+
+import keras
+
+try:
+    from keras.src.backend import get_stateless_scope as _get_stateless_scope
+    from keras.src.ops.symbolic_arguments import SymbolicArguments as _SymbolicArguments
+    from keras.src.saving import saving_lib as _saving_lib
+except ImportError as error:  # pragma: no cover - depends on the Keras release
+    raise ImportError(
+        f"tfcompress needs `keras.src.backend.get_stateless_scope` and "
+        f"`keras.src.ops.symbolic_arguments.SymbolicArguments` and "
+        f"`keras.src.saving.saving_lib`, which Keras "
+        f"{keras.__version__} does not have ({error}). Install a Keras 3 release "
+        "tfcompress supports (3.15), or update tfcompress/core/_keras_internals.py."
+    ) from error
+
+NODE_KEY_SEPARATOR = "_ib-"
+
+# Attributes of Keras layers and models that hold bookkeeping references (the
+# graph, trackers, compile state), not the layer's own children.
+BOOKKEEPING_ATTRIBUTES = frozenset(
+    {
+        "_layers",
+        "_tracked",
+        "_inbound_nodes",
+        "_outbound_nodes",
+        "_operations",
+        "_operations_by_depth",
+        "_nodes_by_depth",
+        "_functional",
+        "_inputs",
+        "_outputs",
+        "_inputs_struct",
+        "_outputs_struct",
+        "_trainable_variables",
+        "_non_trainable_variables",
+        "_metrics",
+        "_seed_generators",
+        "_losses",
+        "_losses_override",
+        "_self_unconditional_checkpoint_dependencies",
+        "_self_unconditional_dependency_names",
+        "_self_unconditional_deferred_dependencies",
+        "_self_saveable_object_factories",
+        "_compile_metrics",
+        "_compile_loss",
+        "_loss_tracker",
+        "optimizer",
+    }
+)
+
+
+class KerasInternalsError(RuntimeError):
+    """A private Keras attribute tfcompress relies on is gone or changed."""
+
+
+def _private(obj, name, what):
+    try:
+        return getattr(obj, name)
+    except AttributeError as error:
+        raise KerasInternalsError(
+            f"Keras {keras.__version__} has no `{type(obj).__name__}.{name}` ({what}), "
+            "which tfcompress relies on. Install a Keras 3 release tfcompress "
+            "supports (3.15), or update tfcompress/core/_keras_internals.py."
+        ) from error
+
+
+# Functional graphs: nodes, node keys, operations.
+
+
+def has_graph(model):
+    """Whether `model` is a functional graph (it has a list of operations)."""
+    return isinstance(model, keras.Model) and hasattr(model, "_operations")
+
+
+def inbound_nodes(layer):
+    """The live list of nodes where `layer` was called (one per call)."""
+    return _private(layer, "_inbound_nodes", "the nodes calling the layer")
+
+
+def outbound_nodes(layer):
+    """The live list of nodes that consume `layer`'s outputs."""
+    return _private(layer, "_outbound_nodes", "the nodes reading the layer")
+
+
+def call_count(layer):
+    """How many times `layer` was called symbolically (0 when never)."""
+    return len(getattr(layer, "_inbound_nodes", ()))
+
+
+def node_key(operation, node_index):
+    """The key a functional model stores for the `node_index`-th call of `operation`."""
+    return f"{id(operation)}{NODE_KEY_SEPARATOR}{node_index}"
+
+
+def parse_node_key(key):
+    """`(id of the operation, node index)` of a functional model's node key."""
+    operation_id, separator, index = key.rpartition(NODE_KEY_SEPARATOR)
+    if not separator or not operation_id.isdigit() or not index.isdigit():
+        raise KerasInternalsError(
+            f"Keras {keras.__version__} stores functional node keys as {key!r}, not "
+            f"'<id>{NODE_KEY_SEPARATOR}<index>'. Update tfcompress/core/_keras_internals.py."
+        )
+    return int(operation_id), int(index)
+
+
+def node_keys(model):
+    """The set of node keys of the functional `model`'s own graph."""
+    return _private(model, "_nodes", "the keys of the graph's nodes")
+
+
+def set_node_keys(model, keys):
+    model._nodes = set(keys)
+
+
+def graph_operations(model):
+    """The live list of the functional `model`'s operations."""
+    return _private(model, "_operations", "the graph's operations")
+
+
+def operations_by_depth(model):
+    """The functional `model`'s `{depth: [operations]}` dict."""
+    return _private(model, "_operations_by_depth", "the graph's operations by depth")
+
+
+def sequential_graph(model):
+    """The functional graph a built `Sequential` runs, or None."""
+    return _private(model, "_functional", "the graph of a Sequential")
+
+
+def keras_history(tensor):
+    """`(operation, node_index, tensor_index)` of a symbolic tensor, or None."""
+    return getattr(tensor, "_keras_history", None)
+
+
+def set_keras_history(tensor, operation, node_index):
+    history = keras_history(tensor)
+    tensor._keras_history = history._replace(operation=operation, node_index=node_index)
+
+
+def symbolic_arguments(*args, **kwargs):
+    """The object a node keeps its call arguments in (`node.arguments`)."""
+    return _SymbolicArguments(*args, **kwargs)
+
+
+def outputs_struct(model):
+    """The output structure of a functional `model`, or None for subclassed ones."""
+    return getattr(model, "_outputs_struct", None)
+
+
+# Layers: tracked sublayers, the state tracker, tracked lists.
+
+
+def tracked_layers(layer):
+    """The live list of sublayers Keras tracks for `layer`, or None."""
+    layers = getattr(layer, "_layers", None)
+    return layers if isinstance(layers, list) else None
+
+
+@contextlib.contextmanager
+def unlocked(layer):
+    """Lets a built layer take new sublayers (Keras locks its tracker at build)."""
+    tracker = getattr(layer, "_tracker", None)
+    was_locked = bool(tracker and tracker.locked)
+    if tracker is not None:
+        tracker.unlock()
+    try:
+        yield layer
+    finally:
+        if was_locked:
+            tracker.lock()
+
+
+def set_list_items(container, items):
+    """Sets a list's contents in place.
+
+    TensorFlow's `ListWrapper` (what Keras layers' list attributes become on
+    the TF backend) refuses to be saved once an element was replaced through
+    its own methods; editing its storage and acknowledging the new snapshot
+    keeps it exportable.
+    """
+    storage = getattr(container, "_storage", None)
+    if isinstance(storage, list) and hasattr(container, "_update_snapshot"):
+        storage[:] = items
+        container._update_snapshot()
+    else:
+        container[:] = items
+
+
+# Variables and saving.
+
+
+def current_stateless_scope():
+    """The active `keras.StatelessScope`, or None."""
+    return _get_stateless_scope()
+
+
+def unpickler(model_class):
+    """The classmethod Keras pickles models with: `(unpickler, (file,))`."""
+    return _private(model_class, "_unpickle_model", "how Keras unpickles models")
+
+
+def is_asset_file(archive_name, filename):
+    """Whether `archive_name` (a `.keras` zip entry) is an asset called `filename`.
+
+    Keras writes a layer's assets under `<assets directory>/<path of the layer>/`.
+    """
+    directory = _private(_saving_lib, "_ASSETS_DIRNAME", "the assets directory of .keras files")
+    return archive_name.startswith(directory + "/") and archive_name.endswith("/" + filename)
