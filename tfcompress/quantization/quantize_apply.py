@@ -5,6 +5,7 @@ import logging
 import keras
 import numpy as np
 
+from tfcompress.core import _keras_internals as internals
 from tfcompress.core.checks import ensure_built, ensure_keras3_model
 from tfcompress.core.layer_tree import walk_layers
 from tfcompress.core.transform import copy_model, is_wrapper, transform_layers
@@ -24,9 +25,7 @@ _SPARSE_FRACTION = 1 / 3
 
 
 def _is_graph(layer):
-    return isinstance(layer, keras.Sequential) or (
-        isinstance(layer, keras.Model) and hasattr(layer, "_operations")
-    )
+    return isinstance(layer, keras.Sequential) or internals.has_graph(layer)
 
 
 def _reads_unquantized(ref, inner, plan):

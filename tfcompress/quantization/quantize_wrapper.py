@@ -111,6 +111,9 @@ class QuantizeWrapper(CompressionWrapper):
         >>> wrapper.build((None, 8))
     """
 
+    # Its range variables are what the int8 export uses: stripping keeps them.
+    carries_learned_ranges = True
+
     def __init__(
         self,
         layer,
