@@ -8,11 +8,12 @@ import tensorflow as tf
 
 import tfcompress.quantization as tq
 import testing
+from tfcompress.core.constants import ISOLATE_FACTOR
 from tfcompress.export import flatbuffer
 from tfcompress.export.identity_multiplies import remove_identity_multiplies
 from tfcompress.runtime import load
 
-_NEAR_ONE = 1.0 + 2.0**-22
+_NEAR_ONE = ISOLATE_FACTOR
 
 
 def _convert(model, optimize=False):
@@ -82,6 +83,16 @@ def test_only_float_multiplies_by_about_one_that_are_not_outputs_go():
     assert sorted(_mul_factors(content)) == [0.5, pytest.approx(_NEAR_ONE)]
     data = np.random.default_rng(0).normal(size=(3, 16)).astype(np.float32)
     np.testing.assert_allclose(load(content).run(data), model.predict(data, verbose=0), rtol=1e-5)
+
+
+def test_a_multiply_near_one_that_is_not_the_isolate_factor_stays():
+    x = keras.Input((16,), name="x")
+    nearly = keras.ops.multiply(keras.ops.tanh(x), 1.0 + 2.0**-20)  # a user's factor: kept
+    model = keras.Model(x, keras.ops.tanh(nearly))
+    stock = _convert(model)
+    assert _mul_factors(stock) == [pytest.approx(1.0 + 2.0**-20)]
+
+    assert remove_identity_multiplies(stock) == (stock, 0)
 
 
 def test_model_without_them_comes_back_unchanged(dense_model):

@@ -11,6 +11,8 @@ import pytest
 
 import tfcompress.quantization as tq
 from tfcompress.quantization.default_quantize_config import DefaultQuantizeConfig
+from tfcompress.quantization.flat_matmul_plan import FlatMatmul
+from tfcompress.quantization.layer_call_plans import LayerCall
 
 _LAYERS = [
     (lambda: keras.layers.EinsumDense("abc,cde->abde", (None, 4, 8), bias_axes="de"), (None, 5, 16)),
@@ -32,11 +34,11 @@ def test_flat_path_computes_what_the_layer_computes(make, shape):
     _randomize(layer)
     wrapper = tq.QuantizeWrapper(layer, DefaultQuantizeConfig(["kernel"]))
     wrapper.build(shape)
-    assert wrapper._flat is not None
+    assert isinstance(wrapper.plan, FlatMatmul)
     x = np.random.default_rng(1).normal(size=(3,) + shape[1:]).astype("float32")
     wrapper(x, training=True)
     flat = np.asarray(wrapper(x))
-    wrapper._flat = None  # the wrapped layer's own call, same quantizers
+    wrapper.plan = LayerCall(wrapper)  # the wrapped layer's own call, same quantizers
     np.testing.assert_allclose(flat, np.asarray(wrapper(x)), atol=1e-5)
 
 
@@ -50,8 +52,8 @@ def test_per_channel_flat_path_quantizes_each_output_channel(make, shape):
     config = DefaultQuantizeConfig(["kernel"], weight_per_axis=True, quantize_output=False)
     wrapper = tq.QuantizeWrapper(layer, config)
     wrapper.build(shape)
-    assert wrapper._per_channel
-    _, in_shape, out_shape = wrapper._flat
+    assert wrapper.plan.per_channel
+    _, in_shape, out_shape = wrapper.plan.spec
     kernel = layer.kernel.numpy().reshape(math.prod(in_shape), math.prod(out_shape))
     scale = np.abs(kernel).max(axis=0) / 127.0  # narrow symmetric int8, one scale per column
     quantized = np.round(kernel / scale) * scale
@@ -73,12 +75,12 @@ def test_gelu_dense_quantizes_its_matmul_output():
     layer.build((None, 5, 16))
     wrapper = tq.QuantizeWrapper(layer, DefaultQuantizeConfig(["kernel"]))
     wrapper.build((None, 5, 16))
-    assert wrapper._pre_activation is not None
+    assert wrapper.plan.pre_activation is not None
     relu = keras.layers.Dense(12, activation="relu")
     relu.build((None, 5, 16))
     wrapper = tq.QuantizeWrapper(relu, DefaultQuantizeConfig(["kernel"]))
     wrapper.build((None, 5, 16))
-    assert wrapper._pre_activation is None  # TFLite fuses ReLU into the FC
+    assert wrapper.plan.pre_activation is None  # TFLite fuses ReLU into the FC
 
 
 def test_tiny_bert_with_biases_converts_every_matmul_to_int8():

@@ -244,7 +244,7 @@ def test_gelu_matmul_output_outliers_get_their_own_scale():
     assert errors["scaled"] < errors["plain"] / 3, errors
     up = qat.get_layer("quant_up")
     # GELU is flat below -4: the matmul's int8 range spends no levels there.
-    assert float(up._pre_activation[1]["min_var"].numpy()) == pytest.approx(-4.0)
+    assert float(up.plan.pre_activation.variables["min_var"].numpy()) == pytest.approx(-4.0)
     split = tq.quantize_model(model, per_layer={"up": {"outlier_channels": [7]}})
     split(x, training=True)
     kinds = _int8_export_op_kinds(split, x, ("CONV_2D", "GELU", "PAD"))

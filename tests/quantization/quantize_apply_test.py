@@ -94,5 +94,5 @@ def test_matmuls_on_3d_inputs_get_per_channel_weights_unless_batch_norm_is_folde
     outputs = keras.layers.Dense(4, name="flat")(hidden)
     qat = tq.quantize_model(keras.Model(inputs, outputs))
     # The folded wrapper keeps the Dense's own matmul: per-axis weights would not convert.
-    assert not qat.get_layer("quant_folded")._kernel_entry()[1].per_axis
-    assert qat.get_layer("quant_flat")._per_channel
+    assert not qat.get_layer("quant_folded").kernel_weight().quantizer.per_axis
+    assert qat.get_layer("quant_flat").plan.per_channel

@@ -6,6 +6,7 @@ import tensorflow as tf
 import testing
 import tfcompress.quantization as tq
 from tfcompress.quantization.flat_matmul import scatter_channels
+from tfcompress.quantization.scale_math import scale_input
 
 
 def _wrapped_dense(**kwargs):
@@ -117,7 +118,7 @@ def test_outlier_split_without_quantization_is_the_layer():
     wrapper.build((None, 5, 3))
     assert wrapper.outlier_channels == (1, 4) and wrapper.input_outlier_channels == (2,)
     x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype("float32")
-    kernel, rows, split = wrapper._kernel_parts()
+    kernel, rows, split = wrapper.plan.kernel_parts()
     np.testing.assert_array_equal(np.asarray(kernel)[2], 0.0)  # the input-outlier row
     rest_kernel, rest_bias, outlier_kernel, outlier_bias = (np.asarray(t) for t in split)
     x2 = x.reshape(-1, 3)
@@ -153,12 +154,12 @@ def test_input_scale_moves_the_factors_into_the_kernel_rows():
     np.testing.assert_allclose(kernel, layer.kernel.numpy() * factors[:, None], rtol=1e-6)
     x = np.random.default_rng(0).normal(size=(2, 5, 3)).astype("float32")
     x[..., 1] *= 30.0  # the channel the factor 4 shrinks
-    scaled = np.asarray(wrapper._scaled_input(x))
+    scaled = np.asarray(scale_input(x, wrapper.input_scale, wrapper.plan.spec.in_shape))
     np.testing.assert_allclose(scaled, x / factors, rtol=1e-6)
     # Same function: (x / s) @ (s W) == x @ W, so the quantized wrapper stays close.
     np.testing.assert_allclose(np.asarray(wrapper(x, training=True)), np.asarray(layer(x)), atol=0.25)
     # The weight range covers the scaled kernel.
-    _, quantizer, qvars, _ = wrapper._weights[0]
+    _, quantizer, qvars, _ = wrapper.quantized_weights[0]
     assert float(np.asarray(qvars["max_var"])) == pytest.approx(np.abs(kernel).max(), rel=1e-5)
 
 
@@ -284,7 +285,7 @@ def test_output_scale_divides_the_kernel_columns_and_multiplies_the_output():
     np.testing.assert_allclose(np.asarray(wrapper.weight_tensor(layer.kernel)), kernel / factors, rtol=1e-6)
     x = np.random.default_rng(0).normal(size=(8, 5, 3)).astype("float32")
     wrapper(x, training=True)  # output range from the scaled matmul: channel 1 no longer sets it
-    _, qvars = wrapper._outputs[0]
+    _, qvars = wrapper.quantized_outputs[0]
     expected = np.asarray(layer(x)) / factors
     assert float(qvars["max_var"].numpy()) == pytest.approx(expected.max(), rel=1e-2)
     scaled_error = np.abs(np.asarray(wrapper(x)) - np.asarray(layer(x)))[..., [0, 2, 3]].mean()

@@ -1,26 +1,27 @@
 """Removing float multiplications by (almost) one from a TFLite model.
 
 `QuantizeWrapper(isolate_input=True)` (and the input-outlier split) multiply
-a float tensor by 1 + 2^-22 before quantizing it, so that the converter does
+a float tensor by `ISOLATE_FACTOR` (1 + 2^-22) before quantizing it, so that the converter does
 not carry the quantization range back into the op that made the tensor (an
 int8 GELU or attention matmul that XNNPack would not run). Once converted,
 that MUL only costs time: 15 elementwise ops on all-MiniLM-L6-v2, about 1% of
 its run time. `remove_identity_multiplies` reconnects the readers of such a
-MUL to its input. A value moves by at most 2^-20 of itself, well inside one
-int8 (or int16) quantization step.
+MUL to its input. Only MULs by exactly that factor go: a value moves by
+2^-22 of itself, well inside one int8 (or int16) quantization step, and a
+user's own multiplication by a number near one stays.
 """
 
 import numpy as np
 
+from tfcompress.core.constants import ISOLATE_FACTOR
 from tfcompress.export import flatbuffer
 from tfcompress.export.flatbuffer import schema
 
-# |factor - 1| at or below this counts as one.
-_TOLERANCE = 2.0**-20
+_FACTOR = np.float32(ISOLATE_FACTOR)
 
 
 def _identity_input(model, subgraph, op):
-    """The non-constant input of `op` if it is a float MUL by ~1, else None."""
+    """The non-constant input of `op` if it is a float MUL by `ISOLATE_FACTOR`, else None."""
     if flatbuffer.builtin_code(model, op) != schema.BuiltinOperator.MUL:
         return None
     if len(op.inputs) != 2:
@@ -38,7 +39,7 @@ def _identity_input(model, subgraph, op):
         other = tensors[1 - position]
         if (
             value.size == 1
-            and abs(float(value[0]) - 1.0) <= _TOLERANCE
+            and value[0] == _FACTOR
             and not flatbuffer.has_data(model, other)
             and list(other.shape) == list(subgraph.tensors[int(op.outputs[0])].shape)
         ):
@@ -47,7 +48,7 @@ def _identity_input(model, subgraph, op):
 
 
 def remove_identity_multiplies(tflite):
-    """Drops float MUL ops by a constant within 2^-20 of 1 (see module docstring).
+    """Drops float MUL ops by the constant `ISOLATE_FACTOR` (see module docstring).
 
     A MUL whose output is a model output is kept; files over 2 GB whose
     weights sit after the flatbuffer come back unchanged.

@@ -2,6 +2,7 @@
 
 from tfcompress.quantization.default_quantize_config import DefaultQuantizeConfig
 from tfcompress.quantization.fold_batch_norm_wrapper import FoldBatchNormQuantizeWrapper
+from tfcompress.quantization.layer_override import LayerOverride
 from tfcompress.quantization.outlier_channels import find_outlier_channels
 from tfcompress.quantization.quantize_annotate import (
     QuantizeAnnotate,
@@ -25,6 +26,7 @@ __all__ = [
     "DefaultQuantizeConfig",
     "FoldBatchNormQuantizeWrapper",
     "LastValueQuantizer",
+    "LayerOverride",
     "MovingAverageQuantizer",
     "QuantizeAnnotate",
     "QuantizeConfig",

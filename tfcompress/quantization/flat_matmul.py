@@ -16,10 +16,37 @@ pattern it fuses; the result is the same function.
 """
 
 import math
+from typing import NamedTuple, Optional
 
 import keras
 import numpy as np
 from keras import ops
+
+
+class FlatSpec(NamedTuple):
+    """How a layer runs flat: `prefix_rank` leading input axes are kept,
+    the kernel maps `in_shape` (contracted) to `out_shape`."""
+
+    prefix_rank: int
+    in_shape: tuple
+    out_shape: tuple
+
+    @property
+    def in_size(self):
+        return math.prod(self.in_shape)
+
+    @property
+    def out_size(self):
+        return math.prod(self.out_shape)
+
+
+class SplitWeights(NamedTuple):
+    """A flat matmul's weights split into ordinary and outlier output channels."""
+
+    rest_kernel: object
+    rest_bias: Optional[object]
+    outlier_kernel: object
+    outlier_bias: Optional[object]
 
 
 def _einsum_spec(layer):
@@ -43,11 +70,11 @@ def _einsum_spec(layer):
         return None
     kernel_shape = tuple(layer.kernel.shape)
     n_in = len(contracted)
-    return len(prefix), kernel_shape[:n_in], kernel_shape[n_in:]
+    return FlatSpec(len(prefix), kernel_shape[:n_in], kernel_shape[n_in:])
 
 
 def flat_matmul_spec(layer, input_shape):
-    """`(prefix_rank, in_shape, out_shape)` when `layer` can run flattened.
+    """The `FlatSpec` of `layer` when it can run flattened.
 
     Only for exactly `Dense`/`EinsumDense` (no subclass, LoRA or Keras
     quantization), in float, on inputs of rank > 2; None otherwise.
@@ -62,12 +89,12 @@ def flat_matmul_spec(layer, input_shape):
         return None
     if type(layer) is keras.layers.Dense:
         kernel_shape = tuple(layer.kernel.shape)
-        spec = len(input_shape) - 1, kernel_shape[:1], kernel_shape[1:]
+        spec = FlatSpec(len(input_shape) - 1, kernel_shape[:1], kernel_shape[1:])
     else:
         spec = _einsum_spec(layer)
-        if spec is None or spec[0] + len(spec[1]) != len(input_shape):
+        if spec is None or spec.prefix_rank + len(spec.in_shape) != len(input_shape):
             return None
-    if layer.bias is not None and len(layer.bias.shape) > len(spec[2]):
+    if layer.bias is not None and len(layer.bias.shape) > len(spec.out_shape):
         return None  # a bias over the batch/sequence axes does not fit the FC
     return spec
 
@@ -135,7 +162,7 @@ def outlier_split(spec, kernel, bias, channels):
         channels: sorted flat output indices of the outlier channels.
 
     Returns:
-        `(rest_kernel, rest_bias, outlier_kernel, outlier_bias)`: `rest_*`
+        `SplitWeights(rest_kernel, rest_bias, outlier_kernel, outlier_bias)`: `rest_*`
         keep every output with the outlier columns zeroed (their output is
         exactly 0, so the int8 range covers the ordinary channels only);
         `outlier_*` compute the outlier channels alone (`scatter_channels`
@@ -152,7 +179,7 @@ def outlier_split(spec, kernel, bias, channels):
         bias = flat_bias(bias, out_shape)
         rest_bias = bias * keep
         outlier_bias = ops.take(bias, channels, axis=0)
-    return kernel * keep, rest_bias, ops.take(kernel, channels, axis=1), outlier_bias
+    return SplitWeights(kernel * keep, rest_bias, ops.take(kernel, channels, axis=1), outlier_bias)
 
 
 def gather_channels(values, channels):

@@ -1,8 +1,11 @@
 """QAT of a Conv/Dense with the BatchNormalization after it folded in."""
 
+import math
+
 import keras
 from keras import ops
 
+from tfcompress.quantization.layer_call_plans import FoldBatchNorm
 from tfcompress.quantization.quantize_wrapper import QuantizeWrapper
 
 _BN_VARIABLES = ("gamma", "beta", "moving_mean", "moving_variance")
@@ -35,8 +38,6 @@ class FoldBatchNormQuantizeWrapper(QuantizeWrapper):
         input_quantizer, preserve_sparsity, **kwargs: as `QuantizeWrapper`.
     """
 
-    _flatten_matmul = False  # the layer's own call, with the folded kernel
-
     def __init__(
         self,
         layer,
@@ -58,13 +59,15 @@ class FoldBatchNormQuantizeWrapper(QuantizeWrapper):
         self.momentum = float(momentum)
         self.update_statistics = bool(update_statistics)
 
+    def choose_plan(self):
+        """Always the layer's own call, with the folded kernel and bias."""
+        return FoldBatchNorm(self)
+
     def build_wrapper(self):
         kernel = self.layer.kernel
         depthwise = isinstance(self.layer, keras.layers.DepthwiseConv2D)
-        self._factor_shape = tuple(kernel.shape[-2:]) if depthwise else (kernel.shape[-1],)
-        channels = 1
-        for size in self._factor_shape:
-            channels *= size
+        self.factor_shape = tuple(kernel.shape[-2:]) if depthwise else (kernel.shape[-1],)
+        channels = math.prod(self.factor_shape)
         inits = ("ones", "zeros", "zeros", "ones")
         for name, init in zip(_BN_VARIABLES, inits):
             trainable = name in ("gamma", "beta")
@@ -82,40 +85,9 @@ class FoldBatchNormQuantizeWrapper(QuantizeWrapper):
             getattr(self, name).assign(value)
         self.calibrate_weights()
 
-    def _factor(self):
-        return self.gamma * ops.rsqrt(self.moving_variance + self.epsilon)
-
     def folded_bias(self):
-        bias = self.layer.bias if self.layer.use_bias else 0.0
-        return self.beta + (bias - self.moving_mean) * self._factor()
-
-    def weight_tensor(self, variable):
-        if variable is self.layer.kernel:
-            return variable * ops.reshape(self._factor(), self._factor_shape)
-        return ops.convert_to_tensor(variable)
-
-    def substitutions(self, training):
-        pairs = super().substitutions(training)
-        if self.layer.use_bias:
-            pairs.append((self.layer.bias, self.folded_bias()))
-        return pairs
-
-    def postprocess(self, outputs, training):
-        if training and self.update_statistics:
-            self._update_statistics(outputs)
-        return outputs if self.layer.use_bias else outputs + self.folded_bias()
-
-    def _update_statistics(self, outputs):
-        folded = ops.stop_gradient(outputs - self.folded_bias() if self.layer.use_bias else outputs)
-        folded = ops.reshape(folded, (-1, self.gamma.shape[0]))
-        factor = ops.stop_gradient(self._factor())
-        factor = ops.where(ops.abs(factor) < 1e-12, 1e-12, factor)
-        bias = self.layer.bias if self.layer.use_bias else 0.0
-        mean = ops.mean(folded, axis=0) / factor + bias
-        variance = ops.var(folded, axis=0) / ops.square(factor)
-        keep = self.momentum
-        self.moving_mean.assign(self.moving_mean * keep + mean * (1.0 - keep))
-        self.moving_variance.assign(self.moving_variance * keep + variance * (1.0 - keep))
+        """The bias of the layer with the BatchNormalization folded in."""
+        return self.plan.folded_bias()
 
     def get_config(self):
         return {

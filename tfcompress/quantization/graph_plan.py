@@ -23,6 +23,7 @@ import dataclasses
 
 import keras
 
+from tfcompress.core import _keras_internals as internals
 from tfcompress.core.wrapper import build_shape_of
 from tfcompress.quantization.quantize_annotate import QuantizeAnnotate
 from tfcompress.quantization.quantize_scheme import FLOAT_COMPUTE, FOLDABLE, PASSTHROUGH, weight_spec
@@ -79,17 +80,18 @@ def _edges(container):
             dtype = str(container.inputs[0].dtype) if container.inputs else "float32"
             producers[id(layers[0])] = [(keras.layers.InputLayer(shape=(1,)), dtype)]
         return consumers, producers
+    keys = internals.node_keys(container)
     for op in container.operations:
-        for index, node in enumerate(op._inbound_nodes):
-            if f"{id(op)}_ib-{index}" not in container._nodes:
+        for index, node in enumerate(internals.inbound_nodes(op)):
+            if internals.node_key(op, index) not in keys:
                 continue
             for tensor in node.input_tensors:
-                producer = tensor._keras_history.operation
+                producer = internals.keras_history(tensor).operation
                 producers.setdefault(id(op), []).append((producer, str(tensor.dtype)))
                 if not isinstance(producer, keras.layers.InputLayer):
                     consumers.setdefault(id(producer), []).append(op)
     for tensor in container.outputs:  # a model output is one more consumer
-        consumers.setdefault(id(tensor._keras_history.operation), []).append(None)
+        consumers.setdefault(id(internals.keras_history(tensor).operation), []).append(None)
     return consumers, producers
 
 

@@ -16,9 +16,11 @@ import numpy as np
 from keras import ops, tree
 
 from tfcompress.core.batches import drop_labels, iterate_batches
+from tfcompress.core.intercept_calls import intercept_calls
 from tfcompress.core.layer_tree import walk_layers
 from tfcompress.core.wrapper import build_shape_of
 from tfcompress.quantization.flat_matmul import flat_matmul_spec, fused_activation, linear, splittable
+from tfcompress.quantization.layer_override import LayerOverride
 from tfcompress.quantization.quantize_scheme import FLOAT_COMPUTE
 
 
@@ -26,7 +28,7 @@ def _batches(model, data, batch_size):
     """Model inputs of at most `batch_size` rows from any form
     `to_tflite(representative_data=...)` accepts (see `tfcompress.core.batches`).
 
-    The form is checked here, before the caller patches any layer.
+    The form is checked here, before the caller hooks any layer.
     """
     try:
         num_inputs = len(tree.flatten(model.input))
@@ -124,8 +126,9 @@ def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8,
             None for no smoothing.
 
     Returns:
-        `{layer path: {"output_scale": factors, ...}}`, ready to merge
-        into `quantize_model(per_layer=...)`.
+        `{layer path: LayerOverride(output_scale=factors, ...)}`, ready to
+        merge into `quantize_model(per_layer=...)`; each `LayerOverride`
+        reads like the dict of its set fields (`found[path]["output_scale"]`).
 
     Raises:
         ValueError: for `ratio <= 1`, `max_channels < 1`, `smoothing`
@@ -136,6 +139,31 @@ def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8,
         {'transformer_layer_0/feedforward_output_dense': {'output_scale': array([1., ...]),
          'input_outlier_channels': [856]}, ...}
     """
+    _check_arguments(ratio, max_channels, smoothing)
+    batches = _batches(model, representative_data, batch_size)
+    recording = _Recording(model)
+    seen = 0
+    with intercept_calls(recording.leaves.values(), recording.record):
+        for batch in batches:
+            recording.produced_by.clear()
+            model(batch, training=False)
+            seen += 1
+    if not seen:
+        raise ValueError("`representative_data` produced no batches.")
+    found = {}
+    for path, layer in recording.matmuls.items():
+        channels = recording.outliers(path, "output", ratio, max_channels) if splittable(layer) else []
+        if channels:
+            found.setdefault(path, {})["output_scale"] = _output_factors(recording.span(path, "output"), channels)
+    for producer, consumers in recording.readers.items():
+        if isinstance(recording.leaves[producer], FLOAT_COMPUTE):
+            _smooth(found, recording, producer, consumers, smoothing)
+        else:
+            _split_inputs(found, recording, producer, consumers, ratio, max_channels)
+    return {path: LayerOverride.from_dict(entry) for path, entry in found.items()}
+
+
+def _check_arguments(ratio, max_channels, smoothing):
     if not ratio > 1:
         raise ValueError(f"`ratio` must be greater than 1. Received: ratio={ratio!r}")
     if not isinstance(max_channels, int) or max_channels < 1:
@@ -145,104 +173,93 @@ def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8,
             "`smoothing` must be a number strictly between 0 and 1 (0.5 is SmoothQuant's "
             f"default), or None to leave LayerNorm outputs quantized. Received: smoothing={smoothing!r}"
         )
-    spans = {}  # (path, "input"|"output") -> (min, max) per channel
-    # id(output tensor) -> (path, tensor), for this batch. Holding the tensor
-    # keeps its id from being reused by a later tensor of the same pass.
-    produced_by = {}
-    readers = {}  # producer path -> paths of the leaf layers reading it
-    patched = []
-    batches = _batches(model, representative_data, batch_size)
 
-    def extend(key, tensor, rank):
+
+class _Recording:
+    """Per-channel ranges of the flat matmuls' inputs and outputs, and which
+    leaf layers read the output of which, from the calls of a float pass."""
+
+    def __init__(self, model):
+        refs = list(walk_layers(model))
+        parents = {id(ref.parent) for ref in refs}
+        # Containers are not hooked: their sublayers are.
+        self.leaves = {ref.path: ref.layer for ref in refs if id(ref.layer) not in parents}
+        self._paths = {id(layer): path for path, layer in self.leaves.items()}
+        self._specs = {}
+        self.matmuls = {}
+        for path, layer in self.leaves.items():
+            spec = flat_matmul_spec(layer, build_shape_of(layer))
+            if spec is not None:
+                self._specs[path] = spec
+                self.matmuls[path] = layer
+        self.spans = {}  # (path, "input"|"output") -> (min, max) per channel
+        # id(output tensor) -> (path, tensor), for this batch. Holding the
+        # tensor keeps its id from being reused by a later tensor of the pass.
+        self.produced_by = {}
+        self.readers = {}  # producer path -> paths of the leaf layers reading it
+
+    def record(self, layer, inputs, outputs):
+        if outputs is inputs:  # Dropout at inference: still the producer's tensor
+            return
+        path = self._paths[id(layer)]
+        for value in tree.flatten(inputs):  # an Add reads a list
+            producer, tensor = self.produced_by.get(id(value), (None, None))
+            if tensor is value:
+                self.readers.setdefault(producer, set()).add(path)
+        spec = self._specs.get(path)
+        if spec is not None or isinstance(layer, FLOAT_COMPUTE):
+            self.produced_by[id(outputs)] = (path, outputs)
+        if spec is not None:
+            self._extend((path, "input"), inputs, len(spec.in_shape))
+            self._extend((path, "output"), outputs, len(spec.out_shape))
+
+    def _extend(self, key, tensor, rank):
         flat = ops.convert_to_numpy(tensor).reshape((-1, int(np.prod(tensor.shape[-rank:]))))
         low, high = flat.min(axis=0), flat.max(axis=0)
-        if key in spans:
-            low, high = np.minimum(low, spans[key][0]), np.maximum(high, spans[key][1])
-        spans[key] = (low, high)
+        if key in self.spans:
+            low, high = np.minimum(low, self.spans[key][0]), np.maximum(high, self.spans[key][1])
+        self.spans[key] = (low, high)
 
-    def recorder(path, call, spec):
-        def record(inputs, *args, **kwargs):
-            outputs = call(inputs, *args, **kwargs)
-            if outputs is inputs:  # Dropout at inference: still the producer's tensor
-                return outputs
-            for value in tree.flatten(inputs):  # an Add reads a list
-                producer, tensor = produced_by.get(id(value), (None, None))
-                if tensor is value:
-                    readers.setdefault(producer, set()).add(path)
-            if spec is not None or isinstance(ref_layers[path], FLOAT_COMPUTE):
-                produced_by[id(outputs)] = (path, outputs)
-            if spec is not None:
-                extend((path, "input"), inputs, len(spec[1]))
-                extend((path, "output"), outputs, len(spec[2]))
-            return outputs
-
-        return record
-
-    refs = list(walk_layers(model))
-    parents = {id(ref.parent) for ref in refs}
-    ref_layers = {}
-    layers = {}
-    for ref in refs:
-        if id(ref.layer) in parents:
-            continue  # containers: their sublayers are recorded
-        ref_layers[ref.path] = ref.layer
-        spec = flat_matmul_spec(ref.layer, build_shape_of(ref.layer))
-        if spec is not None:
-            layers[ref.path] = ref.layer
-        ref.layer.call = recorder(ref.path, ref.layer.call, spec)
-        patched.append(ref.layer)
-    seen = 0
-    try:
-        for batch in batches:
-            produced_by.clear()
-            model(batch, training=False)
-            seen += 1
-    finally:
-        for layer in patched:
-            del layer.call
-    if not seen:
-        raise ValueError("`representative_data` produced no batches.")
-
-    def span(path, kind):
-        low, high = spans[(path, kind)]
+    def span(self, path, kind):
+        low, high = self.spans[(path, kind)]
         return np.maximum(high, 0) - np.minimum(low, 0)
 
-    def outliers(path, kind):
-        return select_channels(span(path, kind), ratio, max_channels)
+    def outliers(self, path, kind, ratio, max_channels):
+        return select_channels(self.span(path, kind), ratio, max_channels)
 
-    found = {}
-    for path, layer in layers.items():
-        if not splittable(layer):
-            continue
-        channels = outliers(path, "output")
-        if channels:
-            found.setdefault(path, {})["output_scale"] = _output_factors(span(path, "output"), channels)
-    for producer, consumers in readers.items():
-        if isinstance(ref_layers[producer], FLOAT_COMPUTE):
-            if smoothing is None or not all(path in layers for path in consumers):
-                continue
-            found.setdefault(producer, {})["quantize_output"] = False
-            # One set of factors for all readers of the tensor (the query, key
-            # and value of an attention block): TFLite then computes one MUL
-            # and one QUANTIZE for them instead of one each.
-            low, high = spans[(next(iter(consumers)), "input")]
-            amax = np.maximum(np.abs(low), np.abs(high))
-            factors = _smoothing_factors(amax, [layers[consumer].kernel for consumer in consumers], smoothing)
-            for consumer in consumers:
-                found.setdefault(consumer, {})["input_scale"] = factors
-            continue
-        (consumer,) = consumers if len(consumers) == 1 else (None,)
-        if (
-            consumer not in layers
-            or producer not in layers
-            or not linear(layers[consumer])
-            or fused_activation(layers[producer])
-        ):
-            continue
-        channels = outliers(consumer, "input")
-        if channels:
-            found.setdefault(consumer, {})["input_outlier_channels"] = channels
-        else:  # GELU in float all the same: XNNPack does not run int8 GELU
-            found.setdefault(consumer, {})["quantize_input"] = True
-        found.setdefault(producer, {})["quantize_output"] = False
-    return found
+
+def _smooth(found, recording, producer, consumers, smoothing):
+    """A LayerNormalization read only by flat matmuls stays float; they get
+    SmoothQuant `input_scale` factors."""
+    if smoothing is None or not all(path in recording.matmuls for path in consumers):
+        return
+    found.setdefault(producer, {})["quantize_output"] = False
+    # One set of factors for all readers of the tensor (the query, key and
+    # value of an attention block): TFLite then computes one MUL and one
+    # QUANTIZE for them instead of one each.
+    low, high = recording.spans[(next(iter(consumers)), "input")]
+    amax = np.maximum(np.abs(low), np.abs(high))
+    kernels = [recording.matmuls[consumer].kernel for consumer in consumers]
+    factors = _smoothing_factors(amax, kernels, smoothing)
+    for consumer in consumers:
+        found.setdefault(consumer, {})["input_scale"] = factors
+
+
+def _split_inputs(found, recording, producer, consumers, ratio, max_channels):
+    """A linear matmul that alone reads a matmul with an unfused activation
+    (GELU) quantizes that input itself, split when it has outliers."""
+    matmuls = recording.matmuls
+    (consumer,) = consumers if len(consumers) == 1 else (None,)
+    if (
+        consumer not in matmuls
+        or producer not in matmuls
+        or not linear(matmuls[consumer])
+        or fused_activation(matmuls[producer])
+    ):
+        return
+    channels = recording.outliers(consumer, "input", ratio, max_channels)
+    if channels:
+        found.setdefault(consumer, {})["input_outlier_channels"] = channels
+    else:  # GELU in float all the same: XNNPack does not run int8 GELU
+        found.setdefault(consumer, {})["quantize_input"] = True
+    found.setdefault(producer, {})["quantize_output"] = False

@@ -5,6 +5,7 @@ import logging
 import keras
 import numpy as np
 
+from tfcompress.core import _keras_internals as internals
 from tfcompress.core.checks import ensure_built, ensure_keras3_model
 from tfcompress.core.layer_tree import walk_layers
 from tfcompress.core.transform import copy_model, is_wrapper, transform_layers
@@ -24,9 +25,7 @@ _SPARSE_FRACTION = 1 / 3
 
 
 def _is_graph(layer):
-    return isinstance(layer, keras.Sequential) or (
-        isinstance(layer, keras.Model) and hasattr(layer, "_operations")
-    )
+    return isinstance(layer, keras.Sequential) or internals.has_graph(layer)
 
 
 def _reads_unquantized(ref, inner, plan):
@@ -75,19 +74,21 @@ def _wrap(ref, inner, config, plan, scheme, prefix, preserve_sparsity):
     key = id(ref.layer)
     input_quantizer = None
     override = scheme.override(ref.path, inner)
-    asked = override.get("input_scale") is not None or override.get("quantize_input")
+    asked = override.input_scale is not None or override.quantize_input
     if _reads_unquantized(ref, inner, plan) or asked:
         input_quantizer = DefaultQuantizeConfig(activation_bits=scheme.activation_bits).activation_quantizer()
-    kwargs = dict(input_quantizer=input_quantizer, preserve_sparsity=preserve_sparsity, name=prefix + inner.name)
-    if input_quantizer is not None and (_is_attention_output(ref, inner) or override.get("quantize_input")):
+    kwargs = dict(
+        input_quantizer=input_quantizer,
+        preserve_sparsity=preserve_sparsity,
+        name=prefix + inner.name,
+        outlier_channels=override.outlier_channels or None,
+        input_outlier_channels=override.input_outlier_channels or None,
+        input_scale=override.input_scale,
+        output_scale=override.output_scale,
+    )
+    if input_quantizer is not None and (_is_attention_output(ref, inner) or override.quantize_input):
         kwargs["isolate_input"] = True  # the producer stays float in TFLite
-    for name in ("outlier_channels", "input_outlier_channels"):
-        if override.get(name):
-            kwargs[name] = override[name]
-    for name in ("input_scale", "output_scale"):
-        if override.get(name) is not None:
-            kwargs[name] = override[name]
-    if override.get("input_outlier_channels"):
+    if override.input_outlier_channels:
         kwargs["input_quantizer"] = None  # the split quantizes its input itself
     if key in plan.float_gather:
         kwargs["embedding_channel_scales"] = True
@@ -144,13 +145,8 @@ def quantize(model, scheme, selected_paths, prefix, preserve_sparsity, fold_batc
         return config_of(layer) is not None
 
     def float_output(layer):
-        """An outlier split adds its two int8 halves in float, output scales
-        multiply in float; a layer told not to quantize its output leaves it
-        float."""
         inner = layer.layer if isinstance(layer, QuantizeAnnotate) else layer
-        override = scheme.override(paths.get(id(layer), layer.name), inner)
-        split = override.get("outlier_channels") or override.get("input_outlier_channels")
-        return bool(split) or override.get("output_scale") is not None or override.get("quantize_output") is False
+        return _has_float_output(scheme.override(paths.get(id(layer), layer.name), inner))
 
     containers = [model] + [r.layer for r in walk_layers(model)]
     for container in filter(_is_graph, containers):
@@ -180,13 +176,25 @@ def quantize(model, scheme, selected_paths, prefix, preserve_sparsity, fold_batc
         return _wrap(ref, inner, config, plan, scheme, prefix, preserve)
 
     model, _ = transform_layers(model, transform, inplace=True)
+    _log_kept(kept)
+    return model
+
+
+def _has_float_output(override):
+    """An outlier split adds its two int8 halves in float, output scales
+    multiply in float; a layer told not to quantize its output leaves it
+    float."""
+    split = override.outlier_channels or override.input_outlier_channels
+    return bool(split) or override.output_scale is not None or override.quantize_output is False
+
+
+def _log_kept(kept):
     if kept:
         _LOG.info(
             "Keeping the zeros of %d already sparse (pruned) layers through quantization-aware "
             "training: %s. Pass preserve_sparsity=False to let them train.",
             len(kept), kept,
         )
-    return model
 
 
 def quantize_apply(model, scheme=None, quantized_layer_name_prefix=None, preserve_sparsity=None):

@@ -1,6 +1,7 @@
 """One call from a float model to a quantization-aware one (TFMOT's name)."""
 
 from tfcompress.core.checks import ensure_built, ensure_keras3_model
+from tfcompress.quantization.layer_override import LayerOverride
 from tfcompress.quantization.outlier_channels import find_outlier_channels
 from tfcompress.quantization.quantize_apply import check_preserve_sparsity, quantize
 from tfcompress.quantization.quantize_scheme import QuantizeScheme
@@ -33,9 +34,8 @@ def quantize_model(
         quantized_layer_name_prefix: prefix of wrapper names ("quant_").
         weight_bits: 2..8 bits for weights.
         activation_bits: 8, or 16 for TFLite's int16x8 mode.
-        per_layer: `{layer name or path: {"weight_bits", "activation_bits",
-            "skip", "quantize_output", "quantize_input", "outlier_channels",
-            "input_outlier_channels", "input_scale", "output_scale"}}`.
+        per_layer: `{layer name or path: LayerOverride}` (or dicts of its
+            fields, `{"dense": {"weight_bits": 4}}`, which are converted).
         fold_batch_norm: fold BatchNormalization into the layer before it.
         preserve_sparsity: None (default) keeps every zero of the layers
             whose quantized weights are already a third or more exact zeros
@@ -74,18 +74,23 @@ def quantize_model(
     ensure_keras3_model(to_quantize, "to_quantize")
     ensure_built(to_quantize, "to_quantize")
     check_preserve_sparsity(preserve_sparsity)
-    per_layer = dict(per_layer or {})
-    if representative_data is not None:
-        # Validated by the scheme below before the (slow) float pass runs.
-        QuantizeScheme(weight_bits, activation_bits, per_layer)
-        for path, found in find_outlier_channels(
-            to_quantize, representative_data, outlier_ratio, smoothing=smoothing
-        ).items():
-            given = per_layer.get(path, {})
-            merged = {**found, **given}
-            if "outlier_channels" in given:  # the user's split replaces the found scales
-                merged.pop("output_scale", None)
-            per_layer[path] = merged
+    # Validates `per_layer` before the (slow) float pass runs.
     scheme = QuantizeScheme(weight_bits, activation_bits, per_layer)
+    if representative_data is not None:
+        found = find_outlier_channels(to_quantize, representative_data, outlier_ratio, smoothing=smoothing)
+        scheme = QuantizeScheme(weight_bits, activation_bits, _merge(found, scheme.per_layer))
     prefix = "quant_" if quantized_layer_name_prefix is None else quantized_layer_name_prefix
     return quantize(to_quantize, scheme, None, prefix, preserve_sparsity, fold_batch_norm, inplace)
+
+
+def _merge(found, given):
+    """`given` overrides win over the `found` ones, field by field; a given
+    output split replaces the found output scales."""
+    merged = dict(given)
+    for path, override in found.items():
+        user = given.get(path, LayerOverride())
+        fields = {**override, **user}
+        if user.outlier_channels:
+            fields.pop("output_scale", None)
+        merged[path] = LayerOverride(**fields)
+    return merged

@@ -5,6 +5,7 @@ import keras
 from tfcompress.core.wrapper import build_shape_of
 from tfcompress.quantization.default_quantize_config import DefaultQuantizeConfig, check_bits
 from tfcompress.quantization.flat_matmul import flat_matmul_spec
+from tfcompress.quantization.layer_override import LayerOverride
 
 L = keras.layers
 
@@ -52,18 +53,6 @@ def is_supported(layer):
     return weight_spec(layer) is not None or isinstance(layer, OUTPUT_ONLY)
 
 
-def _check_override(key, override):
-    allowed = {
-        "weight_bits", "activation_bits", "skip", "quantize_output", "outlier_channels", "input_outlier_channels",
-        "input_scale", "quantize_input", "output_scale",
-    }
-    if not isinstance(override, dict) or set(override) - allowed:
-        raise ValueError(
-            f"`per_layer[{key!r}]` must be a dict with keys among {sorted(allowed)}. "
-            f"Received: {override!r}"
-        )
-
-
 @keras.saving.register_keras_serializable(package="tfcompress")
 class QuantizeScheme:
     """Default 8-bit TFLite scheme with the bit widths as arguments.
@@ -85,10 +74,9 @@ class QuantizeScheme:
     Args:
         weight_bits: 2..8 for every weight.
         activation_bits: 8, or 16 for TFLite's int16x8 mode.
-        per_layer: `{layer name or path: {"weight_bits", "activation_bits",
-            "skip", "quantize_output", "quantize_input", "outlier_channels",
-            "input_outlier_channels", "input_scale", "output_scale"}}` overrides (the channels: see
-            `QuantizeWrapper`).
+        per_layer: `{layer name or path: LayerOverride}`, or the same with
+            dicts of `LayerOverride` fields (`{"weight_bits": 8}`), which are
+            converted (the channels: see `QuantizeWrapper`).
 
     Example:
         >>> scheme = tfcompress.quantization.QuantizeScheme(
@@ -97,23 +85,17 @@ class QuantizeScheme:
 
     def __init__(self, weight_bits=8, activation_bits=8, per_layer=None):
         check_bits(weight_bits, activation_bits)
-        per_layer = dict(per_layer or {})
-        for key, override in per_layer.items():
-            _check_override(key, override)
-            check_bits(
-                override.get("weight_bits", weight_bits),
-                override.get("activation_bits", activation_bits),
-                where=f" in per_layer[{key!r}]",
-            )
+        per_layer = {key: LayerOverride.from_dict(override, key) for key, override in (per_layer or {}).items()}
         self.weight_bits = weight_bits
         self.activation_bits = activation_bits
         self.per_layer = per_layer
 
     def override(self, path, layer):
-        return self.per_layer.get(path) or self.per_layer.get(layer.name) or {}
+        """The `LayerOverride` of `layer` at `path` (by path, then by name)."""
+        return self.per_layer.get(path) or self.per_layer.get(layer.name) or LayerOverride()
 
     def skips(self, path, layer):
-        return bool(self.override(path, layer).get("skip", False))
+        return bool(self.override(path, layer).skip)
 
     def config_for(self, path, layer, quantize_output=True, folded=False):
         """A `DefaultQuantizeConfig` for `layer`, or None when it stays float.
@@ -124,7 +106,7 @@ class QuantizeScheme:
         if isinstance(layer, PASSTHROUGH) or not is_supported(layer):
             return None
         override = self.override(path, layer)
-        if override.get("skip"):
+        if override.skip:
             return None
         weight_attrs, per_axis, axis = weight_spec(layer) or ([], False, -1)
         flat = not folded and flat_matmul_spec(layer, build_shape_of(layer)) is not None
@@ -135,18 +117,18 @@ class QuantizeScheme:
             quantize_output = False  # a gather keeps the table's scale
         return DefaultQuantizeConfig(
             weight_attrs=weight_attrs,
-            weight_bits=override.get("weight_bits", self.weight_bits),
+            weight_bits=self.weight_bits if override.weight_bits is None else override.weight_bits,
             weight_per_axis=per_axis,
             weight_axis=axis,
-            activation_bits=override.get("activation_bits", self.activation_bits),
-            quantize_output=override.get("quantize_output", quantize_output),
+            activation_bits=self.activation_bits if override.activation_bits is None else override.activation_bits,
+            quantize_output=quantize_output if override.quantize_output is None else override.quantize_output,
         )
 
     def get_config(self):
         return {
             "weight_bits": self.weight_bits,
             "activation_bits": self.activation_bits,
-            "per_layer": self.per_layer,
+            "per_layer": {key: override.get_config() for key, override in self.per_layer.items()},
         }
 
     @classmethod
