@@ -57,6 +57,11 @@ def test_toy_technique_strips_saves_and_exports(tmp_path):
     assert exported.checks["outputs_match"]["passed"]
     lite = tfcompress.runtime.load(exported.tflite_bytes).run(inputs)
     np.testing.assert_allclose(np.asarray(lite), expected[0], atol=1e-5)
+    # The export strips the technique itself: no library code knows ScaleKernel.
+    direct = tfcompress.export.to_tflite(scaled, "float32", sample=inputs)
+    assert direct.checks["outputs_match"]["passed"]
+    lite = tfcompress.runtime.load(direct.tflite_bytes).run(inputs)
+    np.testing.assert_allclose(np.asarray(lite), expected[0], atol=1e-5)
 
 
 def test_learned_ranges_are_kept_unless_asked():

@@ -92,6 +92,20 @@ def test_bert_masks_become_add_and_mul_with_identical_outputs(
         np.testing.assert_allclose(actual, expected, rtol=0, atol=1e-6)
 
 
+def test_rewrites_false_keeps_the_converters_graph(bert_inputs):
+    model = _bert(0.1)
+    sample = bert_inputs(n=4)
+
+    result = export.to_tflite(model, target="float32", sample=sample, rewrites=False)
+    rewritten = export.to_tflite(model, target="float32", sample=sample)
+
+    assert result.rewrites == {} and rewritten.rewrites["attention_masks"] == 4
+    assert result.ops != rewritten.ops
+    assert result.checks["outputs_match"]["passed"]
+    with pytest.raises(TypeError, match="`rewrites` must be a bool"):
+        export.to_tflite(model, target="float32", sample=sample, rewrites="no")
+
+
 @pytest.mark.parametrize("target", ["float32", "float16", "dynamic_int8"])
 def test_to_tflite_rewrites_masks_and_matches_keras(bert_inputs, target):
     # float16 stores the mask constants in float16 behind a DEQUANTIZE.

@@ -160,9 +160,12 @@ def test_pruned_models_are_exported_stripped_with_their_zeros(monkeypatch, dense
         callbacks=[sparsity.UpdatePruningStep()],
     )
     calls = []
-    strip = sparsity.strip_pruning
+    from tfcompress.export import tflite as tflite_module
+
+    strip = tflite_module.strip_wrappers
+    # The export strips every technique through core.strip_wrappers.
     monkeypatch.setattr(
-        sparsity, "strip_pruning", lambda model: calls.append(model) or strip(model)
+        tflite_module, "strip_wrappers", lambda model: calls.append(model) or strip(model)
     )
 
     result = export.to_tflite(pruned)

@@ -19,13 +19,17 @@ flags.DEFINE_string("system", None, "A system message that opens the conversatio
 flags.DEFINE_float("temperature", None, "Sampling temperature, 0 for greedy (default: the file's).")
 flags.DEFINE_integer("top_k", None, "Sample among the k most likely tokens (default: the file's).")
 flags.DEFINE_float("top_p", None, "Nucleus sampling mass in (0, 1] (default: the file's).")
-flags.DEFINE_integer("seed", None, "Sampling seed: the same seed gives the same answers.")
+# `seed`, `threads` and `target` are also flags of other commands. The CLI imports
+# one command module per run; allow_override lets a process that imports several
+# (tests, a notebook) do so, the last definition winning.
+flags.DEFINE_integer("seed", None, "Sampling seed: the same seed gives the same answers.", allow_override=True)
 flags.DEFINE_integer("max_new_tokens", 256, "At most this many tokens per answer.")
-flags.DEFINE_integer("threads", None, "LiteRT CPU threads (default: LiteRT's choice).")
+flags.DEFINE_integer("threads", None, "LiteRT CPU threads (default: LiteRT's choice).", allow_override=True)
 flags.DEFINE_enum("engine", "auto", ["auto", "compiled_model", "interpreter"], "LiteRT API that runs the file.")
 flags.DEFINE_enum(
     "target", "int8_weights", ["float32", "float16", "dynamic_int8", "int8_weights"],
     "Export target of the bundled SmolLM2 (no model argument only).",
+    allow_override=True,
 )
 flags.DEFINE_integer("cache_length", 1024, "Context length of the bundled SmolLM2 export (no model argument only).")
 

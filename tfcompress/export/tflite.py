@@ -10,6 +10,8 @@ import numpy as np
 
 from tfcompress.core.checks import check_int, check_number, ensure_keras3_model
 from tfcompress.core.layer_tree import walk_layers
+from tfcompress.core.strip_wrappers import strip_wrappers
+from tfcompress.core.wrapper import CompressionWrapper
 from tfcompress.export import converter
 from tfcompress.export import post_training
 from tfcompress.export import representative
@@ -68,23 +70,29 @@ def _layers(model):
     return [model] + [ref.layer for ref in walk_layers(model)]
 
 
-def _has_class(model, fragment):
-    return any(fragment in type(layer).__name__.lower() for layer in _layers(model))
+def _has_learned_ranges(model):
+    """Whether a wrapper (quantization-aware training) already fixes the ranges."""
+    return any(
+        isinstance(layer, CompressionWrapper) and layer.carries_learned_ranges
+        for layer in _layers(model)
+    )
 
 
-def _strip_pruning(model):
-    """The model without pruning wrappers (untouched when it has none)."""
-    from tfcompress import sparsity
-
-    if any(isinstance(layer, sparsity.PruneLowMagnitude) for layer in _layers(model)):
-        return sparsity.strip_pruning(model)
+def _strip(model):
+    """The model with every wrapper but those carrying learned ranges stripped
+    (untouched when it has none), whatever technique defined them."""
+    if any(
+        isinstance(layer, CompressionWrapper) and not layer.carries_learned_ranges
+        for layer in _layers(model)
+    ):
+        return strip_wrappers(model)
     return model
 
 
 _VALID_SCOPE = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*$")
 
 
-def _validate(target, int8_io, allow_flex, verify_, tolerance, path, batch_size, sequence_length):
+def _validate(target, int8_io, allow_flex, verify_, tolerance, path, batch_size, sequence_length, rewrites):
     if target not in converter.TARGETS:
         raise ValueError(
             f"`target` must be one of {', '.join(repr(t) for t in converter.TARGETS)}. "
@@ -94,6 +102,7 @@ def _validate(target, int8_io, allow_flex, verify_, tolerance, path, batch_size,
         ("int8_io", int8_io),
         ("allow_flex", allow_flex),
         ("verify", verify_),
+        ("rewrites", rewrites),
     ):
         if not isinstance(value, bool):
             raise TypeError(f"`{name}` must be a bool. Received: {name}={value!r}")
@@ -120,7 +129,7 @@ def _validate(target, int8_io, allow_flex, verify_, tolerance, path, batch_size,
 def _outlier_aware(model, target):
     """Whether int8 calibration goes through `quantize_model` (float
     transformers) instead of the converter's per-tensor ranges."""
-    return target == "int8" and not _has_class(model, "quantize") and post_training.is_transformer(model)
+    return target == "int8" and not _has_learned_ranges(model) and post_training.is_transformer(model)
 
 
 def _calibration_error(target):
@@ -147,6 +156,7 @@ def to_tflite(
     tolerance=None,
     batch_size=None,
     sequence_length=None,
+    rewrites=True,
 ):
     """Converts a Keras 3 model to TFLite and checks the result.
 
@@ -190,7 +200,9 @@ def to_tflite(
     Any model is wrapped in a functional `keras.Model` over named
     `keras.Input`s (subclassed models need to be built, and `sample` when their
     input shape is unknown) and converted with `TFLiteConverter.from_keras_model`.
-    Pruning wrappers are removed first with `tfcompress.sparsity.strip_pruning`.
+    Wrappers are stripped first with `tfcompress.core.strip_wrappers`, whatever
+    the technique (pruning bakes its masks in); quantization-aware wrappers,
+    which carry learned ranges, are kept for the converter.
     After conversion, attention masks become additive biases XNNPack runs
     (same outputs; about 20% faster on MiniLM) and the MULs by 1 + 2^-22 that
     quantization-aware models use to steer the converter are dropped (see
@@ -232,6 +244,9 @@ def to_tflite(
         sequence_length: None, or the size of every input's second dimension
             where the model leaves it unknown; calibration data and `sample`
             must then have that length.
+        rewrites: apply the graph rewrites after conversion (additive
+            attention masks, removal of the converter-steering MULs). False
+            keeps the converter's graph as it is.
 
     Returns:
         An `ExportResult`.
@@ -251,7 +266,7 @@ def to_tflite(
     print(result.size_bytes, result.cosine_similarity)
     ```
     """
-    _validate(target, int8_io, allow_flex, verify, tolerance, path, batch_size, sequence_length)
+    _validate(target, int8_io, allow_flex, verify, tolerance, path, batch_size, sequence_length, rewrites)
     batch_size = None if batch_size is None else int(batch_size)
     sequence_length = None if sequence_length is None else int(sequence_length)
     ensure_keras3_model(model, "model")
@@ -270,11 +285,11 @@ def to_tflite(
             f"target={target!r} needs none. Drop it or change the target."
         )
     if representative_data is None and (
-        target == "int16x8" or (target == "int8" and not _has_class(model, "quantize"))
+        target == "int16x8" or (target == "int8" and not _has_learned_ranges(model))
     ):
         raise _calibration_error(target)
 
-    model = _strip_pruning(model)
+    model = _strip(model)
     wrapper, specs = wrap.functional_wrapper(model, sample, batch_size, sequence_length)
     if sequence_length is not None and not any(
         len(spec.shape) > 1 and spec.shape[1] == sequence_length for spec in specs
@@ -305,12 +320,13 @@ def to_tflite(
             samples = _group(samples, batch_size)
     calibration = None if converted is not wrapper else samples
     content = converter.convert(converted, target, calibration, int8_io, allow_flex)
-    rewrites = {}
+    applied = {}
     for name, rewrite in (
         ("attention_masks", additive_attention_masks),
         ("identity_multiplies", remove_identity_multiplies),
     ):
-        content, rewrites[name] = rewrite(content)
+        if rewrites:
+            content, applied[name] = rewrite(content)
 
     metrics = {}
     checks = {}
@@ -347,7 +363,7 @@ def to_tflite(
         size_bytes=len(content),
         ops=op_names(read_model(content)),
         checks=checks,
-        rewrites=rewrites,
+        rewrites=applied,
         **metrics,
     )
 
