@@ -20,7 +20,7 @@ pruning time, and the issue-16 targets (SparseGPT no worse than Wanda; both
 at most half of magnitude's perplexity increase).
 
     python benchmarks/one_shot_gpt.py --nosmollm2      # the GPT only
-    python benchmarks/one_shot_gpt.py --output_json /tmp/one_shot.json
+    python benchmarks/one_shot_gpt.py --results_json /tmp/one_shot.json
 
 Measured on 2 shared cores of an AMD EPYC (load average above 10), byte
 GPT of 842,496 parameters (4 blocks, width 128, the distill_gpt quick-run
