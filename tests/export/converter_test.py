@@ -13,6 +13,8 @@ from tfcompress.export import wrap
 class QuantizeDense(keras.layers.Layer):
     """Dense with fake-quantized input, kernel and output, as after QAT."""
 
+    carries_learned_ranges = True  # how a user's own fake-quant layer says so to the export
+
     def __init__(self, units, input_range, **kwargs):
         super().__init__(**kwargs)
         self.units = units

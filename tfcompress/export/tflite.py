@@ -71,11 +71,9 @@ def _layers(model):
 
 
 def _has_learned_ranges(model):
-    """Whether a wrapper (quantization-aware training) already fixes the ranges."""
-    return any(
-        isinstance(layer, CompressionWrapper) and layer.carries_learned_ranges
-        for layer in _layers(model)
-    )
+    """Whether a layer (a quantization-aware wrapper, or a user's own fake-quant
+    layer whose class sets `carries_learned_ranges = True`) fixes the ranges."""
+    return any(getattr(layer, "carries_learned_ranges", False) is True for layer in _layers(model))
 
 
 def _strip(model):
@@ -174,8 +172,9 @@ def to_tflite(
     largest absolute difference over the largest Keras value; the cosine
     distance is `1 - cosine similarity` of each flattened output (worst output
     counts). "int8" needs `representative_data` unless the model was trained
-    with fake-quant ops (a layer class with "quantize" in its name), whose
-    ranges are used. A float transformer (attention or LayerNormalization
+    with fake-quant ops (a class with `carries_learned_ranges = True`: every
+    tfcompress QAT wrapper, or a user's own fake-quant layer), whose ranges
+    are used. A float transformer (attention or LayerNormalization
     layers) given `representative_data` for "int8" is not calibrated by the
     converter, whose one scale per tensor its outlier hidden dimensions
     defeat (all-MiniLM-L6-v2: sentence cosine 0.30), but through
