@@ -17,32 +17,7 @@ import time
 
 import numpy as np
 
-from tfcompress.cli.digits import IMAGE_SHAPE, NUM_CLASSES
-
-
-def build_cnn(keras_module):
-    """Builds the small digits CNN (logits out) with the given Keras module.
-
-    Args:
-        keras_module: `keras` (Keras 3) or `tf_keras`; both build the same
-            layers in the same order, so `get_weights()` lists line up.
-
-    Returns:
-        A `Sequential` model built for `IMAGE_SHAPE` inputs.
-    """
-    layers = keras_module.layers
-    return keras_module.Sequential(
-        [
-            keras_module.Input(shape=IMAGE_SHAPE),
-            layers.Conv2D(16, 3, activation="relu", name="conv1"),
-            layers.Conv2D(32, 3, activation="relu", name="conv2"),
-            layers.MaxPooling2D(name="pool"),
-            layers.Flatten(name="flatten"),
-            layers.Dense(64, activation="relu", name="dense1"),
-            layers.Dense(NUM_CLASSES, name="logits"),
-        ],
-        name="digits_cnn",
-    )
+from tfcompress.cli.digits import build_plain_digits_cnn
 
 
 def compile_cnn(model, keras_module, learning_rate=1e-3):
@@ -190,7 +165,7 @@ def prune_and_fit(keras_module, sparsity, weights_path, data, *, end_step,
         `(stripped model, step timer)`.
     """
     x_train, y_train = data[0], data[1]
-    model = build_cnn(keras_module)
+    model = build_plain_digits_cnn(keras_module)
     load_weights_npz(model, weights_path)
     pruned = sparsity.prune_low_magnitude(
         model,

@@ -33,7 +33,7 @@ from absl import flags
 
 import common
 
-from tfcompress.cli.digits import load_digits
+from tfcompress.cli.digits import build_plain_digits_cnn, load_digits
 
 _SEEDS = flags.DEFINE_integer(
     "seeds", 3, "Number of seeds; seeds 0..N-1 are run.", lower_bound=1
@@ -83,7 +83,7 @@ _BASELINE = os.path.join(os.path.dirname(__file__), "_tfmot_pruning_baseline.py"
 def _train_float(keras, seed, data, out_dir):
     x_train, y_train, x_test, y_test = data
     keras.utils.set_random_seed(seed)
-    model = common.build_cnn(keras)
+    model = build_plain_digits_cnn(keras)
     common.compile_cnn(model, keras, _LEARNING_RATE.value)
     timer = common.make_step_timer(keras)
     model.fit(
@@ -152,7 +152,7 @@ def _convert_twin(keras, weights, tflite_path):
     sizes differ only by the weights (tf_keras and Keras 3 models convert to
     flatbuffers that differ by ~1 KB of names and signatures).
     """
-    twin = common.build_cnn(keras)
+    twin = build_plain_digits_cnn(keras)
     twin.set_weights(weights)
     common.tflite_float32(twin, tflite_path)
     return common.gzip_size(tflite_path)

@@ -1,7 +1,8 @@
-"""Digits CNN, data and TFLite helpers shared by the QAT benchmarks.
+"""Digits data and TFLite helpers shared by the QAT benchmarks.
 
-Framework-neutral: `build_cnn(layers_module)` builds the same model from
-`keras.layers` or `tf_keras.layers`, so the TFMOT twin is the same network.
+The CNN is `tfcompress.cli.digits.build_pooled_digits_cnn(keras_module)`,
+which builds the same model from `keras` or `tf_keras`, so the TFMOT twin is
+the same network.
 """
 
 import contextlib
@@ -15,21 +16,6 @@ from tfcompress.cli.digits import load_digits
 def load_data(seed=0):
     """`(x_train, y_train, x_test, y_test)`: sklearn digits, 8x8x1 in [0, 1], 70/30."""
     return load_digits(seed, test_fraction=0.3)
-
-
-def build_cnn(layers, models, input_cls):
-    """Conv+BN+ReLU, pool, Conv+BN+ReLU, global pool, Dense logits."""
-    inputs = input_cls((8, 8, 1))
-    x = layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
-    x = layers.BatchNormalization(momentum=0.9)(x)
-    x = layers.ReLU()(x)
-    x = layers.MaxPooling2D()(x)
-    x = layers.Conv2D(32, 3, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization(momentum=0.9)(x)
-    x = layers.ReLU()(x)
-    x = layers.GlobalAveragePooling2D()(x)
-    outputs = layers.Dense(10)(x)
-    return models.Model(inputs, outputs)
 
 
 class StepTimer:

@@ -28,10 +28,11 @@ def main(argv):
     import tf_keras
 
     import qat_digits
+    from tfcompress.cli.digits import build_pooled_digits_cnn
 
     tf_keras.utils.set_random_seed(FLAGS.seed)
     x_train, y_train, x_test, y_test = qat_digits.load_data(FLAGS.seed)
-    model = qat_digits.build_cnn(tf_keras.layers, tf_keras, tf_keras.Input)
+    model = build_pooled_digits_cnn(tf_keras)
     stored = np.load(FLAGS.weights)
     model.set_weights([stored[f"w{i}"] for i in range(len(stored.files))])
     qat = tfmot.quantization.keras.quantize_model(model)

@@ -46,10 +46,11 @@ def _run_seed(seed, workdir):
 
     import qat_digits
     import tfcompress.quantization as tq
+    from tfcompress.cli.digits import build_pooled_digits_cnn
 
     keras.utils.set_random_seed(seed)
     x_train, y_train, x_test, y_test = qat_digits.load_data(seed)
-    model = qat_digits.build_cnn(keras.layers, keras, keras.Input)
+    model = build_pooled_digits_cnn(keras)
     _compile(keras, model, FLAGS.float_learning_rate)
     model.fit(x_train, y_train, epochs=FLAGS.float_epochs, batch_size=FLAGS.batch_size, verbose=0)
     float_acc = float(model.evaluate(x_test, y_test, verbose=0)[1])

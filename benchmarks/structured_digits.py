@@ -1,6 +1,6 @@
 """The digits CNN with half its filters removed: accuracy after fine-tuning, size, latency.
 
-The benchmarks' digits CNN (`common.build_cnn`: conv 16, conv 32, pool,
+The benchmarks' digits CNN (`tfcompress.cli.digits.build_plain_digits_cnn`: conv 16, conv 32, pool,
 Dense 64, logits) is trained for `--epochs`, then
 `tfcompress.sparsity.prune_structured(filters=--filters)` removes that share
 of the filters of both convs and of the hidden Dense units (the logits stay),
@@ -37,9 +37,9 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from common import accuracy, build_cnn, compile_cnn, format_table
+from common import accuracy, compile_cnn, format_table
 from distill_common import print_machine
-from tfcompress.cli.digits import load_digits
+from tfcompress.cli.digits import build_plain_digits_cnn, load_digits
 
 _CRITERIA = flags.DEFINE_list("criteria", ["taylor", "obd", "magnitude", "random"], "Criteria to compare.")
 _FILTERS = flags.DEFINE_float("filters", 0.5, "Fraction of filters (and hidden units) to remove.")
@@ -61,7 +61,7 @@ def main(argv):
     print_machine()
     x_train, y_train, x_test, y_test = load_digits(_SEED.value)
     keras.utils.set_random_seed(_SEED.value)
-    model = build_cnn(keras)
+    model = build_plain_digits_cnn(keras)
     compile_cnn(model, keras)
     model.fit(x_train, y_train, epochs=_EPOCHS.value, batch_size=32, verbose=0)
     base = accuracy(model, x_test, y_test)

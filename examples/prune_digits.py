@@ -21,7 +21,7 @@ import os
 from absl import app
 from absl import flags
 
-from tfcompress.cli.digits import load_digits
+from tfcompress.cli.digits import build_plain_digits_cnn, load_digits
 
 _TARGET_SPARSITY = flags.DEFINE_float(
     "target_sparsity", 0.8, "Fraction of each kernel's weights to zero."
@@ -64,23 +64,6 @@ _OUTPUT_DIR = flags.DEFINE_string(
 )
 
 
-def build_model(keras):
-    """The small CNN: two 3x3 convolutions, max pooling, two Dense layers."""
-    layers = keras.layers
-    return keras.Sequential(
-        [
-            keras.Input(shape=(8, 8, 1)),
-            layers.Conv2D(16, 3, activation="relu", name="conv1"),
-            layers.Conv2D(32, 3, activation="relu", name="conv2"),
-            layers.MaxPooling2D(name="pool"),
-            layers.Flatten(name="flatten"),
-            layers.Dense(64, activation="relu", name="dense1"),
-            layers.Dense(10, name="logits"),
-        ],
-        name="digits_cnn",
-    )
-
-
 def compile_model(model, keras):
     model.compile(
         optimizer=keras.optimizers.Adam(_LEARNING_RATE.value),
@@ -112,7 +95,7 @@ def main(argv):
     x_train, y_train, x_test, y_test = load_digits(_SEED.value, test_fraction=0.25)
     print(f"[data] {len(x_train)} training and {len(x_test)} test digits")
 
-    model = build_model(keras)
+    model = build_plain_digits_cnn(keras)
     compile_model(model, keras)
     model.fit(
         x_train,

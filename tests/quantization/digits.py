@@ -1,4 +1,4 @@
-"""The digits CNN used by the end-to-end QAT tests (Keras 3 only)."""
+"""Data, compile and int8 TFLite helpers of the end-to-end QAT tests (Keras 3 only)."""
 
 import keras
 import numpy as np
@@ -9,20 +9,6 @@ from tfcompress.cli.digits import load_digits
 
 def load_digits_split(seed=0):
     return load_digits(seed, test_fraction=0.3)
-
-
-def digits_cnn():
-    """Conv+BN+ReLU, max pool, Conv+BN+ReLU, global average pool, Dense logits."""
-    inputs = keras.Input((8, 8, 1))
-    x = keras.layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
-    x = keras.layers.BatchNormalization(momentum=0.9)(x)
-    x = keras.layers.ReLU()(x)
-    x = keras.layers.MaxPooling2D()(x)
-    x = keras.layers.Conv2D(32, 3, padding="same", use_bias=False)(x)
-    x = keras.layers.BatchNormalization(momentum=0.9)(x)
-    x = keras.layers.ReLU()(x)
-    x = keras.layers.GlobalAveragePooling2D()(x)
-    return keras.Model(inputs, keras.layers.Dense(10)(x))
 
 
 def compile_classifier(model, learning_rate):

@@ -1,6 +1,6 @@
 import keras
 
-from quantization.digits import digits_cnn
+from tfcompress.cli.digits import build_pooled_digits_cnn
 from tfcompress.quantization.graph_plan import Plan, plan_graph
 
 
@@ -9,7 +9,7 @@ def _names(model, ids):
 
 
 def test_conv_bn_relu_folds_and_quantizes_after_the_relu():
-    model = digits_cnn()
+    model = build_pooled_digits_cnn()
     plan = plan_graph(model, lambda layer: not isinstance(layer, keras.layers.InputLayer), Plan(), top_level=True)
     convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
     bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]

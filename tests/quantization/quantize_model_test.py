@@ -6,10 +6,10 @@ import tensorflow as tf
 import testing
 import tfcompress.export
 import tfcompress.quantization as tq
+from tfcompress.cli.digits import build_pooled_digits_cnn
 from tfcompress.core import walk_layers
 from quantization.digits import (
     compile_classifier,
-    digits_cnn,
     load_digits_split,
     run_int8,
     tflite_interpreter,
@@ -26,7 +26,7 @@ def test_digits_cnn_qat_to_full_int8_tflite():
     """Float -> 3 QAT epochs -> int8 TFLite, no representative dataset."""
     keras.utils.set_random_seed(0)
     x_train, y_train, x_test, y_test = load_digits_split()
-    model = compile_classifier(digits_cnn(), 3e-3)
+    model = compile_classifier(build_pooled_digits_cnn(), 3e-3)
     model.fit(x_train, y_train, epochs=20, batch_size=32, verbose=0)
     float_acc = model.evaluate(x_test, y_test, verbose=0)[1]
 
@@ -52,7 +52,7 @@ def test_resume_training_after_keras_save(tmp_path):
     from quantization.digits import load_digits_split as load
 
     x_train, y_train, _, _ = load()
-    qat = compile_classifier(tq.quantize_model(digits_cnn()), 1e-3)
+    qat = compile_classifier(tq.quantize_model(build_pooled_digits_cnn()), 1e-3)
     qat.fit(x_train[:128], y_train[:128], epochs=1, batch_size=32, verbose=0)
     restored = testing.run_model_saving_test(qat, x_train[:8], tmp_path)
     assert int(restored.optimizer.iterations) == 4
@@ -64,7 +64,7 @@ def test_resume_training_after_keras_save(tmp_path):
 
 @pytest.mark.parametrize("weight_bits", [4, 8])
 def test_low_bit_weights_convert_to_int8_storage(weight_bits):
-    qat = tq.quantize_model(digits_cnn(), weight_bits=weight_bits)
+    qat = tq.quantize_model(build_pooled_digits_cnn(), weight_bits=weight_bits)
     qat(np.random.default_rng(0).uniform(size=(16, 8, 8, 1)).astype("float32"), training=True)
     interpreter = tflite_interpreter(to_int8_tflite(qat))
     kernels = [
@@ -78,7 +78,7 @@ def test_low_bit_weights_convert_to_int8_storage(weight_bits):
 
 
 def test_int16x8_converts_with_16_bit_activations():
-    qat = tq.quantize_model(digits_cnn(), activation_bits=16)
+    qat = tq.quantize_model(build_pooled_digits_cnn(), activation_bits=16)
     qat(np.random.default_rng(0).uniform(size=(16, 8, 8, 1)).astype("float32"), training=True)
     converter = tf.lite.TFLiteConverter.from_keras_model(qat)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]

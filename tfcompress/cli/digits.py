@@ -1,4 +1,4 @@
-"""The bundled default of `tfcompress demo`: scikit-learn's digits and a CNN."""
+"""scikit-learn's digits and the CNNs the demo, examples, benchmarks and tests train on them."""
 
 import numpy as np
 
@@ -35,14 +35,31 @@ def load_digits(seed=0, test_fraction=0.2, shuffle_train=False):
     return x_train, y_train, x_test, y_test
 
 
-def build_digits_cnn():
-    """A small Conv+BN+ReLU CNN for 8x8x1 digits, logits out (about 22k weights)."""
-    import keras
+def _keras(keras_module):
+    if keras_module is None:
+        import keras as keras_module
+    return keras_module
 
-    layers = keras.layers
-    return keras.Sequential(
+
+def build_digits_cnn(keras_module=None):
+    """The demo's CNN for 8x8x1 digits: Conv+BN+ReLU twice, max pool, Dense 64,
+    logits (38,426 weights).
+
+    The builders here all take `keras_module`: `keras` (the default) or
+    `tf_keras`, which builds the same layers in the same order, so a TFMOT
+    twin is the same network and `get_weights()` lists line up.
+
+    Args:
+        keras_module: `keras` or `tf_keras`; None imports `keras`.
+
+    Returns:
+        A `Sequential` model built for `IMAGE_SHAPE` inputs.
+    """
+    keras_module = _keras(keras_module)
+    layers = keras_module.layers
+    return keras_module.Sequential(
         [
-            keras.Input(IMAGE_SHAPE, name="image"),
+            keras_module.Input(IMAGE_SHAPE, name="image"),
             layers.Conv2D(16, 3, padding="same", use_bias=False, name="conv1"),
             layers.BatchNormalization(name="bn1"),
             layers.ReLU(name="relu1"),
@@ -56,3 +73,53 @@ def build_digits_cnn():
         ],
         name="digits_cnn",
     )
+
+
+def build_plain_digits_cnn(keras_module=None):
+    """The pruning CNN, without batch norm: two valid 3x3 convolutions with
+    ReLU, max pool, Dense 64, logits.
+
+    Args:
+        keras_module: as in `build_digits_cnn`.
+
+    Returns:
+        A `Sequential` model built for `IMAGE_SHAPE` inputs.
+    """
+    keras_module = _keras(keras_module)
+    layers = keras_module.layers
+    return keras_module.Sequential(
+        [
+            keras_module.Input(shape=IMAGE_SHAPE),
+            layers.Conv2D(16, 3, activation="relu", name="conv1"),
+            layers.Conv2D(32, 3, activation="relu", name="conv2"),
+            layers.MaxPooling2D(name="pool"),
+            layers.Flatten(name="flatten"),
+            layers.Dense(64, activation="relu", name="dense1"),
+            layers.Dense(NUM_CLASSES, name="logits"),
+        ],
+        name="digits_cnn",
+    )
+
+
+def build_pooled_digits_cnn(keras_module=None):
+    """The quantization CNN: Conv+BN+ReLU, max pool, Conv+BN+ReLU, global
+    average pool, Dense logits (functional, default layer names).
+
+    Args:
+        keras_module: as in `build_digits_cnn`.
+
+    Returns:
+        A functional `Model` built for `IMAGE_SHAPE` inputs.
+    """
+    keras_module = _keras(keras_module)
+    layers = keras_module.layers
+    inputs = keras_module.Input(IMAGE_SHAPE)
+    x = layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
+    x = layers.BatchNormalization(momentum=0.9)(x)
+    x = layers.ReLU()(x)
+    x = layers.MaxPooling2D()(x)
+    x = layers.Conv2D(32, 3, padding="same", use_bias=False)(x)
+    x = layers.BatchNormalization(momentum=0.9)(x)
+    x = layers.ReLU()(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    return keras_module.Model(inputs, layers.Dense(NUM_CLASSES)(x))

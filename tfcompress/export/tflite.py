@@ -1,14 +1,11 @@
 """Keras 3 model -> verified `.tflite` flatbuffer."""
 
 import dataclasses
-import os
 import pathlib
-import re
 
 import keras
 import numpy as np
 
-from tfcompress.core.checks import check_int, check_number, ensure_keras3_model
 from tfcompress.core.layer_tree import walk_layers
 from tfcompress.core.strip_wrappers import strip_wrappers
 from tfcompress.core.wrapper import CompressionWrapper
@@ -16,6 +13,9 @@ from tfcompress.export import converter
 from tfcompress.export import post_training
 from tfcompress.export import representative
 from tfcompress.export import wrap
+from tfcompress.export._tflite_checks import calibration_error
+from tfcompress.export._tflite_checks import check_arguments
+from tfcompress.export._tflite_checks import check_model
 from tfcompress.export.attention_masks import additive_attention_masks
 from tfcompress.export.identity_multiplies import remove_identity_multiplies
 from tfcompress.export.flatbuffer import op_names
@@ -87,59 +87,10 @@ def _strip(model):
     return model
 
 
-_VALID_SCOPE = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*$")
-
-
-def _validate(target, int8_io, allow_flex, verify_, tolerance, path, batch_size, sequence_length, rewrites):
-    if target not in converter.TARGETS:
-        raise ValueError(
-            f"`target` must be one of {', '.join(repr(t) for t in converter.TARGETS)}. "
-            f"Received: target={target!r}"
-        )
-    for name, value in (
-        ("int8_io", int8_io),
-        ("allow_flex", allow_flex),
-        ("verify", verify_),
-        ("rewrites", rewrites),
-    ):
-        if not isinstance(value, bool):
-            raise TypeError(f"`{name}` must be a bool. Received: {name}={value!r}")
-    if int8_io and target not in converter.INTEGER_TARGETS:
-        raise ValueError(
-            f"`int8_io=True` needs a full-integer target ('int8', or 'int16x8' whose "
-            f"I/O is int16); target={target!r} keeps float inputs and outputs. "
-            "Drop int8_io or change the target."
-        )
-    check_number(tolerance, "tolerance", 0, open_low=True, allow_none=True,
-                 expected="a positive number")
-    for name, value, meaning in (
-        ("batch_size", batch_size, "a fixed batch, e.g. 1 for on-device inference"),
-        ("sequence_length", sequence_length, "a fixed number of tokens"),
-    ):
-        check_int(value, name, 1, allow_none=True,
-                  expected=f"None (any size) or a positive int ({meaning})")
-    if path is not None and not isinstance(path, (str, os.PathLike)):
-        raise TypeError(
-            f"`path` must be a str or os.PathLike. Received: {type(path).__name__}"
-        )
-
-
 def _outlier_aware(model, target):
     """Whether int8 calibration goes through `quantize_model` (float
     transformers) instead of the converter's per-tensor ranges."""
     return target == "int8" and not _has_learned_ranges(model) and post_training.is_transformer(model)
-
-
-def _calibration_error(target):
-    return ValueError(
-        f"target={target!r} needs calibration data: pass representative_data=... (an "
-        "array, tf.data.Dataset or generator of input batches)"
-        + (
-            ", or quantize the model with tfcompress.quantization.quantize_model first"
-            if target == "int8"
-            else " (fake-quant ranges are 8-bit; int16 activations need calibration)"
-        )
-    )
 
 
 def to_tflite(
@@ -265,28 +216,15 @@ def to_tflite(
     print(result.size_bytes, result.cosine_similarity)
     ```
     """
-    _validate(target, int8_io, allow_flex, verify, tolerance, path, batch_size, sequence_length, rewrites)
+    check_arguments(target, int8_io, allow_flex, verify, tolerance, path, batch_size,
+                    sequence_length, rewrites)
     batch_size = None if batch_size is None else int(batch_size)
     sequence_length = None if sequence_length is None else int(sequence_length)
-    ensure_keras3_model(model, "model")
-    if not _VALID_SCOPE.match(model.name):
-        # Checked up front: TensorFlow fails mid-trace on such a name and
-        # leaves Keras's name-scope stack dirty for the rest of the process.
-        raise ValueError(
-            f"`model` is named {model.name!r}, which TensorFlow cannot use as a "
-            "scope name when tracing it for conversion (it must start with a "
-            "letter, digit or '.'). Name the model, e.g. "
-            "`super().__init__(name='my_model')` or `keras.Model(..., name='my_model')`."
-        )
-    if representative_data is not None and target not in converter.INTEGER_TARGETS:
-        raise ValueError(
-            f"`representative_data` is only used by the 'int8' and 'int16x8' targets; "
-            f"target={target!r} needs none. Drop it or change the target."
-        )
+    check_model(model, target, representative_data)
     if representative_data is None and (
         target == "int16x8" or (target == "int8" and not _has_learned_ranges(model))
     ):
-        raise _calibration_error(target)
+        raise calibration_error(target)
 
     model = _strip(model)
     wrapper, specs = wrap.functional_wrapper(model, sample, batch_size, sequence_length)

@@ -2,17 +2,17 @@
 
 import keras
 
+from tfcompress.core.checks import check_int
 from tfcompress.quantization.quantize_config import QuantizeConfig
 from tfcompress.quantization.quantizers import LastValueQuantizer, MovingAverageQuantizer
 
 
 def check_bits(weight_bits, activation_bits, where=""):
     """Validates the bit widths a user can choose; returns them."""
-    if not isinstance(weight_bits, int) or isinstance(weight_bits, bool) or not 2 <= weight_bits <= 8:
-        raise ValueError(
-            f"`weight_bits`{where} must be an integer from 2 to 8 (TFLite stores "
-            f"weights as int8). Received: weight_bits={weight_bits!r}"
-        )
+    weight_bits = check_int(
+        weight_bits, "weight_bits", 2, 8, label=f"`weight_bits`{where}",
+        expected="an integer from 2 to 8 (TFLite stores weights as int8)",
+    )
     if activation_bits not in (8, 16):
         raise ValueError(
             f"`activation_bits`{where} must be 8 (int8) or 16 (int16x8: 16-bit "

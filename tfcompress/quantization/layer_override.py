@@ -5,6 +5,7 @@ import collections.abc
 import keras
 import numpy as np
 
+from tfcompress.core.checks import is_int
 from tfcompress.quantization.default_quantize_config import check_bits
 
 _FLAGS = ("skip", "quantize_output", "quantize_input")
@@ -18,13 +19,13 @@ def check_channels(channels, name, where=""):
     if channels is None:
         return None
     if not isinstance(channels, (list, tuple)) or not all(
-        isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in channels
+        is_int(c) and c >= 0 for c in channels
     ):
         raise ValueError(
             f"`{name}`{where} must be a list of non-negative channel indices, e.g. "
             f"[99, 223]. Received: {name}={channels!r}"
         )
-    return sorted(set(channels))
+    return sorted({int(c) for c in channels})
 
 
 def check_factors(factors, name, where="", side="input"):

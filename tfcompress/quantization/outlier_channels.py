@@ -16,6 +16,7 @@ import numpy as np
 from keras import ops, tree
 
 from tfcompress.core.batches import drop_labels, iterate_batches
+from tfcompress.core.checks import check_int, check_number
 from tfcompress.core.intercept_calls import intercept_calls
 from tfcompress.core.layer_tree import walk_layers
 from tfcompress.core.wrapper import build_shape_of
@@ -164,15 +165,13 @@ def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8,
 
 
 def _check_arguments(ratio, max_channels, smoothing):
-    if not ratio > 1:
-        raise ValueError(f"`ratio` must be greater than 1. Received: ratio={ratio!r}")
-    if not isinstance(max_channels, int) or max_channels < 1:
-        raise ValueError(f"`max_channels` must be a positive integer. Received: max_channels={max_channels!r}")
-    if smoothing is not None and not (isinstance(smoothing, (int, float)) and 0 < smoothing < 1):
-        raise ValueError(
-            "`smoothing` must be a number strictly between 0 and 1 (0.5 is SmoothQuant's "
-            f"default), or None to leave LayerNorm outputs quantized. Received: smoothing={smoothing!r}"
-        )
+    check_number(ratio, "ratio", 1, open_low=True, expected="greater than 1")
+    check_int(max_channels, "max_channels", 1, expected="a positive integer")
+    check_number(
+        smoothing, "smoothing", 0, 1, open_low=True, open_high=True, allow_none=True,
+        expected="a number strictly between 0 and 1 (0.5 is SmoothQuant's default), "
+        "or None to leave LayerNorm outputs quantized",
+    )
 
 
 class _Recording:

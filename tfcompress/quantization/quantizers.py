@@ -10,15 +10,16 @@ layers and is serialized by its config alone.
 import keras
 from keras import ops
 
+from tfcompress.core.checks import check_fraction, check_int
 from tfcompress.quantization.ranges import fit_range, moving_average, reduce_range
 
 
 def _check_bits(num_bits):
-    if not isinstance(num_bits, int) or isinstance(num_bits, bool) or not 2 <= num_bits <= 16:
-        raise ValueError(
-            "`num_bits` must be an integer in [2, 16] (the range of "
-            f"`keras.quantizers.fake_quant_with_min_max_vars`). Received: num_bits={num_bits!r}"
-        )
+    return check_int(
+        num_bits, "num_bits", 2, 16,
+        expected="an integer in [2, 16] (the range of "
+        "`keras.quantizers.fake_quant_with_min_max_vars`)",
+    )
 
 
 class Quantizer:
@@ -34,8 +35,7 @@ class Quantizer:
     """
 
     def __init__(self, num_bits=8, per_axis=False, symmetric=False, narrow_range=False, axis=-1):
-        _check_bits(num_bits)
-        self.num_bits = num_bits
+        self.num_bits = _check_bits(num_bits)
         self.per_axis = bool(per_axis)
         self.symmetric = bool(symmetric)
         self.narrow_range = bool(narrow_range)
@@ -123,9 +123,7 @@ class MovingAverageQuantizer(Quantizer):
 
     def __init__(self, num_bits=8, per_axis=False, symmetric=False, narrow_range=False, axis=-1, ema_decay=0.999):
         super().__init__(num_bits, per_axis, symmetric, narrow_range, axis)
-        if not 0.0 <= ema_decay < 1.0:
-            raise ValueError(f"`ema_decay` must be in [0, 1). Received: ema_decay={ema_decay!r}")
-        self.ema_decay = float(ema_decay)
+        self.ema_decay = check_fraction(ema_decay, "ema_decay", expected="in [0, 1)")
 
     def build(self, tensor_shape, name, layer):
         weights = super().build(tensor_shape, name, layer)
