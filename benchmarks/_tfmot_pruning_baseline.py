@@ -14,10 +14,8 @@ import os
 # would set this itself on import, but only after `tensorflow` is loaded here.
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
-from absl import app
-from absl import flags
-
 import common
+from absl import app, flags
 
 from tfcompress.cli.digits import load_digits
 
@@ -26,9 +24,7 @@ _WEIGHTS = flags.DEFINE_string(
     "weights", None, "`.npz` of the float model's weights, in layer order."
 )
 _EPOCHS = flags.DEFINE_integer("epochs", 4, "Pruning epochs.")
-_RECOVERY_EPOCHS = flags.DEFINE_integer(
-    "recovery_epochs", 0, "Epochs trained after end_step."
-)
+_RECOVERY_EPOCHS = flags.DEFINE_integer("recovery_epochs", 0, "Epochs trained after end_step.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Training batch size.")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
 _FINAL_SPARSITY = flags.DEFINE_float(
@@ -51,7 +47,9 @@ def main(argv):
     import tf_keras
 
     tf_keras.utils.set_random_seed(_SEED.value)
-    x_train, y_train, x_test, y_test = load_digits(_SEED.value, test_fraction=0.25, shuffle_train=True)
+    x_train, y_train, x_test, y_test = load_digits(
+        _SEED.value, test_fraction=0.25, shuffle_train=True
+    )
     steps_per_epoch = math.ceil(len(x_train) / _BATCH_SIZE.value)
     end_step = steps_per_epoch * _EPOCHS.value
 
@@ -71,9 +69,7 @@ def main(argv):
     os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
     tflite_path = os.path.join(_OUTPUT_DIR.value, f"tfmot_seed{_SEED.value}.tflite")
     tflite_bytes = common.tflite_float32(stripped, tflite_path)
-    weights_path = os.path.join(
-        _OUTPUT_DIR.value, f"tfmot_seed{_SEED.value}_stripped.npz"
-    )
+    weights_path = os.path.join(_OUTPUT_DIR.value, f"tfmot_seed{_SEED.value}_stripped.npz")
     common.save_weights_npz(stripped, weights_path)
     overall, per_layer = common.kernel_sparsity(stripped)
     result = {

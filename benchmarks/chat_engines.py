@@ -15,12 +15,12 @@ import platform
 import statistics
 import tempfile
 
-from absl import app
-from absl import flags
-
 import common
+from absl import app, flags
 
-_MODEL = flags.DEFINE_string("model", None, "Generator .tflite file (default: export a tiny random Llama3).")
+_MODEL = flags.DEFINE_string(
+    "model", None, "Generator .tflite file (default: export a tiny random Llama3)."
+)
 _THREADS = flags.DEFINE_integer("threads", 2, "LiteRT CPU threads.")
 _NEW_TOKENS = flags.DEFINE_integer("new_tokens", 128, "Greedy tokens decoded per run.")
 _PROMPT_TOKENS = flags.DEFINE_integer("prompt_tokens", 32, "Prompt length (token ids 3..).")
@@ -36,7 +36,13 @@ def _tiny_export(directory):
     from tfcompress.export import to_tflite_generator
 
     path = os.path.join(directory, "tiny_llama3_float32.tflite")
-    to_tflite_generator(_tiny_causal_lm.tiny_llama3(), target="float32", cache_length=256, prefill_lengths=(32,), path=path)
+    to_tflite_generator(
+        _tiny_causal_lm.tiny_llama3(),
+        target="float32",
+        cache_length=256,
+        prefill_lengths=(32,),
+        path=path,
+    )
     return path
 
 
@@ -49,14 +55,22 @@ def _cpu_flags():
 
 
 def measure(path, engine, threads, prompt, new_tokens):
-    from tfcompress.runtime import Generator
-    from tfcompress.runtime import Sampler
+    from tfcompress.runtime import Generator, Sampler
 
     with Generator(path, num_threads=threads, engine=engine) as generator:
         generator.generate(prompt[:4], max_new_tokens=4, sampler=Sampler(0.0), stop_token_ids=[])
         generator.reset()
-        result = generator.generate(prompt, max_new_tokens=new_tokens, sampler=Sampler(0.0), stop_token_ids=[])
-        cache_bytes = 2 * generator.metadata["num_layers"] * generator.cache_length * generator.metadata["num_kv_heads"] * generator.metadata["head_dim"] * 4
+        result = generator.generate(
+            prompt, max_new_tokens=new_tokens, sampler=Sampler(0.0), stop_token_ids=[]
+        )
+        cache_bytes = (
+            2
+            * generator.metadata["num_layers"]
+            * generator.cache_length
+            * generator.metadata["num_kv_heads"]
+            * generator.metadata["head_dim"]
+            * 4
+        )
     return result, cache_bytes
 
 
@@ -68,26 +82,44 @@ def main(argv):
         runs = {engine: [] for engine in _ENGINES}
         for _ in range(_REPEATS.value):
             for engine in _ENGINES:
-                runs[engine].append(measure(path, engine, _THREADS.value, prompt, _NEW_TOKENS.value))
+                runs[engine].append(
+                    measure(path, engine, _THREADS.value, prompt, _NEW_TOKENS.value)
+                )
         tokens = {e: [r.token_ids for r, _ in runs[e]] for e in _ENGINES}
         cache_bytes = runs[_ENGINES[0]][0][1]
         rows = []
         for engine in _ENGINES:
             results = [r for r, _ in runs[engine]]
-            rows.append([
-                engine,
-                statistics.median(r.decode_tokens_per_second for r in results),
-                statistics.median(r.prefill_tokens_per_second for r in results),
-                statistics.median(r.time_to_first_token * 1000 for r in results),
-                f"{(2 * cache_bytes if engine == 'interpreter' else 0) / 1e6:.2f}",
-            ])
-        print(f"{path}: {os.path.getsize(path) / 1e6:.1f} MB, {_THREADS.value} threads, "
-              f"{_PROMPT_TOKENS.value} prompt + {_NEW_TOKENS.value} new tokens, CPU flags: {_cpu_flags()}")
-        print(common.format_table(
-            ["engine", "decode tok/s", "prefill tok/s", "first token ms", "cache MB copied/token"], rows
-        ))
+            rows.append(
+                [
+                    engine,
+                    statistics.median(r.decode_tokens_per_second for r in results),
+                    statistics.median(r.prefill_tokens_per_second for r in results),
+                    statistics.median(r.time_to_first_token * 1000 for r in results),
+                    f"{(2 * cache_bytes if engine == 'interpreter' else 0) / 1e6:.2f}",
+                ]
+            )
+        print(
+            f"{path}: {os.path.getsize(path) / 1e6:.1f} MB, {_THREADS.value} threads, "
+            f"{_PROMPT_TOKENS.value} prompt + {_NEW_TOKENS.value} new tokens, CPU flags: {_cpu_flags()}"
+        )
+        print(
+            common.format_table(
+                [
+                    "engine",
+                    "decode tok/s",
+                    "prefill tok/s",
+                    "first token ms",
+                    "cache MB copied/token",
+                ],
+                rows,
+            )
+        )
         print(f"compiled_model / interpreter decode tok/s: {rows[0][1] / rows[1][1]:.2f}x")
-        print("same greedy tokens in both engines:", tokens["compiled_model"][0] == tokens["interpreter"][0])
+        print(
+            "same greedy tokens in both engines:",
+            tokens["compiled_model"][0] == tokens["interpreter"][0],
+        )
 
 
 if __name__ == "__main__":

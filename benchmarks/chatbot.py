@@ -16,22 +16,24 @@ source for ~25 minutes); its column is left out rather than installed.
 import json
 import os
 import pathlib
-import sys
 import tempfile
 import time
 
 import numpy as np
-from absl import app
-from absl import flags
+from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("targets", ["float32", "float16", "dynamic_int8", "int8_weights"], "Export targets.")
+flags.DEFINE_list(
+    "targets", ["float32", "float16", "dynamic_int8", "int8_weights"], "Export targets."
+)
 flags.DEFINE_integer("cache_length", 512, "Static cache length S of the exports.")
 flags.DEFINE_integer("prefill_length", 128, "The prefill signature length T timed.")
 flags.DEFINE_integer("decode_tokens", 64, "Decode steps timed per target.")
 flags.DEFINE_integer("threads", 2, "LiteRT and TensorFlow threads.")
 flags.DEFINE_bool("keras", True, "Also time Keras `generate` on the same model.")
-flags.DEFINE_string("output_dir", None, "Keep the .tflite files here (default: a temporary directory).")
+flags.DEFINE_string(
+    "output_dir", None, "Keep the .tflite files here (default: a temporary directory)."
+)
 flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
 
 PROMPT = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
@@ -59,7 +61,11 @@ def decode_weight_bytes(content):
     model = flatbuffer.read_model(content)
     index = {d.signatureKey.decode(): d.subgraphIndex for d in model.signatureDefs}
     subgraph = model.subgraphs[index["decode"]]
-    buffers = {t.buffer: flatbuffer.tensor_bytes(t) for t in subgraph.tensors if flatbuffer.has_data(model, t)}
+    buffers = {
+        t.buffer: flatbuffer.tensor_bytes(t)
+        for t in subgraph.tensors
+        if flatbuffer.has_data(model, t)
+    }
     return sum(buffers.values())
 
 
@@ -84,7 +90,9 @@ def time_litert(path, meta, prompt_ids, threads):
     token, position, answer = prompt_ids[-1], len(prompt_ids) - 1, []
     start = time.perf_counter()
     for _ in range(FLAGS.decode_tokens):
-        out = decode(tokens=np.array([[token]], np.int32), input_pos=np.array([position], np.int32), **caches)
+        out = decode(
+            tokens=np.array([[token]], np.int32), input_pos=np.array([position], np.int32), **caches
+        )
         caches = {n: out[n] for n in caches}
         token, position = int(np.argmax(out["logits"][0, 0])), position + 1
         answer.append(token)
@@ -141,7 +149,14 @@ def main(argv):
         export_seconds = time.perf_counter() - start
         meta = result.metadata
         prefill_tps, decode_tps, answer = time_litert(path, meta, prompt_ids, FLAGS.threads)
-        cache_bytes = 2 * meta["num_layers"] * meta["cache_length"] * meta["num_kv_heads"] * meta["head_dim"] * 4
+        cache_bytes = (
+            2
+            * meta["num_layers"]
+            * meta["cache_length"]
+            * meta["num_kv_heads"]
+            * meta["head_dim"]
+            * 4
+        )
         # Per token the decode step reads its weights and the whole static
         # cache, and the signature runner copies every cache in and out.
         per_token = decode_weight_bytes(result.content) + cache_bytes + 2 * cache_bytes
@@ -162,16 +177,26 @@ def main(argv):
         )
         print(json.dumps(rows[-1]), flush=True)
     gguf_mb = os.path.getsize(gguf_path) / 1e6
-    print(f"\nSmolLM2-135M, cache {FLAGS.cache_length}, {FLAGS.threads} threads, memcpy {bandwidth / 1e9:.1f} GB/s; "
-          f"Q4_1 GGUF {gguf_mb:.1f} MB; Keras generate {keras_tps or float('nan'):.2f} tok/s; llama.cpp: not installed")
-    print(f"{'target':<14}{'MB':>8}{'x fp32':>8}{'prefill t/s':>13}{'decode t/s':>12}{'bound t/s':>11}{'of bound':>10}{'x Keras':>9}")
+    print(
+        f"\nSmolLM2-135M, cache {FLAGS.cache_length}, {FLAGS.threads} threads, memcpy {bandwidth / 1e9:.1f} GB/s; "
+        f"Q4_1 GGUF {gguf_mb:.1f} MB; Keras generate {keras_tps or float('nan'):.2f} tok/s; llama.cpp: not installed"
+    )
+    print(
+        f"{'target':<14}{'MB':>8}{'x fp32':>8}{'prefill t/s':>13}{'decode t/s':>12}{'bound t/s':>11}{'of bound':>10}{'x Keras':>9}"
+    )
     base = rows[0]["size_mb"]
     for row in rows:
         vs = f"{row['vs_keras']:.2f}" if row["vs_keras"] else "-"
-        print(f"{row['target']:<14}{row['size_mb']:>8.1f}{row['size_mb'] / base:>8.2f}{row['prefill_tps']:>13.1f}"
-              f"{row['decode_tps']:>12.2f}{row['bound_tps']:>11.1f}{row['of_bound']:>10.2f}{vs:>9}")
+        print(
+            f"{row['target']:<14}{row['size_mb']:>8.1f}{row['size_mb'] / base:>8.2f}{row['prefill_tps']:>13.1f}"
+            f"{row['decode_tps']:>12.2f}{row['bound_tps']:>11.1f}{row['of_bound']:>10.2f}{vs:>9}"
+        )
     if FLAGS.json:
-        pathlib.Path(FLAGS.json).write_text(json.dumps(dict(rows=rows, keras_tps=keras_tps, bandwidth=bandwidth, gguf_mb=gguf_mb), indent=1))
+        pathlib.Path(FLAGS.json).write_text(
+            json.dumps(
+                dict(rows=rows, keras_tps=keras_tps, bandwidth=bandwidth, gguf_mb=gguf_mb), indent=1
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -24,9 +24,7 @@ def compile_cnn(model, keras_module, learning_rate=1e-3):
     """Compiles `model` with Adam and sparse categorical cross-entropy."""
     model.compile(
         optimizer=keras_module.optimizers.Adam(learning_rate=learning_rate),
-        loss=keras_module.losses.SparseCategoricalCrossentropy(
-            from_logits=True
-        ),
+        loss=keras_module.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
 
@@ -127,9 +125,7 @@ def make_step_timer(keras_module, skip_epochs=1):
 
         def on_train_batch_end(self, batch, logs=None):
             if self._start.epoch >= skip_epochs:
-                self._start.times.append(
-                    time.perf_counter() - self._start.began
-                )
+                self._start.times.append(time.perf_counter() - self._start.began)
 
     class _StepTimer(keras_module.callbacks.Callback):
         def __init__(self):
@@ -154,8 +150,19 @@ def make_step_timer(keras_module, skip_epochs=1):
     return _StepTimer()
 
 
-def prune_and_fit(keras_module, sparsity, weights_path, data, *, end_step,
-                  final_sparsity, frequency, learning_rate, batch_size, epochs):
+def prune_and_fit(
+    keras_module,
+    sparsity,
+    weights_path,
+    data,
+    *,
+    end_step,
+    final_sparsity,
+    frequency,
+    learning_rate,
+    batch_size,
+    epochs,
+):
     """Prunes the CNN with `sparsity.prune_low_magnitude` and trains it.
 
     Runs unchanged on `tfmot.sparsity.keras` with `tf_keras` and on

@@ -80,9 +80,7 @@ import json
 import math
 import os
 
-from absl import app
-from absl import flags
-
+from absl import app, flags
 from common import format_table
 from distill_common import mean_std, print_machine, step_timer
 
@@ -98,7 +96,8 @@ _HEADS = flags.DEFINE_integer("num_heads", 4, "Attention heads (teacher and stud
 _TEACHER_STEPS = flags.DEFINE_integer("teacher_steps", 4000, "Teacher training steps.")
 _TEACHER_LR = flags.DEFINE_float("teacher_learning_rate", 1e-3, "Teacher peak Adam learning rate.")
 _NARROW_HIDDEN = flags.DEFINE_integer(
-    "narrow_hidden", 96,
+    "narrow_hidden",
+    96,
     "Narrow student width (its FFN is 4x that); 96 for a 256-wide teacher is "
     "about a seventh of its parameters.",
 )
@@ -108,7 +107,8 @@ _LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-3, "Student peak Adam le
 _DROPOUT = flags.DEFINE_float("dropout", 0.1, "Dropout of the teacher and the students.")
 _ALPHA = flags.DEFINE_float("alpha", 0.1, "Weight of the hard (next-byte) loss.")
 _TEMPERATURE = flags.DEFINE_float(
-    "temperature", 1.0,
+    "temperature",
+    1.0,
     "Distillation temperature (narrow student, seed 0, 300 steps of the quick run in the module docstring: "
     "T=2 gave validation perplexity 19.0, T=1 14.9, plain training 15.3; half student, ours hidden: "
     "T=2 5.78, T=1 5.28).",
@@ -117,18 +117,22 @@ _FEATURE_LOSS = flags.DEFINE_enum(
     "feature_loss", "cosine", ["mse", "cosine"], "Hidden-state loss of `ours hidden`."
 )
 _FEATURE_WEIGHT = flags.DEFINE_float(
-    "feature_weight", 1.0,
+    "feature_weight",
+    1.0,
     "Weight of each hidden-state loss of the narrow student (seed 0, 300 steps of the quick run in the module "
     "docstring: ours hidden reached validation perplexity 12.10 at weight 1, 20.14 at 10).",
 )
 _HALF_FEATURE_WEIGHT = flags.DEFINE_float(
-    "half_feature_weight", 10.0,
+    "half_feature_weight",
+    10.0,
     "Weight of each hidden-state loss of the half-depth student, whose blocks start as the teacher's (seed 0, "
     "300 steps of the quick run: ours hidden reached validation perplexity 5.28 at weight 1, 5.04 at 3, 5.02 "
     "at 10, plain training 6.12; with 600 steps, 4.40 at 10 against plain 4.68, so more steps close a smaller "
     "share of the gap).",
 )
-_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Student seeds (initialisation and data order).")
+_SEEDS = flags.DEFINE_list(
+    "seeds", ["0", "1", "2"], "Student seeds (initialisation and data order)."
+)
 _STUDENTS = flags.DEFINE_list("students", ["narrow", "half"], "Students to train: narrow, half.")
 _CONDITIONS = flags.DEFINE_list(
     "conditions",
@@ -152,8 +156,9 @@ _LABELS = {
 
 def corpus():
     """`(train, validation)` uint8 arrays: pydoc topics, a contiguous 90/10 split."""
-    import numpy as np
     from pydoc_data import topics
+
+    import numpy as np
 
     text = "\n\n".join(topics.topics[key] for key in sorted(topics.topics))
     data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
@@ -175,7 +180,10 @@ def windows_dataset(data, steps, batch_size, seq_len, seed):
             rng = np.random.default_rng([seed, epoch, index])
             starts = rng.integers(0, len(data) - seq_len - 1, batch_size)
             window = np.stack([data[s : s + seq_len + 1] for s in starts]).astype("int32")
-            yield {"token_ids": window[:, :-1], "padding_mask": np.ones_like(window[:, :-1])}, window[:, 1:]
+            yield (
+                {"token_ids": window[:, :-1], "padding_mask": np.ones_like(window[:, :-1])},
+                window[:, 1:],
+            )
 
     spec = tf.TensorSpec((batch_size, seq_len), tf.int32)
     return tf.data.Dataset.from_generator(
@@ -211,9 +219,14 @@ def cross_entropy(keras):
 
 def load_or_train_teacher(keras, keras_hub, train):
     settings = {
-        "layers": _TEACHER_LAYERS.value, "hidden": _TEACHER_HIDDEN.value,
-        "heads": _HEADS.value, "seq_len": _SEQ_LEN.value, "steps": _TEACHER_STEPS.value,
-        "batch_size": _BATCH_SIZE.value, "lr": _TEACHER_LR.value, "dropout": _DROPOUT.value,
+        "layers": _TEACHER_LAYERS.value,
+        "hidden": _TEACHER_HIDDEN.value,
+        "heads": _HEADS.value,
+        "seq_len": _SEQ_LEN.value,
+        "steps": _TEACHER_STEPS.value,
+        "batch_size": _BATCH_SIZE.value,
+        "lr": _TEACHER_LR.value,
+        "dropout": _DROPOUT.value,
     }
     key = hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     os.makedirs(_CACHE_DIR.value, exist_ok=True)
@@ -223,14 +236,21 @@ def load_or_train_teacher(keras, keras_hub, train):
         return keras.saving.load_model(path)
     print(f"[teacher] training {settings} -> {path}", flush=True)
     keras.utils.set_random_seed(1234)
-    teacher = gpt(keras_hub, _TEACHER_LAYERS.value, _TEACHER_HIDDEN.value, _SEQ_LEN.value, _DROPOUT.value)
-    teacher.compile(optimizer=adam(keras, _TEACHER_LR.value, _TEACHER_STEPS.value), loss=cross_entropy(keras))
+    teacher = gpt(
+        keras_hub, _TEACHER_LAYERS.value, _TEACHER_HIDDEN.value, _SEQ_LEN.value, _DROPOUT.value
+    )
+    teacher.compile(
+        optimizer=adam(keras, _TEACHER_LR.value, _TEACHER_STEPS.value), loss=cross_entropy(keras)
+    )
     epochs = 10
     per_epoch = math.ceil(_TEACHER_STEPS.value / epochs)
 
     class Progress(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            print(f"[teacher] epoch {epoch + 1}/{epochs} ({per_epoch} steps) loss {logs['loss']:.4f}", flush=True)
+            print(
+                f"[teacher] epoch {epoch + 1}/{epochs} ({per_epoch} steps) loss {logs['loss']:.4f}",
+                flush=True,
+            )
 
     teacher.fit(
         windows_dataset(train, per_epoch, _BATCH_SIZE.value, _SEQ_LEN.value, seed=1234),
@@ -268,7 +288,9 @@ def build_student(keras, keras_hub, kind, teacher, seed):
     if kind == "half":
         return make_student(teacher, num_layers=_TEACHER_LAYERS.value // 2)
     if kind == "narrow":
-        return gpt(keras_hub, _TEACHER_LAYERS.value, _NARROW_HIDDEN.value, _SEQ_LEN.value, _DROPOUT.value)
+        return gpt(
+            keras_hub, _TEACHER_LAYERS.value, _NARROW_HIDDEN.value, _SEQ_LEN.value, _DROPOUT.value
+        )
     raise app.UsageError(f"--students takes narrow and half. Received: {kind!r}")
 
 
@@ -301,17 +323,23 @@ def trainable_model(keras, condition, kind, student, teacher):
         loss = (
             kd.LogitsDistillation(temperature=_TEMPERATURE.value)
             if condition == "keras_default"
-            else kd.LogitsDistillation(temperature=_TEMPERATURE.value, loss=keras.losses.KLDivergence())
+            else kd.LogitsDistillation(
+                temperature=_TEMPERATURE.value, loss=keras.losses.KLDivergence()
+            )
         )
         losses = [loss]
         if condition == "keras_kl_feature":
-            losses.append(kd.FeatureDistillation(
-                loss="mse" if _FEATURE_LOSS.value == "mse" else "cosine_similarity",
-                teacher_layer_name="gpt2_backbone",
-                student_layer_name="gpt2_backbone",
-            ))
+            losses.append(
+                kd.FeatureDistillation(
+                    loss="mse" if _FEATURE_LOSS.value == "mse" else "cosine_similarity",
+                    teacher_layer_name="gpt2_backbone",
+                    student_layer_name="gpt2_backbone",
+                )
+            )
         model = kd.Distiller(
-            teacher=teacher, student=student, distillation_losses=losses,
+            teacher=teacher,
+            student=student,
+            distillation_losses=losses,
             distillation_loss_weights=[1.0] + [feature_weight(kind)] * (len(losses) - 1),
             student_loss_weight=_ALPHA.value,
         )
@@ -337,7 +365,9 @@ def run(keras, keras_hub, condition, kind, teacher, initial, train, windows, see
     timer = step_timer(keras)
     model.fit(
         windows_dataset(train, _STUDENT_STEPS.value, _BATCH_SIZE.value, _SEQ_LEN.value, seed),
-        epochs=1, verbose=0, callbacks=[timer],
+        epochs=1,
+        verbose=0,
+        callbacks=[timer],
     )
     ppl = perplexity(student, windows)
     return {"perplexity": ppl, "bits_per_byte": math.log2(ppl), "step_ms": timer.median_ms()}
@@ -346,18 +376,38 @@ def run(keras, keras_hub, condition, kind, teacher, initial, train, windows, see
 def report(results, teacher_ppl, sizes):
     targets = []
     for kind, by_condition in results.items():
-        plain = mean_std([r["perplexity"] for r in by_condition.get("plain", [])]) if "plain" in by_condition else None
+        plain = (
+            mean_std([r["perplexity"] for r in by_condition.get("plain", [])])
+            if "plain" in by_condition
+            else None
+        )
         rows = [["teacher", f"{teacher_ppl:.3f}", f"{math.log2(teacher_ppl):.4f}", "100%", "", ""]]
         for condition, runs in by_condition.items():
             ppl, ppl_std = mean_std([r["perplexity"] for r in runs])
             bpb, bpb_std = mean_std([r["bits_per_byte"] for r in runs])
             ms, _ = mean_std([r["step_ms"] for r in runs])
-            gap = "" if plain is None else f"{100 * (plain[0] - ppl) / (plain[0] - teacher_ppl):.1f}%"
-            rows.append([_LABELS[condition], f"{ppl:.3f} +- {ppl_std:.3f}", f"{bpb:.4f} +- {bpb_std:.4f}",
-                         gap, f"{ms:.1f}", str(len(runs))])
-        print(f"\n[{kind}] student {sizes[kind]:,} parameters ({sizes[kind] / sizes['teacher']:.3f}x the teacher's "
-              f"{sizes['teacher']:,}), {_STUDENT_STEPS.value} steps x {_BATCH_SIZE.value} x {_SEQ_LEN.value} bytes")
-        print(format_table(["condition", "val perplexity", "bits/byte", "gap closed", "step ms", "seeds"], rows))
+            gap = (
+                "" if plain is None else f"{100 * (plain[0] - ppl) / (plain[0] - teacher_ppl):.1f}%"
+            )
+            rows.append(
+                [
+                    _LABELS[condition],
+                    f"{ppl:.3f} +- {ppl_std:.3f}",
+                    f"{bpb:.4f} +- {bpb_std:.4f}",
+                    gap,
+                    f"{ms:.1f}",
+                    str(len(runs)),
+                ]
+            )
+        print(
+            f"\n[{kind}] student {sizes[kind]:,} parameters ({sizes[kind] / sizes['teacher']:.3f}x the teacher's "
+            f"{sizes['teacher']:,}), {_STUDENT_STEPS.value} steps x {_BATCH_SIZE.value} x {_SEQ_LEN.value} bytes"
+        )
+        print(
+            format_table(
+                ["condition", "val perplexity", "bits/byte", "gap closed", "step ms", "seeds"], rows
+            )
+        )
         targets += kind_targets(kind, by_condition, plain, teacher_ppl)
     if targets:
         print("\n[targets]")
@@ -372,18 +422,42 @@ def kind_targets(kind, by_condition, plain, teacher_ppl):
             continue
         ppl, std = mean_std([r["perplexity"] for r in by_condition[ours]])
         margin = (plain[0] - ppl) / max(std, plain[1], 1e-12)
-        rows.append([f"{kind}: {_LABELS[ours]} beats plain by > 3 seed std", f"{margin:.1f} std", str(margin > 3)])
+        rows.append(
+            [
+                f"{kind}: {_LABELS[ours]} beats plain by > 3 seed std",
+                f"{margin:.1f} std",
+                str(margin > 3),
+            ]
+        )
         need = 0.25 if kind == "narrow" else 0.5
         gap = (plain[0] - ppl) / (plain[0] - teacher_ppl)
-        rows.append([f"{kind}: {_LABELS[ours]} gap closed >= {need:.0%}", f"{gap:.1%}", str(gap >= need)])
+        rows.append(
+            [f"{kind}: {_LABELS[ours]} gap closed >= {need:.0%}", f"{gap:.1%}", str(gap >= need)]
+        )
     if "keras_default" in by_condition and plain is not None:
         ppl, _ = mean_std([r["perplexity"] for r in by_condition["keras_default"]])
-        rows.append([f"{kind}: what keras default gains over plain (perplexity)", f"{plain[0] - ppl:+.3f}", "info"])
-    for ours, theirs in (("ours_logits", "keras_kl"), ("ours_hidden", "keras_kl"), ("ours_hidden", "keras_kl_feature")):
+        rows.append(
+            [
+                f"{kind}: what keras default gains over plain (perplexity)",
+                f"{plain[0] - ppl:+.3f}",
+                "info",
+            ]
+        )
+    for ours, theirs in (
+        ("ours_logits", "keras_kl"),
+        ("ours_hidden", "keras_kl"),
+        ("ours_hidden", "keras_kl_feature"),
+    ):
         if ours in step and theirs in step:
             ratio = step[ours] / step[theirs]
-            met = str(ratio <= 0.8) if (ours, theirs) == ("ours_hidden", "keras_kl_feature") else "info"
-            rows.append([f"{kind}: step time {_LABELS[ours]} / {_LABELS[theirs]}", f"{ratio:.2f}x", met])
+            met = (
+                str(ratio <= 0.8)
+                if (ours, theirs) == ("ours_hidden", "keras_kl_feature")
+                else "info"
+            )
+            rows.append(
+                [f"{kind}: step time {_LABELS[ours]} / {_LABELS[theirs]}", f"{ratio:.2f}x", met]
+            )
     return rows
 
 
@@ -396,13 +470,18 @@ def main(argv):
     print_machine()
     train, val = corpus()
     windows = validation_windows(val)
-    print(f"[data] pydoc_data.topics: {len(train):,} training and {len(val):,} validation bytes; "
-          f"{len(windows)} validation windows of {_SEQ_LEN.value}")
+    print(
+        f"[data] pydoc_data.topics: {len(train):,} training and {len(val):,} validation bytes; "
+        f"{len(windows)} validation windows of {_SEQ_LEN.value}"
+    )
     teacher = load_or_train_teacher(keras, keras_hub, train)
     teacher_ppl = perplexity(teacher, windows)
     sizes = {"teacher": teacher.count_params()}
-    print(f"[teacher] {sizes['teacher']:,} parameters, validation perplexity {teacher_ppl:.3f} "
-          f"({math.log2(teacher_ppl):.4f} bits/byte)", flush=True)
+    print(
+        f"[teacher] {sizes['teacher']:,} parameters, validation perplexity {teacher_ppl:.3f} "
+        f"({math.log2(teacher_ppl):.4f} bits/byte)",
+        flush=True,
+    )
 
     results = {}
     for kind in _STUDENTS.value:
@@ -414,17 +493,26 @@ def main(argv):
             wide = student.backbone.hidden_dim == teacher.backbone.hidden_dim
             for condition in _CONDITIONS.value:
                 if condition not in _LABELS:
-                    raise app.UsageError(f"--conditions takes {sorted(_LABELS)}. Received: {condition!r}")
+                    raise app.UsageError(
+                        f"--conditions takes {sorted(_LABELS)}. Received: {condition!r}"
+                    )
                 if condition == "keras_kl_feature" and not wide:
                     continue
-                result = run(keras, keras_hub, condition, kind, teacher, initial, train, windows, seed)
+                result = run(
+                    keras, keras_hub, condition, kind, teacher, initial, train, windows, seed
+                )
                 results[kind].setdefault(condition, []).append(result)
-                print(f"[{kind} seed {seed}] {_LABELS[condition]:14s} perplexity {result['perplexity']:.3f} "
-                      f"bits/byte {result['bits_per_byte']:.4f} step {result['step_ms']:.1f} ms", flush=True)
+                print(
+                    f"[{kind} seed {seed}] {_LABELS[condition]:14s} perplexity {result['perplexity']:.3f} "
+                    f"bits/byte {result['bits_per_byte']:.4f} step {result['step_ms']:.1f} ms",
+                    flush=True,
+                )
     report(results, teacher_ppl, sizes)
     if _OUTPUT_JSON.value:
         with open(_OUTPUT_JSON.value, "w", encoding="utf-8") as f:
-            json.dump({"teacher_perplexity": teacher_ppl, "sizes": sizes, "results": results}, f, indent=1)
+            json.dump(
+                {"teacher_perplexity": teacher_ppl, "sizes": sizes, "results": results}, f, indent=1
+            )
 
 
 if __name__ == "__main__":

@@ -98,10 +98,7 @@ import re
 import time
 import warnings
 
-from absl import app
-from absl import flags
-from absl import logging
-
+from absl import app, flags, logging
 from common import format_table
 from distill_common import mean_std, print_machine
 from minilm_common import embedding_agreement, model_path, sentences, tokenize
@@ -111,18 +108,24 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Sentences per step.")
 _SEQ_LEN = flags.DEFINE_integer("seq_len", 64, "Token sequence length.")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 5e-4, "Peak Adam learning rate.")
 _HIDDEN_WEIGHT = flags.DEFINE_float("hidden_weight", 20.0, "Weight of each hidden-state MSE.")
-_POOLED_WEIGHT = flags.DEFINE_float("pooled_weight", 10.0, "Weight of the pooled-embedding cosine loss.")
+_POOLED_WEIGHT = flags.DEFINE_float(
+    "pooled_weight", 10.0, "Weight of the pooled-embedding cosine loss."
+)
 _TRAIN_TEXT = flags.DEFINE_enum(
-    "train_text", "pydoc+docstrings", ["pydoc", "pydoc+docstrings"],
+    "train_text",
+    "pydoc+docstrings",
+    ["pydoc", "pydoc+docstrings"],
     "Training sentences: the pydoc topics not held out, optionally plus the standard library's docstrings.",
 )
 _EXTRA_PACKAGES = flags.DEFINE_list(
-    "extra_packages", [],
+    "extra_packages",
+    [],
     "Installed packages whose docstring sentences are added to the training text (e.g. numpy,scipy); "
     "held-out and out-of-domain sentences are excluded.",
 )
 _RELATION_WEIGHT = flags.DEFINE_float(
-    "relation_weight", 0.0,
+    "relation_weight",
+    0.0,
     "Weight of MiniLMv2's attention relations (query, key and value relation KL) between each "
     "hidden-state pair's attention layers (0: off).",
 )
@@ -130,7 +133,8 @@ _INITS = flags.DEFINE_string(
     "inits", "1,3,5;0,2,4;0,1,2", "Student initialisations: teacher blocks, `;` between students."
 )
 _KERAS_INITS = flags.DEFINE_string(
-    "keras_inits", None,
+    "keras_inits",
+    None,
     "Initialisations that also get the Keras baseline (default: all of --inits; `none`: no baseline).",
 )
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (batch order).")
@@ -138,7 +142,9 @@ _EVAL_SENTENCES = flags.DEFINE_integer("eval_sentences", 384, "Held-out pydoc se
 _EVAL_EVERY = flags.DEFINE_integer(
     "eval_every", 250, "Print the loss and held-out agreement every this many steps (0: never)."
 )
-_QAT_STEPS = flags.DEFINE_integer("qat_steps", 200, "QAT distillation steps of the best student (0: no QAT).")
+_QAT_STEPS = flags.DEFINE_integer(
+    "qat_steps", 200, "QAT distillation steps of the best student (0: no QAT)."
+)
 _QAT_LEARNING_RATE = flags.DEFINE_float("qat_learning_rate", 5e-6, "Adam learning rate of QAT.")
 _NUM_THREADS = flags.DEFINE_integer("num_threads", 2, "LiteRT threads.")
 _LATENCY_ROUNDS = flags.DEFINE_integer("latency_rounds", 10, "Interleaved timing rounds.")
@@ -154,13 +160,16 @@ def out_of_domain_sentences():
     import sklearn
 
     files = [os.path.join(os.path.dirname(os.__file__), "LICENSE.txt")]
-    files += sorted(glob.glob(os.path.join(os.path.dirname(sklearn.__file__), "datasets", "descr", "*.rst")))
+    files += sorted(
+        glob.glob(os.path.join(os.path.dirname(sklearn.__file__), "datasets", "descr", "*.rst"))
+    )
     found = []
     for path in files:
         with open(path, encoding="utf-8") as f:
             text = re.sub(r"\s+", " ", f.read())
         found += [
-            s for s in re.split(r"(?<=[.!?])\s+", text)
+            s
+            for s in re.split(r"(?<=[.!?])\s+", text)
             if 40 <= len(s) <= 300 and s[0].isupper() and re.search("[a-z]{3}", s)
         ]
     return list(dict.fromkeys(found))
@@ -177,7 +186,9 @@ def docstring_sentences(root=None):
     skip = {"site-packages", "idlelib", "lib2to3", "turtledemo", "__pycache__", "tests"}
     found = []
     for directory, subdirectories, files in os.walk(root):
-        subdirectories[:] = sorted(d for d in subdirectories if d not in skip and not d.startswith("test"))
+        subdirectories[:] = sorted(
+            d for d in subdirectories if d not in skip and not d.startswith("test")
+        )
         for name in sorted(f for f in files if f.endswith(".py")):
             try:
                 with open(os.path.join(directory, name), encoding="utf-8") as f:
@@ -185,10 +196,13 @@ def docstring_sentences(root=None):
             except (SyntaxError, UnicodeDecodeError, ValueError):
                 continue
             for node in ast.walk(tree):
-                if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                if isinstance(
+                    node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+                ):
                     text = re.sub(r"\s+", " ", ast.get_docstring(node) or "")
                     found += [
-                        s for s in re.split(r"(?<=[.!?])\s+", text)
+                        s
+                        for s in re.split(r"(?<=[.!?])\s+", text)
                         if 40 <= len(s) <= 300 and s[0].isupper() and re.search("[a-z]{3}", s)
                     ]
     return list(dict.fromkeys(found))
@@ -230,8 +244,11 @@ def batches(encode, train, steps, seed):
 
 def adam(keras, peak, steps):
     warmup = max(1, steps // 10)
-    return keras.optimizers.Adam(keras.optimizers.schedules.CosineDecay(
-        0.0, max(steps - warmup, 1), alpha=0.1, warmup_target=peak, warmup_steps=warmup))
+    return keras.optimizers.Adam(
+        keras.optimizers.schedules.CosineDecay(
+            0.0, max(steps - warmup, 1), alpha=0.1, warmup_target=peak, warmup_steps=warmup
+        )
+    )
 
 
 def feature_pairs(num_student_blocks, num_teacher_blocks=6):
@@ -241,7 +258,14 @@ def feature_pairs(num_student_blocks, num_teacher_blocks=6):
         student = f"bert_backbone/transformer_layer_{j}"
         pairs.append((teacher, student, "mse", _HIDDEN_WEIGHT.value / _POOLED_WEIGHT.value))
         if _RELATION_WEIGHT.value:
-            pairs.append((teacher, student, "attention_relation", _RELATION_WEIGHT.value / _POOLED_WEIGHT.value))
+            pairs.append(
+                (
+                    teacher,
+                    student,
+                    "attention_relation",
+                    _RELATION_WEIGHT.value / _POOLED_WEIGHT.value,
+                )
+            )
     return pairs
 
 
@@ -256,15 +280,22 @@ def progress(keras, label, sets, references, every):
 
         def on_train_batch_end(self, batch, logs=None):
             if every and (batch + 1) % every == 0:
-                m = embedding_agreement(references["held-out"], embed(self.embedder, sets["held-out"]))
-                print(f"  [{label}] step {batch + 1} at {time.perf_counter() - self.began:.0f} s: loss "
-                      f"{(logs or {}).get('loss', float('nan')):.4f}, held-out cos {m['cosine_mean']:.4f} "
-                      f"min {m['cosine_min']:.4f} NN {100 * m['nn_agreement']:.1f}%", flush=True)
+                m = embedding_agreement(
+                    references["held-out"], embed(self.embedder, sets["held-out"])
+                )
+                print(
+                    f"  [{label}] step {batch + 1} at {time.perf_counter() - self.began:.0f} s: loss "
+                    f"{(logs or {}).get('loss', float('nan')):.4f}, held-out cos {m['cosine_mean']:.4f} "
+                    f"min {m['cosine_min']:.4f} NN {100 * m['nn_agreement']:.1f}%",
+                    flush=True,
+                )
 
     return _Progress
 
 
-def distill_ours(keras, student_backbone, teacher_backbone, data, steps, learning_rate, progress=None):
+def distill_ours(
+    keras, student_backbone, teacher_backbone, data, steps, learning_rate, progress=None
+):
     from tfcompress.distillation import Distiller
 
     student = pooled_model(keras, student_backbone)
@@ -279,7 +310,9 @@ def distill_ours(keras, student_backbone, teacher_backbone, data, steps, learnin
     return student
 
 
-def distill_keras(keras, student_backbone, teacher_backbone, data, steps, learning_rate, progress=None):
+def distill_keras(
+    keras, student_backbone, teacher_backbone, data, steps, learning_rate, progress=None
+):
     kd = keras.distillation
     student = pooled_model(keras, student_backbone, with_sequence=True)
     distiller = kd.Distiller(
@@ -305,7 +338,10 @@ def embed(model, data):
 
 
 def evaluate(model, sets, references):
-    return {name: embedding_agreement(references[name], embed(model, data)) for name, data in sets.items()}
+    return {
+        name: embedding_agreement(references[name], embed(model, data))
+        for name, data in sets.items()
+    }
 
 
 def parse_inits(text):
@@ -318,7 +354,10 @@ def litert_embeddings(model_bytes, data):
     from tfcompress import runtime
 
     interpreter = runtime.load(model_bytes, num_threads=_NUM_THREADS.value)
-    rows = [interpreter.run({n: data[n][i : i + 1] for n in _INPUTS}) for i in range(len(data["token_ids"]))]
+    rows = [
+        interpreter.run({n: data[n][i : i + 1] for n in _INPUTS})
+        for i in range(len(data["token_ids"]))
+    ]
     return np.concatenate([np.asarray(r)[None] if np.ndim(r) == 1 else np.asarray(r) for r in rows])
 
 
@@ -346,9 +385,11 @@ def main(argv):
     if _EXTRA_PACKAGES.value:
         seen = set(held_out) | set(ood) | set(train) | set(extra)
         extra += [s for s in package_sentences(_EXTRA_PACKAGES.value) if s not in seen]
-    print(f"[data] {len(train)} training pydoc sentences + {len(extra)} docstring sentences "
-          f"(standard library{''.join(', ' + p for p in _EXTRA_PACKAGES.value)}), "
-          f"{len(held_out)} held-out pydoc sentences, {len(ood)} out-of-domain sentences; {_SEQ_LEN.value} tokens")
+    print(
+        f"[data] {len(train)} training pydoc sentences + {len(extra)} docstring sentences "
+        f"(standard library{''.join(', ' + p for p in _EXTRA_PACKAGES.value)}), "
+        f"{len(held_out)} held-out pydoc sentences, {len(ood)} out-of-domain sentences; {_SEQ_LEN.value} tokens"
+    )
     train = train + extra
     sets = {"held-out": encode(held_out), "out-of-domain": encode(ood)}
     teacher = pooled_model(keras, teacher_backbone)
@@ -370,18 +411,34 @@ def main(argv):
                 student_backbone = make_student(teacher_backbone, layers=list(init))
                 start = time.perf_counter()
                 student = distill(
-                    keras, student_backbone, teacher_backbone,
-                    batches(encode, train, _STEPS.value, seed), _STEPS.value, _LEARNING_RATE.value,
-                    progress(keras, f"{method} {list(init)} seed {seed}", sets, references, _EVAL_EVERY.value),
+                    keras,
+                    student_backbone,
+                    teacher_backbone,
+                    batches(encode, train, _STEPS.value, seed),
+                    _STEPS.value,
+                    _LEARNING_RATE.value,
+                    progress(
+                        keras,
+                        f"{method} {list(init)} seed {seed}",
+                        sets,
+                        references,
+                        _EVAL_EVERY.value,
+                    ),
                 )
                 seconds = time.perf_counter() - start
                 metrics = evaluate(student, sets, references)
                 results.setdefault((method, init), []).append(metrics)
                 if method == "ours" and seed == int(_SEEDS.value[0]):
                     students[init] = student_backbone
-                print(f"[{method} {list(init)} seed {seed}] {_STEPS.value} steps in {seconds:.0f} s; "
-                      + "; ".join(f"{k}: cos {m['cosine_mean']:.4f} min {m['cosine_min']:.4f} "
-                                  f"NN {100 * m['nn_agreement']:.1f}%" for k, m in metrics.items()), flush=True)
+                print(
+                    f"[{method} {list(init)} seed {seed}] {_STEPS.value} steps in {seconds:.0f} s; "
+                    + "; ".join(
+                        f"{k}: cos {m['cosine_mean']:.4f} min {m['cosine_min']:.4f} "
+                        f"NN {100 * m['nn_agreement']:.1f}%"
+                        for k, m in metrics.items()
+                    ),
+                    flush=True,
+                )
 
     rows = []
     for (method, init), runs in results.items():
@@ -391,11 +448,31 @@ def main(argv):
                 mean, std = mean_std([r[name][key] for r in runs])
                 row.append(f"{mean:.4f} +- {std:.4f}")
         rows.append(row + [str(len(runs))])
-    print(f"\n3-layer students of all-MiniLM-L6-v2, {_STEPS.value} steps x {_BATCH_SIZE.value} sentences; "
-          "cosine / nearest-neighbour agreement to the teacher's sentence embeddings")
-    print(format_table(["method", "init", "held cos", "held min", "held NN", "ood cos", "ood min", "ood NN", "seeds"], rows))
+    print(
+        f"\n3-layer students of all-MiniLM-L6-v2, {_STEPS.value} steps x {_BATCH_SIZE.value} sentences; "
+        "cosine / nearest-neighbour agreement to the teacher's sentence embeddings"
+    )
+    print(
+        format_table(
+            [
+                "method",
+                "init",
+                "held cos",
+                "held min",
+                "held NN",
+                "ood cos",
+                "ood min",
+                "ood NN",
+                "seeds",
+            ],
+            rows,
+        )
+    )
 
-    best = max(inits, key=lambda i: mean_std([r["held-out"]["cosine_mean"] for r in results[("ours", i)]])[0])
+    best = max(
+        inits,
+        key=lambda i: mean_std([r["held-out"]["cosine_mean"] for r in results[("ours", i)]])[0],
+    )
     print(f"[best init] {list(best)}")
     compare = []
     for init in inits:
@@ -404,10 +481,30 @@ def main(argv):
         ours = mean_std([r["held-out"]["cosine_mean"] for r in results[("ours", init)]])
         theirs = mean_std([r["held-out"]["cosine_mean"] for r in results[("keras", init)]])
         spread = max(ours[1], theirs[1])
-        compare.append([str(list(init)), f"{ours[0]:.4f}", f"{theirs[0]:.4f}", f"{ours[0] - theirs[0]:+.4f}",
-                        f"{spread:.4f}", str(ours[0] - theirs[0] > spread)])
+        compare.append(
+            [
+                str(list(init)),
+                f"{ours[0]:.4f}",
+                f"{theirs[0]:.4f}",
+                f"{ours[0] - theirs[0]:+.4f}",
+                f"{spread:.4f}",
+                str(ours[0] - theirs[0] > spread),
+            ]
+        )
     if compare:
-        print(format_table(["init", "ours cos", "keras cos", "difference", "seed spread (max std)", "beyond spread"], compare))
+        print(
+            format_table(
+                [
+                    "init",
+                    "ours cos",
+                    "keras cos",
+                    "difference",
+                    "seed spread (max std)",
+                    "beyond spread",
+                ],
+                compare,
+            )
+        )
 
     student_backbone = students[best]
     sample = {n: sets["held-out"][n][:8] for n in _INPUTS}
@@ -419,9 +516,14 @@ def main(argv):
         exported[name] = result.tflite_bytes
         if _OUTPUT_DIR.value:
             os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
-            with open(os.path.join(_OUTPUT_DIR.value, re.sub("[^a-z0-9]+", "_", name) + ".tflite"), "wb") as f:
+            with open(
+                os.path.join(_OUTPUT_DIR.value, re.sub("[^a-z0-9]+", "_", name) + ".tflite"), "wb"
+            ) as f:
                 f.write(result.tflite_bytes)
-        print(f"[export] {name}: {len(result.tflite_bytes) / 1e6:.1f} MB in {time.perf_counter() - start:.0f} s", flush=True)
+        print(
+            f"[export] {name}: {len(result.tflite_bytes) / 1e6:.1f} MB in {time.perf_counter() - start:.0f} s",
+            flush=True,
+        )
 
     export("teacher fp32", teacher, "float32")
     export("student fp32", pooled_model(keras, student_backbone), "float32")
@@ -431,50 +533,109 @@ def main(argv):
         calibration = encode(train[:128])
         qat_backbone = tq.quantize_model(student_backbone, representative_data=calibration)
         start = time.perf_counter()
-        qat = distill_ours(keras, qat_backbone, teacher_backbone,
-                           batches(encode, train, _QAT_STEPS.value, 100), _QAT_STEPS.value, _QAT_LEARNING_RATE.value)
+        qat = distill_ours(
+            keras,
+            qat_backbone,
+            teacher_backbone,
+            batches(encode, train, _QAT_STEPS.value, 100),
+            _QAT_STEPS.value,
+            _QAT_LEARNING_RATE.value,
+        )
         print(f"[qat] {_QAT_STEPS.value} steps in {time.perf_counter() - start:.0f} s", flush=True)
         export("student int8 (QAT)", qat, "int8")
 
     table = []
     lite = {}
     for name, model_bytes in exported.items():
-        lite[name] = {k: embedding_agreement(references[k], litert_embeddings(model_bytes, data)) for k, data in sets.items()}
+        lite[name] = {
+            k: embedding_agreement(references[k], litert_embeddings(model_bytes, data))
+            for k, data in sets.items()
+        }
     latency = tfcompress.evaluation.interleaved_latency(
-        exported, {n: sets["held-out"][n][:1] for n in _INPUTS},
-        rounds=_LATENCY_ROUNDS.value, runs=_LATENCY_RUNS.value, num_threads=_NUM_THREADS.value,
+        exported,
+        {n: sets["held-out"][n][:1] for n in _INPUTS},
+        rounds=_LATENCY_ROUNDS.value,
+        runs=_LATENCY_RUNS.value,
+        num_threads=_NUM_THREADS.value,
     )
     teacher_ms = latency["teacher fp32"].p50_ms
     for name in exported:
         held, out = lite[name]["held-out"], lite[name]["out-of-domain"]
-        table.append([name, f"{held['cosine_mean']:.4f}", f"{held['cosine_min']:.4f}", f"{100 * held['nn_agreement']:.1f}%",
-                      f"{out['cosine_mean']:.4f}", f"{len(exported[name]) / 1e6:.1f}",
-                      f"{latency[name].p50_ms:.2f}", f"{latency[name].p50_ms / teacher_ms:.2f}x"])
-    print(f"\nLiteRT, batch 1, {_SEQ_LEN.value} tokens, {_NUM_THREADS.value} threads, interleaved "
-          f"{_LATENCY_ROUNDS.value}x{_LATENCY_RUNS.value} calls; student init {list(best)}")
-    print(format_table(["model", "held cos", "held min", "held NN", "ood cos", "MB", "p50 ms", "vs teacher"], table))
+        table.append(
+            [
+                name,
+                f"{held['cosine_mean']:.4f}",
+                f"{held['cosine_min']:.4f}",
+                f"{100 * held['nn_agreement']:.1f}%",
+                f"{out['cosine_mean']:.4f}",
+                f"{len(exported[name]) / 1e6:.1f}",
+                f"{latency[name].p50_ms:.2f}",
+                f"{latency[name].p50_ms / teacher_ms:.2f}x",
+            ]
+        )
+    print(
+        f"\nLiteRT, batch 1, {_SEQ_LEN.value} tokens, {_NUM_THREADS.value} threads, interleaved "
+        f"{_LATENCY_ROUNDS.value}x{_LATENCY_RUNS.value} calls; student init {list(best)}"
+    )
+    print(
+        format_table(
+            ["model", "held cos", "held min", "held NN", "ood cos", "MB", "p50 ms", "vs teacher"],
+            table,
+        )
+    )
 
     fp32 = lite["student fp32"]
     checks = [
-        ["held-out cosine mean >= 0.97", f"{fp32['held-out']['cosine_mean']:.4f}", fp32["held-out"]["cosine_mean"] >= 0.97],
-        ["held-out cosine min >= 0.85", f"{fp32['held-out']['cosine_min']:.4f}", fp32["held-out"]["cosine_min"] >= 0.85],
-        ["held-out NN agreement >= 90%", f"{100 * fp32['held-out']['nn_agreement']:.1f}%", fp32["held-out"]["nn_agreement"] >= 0.9],
-        ["out-of-domain cosine mean >= 0.93", f"{fp32['out-of-domain']['cosine_mean']:.4f}", fp32["out-of-domain"]["cosine_mean"] >= 0.93],
-        ["student latency <= 0.55x teacher", f"{latency['student fp32'].p50_ms / teacher_ms:.2f}x",
-         latency["student fp32"].p50_ms / teacher_ms <= 0.55],
+        [
+            "held-out cosine mean >= 0.97",
+            f"{fp32['held-out']['cosine_mean']:.4f}",
+            fp32["held-out"]["cosine_mean"] >= 0.97,
+        ],
+        [
+            "held-out cosine min >= 0.85",
+            f"{fp32['held-out']['cosine_min']:.4f}",
+            fp32["held-out"]["cosine_min"] >= 0.85,
+        ],
+        [
+            "held-out NN agreement >= 90%",
+            f"{100 * fp32['held-out']['nn_agreement']:.1f}%",
+            fp32["held-out"]["nn_agreement"] >= 0.9,
+        ],
+        [
+            "out-of-domain cosine mean >= 0.93",
+            f"{fp32['out-of-domain']['cosine_mean']:.4f}",
+            fp32["out-of-domain"]["cosine_mean"] >= 0.93,
+        ],
+        [
+            "student latency <= 0.55x teacher",
+            f"{latency['student fp32'].p50_ms / teacher_ms:.2f}x",
+            latency["student fp32"].p50_ms / teacher_ms <= 0.55,
+        ],
     ]
     if "student int8 (QAT)" in lite:
         q = lite["student int8 (QAT)"]["held-out"]["cosine_mean"]
         ratio = latency["student int8 (QAT)"].p50_ms / teacher_ms
-        checks += [["int8 student cosine mean >= 0.95", f"{q:.4f}", q >= 0.95],
-                   ["int8 student latency <= 0.3x teacher fp32", f"{ratio:.2f}x", ratio <= 0.3]]
-    checks += [[f"ours beats keras beyond the seed spread, init {row[0]}", row[3], row[5] == "True"] for row in compare]
+        checks += [
+            ["int8 student cosine mean >= 0.95", f"{q:.4f}", q >= 0.95],
+            ["int8 student latency <= 0.3x teacher fp32", f"{ratio:.2f}x", ratio <= 0.3],
+        ]
+    checks += [
+        [f"ours beats keras beyond the seed spread, init {row[0]}", row[3], row[5] == "True"]
+        for row in compare
+    ]
     print("\n[targets]")
     print(format_table(["target", "value", "met"], [[a, b, str(c)] for a, b, c in checks]))
     if _OUTPUT_JSON.value:
         with open(_OUTPUT_JSON.value, "w", encoding="utf-8") as f:
-            json.dump({"results": {f"{m} {list(i)}": r for (m, i), r in results.items()},
-                       "litert": lite, "latency_ms": {k: v.p50_ms for k, v in latency.items()}}, f, indent=1)
+            json.dump(
+                {
+                    "results": {f"{m} {list(i)}": r for (m, i), r in results.items()},
+                    "litert": lite,
+                    "latency_ms": {k: v.p50_ms for k, v in latency.items()},
+                },
+                f,
+                indent=1,
+            )
 
 
 if __name__ == "__main__":

@@ -19,24 +19,29 @@ import sys
 import tempfile
 import time
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import minilm_common  # noqa: E402
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("targets", ["float32", "float16", "dynamic_int8", "int8", "int16x8"], "Targets to convert.")
+flags.DEFINE_list(
+    "targets", ["float32", "float16", "dynamic_int8", "int8", "int16x8"], "Targets to convert."
+)
 flags.DEFINE_list("lengths", ["64", "128"], "Sequence lengths to time.")
 flags.DEFINE_list("threads", ["1", "2"], "LiteRT thread counts to time.")
 flags.DEFINE_integer("rounds", 5, "Rounds of interleaved timing per (length, threads).")
 flags.DEFINE_integer("runs", 10, "Timed runs per file in each round.")
-flags.DEFINE_bool("static", True, "Also export ours with batch_size=1, sequence_length=--eval_length.")
+flags.DEFINE_bool(
+    "static", True, "Also export ours with batch_size=1, sequence_length=--eval_length."
+)
 flags.DEFINE_integer("eval_sentences", 128, "Held-out sentences for the embedding cosine.")
 flags.DEFINE_integer("calibration_sentences", 64, "Calibration sentences for int8 / int16x8.")
 flags.DEFINE_integer("eval_length", 64, "Sequence length of the cosine evaluation.")
 flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
-flags.DEFINE_string("output_dir", None, "Keep the .tflite files here (default: a temporary directory).")
+flags.DEFINE_string(
+    "output_dir", None, "Keep the .tflite files here (default: a temporary directory)."
+)
 
 
 def stock_convert(backbone, target, calibration):
@@ -55,6 +60,7 @@ def stock_convert(backbone, target, calibration):
     if target == "float16":
         converter.target_spec.supported_types = [tf.float16]
     if target in ("int8", "int16x8"):
+
         def representative():
             for i in range(len(calibration["token_ids"])):
                 # Keyed by name: the converted signature orders inputs by name,
@@ -75,14 +81,18 @@ def ours_convert(backbone, target, calibration, sample, static_length=None):
 
     from tfcompress import export
 
-    inputs = {name: keras.Input(shape=(None,), dtype="int32", name=name) for name in ("token_ids", "segment_ids", "padding_mask")}
+    inputs = {
+        name: keras.Input(shape=(None,), dtype="int32", name=name)
+        for name in ("token_ids", "segment_ids", "padding_mask")
+    }
     model = keras.Model(inputs, backbone(inputs)["sequence_output"])
     result = export.to_tflite(
         model,
         target,
         representative_data=calibration if target in ("int8", "int16x8") else None,
         sample=sample,
-        verify=target not in ("int8",),  # a calibrated full-int8 MiniLM fails outputs_match by design
+        verify=target
+        not in ("int8",),  # a calibrated full-int8 MiniLM fails outputs_match by design
         batch_size=1 if static_length else None,
         sequence_length=static_length,
     )
@@ -97,11 +107,21 @@ def measure(content, eval_inputs, reference, static):
 
     model = runtime.load(content)
     rows = len(eval_inputs["token_ids"])
-    batches = [{k: v[i : i + 1] for k, v in eval_inputs.items()} for i in range(rows)] if static else [eval_inputs]
+    batches = (
+        [{k: v[i : i + 1] for k, v in eval_inputs.items()} for i in range(rows)]
+        if static
+        else [eval_inputs]
+    )
     outputs = [model.run(batch) for batch in batches]
-    outputs = np.concatenate([o if not isinstance(o, dict) else next(iter(o.values())) for o in outputs])
+    outputs = np.concatenate(
+        [o if not isinstance(o, dict) else next(iter(o.values())) for o in outputs]
+    )
     embedding = minilm_common.mean_pool(outputs, eval_inputs["padding_mask"])
-    return {"size_mb": len(content) / 1e6, "backend": model.backend, **minilm_common.embedding_agreement(reference, embedding)}
+    return {
+        "size_mb": len(content) / 1e6,
+        "backend": model.backend,
+        **minilm_common.embedding_agreement(reference, embedding),
+    }
 
 
 def time_all(files, rows, lengths, threads):
@@ -111,9 +131,13 @@ def time_all(files, rows, lengths, threads):
     for length in lengths:
         batch = minilm_common.tokenize(minilm_common.sentences(1, offset=1830), length)
         for t in threads:
-            keys = {" / ".join(key): key for key, (_, fixed) in files.items() if fixed in (None, length)}
+            keys = {
+                " / ".join(key): key for key, (_, fixed) in files.items() if fixed in (None, length)
+            }
             models = {name: files[key][0] for name, key in keys.items()}
-            results = interleaved_latency(models, batch, rounds=FLAGS.rounds, runs=FLAGS.runs, num_threads=t)
+            results = interleaved_latency(
+                models, batch, rounds=FLAGS.rounds, runs=FLAGS.runs, num_threads=t
+            )
             for name, result in results.items():
                 rows[keys[name]][f"ms_len{length}_t{t}"] = result.p50_ms
 
@@ -121,8 +145,12 @@ def time_all(files, rows, lengths, threads):
 def main(argv):
     del argv
     backbone = minilm_common.load_backbone()
-    eval_inputs = minilm_common.tokenize(minilm_common.sentences(FLAGS.eval_sentences, offset=1200), FLAGS.eval_length)
-    calibration = minilm_common.tokenize(minilm_common.sentences(FLAGS.calibration_sentences), FLAGS.eval_length)
+    eval_inputs = minilm_common.tokenize(
+        minilm_common.sentences(FLAGS.eval_sentences, offset=1200), FLAGS.eval_length
+    )
+    calibration = minilm_common.tokenize(
+        minilm_common.sentences(FLAGS.calibration_sentences), FLAGS.eval_length
+    )
     reference = minilm_common.mean_pool(
         backbone.predict(eval_inputs, verbose=0)["sequence_output"], eval_inputs["padding_mask"]
     )
@@ -138,7 +166,15 @@ def main(argv):
         ("tfcompress", None, lambda t: ours_convert(backbone, t, calibration, sample)),
     ]
     if static:
-        paths.append(("tfc static", static, lambda t: ours_convert(backbone, t, calibration, {k: v[:1] for k, v in sample.items()}, static)))
+        paths.append(
+            (
+                "tfc static",
+                static,
+                lambda t: ours_convert(
+                    backbone, t, calibration, {k: v[:1] for k, v in sample.items()}, static
+                ),
+            )
+        )
     for target in FLAGS.targets:
         for path_name, fixed, convert in paths:
             key = (target, path_name)
@@ -147,7 +183,11 @@ def main(argv):
             try:
                 content = convert(target)
             except Exception as error:  # report the failure as a row, keep going
-                rows[key] = {"target": target, "path": path_name, "error": f"{type(error).__name__}: {str(error).splitlines()[0][:160]}"}
+                rows[key] = {
+                    "target": target,
+                    "path": path_name,
+                    "error": f"{type(error).__name__}: {str(error).splitlines()[0][:160]}",
+                }
                 print(f"  failed: {rows[key]['error']}", flush=True)
                 continue
             path = os.path.join(out_dir, f"minilm_{target}_{path_name.replace(' ', '_')}.tflite")
@@ -156,7 +196,10 @@ def main(argv):
             files[key] = (path, fixed)
             rows[key] = {"target": target, "path": path_name, "convert_s": time.time() - started}
             rows[key].update(measure(content, eval_inputs, reference, fixed is not None))
-            print(f"  {rows[key]['size_mb']:.1f} MB, cosine {rows[key]['cosine_mean']:.4f}", flush=True)
+            print(
+                f"  {rows[key]['size_mb']:.1f} MB, cosine {rows[key]['cosine_mean']:.4f}",
+                flush=True,
+            )
     print("timing (interleaved) ...", flush=True)
     time_all(files, rows, lengths, threads)
     rows = list(rows.values())
@@ -167,9 +210,16 @@ def main(argv):
 
 
 def print_table(rows, lengths, threads):
-    base = next((r for r in rows if r["target"] == "float32" and r["path"] == "stock" and "error" not in r), None)
+    base = next(
+        (r for r in rows if r["target"] == "float32" and r["path"] == "stock" and "error" not in r),
+        None,
+    )
     timing = [f"ms_len{l}_t{t}" for l in lengths for t in threads]
-    header = f"{'target':<13}{'path':<11}{'MB':>7}{'size x':>8}" + "".join(f"{k[3:]:>14}" for k in timing) + f"{'lat x':>7}{'cos mean':>9}{'cos min':>8}{'NN agr':>7}"
+    header = (
+        f"{'target':<13}{'path':<11}{'MB':>7}{'size x':>8}"
+        + "".join(f"{k[3:]:>14}" for k in timing)
+        + f"{'lat x':>7}{'cos mean':>9}{'cos min':>8}{'NN agr':>7}"
+    )
     print("\n" + header + "\n" + "-" * len(header))
     for r in rows:
         if "error" in r:

@@ -57,11 +57,9 @@ import json
 import math
 import time
 
-from absl import app
-from absl import flags
-
 import distill_gpt
 import one_shot_gpt
+from absl import app, flags
 from common import format_table
 from distill_common import print_machine
 
@@ -114,16 +112,22 @@ def main(argv):
         train, flags.FLAGS.calibration_windows, distill_gpt._SEQ_LEN.value
     )
     data = [
-        {"token_ids": calibration[i : i + _EVAL_BATCH], "padding_mask": np.ones_like(calibration[i : i + _EVAL_BATCH])}
+        {
+            "token_ids": calibration[i : i + _EVAL_BATCH],
+            "padding_mask": np.ones_like(calibration[i : i + _EVAL_BATCH]),
+        }
         for i in range(0, len(calibration), _EVAL_BATCH)
     ]
     lm = distill_gpt.load_or_train_teacher(keras, keras_hub, train)
     paths = factorizable_paths(keras, lm)
     dense_factorizable = factorizable_parameters(lm, paths)
     dense_total = lm.count_params()
-    print(f"[gpt] {dense_total:,} parameters, {dense_factorizable:,} in {len(paths)} factorizable layers; "
-          f"{len(calibration)} calibration and {len(held_out)} held-out windows of "
-          f"{distill_gpt._SEQ_LEN.value} bytes", flush=True)
+    print(
+        f"[gpt] {dense_total:,} parameters, {dense_factorizable:,} in {len(paths)} factorizable layers; "
+        f"{len(calibration)} calibration and {len(held_out)} held-out windows of "
+        f"{distill_gpt._SEQ_LEN.value} bytes",
+        flush=True,
+    )
     dense = one_shot_gpt.lm_perplexity(lm, held_out, _EVAL_BATCH)
     print(f"[gpt] dense held-out perplexity {dense:.4f}", flush=True)
 
@@ -131,35 +135,60 @@ def main(argv):
     for method in flags.FLAGS.methods:
         began = time.perf_counter()
         small = factorize(
-            lm, compression=_COMPRESSION.value, method=method, representative_data=data, round_to=_ROUND_TO.value
+            lm,
+            compression=_COMPRESSION.value,
+            method=method,
+            representative_data=data,
+            round_to=_ROUND_TO.value,
         )
         seconds = time.perf_counter() - began
         report = low_rank_report(small)
         ppl = one_shot_gpt.lm_perplexity(small, held_out, _EVAL_BATCH)
         kept = factorizable_parameters(small, paths) / dense_factorizable
         result = {
-            "method": method, "perplexity": ppl, "kept": kept, "parameters": small.count_params(),
-            "factorized_layers": len(report.rows), "seconds": seconds,
+            "method": method,
+            "perplexity": ppl,
+            "kept": kept,
+            "parameters": small.count_params(),
+            "factorized_layers": len(report.rows),
+            "seconds": seconds,
         }
-        print(f"[{method}] {seconds:.1f} s, {len(report.rows)} layers factorized, kept {kept:.4f}, "
-              f"perplexity {ppl:.4f}", flush=True)
+        print(
+            f"[{method}] {seconds:.1f} s, {len(report.rows)} layers factorized, kept {kept:.4f}, "
+            f"perplexity {ppl:.4f}",
+            flush=True,
+        )
         print(report.table(), flush=True)
         results.append(result)
         del small
 
-    rows = [["dense", "1.000", f"{dense_total:,}", "", f"{dense:.3f}", f"{math.log2(dense):.4f}", ""]]
+    rows = [
+        ["dense", "1.000", f"{dense_total:,}", "", f"{dense:.3f}", f"{math.log2(dense):.4f}", ""]
+    ]
     for r in results:
-        rows.append([
-            r["method"], f"{r['kept']:.3f}", f"{r['parameters']:,}", str(r["factorized_layers"]),
-            f"{r['perplexity']:.3f}", f"{math.log2(r['perplexity']):.4f}", f"{r['perplexity'] - dense:+.3f}",
-        ])
+        rows.append(
+            [
+                r["method"],
+                f"{r['kept']:.3f}",
+                f"{r['parameters']:,}",
+                str(r["factorized_layers"]),
+                f"{r['perplexity']:.3f}",
+                f"{math.log2(r['perplexity']):.4f}",
+                f"{r['perplexity'] - dense:+.3f}",
+            ]
+        )
     print(f"\nbyte GPT factorized to compression={_COMPRESSION.value}: held-out perplexity")
-    print(format_table(
-        ["method", "parameters kept", "model", "layers", "perplexity", "bits/byte", "increase"], rows
-    ))
+    print(
+        format_table(
+            ["method", "parameters kept", "model", "layers", "perplexity", "bits/byte", "increase"],
+            rows,
+        )
+    )
     if _LOW_RANK_JSON.value:
         with open(_LOW_RANK_JSON.value, "w", encoding="utf-8") as f:
-            json.dump({"dense": dense, "dense_parameters": dense_total, "results": results}, f, indent=1)
+            json.dump(
+                {"dense": dense, "dense_parameters": dense_total, "results": results}, f, indent=1
+            )
 
 
 if __name__ == "__main__":

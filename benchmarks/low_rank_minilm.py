@@ -58,20 +58,25 @@ import functools
 import time
 import warnings
 
-from absl import app
-from absl import flags
-from absl import logging
-
 import distill_minilm
+from absl import app, flags, logging
 from common import format_table
 from distill_common import print_machine
-from minilm_common import embedding_agreement, model_path, sentences, tokenize
+from minilm_common import model_path, sentences, tokenize
 
-_COMPRESSION = flags.DEFINE_float("compression", 0.7, "Fraction of the encoder's factorizable parameters kept.")
-_METHODS = flags.DEFINE_list("methods", ["svd", "activation_aware", "whitened"], "Factorization methods.")
-_CALIBRATION = flags.DEFINE_integer("calibration_sentences", 256, "Training sentences for XᵀX / activation scales.")
+_COMPRESSION = flags.DEFINE_float(
+    "compression", 0.7, "Fraction of the encoder's factorizable parameters kept."
+)
+_METHODS = flags.DEFINE_list(
+    "methods", ["svd", "activation_aware", "whitened"], "Factorization methods."
+)
+_CALIBRATION = flags.DEFINE_integer(
+    "calibration_sentences", 256, "Training sentences for XᵀX / activation scales."
+)
 _ROUND_TO = flags.DEFINE_integer("round_to", 8, "Rank granularity.")
-_GATED = flags.DEFINE_string("gated_method", "whitened", "Method also factorized with latency_gate (empty: none).")
+_GATED = flags.DEFINE_string(
+    "gated_method", "whitened", "Method also factorized with latency_gate (empty: none)."
+)
 flags.FLAGS.set_default("steps", 300)
 flags.FLAGS.set_default("eval_sentences", 256)
 
@@ -114,17 +119,24 @@ def main(argv):
     encode = functools.partial(tokenize, sequence_length=F.seq_len)
     pool = sentences()
     held_out, train = pool[: F.eval_sentences], pool[F.eval_sentences :]
-    sets = {"held-out": encode(held_out), "out-of-domain": encode(distill_minilm.out_of_domain_sentences())}
+    sets = {
+        "held-out": encode(held_out),
+        "out-of-domain": encode(distill_minilm.out_of_domain_sentences()),
+    }
     teacher_pooled = distill_minilm.pooled_model(keras, teacher)
     references = {name: distill_minilm.embed(teacher_pooled, data) for name, data in sets.items()}
     calibration = encode(train[: _CALIBRATION.value])
     calibration_batches = [
-        {k: v[i : i + 16] for k, v in calibration.items()} for i in range(0, len(train[: _CALIBRATION.value]), 16)
+        {k: v[i : i + 16] for k, v in calibration.items()}
+        for i in range(0, len(train[: _CALIBRATION.value]), 16)
     ]
     dense_encoder = encoder_parameters(teacher)
-    print(f"[data] {len(train)} training, {len(held_out)} held-out, {len(sets['out-of-domain']['token_ids'])} "
-          f"out-of-domain sentences; {_CALIBRATION.value} calibration sentences; {F.seq_len} tokens; "
-          f"encoder {dense_encoder} parameters", flush=True)
+    print(
+        f"[data] {len(train)} training, {len(held_out)} held-out, {len(sets['out-of-domain']['token_ids'])} "
+        f"out-of-domain sentences; {_CALIBRATION.value} calibration sentences; {F.seq_len} tokens; "
+        f"encoder {dense_encoder} parameters",
+        flush=True,
+    )
 
     variants, rows = {}, []
     runs = [(m, False) for m in _METHODS.value] + ([(_GATED.value, True)] if _GATED.value else [])
@@ -132,24 +144,33 @@ def main(argv):
         name = method + (" + gate" if gated else "")
         start = time.perf_counter()
         small = factorize(
-            teacher, compression=_COMPRESSION.value, method=method, layers=encoder_layers,
+            teacher,
+            compression=_COMPRESSION.value,
+            method=method,
+            layers=encoder_layers,
             representative_data=None if method == "svd" and not gated else calibration_batches,
-            round_to=_ROUND_TO.value, latency_gate=F.num_threads if gated else False,
+            round_to=_ROUND_TO.value,
+            latency_gate=F.num_threads if gated else False,
         )
         seconds = time.perf_counter() - start
         report = low_rank_report(small)
         kept = encoder_parameters(small) / dense_encoder
         before = evaluate(keras, small, sets, references)
-        print(f"[{name}] factorized in {seconds:.0f} s: {len(report.rows)} layers, encoder params kept {kept:.3f}; "
-              f"before distillation {line(before)}", flush=True)
+        print(
+            f"[{name}] factorized in {seconds:.0f} s: {len(report.rows)} layers, encoder params kept {kept:.3f}; "
+            f"before distillation {line(before)}",
+            flush=True,
+        )
         after = None
         if not gated and F.steps:
             start = time.perf_counter()
             data = distill_minilm.batches(encode, train, F.steps, 0)
             distill_minilm.distill_ours(keras, small, teacher, data, F.steps, F.learning_rate)
             after = evaluate(keras, small, sets, references)
-            print(f"[{name}] {F.steps} distillation steps in {time.perf_counter() - start:.0f} s: {line(after)}",
-                  flush=True)
+            print(
+                f"[{name}] {F.steps} distillation steps in {time.perf_counter() - start:.0f} s: {line(after)}",
+                flush=True,
+            )
         variants[name] = small
         rows.append((name, kept, len(report.rows), before, after))
         if method == _METHODS.value[-1] and not gated:
@@ -160,13 +181,18 @@ def main(argv):
     for name, backbone in variants.items():
         model = distill_minilm.pooled_model(keras, backbone)
         exported[name] = tfcompress.export.to_tflite(model, sample=sample, batch_size=1)
-        print(f"[export] {name}: {exported[name].size_bytes / 1e6:.1f} MB, "
-              f"{exported[name].ops.count('FULLY_CONNECTED')} FULLY_CONNECTED "
-              f"(dense {exported['dense'].ops.count('FULLY_CONNECTED')})", flush=True)
+        print(
+            f"[export] {name}: {exported[name].size_bytes / 1e6:.1f} MB, "
+            f"{exported[name].ops.count('FULLY_CONNECTED')} FULLY_CONNECTED "
+            f"(dense {exported['dense'].ops.count('FULLY_CONNECTED')})",
+            flush=True,
+        )
     latency = tfcompress.evaluation.interleaved_latency(
         {k: v.tflite_bytes for k, v in exported.items()},
         {n: sets["held-out"][n][:1] for n in distill_minilm._INPUTS},
-        rounds=F.latency_rounds, runs=F.latency_runs, num_threads=F.num_threads,
+        rounds=F.latency_rounds,
+        runs=F.latency_runs,
+        num_threads=F.num_threads,
     )
     dense_ms = latency["dense"].p50_ms
 
@@ -174,21 +200,68 @@ def main(argv):
         if metrics is None:
             return ["-", "-", "-", "-"]
         held, out = metrics["held-out"], metrics["out-of-domain"]
-        return [f"{held['cosine_mean']:.4f}", f"{held['cosine_min']:.4f}", f"{100 * held['nn_agreement']:.1f}%",
-                f"{out['cosine_mean']:.4f}"]
+        return [
+            f"{held['cosine_mean']:.4f}",
+            f"{held['cosine_min']:.4f}",
+            f"{100 * held['nn_agreement']:.1f}%",
+            f"{out['cosine_mean']:.4f}",
+        ]
 
-    table = [["dense", "1.000", "0", "1.0000", "1.0000", "100.0%", "1.0000", "-", "-", "-", "-",
-              f"{exported['dense'].size_bytes / 1e6:.1f}", f"{dense_ms:.2f}", "1.00x"]]
+    table = [
+        [
+            "dense",
+            "1.000",
+            "0",
+            "1.0000",
+            "1.0000",
+            "100.0%",
+            "1.0000",
+            "-",
+            "-",
+            "-",
+            "-",
+            f"{exported['dense'].size_bytes / 1e6:.1f}",
+            f"{dense_ms:.2f}",
+            "1.00x",
+        ]
+    ]
     for name, kept, layers, before, after in rows:
-        table.append([name, f"{kept:.3f}", str(layers)] + cells(before) + cells(after) + [
-            f"{exported[name].size_bytes / 1e6:.1f}", f"{latency[name].p50_ms:.2f}",
-            f"{latency[name].p50_ms / dense_ms:.2f}x"])
-    print(f"\nall-MiniLM-L6-v2 factorized to compression={_COMPRESSION.value} of its encoder projections; "
-          f"{F.steps} distillation steps x {F.batch_size}; LiteRT fp32 batch 1, {F.seq_len} tokens, "
-          f"{F.num_threads} threads, interleaved {F.latency_rounds}x{F.latency_runs}")
-    print(format_table(
-        ["method", "encoder kept", "layers", "cos", "min", "NN", "ood cos",
-         "cos (dist.)", "min (dist.)", "NN (dist.)", "ood (dist.)", "MB", "p50 ms", "vs dense"], table))
+        table.append(
+            [name, f"{kept:.3f}", str(layers)]
+            + cells(before)
+            + cells(after)
+            + [
+                f"{exported[name].size_bytes / 1e6:.1f}",
+                f"{latency[name].p50_ms:.2f}",
+                f"{latency[name].p50_ms / dense_ms:.2f}x",
+            ]
+        )
+    print(
+        f"\nall-MiniLM-L6-v2 factorized to compression={_COMPRESSION.value} of its encoder projections; "
+        f"{F.steps} distillation steps x {F.batch_size}; LiteRT fp32 batch 1, {F.seq_len} tokens, "
+        f"{F.num_threads} threads, interleaved {F.latency_rounds}x{F.latency_runs}"
+    )
+    print(
+        format_table(
+            [
+                "method",
+                "encoder kept",
+                "layers",
+                "cos",
+                "min",
+                "NN",
+                "ood cos",
+                "cos (dist.)",
+                "min (dist.)",
+                "NN (dist.)",
+                "ood (dist.)",
+                "MB",
+                "p50 ms",
+                "vs dense",
+            ],
+            table,
+        )
+    )
 
     by = {name: (before, after) for name, _, _, before, after in rows}
     checks = []
@@ -197,7 +270,13 @@ def main(argv):
         for method in ("activation_aware", "whitened"):
             if method in by:
                 gain = by[method][0]["held-out"]["cosine_mean"] - svd
-                checks.append([f"{method} beats svd by >= 0.05 cosine (before distillation)", f"{gain:+.4f}", gain >= 0.05])
+                checks.append(
+                    [
+                        f"{method} beats svd by >= 0.05 cosine (before distillation)",
+                        f"{gain:+.4f}",
+                        gain >= 0.05,
+                    ]
+                )
     for name, (_, after) in by.items():
         if after is not None:
             cos = after["held-out"]["cosine_mean"]

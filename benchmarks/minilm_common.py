@@ -47,8 +47,7 @@ def sentences(count=None, offset=0, min_chars=40, max_chars=300):
         count = len(unique) - offset
     if offset + count > len(unique):
         raise ValueError(
-            f"Only {len(unique)} sentences are available; asked for {count} "
-            f"after {offset}."
+            f"Only {len(unique)} sentences are available; asked for {count} after {offset}."
         )
     return unique[offset : offset + count]
 
@@ -81,6 +80,7 @@ def mean_pool(sequence_output, padding_mask):
 
 def embedding_agreement(reference, candidate):
     """Cosine per sentence (mean, min) and nearest-neighbour agreement."""
+
     def normalize(x):
         return x / np.linalg.norm(x, axis=1, keepdims=True)
 
@@ -90,4 +90,8 @@ def embedding_agreement(reference, candidate):
     np.fill_diagonal(ref_sim, -np.inf)
     np.fill_diagonal(cand_sim, -np.inf)
     nn = float(np.mean(ref_sim.argmax(axis=1) == cand_sim.argmax(axis=1)))
-    return {"cosine_mean": float(cosine.mean()), "cosine_min": float(cosine.min()), "nn_agreement": nn}
+    return {
+        "cosine_mean": float(cosine.mean()),
+        "cosine_min": float(cosine.min()),
+        "nn_agreement": nn,
+    }

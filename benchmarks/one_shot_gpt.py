@@ -67,10 +67,8 @@ session's deadline.
 import json
 import time
 
-from absl import app
-from absl import flags
-
 import distill_gpt
+from absl import app, flags
 from common import format_table
 from distill_common import print_machine
 
@@ -82,8 +80,12 @@ _METHODS = flags.DEFINE_list(
 )
 _PATTERNS = flags.DEFINE_list("patterns", ["50%", "2:4"], "Sparsity patterns: a percentage or m:n.")
 _GPT = flags.DEFINE_bool("gpt", True, "Prune the byte-level GPT.")
-_SMOLLM2 = flags.DEFINE_bool("smollm2", True, "Also prune SmolLM2-135M (skipped when not installed).")
-_SMOLLM2_CALIBRATION = flags.DEFINE_integer("smollm2_calibration", 8, "SmolLM2 calibration sequences.")
+_SMOLLM2 = flags.DEFINE_bool(
+    "smollm2", True, "Also prune SmolLM2-135M (skipped when not installed)."
+)
+_SMOLLM2_CALIBRATION = flags.DEFINE_integer(
+    "smollm2_calibration", 8, "SmolLM2 calibration sequences."
+)
 _SMOLLM2_SEQUENCE = flags.DEFINE_integer("smollm2_sequence", 128, "SmolLM2 tokens per sequence.")
 _SMOLLM2_EVAL = flags.DEFINE_integer("smollm2_eval", 16, "SmolLM2 held-out sequences scored.")
 _RESULTS_JSON = flags.DEFINE_string("results_json", None, "Optional path for the results.")
@@ -131,7 +133,10 @@ def compare(name, lm, calibration, held_out, batch_size):
     dense = lm_perplexity(lm, held_out, batch_size)
     print(f"[{name}] dense held-out perplexity {dense:.3f}", flush=True)
     data = [
-        {"token_ids": calibration[i : i + batch_size], "padding_mask": np.ones_like(calibration[i : i + batch_size])}
+        {
+            "token_ids": calibration[i : i + batch_size],
+            "padding_mask": np.ones_like(calibration[i : i + batch_size]),
+        }
         for i in range(0, len(calibration), batch_size)
     ]
     results = []
@@ -139,28 +144,49 @@ def compare(name, lm, calibration, held_out, batch_size):
         for method in _METHODS.value:
             began = time.perf_counter()
             pruned = prune_one_shot(
-                lm, method=method, representative_data=data, verbose=False, **pattern_arguments(pattern)
+                lm,
+                method=method,
+                representative_data=data,
+                verbose=False,
+                **pattern_arguments(pattern),
             )
             seconds = time.perf_counter() - began
             ppl = lm_perplexity(pruned, held_out, batch_size)
-            print(f"[{name}] {pattern:4s} {method:9s} perplexity {ppl:.3f} ({seconds:.1f} s)", flush=True)
-            results.append({"pattern": pattern, "method": method, "perplexity": ppl, "seconds": seconds})
+            print(
+                f"[{name}] {pattern:4s} {method:9s} perplexity {ppl:.3f} ({seconds:.1f} s)",
+                flush=True,
+            )
+            results.append(
+                {"pattern": pattern, "method": method, "perplexity": ppl, "seconds": seconds}
+            )
             del pruned
     return dense, results
 
 
 def report(name, dense, results):
-    magnitude = {r["pattern"]: r["perplexity"] - dense for r in results if r["method"] == "magnitude"}
+    magnitude = {
+        r["pattern"]: r["perplexity"] - dense for r in results if r["method"] == "magnitude"
+    }
     rows = [["dense", "", f"{dense:.3f}", "", "", ""]]
     for r in results:
         increase = r["perplexity"] - dense
         share = magnitude.get(r["pattern"])
-        rows.append([
-            r["method"], r["pattern"], f"{r['perplexity']:.3f}", f"{increase:+.3f}",
-            "" if not share else f"{increase / share:.2f}", f"{r['seconds']:.1f}",
-        ])
+        rows.append(
+            [
+                r["method"],
+                r["pattern"],
+                f"{r['perplexity']:.3f}",
+                f"{increase:+.3f}",
+                "" if not share else f"{increase / share:.2f}",
+                f"{r['seconds']:.1f}",
+            ]
+        )
     print(f"\n[{name}] held-out perplexity")
-    print(format_table(["method", "pattern", "perplexity", "increase", "x magnitude's", "prune s"], rows))
+    print(
+        format_table(
+            ["method", "pattern", "perplexity", "increase", "x magnitude's", "prune s"], rows
+        )
+    )
     targets = []
     by = {(r["pattern"], r["method"]): r["perplexity"] for r in results}
     for pattern in _PATTERNS.value:
@@ -170,7 +196,13 @@ def report(name, dense, results):
         for method in ("wanda", "sparsegpt"):
             if (pattern, method) in by and magnitude.get(pattern):
                 share = (by[(pattern, method)] - dense) / magnitude[pattern]
-                targets.append([f"{pattern}: {method} increase <= 0.5x magnitude's", f"{share:.2f}x", str(share <= 0.5)])
+                targets.append(
+                    [
+                        f"{pattern}: {method} increase <= 0.5x magnitude's",
+                        f"{share:.2f}x",
+                        str(share <= 0.5),
+                    ]
+                )
     print(f"\n[{name}] targets")
     print(format_table(["target", "value", "met"], targets))
 
@@ -179,8 +211,10 @@ def run_gpt(keras, keras_hub):
     train, val = distill_gpt.corpus()
     held_out = distill_gpt.validation_windows(val)
     calibration = calibration_windows(train, _CALIBRATION_WINDOWS.value, distill_gpt._SEQ_LEN.value)
-    print(f"[gpt] {len(calibration)} calibration and {len(held_out)} held-out windows of "
-          f"{distill_gpt._SEQ_LEN.value} bytes")
+    print(
+        f"[gpt] {len(calibration)} calibration and {len(held_out)} held-out windows of "
+        f"{distill_gpt._SEQ_LEN.value} bytes"
+    )
     lm = distill_gpt.load_or_train_teacher(keras, keras_hub, train)
     print(f"[gpt] {lm.count_params():,} parameters", flush=True)
     dense, results = compare("gpt", lm, calibration, held_out, batch_size=32)
@@ -194,7 +228,9 @@ def smollm2_tokens(lm, text, count, length):
     ids = np.asarray(lm.preprocessor.tokenizer(text)).astype("int32")
     needed = count * length
     if len(ids) < needed:
-        raise app.UsageError(f"Only {len(ids)} SmolLM2 tokens for {count} x {length}; lower the counts.")
+        raise app.UsageError(
+            f"Only {len(ids)} SmolLM2 tokens for {count} x {length}; lower the counts."
+        )
     return ids[:needed].reshape(count, length)
 
 
@@ -211,15 +247,22 @@ def run_smollm2():
     # About 3 bytes per token: take enough text for the requested tokens.
     lm = tfcompress.models.from_gguf(path, sequence_length=length)
     calibration = smollm2_tokens(
-        lm, bytes(train[: 8 * length * _SMOLLM2_CALIBRATION.value]).decode("utf-8", "ignore"),
-        _SMOLLM2_CALIBRATION.value, length,
+        lm,
+        bytes(train[: 8 * length * _SMOLLM2_CALIBRATION.value]).decode("utf-8", "ignore"),
+        _SMOLLM2_CALIBRATION.value,
+        length,
     )
     held_out = smollm2_tokens(
-        lm, bytes(val[: 8 * length * _SMOLLM2_EVAL.value]).decode("utf-8", "ignore"),
-        _SMOLLM2_EVAL.value, length,
+        lm,
+        bytes(val[: 8 * length * _SMOLLM2_EVAL.value]).decode("utf-8", "ignore"),
+        _SMOLLM2_EVAL.value,
+        length,
     )
-    print(f"[smollm2] {lm.count_params():,} parameters; {calibration.size} calibration and "
-          f"{held_out.size} held-out tokens", flush=True)
+    print(
+        f"[smollm2] {lm.count_params():,} parameters; {calibration.size} calibration and "
+        f"{held_out.size} held-out tokens",
+        flush=True,
+    )
     dense, results = compare("smollm2", lm, calibration, held_out, batch_size=8)
     report("smollm2", dense, results)
     return {"dense": dense, "results": results}

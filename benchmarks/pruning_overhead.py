@@ -11,11 +11,11 @@ import os
 import sys
 import time
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
+
 from tfcompress.cli.digits import build_plain_digits_cnn, load_digits  # noqa: E402
 
 FLAGS = flags.FLAGS
@@ -36,7 +36,9 @@ def _median_step_ms(pruned):
     callbacks = []
     if pruned:
         steps = FLAGS.epochs * int(np.ceil(len(x) / 32))
-        model = sparsity.prune_low_magnitude(model, sparsity.PolynomialDecay(0.0, 0.8, 0, steps - 1, frequency=100))
+        model = sparsity.prune_low_magnitude(
+            model, sparsity.PolynomialDecay(0.0, 0.8, 0, steps - 1, frequency=100)
+        )
         callbacks = [sparsity.UpdatePruningStep()]
     common.compile_cnn(model, keras)
     times = []
@@ -50,7 +52,15 @@ def _median_step_ms(pruned):
 
     # The timer wraps UpdatePruningStep, so its per-batch work is counted.
     timer = Timer()
-    model.fit(x, y, batch_size=32, epochs=FLAGS.epochs, shuffle=False, verbose=0, callbacks=[timer] + callbacks)
+    model.fit(
+        x,
+        y,
+        batch_size=32,
+        epochs=FLAGS.epochs,
+        shuffle=False,
+        verbose=0,
+        callbacks=[timer] + callbacks,
+    )
     skip = len(times) // FLAGS.epochs
     return float(np.median(times[skip:])) * 1000
 
@@ -61,9 +71,14 @@ def main(argv):
     for repeat in range(FLAGS.repeats):
         float_ms, pruned_ms = _median_step_ms(False), _median_step_ms(True)
         pairs.append((float_ms, pruned_ms))
-        print(f"repeat {repeat}: float {float_ms:.2f} ms, pruned {pruned_ms:.2f} ms, ratio {pruned_ms / float_ms:.2f}", flush=True)
+        print(
+            f"repeat {repeat}: float {float_ms:.2f} ms, pruned {pruned_ms:.2f} ms, ratio {pruned_ms / float_ms:.2f}",
+            flush=True,
+        )
     ratios = sorted(p / f for f, p in pairs)
-    print(f"median pruned/float step-time ratio: {ratios[len(ratios) // 2]:.2f} over {len(pairs)} pairs")
+    print(
+        f"median pruned/float step-time ratio: {ratios[len(ratios) // 2]:.2f} over {len(pairs)} pairs"
+    )
 
 
 if __name__ == "__main__":

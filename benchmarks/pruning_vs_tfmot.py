@@ -28,16 +28,12 @@ import os
 import statistics
 import tempfile
 
-from absl import app
-from absl import flags
-
 import common
+from absl import app, flags
 
 from tfcompress.cli.digits import build_plain_digits_cnn, load_digits
 
-_SEEDS = flags.DEFINE_integer(
-    "seeds", 3, "Number of seeds; seeds 0..N-1 are run.", lower_bound=1
-)
+_SEEDS = flags.DEFINE_integer("seeds", 3, "Number of seeds; seeds 0..N-1 are run.", lower_bound=1)
 _EPOCHS = flags.DEFINE_integer(
     "epochs",
     4,
@@ -173,9 +169,7 @@ def _prune_tfmot(keras, seed, weights_path, out_dir):
         f"--output_dir={out_dir}",
         f"--json={json_path}",
     ]
-    result = common.run_json_subprocess(
-        argv, json_path, env={"TF_USE_LEGACY_KERAS": "1"}
-    )
+    result = common.run_json_subprocess(argv, json_path, env={"TF_USE_LEGACY_KERAS": "1"})
     result["gzip_bytes_same_path"] = _convert_twin(
         keras,
         common.read_weights_npz(result["stripped_weights"]),
@@ -198,7 +192,12 @@ def _seed_table(seed, results):
         for name, r in results.items()
     ]
     headers = [
-        "model", "sparsity", "test_acc", "tflite_B", "gzip_B", "gzip_B_k3",
+        "model",
+        "sparsity",
+        "test_acc",
+        "tflite_B",
+        "gzip_B",
+        "gzip_B_k3",
         "step_ms",
     ]
     return f"Seed {seed}\n" + common.format_table(headers, rows)
@@ -209,9 +208,7 @@ def _summarize(per_seed):
         return statistics.fmean(s[model][key] for s in per_seed)
 
     def mean_ratio(key):
-        return statistics.fmean(
-            s["tfcompress"][key] / s["tfmot"][key] for s in per_seed
-        )
+        return statistics.fmean(s["tfcompress"][key] / s["tfmot"][key] for s in per_seed)
 
     target = _FINAL_SPARSITY.value
     summary = {
@@ -227,8 +224,7 @@ def _summarize(per_seed):
     }
     checks = {
         f"sparsity {target:.2f} +/- {_SPARSITY_TOLERANCE} (every seed)": all(
-            abs(s["tfcompress"]["sparsity"] - target) <= _SPARSITY_TOLERANCE
-            for s in per_seed
+            abs(s["tfcompress"]["sparsity"] - target) <= _SPARSITY_TOLERANCE for s in per_seed
         ),
         "accuracy tfcompress >= TFMOT (means)": (
             summary["mean_accuracy_tfcompress"] >= summary["mean_accuracy_tfmot"]
@@ -251,9 +247,7 @@ def _summary_text(summary, checks, step_time_ratios):
         + ", ".join(f"{r:.3f}" for r in step_time_ratios)
         + " (medians; the p10 ratio is less sensitive to other load)"
     )
-    lines += [
-        f"  {'PASS' if ok else 'FAIL'}  {name}" for name, ok in checks.items()
-    ]
+    lines += [f"  {'PASS' if ok else 'FAIL'}  {name}" for name, ok in checks.items()]
     verdict = "all targets met" if all(checks.values()) else "targets missed"
     lines.append(f"Overall: {verdict}")
     return "\n".join(lines)
@@ -293,16 +287,19 @@ def main(argv):
         print(_seed_table(seed, results), flush=True)
 
     summary, checks = _summarize(per_seed)
-    ratios = [
-        s["tfcompress"]["step_time_s"] / s["tfmot"]["step_time_s"]
-        for s in per_seed
-    ]
+    ratios = [s["tfcompress"]["step_time_s"] / s["tfmot"]["step_time_s"] for s in per_seed]
     print(_summary_text(summary, checks, ratios))
     config = {
         name: flags.FLAGS[name].value
         for name in (
-            "seeds", "epochs", "recovery_epochs", "float_epochs", "batch_size", "learning_rate",
-            "final_sparsity", "frequency",
+            "seeds",
+            "epochs",
+            "recovery_epochs",
+            "float_epochs",
+            "batch_size",
+            "learning_rate",
+            "final_sparsity",
+            "frequency",
         )
     }
     with open(json_path, "w", encoding="utf-8") as f:

@@ -41,24 +41,44 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("steps", 200, "QAT distillation steps.")
 flags.DEFINE_integer("batch_size", 16, "QAT batch size.")
 flags.DEFINE_integer("seq_len", 64, "Token sequence length.")
-flags.DEFINE_float("learning_rate", 5e-6, "Adam learning rate for QAT (2e-5 undoes what calibration gets: cosine 0.9968 -> 0.9967 at 100 steps, 5e-6 -> 0.9975).")
+flags.DEFINE_float(
+    "learning_rate",
+    5e-6,
+    "Adam learning rate for QAT (2e-5 undoes what calibration gets: cosine 0.9968 -> 0.9967 at 100 steps, 5e-6 -> 0.9975).",
+)
 flags.DEFINE_float("hidden_weight", 1.0, "Weight of the hidden-state MSE in the distillation loss.")
 flags.DEFINE_float("pooled_weight", 10.0, "Weight of the pooled-embedding cosine loss.")
 flags.DEFINE_integer("eval_sentences", 512, "Held-out sentences.")
-flags.DEFINE_integer("calibration_samples", 128, "Samples for the PTQ representative datasets (ours and stock).")
+flags.DEFINE_integer(
+    "calibration_samples", 128, "Samples for the PTQ representative datasets (ours and stock)."
+)
 flags.DEFINE_integer("latency_runs", 20, "Timed LiteRT invocations per model per round.")
 flags.DEFINE_integer("latency_rounds", 5, "Rounds of timing, the models interleaved in each.")
-flags.DEFINE_integer("outlier_sentences", 128,
-                     "Training sentences used to find outlier channels (0: no outlier split).")
-flags.DEFINE_float("outlier_ratio", 8.0, "Channel range / median range that makes an outlier channel.")
-flags.DEFINE_float("smoothing", 0.5,
-                   "SmoothQuant strength for the matmuls reading LayerNorm outputs (0: LayerNorm outputs quantized).")
+flags.DEFINE_integer(
+    "outlier_sentences",
+    128,
+    "Training sentences used to find outlier channels (0: no outlier split).",
+)
+flags.DEFINE_float(
+    "outlier_ratio", 8.0, "Channel range / median range that makes an outlier channel."
+)
+flags.DEFINE_float(
+    "smoothing",
+    0.5,
+    "SmoothQuant strength for the matmuls reading LayerNorm outputs (0: LayerNorm outputs quantized).",
+)
 flags.DEFINE_integer("num_threads", 2, "LiteRT threads.")
-flags.DEFINE_bool("quantize_residual_outputs", True,
-                  "Quantize the outputs of attention_output / feedforward_output_dense "
-                  "(int8 FullyConnected) instead of leaving them float.")
-flags.DEFINE_bool("run_qat", True, "Train and measure the QAT models (--norun_qat: only the "
-                  "post-training rows, a few minutes).")
+flags.DEFINE_bool(
+    "quantize_residual_outputs",
+    True,
+    "Quantize the outputs of attention_output / feedforward_output_dense "
+    "(int8 FullyConnected) instead of leaving them float.",
+)
+flags.DEFINE_bool(
+    "run_qat",
+    True,
+    "Train and measure the QAT models (--norun_qat: only the post-training rows, a few minutes).",
+)
 flags.DEFINE_bool("run_ptq", True, "Also convert and measure the stock full-int8 PTQ model.")
 flags.DEFINE_string("output_json", None, "Optional path for the results.")
 flags.DEFINE_string("output_dir", None, "Optional directory to keep the .tflite files in.")
@@ -125,7 +145,9 @@ def _run_tflite(model_bytes, data):
 
     interpreter = Interpreter(model_content=model_bytes, num_threads=FLAGS.num_threads)
     runner = interpreter.get_signature_runner()
-    outputs = np.stack([next(iter(runner(**_feed(data, i)).values()))[0] for i in range(len(data[0]))])
+    outputs = np.stack(
+        [next(iter(runner(**_feed(data, i)).values()))[0] for i in range(len(data[0]))]
+    )
     ops = {}
     for op in interpreter._get_ops_details():
         ops[op["op_name"]] = ops.get(op["op_name"], 0) + 1
@@ -155,7 +177,11 @@ def _int8_fully_connected(model_bytes):
 
     interpreter = Interpreter(model_content=model_bytes)
     details = {d["index"]: d for d in interpreter.get_tensor_details()}
-    fcs = [op for op in interpreter._get_ops_details() if op["op_name"] in ("FULLY_CONNECTED", "CONV_2D")]
+    fcs = [
+        op
+        for op in interpreter._get_ops_details()
+        if op["op_name"] in ("FULLY_CONNECTED", "CONV_2D")
+    ]
     int8 = sum(details[op["inputs"][0]]["dtype"] == np.int8 for op in fcs)
     return int(int8), len(fcs)
 
@@ -184,13 +210,23 @@ def _qat(keras, backbone, encode, train_sentences):
         outlier_ratio=FLAGS.outlier_ratio,
         smoothing=FLAGS.smoothing or None,
     )
-    smoothed = [r.path for r in walk_layers(qat_backbone) if getattr(r.layer, "input_scale", None) is not None]
+    smoothed = [
+        r.path
+        for r in walk_layers(qat_backbone)
+        if getattr(r.layer, "input_scale", None) is not None
+    ]
     print(f"input_scale (smoothing {FLAGS.smoothing}): {len(smoothed)} matmuls")
     for kind in ("outlier_channels", "input_outlier_channels"):
-        split = {r.path: list(getattr(r.layer, kind)) for r in walk_layers(qat_backbone) if getattr(r.layer, kind, ())}
+        split = {
+            r.path: list(getattr(r.layer, kind))
+            for r in walk_layers(qat_backbone)
+            if getattr(r.layer, kind, ())
+        }
         print(f"{kind}: {split}")
     scaled = {
-        r.path: {int(c): round(float(f), 1) for c, f in enumerate(r.layer.output_scale.numpy()) if f > 1}
+        r.path: {
+            int(c): round(float(f), 1) for c, f in enumerate(r.layer.output_scale.numpy()) if f > 1
+        }
         for r in walk_layers(qat_backbone)
         if getattr(r.layer, "output_scale", None) is not None
     }
@@ -205,12 +241,19 @@ def _qat(keras, backbone, encode, train_sentences):
     )
     start = time.perf_counter()
     for step in range(FLAGS.steps):
-        batch = encode([train_sentences[i] for i in rng.choice(len(train_sentences), FLAGS.batch_size)])
+        batch = encode(
+            [train_sentences[i] for i in rng.choice(len(train_sentences), FLAGS.batch_size)]
+        )
         targets = teacher(batch, training=False)
         logs = student.train_on_batch(batch, [np.asarray(t) for t in targets], return_dict=True)
         if step % 25 == 0 or step == FLAGS.steps - 1:
-            print(f"  step {step:4d}  loss {logs['loss']:.4f}  ({time.perf_counter() - start:.0f} s)", flush=True)
-    return keras.Model(student.inputs, student.outputs[1]), (time.perf_counter() - start) / max(FLAGS.steps, 1)
+            print(
+                f"  step {step:4d}  loss {logs['loss']:.4f}  ({time.perf_counter() - start:.0f} s)",
+                flush=True,
+            )
+    return keras.Model(student.inputs, student.outputs[1]), (time.perf_counter() - start) / max(
+        FLAGS.steps, 1
+    )
 
 
 def main(argv):
@@ -231,8 +274,13 @@ def main(argv):
     encode = _encoder(keras_hub.models.BertTokenizer.from_preset(preset))
     sentences = _sentences()
     np.random.default_rng(FLAGS.seed).shuffle(sentences)
-    eval_sentences, train_sentences = sentences[: FLAGS.eval_sentences], sentences[FLAGS.eval_sentences :]
-    print(f"{len(train_sentences)} training / {len(eval_sentences)} held-out sentences, seq {FLAGS.seq_len}")
+    eval_sentences, train_sentences = (
+        sentences[: FLAGS.eval_sentences],
+        sentences[FLAGS.eval_sentences :],
+    )
+    print(
+        f"{len(train_sentences)} training / {len(eval_sentences)} held-out sentences, seq {FLAGS.seq_len}"
+    )
     eval_data = encode(eval_sentences)
     fp32 = _pooled_model(keras, backbone)
     reference = fp32.predict(eval_data, batch_size=32, verbose=0)
@@ -274,7 +322,9 @@ def main(argv):
         start = time.perf_counter()
         model_bytes = convert()
         if FLAGS.output_dir:
-            with open(f"{FLAGS.output_dir}/{re.sub('[^a-z0-9]+', '_', name.lower())}.tflite", "wb") as f:
+            with open(
+                f"{FLAGS.output_dir}/{re.sub('[^a-z0-9]+', '_', name.lower())}.tflite", "wb"
+            ) as f:
                 f.write(model_bytes)
         outputs, runners[name], ops = _run_tflite(model_bytes, eval_data)
         results[name] = {
@@ -282,32 +332,47 @@ def main(argv):
             "size_mb": len(model_bytes) / 1e6,
             "int8_fc": "%d/%d" % _int8_fully_connected(model_bytes),
         }
-        print(f"{name}: converted+measured in {time.perf_counter() - start:.0f} s; ops {ops}", flush=True)
+        print(
+            f"{name}: converted+measured in {time.perf_counter() - start:.0f} s; ops {ops}",
+            flush=True,
+        )
     for name, latency in _latencies(runners, eval_data).items():
         results[name]["latency_ms"] = latency
 
-    print(f"\nall-MiniLM-L6-v2, {FLAGS.eval_sentences} held-out sentences, seq {FLAGS.seq_len}, "
-          f"LiteRT {FLAGS.num_threads} thread(s), batch 1")
-    print(f"{'model':24s} {'cos mean':>9s} {'cos min':>8s} {'NN agree':>9s} {'size MB':>8s} {'ms':>7s} {'int8 mm':>8s}")
+    print(
+        f"\nall-MiniLM-L6-v2, {FLAGS.eval_sentences} held-out sentences, seq {FLAGS.seq_len}, "
+        f"LiteRT {FLAGS.num_threads} thread(s), batch 1"
+    )
+    print(
+        f"{'model':24s} {'cos mean':>9s} {'cos min':>8s} {'NN agree':>9s} {'size MB':>8s} {'ms':>7s} {'int8 mm':>8s}"
+    )
     for name, r in results.items():
         print(
             f"{name:24s} {r['cosine_mean']:9.4f} {r['cosine_min']:8.4f} {100 * r['nn_agreement']:8.1f}% "
             f"{r.get('size_mb', float('nan')):8.1f} {r.get('latency_ms', float('nan')):7.2f} {r.get('int8_fc', ''):>8s}"
         )
-    dynamic, same_export, ptq = (results[k] for k in ("dynamic range", "dynamic (tfc export)", "tfcompress PTQ int8"))
-    print(f"PTQ targets (no training): cos mean >= 0.99 ({ptq['cosine_mean']:.4f}), NN >= 85% "
-          f"({100 * ptq['nn_agreement']:.1f}%); latency / dynamic range {ptq['latency_ms'] / dynamic['latency_ms']:.2f}, "
-          f"/ tfc dynamic range {ptq['latency_ms'] / same_export['latency_ms']:.2f}")
+    dynamic, same_export, ptq = (
+        results[k] for k in ("dynamic range", "dynamic (tfc export)", "tfcompress PTQ int8")
+    )
+    print(
+        f"PTQ targets (no training): cos mean >= 0.99 ({ptq['cosine_mean']:.4f}), NN >= 85% "
+        f"({100 * ptq['nn_agreement']:.1f}%); latency / dynamic range {ptq['latency_ms'] / dynamic['latency_ms']:.2f}, "
+        f"/ tfc dynamic range {ptq['latency_ms'] / same_export['latency_ms']:.2f}"
+    )
     if FLAGS.run_qat:
         ours = results["tfcompress QAT int8"]
-        print(f"QAT targets: cos mean >= 0.99 ({ours['cosine_mean']:.4f}), cos min >= 0.97 ({ours['cosine_min']:.4f}), "
-              f"NN >= 90% ({100 * ours['nn_agreement']:.1f}%), latency <= dynamic range "
-              f"({ours['latency_ms']:.2f} vs {dynamic['latency_ms']:.2f} ms, ratio "
-              f"{ours['latency_ms'] / dynamic['latency_ms']:.2f})")
-        print(f"like for like (both through tfcompress.export, attention masks rewritten): int8 / dynamic range "
-              f"{ours['latency_ms'] / same_export['latency_ms']:.2f} (any batch), "
-              f"{results['QAT int8 (batch 1)']['latency_ms'] / results['dynamic (tfc, batch 1)']['latency_ms']:.2f} "
-              "(batch fixed to 1: every shape static)")
+        print(
+            f"QAT targets: cos mean >= 0.99 ({ours['cosine_mean']:.4f}), cos min >= 0.97 ({ours['cosine_min']:.4f}), "
+            f"NN >= 90% ({100 * ours['nn_agreement']:.1f}%), latency <= dynamic range "
+            f"({ours['latency_ms']:.2f} vs {dynamic['latency_ms']:.2f} ms, ratio "
+            f"{ours['latency_ms'] / dynamic['latency_ms']:.2f})"
+        )
+        print(
+            f"like for like (both through tfcompress.export, attention masks rewritten): int8 / dynamic range "
+            f"{ours['latency_ms'] / same_export['latency_ms']:.2f} (any batch), "
+            f"{results['QAT int8 (batch 1)']['latency_ms'] / results['dynamic (tfc, batch 1)']['latency_ms']:.2f} "
+            "(batch fixed to 1: every shape static)"
+        )
     if FLAGS.output_json:
         with open(FLAGS.output_json, "w") as f:
             json.dump(results, f, indent=1)

@@ -23,11 +23,11 @@ flags.DEFINE_float("learning_rate", 1e-4, "Adam learning rate for QAT.")
 def main(argv):
     del argv
     import numpy as np
+    import qat_digits
     import tensorflow as tf
     import tensorflow_model_optimization as tfmot
     import tf_keras
 
-    import qat_digits
     from tfcompress.cli.digits import build_pooled_digits_cnn
 
     tf_keras.utils.set_random_seed(FLAGS.seed)
@@ -42,9 +42,18 @@ def main(argv):
         metrics=["accuracy"],
     )
     timer = qat_digits.StepTimer.make(tf_keras.callbacks.Callback)
-    qat.fit(x_train, y_train, epochs=FLAGS.qat_epochs, batch_size=FLAGS.batch_size, verbose=0, callbacks=[timer])
+    qat.fit(
+        x_train,
+        y_train,
+        epochs=FLAGS.qat_epochs,
+        batch_size=FLAGS.batch_size,
+        verbose=0,
+        callbacks=[timer],
+    )
     keras_logits = qat.predict(x_test, verbose=0)
-    result = qat_digits.evaluate_tflite(qat_digits.to_int8_tflite(tf, qat), keras_logits, x_test, y_test)
+    result = qat_digits.evaluate_tflite(
+        qat_digits.to_int8_tflite(tf, qat), keras_logits, x_test, y_test
+    )
     result["keras_accuracy"] = float(np.mean(keras_logits.argmax(1) == y_test))
     result["step_ms"] = 1000 * float(np.median(timer.times))
     with open(FLAGS.output, "w") as f:

@@ -14,7 +14,6 @@ import os
 import subprocess
 import sys
 import tempfile
-
 import warnings
 
 from absl import app, flags, logging
@@ -42,9 +41,9 @@ def _compile(keras, model, learning_rate):
 def _run_seed(seed, workdir):
     import keras
     import numpy as np
+    import qat_digits
     import tensorflow as tf
 
-    import qat_digits
     import tfcompress.quantization as tq
     from tfcompress.cli.digits import build_pooled_digits_cnn
 
@@ -60,18 +59,31 @@ def _run_seed(seed, workdir):
     qat = tq.quantize_model(model)
     _compile(keras, qat, FLAGS.qat_learning_rate)
     timer = qat_digits.StepTimer.make(keras.callbacks.Callback)
-    qat.fit(x_train, y_train, epochs=FLAGS.qat_epochs, batch_size=FLAGS.batch_size, verbose=0, callbacks=[timer])
+    qat.fit(
+        x_train,
+        y_train,
+        epochs=FLAGS.qat_epochs,
+        batch_size=FLAGS.batch_size,
+        verbose=0,
+        callbacks=[timer],
+    )
     keras_logits = qat.predict(x_test, verbose=0)
-    ours = qat_digits.evaluate_tflite(qat_digits.to_int8_tflite(tf, qat), keras_logits, x_test, y_test)
+    ours = qat_digits.evaluate_tflite(
+        qat_digits.to_int8_tflite(tf, qat), keras_logits, x_test, y_test
+    )
     ours["keras_accuracy"] = float(np.mean(keras_logits.argmax(1) == y_test))
     ours["step_ms"] = 1000 * float(np.median(timer.times))
 
     out_path = os.path.join(workdir, f"tfmot_{seed}.json")
     subprocess.run(
         [
-            sys.executable, os.path.join(_HERE, "qat_tfmot_worker.py"),
-            f"--weights={weights_path}", f"--output={out_path}", f"--seed={seed}",
-            f"--qat_epochs={FLAGS.qat_epochs}", f"--batch_size={FLAGS.batch_size}",
+            sys.executable,
+            os.path.join(_HERE, "qat_tfmot_worker.py"),
+            f"--weights={weights_path}",
+            f"--output={out_path}",
+            f"--seed={seed}",
+            f"--qat_epochs={FLAGS.qat_epochs}",
+            f"--batch_size={FLAGS.batch_size}",
             f"--learning_rate={FLAGS.qat_learning_rate}",
         ],
         check=True,
@@ -95,7 +107,9 @@ def _stat(values, scale=1.0):
 def _table(results):
     import numpy as np
 
-    print(f"\nDigits CNN, {len(results)} seeds, {FLAGS.qat_epochs} QAT epochs, int8 TFLite (int8 in/out)")
+    print(
+        f"\nDigits CNN, {len(results)} seeds, {FLAGS.qat_epochs} QAT epochs, int8 TFLite (int8 in/out)"
+    )
     header = f"{'':11s} {'float acc %':>15s} {'int8 acc %':>15s} {'agree %':>15s} {'size B':>8s} {'step ms':>15s}"
     print(header)
     float_acc = _stat([r["float_accuracy"] for r in results], 100)
@@ -106,10 +120,20 @@ def _table(results):
             f"{_stat([r['agreement'] for r in rows], 100):>15s} {int(np.mean([r['size_bytes'] for r in rows])):8d} "
             f"{_stat([r['step_ms'] for r in rows]):>15s}"
         )
-    ours = {k: np.mean([r["tfcompress"][k] for r in results]) for k in ("accuracy", "size_bytes", "step_ms")}
-    theirs = {k: np.mean([r["tfmot"][k] for r in results]) for k in ("accuracy", "size_bytes", "step_ms")}
+    ours = {
+        k: np.mean([r["tfcompress"][k] for r in results])
+        for k in ("accuracy", "size_bytes", "step_ms")
+    }
+    theirs = {
+        k: np.mean([r["tfmot"][k] for r in results]) for k in ("accuracy", "size_bytes", "step_ms")
+    }
     checks = [
-        ("accuracy diff (pts)", 100 * (ours["accuracy"] - theirs["accuracy"]), ">= -0.2", lambda v: v >= -0.2),
+        (
+            "accuracy diff (pts)",
+            100 * (ours["accuracy"] - theirs["accuracy"]),
+            ">= -0.2",
+            lambda v: v >= -0.2,
+        ),
         ("size ratio", ours["size_bytes"] / theirs["size_bytes"], "<= 1.05", lambda v: v <= 1.05),
         ("step-time ratio", ours["step_ms"] / theirs["step_ms"], "<= 1.2", lambda v: v <= 1.2),
     ]

@@ -33,15 +33,15 @@ fine-tuning.
 
 import warnings
 
-from absl import app
-from absl import flags
-from absl import logging
-
+from absl import app, flags, logging
 from common import accuracy, compile_cnn, format_table
 from distill_common import print_machine
+
 from tfcompress.cli.digits import build_plain_digits_cnn, load_digits
 
-_CRITERIA = flags.DEFINE_list("criteria", ["taylor", "obd", "magnitude", "random"], "Criteria to compare.")
+_CRITERIA = flags.DEFINE_list(
+    "criteria", ["taylor", "obd", "magnitude", "random"], "Criteria to compare."
+)
 _FILTERS = flags.DEFINE_float("filters", 0.5, "Fraction of filters (and hidden units) to remove.")
 _EPOCHS = flags.DEFINE_integer("epochs", 20, "Training epochs of the unpruned CNN.")
 _FINETUNE_EPOCHS = flags.DEFINE_integer("finetune_epochs", 5, "Fine-tuning epochs after pruning.")
@@ -65,6 +65,7 @@ def main(argv):
     compile_cnn(model, keras)
     model.fit(x_train, y_train, epochs=_EPOCHS.value, batch_size=32, verbose=0)
     base = accuracy(model, x_test, y_test)
+
     def batches():
         return ((x_train[i : i + 64], y_train[i : i + 64]) for i in range(0, 512, 64))
 
@@ -73,7 +74,10 @@ def main(argv):
     for criterion in _CRITERIA.value:
         keras.utils.set_random_seed(_SEED.value)
         pruned, report = tfcompress.sparsity.prune_structured(
-            model, filters=_FILTERS.value, criterion=criterion, representative_data=batches,
+            model,
+            filters=_FILTERS.value,
+            criterion=criterion,
+            representative_data=batches,
             return_report=True,
         )
         before = accuracy(pruned, x_test, y_test)
@@ -82,23 +86,71 @@ def main(argv):
         after = accuracy(pruned, x_test, y_test)
         exported[criterion] = tfcompress.export.to_tflite(pruned, target="float32").tflite_bytes
         widths = ", ".join(f"{r['path']} {r['before']}->{r['after']}" for r in report.rows)
-        print(f"[{criterion}] {widths}; accuracy {before:.4f} -> {after:.4f} after fine-tuning", flush=True)
-        rows.append([criterion, f"{before:.4f}", f"{after:.4f}", f"{100 * (base - after):+.2f}",
-                     f"{report.params_after:,}", f"{report.flops_after / 1e3:.1f}"])
+        print(
+            f"[{criterion}] {widths}; accuracy {before:.4f} -> {after:.4f} after fine-tuning",
+            flush=True,
+        )
+        rows.append(
+            [
+                criterion,
+                f"{before:.4f}",
+                f"{after:.4f}",
+                f"{100 * (base - after):+.2f}",
+                f"{report.params_after:,}",
+                f"{report.flops_after / 1e3:.1f}",
+            ]
+        )
     latency = tfcompress.evaluation.interleaved_latency(
-        exported, x_test[:1], rounds=10, runs=50, num_threads=_NUM_THREADS.value)
+        exported, x_test[:1], rounds=10, runs=50, num_threads=_NUM_THREADS.value
+    )
     ms = {name: latency[name].p50_ms for name in exported}
-    table = [["unpruned", "-", f"{base:.4f}", "0.00", f"{model.count_params():,}", "-",
-              f"{len(exported['unpruned']) / 1e3:.1f}", f"{ms['unpruned'] * 1e3:.0f}", "1.00x"]]
+    table = [
+        [
+            "unpruned",
+            "-",
+            f"{base:.4f}",
+            "0.00",
+            f"{model.count_params():,}",
+            "-",
+            f"{len(exported['unpruned']) / 1e3:.1f}",
+            f"{ms['unpruned'] * 1e3:.0f}",
+            "1.00x",
+        ]
+    ]
     for row in rows:
         name = row[0]
-        table.append(row + [f"{len(exported[name]) / 1e3:.1f}", f"{ms[name] * 1e3:.0f}", f"{ms[name] / ms['unpruned']:.2f}x"])
-    print(f"\nDigits CNN, {_FILTERS.value:.0%} of filters and hidden units removed, "
-          f"{_FINETUNE_EPOCHS.value} epochs of fine-tuning; LiteRT fp32 batch 1, {_NUM_THREADS.value} threads")
-    print(format_table(["criterion", "acc pruned", "acc tuned", "points lost", "params", "kFLOPs",
-                        "KB", "p50 us", "vs unpruned"], table))
+        table.append(
+            row
+            + [
+                f"{len(exported[name]) / 1e3:.1f}",
+                f"{ms[name] * 1e3:.0f}",
+                f"{ms[name] / ms['unpruned']:.2f}x",
+            ]
+        )
+    print(
+        f"\nDigits CNN, {_FILTERS.value:.0%} of filters and hidden units removed, "
+        f"{_FINETUNE_EPOCHS.value} epochs of fine-tuning; LiteRT fp32 batch 1, {_NUM_THREADS.value} threads"
+    )
+    print(
+        format_table(
+            [
+                "criterion",
+                "acc pruned",
+                "acc tuned",
+                "points lost",
+                "params",
+                "kFLOPs",
+                "KB",
+                "p50 us",
+                "vs unpruned",
+            ],
+            table,
+        )
+    )
     lost = max(100 * (base - float(r[2])) for r in rows)
-    print(f"[target] at most 1 point lost after fine-tuning: worst {lost:.2f} points -> {lost <= 1.0}")
+    print(
+        f"[target] at most 1 point lost after fine-tuning: worst {lost:.2f} points -> {lost <= 1.0}"
+    )
 
 
 if __name__ == "__main__":

@@ -47,23 +47,31 @@ import functools
 import time
 import warnings
 
-from absl import app
-from absl import flags
-from absl import logging
-
 import distill_minilm as dm
+from absl import app, flags, logging
 from common import format_table
 from distill_common import print_machine
 from minilm_common import embedding_agreement, model_path, sentences, tokenize
 
-_CRITERIA = flags.DEFINE_list("criteria", ["taylor", "obd", "magnitude", "random"], "Criteria to compare.")
+_CRITERIA = flags.DEFINE_list(
+    "criteria", ["taylor", "obd", "magnitude", "random"], "Criteria to compare."
+)
 _HEADS = flags.DEFINE_float("heads", 0.5, "Fraction of each block's heads to remove.")
 _FFN = flags.DEFINE_float("ffn", 0.5, "Fraction of each block's FFN channels to remove.")
-_STRUCTURED_STEPS = flags.DEFINE_integer("structured_steps", 300, "Distillation steps per pruned model (0: none).")
-_CALIBRATION_BATCHES = flags.DEFINE_integer("calibration_batches", 8, "Batches of 16 sentences for the gradients.")
+_STRUCTURED_STEPS = flags.DEFINE_integer(
+    "structured_steps", 300, "Distillation steps per pruned model (0: none)."
+)
+_CALIBRATION_BATCHES = flags.DEFINE_integer(
+    "calibration_batches", 8, "Batches of 16 sentences for the gradients."
+)
 _DISTILL_CRITERIA = flags.DEFINE_list(
-    "distill_criteria", None, "Criteria whose pruned model is distilled (default: all of --criteria).")
-_EXPORT_CRITERION = flags.DEFINE_string("export_criterion", "taylor", "Pruned model exported and timed.")
+    "distill_criteria",
+    None,
+    "Criteria whose pruned model is distilled (default: all of --criteria).",
+)
+_EXPORT_CRITERION = flags.DEFINE_string(
+    "export_criterion", "taylor", "Pruned model exported and timed."
+)
 
 
 def main(argv):
@@ -85,65 +93,125 @@ def main(argv):
     teacher = dm.pooled_model(keras, teacher_backbone)
     references = {name: dm.embed(teacher, data) for name, data in sets.items()}
     calibration = [encode(train[16 * i : 16 * (i + 1)]) for i in range(_CALIBRATION_BATCHES.value)]
-    print(f"[data] {len(train)} training, {len(held_out)} held-out sentences; {dm._SEQ_LEN.value} tokens; "
-          f"{len(calibration)} calibration batches", flush=True)
+    print(
+        f"[data] {len(train)} training, {len(held_out)} held-out sentences; {dm._SEQ_LEN.value} tokens; "
+        f"{len(calibration)} calibration batches",
+        flush=True,
+    )
 
     rows, pruned_models, report = [], {}, None
     for criterion in _CRITERIA.value:
         start = time.perf_counter()
         student, report = tfcompress.sparsity.prune_structured(
-            teacher_backbone, heads=_HEADS.value, ffn=_FFN.value, criterion=criterion,
-            representative_data=calibration, return_report=True,
+            teacher_backbone,
+            heads=_HEADS.value,
+            ffn=_FFN.value,
+            criterion=criterion,
+            representative_data=calibration,
+            return_report=True,
         )
         seconds = time.perf_counter() - start
         before = dm.evaluate(dm.pooled_model(keras, student), sets, references)
-        print(f"[{criterion}] pruned in {seconds:.0f} s; before: "
-              + "; ".join(f"{k} cos {m['cosine_mean']:.4f} NN {100 * m['nn_agreement']:.1f}%" for k, m in before.items()),
-              flush=True)
+        print(
+            f"[{criterion}] pruned in {seconds:.0f} s; before: "
+            + "; ".join(
+                f"{k} cos {m['cosine_mean']:.4f} NN {100 * m['nn_agreement']:.1f}%"
+                for k, m in before.items()
+            ),
+            flush=True,
+        )
         after = None
         if _STRUCTURED_STEPS.value and criterion in (_DISTILL_CRITERIA.value or _CRITERIA.value):
             start = time.perf_counter()
             dm.distill_ours(
-                keras, student, teacher_backbone, dm.batches(encode, train, _STRUCTURED_STEPS.value, 0),
-                _STRUCTURED_STEPS.value, dm._LEARNING_RATE.value,
+                keras,
+                student,
+                teacher_backbone,
+                dm.batches(encode, train, _STRUCTURED_STEPS.value, 0),
+                _STRUCTURED_STEPS.value,
+                dm._LEARNING_RATE.value,
             )
             after = dm.evaluate(dm.pooled_model(keras, student), sets, references)
-            print(f"[{criterion}] distilled {_STRUCTURED_STEPS.value} steps in {time.perf_counter() - start:.0f} s; after: "
-                  + "; ".join(f"{k} cos {m['cosine_mean']:.4f} NN {100 * m['nn_agreement']:.1f}%" for k, m in after.items()),
-                  flush=True)
+            print(
+                f"[{criterion}] distilled {_STRUCTURED_STEPS.value} steps in {time.perf_counter() - start:.0f} s; after: "
+                + "; ".join(
+                    f"{k} cos {m['cosine_mean']:.4f} NN {100 * m['nn_agreement']:.1f}%"
+                    for k, m in after.items()
+                ),
+                flush=True,
+            )
         pruned_models[criterion] = student
         row = [criterion]
         for result in (before, after):
             for name in sets:
-                row += ["-", "-"] if result is None else [
-                    f"{result[name]['cosine_mean']:.4f}", f"{100 * result[name]['nn_agreement']:.1f}%"]
+                row += (
+                    ["-", "-"]
+                    if result is None
+                    else [
+                        f"{result[name]['cosine_mean']:.4f}",
+                        f"{100 * result[name]['nn_agreement']:.1f}%",
+                    ]
+                )
         rows.append(row + [f"{report.params_after:,}", f"{report.flops_after / 1e6:.1f}"])
-    print(f"\nall-MiniLM-L6-v2, heads {_HEADS.value:.0%} and FFN {_FFN.value:.0%} removed per block; "
-          f"original {report.params_before:,} parameters, {report.flops_before / 1e6:.1f} MFLOPs per example; "
-          f"{_STRUCTURED_STEPS.value} distillation steps")
-    print(format_table(
-        ["criterion", "held cos", "held NN", "ood cos", "ood NN", "held cos (dist.)", "held NN (dist.)",
-         "ood cos (dist.)", "ood NN (dist.)", "params", "MFLOPs"], rows))
+    print(
+        f"\nall-MiniLM-L6-v2, heads {_HEADS.value:.0%} and FFN {_FFN.value:.0%} removed per block; "
+        f"original {report.params_before:,} parameters, {report.flops_before / 1e6:.1f} MFLOPs per example; "
+        f"{_STRUCTURED_STEPS.value} distillation steps"
+    )
+    print(
+        format_table(
+            [
+                "criterion",
+                "held cos",
+                "held NN",
+                "ood cos",
+                "ood NN",
+                "held cos (dist.)",
+                "held NN (dist.)",
+                "ood cos (dist.)",
+                "ood NN (dist.)",
+                "params",
+                "MFLOPs",
+            ],
+            rows,
+        )
+    )
     print("\n[report of the last criterion]\n" + str(report))
 
     sample = {n: sets["held-out"][n][:8] for n in dm._INPUTS}
     exported = {}
-    for name, backbone in (("original fp32", teacher_backbone),
-                           (f"pruned {_EXPORT_CRITERION.value} fp32", pruned_models.get(_EXPORT_CRITERION.value))):
+    for name, backbone in (
+        ("original fp32", teacher_backbone),
+        (f"pruned {_EXPORT_CRITERION.value} fp32", pruned_models.get(_EXPORT_CRITERION.value)),
+    ):
         if backbone is None:
             continue
-        result = tfcompress.export.to_tflite(dm.pooled_model(keras, backbone), target="float32", sample=sample, batch_size=1)
+        result = tfcompress.export.to_tflite(
+            dm.pooled_model(keras, backbone), target="float32", sample=sample, batch_size=1
+        )
         exported[name] = result.tflite_bytes
     latency = tfcompress.evaluation.interleaved_latency(
-        exported, {n: sets["held-out"][n][:1] for n in dm._INPUTS},
-        rounds=dm._LATENCY_ROUNDS.value, runs=dm._LATENCY_RUNS.value, num_threads=dm._NUM_THREADS.value,
+        exported,
+        {n: sets["held-out"][n][:1] for n in dm._INPUTS},
+        rounds=dm._LATENCY_ROUNDS.value,
+        runs=dm._LATENCY_RUNS.value,
+        num_threads=dm._NUM_THREADS.value,
     )
     base = latency["original fp32"].p50_ms
     table = []
     for name, content in exported.items():
-        lite = embedding_agreement(references["held-out"], dm.litert_embeddings(content, sets["held-out"]))
-        table.append([name, f"{lite['cosine_mean']:.4f}", f"{len(content) / 1e6:.1f}",
-                      f"{latency[name].p50_ms:.2f}", f"{latency[name].p50_ms / base:.2f}x"])
+        lite = embedding_agreement(
+            references["held-out"], dm.litert_embeddings(content, sets["held-out"])
+        )
+        table.append(
+            [
+                name,
+                f"{lite['cosine_mean']:.4f}",
+                f"{len(content) / 1e6:.1f}",
+                f"{latency[name].p50_ms:.2f}",
+                f"{latency[name].p50_ms / base:.2f}x",
+            ]
+        )
     print(f"\nLiteRT fp32, batch 1, {dm._SEQ_LEN.value} tokens, {dm._NUM_THREADS.value} threads")
     print(format_table(["model", "held cos (LiteRT)", "MB", "p50 ms", "vs original"], table))
 

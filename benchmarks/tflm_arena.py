@@ -14,8 +14,7 @@ Needs `pip install tfcompress[micro]`.
     python benchmarks/tflm_arena.py --epochs=3
 """
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
 _EPOCHS = flags.DEFINE_integer("epochs", 3, "Training epochs per model.", lower_bound=1)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the split and the weights.")
@@ -30,7 +29,12 @@ def _builders():
 
     def dense():
         return keras.Sequential(
-            [keras.Input((8, 8, 1)), layers.Flatten(), layers.Dense(64, activation="relu"), layers.Dense(10)]
+            [
+                keras.Input((8, 8, 1)),
+                layers.Flatten(),
+                layers.Dense(64, activation="relu"),
+                layers.Dense(10),
+            ]
         )
 
     def depthwise():
@@ -57,7 +61,12 @@ def _builders():
             ]
         )
 
-    return {"demo_cnn": digits.build_digits_cnn, "dense": dense, "depthwise": depthwise, "conv1d": conv1d}
+    return {
+        "demo_cnn": digits.build_digits_cnn,
+        "dense": dense,
+        "depthwise": depthwise,
+        "conv1d": conv1d,
+    }
 
 
 def main(argv):

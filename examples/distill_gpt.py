@@ -19,8 +19,7 @@ Usage:
 import math
 import os
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
 _TEACHER_PATH = flags.DEFINE_string(
     "teacher_path",
@@ -28,10 +27,14 @@ _TEACHER_PATH = flags.DEFINE_string(
     "A trained GPT2CausalLM `.keras` file mapping bytes to logits; if unset, "
     "a teacher is trained first and saved in --output_dir.",
 )
-_TEACHER_LAYERS = flags.DEFINE_integer("teacher_layers", 4, "Blocks of a trained teacher.", lower_bound=2)
+_TEACHER_LAYERS = flags.DEFINE_integer(
+    "teacher_layers", 4, "Blocks of a trained teacher.", lower_bound=2
+)
 _HIDDEN = flags.DEFINE_integer("hidden_dim", 128, "Width of a trained teacher.")
 _NUM_HEADS = flags.DEFINE_integer("num_heads", 4, "Attention heads of a trained teacher.")
-_TEACHER_STEPS = flags.DEFINE_integer("teacher_steps", 1000, "Training steps of a trained teacher.", lower_bound=1)
+_TEACHER_STEPS = flags.DEFINE_integer(
+    "teacher_steps", 1000, "Training steps of a trained teacher.", lower_bound=1
+)
 _STUDENT_LAYERS = flags.DEFINE_list(
     "student_layers",
     None,
@@ -62,8 +65,9 @@ _OUTPUT_DIR = flags.DEFINE_string(
 
 def load_bytes():
     """`(train, validation)`: pydoc_data.topics as bytes, a contiguous 90/10 split."""
-    import numpy as np
     from pydoc_data import topics
+
+    import numpy as np
 
     text = "\n\n".join(topics.topics[key] for key in sorted(topics.topics))
     data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
@@ -123,8 +127,7 @@ def main(argv):
     import keras
     import keras_hub
 
-    from tfcompress.distillation import Distiller
-    from tfcompress.distillation import make_student
+    from tfcompress.distillation import Distiller, make_student
 
     keras.utils.set_random_seed(_SEED.value)
     os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
@@ -140,7 +143,9 @@ def main(argv):
         teacher.save(teacher_path)
         print(f"[teacher] trained {_TEACHER_STEPS.value} steps, saved {teacher_path}")
     teacher_ppl = validation_perplexity(teacher, val)
-    print(f"[teacher] {teacher.count_params():,} parameters, validation perplexity {teacher_ppl:.3f}")
+    print(
+        f"[teacher] {teacher.count_params():,} parameters, validation perplexity {teacher_ppl:.3f}"
+    )
 
     total = len(teacher.backbone.transformer_layers)
     if _STUDENT_LAYERS.value:
@@ -150,14 +155,20 @@ def main(argv):
         student = make_student(teacher, num_layers=max(1, total // 2))
         chosen = [(i + 1) * total // max(1, total // 2) - 1 for i in range(max(1, total // 2))]
     cut_ppl = validation_perplexity(student, val)
-    print(f"[student] teacher blocks {chosen}: {student.count_params():,} parameters, "
-          f"validation perplexity {cut_ppl:.3f} before distillation")
+    print(
+        f"[student] teacher blocks {chosen}: {student.count_params():,} parameters, "
+        f"validation perplexity {cut_ppl:.3f} before distillation"
+    )
 
     feature_losses = None
     if _FEATURE_LOSS.value:
         feature_losses = [
-            (f"gpt2_backbone/transformer_layer_{t}", f"gpt2_backbone/transformer_layer_{s}",
-             _FEATURE_LOSS.value, _FEATURE_WEIGHT.value)
+            (
+                f"gpt2_backbone/transformer_layer_{t}",
+                f"gpt2_backbone/transformer_layer_{s}",
+                _FEATURE_LOSS.value,
+                _FEATURE_WEIGHT.value,
+            )
             for s, t in enumerate(chosen)
         ]
     distiller = Distiller(student, teacher)

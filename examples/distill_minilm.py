@@ -19,8 +19,7 @@ Usage:
 
 import os
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
 _LAYERS = flags.DEFINE_list("layers", ["1", "3", "5"], "Teacher blocks the student starts from.")
 _STEPS = flags.DEFINE_integer("steps", 300, "Distillation steps.", lower_bound=1)
@@ -31,7 +30,8 @@ _HIDDEN_WEIGHT = flags.DEFINE_float(
     "hidden_weight", 0.1, "Weight of each hidden-state MSE (the pooled cosine has weight 1)."
 )
 _RELATION_WEIGHT = flags.DEFINE_float(
-    "relation_weight", 0.0,
+    "relation_weight",
+    0.0,
     "Weight of MiniLMv2's query/key/value attention-relation KL per block pair (0: off).",
     lower_bound=0.0,
 )
@@ -49,13 +49,14 @@ _INPUTS = ("padding_mask", "segment_ids", "token_ids")
 def pydoc_sentences():
     """English sentences from pydoc_data.topics, in a fixed order, no repeats."""
     import re
-
     from pydoc_data import topics
 
     found = []
     for key in sorted(topics.topics):
         text = re.sub(r"\s+", " ", topics.topics[key])
-        found += [s for s in re.split(r"(?<=[.!?])\s+", text) if 40 <= len(s) <= 300 and s[0].isupper()]
+        found += [
+            s for s in re.split(r"(?<=[.!?])\s+", text) if 40 <= len(s) <= 300 and s[0].isupper()
+        ]
     return list(dict.fromkeys(found))
 
 
@@ -90,8 +91,7 @@ def main(argv):
     import numpy as np
 
     import tfcompress
-    from tfcompress.distillation import Distiller
-    from tfcompress.distillation import make_student
+    from tfcompress.distillation import Distiller, make_student
 
     keras.utils.set_random_seed(_SEED.value)
     os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
@@ -107,8 +107,11 @@ def main(argv):
 
     def encode(texts):
         ids = np.asarray(packer(tokenizer(texts))[0], "int32")
-        return {"padding_mask": (ids != tokenizer.pad_token_id).astype("int32"),
-                "segment_ids": np.zeros_like(ids), "token_ids": ids}
+        return {
+            "padding_mask": (ids != tokenizer.pad_token_id).astype("int32"),
+            "segment_ids": np.zeros_like(ids),
+            "token_ids": ids,
+        }
 
     sentences = pydoc_sentences()
     held_out, train = sentences[: _EVAL_SENTENCES.value], sentences[_EVAL_SENTENCES.value :]
@@ -121,13 +124,19 @@ def main(argv):
     student_backbone = make_student(teacher_backbone, layers=layers)
     student = pooled_model(keras, student_backbone)
     before = mean_cosine(reference, student.predict(eval_data, batch_size=64, verbose=0))
-    print(f"[student] teacher blocks {layers}: {student_backbone.count_params():,} parameters "
-          f"(teacher {teacher_backbone.count_params():,}); held-out cosine {before:.4f} before distillation")
+    print(
+        f"[student] teacher blocks {layers}: {student_backbone.count_params():,} parameters "
+        f"(teacher {teacher_backbone.count_params():,}); held-out cosine {before:.4f} before distillation"
+    )
 
     count = len(layers)
     pairs = [
-        (f"bert_backbone/transformer_layer_{(j + 1) * 6 // count - 1}",
-         f"bert_backbone/transformer_layer_{j}", "mse", _HIDDEN_WEIGHT.value)
+        (
+            f"bert_backbone/transformer_layer_{(j + 1) * 6 // count - 1}",
+            f"bert_backbone/transformer_layer_{j}",
+            "mse",
+            _HIDDEN_WEIGHT.value,
+        )
         for j in range(count)
     ]
     if _RELATION_WEIGHT.value:
@@ -141,7 +150,11 @@ def main(argv):
     rng = np.random.default_rng(_SEED.value)
     order = rng.choice(len(train), _STEPS.value * _BATCH_SIZE.value)
     history = distiller.fit(
-        encode([train[i] for i in order]), batch_size=_BATCH_SIZE.value, epochs=1, shuffle=False, verbose=0
+        encode([train[i] for i in order]),
+        batch_size=_BATCH_SIZE.value,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
     )
     logs = {k: round(float(v[-1]), 4) for k, v in history.history.items()}
     print(f"[distil] {_STEPS.value} steps; last losses {logs}")

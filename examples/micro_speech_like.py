@@ -26,9 +26,8 @@ Usage:
 import math
 import os
 
-from absl import app
-from absl import flags
 import numpy as np
+from absl import app, flags
 
 KEYWORDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
 LABELS = ("_silence_", "_unknown_") + KEYWORDS
@@ -44,25 +43,43 @@ MLPERF_KWS_MODEL = 53 * 1024
 MICRO_SPEECH_MODEL = 20 * 1024
 MICRO_SPEECH_RAM = 10 * 1024
 
-_CLIPS = flags.DEFINE_integer("clips_per_label", 150, "Synthetic clips per label (12 labels).", lower_bound=4)
-_FILTERS = flags.DEFINE_integer("filters", 64, "Channels of every convolution (MLPerf Tiny's DS-CNN: 64).", lower_bound=1)
-_BLOCKS = flags.DEFINE_integer("blocks", 4, "Depthwise-separable blocks (MLPerf Tiny's DS-CNN: 4).", lower_bound=0)
+_CLIPS = flags.DEFINE_integer(
+    "clips_per_label", 150, "Synthetic clips per label (12 labels).", lower_bound=4
+)
+_FILTERS = flags.DEFINE_integer(
+    "filters", 64, "Channels of every convolution (MLPerf Tiny's DS-CNN: 64).", lower_bound=1
+)
+_BLOCKS = flags.DEFINE_integer(
+    "blocks", 4, "Depthwise-separable blocks (MLPerf Tiny's DS-CNN: 4).", lower_bound=0
+)
 _FLOAT_EPOCHS = flags.DEFINE_integer("float_epochs", 15, "Float training epochs.", lower_bound=1)
-_PRUNE_EPOCHS = flags.DEFINE_integer("prune_epochs", 4, "Pruning epochs (the sparsity ramps over them).", lower_bound=1)
-_QAT_EPOCHS = flags.DEFINE_integer("qat_epochs", 3, "Quantization-aware training epochs.", lower_bound=1)
-_TARGET_SPARSITY = flags.DEFINE_float("target_sparsity", 0.5, "Final fraction of zero weights, in [0, 1).")
+_PRUNE_EPOCHS = flags.DEFINE_integer(
+    "prune_epochs", 4, "Pruning epochs (the sparsity ramps over them).", lower_bound=1
+)
+_QAT_EPOCHS = flags.DEFINE_integer(
+    "qat_epochs", 3, "Quantization-aware training epochs.", lower_bound=1
+)
+_TARGET_SPARSITY = flags.DEFINE_float(
+    "target_sparsity", 0.5, "Final fraction of zero weights, in [0, 1)."
+)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Training batch size.", lower_bound=1)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the audio, the split and the training.")
-_VERBOSE = flags.DEFINE_integer("verbose", 0, "Keras fit verbosity: 0 silent, 1 progress bars, 2 a line per epoch.")
+_VERBOSE = flags.DEFINE_integer(
+    "verbose", 0, "Keras fit verbosity: 0 silent, 1 progress bars, 2 a line per epoch."
+)
 _OUTPUT_DIR = flags.DEFINE_string(
-    "output_dir", os.path.join(".", "tfcompress_out", "micro_speech_like"),
+    "output_dir",
+    os.path.join(".", "tfcompress_out", "micro_speech_like"),
     "Directory for the stage models, the .tflite file and the C array.",
 )
 
 
 def _tone_pairs(rng, syllables):
     """`[(first formant Hz, second formant Hz, seconds)]` for one word."""
-    return [(rng.uniform(250, 900), rng.uniform(1000, 3200), rng.uniform(0.08, 0.22)) for _ in range(syllables)]
+    return [
+        (rng.uniform(250, 900), rng.uniform(1000, 3200), rng.uniform(0.08, 0.22))
+        for _ in range(syllables)
+    ]
 
 
 def _clip(rng, word):
@@ -89,6 +106,7 @@ def _clip(rng, word):
 
 def _mel_filters():
     """`(FFT // 2 + 1, MEL_BANDS)` triangular filters from 20 Hz to 4 kHz."""
+
     def mel(hz):
         return 2595.0 * np.log10(1.0 + hz / 700.0)
 
@@ -123,7 +141,9 @@ def mfcc(audio, filters, dct):
 def make_dataset(clips_per_label, seed):
     """`(x_train, y_train, x_test, y_test)`: standardized MFCCs `(n, 49, 10, 1)`, labels."""
     rng = np.random.default_rng(seed)
-    words = [_tone_pairs(np.random.default_rng(seed * 1000 + i), 2 + i % 3) for i in range(len(KEYWORDS))]
+    words = [
+        _tone_pairs(np.random.default_rng(seed * 1000 + i), 2 + i % 3) for i in range(len(KEYWORDS))
+    ]
     filters, dct = _mel_filters(), _dct_matrix()
     features, labels = [], []
     for label in range(len(LABELS)):
@@ -198,7 +218,9 @@ def _stage(path, train):
 
 def _budget(value, budget, what):
     verdict = "within" if value <= budget else "OVER"
-    return f"{value / 1024:7.1f} KB vs {what} {budget / 1024:.0f} KB: {verdict} ({value / budget:.0%})"
+    return (
+        f"{value / 1024:7.1f} KB vs {what} {budget / 1024:.0f} KB: {verdict} ({value / budget:.0%})"
+    )
 
 
 def main(argv):
@@ -229,54 +251,91 @@ def main(argv):
         model.fit(x_train, y_train, epochs=_FLOAT_EPOCHS.value, **fit)
         return model
 
-    print(f"[float] DS-CNN, {_FILTERS.value} filters, {_BLOCKS.value} blocks, {_FLOAT_EPOCHS.value} epochs", flush=True)
+    print(
+        f"[float] DS-CNN, {_FILTERS.value} filters, {_BLOCKS.value} blocks, {_FLOAT_EPOCHS.value} epochs",
+        flush=True,
+    )
     float_model = _stage(os.path.join(out, "float.keras"), train_float)
     float_accuracy = float_model.evaluate(x_test, y_test, verbose=0)[1]
-    print(f"[float] {float_model.count_params():,} parameters, test accuracy {float_accuracy:.3f}", flush=True)
+    print(
+        f"[float] {float_model.count_params():,} parameters, test accuracy {float_accuracy:.3f}",
+        flush=True,
+    )
 
     def train_pruned():
         steps = _PRUNE_EPOCHS.value * math.ceil(len(x_train) / _BATCH_SIZE.value)
         schedule = sparsity.PolynomialDecay(
-            0.0, _TARGET_SPARSITY.value, begin_step=0, end_step=max(steps - 1, 1), frequency=max(1, steps // 20)
+            0.0,
+            _TARGET_SPARSITY.value,
+            begin_step=0,
+            end_step=max(steps - 1, 1),
+            frequency=max(1, steps // 20),
         )
         pruned = _compile(sparsity.prune_low_magnitude(float_model, schedule))
         pruned.fit(
-            x_train, y_train, epochs=_PRUNE_EPOCHS.value, callbacks=[sparsity.UpdatePruningStep()], **fit
+            x_train,
+            y_train,
+            epochs=_PRUNE_EPOCHS.value,
+            callbacks=[sparsity.UpdatePruningStep()],
+            **fit,
         )
         return _compile(sparsity.strip_pruning(pruned))
 
-    print(f"[prune] to {_TARGET_SPARSITY.value:.0%} sparsity, {_PRUNE_EPOCHS.value} epochs", flush=True)
+    print(
+        f"[prune] to {_TARGET_SPARSITY.value:.0%} sparsity, {_PRUNE_EPOCHS.value} epochs",
+        flush=True,
+    )
     pruned = _stage(os.path.join(out, "pruned.keras"), train_pruned)
     report = sparsity.sparsity_report(pruned)
-    print(f"[prune] overall sparsity {report.overall_sparsity:.3f}, test accuracy "
-          f"{pruned.evaluate(x_test, y_test, verbose=0)[1]:.3f}", flush=True)
+    print(
+        f"[prune] overall sparsity {report.overall_sparsity:.3f}, test accuracy "
+        f"{pruned.evaluate(x_test, y_test, verbose=0)[1]:.3f}",
+        flush=True,
+    )
 
     def train_qat():
         qat = _compile(quantization.quantize_model(pruned, preserve_sparsity=True))
         qat.fit(x_train, y_train, epochs=_QAT_EPOCHS.value, **fit)
         return qat
 
-    print(f"[qat] quantization-aware training, sparsity kept, {_QAT_EPOCHS.value} epochs", flush=True)
+    print(
+        f"[qat] quantization-aware training, sparsity kept, {_QAT_EPOCHS.value} epochs", flush=True
+    )
     qat = _stage(os.path.join(out, "qat.keras"), train_qat)
     qat_accuracy = qat.evaluate(x_test, y_test, verbose=0)[1]
     print(f"[qat] test accuracy {qat_accuracy:.3f}", flush=True)
 
     tflite_path = os.path.join(out, "kws_int8.tflite")
     exported = export.to_tflite(qat, "int8", int8_io=True, path=tflite_path, sample=x_test[:32])
-    print(f"[tflite] {tflite_path}: {exported.size_bytes:,} bytes, ops {sorted(set(exported.ops))}", flush=True)
+    print(
+        f"[tflite] {tflite_path}: {exported.size_bytes:,} bytes, ops {sorted(set(exported.ops))}",
+        flush=True,
+    )
 
     arrays = export.to_c_array(
-        tflite_path, name="kws_model", path=out, sample=x_test, reference=qat.predict(x_test, verbose=0)
+        tflite_path,
+        name="kws_model",
+        path=out,
+        sample=x_test,
+        reference=qat.predict(x_test, verbose=0),
     )
     print(f"[c_array] {arrays.header_path}, {arrays.source_path}")
     for line in arrays.report_lines():
         print(f"[c_array] {line}")
 
     measured = "measured in TFLM" if arrays.tflm is not None else "estimated"
-    print(f"[budget] flash {_budget(arrays.flash_bytes, MLPERF_TINY_MAX_MODEL, 'MLPerf Tiny model limit')}")
-    print(f"[budget] flash {_budget(arrays.flash_bytes, MLPERF_KWS_MODEL, 'MLPerf Tiny KWS DS-CNN')}")
-    print(f"[budget] flash {_budget(arrays.flash_bytes, MICRO_SPEECH_MODEL, 'TFLM micro_speech model')}")
-    print(f"[budget] arena ({measured}) {_budget(arrays.arena_bytes, MICRO_SPEECH_RAM, 'TFLM micro_speech RAM')}")
+    print(
+        f"[budget] flash {_budget(arrays.flash_bytes, MLPERF_TINY_MAX_MODEL, 'MLPerf Tiny model limit')}"
+    )
+    print(
+        f"[budget] flash {_budget(arrays.flash_bytes, MLPERF_KWS_MODEL, 'MLPerf Tiny KWS DS-CNN')}"
+    )
+    print(
+        f"[budget] flash {_budget(arrays.flash_bytes, MICRO_SPEECH_MODEL, 'TFLM micro_speech model')}"
+    )
+    print(
+        f"[budget] arena ({measured}) {_budget(arrays.arena_bytes, MICRO_SPEECH_RAM, 'TFLM micro_speech RAM')}"
+    )
     print(
         f"[done] test accuracy float {float_accuracy:.3f}, int8 QAT {qat_accuracy:.3f}; "
         f"flash {arrays.flash_bytes:,} bytes, arena {arrays.arena_bytes:,} bytes ({measured})"

@@ -18,8 +18,7 @@ import gzip
 import math
 import os
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
 from tfcompress.cli.digits import build_plain_digits_cnn, load_digits
 
@@ -30,7 +29,9 @@ _FLOAT_EPOCHS = flags.DEFINE_integer(
     "float_epochs", 10, "Epochs of float training before pruning.", lower_bound=1
 )
 _PRUNE_EPOCHS = flags.DEFINE_integer(
-    "prune_epochs", 4, "Epochs over which the sparsity ramps up to the target.",
+    "prune_epochs",
+    4,
+    "Epochs over which the sparsity ramps up to the target.",
     lower_bound=1,
 )
 # At 80% the first convolution keeps 29 of its 144 weights: the model needs
@@ -45,9 +46,7 @@ _RECOVER_EPOCHS = flags.DEFINE_integer(
 )
 # A mask update every 10 steps (4 an epoch) raises the sparsity in steps the
 # model follows; every 100 steps it jumped by a third of the weights at once.
-_FREQUENCY = flags.DEFINE_integer(
-    "frequency", 10, "Steps between mask updates.", lower_bound=1
-)
+_FREQUENCY = flags.DEFINE_integer("frequency", 10, "Steps between mask updates.", lower_bound=1)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Training batch size.")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the split, order and weights.")
@@ -111,9 +110,7 @@ def main(argv):
     epochs = _PRUNE_EPOCHS.value + _RECOVER_EPOCHS.value
     # Steps count from 0: without recovery epochs the last step, where the
     # schedule's final update must happen, is `steps * epochs - 1`.
-    end_step = min(
-        steps_per_epoch * _PRUNE_EPOCHS.value, steps_per_epoch * epochs - 1
-    )
+    end_step = min(steps_per_epoch * _PRUNE_EPOCHS.value, steps_per_epoch * epochs - 1)
     schedule = sparsity.PolynomialDecay(
         initial_sparsity=0.0,
         final_sparsity=_TARGET_SPARSITY.value,
@@ -143,10 +140,7 @@ def main(argv):
 
     compile_model(stripped, keras)
     pruned_accuracy = stripped.evaluate(x_test, y_test, verbose=0)[1]
-    print(
-        f"[evaluate] test accuracy {pruned_accuracy:.4f} "
-        f"(float {float_accuracy:.4f})"
-    )
+    print(f"[evaluate] test accuracy {pruned_accuracy:.4f} (float {float_accuracy:.4f})")
 
     float_gzip = export_tflite(model, os.path.join(out_dir, "float.tflite"))
     pruned_path = os.path.join(out_dir, "pruned.tflite")

@@ -43,7 +43,19 @@ def test_public_subpackages():
 
 
 # Every subpackage a user may import on its own.
-_SUBPACKAGES = ("core", "sparsity", "quantization", "export", "runtime", "evaluation", "saving", "distillation", "low_rank", "models", "cli")
+_SUBPACKAGES = (
+    "core",
+    "sparsity",
+    "quantization",
+    "export",
+    "runtime",
+    "evaluation",
+    "saving",
+    "distillation",
+    "low_rank",
+    "models",
+    "cli",
+)
 _LIBRARY_VARIABLES = ("TF_", "TFCOMPRESS_", "KERAS_", "XLA_", "CUDA_", "OMP_", "ABSL_")
 
 _SUBPACKAGE_PROBE = """
@@ -95,13 +107,16 @@ def import_changes():
     TensorFlow and Keras are imported first, so only what tfcompress itself
     changes is reported, for the first subpackage that changes it.
     """
-    import importlib.util
 
     # Without the variables tfcompress could plausibly set, so one this test
     # process already holds (a test ran code that set it) cannot hide a change.
     env = {k: v for k, v in os.environ.items() if not k.startswith(_LIBRARY_VARIABLES)}
     out = subprocess.run(
-        [sys.executable, "-c", _SUBPACKAGE_PROBE, *_SUBPACKAGES], capture_output=True, text=True, check=True, env=env
+        [sys.executable, "-c", _SUBPACKAGE_PROBE, *_SUBPACKAGES],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
     ).stdout
     changes = json.loads(out.strip().splitlines()[-1])
     assert list(changes) == list(_SUBPACKAGES)

@@ -194,18 +194,14 @@ CASES = {
         )
     ),
     "tfcompress>Llama3Backbone": Case(model=_llama),
-    "tfcompress>Llama3Tokenizer": Case(
-        _tokenizer, lambda: (_tokenizer(), ["ab a b", "ba</s>"])
-    ),
+    "tfcompress>Llama3Tokenizer": Case(_tokenizer, lambda: (_tokenizer(), ["ab a b", "ba</s>"])),
     "tfcompress>LowRankDense": Case(model=_low_rank_dense),
     "tfcompress>LowRankEinsumDense": Case(model=_low_rank_einsum),
     "tfcompress>MovingAverageQuantizer": Case(
         lambda: quantization.MovingAverageQuantizer(num_bits=7, symmetric=True, ema_decay=0.9)
     ),
     "tfcompress>PolynomialDecay": Case(
-        lambda: sparsity.PolynomialDecay(
-            0.1, 0.8, begin_step=2, end_step=40, power=2, frequency=5
-        )
+        lambda: sparsity.PolynomialDecay(0.1, 0.8, begin_step=2, end_step=40, power=2, frequency=5)
     ),
     "tfcompress>PruneLowMagnitude": Case(model=_pruned),
     "tfcompress>QuantizeAnnotate": Case(model=_annotated),

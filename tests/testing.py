@@ -264,7 +264,5 @@ def run_python(code, timeout=300):
         env=env,
     )
     if result.returncode != 0:
-        raise AssertionError(
-            f"subprocess failed ({result.returncode}):\n{result.stderr[-4000:]}"
-        )
+        raise AssertionError(f"subprocess failed ({result.returncode}):\n{result.stderr[-4000:]}")
     return result.stdout

@@ -11,8 +11,7 @@ import pytest
 
 from tests.runtime import toy_generator
 from tfcompress.cli import chat_command
-from tfcompress.runtime import Generator
-from tfcompress.runtime import Sampler
+from tfcompress.runtime import Generator, Sampler
 
 STATS = re.compile(
     r"\[prefill (\d+) tok at [\d.]+ tok/s \((\d+) reused\), decode (\d+) tok at [\d.]+ tok/s, "
@@ -30,25 +29,44 @@ def toy(tmp_path_factory):
 def _chat(*args, stdin=None):
     return subprocess.run(
         [sys.executable, "-m", "tfcompress", "chat", *args],
-        input=stdin, capture_output=True, text=True, timeout=300,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
 def test_prompt_streams_the_greedy_answer_then_one_stats_line(toy):
-    result = _chat(toy, "--prompt=hello world", "--system=be brief", "--temperature=0", "--max_new_tokens=6")
+    result = _chat(
+        toy, "--prompt=hello world", "--system=be brief", "--temperature=0", "--max_new_tokens=6"
+    )
     assert result.returncode == 0, result.stderr
-    messages = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hello world"}]
+    messages = [
+        {"role": "system", "content": "be brief"},
+        {"role": "user", "content": "hello world"},
+    ]
     expected = Generator(toy).chat(messages, max_new_tokens=6, sampler=Sampler(0.0))
     text, stats, _ = result.stdout.rsplit("\n", 2)
     assert text == expected.text
     prefill, reused, decode, reason = STATS.fullmatch(stats).groups()
-    assert (int(prefill), int(reused), reason) == (expected.prompt_tokens, 0, expected.finish_reason)
+    assert (int(prefill), int(reused), reason) == (
+        expected.prompt_tokens,
+        0,
+        expected.finish_reason,
+    )
     assert "INFO" not in result.stderr
 
 
 def test_same_seed_same_answer(toy):
     answers = [
-        _chat(toy, "--prompt=hello", "--temperature=1.0", "--top_k=0", f"--seed={seed}", "--max_new_tokens=10").stdout.rsplit("\n", 2)[0]
+        _chat(
+            toy,
+            "--prompt=hello",
+            "--temperature=1.0",
+            "--top_k=0",
+            f"--seed={seed}",
+            "--max_new_tokens=10",
+        ).stdout.rsplit("\n", 2)[0]
         for seed in (3, 3, 4)
     ]
     assert answers[0] == answers[1]
@@ -56,9 +74,18 @@ def test_same_seed_same_answer(toy):
 
 
 def test_interactive_reuses_the_cache_and_reset_and_stats(toy):
-    result = _chat(toy, "--temperature=0", "--max_new_tokens=4", stdin="hello\nworld\n/stats\n/reset\n/stats\n/nope\n")
+    result = _chat(
+        toy,
+        "--temperature=0",
+        "--max_new_tokens=4",
+        stdin="hello\nworld\n/stats\n/reset\n/stats\n/nope\n",
+    )
     assert result.returncode == 0, result.stderr
-    turns = [STATS.fullmatch(line).groups() for line in result.stdout.splitlines() if line.startswith("[prefill")]
+    turns = [
+        STATS.fullmatch(line).groups()
+        for line in result.stdout.splitlines()
+        if line.startswith("[prefill")
+    ]
     assert len(turns) == 2
     assert int(turns[0][1]) == 0 and int(turns[1][1]) > 0
     assert "2 turn(s) in this conversation" in result.stdout
@@ -99,7 +126,9 @@ def test_bundled_model_is_built_once_into_the_cache(tmp_path, monkeypatch):
     built = []
     monkeypatch.setenv("TFCOMPRESS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(models, "smollm2_path", lambda: "smollm2.gguf")
-    monkeypatch.setattr(models, "from_gguf", lambda path: built.append(path) or _tiny_causal_lm.tiny_llama3())
+    monkeypatch.setattr(
+        models, "from_gguf", lambda path: built.append(path) or _tiny_causal_lm.tiny_llama3()
+    )
     lines = []
     path = chat_command.bundled_model("float32", 160, log=lines.append)
     assert path == str(tmp_path / "cache" / "smollm2-135m-instruct-float32-160.tflite")

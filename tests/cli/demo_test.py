@@ -11,30 +11,47 @@ import zipfile
 import h5py
 import pytest
 
-
 # INFO lines of TensorFlow's SavedModel writer and of the TFLite converter.
 _NOISE = ("Using new converter", "Assets written to", "Sharding callback duration")
 
 
 def _tfcompress(*args, timeout=600):
     # As a user runs it: the command itself must quiet TensorFlow.
-    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "TFCOMPRESS_TRACEBACK")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("TF_CPP_MIN_LOG_LEVEL", "TFCOMPRESS_TRACEBACK")
+    }
     return subprocess.run(
         [sys.executable, "-m", "tfcompress", *args],
-        capture_output=True, text=True, timeout=timeout, env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
     )
 
 
 def _noise(result):
-    return [line for line in (result.stdout + result.stderr).splitlines() if any(n in line for n in _NOISE)]
+    return [
+        line
+        for line in (result.stdout + result.stderr).splitlines()
+        if any(n in line for n in _NOISE)
+    ]
 
 
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("demo")
     result = _tfcompress(
-        "demo", f"--output_dir={out}", "--epochs=4", "--prune_epochs=1", "--recover_epochs=1",
-        "--qat_epochs=1", "--bench_rounds=3", "--bench_runs=5", "--verbose=0",
+        "demo",
+        f"--output_dir={out}",
+        "--epochs=4",
+        "--prune_epochs=1",
+        "--recover_epochs=1",
+        "--qat_epochs=1",
+        "--bench_rounds=3",
+        "--bench_runs=5",
+        "--verbose=0",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return out, result
@@ -45,7 +62,13 @@ def test_demo_prints_every_stage_and_the_table(demo_dir):
     stdout = result.stdout
     for stage in range(1, 7):
         assert f"[{stage}/6]" in stdout
-    for row in ("keras float", "float32 (ref)", "float16 pruned", "dynamic_int8 pruned", "int8 pruned+QAT"):
+    for row in (
+        "keras float",
+        "float32 (ref)",
+        "float16 pruned",
+        "dynamic_int8 pruned",
+        "int8 pruned+QAT",
+    ):
         assert row in stdout
     assert re.search(r"^name .* accuracy +f1 +agreement$", stdout, flags=re.M)
     assert "(PolynomialDecay over 1 epochs, then 1 recovery epochs)" in stdout
@@ -54,7 +77,9 @@ def test_demo_prints_every_stage_and_the_table(demo_dir):
     assert "Latency: median of 15 timed runs per model (batch of 1), 3 rounds x 5 runs" in stdout
     assert "LiteRT ai_edge_litert 1 thread(s)" in stdout
     assert re.search(r"tensor arena [\d,]+ bytes: TFLM measured [\d,]+", stdout)
-    assert re.search(r"TFLM check: 360 inputs run in TFLite Micro, outputs vs LiteRT max [01] LSB", stdout)
+    assert re.search(
+        r"TFLM check: 360 inputs run in TFLite Micro, outputs vs LiteRT max [01] LSB", stdout
+    )
 
 
 def test_demo_is_quiet_by_default(demo_dir):
@@ -67,9 +92,17 @@ def test_demo_is_quiet_by_default(demo_dir):
 
 def test_demo_writes_models_report_plot_and_c_array(demo_dir):
     out, _ = demo_dir
-    for name in ("float.keras", "pruned.keras", "qat.keras", "float32.tflite",
-                 "float16_pruned.tflite", "dynamic_int8_pruned.tflite",
-                 "int8_pruned_qat.tflite", "digits_model.h", "digits_model.cc"):
+    for name in (
+        "float.keras",
+        "pruned.keras",
+        "qat.keras",
+        "float32.tflite",
+        "float16_pruned.tflite",
+        "dynamic_int8_pruned.tflite",
+        "int8_pruned_qat.tflite",
+        "digits_model.h",
+        "digits_model.cc",
+    ):
         assert (out / name).stat().st_size > 0, name
     assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = json.loads((out / "report.json").read_text())
@@ -105,7 +138,9 @@ def test_inspect_reports_int8_tensors_and_sparsity(demo_dir):
     assert "CONV_2D" in result.stdout and "FULLY_CONNECTED" in result.stdout
     assert "input:" in result.stdout and " int8 scale=" in result.stdout
     assert "75.0%" in result.stdout  # the pruned kernels stay sparse in int8
-    assert re.search(r"XNNPack \(ai_edge_litert\): \d+ of \d+ ops delegated in \d+ partition", result.stdout)
+    assert re.search(
+        r"XNNPack \(ai_edge_litert\): \d+ of \d+ ops delegated in \d+ partition", result.stdout
+    )
 
 
 def test_inspect_corrupt_file_is_a_clear_error(demo_dir, tmp_path):
@@ -130,8 +165,11 @@ def test_export_command_writes_a_verified_file(demo_dir, tmp_path):
     out, _ = demo_dir
     target = tmp_path / "pruned_dynamic.tflite"
     result = _tfcompress(
-        "export", f"--model={out / 'pruned.keras'}", "--target=dynamic_int8",
-        f"--output={target}", "--batch_size=1",
+        "export",
+        f"--model={out / 'pruned.keras'}",
+        "--target=dynamic_int8",
+        f"--output={target}",
+        "--batch_size=1",
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert target.stat().st_size > 0
@@ -159,8 +197,11 @@ def test_default_recipe_keeps_the_pruned_and_int8_models_near_float(tmp_path):
 def test_verbosity_brings_the_converter_logs_back(demo_dir, tmp_path):
     out, _ = demo_dir
     result = _tfcompress(
-        "export", f"--model={out / 'pruned.keras'}", "--target=float32",
-        f"--output={tmp_path / 'pruned.tflite'}", "--verbosity=0",
+        "export",
+        f"--model={out / 'pruned.keras'}",
+        "--target=float32",
+        f"--output={tmp_path / 'pruned.tflite'}",
+        "--verbosity=0",
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Using new converter" in result.stderr and "Assets written to" in result.stderr

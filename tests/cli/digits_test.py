@@ -25,4 +25,11 @@ def test_builders_give_logits_for_digit_images(build, params):
 
 def test_builders_take_the_keras_module():
     model = digits.build_plain_digits_cnn(keras)
-    assert [layer.name for layer in model.layers] == ["conv1", "conv2", "pool", "flatten", "dense1", "logits"]
+    assert [layer.name for layer in model.layers] == [
+        "conv1",
+        "conv2",
+        "pool",
+        "flatten",
+        "dense1",
+        "logits",
+    ]

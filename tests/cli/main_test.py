@@ -27,7 +27,9 @@ def test_unknown_command_names_it_and_the_choices(capsys):
 def test_console_script_prints_help():
     result = subprocess.run(
         [sys.executable, "-m", "tfcompress.cli.main", "--help"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     )
     assert "usage: tfcompress <command>" in result.stdout
 
@@ -36,7 +38,11 @@ def _command(*args, env=None, cwd=None):
     """Runs the command as `python -m tfcompress` (what a CI image without the script does)."""
     return subprocess.run(
         [sys.executable, "-m", "tfcompress", *args],
-        capture_output=True, text=True, timeout=300, env=dict(os.environ, **(env or {})), cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, **(env or {})),
+        cwd=cwd,
     )
 
 
@@ -59,23 +65,48 @@ def not_a_model(tmp_path):
 
 def _bad_inputs(tmp_path, not_a_model):
     return {
-        "export": (["export", f"--model={tmp_path / 'missing.keras'}", "--target=int8"],
-                   f"tfcompress export: --model={tmp_path / 'missing.keras'} is not an existing file"),
+        "export": (
+            ["export", f"--model={tmp_path / 'missing.keras'}", "--target=int8"],
+            f"tfcompress export: --model={tmp_path / 'missing.keras'} is not an existing file",
+        ),
         "export_representative": (
             ["export", f"--model={not_a_model}", f"--representative={tmp_path / 'calib.npy'}"],
-            f"tfcompress export: --representative={tmp_path / 'calib.npy'} is not an existing file"),
-        "export_not_keras": (["export", f"--model={not_a_model}"],
-                             "tfcompress export: `filepath` must be an existing .keras file"),
-        "bench": (["bench", str(not_a_model)], "tfcompress bench: The file .* is not a valid TFLite flatbuffer"),
-        "bench_missing": (["bench", str(tmp_path / "gone.tflite")], "tfcompress bench: .* not an existing file"),
-        "inspect": (["inspect", str(not_a_model)], "tfcompress inspect: The file .* is not a valid TFLite flatbuffer"),
-        "demo": (["demo", f"--output_dir={tmp_path / 'out'}", "--target_sparsity=1.5"],
-                 r"tfcompress demo: `target_sparsity` must be in \[0, 1\). Received: target_sparsity=1.5"),
+            f"tfcompress export: --representative={tmp_path / 'calib.npy'} is not an existing file",
+        ),
+        "export_not_keras": (
+            ["export", f"--model={not_a_model}"],
+            "tfcompress export: `filepath` must be an existing .keras file",
+        ),
+        "bench": (
+            ["bench", str(not_a_model)],
+            "tfcompress bench: The file .* is not a valid TFLite flatbuffer",
+        ),
+        "bench_missing": (
+            ["bench", str(tmp_path / "gone.tflite")],
+            "tfcompress bench: .* not an existing file",
+        ),
+        "inspect": (
+            ["inspect", str(not_a_model)],
+            "tfcompress inspect: The file .* is not a valid TFLite flatbuffer",
+        ),
+        "demo": (
+            ["demo", f"--output_dir={tmp_path / 'out'}", "--target_sparsity=1.5"],
+            r"tfcompress demo: `target_sparsity` must be in \[0, 1\). Received: target_sparsity=1.5",
+        ),
     }
 
 
 @pytest.mark.parametrize(
-    "case", ["export", "export_representative", "export_not_keras", "bench", "bench_missing", "inspect", "demo"]
+    "case",
+    [
+        "export",
+        "export_representative",
+        "export_not_keras",
+        "bench",
+        "bench_missing",
+        "inspect",
+        "demo",
+    ],
 )
 def test_bad_input_is_one_line_on_stderr_and_exit_1(tmp_path, not_a_model, case):
     args, message = _bad_inputs(tmp_path, not_a_model)[case]

@@ -11,8 +11,9 @@ import keras
 import numpy as np
 import pytest
 
-import testing
 from tfcompress.core import _keras_internals as internals
+
+import testing
 
 
 def _explain(what):
@@ -60,18 +61,24 @@ def test_keras_history_and_symbolic_arguments():
     dense = keras.layers.Dense(2)
     outputs = dense(inputs)
     history = internals.keras_history(outputs)
-    assert history.operation is dense and history.node_index == 0, _explain("KerasTensor._keras_history")
+    assert history.operation is dense and history.node_index == 0, _explain(
+        "KerasTensor._keras_history"
+    )
     other = keras.layers.Dense(2)
     internals.set_keras_history(outputs, other, 5)
     assert internals.keras_history(outputs).operation is other
     assert internals.keras_history(outputs).node_index == 5
     node = internals.inbound_nodes(dense)[0]
     arguments = internals.symbolic_arguments(*node.arguments.args, **node.arguments.kwargs)
-    assert arguments.args[0] is inputs, _explain("keras.src.ops.symbolic_arguments.SymbolicArguments")
+    assert arguments.args[0] is inputs, _explain(
+        "keras.src.ops.symbolic_arguments.SymbolicArguments"
+    )
 
 
 def test_private_attribute_errors_name_the_version():
-    with pytest.raises(internals.KerasInternalsError, match=r"Keras 3\.\d+.* has no `object\._inbound_nodes`"):
+    with pytest.raises(
+        internals.KerasInternalsError, match=r"Keras 3\.\d+.* has no `object\._inbound_nodes`"
+    ):
         internals.inbound_nodes(object())
 
 
@@ -104,7 +111,9 @@ def test_stateless_scope():
     dense = keras.layers.Dense(2)
     dense.build((None, 2))
     with keras.StatelessScope(state_mapping=[(dense.kernel, keras.ops.zeros((2, 2)))]) as scope:
-        assert internals.current_stateless_scope() is scope, _explain("keras.src.backend.get_stateless_scope")
+        assert internals.current_stateless_scope() is scope, _explain(
+            "keras.src.backend.get_stateless_scope"
+        )
 
 
 def test_unpickler_round_trips_a_model():
@@ -112,7 +121,9 @@ def test_unpickler_round_trips_a_model():
     unpickle = internals.unpickler(type(model))
     assert callable(unpickle), _explain("Model._unpickle_model")
     copy = pickle.loads(pickle.dumps(model))
-    testing.assert_outputs_close(model(np.ones((1, 6), "float32")), copy(np.ones((1, 6), "float32")))
+    testing.assert_outputs_close(
+        model(np.ones((1, 6), "float32")), copy(np.ones((1, 6), "float32"))
+    )
 
 
 class _WithAsset(keras.layers.Layer):
@@ -143,6 +154,14 @@ def test_bookkeeping_attributes_exist_on_models():
     model = testing.functional_dense()
     model.compile("adam", "mse")
     found = {name for name in internals.BOOKKEEPING_ATTRIBUTES if hasattr(model, name)}
-    expected = {"_layers", "_inbound_nodes", "_outbound_nodes", "_operations",
-                "_operations_by_depth", "_inputs_struct", "_outputs_struct", "optimizer"}
+    expected = {
+        "_layers",
+        "_inbound_nodes",
+        "_outbound_nodes",
+        "_operations",
+        "_operations_by_depth",
+        "_inputs_struct",
+        "_outputs_struct",
+        "optimizer",
+    }
     assert expected <= found, _explain(f"model attributes: missing {expected - found}")

@@ -23,7 +23,15 @@ def _rows(batches):
         (dict(DICT) for _ in range(2)),
         lambda: iter([DICT, DICT]),
     ],
-    ids=["dict", "list of dicts", "tuple of dicts", "dataset", "dataset of pairs", "generator", "callable"],
+    ids=[
+        "dict",
+        "list of dicts",
+        "tuple of dicts",
+        "dataset",
+        "dataset of pairs",
+        "generator",
+        "callable",
+    ],
 )
 def test_every_form_yields_dict_batches(data):
     batches = list(iterate_batches(data))
@@ -53,5 +61,7 @@ def test_drop_labels_keeps_two_inputs_and_drops_pairs():
     [(3, "int"), ("ids.npy", "str"), (lambda: 3, "a callable returning int")],
 )
 def test_other_forms_are_refused_before_reading(data, received):
-    with pytest.raises(TypeError, match=rf"`calibration` must be a numpy array.*Received: {received}"):
+    with pytest.raises(
+        TypeError, match=rf"`calibration` must be a numpy array.*Received: {received}"
+    ):
         iterate_batches(data, "calibration")

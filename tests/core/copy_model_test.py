@@ -2,17 +2,24 @@ import keras
 import numpy as np
 import pytest
 
-import testing
 from tfcompress.core import copy_model
 from tfcompress.core.recipe import has_recipe
 from tfcompress.sparsity import prune_low_magnitude
 from tfcompress.sparsity.pruning_callbacks import pruning_wrappers
 
+import testing
+
 
 @pytest.mark.parametrize(
     "factory",
-    [testing.sequential_cnn, testing.functional_dense, testing.subclassed,
-     testing.nested, testing.bert_backbone, testing.net],
+    [
+        testing.sequential_cnn,
+        testing.functional_dense,
+        testing.subclassed,
+        testing.nested,
+        testing.bert_backbone,
+        testing.net,
+    ],
     ids=lambda f: f.__name__,
 )
 def test_copy_model_keeps_class_and_weights(factory):
@@ -104,7 +111,9 @@ class Classifier(keras.Model):
 def test_model_built_around_a_passed_layer_is_refused_then_pruned_inplace():
     model = Classifier(keras.layers.Dense(4))
     model(np.ones((1, 3), "float32"))
-    with pytest.raises(TypeError, match=r"non-serializable argument.*register the class.*inplace=True"):
+    with pytest.raises(
+        TypeError, match=r"non-serializable argument.*register the class.*inplace=True"
+    ):
         prune_low_magnitude(model)
     assert prune_low_magnitude(model, inplace=True) is model
     assert len(pruning_wrappers(model)) == 2

@@ -2,8 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfcompress.core import find_layer
-from tfcompress.core import intercept_calls
+from tfcompress.core import find_layer, intercept_calls
 
 
 class Net(keras.Model):  # unregistered, as users write them
@@ -33,13 +32,23 @@ def test_sees_inputs_and_outputs_of_a_subclassed_models_layers():
 def test_reaches_einsum_dense_inside_a_keras_hub_block():
     keras_hub = pytest.importorskip("keras_hub")
     backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=50, num_layers=1, num_heads=2, hidden_dim=8,
-        intermediate_dim=16, max_sequence_length=8)
+        vocabulary_size=50,
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        max_sequence_length=8,
+    )
     query = find_layer(backbone, "transformer_layer_0/self_attention_layer/query").layer
     shapes = []
     with intercept_calls([query], lambda l, i, o: shapes.append((tuple(i.shape), tuple(o.shape)))):
-        backbone({"token_ids": np.ones((2, 8), "int32"), "segment_ids": np.zeros((2, 8), "int32"),
-                  "padding_mask": np.ones((2, 8), "int32")})
+        backbone(
+            {
+                "token_ids": np.ones((2, 8), "int32"),
+                "segment_ids": np.zeros((2, 8), "int32"),
+                "padding_mask": np.ones((2, 8), "int32"),
+            }
+        )
     assert shapes == [((2, 8, 8), (2, 8, 2, 4))]
 
 

@@ -1,8 +1,9 @@
 import keras
 import pytest
 
-import testing
 from tfcompress.core.layer_tree import child_layers, find_layer, walk_layers
+
+import testing
 
 
 def test_finds_einsum_dense_inside_mha_inside_transformer_encoder():
@@ -20,7 +21,13 @@ def test_finds_einsum_dense_inside_mha_inside_transformer_encoder():
 
 def test_walks_sequential_functional_subclassed_and_nested():
     assert [r.path for r in walk_layers(testing.sequential_cnn())] == [
-        "conv", "bn", "depthwise", "separable", "pool", "head"]
+        "conv",
+        "bn",
+        "depthwise",
+        "separable",
+        "pool",
+        "head",
+    ]
     refs = {r.path: r for r in walk_layers(testing.nested())}
     assert {"inner_model/inner_dense", "block/inner", "block/outer", "head"} <= set(refs)
     assert refs["block/inner"].depth == 2

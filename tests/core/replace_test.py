@@ -4,7 +4,6 @@ import keras
 import numpy as np
 import pytest
 
-import testing
 import tfcompress
 import tfcompress.saving
 import tfcompress.sparsity
@@ -12,6 +11,8 @@ from tfcompress.core.layer_tree import find_layer
 from tfcompress.core.recipe import has_recipe
 from tfcompress.core.replace import replace_layer
 from tfcompress.sparsity import PruneLowMagnitude
+
+import testing
 
 
 def test_functional_graph_keeps_config_and_keras_round_trip(tmp_path):
@@ -66,8 +67,9 @@ def test_sequential_layer_stack():
 
 def test_not_a_sublayer():
     with pytest.raises(ValueError, match="'stray' is not a direct sublayer of 'mlp'"):
-        replace_layer(testing.functional_dense(), keras.layers.Dense(1, name="stray"),
-                      keras.layers.Dense(1))
+        replace_layer(
+            testing.functional_dense(), keras.layers.Dense(1, name="stray"), keras.layers.Dense(1)
+        )
 
 
 def _narrow_dense(old, units, input_dim, keep_in=None, keep_out=None, name=None):
@@ -112,9 +114,7 @@ def test_bert_block_narrower_feed_forward_and_fewer_heads(tmp_path):
     testing.assert_outputs_close(expected, model(inputs), atol=1e-5)
 
     # One head of width 4 instead of two: a different attention, new weights.
-    attention = keras.layers.MultiHeadAttention(
-        num_heads=1, key_dim=4, name="self_attention_layer"
-    )
+    attention = keras.layers.MultiHeadAttention(num_heads=1, key_dim=4, name="self_attention_layer")
     attention.build((None, testing.SEQ, 8), (None, testing.SEQ, 8))
     replace_layer(model, f"{block}/self_attention_layer", attention)
     block_layer = find_layer(model, block).layer

@@ -2,10 +2,11 @@ import keras
 import numpy as np
 import pytest
 
-import testing
 import tfcompress
 from tfcompress.core import CompressionWrapper, strip_wrappers, transform_layers
 from tfcompress.core.recipe import has_recipe
+
+import testing
 
 
 @keras.saving.register_keras_serializable(package="tfcompress_tests")
@@ -69,7 +70,9 @@ def test_learned_ranges_are_kept_unless_asked():
     kept = strip_wrappers(model)
     assert sum(isinstance(layer, LearnedRange) for layer in kept.layers) == 3
     gone = strip_wrappers(model, keep_learned_ranges=False)
-    assert not [r for r in tfcompress.core.walk_layers(gone) if isinstance(r.layer, CompressionWrapper)]
+    assert not [
+        r for r in tfcompress.core.walk_layers(gone) if isinstance(r.layer, CompressionWrapper)
+    ]
 
 
 def test_nested_wrappers_and_a_single_wrapper():

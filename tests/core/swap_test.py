@@ -2,10 +2,11 @@ import keras
 import numpy as np
 import pytest
 
-import testing
 from tfcompress.core.layer_tree import find_layer
 from tfcompress.core.swap import swap_layer
 from tfcompress.sparsity import PruneLowMagnitude
+
+import testing
 
 
 def test_swaps_attribute_without_recording():

@@ -1,11 +1,12 @@
 import keras
 import pytest
 
-import testing
 from tfcompress.core import walk_layers
 from tfcompress.core.recipe import has_recipe
 from tfcompress.core.transform import transform_layers
 from tfcompress.sparsity import PruneLowMagnitude
+
+import testing
 
 
 def _wrap_dense(ref):
@@ -22,7 +23,11 @@ def test_transform_layers_copies_and_reports_paths():
     assert new is not model
     testing.assert_keeps_class(new, model)
     assert [r.path for r in replaced] == [
-        "inner_model/inner_dense", "block/inner", "block/outer", "head"]
+        "inner_model/inner_dense",
+        "block/inner",
+        "block/outer",
+        "head",
+    ]
     assert not any(isinstance(r.layer, PruneLowMagnitude) for r in walk_layers(model))
     # A custom Block's sublayers are not in any config: a recipe records them.
     assert has_recipe(new)

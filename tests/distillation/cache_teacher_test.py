@@ -7,8 +7,7 @@ import tensorflow as tf
 
 from distillation.distiller_lm_test import gpt2
 from distillation.reference import log_softmax
-from tfcompress.distillation import Distiller
-from tfcompress.distillation import kd_loss
+from tfcompress.distillation import Distiller, kd_loss
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +69,9 @@ def test_top_k_is_the_kl_to_the_renormalized_teacher(teacher):
     # With every class kept, top-k equals the full KL.
     everything = distiller.cache_teacher(_dataset(batches=1), top_k=29)
     full = kd_loss(t_full, s, 2.0, mask)
-    assert distiller.evaluate(everything, verbose=0, return_dict=True)["loss"] == pytest.approx(float(full), abs=1e-5)
+    assert distiller.evaluate(everything, verbose=0, return_dict=True)["loss"] == pytest.approx(
+        float(full), abs=1e-5
+    )
 
 
 def test_cache_errors(teacher):

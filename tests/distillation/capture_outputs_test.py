@@ -5,9 +5,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import testing
 from tfcompress.core import find_layer
 from tfcompress.distillation import capture_outputs
+
+import testing
 
 
 def test_records_a_nested_layer_of_a_subclassed_model_and_restores_call():

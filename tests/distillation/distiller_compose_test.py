@@ -4,12 +4,11 @@ import keras
 import numpy as np
 import pytest
 
-import testing
-from distillation.distiller_test import _digits
-from distillation.distiller_test import _mlp
-from tfcompress import quantization
-from tfcompress import sparsity
+from distillation.distiller_test import _digits, _mlp
+from tfcompress import quantization, sparsity
 from tfcompress.distillation import Distiller
+
+import testing
 
 
 @pytest.fixture(scope="module")

@@ -8,15 +8,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import testing
-from distillation.distiller_lm_test import SEQ
-from distillation.distiller_lm_test import gpt2
+from distillation.distiller_lm_test import SEQ, gpt2
 from distillation.reference import numpy_relation
-from tfcompress.core import find_layer
-from tfcompress.core import walk_layers
-from tfcompress.distillation import Distiller
-from tfcompress.distillation import capture_outputs
-from tfcompress.distillation import relation_loss
+from tfcompress.core import find_layer, walk_layers
+from tfcompress.distillation import Distiller, capture_outputs, relation_loss
+
+import testing
 
 
 @pytest.fixture(scope="module")
@@ -121,18 +118,31 @@ def test_the_student_runs_once_per_step(teacher):
 
 def test_layer_errors(teacher):
     distiller = Distiller(gpt2(num_layers=1, hidden_dim=8), teacher)
-    with pytest.raises(ValueError, match=r"feature_losses\[0\]: the student .* has no layer at path 'transformer_layer_7'"):
+    with pytest.raises(
+        ValueError,
+        match=r"feature_losses\[0\]: the student .* has no layer at path 'transformer_layer_7'",
+    ):
         distiller.compile(feature_losses=[("transformer_layer_1", "transformer_layer_7")])
     with pytest.raises(ValueError, match=r"'feedforward_output_dense' ends 2 layer paths"):
         distiller.compile(feature_losses=[("feedforward_output_dense", "transformer_layer_0")])
-    with pytest.raises(ValueError, match=r"feature_losses\[0\]: layer 'stray' is not inside the teacher"):
-        distiller.compile(feature_losses=[(keras.layers.Dense(2, name="stray"), "transformer_layer_0")])
+    with pytest.raises(
+        ValueError, match=r"feature_losses\[0\]: layer 'stray' is not inside the teacher"
+    ):
+        distiller.compile(
+            feature_losses=[(keras.layers.Dense(2, name="stray"), "transformer_layer_0")]
+        )
     with pytest.raises(ValueError, match=r"feature_losses\[0\] loss.*must be one of"):
         distiller.compile(feature_losses=[("transformer_layer_0", "transformer_layer_0", "l1")])
-    with pytest.raises(ValueError, match=r"'attention_relation' needs a `MultiHeadAttention`.*holds 0"):
-        distiller.compile(feature_losses=[("token_embedding", "transformer_layer_0", "attention_relation")])
+    with pytest.raises(
+        ValueError, match=r"'attention_relation' needs a `MultiHeadAttention`.*holds 0"
+    ):
+        distiller.compile(
+            feature_losses=[("token_embedding", "transformer_layer_0", "attention_relation")]
+        )
     with pytest.raises(ValueError, match=r"feature_losses\[0\] weight must be a number >= 0"):
-        distiller.compile(feature_losses=[("transformer_layer_0", "transformer_layer_0", "mse", -1)])
+        distiller.compile(
+            feature_losses=[("transformer_layer_0", "transformer_layer_0", "mse", -1)]
+        )
     with pytest.raises(TypeError, match="`feature_losses` must be a list"):
         distiller.compile(feature_losses="gpt2_backbone")
     # The tied embedding runs forward and reversed: its activation is ambiguous.
@@ -172,15 +182,20 @@ def _bert(num_layers, hidden_dim, seed):
 
     keras.utils.set_random_seed(seed)
     return keras_hub.models.BertBackbone(
-        vocabulary_size=testing.VOCAB, num_layers=num_layers, num_heads=2,
-        hidden_dim=hidden_dim, intermediate_dim=2 * hidden_dim,
-        max_sequence_length=testing.SEQ, dropout=0.0,
+        vocabulary_size=testing.VOCAB,
+        num_layers=num_layers,
+        num_heads=2,
+        hidden_dim=hidden_dim,
+        intermediate_dim=2 * hidden_dim,
+        max_sequence_length=testing.SEQ,
+        dropout=0.0,
     )
 
 
 def _attention(model, block):
     (layer,) = [
-        ref.layer for ref in walk_layers(find_layer(model, block).layer)
+        ref.layer
+        for ref in walk_layers(find_layer(model, block).layer)
         if isinstance(ref.layer, keras.layers.MultiHeadAttention)
     ]
     return layer
@@ -206,7 +221,11 @@ def test_attention_relation_on_keras_hub_bert_matches_numpy_and_trains():
     with capture_outputs(s_layers) as s_out:
         student(x, training=False)
     expected = [
-        numpy_relation(keras.ops.convert_to_numpy(t_out[t]), keras.ops.convert_to_numpy(s_out[s]), x["padding_mask"])
+        numpy_relation(
+            keras.ops.convert_to_numpy(t_out[t]),
+            keras.ops.convert_to_numpy(s_out[s]),
+            x["padding_mask"],
+        )
         for t, s in zip(t_layers, s_layers)
     ]
     for i, value in enumerate(expected):
@@ -225,13 +244,19 @@ def test_custom_callable_feature_loss_gets_raw_activations_and_the_mask(teacher)
         seen.append(mask)
         weights = keras.ops.cast(mask, "float32")[..., None]
         pool = lambda h: keras.ops.sum(h * weights, 1) / keras.ops.sum(weights, 1)  # noqa: E731
-        return keras.ops.mean(keras.ops.square(keras.ops.norm(pool(t), axis=-1) - keras.ops.norm(pool(s), axis=-1)))
+        return keras.ops.mean(
+            keras.ops.square(keras.ops.norm(pool(t), axis=-1) - keras.ops.norm(pool(s), axis=-1))
+        )
 
     distiller = Distiller(student, teacher)
     distiller.compile(
         feature_losses=[
             ("transformer_layer_1", "transformer_layer_0", pooled_l2, 2.0),
-            ("transformer_layer_1", "transformer_layer_0", functools.partial(relation_loss, num_heads=2)),
+            (
+                "transformer_layer_1",
+                "transformer_layer_0",
+                functools.partial(relation_loss, num_heads=2),
+            ),
         ],
         run_eagerly=True,  # to look at the mask the callable was given
     )

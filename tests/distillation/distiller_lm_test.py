@@ -6,8 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from distillation.reference import numpy_ce
-from distillation.reference import numpy_kd
+from distillation.reference import numpy_ce, numpy_kd
 from tfcompress.distillation import Distiller
 
 SEQ = 8

@@ -4,8 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from distillation.distiller_test import _digits
-from distillation.distiller_test import _mlp
+from distillation.distiller_test import _digits, _mlp
 from tfcompress.distillation import Distiller
 
 
@@ -55,14 +54,17 @@ def test_checkpoint_resumes_where_training_stopped(data, teacher, tmp_path):
     first.fit(*data, epochs=1, batch_size=32, shuffle=False, verbose=0, callbacks=[checkpoint])
     resumed = keras.saving.load_model(tmp_path / "epoch.keras")
     assert int(resumed.optimizer.iterations.numpy()) == 8
-    assert [w.path for w in resumed.trainable_weights] == [w.path for w in straight.trainable_weights]
+    assert [w.path for w in resumed.trainable_weights] == [
+        w.path for w in straight.trainable_weights
+    ]
     assert any("projection" in w.path for w in resumed.trainable_weights)
     resumed.fit(*data, epochs=1, batch_size=32, shuffle=False, verbose=0)
 
     for a, b in zip(_state(straight), _state(resumed), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-6)
     np.testing.assert_array_equal(
-        resumed.teacher.get_layer("hidden").kernel.numpy(), teacher.get_layer("hidden").kernel.numpy()
+        resumed.teacher.get_layer("hidden").kernel.numpy(),
+        teacher.get_layer("hidden").kernel.numpy(),
     )
 
 
@@ -86,7 +88,9 @@ def test_student_saves_alone_as_an_ordinary_model(data, teacher, tmp_path):
     student = keras.saving.load_model(tmp_path / "student.keras")
     assert type(student) is type(distiller.student)
     assert [w.path for w in student.weights] == [w.path for w in distiller.student.weights]
-    np.testing.assert_allclose(student.predict(data[0], verbose=0), distiller.predict(data[0], verbose=0), atol=1e-6)
+    np.testing.assert_allclose(
+        student.predict(data[0], verbose=0), distiller.predict(data[0], verbose=0), atol=1e-6
+    )
 
 
 def test_config_round_trip(teacher):
@@ -110,7 +114,10 @@ def test_keras_hub_language_model_distiller_round_trip(tmp_path):
         feature_losses=[("transformer_layer_1", "transformer_layer_0", "cosine")],
     )
     rng = np.random.default_rng(0)
-    x = {"token_ids": rng.integers(1, 29, (8, 8)).astype("int32"), "padding_mask": np.ones((8, 8), "int32")}
+    x = {
+        "token_ids": rng.integers(1, 29, (8, 8)).astype("int32"),
+        "padding_mask": np.ones((8, 8), "int32"),
+    }
     distiller.fit(x, epochs=1, batch_size=4, verbose=0)
     expected = distiller.evaluate(x, batch_size=8, verbose=0, return_dict=True)
     distiller.save(tmp_path / "lm.keras")
@@ -132,7 +139,9 @@ def test_a_registered_callable_feature_loss_saves_and_reloads(data, teacher, tmp
     distiller = Distiller(_mlp(16, "student", seed=8), teacher)
     distiller.compile(feature_losses=[("hidden", "hidden", mean_gap, 3.0)])
     before = distiller.evaluate(*data, batch_size=256, verbose=0, return_dict=True)
-    t = keras.ops.convert_to_numpy(keras.Model(teacher.inputs, teacher.get_layer("hidden").output)(data[0]))
+    t = keras.ops.convert_to_numpy(
+        keras.Model(teacher.inputs, teacher.get_layer("hidden").output)(data[0])
+    )
     s = keras.ops.convert_to_numpy(
         keras.Model(distiller.student.inputs, distiller.student.get_layer("hidden").output)(data[0])
     )

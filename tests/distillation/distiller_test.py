@@ -4,10 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from distillation.reference import numpy_ce
-from distillation.reference import numpy_kd
-from tfcompress.distillation import Distiller
-from tfcompress.distillation import kd_loss
+from distillation.reference import numpy_ce, numpy_kd
+from tfcompress.distillation import Distiller, kd_loss
 
 
 def _digits():
@@ -146,7 +144,9 @@ def test_sample_weight_weights_both_terms(digits, teacher):
     weights = np.r_[np.ones(32), np.zeros(32)].astype("float32")
     distiller = Distiller(_mlp(16, "student", seed=5), teacher)
     distiller.compile(student_loss_fn=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    weighted = distiller.evaluate(x, y, sample_weight=weights, batch_size=64, verbose=0, return_dict=True)
+    weighted = distiller.evaluate(
+        x, y, sample_weight=weights, batch_size=64, verbose=0, return_dict=True
+    )
     first_half = distiller.evaluate(x[:32], y[:32], batch_size=32, verbose=0, return_dict=True)
     for name in ("loss", "student_loss", "distillation_loss"):
         assert weighted[name] == pytest.approx(first_half[name], rel=1e-5)
@@ -189,5 +189,7 @@ _FakeTfKerasModel.__module__ = "tf_keras.src.engine.training"
 
 
 def test_tf_keras_model_is_rejected(teacher):
-    with pytest.raises(TypeError, match="`teacher` must be a Keras 3 object; received a `tf_keras`"):
+    with pytest.raises(
+        TypeError, match="`teacher` must be a Keras 3 object; received a `tf_keras`"
+    ):
         Distiller(_mlp(16, "student"), _FakeTfKerasModel())

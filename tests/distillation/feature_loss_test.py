@@ -30,7 +30,9 @@ def test_cosine_matches_numpy_and_ignores_scale():
         np.linalg.norm(teacher, axis=-1) * np.linalg.norm(student, axis=-1)
     )
     expected = ((1 - cos) * mask).sum() / mask.sum()
-    assert float(feature_loss(teacher, student, "cosine", mask)) == pytest.approx(expected, abs=1e-6)
+    assert float(feature_loss(teacher, student, "cosine", mask)) == pytest.approx(
+        expected, abs=1e-6
+    )
     assert float(feature_loss(teacher, 3.0 * teacher, "cosine")) == pytest.approx(0.0, abs=1e-6)
 
 
@@ -48,7 +50,9 @@ def test_relation_compares_different_widths():
     teacher, _, mask = _data(3)
     student = np.random.default_rng(4).normal(size=(2, 5, 6)).astype("float32")
     expected = numpy_relation(teacher, student, mask)
-    assert float(feature_loss(teacher, student, "relation", mask)) == pytest.approx(expected, abs=1e-6)
+    assert float(feature_loss(teacher, student, "relation", mask)) == pytest.approx(
+        expected, abs=1e-6
+    )
 
 
 def test_a_callable_gets_the_activations_and_the_mask():
@@ -68,12 +72,17 @@ def test_a_callable_gets_the_activations_and_the_mask():
 
 
 def test_errors():
-    with pytest.raises(ValueError, match=r"`loss` must be one of \['mse', 'cosine', 'relation'\] or a callable"):
+    with pytest.raises(
+        ValueError, match=r"`loss` must be one of \['mse', 'cosine', 'relation'\] or a callable"
+    ):
         feature_loss(np.zeros((2, 3)), np.zeros((2, 3)), "l1")
+
     def per_row(t, s, m):
         return t.sum(-1)
 
-    with pytest.raises(ValueError, match=r"'per_row' returned shape \(2,\); it must return a scalar"):
+    with pytest.raises(
+        ValueError, match=r"'per_row' returned shape \(2,\); it must return a scalar"
+    ):
         feature_loss(np.zeros((2, 3)), np.zeros((2, 3)), per_row)
     with pytest.raises(ValueError, match="same shape.*teacher \\(2, 3\\) and student \\(2, 4\\)"):
         feature_loss(np.zeros((2, 3)), np.zeros((2, 4)))

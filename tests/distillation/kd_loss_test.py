@@ -34,7 +34,9 @@ def test_reverse_differs_from_forward():
     forward = float(kd_loss(teacher, student, 1.0))
     reverse = float(kd_loss(teacher, student, 1.0, reverse=True))
     assert forward != pytest.approx(reverse, abs=1e-3)
-    assert reverse == pytest.approx(numpy_kd(np.array(teacher), np.array(student), 1.0, reverse=True), abs=1e-6)
+    assert reverse == pytest.approx(
+        numpy_kd(np.array(teacher), np.array(student), 1.0, reverse=True), abs=1e-6
+    )
 
 
 def test_padded_batch_gives_the_loss_of_its_real_tokens():

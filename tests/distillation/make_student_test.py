@@ -3,8 +3,9 @@ import keras_hub
 import numpy as np
 import pytest
 
-import testing
 from tfcompress.distillation import make_student
+
+import testing
 
 
 def _gpt2(num_layers=4):
@@ -45,12 +46,8 @@ def _llama3(num_layers=4):
 def _gpt2_causal_lm(num_layers=4):
     vocabulary = {"<|endoftext|>": 0, "a": 1, "b": 2, "c": 3, "Ġ": 4, "ab": 5, "Ġa": 6}
     vocabulary.update({f"x{i}": i for i in range(len(vocabulary), testing.VOCAB)})
-    tokenizer = keras_hub.models.GPT2Tokenizer(
-        vocabulary=vocabulary, merges=["a b", "Ġ a"]
-    )
-    preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(
-        tokenizer, sequence_length=testing.SEQ
-    )
+    tokenizer = keras_hub.models.GPT2Tokenizer(vocabulary=vocabulary, merges=["a b", "Ġ a"])
+    preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(tokenizer, sequence_length=testing.SEQ)
     return keras_hub.models.GPT2CausalLM(_gpt2(num_layers), preprocessor=preprocessor)
 
 
@@ -125,19 +122,21 @@ def test_half_depth_student_computes_embeddings_chosen_blocks_and_norm():
         )
     )
     for index in (1, 2):
-        x = teacher.transformer_layers[index](
-            x, decoder_padding_mask=inputs["padding_mask"]
-        )
+        x = teacher.transformer_layers[index](x, decoder_padding_mask=inputs["padding_mask"])
     expected = keras.ops.convert_to_numpy(teacher.layer_norm(x))
-    np.testing.assert_allclose(
-        keras.ops.convert_to_numpy(student(inputs)), expected, atol=1e-6
-    )
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(student(inputs)), expected, atol=1e-6)
 
 
 @pytest.mark.parametrize(
     "total, count, expected",
-    [(6, 3, [1, 3, 5]), (12, 6, [1, 3, 5, 7, 9, 11]), (12, 4, [2, 5, 8, 11]),
-     (4, 1, [3]), (4, 4, [0, 1, 2, 3]), (5, 2, [1, 4])],
+    [
+        (6, 3, [1, 3, 5]),
+        (12, 6, [1, 3, 5, 7, 9, 11]),
+        (12, 4, [2, 5, 8, 11]),
+        (4, 1, [3]),
+        (4, 4, [0, 1, 2, 3]),
+        (5, 2, [1, 4]),
+    ],
 )
 def test_num_layers_picks_evenly_spaced_blocks_ending_at_the_last(total, count, expected):
     teacher = _bert(num_layers=total)
@@ -193,9 +192,7 @@ def test_classifier_head_is_copied():
     assert type(student) is keras_hub.models.BertTextClassifier
     assert student.get_config()["num_classes"] == 3
     _assert_cut(teacher.backbone, student.backbone, [0, 2])
-    _assert_arrays_equal(
-        _numpy(student.output_dense.weights), _numpy(teacher.output_dense.weights)
-    )
+    _assert_arrays_equal(_numpy(student.output_dense.weights), _numpy(teacher.output_dense.weights))
 
 
 def test_student_saves_and_reloads_as_its_class(tmp_path):

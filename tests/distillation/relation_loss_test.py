@@ -39,14 +39,18 @@ def test_equal_relations_give_zero_and_padded_values_do_not_count():
     assert float(relation_loss(teacher, teacher, _mask())) == pytest.approx(0.0, abs=1e-6)
     student = teacher.copy()
     student[0, 3:] = rng.normal(size=(2, 8))
-    assert float(relation_loss(teacher, student, _mask(), num_heads=2)) == pytest.approx(0.0, abs=1e-6)
+    assert float(relation_loss(teacher, student, _mask(), num_heads=2)) == pytest.approx(
+        0.0, abs=1e-6
+    )
     assert float(relation_loss(teacher, student, num_heads=2)) > 1e-3
 
 
 def test_errors():
     with pytest.raises(ValueError, match=r"student's activations have width 6.*num_heads=4"):
         relation_loss(np.zeros((2, 5, 8)), np.zeros((2, 5, 6)), num_heads=4)
-    with pytest.raises(ValueError, match=r"same batch and length.*teacher \(2, 5, 8\) and student \(2, 4, 8\)"):
+    with pytest.raises(
+        ValueError, match=r"same batch and length.*teacher \(2, 5, 8\) and student \(2, 4, 8\)"
+    ):
         relation_loss(np.zeros((2, 5, 8)), np.zeros((2, 4, 8)))
     with pytest.raises(ValueError, match=r"\(batch, seq, \.\.\.\)"):
         relation_loss(np.zeros((2, 8)), np.zeros((2, 8)))

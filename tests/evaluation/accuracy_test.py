@@ -33,7 +33,7 @@ def _identity_model():
     "make_model",
     [
         _identity_model,
-        lambda: (lambda x: x),
+        lambda: lambda x: x,
         lambda: FakeLiteRT(lambda x: x),
         lambda: FakeLiteRT(lambda x: x, wrap="list"),
         lambda: FakeLiteRT(lambda x: x, wrap="dict"),

@@ -7,14 +7,34 @@ import pytest
 from tfcompress import evaluation
 
 ENTRIES = [
-    {"name": "fp32", "raw_bytes": 4_000_000, "gzip_bytes": 3_700_000,
-     "latency_ms": 10.0, "accuracy": 0.92},
-    {"name": "int8", "raw_bytes": 1_000_000, "gzip_bytes": 900_000,
-     "latency_ms": 4.0, "accuracy": 0.91},
-    {"name": "pruned 80%", "raw_bytes": 4_000_000, "gzip_bytes": 1_500_000,
-     "latency_ms": 10.0, "accuracy": 0.915},
-    {"name": "bad", "raw_bytes": 2_000_000, "gzip_bytes": 2_000_000,
-     "latency_ms": 12.0, "accuracy": 0.85},
+    {
+        "name": "fp32",
+        "raw_bytes": 4_000_000,
+        "gzip_bytes": 3_700_000,
+        "latency_ms": 10.0,
+        "accuracy": 0.92,
+    },
+    {
+        "name": "int8",
+        "raw_bytes": 1_000_000,
+        "gzip_bytes": 900_000,
+        "latency_ms": 4.0,
+        "accuracy": 0.91,
+    },
+    {
+        "name": "pruned 80%",
+        "raw_bytes": 4_000_000,
+        "gzip_bytes": 1_500_000,
+        "latency_ms": 10.0,
+        "accuracy": 0.915,
+    },
+    {
+        "name": "bad",
+        "raw_bytes": 2_000_000,
+        "gzip_bytes": 2_000_000,
+        "latency_ms": 12.0,
+        "accuracy": 0.85,
+    },
 ]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -34,7 +54,18 @@ def test_table_has_names_values_and_ratios():
     table = evaluation.compare(ENTRIES).table()
     lines = table.splitlines()
     assert lines[0].split() == [
-        "name", "size", "size", "x", "gzip", "gzip", "x", "p50", "ms", "p50", "x", "accuracy"
+        "name",
+        "size",
+        "size",
+        "x",
+        "gzip",
+        "gzip",
+        "x",
+        "p50",
+        "ms",
+        "p50",
+        "x",
+        "accuracy",
     ]
     ref_row = next(line for line in lines if line.startswith("fp32"))
     assert "(ref)" in ref_row
@@ -50,8 +81,12 @@ def test_table_has_names_values_and_ratios():
 
 
 def test_table_drops_unmeasured_columns():
-    table = evaluation.compare([{"name": "a", "raw_bytes": 10, "cosine": 1.0},
-                                {"name": "b", "raw_bytes": 5, "cosine": 0.99}]).table()
+    table = evaluation.compare(
+        [
+            {"name": "a", "raw_bytes": 10, "cosine": 1.0},
+            {"name": "b", "raw_bytes": 5, "cosine": 0.99},
+        ]
+    ).table()
     assert "gzip" not in table and "p50" not in table
     assert "0.50x" in table
 
@@ -75,8 +110,13 @@ def test_entries_from_measurement_results(tmp_path):
     latency = evaluation.Latency(2.0, 3.0, 2.5, 10, 1, "xnnpack")
     cosine = evaluation.cosine_similarity(np.eye(3), np.eye(3))
     candidate = evaluation.Candidate.from_dict(
-        {"name": "m", "size": evaluation.model_size(path), "latency": latency,
-         "metrics": {"cosine": cosine}, "agreement": np.float32(0.5)}
+        {
+            "name": "m",
+            "size": evaluation.model_size(path),
+            "latency": latency,
+            "metrics": {"cosine": cosine},
+            "agreement": np.float32(0.5),
+        }
     )
     assert candidate.raw_bytes == 2000
     assert candidate.gzip_bytes < 100
@@ -90,12 +130,17 @@ def test_frontier():
     assert result.frontier() == ["fp32", "int8"]
     assert result.frontier(cost="gzip_bytes") == ["fp32", "int8", "pruned 80%"]
     assert result.frontier(cost="latency_ms") == ["fp32", "int8"]
-    ppl = evaluation.compare([{"name": "a", "raw_bytes": 10, "perplexity": 20.0},
-                              {"name": "b", "raw_bytes": 5, "perplexity": 25.0},
-                              {"name": "c", "raw_bytes": 8, "perplexity": 30.0}])
+    ppl = evaluation.compare(
+        [
+            {"name": "a", "raw_bytes": 10, "perplexity": 20.0},
+            {"name": "b", "raw_bytes": 5, "perplexity": 25.0},
+            {"name": "c", "raw_bytes": 8, "perplexity": 30.0},
+        ]
+    )
     assert ppl.frontier("perplexity") == ["a", "b"]
-    custom = evaluation.compare([{"name": "a", "raw_bytes": 10, "score": 1.0},
-                                 {"name": "b", "raw_bytes": 5, "score": 2.0}])
+    custom = evaluation.compare(
+        [{"name": "a", "raw_bytes": 10, "score": 1.0}, {"name": "b", "raw_bytes": 5, "score": 2.0}]
+    )
     assert custom.frontier(higher_is_better=False) == ["a", "b"]
     assert custom.frontier(higher_is_better=True) == ["b"]
 
@@ -145,7 +190,9 @@ def test_errors():
     with pytest.raises(ValueError, match="`raw_bytes` must be >= 0"):
         evaluation.compare([{"name": "a", "raw_bytes": -1}])
     result = evaluation.compare(ENTRIES)
-    with pytest.raises(ValueError, match=r"Unknown metric 'acc'. Metrics in this comparison: \['accuracy'\]"):
+    with pytest.raises(
+        ValueError, match=r"Unknown metric 'acc'. Metrics in this comparison: \['accuracy'\]"
+    ):
         result.plot("unused.png", metric="acc")
     with pytest.raises(ValueError, match="`size` must be"):
         result.plot("unused.png", size="bytes")
@@ -184,8 +231,12 @@ def test_labels_add_accuracy_and_f1_columns():
     assert result.metric_names == ["accuracy", "f1", "agreement"]
     for name, scores in (("fp32", good), ("int8", blind)):
         predicted = scores.argmax(1)
-        assert result[name].metrics["f1"] == pytest.approx(metrics.f1_score(y_test, predicted, average="macro"))
-        assert result[name].metrics["accuracy"] == pytest.approx(metrics.accuracy_score(y_test, predicted))
+        assert result[name].metrics["f1"] == pytest.approx(
+            metrics.f1_score(y_test, predicted, average="macro")
+        )
+        assert result[name].metrics["accuracy"] == pytest.approx(
+            metrics.accuracy_score(y_test, predicted)
+        )
     # Losing one class of ten costs a tenth of accuracy, and more than that of macro F1.
     assert result["fp32"].metrics["f1"] - result["int8"].metrics["f1"] > 0.09
     assert result["no predictions"].metrics == {}
@@ -197,18 +248,29 @@ def test_labels_add_accuracy_and_f1_columns():
 
 def test_metrics_given_with_predictions_win():
     y_test, good, _ = _digits_predictions()
-    result = evaluation.compare([{"name": "a", "predictions": good, "accuracy": 0.5}], labels=y_test)
+    result = evaluation.compare(
+        [{"name": "a", "predictions": good, "accuracy": 0.5}], labels=y_test
+    )
     assert result["a"].metrics["accuracy"] == 0.5
     assert 0.9 < result["a"].metrics["f1"] <= 1.0
 
 
 def test_prediction_errors():
     y_test, good, _ = _digits_predictions()
-    with pytest.raises(ValueError, match=r"Entry 'a' has `predictions` but `labels` is None\. Pass `compare\(entries, labels=y_test\)`"):
+    with pytest.raises(
+        ValueError,
+        match=r"Entry 'a' has `predictions` but `labels` is None\. Pass `compare\(entries, labels=y_test\)`",
+    ):
         evaluation.compare([{"name": "a", "predictions": good}])
     with pytest.raises(ValueError, match=r"`labels` were given but no entry has `predictions`"):
         evaluation.compare(ENTRIES, labels=y_test)
-    with pytest.raises(ValueError, match=r"Entry 'a': its `predictions` do not fit `labels`: `x` and `y` must have the same number"):
+    with pytest.raises(
+        ValueError,
+        match=r"Entry 'a': its `predictions` do not fit `labels`: `x` and `y` must have the same number",
+    ):
         evaluation.compare([{"name": "a", "predictions": good[:10]}], labels=y_test)
-    with pytest.raises(ValueError, match=r"Entry 'a': its `predictions` do not fit `labels`: `y` must hold labels in \[0, 10\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"Entry 'a': its `predictions` do not fit `labels`: `y` must hold labels in \[0, 10\)",
+    ):
         evaluation.compare([{"name": "a", "predictions": good}], labels=y_test + 1)

@@ -22,8 +22,11 @@ class FakeLiteRT:
         self.batch_sizes = []
         signature = [fixed_batch or -1, *feature_shape]
         self.input_details = [
-            {"name": "x", "shape": np.array([fixed_batch or 1, *feature_shape]),
-             "shape_signature": np.array(signature)}
+            {
+                "name": "x",
+                "shape": np.array([fixed_batch or 1, *feature_shape]),
+                "shape_signature": np.array(signature),
+            }
         ]
         self.output_details = []
 

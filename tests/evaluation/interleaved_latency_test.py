@@ -4,8 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfcompress import evaluation
-from tfcompress import runtime
+from tfcompress import evaluation, runtime
 
 from .fakes import FakeLiteRT
 
@@ -89,7 +88,11 @@ def test_paths_and_bytes_are_loaded_with_num_threads(int8_tflite, tmp_path):
     path = tmp_path / "int8.tflite"
     path.write_bytes(int8_tflite)
     results = evaluation.interleaved_latency(
-        {"file": str(path), "bytes": int8_tflite}, np.ones((1, 6), "float32"), rounds=1, runs=2, num_threads=1
+        {"file": str(path), "bytes": int8_tflite},
+        np.ones((1, 6), "float32"),
+        rounds=1,
+        runs=2,
+        num_threads=1,
     )
     assert [r.num_threads for r in results.values()] == [1, 1]
     assert [r.runs for r in results.values()] == [2, 2]

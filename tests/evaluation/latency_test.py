@@ -44,7 +44,14 @@ def test_keras_model_is_timed_through_predict_on_batch():
     assert result.num_threads is None
     assert 0 < result.p50_ms <= result.p90_ms
     assert result.mean_ms > 0
-    assert set(result.as_dict()) == {"p50_ms", "p90_ms", "mean_ms", "runs", "num_threads", "backend"}
+    assert set(result.as_dict()) == {
+        "p50_ms",
+        "p90_ms",
+        "mean_ms",
+        "runs",
+        "num_threads",
+        "backend",
+    }
 
 
 def test_callable_timing_measures_the_call():

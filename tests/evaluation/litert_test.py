@@ -1,6 +1,5 @@
 """Evaluation of a real converted LiteRT model against its Keras original."""
 
-
 import keras
 import numpy as np
 import pytest
@@ -42,8 +41,10 @@ def test_flatbuffer_size_and_comparison(models, tmp_path):
     # 8*16+16 + 16*5+5 = 229 float32 weights, plus the flatbuffer's graph.
     assert 229 * 4 < size["raw_bytes"] < 229 * 4 + 20_000
     table = evaluation.compare(
-        [{"name": "keras", "size": evaluation.model_size(model), "accuracy": 1.0},
-         {"name": "tflite", "size": size, "accuracy": 1.0}]
+        [
+            {"name": "keras", "size": evaluation.model_size(model), "accuracy": 1.0},
+            {"name": "tflite", "size": size, "accuracy": 1.0},
+        ]
     ).table()
     assert "keras (ref)" in table and "916 B" in table
 

@@ -33,8 +33,11 @@ def test_keras_model_usage_is_small_and_consistent():
     assert usage.rss_delta_bytes == usage.peak_rss_bytes - usage.baseline_rss_bytes
     assert usage.rss_delta_bytes < 200 * MB
     assert set(usage.as_dict()) == {
-        "baseline_rss_bytes", "peak_rss_bytes", "rss_delta_bytes",
-        "python_peak_bytes", "exact_peak",
+        "baseline_rss_bytes",
+        "peak_rss_bytes",
+        "rss_delta_bytes",
+        "python_peak_bytes",
+        "exact_peak",
     }
 
 

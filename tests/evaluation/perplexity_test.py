@@ -12,8 +12,10 @@ def _lm(initializer="zeros", seed=0):
     if initializer != "zeros":
         initializer = keras.initializers.RandomNormal(stddev=2.0, seed=seed)
     return keras.Sequential(
-        [keras.Input((None,), dtype="int32"),
-         keras.layers.Embedding(VOCAB, VOCAB, embeddings_initializer=initializer)]
+        [
+            keras.Input((None,), dtype="int32"),
+            keras.layers.Embedding(VOCAB, VOCAB, embeddings_initializer=initializer),
+        ]
     )
 
 
@@ -103,14 +105,20 @@ def test_perplexity_through_an_exported_generator_file_matches_keras(tmp_path):
 
     causal_lm = _tiny_causal_lm.tiny_llama3(seed=1)
     path = str(tmp_path / "tiny.tflite")
-    to_tflite_generator(causal_lm, target="float32", cache_length=48, prefill_lengths=(8,), path=path)
+    to_tflite_generator(
+        causal_lm, target="float32", cache_length=48, prefill_lengths=(8,), path=path
+    )
     tokens = np.random.default_rng(0).integers(3, causal_lm.backbone.vocabulary_size, size=(3, 40))
     mask = np.ones_like(tokens)
     mask[2, 30:] = 0
     keras_ppl = evaluation.perplexity(
-        lambda t: causal_lm({"token_ids": t, "padding_mask": np.ones_like(t)}), tokens, padding_mask=mask
+        lambda t: causal_lm({"token_ids": t, "padding_mask": np.ones_like(t)}),
+        tokens,
+        padding_mask=mask,
     )
     file_ppl = evaluation.perplexity(path, tokens, padding_mask=mask)
     assert file_ppl == pytest.approx(keras_ppl, rel=1e-3)
-    assert evaluation.perplexity(Generator(path), tokens, padding_mask=mask) == pytest.approx(file_ppl, rel=1e-9)
+    assert evaluation.perplexity(Generator(path), tokens, padding_mask=mask) == pytest.approx(
+        file_ppl, rel=1e-9
+    )
     assert 10 < keras_ppl < 10_000

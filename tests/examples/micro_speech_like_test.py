@@ -18,31 +18,49 @@ def test_keyword_model_is_pruned_quantized_and_measured_in_tflm(tmp_path):
     out_dir = tmp_path / "out"
     # The shipped flagfile comes first, so it must parse; later flags win.
     argv = [
-        sys.executable, str(_EXAMPLE), f"--flagfile={_FLAGFILE}", "--clips_per_label=6",
-        "--filters=8", "--blocks=1", "--float_epochs=1", "--prune_epochs=1", "--qat_epochs=1",
+        sys.executable,
+        str(_EXAMPLE),
+        f"--flagfile={_FLAGFILE}",
+        "--clips_per_label=6",
+        "--filters=8",
+        "--blocks=1",
+        "--float_epochs=1",
+        "--prune_epochs=1",
+        "--qat_epochs=1",
         f"--output_dir={out_dir}",
     ]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    result = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
+    result = subprocess.run(
+        argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     stdout = result.stdout
 
-    assert "[data] 57 training / 15 test synthetic clips, 12 labels, MFCC features (49, 10)" in stdout
+    assert (
+        "[data] 57 training / 15 test synthetic clips, 12 labels, MFCC features (49, 10)" in stdout
+    )
     sparsity = float(re.search(r"overall sparsity (\d\.\d+)", stdout).group(1))
     assert abs(sparsity - 0.5) <= 0.01
-    flash = int(re.search(r"flash ([\d,]+) bytes \(the model array\)", stdout).group(1).replace(",", ""))
+    flash = int(
+        re.search(r"flash ([\d,]+) bytes \(the model array\)", stdout).group(1).replace(",", "")
+    )
     assert flash == (out_dir / "kws_int8.tflite").stat().st_size
     arena, total, minimum = (
         int(group.replace(",", ""))
         for group in re.search(
-            r"tensor arena ([\d,]+) bytes: TFLM measured ([\d,]+) .*smallest arena it loads in ([\d,]+)\)", stdout
+            r"tensor arena ([\d,]+) bytes: TFLM measured ([\d,]+) .*smallest arena it loads in ([\d,]+)\)",
+            stdout,
         ).groups()
     )
     assert max(total, minimum) <= arena <= 1.25 * max(total, minimum)
     lsb = int(re.search(r"outputs vs LiteRT max (\d+) LSB", stdout).group(1))
     assert lsb <= 1
-    assert re.search(r"\[budget\] flash +[\d.]+ KB vs MLPerf Tiny model limit 512 KB: within", stdout)
-    assert re.search(r"\[budget\] arena \(measured in TFLM\) +[\d.]+ KB vs TFLM micro_speech RAM 10 KB", stdout)
+    assert re.search(
+        r"\[budget\] flash +[\d.]+ KB vs MLPerf Tiny model limit 512 KB: within", stdout
+    )
+    assert re.search(
+        r"\[budget\] arena \(measured in TFLM\) +[\d.]+ KB vs TFLM micro_speech RAM 10 KB", stdout
+    )
     header = (out_dir / "kws_model.h").read_text()
     assert f"constexpr unsigned int kws_model_arena_size = {arena};" in header
     assert "kws_model_resolver.AddDepthwiseConv2D();" in header
@@ -51,7 +69,9 @@ def test_keyword_model_is_pruned_quantized_and_measured_in_tflm(tmp_path):
     assert not (tmp_path / "tfcompress_out").exists()
 
     # A rerun in the same directory reuses the saved stages instead of training.
-    rerun = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
+    rerun = subprocess.run(
+        argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     for stage in ("float.keras", "pruned.keras", "qat.keras"):
         assert f"reusing {out_dir / stage}" in rerun.stdout

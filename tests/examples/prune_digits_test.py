@@ -56,8 +56,18 @@ def test_shipped_flagfile_keeps_the_pruned_cnn_near_float(tmp_path):
     """The recipe of the flagfile: ramp over 4 epochs, 12 at 80%, masks every 10 steps."""
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run(
-        [sys.executable, str(_EXAMPLE), f"--flagfile={_FLAGFILE}", f"--output_dir={tmp_path / 'out'}"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False,
+        [
+            sys.executable,
+            str(_EXAMPLE),
+            f"--flagfile={_FLAGFILE}",
+            f"--output_dir={tmp_path / 'out'}",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     match = re.search(r"\[evaluate\] test accuracy (\d\.\d+) \(float (\d\.\d+)\)", result.stdout)

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfcompress.export import _tflite_internals as internals
-from tfcompress.export import flatbuffer
+from tfcompress.export import _tflite_internals as internals, flatbuffer
 
 
 def _explain(what):
@@ -36,14 +35,21 @@ def test_calibrate_only_then_quantize_from_recorded_ranges(small_dense_model):
         "what `_experimental_calibrate_only` returns"
     )
     quantized = internals.quantize_calibrated(calibrated, tf.float32, tf.float32, tf.int8, tf.int32)
-    assert "QUANTIZE" in flatbuffer.op_names(flatbuffer.read_model(quantized)), _explain("`Calibrator._calibrator.QuantizeModel`")
+    assert "QUANTIZE" in flatbuffer.op_names(flatbuffer.read_model(quantized)), _explain(
+        "`Calibrator._calibrator.QuantizeModel`"
+    )
 
 
 def test_missing_flag_is_named():
-    with pytest.raises(internals.TFLiteInternalsError, match=r"TensorFlow 2\.\d+.* has no `TFLiteConverter\._experimental_calibrate_only`"):
+    with pytest.raises(
+        internals.TFLiteInternalsError,
+        match=r"TensorFlow 2\.\d+.* has no `TFLiteConverter\._experimental_calibrate_only`",
+    ):
         internals.calibrate_only(object())
 
 
 def test_schema_module():
-    assert internals.schema.BuiltinOperator.FULLY_CONNECTED == 9, _explain("the flatbuffer schema module")
+    assert internals.schema.BuiltinOperator.FULLY_CONNECTED == 9, _explain(
+        "the flatbuffer schema module"
+    )
     assert flatbuffer.schema is internals.schema

@@ -2,10 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfcompress.export import arena
-from tfcompress.export import converter
-from tfcompress.export import flatbuffer
-from tfcompress.export import wrap
+from tfcompress.export import arena, converter, flatbuffer, wrap
 
 
 def _float32(model):
@@ -15,8 +12,7 @@ def _float32(model):
 def test_chain_reuses_memory():
     keras.utils.set_random_seed(0)
     model = keras.Sequential(
-        [keras.Input((100,))]
-        + [keras.layers.Dense(100, activation="relu") for _ in range(6)]
+        [keras.Input((100,))] + [keras.layers.Dense(100, activation="relu") for _ in range(6)]
     )
     content = _float32(model)
     lifetimes = arena.tensor_lifetimes(flatbuffer.read_model(content))

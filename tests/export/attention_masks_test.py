@@ -6,12 +6,13 @@ import keras_hub
 import numpy as np
 import pytest
 import tensorflow as tf
-import testing
 
 from tfcompress import export
 from tfcompress.export import flatbuffer
 from tfcompress.export.attention_masks import additive_attention_masks
 from tfcompress.runtime import load
+
+import testing
 
 
 def _stock(model):
@@ -123,7 +124,11 @@ def test_to_tflite_rewrites_masks_and_matches_keras(bert_inputs, target):
     model = flatbuffer.read_model(result.tflite_bytes)
     graph = model.subgraphs[0]
     read = {int(t) for op in graph.operators for t in op.inputs} | {int(t) for t in graph.outputs}
-    dead = [flatbuffer.op_name(model, op) for op in graph.operators if not set(map(int, op.outputs)) & read]
+    dead = [
+        flatbuffer.op_name(model, op)
+        for op in graph.operators
+        if not set(map(int, op.outputs)) & read
+    ]
     assert dead == []
 
 

@@ -67,9 +67,7 @@ def bert_inputs():
         return {
             "token_ids": (rng.integers(1, 100, size=(n, 16)) * mask).astype(np.int32),
             "padding_mask": mask,
-            "segment_ids": ((positions >= lengths[:, None] // 2) * mask).astype(
-                np.int32
-            ),
+            "segment_ids": ((positions >= lengths[:, None] // 2) * mask).astype(np.int32),
         }
 
     return make

@@ -3,9 +3,7 @@ import numpy as np
 import pytest
 
 from tfcompress import runtime
-from tfcompress.export import converter
-from tfcompress.export import flatbuffer
-from tfcompress.export import wrap
+from tfcompress.export import converter, flatbuffer, wrap
 
 
 @pytest.fixture
@@ -30,9 +28,7 @@ def test_pack_round_trip_keeps_the_model_and_aligns_buffers(dense_model, content
     offsets = _buffer_offsets(packed)
     assert offsets and all(offset % 16 == 0 for offset in offsets)
     x = np.random.default_rng(0).random((3, 32), dtype=np.float32)
-    np.testing.assert_array_equal(
-        runtime.load(packed).run(x), runtime.load(content).run(x)
-    )
+    np.testing.assert_array_equal(runtime.load(packed).run(x), runtime.load(content).run(x))
 
 
 def test_op_names_constants_and_sizes(content):
@@ -53,15 +49,9 @@ def test_opcode_index_reuses_or_adds(content):
     model = flatbuffer.read_model(content)
     count = len(model.operatorCodes)
     fully_connected = flatbuffer.schema.BuiltinOperator.FULLY_CONNECTED
-    assert (
-        flatbuffer.builtin_code(model, model.subgraphs[0].operators[0])
-        == fully_connected
-    )
+    assert flatbuffer.builtin_code(model, model.subgraphs[0].operators[0]) == fully_connected
     assert flatbuffer.opcode_index(model, fully_connected) < count
-    assert (
-        flatbuffer.opcode_index(model, flatbuffer.schema.BuiltinOperator.QUANTIZE)
-        == count
-    )
+    assert flatbuffer.opcode_index(model, flatbuffer.schema.BuiltinOperator.QUANTIZE) == count
     assert len(model.operatorCodes) == count + 1
 
 

@@ -7,11 +7,12 @@ import pytest
 import tensorflow as tf
 
 import tfcompress.quantization as tq
-import testing
 from tfcompress.core.constants import ISOLATE_FACTOR
 from tfcompress.export import flatbuffer
 from tfcompress.export.identity_multiplies import remove_identity_multiplies
 from tfcompress.runtime import load
+
+import testing
 
 _NEAR_ONE = ISOLATE_FACTOR
 
@@ -36,7 +37,9 @@ def _mul_factors(content):
             for i in op.inputs:
                 tensor = graph.tensors[int(i)]
                 if flatbuffer.has_data(model, tensor) and tensor.type == 0:
-                    data = np.frombuffer(bytes(bytearray(model.buffers[tensor.buffer].data)), np.float32)
+                    data = np.frombuffer(
+                        bytes(bytearray(model.buffers[tensor.buffer].data)), np.float32
+                    )
                     if data.size == 1:
                         constant = float(data[0])
             factors.append(constant)

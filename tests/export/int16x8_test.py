@@ -6,11 +6,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfcompress import export
-from tfcompress import runtime
-from tfcompress.export import flatbuffer
-from tfcompress.export import int16x8
-from tfcompress.export import wrap
+from tfcompress import export, runtime
+from tfcompress.export import flatbuffer, int16x8, wrap
 
 
 @pytest.mark.filterwarnings("ignore:.*tf.lite.Interpreter is deprecated")
@@ -27,9 +24,7 @@ def test_stock_converter_fails_on_integer_inputs(bert_backbone, bert_inputs):
         tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
     ]
     with (
-        pytest.raises(
-            Exception, match="Max and min for dynamic tensors should be recorded"
-        ),
+        pytest.raises(Exception, match="Max and min for dynamic tensors should be recorded"),
         contextlib.redirect_stdout(io.StringIO()),
     ):
         converter.convert()
@@ -53,23 +48,16 @@ def test_bert_backbone_exports_int16x8(bert_backbone, bert_inputs):
     ]
     model = flatbuffer.read_model(result.tflite_bytes)
     subgraph = model.subgraphs[0]
-    types = {
-        flatbuffer.type_name(t)
-        for t in subgraph.tensors
-        if not flatbuffer.has_data(model, t)
-    }
+    types = {flatbuffer.type_name(t) for t in subgraph.tensors if not flatbuffer.has_data(model, t)}
     assert "INT16" in types
     # Token ids stay int32 end to end.
     for index in subgraph.inputs:
         assert flatbuffer.type_name(subgraph.tensors[index]) == "INT32"
     matmuls = [
-        op
-        for op in subgraph.operators
-        if flatbuffer.op_name(model, op) == "FULLY_CONNECTED"
+        op for op in subgraph.operators if flatbuffer.op_name(model, op) == "FULLY_CONNECTED"
     ]
     assert matmuls and all(
-        flatbuffer.type_name(subgraph.tensors[op.inputs[0]]) == "INT16"
-        for op in matmuls
+        flatbuffer.type_name(subgraph.tensors[op.inputs[0]]) == "INT16" for op in matmuls
     )
 
 
@@ -91,9 +79,7 @@ def test_layer_norm_variance_runs_in_float_and_io_can_be_int16():
     for op in subgraph.operators:
         if flatbuffer.op_name(tflite, op) == "SQUARED_DIFFERENCE":
             operands = list(op.inputs) + list(op.outputs)
-            assert {flatbuffer.type_name(subgraph.tensors[i]) for i in operands} == {
-                "FLOAT32"
-            }
+            assert {flatbuffer.type_name(subgraph.tensors[i]) for i in operands} == {"FLOAT32"}
     loaded = runtime.load(result.tflite_bytes)
     assert loaded.input_details[0]["dtype"] == np.int16
     assert loaded.output_details[0]["dtype"] == np.int16

@@ -27,8 +27,10 @@ def test_minilm_dynamic_int8_is_a_quarter_of_fp32_and_keeps_embeddings():
     backbone = keras_hub.models.BertBackbone.from_preset(preset)
     tokenizer = keras_hub.models.BertTokenizer.from_preset(preset)
     packer = keras_hub.layers.MultiSegmentPacker(
-        sequence_length=SEQ, start_value=tokenizer.cls_token_id,
-        end_value=tokenizer.sep_token_id, pad_value=tokenizer.pad_token_id,
+        sequence_length=SEQ,
+        start_value=tokenizer.cls_token_id,
+        end_value=tokenizer.sep_token_id,
+        pad_value=tokenizer.pad_token_id,
     )
     token_ids, segment_ids = packer(tokenizer(_sentences(16)))
     token_ids = np.asarray(token_ids, "int32")
@@ -88,8 +90,10 @@ def test_minilm_default_verification_and_post_training_int8():
     backbone = keras_hub.models.BertBackbone.from_preset(preset)
     tokenizer = keras_hub.models.BertTokenizer.from_preset(preset)
     packer = keras_hub.layers.MultiSegmentPacker(
-        sequence_length=SEQ, start_value=tokenizer.cls_token_id,
-        end_value=tokenizer.sep_token_id, pad_value=tokenizer.pad_token_id,
+        sequence_length=SEQ,
+        start_value=tokenizer.cls_token_id,
+        end_value=tokenizer.sep_token_id,
+        pad_value=tokenizer.pad_token_id,
     )
 
     def encode(texts):
@@ -117,9 +121,13 @@ def test_minilm_default_verification_and_post_training_int8():
 
     ours = pool(runtime.load(result.tflite_bytes).run(held_out)["sequence_output"])
     reference = pool(backbone.predict(held_out, verbose=0)["sequence_output"])
-    cosine = (ours * reference).sum(1) / (np.linalg.norm(ours, axis=1) * np.linalg.norm(reference, axis=1))
+    cosine = (ours * reference).sum(1) / (
+        np.linalg.norm(ours, axis=1) * np.linalg.norm(reference, axis=1)
+    )
     agreement = _nn_agreement(reference, ours)
-    print("PTQ int8 sentence cosine mean/min, NN agreement:", cosine.mean(), cosine.min(), agreement)
+    print(
+        "PTQ int8 sentence cosine mean/min, NN agreement:", cosine.mean(), cosine.min(), agreement
+    )
     assert cosine.mean() >= 0.99 and cosine.min() >= 0.95, cosine
     assert agreement >= 0.85
     assert result.size_bytes < 0.3 * 4 * backbone.count_params()

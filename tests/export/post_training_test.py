@@ -11,12 +11,9 @@ import tensorflow as tf
 from ai_edge_litert.interpreter import Interpreter
 
 import tfcompress.quantization as tq
-from tfcompress import export
+from tfcompress import export, runtime
 from tfcompress.core.layer_tree import walk_layers
-from tfcompress import runtime
-from tfcompress.export import post_training
-from tfcompress.export import verify
-from tfcompress.export import wrap
+from tfcompress.export import post_training, verify, wrap
 
 SEQ = 16
 VOCAB = 200
@@ -28,8 +25,12 @@ def _backbone_with_outliers():
     channel 5 of every LayerNorm scale 50x, of every FFN output 60x."""
     keras.utils.set_random_seed(0)
     backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=VOCAB, num_layers=2, num_heads=2, hidden_dim=32,
-        intermediate_dim=64, max_sequence_length=SEQ,
+        vocabulary_size=VOCAB,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=32,
+        intermediate_dim=64,
+        max_sequence_length=SEQ,
     )
     for i in range(2):
         dense = backbone.get_layer(f"transformer_layer_{i}")._feedforward_output_dense
@@ -93,7 +94,9 @@ def test_float_transformer_int8_keeps_outlier_channels_where_the_converter_loses
     convs = [op for op in ops if op["op_name"] == "CONV_2D"]
     assert len(convs) >= 12 and all(details[op["inputs"][1]]["dtype"] == np.int8 for op in convs)
     assert all(details[op["inputs"][0]]["dtype"] == np.int8 for op in convs)
-    assert {details[op["inputs"][0]]["dtype"] for op in ops if op["op_name"] == "GELU"} == {np.float32}
+    assert {details[op["inputs"][0]]["dtype"] for op in ops if op["op_name"] == "GELU"} == {
+        np.float32
+    }
 
 
 def test_a_real_mismatch_still_fails_verification(monkeypatch):
@@ -109,7 +112,9 @@ def test_a_real_mismatch_still_fails_verification(monkeypatch):
         return quantized
 
     monkeypatch.setattr(post_training, "quantize_for_int8", wrong_copy)
-    with pytest.raises(export.ExportVerificationError, match="outputs_match: cosine_distance .* > tolerance 0.02"):
+    with pytest.raises(
+        export.ExportVerificationError, match="outputs_match: cosine_distance .* > tolerance 0.02"
+    ):
         export.to_tflite(backbone, "int8", representative_data=_sentences(32, 0))
 
 
@@ -140,7 +145,10 @@ def test_quantize_model_takes_every_form_to_tflite_takes():
         assert found.keys() == expected.keys(), name
         for path in expected:
             np.testing.assert_allclose(found[path], expected[path], rtol=1e-5, err_msg=name)
-    with pytest.raises(TypeError, match="`representative_data` must be a numpy array.*Received: a callable returning int"):
+    with pytest.raises(
+        TypeError,
+        match="`representative_data` must be a numpy array.*Received: a callable returning int",
+    ):
         tq.quantize_model(backbone, representative_data=lambda: 3)
 
 
@@ -155,12 +163,18 @@ def test_calibrated_ranges_are_the_mean_of_the_batches_and_dropout_stays_off():
     batches = [rng.normal(scale=s, size=(4, 4, 8)).astype("float32") for s in (1.0, 3.0)]
     post_training.calibrate_ranges(quantized, batches)
     ranges = post_training._range_variables(quantized)
-    (head_low, head_high, initialized) = next(r for r in ranges if "head" in r[0].path and "output" in r[0].path)
+    (head_low, head_high, initialized) = next(
+        r for r in ranges if "head" in r[0].path and "output" in r[0].path
+    )
     expected = [
         keras.ops.convert_to_numpy(model(batch, training=False)) for batch in batches
     ]  # no dropout: the float model at inference
-    np.testing.assert_allclose(head_high.numpy(), np.mean([max(0, e.max()) for e in expected]), rtol=0.05)
-    np.testing.assert_allclose(head_low.numpy(), np.mean([min(0, e.min()) for e in expected]), rtol=0.05)
+    np.testing.assert_allclose(
+        head_high.numpy(), np.mean([max(0, e.max()) for e in expected]), rtol=0.05
+    )
+    np.testing.assert_allclose(
+        head_low.numpy(), np.mean([min(0, e.min()) for e in expected]), rtol=0.05
+    )
     assert initialized.numpy() == 1.0
 
 
@@ -193,5 +207,7 @@ def test_a_model_that_cannot_be_copied_keeps_the_converters_calibration_and_says
     with caplog.at_level("WARNING", logger="tfcompress"):
         result = export.to_tflite(net, "int8", representative_data=data)
     assert result.checks["outputs_match"]["passed"]
-    assert "calibrating with the converter's per-tensor ranges" in caplog.text and "Net" in caplog.text
+    assert (
+        "calibrating with the converter's per-tensor ranges" in caplog.text and "Net" in caplog.text
+    )
     assert "FULLY_CONNECTED" in result.ops  # the converter's matmuls, not quantize_model's CONV_2D

@@ -60,9 +60,7 @@ def test_calibration_samples_from_every_source():
     sources = {
         "array": x,
         "dataset": tf.data.Dataset.from_tensor_slices(x).batch(4),
-        "supervised dataset": tf.data.Dataset.from_tensor_slices(
-            (x, np.zeros(10))
-        ).batch(3),
+        "supervised dataset": tf.data.Dataset.from_tensor_slices((x, np.zeros(10))).batch(3),
         "generator": (x[i : i + 5] for i in (0, 5)),
         "callable": lambda: iter([x[:5], x[5:]]),
         "list of dicts": [{"image": x[:5]}, {"image": x[5:]}],

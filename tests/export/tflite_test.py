@@ -4,8 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfcompress import export
-from tfcompress import runtime
+from tfcompress import export, runtime
 from tfcompress.export import flatbuffer
 from tfcompress.export.verify import TOLERANCES
 
@@ -32,9 +31,7 @@ _EXPECTED_TYPES = {
 
 @pytest.mark.parametrize("target", export.TARGETS)
 @pytest.mark.parametrize("model_name", ["dense_model", "conv_model"])
-def test_every_target_converts_and_verifies(
-    request, calibration_data, model_name, target
-):
+def test_every_target_converts_and_verifies(request, calibration_data, model_name, target):
     model = request.getfixturevalue(model_name)
     kwargs = {}
     if target in ("int8", "int16x8"):
@@ -48,9 +45,7 @@ def test_every_target_converts_and_verifies(
     assert result.checks["outputs_match"]["metric"] == metric
     assert result.checks["outputs_match"]["value"] <= bound
     # Untrained models have close logits: a quantized one may flip 1 in 8.
-    assert result.argmax_agreement >= (
-        1.0 if target in ("float32", "float16") else 0.75
-    )
+    assert result.argmax_agreement >= (1.0 if target in ("float32", "float16") else 0.75)
     weights, activations = _tensor_types(result.tflite_bytes)
     expected_weights, expected_activations = _EXPECTED_TYPES[target]
     assert expected_weights <= weights
@@ -69,9 +64,7 @@ def test_smaller_targets_give_smaller_files(dense_model, calibration_data):
         target: export.to_tflite(
             dense_model,
             target=target,
-            representative_data=calibration_data(dense_model)
-            if target == "int8"
-            else None,
+            representative_data=calibration_data(dense_model) if target == "int8" else None,
             verify=False,
         ).size_bytes
         for target in ("float32", "float16", "int8")
@@ -95,9 +88,7 @@ def test_int8_needs_calibration_data(dense_model):
 
 def test_int8_io_round_trips_through_the_runtime(dense_model, calibration_data):
     data = calibration_data(dense_model, n=128)
-    result = export.to_tflite(
-        dense_model, target="int8", representative_data=data, int8_io=True
-    )
+    result = export.to_tflite(dense_model, target="int8", representative_data=data, int8_io=True)
     model = runtime.load(result.tflite_bytes)
     assert model.input_details[0]["dtype"] == np.int8
     assert model.output_details[0]["dtype"] == np.int8
@@ -108,11 +99,7 @@ def test_int8_io_round_trips_through_the_runtime(dense_model, calibration_data):
     expected = dense_model.predict(x, verbose=0)
     assert predictions.dtype == np.float32
     assert np.mean(predictions.argmax(-1) == expected.argmax(-1)) >= 0.9
-    cosine = (
-        np.sum(predictions * expected)
-        / np.linalg.norm(predictions)
-        / np.linalg.norm(expected)
-    )
+    cosine = np.sum(predictions * expected) / np.linalg.norm(predictions) / np.linalg.norm(expected)
     assert cosine > 0.99
     quantized = model.run(x, raw=False)
     np.testing.assert_array_equal(quantized, predictions)
@@ -178,9 +165,7 @@ def test_pruned_models_are_exported_stripped_with_their_zeros(monkeypatch, dense
         if flatbuffer.has_data(model, t) and len(t.shape) == 2
     ]
     assert len(kernels) == 2
-    assert all(
-        np.mean(kernel == 0) == pytest.approx(0.75, abs=0.01) for kernel in kernels
-    )
+    assert all(np.mean(kernel == 0) == pytest.approx(0.75, abs=0.01) for kernel in kernels)
     export.to_tflite(dense_model, verify=False)
     assert len(calls) == 1, "models without pruning wrappers are not stripped"
 
@@ -216,7 +201,11 @@ def test_pruned_models_are_exported_stripped_with_their_zeros(monkeypatch, dense
             "`sample` has 3 rows, which batch_size=2 does not divide",
         ),
         (
-            {"target": "int8", "batch_size": 4, "representative_data": np.zeros((3, 32), "float32")},
+            {
+                "target": "int8",
+                "batch_size": 4,
+                "representative_data": np.zeros((3, 32), "float32"),
+            },
             ValueError,
             "`representative_data` has 3 samples, fewer than one batch of batch_size=4",
         ),
@@ -294,7 +283,9 @@ def test_sequence_length_errors(bert_backbone, bert_inputs, kwargs, message):
 
 
 def test_sequence_length_needs_an_unknown_second_dimension(dense_model):
-    with pytest.raises(ValueError, match=re.escape("`sequence_length=8` fixes the second dimension")):
+    with pytest.raises(
+        ValueError, match=re.escape("`sequence_length=8` fixes the second dimension")
+    ):
         export.to_tflite(dense_model, sequence_length=8)
 
 
@@ -328,8 +319,12 @@ def _bert(vocabulary_size, seed=0):
 
     keras.utils.set_random_seed(seed)
     return keras_hub.models.BertBackbone(
-        vocabulary_size=vocabulary_size, num_layers=1, num_heads=2, hidden_dim=16,
-        intermediate_dim=32, max_sequence_length=16,
+        vocabulary_size=vocabulary_size,
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        max_sequence_length=16,
     )
 
 
@@ -349,7 +344,10 @@ def test_without_sample_token_models_are_checked_on_inputs_like_real_ones(monkey
 
     check = result.checks["outputs_match"]
     assert check["passed"]
-    assert "on synthetic inputs (random token ids below 1000, padding masks that are a prefix of ones" in check["detail"]
+    assert (
+        "on synthetic inputs (random token ids below 1000, padding masks that are a prefix of ones"
+        in check["detail"]
+    )
     ids, mask = seen["token_ids"], seen["padding_mask"]
     # The vocabulary the backbone declares (not [0, 100), nor [0, 2) when a
     # segment embedding refused larger ids), one segment, real padding.

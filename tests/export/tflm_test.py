@@ -5,7 +5,6 @@ import sys
 import warnings
 
 import keras
-import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -22,7 +21,12 @@ layers = keras.layers
 
 def _dense():
     return keras.Sequential(
-        [keras.Input((8, 8, 1)), layers.Flatten(), layers.Dense(64, activation="relu"), layers.Dense(10)],
+        [
+            keras.Input((8, 8, 1)),
+            layers.Flatten(),
+            layers.Dense(64, activation="relu"),
+            layers.Dense(10),
+        ],
         name="dense",
     )
 
@@ -68,11 +72,20 @@ interpreter.invoke()
 
 
 def _loads_and_runs(path, arena_size):
-    run = subprocess.run([sys.executable, "-c", _LOAD_AND_RUN, str(path), str(arena_size)], capture_output=True, check=False)
+    run = subprocess.run(
+        [sys.executable, "-c", _LOAD_AND_RUN, str(path), str(arena_size)],
+        capture_output=True,
+        check=False,
+    )
     return run.returncode == 0
 
 
-BUILDERS = {"demo_cnn": digits.build_digits_cnn, "dense": _dense, "depthwise": _depthwise, "conv1d": _conv1d}
+BUILDERS = {
+    "demo_cnn": digits.build_digits_cnn,
+    "dense": _dense,
+    "depthwise": _depthwise,
+    "conv1d": _conv1d,
+}
 
 
 @pytest.fixture(scope="module")
@@ -216,11 +229,18 @@ def test_two_outputs_are_compared_output_by_output(data):
     keras.utils.set_random_seed(0)
     inputs = keras.Input((8, 8, 1))
     hidden = layers.Dense(32, activation="relu")(layers.Flatten()(inputs))
-    model = keras.Model(inputs, [layers.Dense(10, name="digit")(hidden), layers.Dense(3, name="aux")(hidden)])
-    content = export.to_tflite(model, "int8", int8_io=True, representative_data=x_train[:64]).tflite_bytes
+    model = keras.Model(
+        inputs, [layers.Dense(10, name="digit")(hidden), layers.Dense(3, name="aux")(hidden)]
+    )
+    content = export.to_tflite(
+        model, "int8", int8_io=True, representative_data=x_train[:64]
+    ).tflite_bytes
     check = export.check_in_tflm(content, sample=x_test[:40])
     assert check.rows == 40
     assert check.max_lsb_difference <= 1
     assert check.argmax_agreement >= 0.95
-    with pytest.raises(ValueError, match=r"`sample` must hold rows of shape \(8, 8, 1\).*Received: shape \(40, 64\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"`sample` must hold rows of shape \(8, 8, 1\).*Received: shape \(40, 64\)",
+    ):
         export.check_in_tflm(content, sample=x_test[:40].reshape(40, 64))

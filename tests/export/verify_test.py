@@ -4,9 +4,7 @@ import pytest
 import tensorflow as tf
 
 from tfcompress import export
-from tfcompress.export import converter
-from tfcompress.export import verify
-from tfcompress.export import wrap
+from tfcompress.export import converter, verify, wrap
 
 
 def _float32(model):
@@ -18,12 +16,8 @@ def _float32(model):
 
 def test_all_checks_pass_on_a_good_export(dense_model):
     content, sample, reference = _float32(dense_model)
-    checks = verify.run_checks(
-        content, "float32", dense_model.count_params(), sample, reference
-    )
-    assert [name for name, check in checks.items() if check["passed"]] == list(
-        verify.CHECKS
-    )
+    checks = verify.run_checks(content, "float32", dense_model.count_params(), sample, reference)
+    assert [name for name, check in checks.items() if check["passed"]] == list(verify.CHECKS)
     assert checks["outputs_match"]["max_relative_error"] < 1e-5
     verify.raise_on_failure(checks)
 
@@ -55,9 +49,7 @@ def test_flex_ops_fail_builtin_ops_unless_allowed():
 
 def test_a_weightless_file_fails_weights_present(monkeypatch, dense_model):
     keras.utils.set_random_seed(1)
-    big = keras.Sequential(
-        [keras.Input((32,)), keras.layers.Dense(2000), keras.layers.Dense(10)]
-    )
+    big = keras.Sequential([keras.Input((32,)), keras.layers.Dense(2000), keras.layers.Dense(10)])
     # Simulate the from_concrete_functions failure: a valid file without the weights.
     small = _float32(dense_model)[0]
     monkeypatch.setattr(converter, "convert", lambda *args, **kwargs: small)
@@ -66,17 +58,13 @@ def test_a_weightless_file_fails_weights_present(monkeypatch, dense_model):
     ) as info:
         export.to_tflite(big)
     assert "weights_present" in info.value.failed
-    assert info.value.checks["weights_present"]["min_bytes"] == int(
-        0.5 * big.count_params() * 4
-    )
+    assert info.value.checks["weights_present"]["min_bytes"] == int(0.5 * big.count_params() * 4)
 
 
 def test_an_output_mismatch_fails_outputs_match(dense_model):
     content, sample, reference = _float32(dense_model)
     shifted = {name: value + 0.1 for name, value in reference.items()}
-    checks = verify.run_checks(
-        content, "float32", dense_model.count_params(), sample, shifted
-    )
+    checks = verify.run_checks(content, "float32", dense_model.count_params(), sample, shifted)
     assert checks["builtin_ops"]["passed"] and checks["weights_present"]["passed"]
     with pytest.raises(
         export.ExportVerificationError,
@@ -128,7 +116,9 @@ def test_padded_positions_are_left_out_of_per_token_outputs():
     reference = {"sequence_output": hidden, "pooled_output": pooled}
     padded_garbage = {"sequence_output": hidden.copy(), "pooled_output": pooled}
     padded_garbage["sequence_output"][1, 2:] = 100.0
-    assert verify.compare(padded_garbage, reference, mask)["cosine_similarity"] == pytest.approx(1.0)
+    assert verify.compare(padded_garbage, reference, mask)["cosine_similarity"] == pytest.approx(
+        1.0
+    )
     assert verify.compare(padded_garbage, reference)["cosine_similarity"] < 0.5
     wrong_token = {"sequence_output": hidden.copy(), "pooled_output": pooled}
     wrong_token["sequence_output"][1, 1] = 100.0  # a real token
@@ -140,14 +130,21 @@ def test_mask_positions_are_not_taken_for_a_padding_mask():
     rng = np.random.default_rng(0)
     padding = np.ones((2, 6), "int32")
     positions = np.array([[0, 3], [2, 4]], "int32")
-    sample = {"mask_positions": positions, "padding_mask": padding, "token_ids": np.zeros((2, 6), "int32")}
+    sample = {
+        "mask_positions": positions,
+        "padding_mask": padding,
+        "token_ids": np.zeros((2, 6), "int32"),
+    }
     assert verify.padding_mask(sample) is padding
     logits = rng.normal(size=(2, 2, 5))
     wrong_first = logits.copy()
     wrong_first[0, 0] = -logits[0, 0]  # the prediction at position 0
     mask = verify.padding_mask(sample)
     assert verify.compare({"logits": wrong_first}, {"logits": logits}, mask)["max_abs_error"] > 0
-    assert verify.padding_mask({"mask_positions": positions, "token_ids": np.zeros((2, 6), "int32")}) is None
+    assert (
+        verify.padding_mask({"mask_positions": positions, "token_ids": np.zeros((2, 6), "int32")})
+        is None
+    )
 
 
 def test_a_mask_unlike_the_token_ids_is_no_padding_mask():
@@ -163,7 +160,9 @@ def test_pooled_outputs_as_wide_as_the_sequence_are_compared_whole():
     pooled = rng.normal(size=(2, 4))
     wrong = pooled.copy()
     wrong[1, 3] += 10.0  # a real feature of the second example
-    assert verify.compare({"pooled_output": wrong}, {"pooled_output": pooled}, mask)["max_abs_error"] == pytest.approx(10.0)
+    assert verify.compare({"pooled_output": wrong}, {"pooled_output": pooled}, mask)[
+        "max_abs_error"
+    ] == pytest.approx(10.0)
 
 
 def test_argmax_agreement_counts_real_tokens_only():
@@ -172,7 +171,9 @@ def test_argmax_agreement_counts_real_tokens_only():
     logits = rng.normal(size=(2, 4, 3))
     wrong = logits.copy()
     wrong[0, 0] = -logits[0, 0]  # a different argmax at one of the 6 real tokens
-    assert verify.compare({"logits": wrong}, {"logits": logits}, mask)["argmax_agreement"] == pytest.approx(5 / 6)
+    assert verify.compare({"logits": wrong}, {"logits": logits}, mask)[
+        "argmax_agreement"
+    ] == pytest.approx(5 / 6)
 
 
 def test_a_padding_mask_next_to_float_embeddings_is_found():

@@ -2,8 +2,7 @@ import keras
 import numpy as np
 import pytest
 
-from tfcompress import export
-from tfcompress import runtime
+from tfcompress import export, runtime
 from tfcompress.export import wrap
 
 
@@ -34,9 +33,7 @@ def test_bert_backbone_exports_float32_and_dynamic_int8(bert_backbone, bert_inpu
         result = export.to_tflite(bert_backbone, target=target, sample=sample)
         assert all(check["passed"] for check in result.checks.values()), result.checks
         # The weights are in the file: from_concrete_functions lost them.
-        assert result.size_bytes > bert_backbone.count_params() * (
-            4 if target == "float32" else 1
-        )
+        assert result.size_bytes > bert_backbone.count_params() * (4 if target == "float32" else 1)
         model = runtime.load(result.tflite_bytes)
         assert set(model.signatures["serving_default"]["inputs"]) == set(sample)
         outputs = model.run(sample)
@@ -85,9 +82,7 @@ def test_subclassed_model_with_dict_inputs_needs_a_sample():
             self.dense = keras.layers.Dense(2)
 
         def call(self, inputs):
-            return self.dense(
-                keras.ops.concatenate([inputs["a"], inputs["b"]], axis=-1)
-            )
+            return self.dense(keras.ops.concatenate([inputs["a"], inputs["b"]], axis=-1))
 
     model = Pair()
     sample = {"a": np.ones((2, 3), np.float32), "b": np.ones((2, 1), np.float32)}

@@ -2,9 +2,10 @@ import keras
 import numpy as np
 import pytest
 
-import testing
 import tfcompress
 from tfcompress.low_rank import LowRankDense, LowRankEinsumDense, factorize, low_rank_report
+
+import testing
 
 
 def _mlp(seed=0, width=64):
@@ -18,7 +19,9 @@ def _correlated(rows=512, size=32, seed=0):
     """Inputs living mostly in 4 directions, as transformer activations do."""
     rng = np.random.default_rng(seed)
     basis = rng.normal(size=(4, size)) * 5
-    return (rng.normal(size=(rows, 4)) @ basis + 0.1 * rng.normal(size=(rows, size))).astype("float32")
+    return (rng.normal(size=(rows, 4)) @ basis + 0.1 * rng.normal(size=(rows, size))).astype(
+        "float32"
+    )
 
 
 def _relative_error(a, b):
@@ -46,7 +49,9 @@ def test_whitened_and_activation_aware_beat_svd_on_correlated_inputs():
     errors = {
         method: _relative_error(
             reference,
-            factorize(model, rank=8, method=method, representative_data=None if method == "svd" else x)(x),
+            factorize(
+                model, rank=8, method=method, representative_data=None if method == "svd" else x
+            )(x),
         )
         for method in ("svd", "activation_aware", "whitened")
     }
@@ -55,10 +60,14 @@ def test_whitened_and_activation_aware_beat_svd_on_correlated_inputs():
 
 
 def test_whitened_output_error_is_measured_on_the_data():
-    model = keras.Sequential([keras.Input((32,)), keras.layers.Dense(48, use_bias=False, name="only")])
+    model = keras.Sequential(
+        [keras.Input((32,)), keras.layers.Dense(48, use_bias=False, name="only")]
+    )
     x = _correlated()
     small = factorize(model, rank=8, method="whitened", representative_data=x)
-    np.testing.assert_allclose(small.get_layer("only").output_error, _relative_error(model(x), small(x)), rtol=1e-3)
+    np.testing.assert_allclose(
+        small.get_layer("only").output_error, _relative_error(model(x), small(x)), rtol=1e-3
+    )
 
 
 @pytest.mark.parametrize("method", ["svd", "whitened"])
@@ -67,7 +76,10 @@ def test_compression_target_met_within_one_rounding_step(method):
     x = _correlated()
     small = factorize(model, compression=0.6, method=method, representative_data=x, round_to=8)
     report = low_rank_report(small)
-    total = sum(np.prod(model.get_layer(n).kernel.shape) + model.get_layer(n).bias.shape[0] for n in ("up", "down"))
+    total = sum(
+        np.prod(model.get_layer(n).kernel.shape) + model.get_layer(n).bias.shape[0]
+        for n in ("up", "down")
+    )
     dense_left = sum(
         np.prod(model.get_layer(n).kernel.shape) + model.get_layer(n).bias.shape[0]
         for n in ("up", "down")
@@ -87,8 +99,12 @@ def test_compression_picks_ranks_where_error_is_lowest():
     model = keras.Model(inputs, [a, b])
     x = _correlated()
     small = factorize(
-        model, compression=0.5, method="whitened", representative_data=x,
-        layers=["low_rank_inputs"], round_to=4,
+        model,
+        compression=0.5,
+        method="whitened",
+        representative_data=x,
+        layers=["low_rank_inputs"],
+        round_to=4,
     )
     assert small.get_layer("low_rank_inputs").rank <= 8
     assert small.get_layer("low_rank_inputs").output_error < 0.01
@@ -112,10 +128,16 @@ def test_bert_backbone_keeps_class_and_round_trips(tmp_path):
     testing.assert_keeps_class(small, backbone)
     paths = {row["path"]: row["class"] for row in low_rank_report(small).rows}
     for projection in ("query", "key", "value", "attention_output"):
-        assert paths[f"transformer_layer_1/self_attention_layer/{projection}"] == "LowRankEinsumDense"
+        assert (
+            paths[f"transformer_layer_1/self_attention_layer/{projection}"] == "LowRankEinsumDense"
+        )
     assert paths["transformer_layer_0/feedforward_intermediate_dense"] == "LowRankDense"
-    assert not isinstance(backbone.transformer_layers[0]._self_attention_layer._query_dense, LowRankEinsumDense)
-    restored = testing.run_model_saving_test(small, data, tmp_path, loader=tfcompress.saving.load_model)
+    assert not isinstance(
+        backbone.transformer_layers[0]._self_attention_layer._query_dense, LowRankEinsumDense
+    )
+    restored = testing.run_model_saving_test(
+        small, data, tmp_path, loader=tfcompress.saving.load_model
+    )
     assert len(low_rank_report(restored).rows) == len(paths)
 
 
@@ -127,7 +149,9 @@ def test_pruned_factorized_backbone_round_trips(tmp_path):
         small, pruning_schedule=tfcompress.sparsity.ConstantSparsity(0.5, 0)
     )
     pruned(data)
-    restored = testing.run_model_saving_test(pruned, data, tmp_path, loader=tfcompress.saving.load_model)
+    restored = testing.run_model_saving_test(
+        pruned, data, tmp_path, loader=tfcompress.saving.load_model
+    )
     assert len(low_rank_report(restored).rows) == len(low_rank_report(small).rows)
 
 
@@ -217,7 +241,10 @@ def test_original_model_is_untouched():
 @pytest.mark.parametrize(
     "kwargs,message",
     [
-        ({"rank": 40, "layers": ["down"]}, r"`rank=40` is larger than these layers allow .*'down': 32"),
+        (
+            {"rank": 40, "layers": ["down"]},
+            r"`rank=40` is larger than these layers allow .*'down': 32",
+        ),
         ({"rank": 1000}, r"`rank=1000` is larger than these layers allow"),
         ({"energy": 0.0}, r"`energy` must be in \(0, 1\] .* Received: energy=0.0"),
         ({"energy": 1.5}, r"`energy` must be in \(0, 1\]"),

@@ -2,9 +2,10 @@ import keras
 import numpy as np
 import pytest
 
-import testing
 from tfcompress.low_rank import LowRankDense
 from tfcompress.low_rank._factors import Spectrum
+
+import testing
 
 
 def _dense(units=12, inputs=20, activation="relu"):

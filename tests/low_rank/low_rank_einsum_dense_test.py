@@ -37,7 +37,9 @@ def test_input_rows_match_the_matrix():
     layer(x)
     spec = KernelSpec(layer)
     rows = np.asarray(spec.input_rows(x))
-    np.testing.assert_allclose(rows @ spec.matrix(layer.kernel.numpy()), np.reshape(layer(x), (-1, 16)), atol=1e-5)
+    np.testing.assert_allclose(
+        rows @ spec.matrix(layer.kernel.numpy()), np.reshape(layer(x), (-1, 16)), atol=1e-5
+    )
 
 
 def test_batched_kernel_is_refused():

@@ -3,11 +3,11 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
-import testing
 
 import tfcompress
 from tfcompress.models import from_gguf
 
+import testing
 from .tiny_llama import hf_weights, llama_cpp_permute, random_backbone, source_tokenizer, write_gguf
 
 
@@ -29,7 +29,15 @@ def logits(backbone, token_ids=TOKEN_IDS):
 
 # Logit correlation with the float32 source, two random layers: measured values
 # minus a margin (F16 0.999999, BF16 0.99992, Q8_0 0.9994, Q5 0.97, Q4 0.89).
-MIN_CORRELATION = {"F16": 0.9999, "BF16": 0.999, "Q8_0": 0.999, "Q5_1": 0.9, "Q5_0": 0.9, "Q4_1": 0.8, "Q4_0": 0.8}
+MIN_CORRELATION = {
+    "F16": 0.9999,
+    "BF16": 0.999,
+    "Q8_0": 0.999,
+    "Q5_1": 0.9,
+    "Q5_0": 0.9,
+    "Q4_1": 0.8,
+    "Q4_0": 0.8,
+}
 
 
 def roundtripped(weights, tensor_type):
@@ -42,7 +50,9 @@ def roundtripped(weights, tensor_type):
     result = {}
     for name, weight in weights.items():
         if weight.ndim == 2 and tensor_type != "F32":
-            weight = gguf.quants.dequantize(gguf.quants.quantize(weight.astype(np.float32), qtype), qtype)
+            weight = gguf.quants.dequantize(
+                gguf.quants.quantize(weight.astype(np.float32), qtype), qtype
+            )
         result[name] = np.asarray(weight, np.float32).reshape(weights[name].shape)
     return result
 
@@ -54,8 +64,13 @@ def test_float32_logits_equal_the_source_model(tiny_llama, tmp_path):
     loaded = causal_lm.backbone
     assert loaded.tie_word_embeddings
     for key, value in {
-        "num_layers": 2, "num_query_heads": 4, "num_key_value_heads": 2, "hidden_dim": 64,
-        "intermediate_dim": 128, "rope_max_wavelength": 50000.0, "vocabulary_size": 268,
+        "num_layers": 2,
+        "num_query_heads": 4,
+        "num_key_value_heads": 2,
+        "hidden_dim": 64,
+        "intermediate_dim": 128,
+        "rope_max_wavelength": 50000.0,
+        "vocabulary_size": 268,
     }.items():
         assert loaded.get_config()[key] == value, key
     assert loaded.get_config()["layer_norm_epsilon"] == pytest.approx(1e-5)
@@ -86,7 +101,9 @@ def test_unpermuting_matters(tiny_llama, tmp_path):
 
 def _inverse_permute(weight, heads):
     rows, columns = weight.shape
-    return weight.reshape(heads, rows // heads // 2, 2, columns).swapaxes(1, 2).reshape(rows, columns)
+    return (
+        weight.reshape(heads, rows // heads // 2, 2, columns).swapaxes(1, 2).reshape(rows, columns)
+    )
 
 
 @pytest.mark.parametrize("tensor_type", sorted(MIN_CORRELATION))
@@ -101,7 +118,9 @@ def test_quantized_tensors_dequantize_in_place(tiny_llama, tmp_path, tensor_type
     # Exact: the loaded model equals the source with each matrix quantized and
     # dequantized by gguf itself, written back as F32.
     reference = from_gguf(write_gguf(tmp_path / "ref.gguf", roundtripped(weights, tensor_type)))
-    np.testing.assert_allclose(logits(causal_lm.backbone), logits(reference.backbone), atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(
+        logits(causal_lm.backbone), logits(reference.backbone), atol=1e-4, rtol=1e-4
+    )
 
     # Within quantization error of the float32 source: logits keep their ranking.
     got, want = logits(causal_lm.backbone)[0], logits(backbone)[0]
@@ -130,7 +149,9 @@ def test_generate_matches_the_source_model(tiny_llama, tmp_path):
     causal_lm = from_gguf(write_gguf(tmp_path / "tiny.gguf", weights), sequence_length=16)
     source = keras_hub.models.Llama3CausalLM(
         backbone=backbone,
-        preprocessor=keras_hub.models.Llama3CausalLMPreprocessor(source_tokenizer(), sequence_length=16),
+        preprocessor=keras_hub.models.Llama3CausalLMPreprocessor(
+            source_tokenizer(), sequence_length=16
+        ),
     )
     causal_lm.compile(sampler="greedy")
     source.compile(sampler="greedy")

@@ -4,8 +4,7 @@ import gguf
 import numpy as np
 import pytest
 
-from tfcompress.models import from_gguf
-from tfcompress.models import gguf_reader
+from tfcompress.models import from_gguf, gguf_reader
 
 from .tiny_llama import hf_weights, llama_cpp_permute, random_backbone, write_gguf
 
@@ -24,12 +23,16 @@ def test_unpermute_rows_inverts_llama_cpp_permute(heads):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"`path` does not name an existing file.*nope\.gguf.*smollm2_path"):
+    with pytest.raises(
+        FileNotFoundError, match=r"`path` does not name an existing file.*nope\.gguf.*smollm2_path"
+    ):
         from_gguf(tmp_path / "nope.gguf")
 
 
 def test_path_of_wrong_type():
-    with pytest.raises(TypeError, match=r"`path` must be a str or os.PathLike.*Received: path=3 of type int"):
+    with pytest.raises(
+        TypeError, match=r"`path` must be a str or os.PathLike.*Received: path=3 of type int"
+    ):
         from_gguf(3)
 
 
@@ -45,7 +48,9 @@ def test_truncated_gguf_file(tmp_path, weights, keep):
     data = write_gguf(tmp_path / "full.gguf", weights, "Q4_1").read_bytes()
     path = tmp_path / "cut.gguf"
     path.write_bytes(data[: int(len(data) * keep)])
-    with pytest.raises(ValueError, match=r"`path` is not a readable GGUF file \(corrupt, truncated"):
+    with pytest.raises(
+        ValueError, match=r"`path` is not a readable GGUF file \(corrupt, truncated"
+    ):
         from_gguf(path)
 
 
@@ -62,9 +67,14 @@ def test_unsupported_tensor_type(tmp_path, weights):
     block_size, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType.Q4_K]
     raw = np.zeros((rows, columns // block_size * type_size), np.uint8)
     path = write_gguf(
-        tmp_path / "k_quant.gguf", weights, extra_tensors=[(name, raw, gguf.GGMLQuantizationType.Q4_K)]
+        tmp_path / "k_quant.gguf",
+        weights,
+        extra_tensors=[(name, raw, gguf.GGMLQuantizationType.Q4_K)],
     )
-    with pytest.raises(ValueError, match=r"'blk\.1\.ffn_down\.weight' has GGUF type Q4_K.*Supported types: F32, F16"):
+    with pytest.raises(
+        ValueError,
+        match=r"'blk\.1\.ffn_down\.weight' has GGUF type Q4_K.*Supported types: F32, F16",
+    ):
         from_gguf(path)
 
 
@@ -84,7 +94,10 @@ def test_missing_tensor_is_refused(tmp_path, weights):
 @pytest.mark.parametrize("sequence_length", [0, 257, 8.0, True])
 def test_bad_sequence_length(tmp_path, weights, sequence_length):
     path = write_gguf(tmp_path / "tiny.gguf", weights)
-    with pytest.raises(ValueError, match=r"`sequence_length` must be an int in \[1, 256\].*Received: sequence_length="):
+    with pytest.raises(
+        ValueError,
+        match=r"`sequence_length` must be an int in \[1, 256\].*Received: sequence_length=",
+    ):
         from_gguf(path, sequence_length=sequence_length)
 
 
@@ -113,5 +126,7 @@ def test_other_tokenizer(tmp_path, weights, monkeypatch):
 def test_without_the_gguf_package(tmp_path, weights, monkeypatch):
     path = write_gguf(tmp_path / "tiny.gguf", weights)
     monkeypatch.setitem(sys.modules, "gguf", None)
-    with pytest.raises(ImportError, match=r'needs the `gguf` package.*pip install "tfcompress\[llm\]"'):
+    with pytest.raises(
+        ImportError, match=r'needs the `gguf` package.*pip install "tfcompress\[llm\]"'
+    ):
         from_gguf(path)

@@ -9,17 +9,15 @@ from tfcompress.models import smollm2_path
 
 # The Apache License 2.0 boilerplate (SmolLM2's own licence), as a held-out paragraph.
 LICENCE = (
-    "Licensed under the Apache License, Version 2.0 (the \"License\"); you may not use "
+    'Licensed under the Apache License, Version 2.0 (the "License"); you may not use '
     "this file except in compliance with the License. You may obtain a copy of the "
     "License at http://www.apache.org/licenses/LICENSE-2.0. Unless required by "
     "applicable law or agreed to in writing, software distributed under the License is "
-    "distributed on an \"AS IS\" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, "
+    'distributed on an "AS IS" BASIS, WITHOUT WARRANTIES OR CONDITIONS OF ANY KIND, '
     "either express or implied. See the License for the specific language governing "
     "permissions and limitations under the License."
 )
-PROMPT = (
-    "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
-)
+PROMPT = "<|im_start|>user\nWhat is the capital of France?<|im_end|>\n<|im_start|>assistant\n"
 
 
 def test_missing_package_says_how_to_install(monkeypatch):

@@ -69,7 +69,11 @@ def hf_weights(backbone):
 
     def dense(kernel, in_first):
         kernel = keras.ops.convert_to_numpy(kernel)
-        two_d = kernel.reshape(kernel.shape[0], -1) if in_first else kernel.reshape(-1, kernel.shape[-1])
+        two_d = (
+            kernel.reshape(kernel.shape[0], -1)
+            if in_first
+            else kernel.reshape(-1, kernel.shape[-1])
+        )
         return two_d.T
 
     embedding = backbone.get_layer("token_embedding")
@@ -85,14 +89,20 @@ def hf_weights(backbone):
         block = backbone.get_layer(f"transformer_layer_{i}")
         attention = block._self_attention_layer
         prefix = f"blk.{i}."
-        weights[prefix + "attn_norm.weight"] = keras.ops.convert_to_numpy(block._self_attention_layernorm.scale)
-        weights[prefix + "ffn_norm.weight"] = keras.ops.convert_to_numpy(block._feedforward_layernorm.scale)
+        weights[prefix + "attn_norm.weight"] = keras.ops.convert_to_numpy(
+            block._self_attention_layernorm.scale
+        )
+        weights[prefix + "ffn_norm.weight"] = keras.ops.convert_to_numpy(
+            block._feedforward_layernorm.scale
+        )
         weights[prefix + "attn_q.weight"] = dense(attention._query_dense.kernel, True)
         weights[prefix + "attn_k.weight"] = dense(attention._key_dense.kernel, True)
         weights[prefix + "attn_v.weight"] = dense(attention._value_dense.kernel, True)
         weights[prefix + "attn_output.weight"] = dense(attention._output_dense.kernel, False)
         weights[prefix + "ffn_gate.weight"] = dense(block._feedforward_gate_dense.kernel, True)
-        weights[prefix + "ffn_up.weight"] = dense(block._feedforward_intermediate_dense.kernel, True)
+        weights[prefix + "ffn_up.weight"] = dense(
+            block._feedforward_intermediate_dense.kernel, True
+        )
         weights[prefix + "ffn_down.weight"] = dense(block._feedforward_output_dense.kernel, False)
     return weights
 

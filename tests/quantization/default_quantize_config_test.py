@@ -1,11 +1,17 @@
 import keras
 import pytest
 
-from tfcompress.quantization import DefaultQuantizeConfig, LastValueQuantizer, MovingAverageQuantizer
+from tfcompress.quantization import (
+    DefaultQuantizeConfig,
+    LastValueQuantizer,
+    MovingAverageQuantizer,
+)
 
 
 def test_round_trip_and_quantizers():
-    config = DefaultQuantizeConfig(["kernel"], weight_bits=4, weight_per_axis=True, activation_bits=16)
+    config = DefaultQuantizeConfig(
+        ["kernel"], weight_bits=4, weight_per_axis=True, activation_bits=16
+    )
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(config))
     assert restored.get_config() == config.get_config()
     layer = keras.layers.Dense(3)

@@ -13,8 +13,10 @@ def _wrapper(layer, shape, **kwargs):
 
 def test_flat_plan_names_its_parts():
     wrapper = _wrapper(
-        keras.layers.EinsumDense("abc,cd->abd", (None, 6), bias_axes="d"), (None, 5, 3),
-        outlier_channels=[4, 1], input_outlier_channels=[2],
+        keras.layers.EinsumDense("abc,cd->abd", (None, 6), bias_axes="d"),
+        (None, 5, 3),
+        outlier_channels=[4, 1],
+        input_outlier_channels=[2],
     )
     plan = wrapper.plan
     assert plan.spec.in_size == 3 and plan.spec.out_size == 6

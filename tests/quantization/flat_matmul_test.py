@@ -15,7 +15,10 @@ from tfcompress.quantization.flat_matmul_plan import FlatMatmul
 from tfcompress.quantization.layer_call_plans import LayerCall
 
 _LAYERS = [
-    (lambda: keras.layers.EinsumDense("abc,cde->abde", (None, 4, 8), bias_axes="de"), (None, 5, 16)),
+    (
+        lambda: keras.layers.EinsumDense("abc,cde->abde", (None, 4, 8), bias_axes="de"),
+        (None, 5, 16),
+    ),
     (lambda: keras.layers.EinsumDense("abcd,cde->abe", (None, 16), bias_axes="e"), (None, 5, 4, 8)),
     (lambda: keras.layers.Dense(12), (None, 5, 16)),
 ]
@@ -59,15 +62,22 @@ def test_per_channel_flat_path_quantizes_each_output_channel(make, shape):
     quantized = np.round(kernel / scale) * scale
     x = np.random.default_rng(1).normal(size=(3,) + shape[1:]).astype("float32")
     bias = np.broadcast_to(layer.bias.numpy(), out_shape).reshape(-1)
-    expected = (x.reshape(-1, kernel.shape[0]) @ quantized + bias).reshape((3,) + shape[1:-len(in_shape)] + out_shape)
+    expected = (x.reshape(-1, kernel.shape[0]) @ quantized + bias).reshape(
+        (3,) + shape[1 : -len(in_shape)] + out_shape
+    )
     np.testing.assert_allclose(np.asarray(wrapper(x)), expected, rtol=1e-4, atol=1e-4)
     # Training runs a matmul instead of the 1x1 convolution: same numbers.
-    np.testing.assert_allclose(np.asarray(wrapper(x, training=True)), expected, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        np.asarray(wrapper(x, training=True)), expected, rtol=1e-4, atol=1e-4
+    )
     per_tensor = tq.QuantizeWrapper(layer, DefaultQuantizeConfig(["kernel"], quantize_output=False))
     per_tensor.build(shape)
     float_out = np.asarray(layer(x))
     # Per-channel is closer to float than one scale for the whole kernel.
-    assert np.abs(np.asarray(wrapper(x)) - float_out).mean() < np.abs(np.asarray(per_tensor(x)) - float_out).mean()
+    assert (
+        np.abs(np.asarray(wrapper(x)) - float_out).mean()
+        < np.abs(np.asarray(per_tensor(x)) - float_out).mean()
+    )
 
 
 def test_gelu_dense_quantizes_its_matmul_output():
@@ -94,7 +104,11 @@ def test_tiny_bert_with_biases_converts_every_matmul_to_int8():
     keras.utils.set_random_seed(0)
     seq = 8
     backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=50, num_layers=1, num_heads=2, hidden_dim=16, intermediate_dim=32,
+        vocabulary_size=50,
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
         max_sequence_length=seq,
     )
     for variable in backbone.weights:
@@ -104,8 +118,11 @@ def test_tiny_bert_with_biases_converts_every_matmul_to_int8():
     names = ("token_ids", "segment_ids", "padding_mask")
     inputs = [keras.Input((seq,), dtype="int32", name=n) for n in names]
     model = keras.Model(inputs, qat(dict(zip(names, inputs)))["sequence_output"])
-    data = [np.random.randint(1, 50, (4, seq)).astype("int32"), np.zeros((4, seq), "int32"),
-            np.ones((4, seq), "int32")]
+    data = [
+        np.random.randint(1, 50, (4, seq)).astype("int32"),
+        np.zeros((4, seq), "int32"),
+        np.ones((4, seq), "int32"),
+    ]
     model(data, training=True)
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -119,9 +136,9 @@ def test_tiny_bert_with_biases_converts_every_matmul_to_int8():
     )
     # The attention matmuls stay float: an int8 probabilities x values
     # BATCH_MATMUL is not run by XNNPack (see `isolate_input`).
-    assert kinds == {
-        ("CONV_2D", "int8"): 6, ("GELU", "int8"): 1, ("BATCH_MATMUL", "float32"): 2
-    }, kinds
+    assert kinds == {("CONV_2D", "int8"): 6, ("GELU", "int8"): 1, ("BATCH_MATMUL", "float32"): 2}, (
+        kinds
+    )
     # Per-output-channel int8 weights: the matmuls run as 1x1 CONV_2D, which
     # takes them (FULLY_CONNECTED does not from the converter).
     for op in interpreter._get_ops_details():

@@ -43,7 +43,9 @@ def test_folded_output_matches_conv_then_batch_norm(layer):
 def test_kernel_quantization_uses_the_folded_kernel():
     model, bn = _conv_bn(keras.layers.Conv2D(8, 3, use_bias=False))
     conv = model.layers[0]
-    wrapper = tq.FoldBatchNormQuantizeWrapper(conv, tq.DefaultQuantizeConfig(["kernel"], weight_per_axis=True))
+    wrapper = tq.FoldBatchNormQuantizeWrapper(
+        conv, tq.DefaultQuantizeConfig(["kernel"], weight_per_axis=True)
+    )
     wrapper.build((None, 6, 6, 4))
     wrapper.set_batch_norm(bn)
     factor = bn.gamma.numpy() / np.sqrt(bn.moving_variance.numpy() + bn.epsilon)
@@ -60,7 +62,9 @@ def test_rejects_a_nonlinear_layer():
 
 def test_config_round_trip():
     layer = keras.layers.Conv2D(4, 3)
-    wrapper = tq.FoldBatchNormQuantizeWrapper(layer, tq.DefaultQuantizeConfig(["kernel"]), epsilon=1e-5)
+    wrapper = tq.FoldBatchNormQuantizeWrapper(
+        layer, tq.DefaultQuantizeConfig(["kernel"]), epsilon=1e-5
+    )
     restored = tq.FoldBatchNormQuantizeWrapper.from_config(wrapper.get_config())
     assert restored.epsilon == 1e-5 and restored.get_config() == wrapper.get_config()
 
@@ -80,5 +84,7 @@ def test_training_refreshes_stale_statistics_without_a_second_conv():
         wrapper(x, training=True)
     np.testing.assert_allclose(wrapper.moving_mean.numpy(), conv_out.mean(0), atol=0.02)
     np.testing.assert_allclose(wrapper.moving_variance.numpy(), conv_out.var(0), rtol=0.05)
-    frozen = tq.FoldBatchNormQuantizeWrapper.from_config({**wrapper.get_config(), "update_statistics": False})
+    frozen = tq.FoldBatchNormQuantizeWrapper.from_config(
+        {**wrapper.get_config(), "update_statistics": False}
+    )
     assert frozen.update_statistics is False and frozen.momentum == 0.5

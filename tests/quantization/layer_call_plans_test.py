@@ -4,7 +4,11 @@ import pytest
 
 import tfcompress.quantization as tq
 from tfcompress.quantization.flat_matmul_plan import FlatMatmul
-from tfcompress.quantization.layer_call_plans import ChannelScaledEmbedding, FoldBatchNorm, LayerCall
+from tfcompress.quantization.layer_call_plans import (
+    ChannelScaledEmbedding,
+    FoldBatchNorm,
+    LayerCall,
+)
 
 
 def _wrapper(layer, shape, config=None, wrapper_class=tq.QuantizeWrapper, **kwargs):
@@ -19,15 +23,25 @@ def _wrapper(layer, shape, config=None, wrapper_class=tq.QuantizeWrapper, **kwar
     [
         (lambda: _wrapper(keras.layers.Dense(4), (None, 8)), LayerCall),
         (lambda: _wrapper(keras.layers.Dense(4), (None, 3, 8)), FlatMatmul),
-        (lambda: _wrapper(keras.layers.Dense(4), (None, 3, 8), tq.DefaultQuantizeConfig([])), LayerCall),
+        (
+            lambda: _wrapper(keras.layers.Dense(4), (None, 3, 8), tq.DefaultQuantizeConfig([])),
+            LayerCall,
+        ),
         (
             lambda: _wrapper(
-                keras.layers.Embedding(10, 4), (None, 3), tq.DefaultQuantizeConfig(["embeddings"], quantize_output=False),
+                keras.layers.Embedding(10, 4),
+                (None, 3),
+                tq.DefaultQuantizeConfig(["embeddings"], quantize_output=False),
                 embedding_channel_scales=True,
             ),
             ChannelScaledEmbedding,
         ),
-        (lambda: _wrapper(keras.layers.Dense(4), (None, 3, 8), wrapper_class=tq.FoldBatchNormQuantizeWrapper), FoldBatchNorm),
+        (
+            lambda: _wrapper(
+                keras.layers.Dense(4), (None, 3, 8), wrapper_class=tq.FoldBatchNormQuantizeWrapper
+            ),
+            FoldBatchNorm,
+        ),
     ],
 )
 def test_build_chooses_the_plan(make, expected):

@@ -17,11 +17,20 @@ def test_reads_and_compares_like_the_dict_of_its_set_fields():
 
 
 def test_config_round_trips_through_the_keras_registry():
-    override = LayerOverride(weight_bits=4, skip=False, output_scale=np.array([1.0, 2.5], "float32"))
+    override = LayerOverride(
+        weight_bits=4, skip=False, output_scale=np.array([1.0, 2.5], "float32")
+    )
     config = override.get_config()
     assert set(config) == {
-        "weight_bits", "activation_bits", "skip", "quantize_output", "quantize_input",
-        "outlier_channels", "input_outlier_channels", "input_scale", "output_scale",
+        "weight_bits",
+        "activation_bits",
+        "skip",
+        "quantize_output",
+        "quantize_input",
+        "outlier_channels",
+        "input_outlier_channels",
+        "input_scale",
+        "output_scale",
     }
     restored = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(override))
     assert isinstance(restored, LayerOverride) and restored == override
@@ -39,8 +48,12 @@ def test_scheme_converts_the_dict_form_and_keeps_overrides():
 
 def test_quantize_model_takes_a_layer_override():
     x = keras.Input((3, 8))
-    model = keras.Model(x, keras.layers.Dense(4, name="d")(keras.layers.Dense(8, name="skipped")(x)))
-    qat = tq.quantize_model(model, per_layer={"skipped": LayerOverride(skip=True), "d": LayerOverride(weight_bits=4)})
+    model = keras.Model(
+        x, keras.layers.Dense(4, name="d")(keras.layers.Dense(8, name="skipped")(x))
+    )
+    qat = tq.quantize_model(
+        model, per_layer={"skipped": LayerOverride(skip=True), "d": LayerOverride(weight_bits=4)}
+    )
     assert not isinstance(qat.get_layer("skipped"), tq.QuantizeWrapper)
     assert qat.get_layer("quant_d").quantize_config.weight_bits == 4
 
@@ -52,10 +65,19 @@ def test_quantize_model_takes_a_layer_override():
         ({"activation_bits": 4}, r"`activation_bits` must be 8 .*activation_bits=4"),
         ({"skip": "yes"}, r"`skip` must be True, False or None. Received: skip='yes'"),
         ({"quantize_input": 1}, r"`quantize_input` must be True, False or None"),
-        ({"outlier_channels": [1, -2]}, r"`outlier_channels` must be a list of non-negative channel indices"),
+        (
+            {"outlier_channels": [1, -2]},
+            r"`outlier_channels` must be a list of non-negative channel indices",
+        ),
         ({"input_outlier_channels": 3}, r"`input_outlier_channels` must be a list"),
-        ({"input_scale": [1.0, 0.0]}, r"`input_scale` must be a 1-D vector of positive finite factors"),
-        ({"output_scale": [[1.0]]}, r"`output_scale` must be a 1-D vector.*per flat output channel"),
+        (
+            {"input_scale": [1.0, 0.0]},
+            r"`input_scale` must be a 1-D vector of positive finite factors",
+        ),
+        (
+            {"output_scale": [[1.0]]},
+            r"`output_scale` must be a 1-D vector.*per flat output channel",
+        ),
     ],
 )
 def test_errors_name_the_field(kwargs, match):

@@ -39,8 +39,10 @@ def test_minilm_qat_converts_to_int8_matmuls_and_keeps_embeddings():
     backbone = keras_hub.models.BertBackbone.from_preset(preset, dropout=0.0)
     tokenizer = keras_hub.models.BertTokenizer.from_preset(preset)
     packer = keras_hub.layers.MultiSegmentPacker(
-        sequence_length=SEQ, start_value=tokenizer.cls_token_id,
-        end_value=tokenizer.sep_token_id, pad_value=tokenizer.pad_token_id,
+        sequence_length=SEQ,
+        start_value=tokenizer.cls_token_id,
+        end_value=tokenizer.sep_token_id,
+        pad_value=tokenizer.pad_token_id,
     )
 
     def encode(batch):
@@ -84,12 +86,16 @@ def test_minilm_qat_converts_to_int8_matmuls_and_keeps_embeddings():
     assert sum(w.input_scale is not None for w in wrappers) == 24
     assert all(details[op["inputs"][0]]["dtype"] == np.int8 for op in fcs)
     matmuls = [op for op in ops if op["op_name"] == "BATCH_MATMUL"]
-    assert len(matmuls) == 12 and all(details[op["inputs"][0]]["dtype"] == np.float32 for op in matmuls)
+    assert len(matmuls) == 12 and all(
+        details[op["inputs"][0]]["dtype"] == np.float32 for op in matmuls
+    )
     runner = interpreter.get_signature_runner()
-    got = np.stack([
-        next(iter(runner(**{n: x[i : i + 1] for n, x in zip(names, held_out)}).values()))[0]
-        for i in range(len(held_out[0]))
-    ])
+    got = np.stack(
+        [
+            next(iter(runner(**{n: x[i : i + 1] for n, x in zip(names, held_out)}).values()))[0]
+            for i in range(len(held_out[0]))
+        ]
+    )
     ref = teacher.predict(held_out, verbose=0)
     cosine = np.sum(ref * got, 1) / np.linalg.norm(ref, axis=1) / np.linalg.norm(got, axis=1)
     print("sentence cosine mean/min:", cosine.mean(), cosine.min())

@@ -86,7 +86,9 @@ def test_finds_outliers_inside_keras_hub_attention():
     kernel[:, 3] *= 50.0
     dense.kernel.assign(kernel)
     found = find_outlier_channels(backbone, testing.token_inputs(batch=8), ratio=8.0)
-    assert _scaled_channels(found["transformer_layer_0/feedforward_output_dense"]["output_scale"]) == [3]
+    assert _scaled_channels(
+        found["transformer_layer_0/feedforward_output_dense"]["output_scale"]
+    ) == [3]
 
 
 def test_output_scales_and_splits_cut_the_error_of_outlier_channels():
@@ -108,7 +110,9 @@ def test_output_scales_and_splits_cut_the_error_of_outlier_channels():
 
 def test_per_layer_outlier_channels_win_over_the_found_scales():
     model = _model_with_outliers()
-    qat = tq.quantize_model(model, per_layer={"big": {"outlier_channels": [5]}}, representative_data=_data())
+    qat = tq.quantize_model(
+        model, per_layer={"big": {"outlier_channels": [5]}}, representative_data=_data()
+    )
     assert qat.get_layer("quant_big").outlier_channels == (5,)
     assert qat.get_layer("quant_big").output_scale is None
 
@@ -123,7 +127,8 @@ def test_scaled_model_converts_to_int8_with_one_float_mul_and_reloads(tmp_path):
     qat.save(path)
     reloaded = load_model(path)
     np.testing.assert_array_equal(
-        reloaded.get_layer("quant_big").output_scale.numpy(), qat.get_layer("quant_big").output_scale.numpy()
+        reloaded.get_layer("quant_big").output_scale.numpy(),
+        qat.get_layer("quant_big").output_scale.numpy(),
     )
     np.testing.assert_array_equal(reloaded.predict(x, verbose=0), qat.predict(x, verbose=0))
     kinds = _int8_export_op_kinds(qat, x, ("CONV_2D", "PAD", "MUL"))
@@ -134,7 +139,9 @@ def test_split_model_converts_to_int8_and_matches_keras(tmp_path):
     from tfcompress.saving import load_model
 
     x = _data()
-    qat = tq.quantize_model(_model_with_outliers(), per_layer={"big": {"outlier_channels": _OUTLIERS}})
+    qat = tq.quantize_model(
+        _model_with_outliers(), per_layer={"big": {"outlier_channels": _OUTLIERS}}
+    )
     qat(x, training=True)
     path = tmp_path / "split.keras"
     qat.save(path)
@@ -202,7 +209,9 @@ def test_gelu_outliers_are_split_at_the_next_matmul_input():
     found = find_outlier_channels(model, x)
     assert found["down"]["input_outlier_channels"] == [7]
     # up's own output unit 7 also gets its own scale (GELU then runs on the float product).
-    assert found["up"]["quantize_output"] is False and _scaled_channels(found["up"]["output_scale"]) == [7]
+    assert found["up"]["quantize_output"] is False and _scaled_channels(
+        found["up"]["output_scale"]
+    ) == [7]
     reference = model.predict(x, verbose=0)
     errors = {}
     for name, data in (("split", x), ("plain", None)):
@@ -326,9 +335,9 @@ def _sublayer(model, path):
 
 
 def test_smoothing_inside_keras_hub_bert_converts_to_int8(tmp_path):
-    import testing
-
     from tfcompress.saving import load_model
+
+    import testing
 
     keras.utils.set_random_seed(0)
     backbone = testing.bert_backbone(num_layers=2)
@@ -337,7 +346,11 @@ def test_smoothing_inside_keras_hub_bert_converts_to_int8(tmp_path):
             variable.assign(np.full(variable.shape, 0.1, "float32"))
     data = testing.token_inputs(batch=16)
     found = find_outlier_channels(backbone, data)
-    norms = sorted(path for path, entry in found.items() if entry == {"quantize_output": False} and "norm" in path)
+    norms = sorted(
+        path
+        for path, entry in found.items()
+        if entry == {"quantize_output": False} and "norm" in path
+    )
     assert norms == [
         "embeddings_layer_norm",
         "transformer_layer_0/feedforward_layer_norm",
@@ -345,18 +358,29 @@ def test_smoothing_inside_keras_hub_bert_converts_to_int8(tmp_path):
         "transformer_layer_1/self_attention_layer_norm",
     ]  # the last block's output norm is read by no matmul
     for i in range(2):  # GELU left float, the next matmul quantizes its input
-        assert found[f"transformer_layer_{i}/feedforward_intermediate_dense"]["quantize_output"] is False
+        assert (
+            found[f"transformer_layer_{i}/feedforward_intermediate_dense"]["quantize_output"]
+            is False
+        )
         assert found[f"transformer_layer_{i}/feedforward_output_dense"] == {"quantize_input": True}
     smoothed = sorted(path for path, entry in found.items() if "input_scale" in entry)
     assert smoothed == sorted(
         f"transformer_layer_{i}/{name}"
         for i in range(2)
-        for name in ("self_attention_layer/query", "self_attention_layer/key", "self_attention_layer/value",
-                     "feedforward_intermediate_dense")
+        for name in (
+            "self_attention_layer/query",
+            "self_attention_layer/key",
+            "self_attention_layer/value",
+            "feedforward_intermediate_dense",
+        )
     )
-    for i in range(2):  # one set of factors for the three readers of a norm: one MUL + QUANTIZE in TFLite
-        query, key, value = (found[f"transformer_layer_{i}/self_attention_layer/{n}"]["input_scale"]
-                             for n in ("query", "key", "value"))
+    for i in range(
+        2
+    ):  # one set of factors for the three readers of a norm: one MUL + QUANTIZE in TFLite
+        query, key, value = (
+            found[f"transformer_layer_{i}/self_attention_layer/{n}"]["input_scale"]
+            for n in ("query", "key", "value")
+        )
         np.testing.assert_array_equal(query, key)
         np.testing.assert_array_equal(query, value)
     qat = tq.quantize_model(backbone, representative_data=data)
@@ -374,11 +398,15 @@ def test_smoothing_inside_keras_hub_bert_converts_to_int8(tmp_path):
             _sublayer(qat, f"{parent}/quant_{name}").input_scale.numpy(),
         )
     np.testing.assert_array_equal(
-        reloaded.predict(data, verbose=0)["sequence_output"], qat.predict(data, verbose=0)["sequence_output"]
+        reloaded.predict(data, verbose=0)["sequence_output"],
+        qat.predict(data, verbose=0)["sequence_output"],
     )
     kinds = _int8_export_op_kinds(model, x, ("CONV_2D", "BATCH_MATMUL", "GELU", "QUANTIZE"))
     # Per block: one QUANTIZE for Q/K/V together, one each for the attention
     # output, FFN and FFN output projection inputs; one for the last norm's output.
     assert kinds == {
-        ("CONV_2D", "int8"): 12, ("BATCH_MATMUL", "float32"): 4, ("GELU", "float32"): 2, ("QUANTIZE", "float32"): 9
+        ("CONV_2D", "int8"): 12,
+        ("BATCH_MATMUL", "float32"): 4,
+        ("GELU", "float32"): 2,
+        ("QUANTIZE", "float32"): 9,
     }, kinds

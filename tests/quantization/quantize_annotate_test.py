@@ -2,8 +2,9 @@ import keras
 import numpy as np
 import pytest
 
-import testing
 import tfcompress.quantization as tq
+
+import testing
 
 
 def test_annotated_layer_computes_the_same():
@@ -42,13 +43,17 @@ def test_annotate_model_then_apply_equals_quantize_model():
 
 def test_custom_config_is_used():
     config = tq.DefaultQuantizeConfig(["kernel"], weight_bits=3, quantize_output=False)
-    model = keras.Sequential([keras.Input((4,)), tq.quantize_annotate_layer(keras.layers.Dense(8), config)])
+    model = keras.Sequential(
+        [keras.Input((4,)), tq.quantize_annotate_layer(keras.layers.Dense(8), config)]
+    )
     wrapper = tq.quantize_apply(model).layers[0]
     assert wrapper.quantize_config.get_config() == config.get_config()
 
 
 def test_unsupported_layer_without_config_is_an_error():
-    with pytest.raises(ValueError, match=r"'gru' of type GRU is not supported.*Pass `quantize_config=`"):
+    with pytest.raises(
+        ValueError, match=r"'gru' of type GRU is not supported.*Pass `quantize_config=`"
+    ):
         tq.quantize_annotate_layer(keras.layers.GRU(4, name="gru"))
     with pytest.raises(TypeError, match=r"`to_annotate` must be a Keras 3"):
         tq.quantize_annotate_layer("dense")

@@ -4,9 +4,10 @@ import keras
 import numpy as np
 import pytest
 
-import testing
 import tfcompress.quantization as tq
 from tfcompress.core.layer_tree import walk_layers
+
+import testing
 
 
 def _wrapped(model):
@@ -33,7 +34,9 @@ def test_keras_hub_bert_keeps_its_class_and_reaches_einsum_dense(tmp_path):
     assert wrapped[norm] == "LayerNormalization"  # float compute, quantized output
     attention = "transformer_layer_0/self_attention_layer/"
     layers = {r.path: r.layer for r in walk_layers(qat)}
-    assert layers[attention + "quant_attention_output"].input_quantizer is not None  # reads an einsum
+    assert (
+        layers[attention + "quant_attention_output"].input_quantizer is not None
+    )  # reads an einsum
     assert layers[attention + "quant_query"].input_quantizer is None  # reads the quantized norm
     inputs = testing.token_inputs()
     _calibrate(qat, inputs)
@@ -47,7 +50,9 @@ def test_subclassed_and_nested_models():
         qat = tq.quantize_model(model)
         testing.assert_keeps_class(qat, model)
         wrapped = _wrapped(qat)
-        assert "block/quant_inner" in wrapped or any(p.endswith("block/quant_inner") for p in wrapped), wrapped
+        assert "block/quant_inner" in wrapped or any(
+            p.endswith("block/quant_inner") for p in wrapped
+        ), wrapped
         x = testing.inputs_for(model)
         _calibrate(qat, x)
         np.testing.assert_allclose(np.asarray(qat(x)), np.asarray(model(x)), atol=0.1)

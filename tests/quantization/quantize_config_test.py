@@ -9,7 +9,14 @@ class KernelOnly(tq.QuantizeConfig):
     """A TFMOT-style user config: 2-bit kernel, no output quantization."""
 
     def get_weights_and_quantizers(self, layer):
-        return [(layer.kernel, tq.LastValueQuantizer(num_bits=2, per_axis=False, symmetric=True, narrow_range=True))]
+        return [
+            (
+                layer.kernel,
+                tq.LastValueQuantizer(
+                    num_bits=2, per_axis=False, symmetric=True, narrow_range=True
+                ),
+            )
+        ]
 
     def get_activations_and_quantizers(self, layer):
         return []

@@ -3,11 +3,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import testing
 import tfcompress.export
 import tfcompress.quantization as tq
-from tfcompress.cli.digits import build_pooled_digits_cnn
-from tfcompress.core import walk_layers
 from quantization.digits import (
     compile_classifier,
     load_digits_split,
@@ -15,6 +12,10 @@ from quantization.digits import (
     tflite_interpreter,
     to_int8_tflite,
 )
+from tfcompress.cli.digits import build_pooled_digits_cnn
+from tfcompress.core import walk_layers
+
+import testing
 
 
 def _tensor_types(model_bytes):
@@ -82,7 +83,9 @@ def test_int16x8_converts_with_16_bit_activations():
     qat(np.random.default_rng(0).uniform(size=(16, 8, 8, 1)).astype("float32"), training=True)
     converter = tf.lite.TFLiteConverter.from_keras_model(qat)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+    converter.target_spec.supported_ops = [
+        tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+    ]
     converter.inference_input_type = tf.int16
     converter.inference_output_type = tf.int16
     interpreter = tflite_interpreter(converter.convert())
@@ -121,8 +124,16 @@ def test_mirrored_strategy_on_two_logical_cpus():
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        ({"weight_bits": 9}, ValueError, r"`weight_bits` must be an integer from 2 to 8.*Received: weight_bits=9"),
-        ({"activation_bits": 4}, ValueError, r"`activation_bits` must be 8 .*Received: activation_bits=4"),
+        (
+            {"weight_bits": 9},
+            ValueError,
+            r"`weight_bits` must be an integer from 2 to 8.*Received: weight_bits=9",
+        ),
+        (
+            {"activation_bits": 4},
+            ValueError,
+            r"`activation_bits` must be 8 .*Received: activation_bits=4",
+        ),
         ({"per_layer": {"dense": {"activation_bits": 32}}}, ValueError, r"in per_layer\['dense'\]"),
     ],
 )
@@ -132,7 +143,9 @@ def test_argument_errors(kwargs, error, match):
 
 
 def test_non_keras3_model_errors():
-    with pytest.raises(TypeError, match=r"`to_quantize` must be a `keras.Model`.*Received: to_quantize='model'"):
+    with pytest.raises(
+        TypeError, match=r"`to_quantize` must be a `keras.Model`.*Received: to_quantize='model'"
+    ):
         tq.quantize_model("model")
     layer = keras.layers.Dense(2)
     with pytest.raises(TypeError, match=r"`to_quantize` must be a `keras.Model`"):
@@ -148,7 +161,9 @@ def test_quantized_model_exports_as_saved_model(tmp_path):
     archive = keras.export.ExportArchive()
     archive.track(qat)
     archive.add_endpoint(
-        "serve", lambda x: qat(x, training=False), input_signature=[tf.TensorSpec((None, 16), tf.float32)]
+        "serve",
+        lambda x: qat(x, training=False),
+        input_signature=[tf.TensorSpec((None, 16), tf.float32)],
     )
     archive.write_out(str(tmp_path / "saved"))
     restored = tf.saved_model.load(str(tmp_path / "saved"))
@@ -230,7 +245,9 @@ def test_qat_of_a_pruned_model_keeps_every_zero_by_default(tmp_path, caplog):
     assert "Keeping the zeros of 2 already sparse (pruned) layers" in record.getMessage()
     assert str([layer.name for layer in stripped.layers]) in record.getMessage()
 
-    result = export.to_tflite(qat, "int8", int8_io=True, path=str(tmp_path / "int8.tflite"), sample=x_test[:32])
+    result = export.to_tflite(
+        qat, "int8", int8_io=True, path=str(tmp_path / "int8.tflite"), sample=x_test[:32]
+    )
     kernels = _int8_kernels(result.path)
     for zeros in pruned.values():
         int8 = kernels[zeros.T.shape]  # FULLY_CONNECTED stores [out, in]
@@ -272,5 +289,7 @@ def test_zero_initialised_kernels_are_not_taken_for_pruned_ones():
 
 
 def test_preserve_sparsity_must_be_none_or_a_bool():
-    with pytest.raises(TypeError, match=r"`preserve_sparsity` must be None .*Received: preserve_sparsity='auto'"):
+    with pytest.raises(
+        TypeError, match=r"`preserve_sparsity` must be None .*Received: preserve_sparsity='auto'"
+    ):
         tq.quantize_model(testing.functional_dense(), preserve_sparsity="auto")

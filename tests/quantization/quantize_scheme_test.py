@@ -15,7 +15,9 @@ def test_default_granularity_per_layer_type():
     assert conv.weight_per_axis and conv.weight_axis == -1
     depthwise = scheme.config_for("d", _built(keras.layers.DepthwiseConv2D(3), (None, 8, 8, 2)))
     assert depthwise.weight_per_axis and depthwise.weight_axis == 2
-    multiplier = scheme.config_for("m", _built(keras.layers.DepthwiseConv2D(3, depth_multiplier=2), (None, 8, 8, 2)))
+    multiplier = scheme.config_for(
+        "m", _built(keras.layers.DepthwiseConv2D(3, depth_multiplier=2), (None, 8, 8, 2))
+    )
     assert not multiplier.weight_per_axis
     dense = scheme.config_for("x", _built(keras.layers.Dense(4), (None, 3)))
     assert not dense.weight_per_axis and dense.weight_attrs == ["kernel"]
@@ -37,7 +39,9 @@ def test_layer_norm_computes_float_with_a_quantized_output():
 
 
 def test_per_layer_overrides_by_name_or_path():
-    scheme = QuantizeScheme(weight_bits=4, per_layer={"a/head": {"weight_bits": 8}, "mid": {"skip": True}})
+    scheme = QuantizeScheme(
+        weight_bits=4, per_layer={"a/head": {"weight_bits": 8}, "mid": {"skip": True}}
+    )
     head, mid = keras.layers.Dense(2, name="head"), keras.layers.Dense(2, name="mid")
     assert scheme.config_for("a/head", head).weight_bits == 8
     assert scheme.config_for("b/head", head).weight_bits == 4
@@ -51,7 +55,10 @@ def test_per_layer_overrides_by_name_or_path():
     [
         ({"weight_bits": 12}, r"`weight_bits` must be an integer from 2 to 8.*weight_bits=12"),
         ({"activation_bits": 32}, r"`activation_bits` must be 8.*activation_bits=32"),
-        ({"per_layer": {"d": {"weight_bits": 1}}}, r"`weight_bits` in per_layer\['d'\] must be .*weight_bits=1"),
+        (
+            {"per_layer": {"d": {"weight_bits": 1}}},
+            r"`weight_bits` in per_layer\['d'\] must be .*weight_bits=1",
+        ),
         ({"per_layer": {"d": {"bits": 4}}}, r"`per_layer\['d'\]` must be a dict with keys among"),
     ],
 )

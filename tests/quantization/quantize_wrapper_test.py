@@ -3,10 +3,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import testing
 import tfcompress.quantization as tq
 from tfcompress.quantization.flat_matmul import scatter_channels
 from tfcompress.quantization.scale_math import scale_input
+
+import testing
 
 
 def _wrapped_dense(**kwargs):
@@ -79,7 +80,9 @@ def test_config_round_trip_and_keras_save(tmp_path):
 
 def test_rejects_bad_arguments():
     layer = keras.layers.Dense(2)
-    with pytest.raises(TypeError, match=r"`quantize_config` must be .*QuantizeConfig.*quantize_config='int8'"):
+    with pytest.raises(
+        TypeError, match=r"`quantize_config` must be .*QuantizeConfig.*quantize_config='int8'"
+    ):
         tq.QuantizeWrapper(layer, "int8")
     with pytest.raises(TypeError, match=r"`input_quantizer` must be"):
         tq.QuantizeWrapper(layer, tq.DefaultQuantizeConfig(), input_quantizer=8)
@@ -96,15 +99,21 @@ def test_rejects_bad_arguments():
 def test_outlier_channels_errors_name_the_layer_and_the_fix(make, shape, channels, match):
     layer = make()
     layer.build(shape)
-    wrapper = tq.QuantizeWrapper(layer, tq.DefaultQuantizeConfig(["kernel"]), outlier_channels=channels)
-    with pytest.raises(ValueError, match=rf"`outlier_channels` cannot be used on layer .*{match}.*Leave it out"):
+    wrapper = tq.QuantizeWrapper(
+        layer, tq.DefaultQuantizeConfig(["kernel"]), outlier_channels=channels
+    )
+    with pytest.raises(
+        ValueError, match=rf"`outlier_channels` cannot be used on layer .*{match}.*Leave it out"
+    ):
         wrapper.build(shape)
 
 
 @pytest.mark.parametrize("channels", ["99", [1.5], [-1], [True]])
 def test_outlier_channels_must_be_indices(channels):
     with pytest.raises(ValueError, match="must be a list of non-negative channel indices"):
-        tq.QuantizeWrapper(keras.layers.Dense(2), tq.DefaultQuantizeConfig(), outlier_channels=channels)
+        tq.QuantizeWrapper(
+            keras.layers.Dense(2), tq.DefaultQuantizeConfig(), outlier_channels=channels
+        )
 
 
 def test_outlier_split_without_quantization_is_the_layer():
@@ -113,7 +122,10 @@ def test_outlier_split_without_quantization_is_the_layer():
     layer.build((None, 5, 3))
     layer.bias.assign(np.arange(6, dtype="float32"))
     wrapper = tq.QuantizeWrapper(
-        layer, tq.DefaultQuantizeConfig(["kernel"]), outlier_channels=[4, 1], input_outlier_channels=[2]
+        layer,
+        tq.DefaultQuantizeConfig(["kernel"]),
+        outlier_channels=[4, 1],
+        input_outlier_channels=[2],
     )
     wrapper.build((None, 5, 3))
     assert wrapper.outlier_channels == (1, 4) and wrapper.input_outlier_channels == (2,)
@@ -128,7 +140,9 @@ def test_outlier_split_without_quantization_is_the_layer():
     np.testing.assert_array_equal(scattered[:, [0, 2, 3, 5]], 0.0)
     joined = rest + scattered + x2[:, [2]] @ np.asarray(rows)
     np.testing.assert_allclose(joined.reshape(2, 5, 6), np.asarray(layer(x)), atol=1e-5)
-    np.testing.assert_allclose(np.asarray(wrapper(x, training=True)), np.asarray(layer(x)), atol=0.1)
+    np.testing.assert_allclose(
+        np.asarray(wrapper(x, training=True)), np.asarray(layer(x)), atol=0.1
+    )
 
 
 def _smoothed_einsum(input_scale, input_quantizer=True, activation="gelu", **kwargs):
@@ -157,7 +171,9 @@ def test_input_scale_moves_the_factors_into_the_kernel_rows():
     scaled = np.asarray(scale_input(x, wrapper.input_scale, wrapper.plan.spec.in_shape))
     np.testing.assert_allclose(scaled, x / factors, rtol=1e-6)
     # Same function: (x / s) @ (s W) == x @ W, so the quantized wrapper stays close.
-    np.testing.assert_allclose(np.asarray(wrapper(x, training=True)), np.asarray(layer(x)), atol=0.25)
+    np.testing.assert_allclose(
+        np.asarray(wrapper(x, training=True)), np.asarray(layer(x)), atol=0.25
+    )
     # The weight range covers the scaled kernel.
     _, quantizer, qvars, _ = wrapper.quantized_weights[0]
     assert float(np.asarray(qvars["max_var"])) == pytest.approx(np.abs(kernel).max(), rel=1e-5)
@@ -183,17 +199,25 @@ def test_input_scale_saves_and_reloads(tmp_path):
     [
         ([1.0, 2.0], {}, "has 3 input channels, not 2"),
         ([1.0, 2.0, 3.0], dict(input_quantizer=False), "no `input_quantizer`"),
-        ([1.0, 2.0, 3.0], dict(input_outlier_channels=[1], input_quantizer=False, activation=None), "pass one or the other"),
+        (
+            [1.0, 2.0, 3.0],
+            dict(input_outlier_channels=[1], input_quantizer=False, activation=None),
+            "pass one or the other",
+        ),
     ],
 )
 def test_input_scale_errors_name_the_layer_and_the_fix(factors, kwargs, match):
-    with pytest.raises(ValueError, match=rf"`input_scale` cannot be used on layer .*{match}.*Leave it out"):
+    with pytest.raises(
+        ValueError, match=rf"`input_scale` cannot be used on layer .*{match}.*Leave it out"
+    ):
         _smoothed_einsum(np.array(factors, "float32"), **kwargs)
 
 
 @pytest.mark.parametrize("factors", [[1.0, -2.0, 1.0], [[1.0, 2.0, 3.0]], [1.0, np.inf, 1.0], "2"])
 def test_input_scale_must_be_positive_factors(factors):
-    with pytest.raises(ValueError, match="`input_scale` of layer .* must be a 1-D vector of positive finite"):
+    with pytest.raises(
+        ValueError, match="`input_scale` of layer .* must be a 1-D vector of positive finite"
+    ):
         tq.QuantizeWrapper(keras.layers.Dense(2), tq.DefaultQuantizeConfig(), input_scale=factors)
 
 
@@ -237,7 +261,9 @@ def test_reversible_embedding_channel_scales_in_reverse_mode():
         keras_hub.layers.ReversibleEmbedding(20, 6), embedding_channel_scales=True
     )
     x = np.random.default_rng(1).normal(size=(3, 6)).astype("float32")
-    np.testing.assert_allclose(np.asarray(wrapper(x, reverse=True)), x @ _per_column_int8(table).T, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(wrapper(x, reverse=True)), x @ _per_column_int8(table).T, rtol=1e-4, atol=1e-5
+    )
 
 
 @pytest.mark.parametrize(
@@ -245,24 +271,35 @@ def test_reversible_embedding_channel_scales_in_reverse_mode():
     [
         (lambda: _dense_wrapper_with_channel_scales(), "only applies to an Embedding"),
         (
-            lambda: tq.QuantizeWrapper(keras.layers.Embedding(20, 6), tq.DefaultQuantizeConfig(["embeddings"]),
-                                       embedding_channel_scales=True).build((None, 4)),
+            lambda: tq.QuantizeWrapper(
+                keras.layers.Embedding(20, 6),
+                tq.DefaultQuantizeConfig(["embeddings"]),
+                embedding_channel_scales=True,
+            ).build((None, 4)),
             "output cannot be quantized",
         ),
         (
-            lambda: tq.QuantizeWrapper(keras.layers.Embedding(20, 6), tq.DefaultQuantizeConfig([], quantize_output=False),
-                                       embedding_channel_scales=True).build((None, 4)),
+            lambda: tq.QuantizeWrapper(
+                keras.layers.Embedding(20, 6),
+                tq.DefaultQuantizeConfig([], quantize_output=False),
+                embedding_channel_scales=True,
+            ).build((None, 4)),
             "does not quantize its `embeddings`",
         ),
     ],
 )
 def test_embedding_channel_scales_errors_name_the_layer_and_the_fix(make, match):
-    with pytest.raises(ValueError, match=rf"`embedding_channel_scales` cannot be used on layer .*{match}.*Leave it out"):
+    with pytest.raises(
+        ValueError,
+        match=rf"`embedding_channel_scales` cannot be used on layer .*{match}.*Leave it out",
+    ):
         make()
 
 
 def _dense_wrapper_with_channel_scales():
-    wrapper = tq.QuantizeWrapper(keras.layers.Dense(2), tq.DefaultQuantizeConfig(), embedding_channel_scales=True)
+    wrapper = tq.QuantizeWrapper(
+        keras.layers.Dense(2), tq.DefaultQuantizeConfig(), embedding_channel_scales=True
+    )
     wrapper.build((None, 3))
 
 
@@ -282,7 +319,9 @@ def test_output_scale_divides_the_kernel_columns_and_multiplies_the_output():
     kernel[:, 1] *= 40.0  # output channel 1 spans 40x the others
     layer.kernel.assign(kernel)
     wrapper.calibrate_weights()
-    np.testing.assert_allclose(np.asarray(wrapper.weight_tensor(layer.kernel)), kernel / factors, rtol=1e-6)
+    np.testing.assert_allclose(
+        np.asarray(wrapper.weight_tensor(layer.kernel)), kernel / factors, rtol=1e-6
+    )
     x = np.random.default_rng(0).normal(size=(8, 5, 3)).astype("float32")
     wrapper(x, training=True)  # output range from the scaled matmul: channel 1 no longer sets it
     _, qvars = wrapper.quantized_outputs[0]
@@ -314,10 +353,14 @@ def test_output_scale_divides_the_kernel_columns_and_multiplies_the_output():
     ],
 )
 def test_output_scale_errors_name_the_layer_and_the_fix(factors, kwargs, match):
-    with pytest.raises(ValueError, match=rf"`output_scale` cannot be used on layer .*{match}.*Leave it out"):
+    with pytest.raises(
+        ValueError, match=rf"`output_scale` cannot be used on layer .*{match}.*Leave it out"
+    ):
         _scaled_dense(np.array(factors, "float32"), **kwargs)
 
 
 def test_output_scale_must_be_positive_factors():
     with pytest.raises(ValueError, match="`output_scale` of layer .* one per flat output channel"):
-        tq.QuantizeWrapper(keras.layers.Dense(2), tq.DefaultQuantizeConfig(), output_scale=[1.0, 0.0])
+        tq.QuantizeWrapper(
+            keras.layers.Dense(2), tq.DefaultQuantizeConfig(), output_scale=[1.0, 0.0]
+        )

@@ -68,7 +68,11 @@ def test_inference_does_not_update_the_range(cls):
 
 def test_range_updates_differ_by_quantizer():
     first, second = np.array([0.0, 4.0], "float32"), np.array([0.0, 2.0], "float32")
-    expected = {LastValueQuantizer: 2.0, AllValuesQuantizer: 4.0, MovingAverageQuantizer: 4.0 * 0.5 + 2.0 * 0.5}
+    expected = {
+        LastValueQuantizer: 2.0,
+        AllValuesQuantizer: 4.0,
+        MovingAverageQuantizer: 4.0 * 0.5 + 2.0 * 0.5,
+    }
     for cls, value in expected.items():
         quantizer = cls(ema_decay=0.5) if cls is MovingAverageQuantizer else cls()
         _, weights = _built(quantizer, (2,))

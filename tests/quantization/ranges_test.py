@@ -24,4 +24,8 @@ def test_fit_range_contains_zero_and_symmetrizes():
 
 def test_moving_average_starts_at_first_value():
     assert float(moving_average(np.float32(6.0), np.float32(2.0), 0.9, np.float32(0.0))) == 2.0
-    np.testing.assert_allclose(float(moving_average(np.float32(6.0), np.float32(2.0), 0.9, np.float32(1.0))), 5.6, rtol=1e-6)
+    np.testing.assert_allclose(
+        float(moving_average(np.float32(6.0), np.float32(2.0), 0.9, np.float32(1.0))),
+        5.6,
+        rtol=1e-6,
+    )

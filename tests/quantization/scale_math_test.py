@@ -12,8 +12,12 @@ def test_scaled_input_times_scaled_kernel_is_the_matmul():
     output_scale = np.array([1.0, 1.0, 8.0, 1.0, 2.0], "float32")
     scaled_x = np.asarray(scale_math.scale_input(x, input_scale, (3,)))
     np.testing.assert_allclose(scaled_x, x / input_scale, rtol=1e-6)
-    scaled_kernel = np.asarray(scale_math.scale_kernel(kernel, (3,), (5,), input_scale, output_scale))
-    np.testing.assert_allclose(scaled_kernel, kernel * input_scale[:, None] / output_scale, rtol=1e-6)
+    scaled_kernel = np.asarray(
+        scale_math.scale_kernel(kernel, (3,), (5,), input_scale, output_scale)
+    )
+    np.testing.assert_allclose(
+        scaled_kernel, kernel * input_scale[:, None] / output_scale, rtol=1e-6
+    )
     outputs = np.asarray(scale_math.unscale_output(scaled_x @ scaled_kernel, output_scale, (5,)))
     np.testing.assert_allclose(outputs, x @ kernel, rtol=1e-5, atol=1e-5)
     assert np.asarray(scale_math.scale_kernel(kernel, (3,), (5,))).tolist() == kernel.tolist()

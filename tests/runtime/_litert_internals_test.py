@@ -17,5 +17,7 @@ def test_ops_details_lists_ops_in_order(dense_tflite):
 
 
 def test_missing_method_is_named():
-    with pytest.raises(internals.LiteRTInternalsError, match=r"builtins\.object has no `_get_ops_details\(\)`"):
+    with pytest.raises(
+        internals.LiteRTInternalsError, match=r"builtins\.object has no `_get_ops_details\(\)`"
+    ):
         internals.ops_details(object())

@@ -2,8 +2,7 @@ import numpy as np
 import pytest
 
 from tfcompress import runtime
-from tfcompress.runtime.benchmark import call_times
-from tfcompress.runtime.benchmark import summarize
+from tfcompress.runtime.benchmark import call_times, summarize
 
 
 def test_benchmark_percentiles_are_ordered_and_positive(dense_tflite):
@@ -29,19 +28,12 @@ def test_benchmark_percentiles_are_ordered_and_positive(dense_tflite):
 
 def test_benchmark_reloads_a_model_for_another_thread_count(dense_tflite, tmp_path):
     model = runtime.load(dense_tflite, num_threads=1)
-    assert (
-        runtime.benchmark(model, np.zeros((1, 6), np.float32), runs=3).num_threads == 1
-    )
-    result = runtime.benchmark(
-        model, np.zeros((1, 6), np.float32), num_threads=2, runs=3
-    )
+    assert runtime.benchmark(model, np.zeros((1, 6), np.float32), runs=3).num_threads == 1
+    result = runtime.benchmark(model, np.zeros((1, 6), np.float32), num_threads=2, runs=3)
     assert result.num_threads == 2
     file = tmp_path / "dense.tflite"
     file.write_bytes(dense_tflite)
-    assert (
-        runtime.benchmark(file, np.zeros((1, 6), np.float32), warmup=0, runs=1).runs
-        == 1
-    )
+    assert runtime.benchmark(file, np.zeros((1, 6), np.float32), warmup=0, runs=1).runs == 1
 
 
 def test_benchmark_times_more_work_as_slower(dense_tflite):

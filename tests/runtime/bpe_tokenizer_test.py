@@ -73,12 +73,28 @@ def test_whitespace_runs_follow_the_gpt2_split(smollm2):
 def test_matches_keras_hub_gpt2_tokenizer_on_a_tiny_vocabulary():
     import keras_hub
 
-    merges = ["Ġ a", "Ġ t", "h e", "Ġt he", "Ġ b", "b u", "u t", "t t", "e r", "bu tt", "butt er", "f l", "fl y"]
+    merges = [
+        "Ġ a",
+        "Ġ t",
+        "h e",
+        "Ġt he",
+        "Ġ b",
+        "b u",
+        "u t",
+        "t t",
+        "e r",
+        "bu tt",
+        "butt er",
+        "f l",
+        "fl y",
+    ]
     byte_chars = [chr(c) for c in range(33, 127)] + ["Ġ", "Ċ"]
     tokens = sorted(set(byte_chars + [a + b for a, b in (m.split(" ") for m in merges)]))
     vocabulary = {t: i for i, t in enumerate(tokens)}
     vocabulary["<|endoftext|>"] = len(vocabulary)
-    ours = BytePairTokenizer(vocabulary, merges, special_tokens={"<|endoftext|>": vocabulary["<|endoftext|>"]})
+    ours = BytePairTokenizer(
+        vocabulary, merges, special_tokens={"<|endoftext|>": vocabulary["<|endoftext|>"]}
+    )
     theirs = keras_hub.models.GPT2Tokenizer(vocabulary=vocabulary, merges=merges)
     for text in ["butterfly the a butter", "the butterfly<|endoftext|>\nfly", "a  b   the"]:
         assert ours.encode(text) == _keras_hub_ids(theirs, text), text

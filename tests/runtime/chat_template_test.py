@@ -19,7 +19,9 @@ def test_chatml_default_and_a_real_template():
     assert render_chat(MESSAGES) == EXPECTED
     assert render_chat(MESSAGES, SMOLLM2_TEMPLATE) == EXPECTED
     default_system = render_chat(MESSAGES[1:], SMOLLM2_TEMPLATE, add_generation_prompt=False)
-    assert default_system.startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
+    assert default_system.startswith(
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM"
+    )
     assert default_system.endswith("<|im_start|>user\nHi<|im_end|>\n")
 
 

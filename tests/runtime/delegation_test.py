@@ -5,10 +5,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-import testing
 
 from tfcompress.export import additive_attention_masks
 from tfcompress.runtime import xnnpack_delegation
+
+import testing
 
 
 def _bert_tflite():

@@ -6,8 +6,7 @@ import pytest
 from tests import _tiny_causal_lm
 from tfcompress.export import to_tflite_generator
 from tfcompress.export.generator.keras_reference import keras_greedy
-from tfcompress.runtime import Generator
-from tfcompress.runtime import Sampler
+from tfcompress.runtime import Generator, Sampler
 
 CACHE_LENGTH = 128
 
@@ -52,7 +51,10 @@ def test_chat_turns_reuse_the_cache_and_match_a_fresh_run(exported):
     messages = [{"role": "user", "content": "hello"}]
     first = generator.chat(messages, max_new_tokens=6, sampler=Sampler(0.0))
     assert first.token_ids
-    messages += [{"role": "assistant", "content": "hello world"}, {"role": "user", "content": "world"}]
+    messages += [
+        {"role": "assistant", "content": "hello world"},
+        {"role": "user", "content": "world"},
+    ]
     second = generator.chat(messages, max_new_tokens=6, sampler=Sampler(0.0))
     assert second.reused_tokens > 0
     fresh = Generator(path).chat(messages, max_new_tokens=6, sampler=Sampler(0.0))

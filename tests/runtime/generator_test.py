@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 
 from tests.runtime import toy_generator
-from tfcompress.runtime import Generator
-from tfcompress.runtime import Sampler
+from tfcompress.runtime import Generator, Sampler
 
 ENGINES = ["compiled_model", "interpreter"]
 
@@ -22,7 +21,7 @@ def _greedy_reference(weights, prompt, steps):
     ids = list(prompt)
     for _ in range(steps):
         ids.append(int(np.argmax(toy_generator.numpy_logits(weights, ids)[-1])))
-    return ids[len(prompt):]
+    return ids[len(prompt) :]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -67,7 +66,9 @@ def test_same_seed_same_text_and_stop_tokens(toy):
 
     def sample(seed):
         generator.reset()
-        return generator.generate("hello world", max_new_tokens=12, sampler=Sampler(1.0, seed=seed), stop_token_ids=[]).token_ids
+        return generator.generate(
+            "hello world", max_new_tokens=12, sampler=Sampler(1.0, seed=seed), stop_token_ids=[]
+        ).token_ids
 
     assert sample(1) == sample(1)
     assert sample(1) != sample(2)
@@ -81,7 +82,9 @@ def test_streams_the_same_text_it_returns_and_stop_strings(toy):
     path, _ = toy
     generator = Generator(path)
     pieces = []
-    result = generator.generate("hello", max_new_tokens=20, stop_token_ids=[], on_text=pieces.append)
+    result = generator.generate(
+        "hello", max_new_tokens=20, stop_token_ids=[], on_text=pieces.append
+    )
     assert "".join(pieces) == result.text == generator.tokenizer.decode(result.token_ids)
     stop = result.text[3:6]
     cut = generator.generate("hello", max_new_tokens=20, stop_token_ids=[], stop_strings=[stop])
@@ -106,10 +109,17 @@ def test_interrupt_and_chat_template(toy):
     path, weights = toy
     generator = Generator(path)
     calls = []
-    result = generator.generate([5, 6], max_new_tokens=50, stop_token_ids=[], should_stop=lambda: len(calls.append(1) or calls) > 2)
+    result = generator.generate(
+        [5, 6],
+        max_new_tokens=50,
+        stop_token_ids=[],
+        should_stop=lambda: len(calls.append(1) or calls) > 2,
+    )
     assert result.finish_reason == "interrupted" and len(result.token_ids) == 3
     messages = [{"role": "user", "content": "hello"}]
-    assert generator.render(messages) == "<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n"
+    assert (
+        generator.render(messages) == "<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n"
+    )
     ids = generator.tokenizer.encode(generator.render(messages))
     assert ids[0] == 1 and ids[-1] == generator.tokenizer.encode("\n")[0]
     generator.reset()
@@ -140,10 +150,14 @@ def test_no_metadata_is_a_clear_error(tmp_path):
     tf = pytest.importorskip("tensorflow")
     module = tf.Module()
     module.f = tf.function(lambda x: {"y": x + 1}, input_signature=[tf.TensorSpec([1], tf.float32)])
-    content = tf.lite.TFLiteConverter.from_concrete_functions([module.f.get_concrete_function()], module).convert()
+    content = tf.lite.TFLiteConverter.from_concrete_functions(
+        [module.f.get_concrete_function()], module
+    ).convert()
     path = tmp_path / "plain.tflite"
     path.write_bytes(content)
-    with pytest.raises(ValueError, match="has no 'tfcompress_generator' metadata: it is not a generator file"):
+    with pytest.raises(
+        ValueError, match="has no 'tfcompress_generator' metadata: it is not a generator file"
+    ):
         Generator(path)
 
 

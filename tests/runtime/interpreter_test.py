@@ -47,9 +47,7 @@ def test_models_without_signatures_run_on_tensor_names(small_dense_model, unsign
     expected = small_dense_model(x).numpy()
     np.testing.assert_allclose(model.run(x), expected, rtol=1e-5, atol=1e-5)
     name = model.input_details[0]["name"]
-    np.testing.assert_allclose(
-        model.run({name: x[:2]}), expected[:2], rtol=1e-5, atol=1e-5
-    )
+    np.testing.assert_allclose(model.run({name: x[:2]}), expected[:2], rtol=1e-5, atol=1e-5)
 
 
 def test_details_signatures_ops_and_dtypes(dense_tflite):
@@ -96,9 +94,7 @@ def test_integer_inputs_and_several_outputs(two_input_model, two_input_tflite):
     reference = two_input_model([ids, scale])
     assert set(outputs) == {"logits", "embedding"}
     for name in outputs:
-        np.testing.assert_allclose(
-            outputs[name], reference[name].numpy(), rtol=1e-5, atol=1e-6
-        )
+        np.testing.assert_allclose(outputs[name], reference[name].numpy(), rtol=1e-5, atol=1e-6)
     with pytest.raises(TypeError, match="'.*ids.*' expects int32"):
         model.run({"ids": ids.astype(np.float32) + 0.5, "scale": scale})
     with pytest.raises(ValueError, match="Missing: \\['scale'\\]"):
@@ -127,9 +123,7 @@ def test_several_signatures(two_signature_tflite):
 def test_non_flatbuffer_files_raise_value_error(tmp_path, content):
     file = tmp_path / "broken.tflite"
     file.write_bytes(content)
-    with pytest.raises(
-        ValueError, match=r"broken\.tflite.*not a valid TFLite flatbuffer"
-    ):
+    with pytest.raises(ValueError, match=r"broken\.tflite.*not a valid TFLite flatbuffer"):
         runtime.load(file)
 
 

@@ -6,7 +6,14 @@ def _bytes_of(pieces):
 
 
 def test_a_character_split_across_tokens_is_held_until_complete():
-    pieces = [b"caf", "é".encode()[:1], "é".encode()[1:], b"!", "🙂".encode()[:2], "🙂".encode()[2:]]
+    pieces = [
+        b"caf",
+        "é".encode()[:1],
+        "é".encode()[1:],
+        b"!",
+        "🙂".encode()[:2],
+        "🙂".encode()[2:],
+    ]
     stream = TextStream(_bytes_of(pieces))
     shown = [stream.push(i) for i in range(len(pieces))]
     assert shown == ["caf", "", "é", "!", "", "🙂"]

@@ -32,7 +32,10 @@ def weights(seed=0):
     return {
         "embedding": rng.normal(size=(vocab, HEAD_DIM)).astype(np.float32),
         "layers": [
-            {k: (rng.normal(size=(HEAD_DIM, HEAD_DIM)) / np.sqrt(HEAD_DIM)).astype(np.float32) for k in "qkv"}
+            {
+                k: (rng.normal(size=(HEAD_DIM, HEAD_DIM)) / np.sqrt(HEAD_DIM)).astype(np.float32)
+                for k in "qkv"
+            }
             for _ in range(NUM_LAYERS)
         ],
     }
@@ -81,7 +84,10 @@ def metadata(cache_length, prefill_lengths, sampling=None):
 def _signature(tf, xla, w, length, cache_length, logits):
     embedding = tf.constant(w["embedding"])
     cache_spec = [1, cache_length, 1, HEAD_DIM]
-    specs = [tf.TensorSpec([1, length], tf.int32, name="tokens"), tf.TensorSpec([length], tf.int32, name="input_pos")]
+    specs = [
+        tf.TensorSpec([1, length], tf.int32, name="tokens"),
+        tf.TensorSpec([length], tf.int32, name="input_pos"),
+    ]
     for i in range(NUM_LAYERS):
         specs += [
             tf.TensorSpec(cache_spec, tf.float32, name=f"kv_cache_k_{i}"),
@@ -126,12 +132,16 @@ def write(path, cache_length=32, prefill_lengths=(4, 8), seed=0, sampling=None):
         signatures[f"prefill_{length}"] = _signature(tf, xla, w, length, cache_length, False)
     with tempfile.TemporaryDirectory() as directory:
         tf.saved_model.save(module, directory, signatures=signatures)
-        converter = tf.lite.TFLiteConverter.from_saved_model(directory, signature_keys=list(signatures))
+        converter = tf.lite.TFLiteConverter.from_saved_model(
+            directory, signature_keys=list(signatures)
+        )
         content = converter.convert()
     schema = flatbuffer.schema
     _, model = flatbuffer.editable_model(content)
     buffer = schema.BufferT()
-    buffer.data = np.frombuffer(json.dumps(metadata(cache_length, prefill_lengths, sampling)).encode(), np.uint8)
+    buffer.data = np.frombuffer(
+        json.dumps(metadata(cache_length, prefill_lengths, sampling)).encode(), np.uint8
+    )
     model.buffers.append(buffer)
     entry = schema.MetadataT()
     entry.name = "tfcompress_generator"

@@ -6,7 +6,6 @@ import keras
 import numpy as np
 import pytest
 
-import testing
 from tfcompress.core import CompressionWrapper
 from tfcompress.core.layer_tree import walk_layers
 from tfcompress.saving import load_model
@@ -17,6 +16,8 @@ from tfcompress.sparsity import (
     prune_low_magnitude,
 )
 from tfcompress.sparsity.pruning_callbacks import pruning_wrappers
+
+import testing
 
 STEPS, SPLIT, BATCH = 6, 3, 4
 
@@ -29,7 +30,7 @@ def _data(model):
 
 
 def _slice(data, start, stop):
-    return keras.tree.map_structure(lambda a: a[start * BATCH:stop * BATCH], data)
+    return keras.tree.map_structure(lambda a: a[start * BATCH : stop * BATCH], data)
 
 
 def _prune(model):
@@ -41,9 +42,14 @@ def _prune(model):
 
 
 def _fit(model, inputs, targets, start, stop):
-    model.fit(_slice(inputs, start, stop), _slice(targets, start, stop),
-              batch_size=BATCH, shuffle=False, verbose=0,
-              callbacks=[UpdatePruningStep()])
+    model.fit(
+        _slice(inputs, start, stop),
+        _slice(targets, start, stop),
+        batch_size=BATCH,
+        shuffle=False,
+        verbose=0,
+        callbacks=[UpdatePruningStep()],
+    )
 
 
 def _assert_same_pruning_state(a, b):
@@ -53,7 +59,8 @@ def _assert_same_pruning_state(a, b):
         for (wx, mx), (wy, my) in zip(x.pruning_vars, y.pruning_vars):
             np.testing.assert_array_equal(mx.numpy(), my.numpy())
             assert np.mean(wy.numpy() == 0) == pytest.approx(
-                round(0.75 * wy.numpy().size) / wy.numpy().size)
+                round(0.75 * wy.numpy().size) / wy.numpy().size
+            )
 
 
 @pytest.mark.parametrize(
@@ -91,7 +98,9 @@ def _compress(technique, model):
 
     if technique == "qat":
         return quantize_model(model)
-    pruned = prune_low_magnitude(model, PolynomialDecay(0.0, 0.75, 0, STEPS - 1, power=1, frequency=1))
+    pruned = prune_low_magnitude(
+        model, PolynomialDecay(0.0, 0.75, 0, STEPS - 1, power=1, frequency=1)
+    )
     for wrapper in pruning_wrappers(pruned):
         wrapper.update_masks(0.5)
     return pruned
@@ -102,13 +111,17 @@ def _wrapper_count(model):
 
 
 @pytest.mark.parametrize("technique", ["prune", "qat"])
-@pytest.mark.parametrize("factory", [testing.bert_backbone, testing.gpt2_backbone], ids=["bert", "gpt2"])
+@pytest.mark.parametrize(
+    "factory", [testing.bert_backbone, testing.gpt2_backbone], ids=["bert", "gpt2"]
+)
 def test_keras_loader_reads_compressed_keras_hub_backbones(factory, technique, tmp_path):
     model = _compress(technique, factory(num_layers=2))
     inputs = testing.inputs_for(model)
     if technique == "qat":
         model(inputs, training=True)  # moves the activation ranges off their start
-    restored = testing.run_model_saving_test(model, inputs, tmp_path, loader=keras.saving.load_model)
+    restored = testing.run_model_saving_test(
+        model, inputs, tmp_path, loader=keras.saving.load_model
+    )
     assert _wrapper_count(restored) == _wrapper_count(model) > 0
     testing.assert_same_weights(model, restored)
 
@@ -123,8 +136,14 @@ def test_model_checkpoint_files_load_with_keras_and_resume(technique, tmp_path):
     callbacks = [UpdatePruningStep()] if technique == "prune" else []
 
     def fit(model, start, stop, extra=()):
-        model.fit(_slice(inputs, start, stop), _slice(targets, start, stop), batch_size=BATCH,
-                  shuffle=False, verbose=0, callbacks=callbacks + list(extra))
+        model.fit(
+            _slice(inputs, start, stop),
+            _slice(targets, start, stop),
+            batch_size=BATCH,
+            shuffle=False,
+            verbose=0,
+            callbacks=callbacks + list(extra),
+        )
 
     for model in (straight, resumed):
         model.compile(keras.optimizers.Adam(0.01), "mse", jit_compile=False)
@@ -168,7 +187,8 @@ def test_keras_hub_backbone_round_trip(tmp_path):
     assert len(config["config"]["tfcompress_wrappers"]) == 13
     # Saved again from the loaded model, the recipe is still there.
     again = testing.run_model_saving_test(
-        restored, inputs, tmp_path, loader=load_model, name="again")
+        restored, inputs, tmp_path, loader=load_model, name="again"
+    )
     assert all(isinstance(w, PruneLowMagnitude) for w in pruning_wrappers(again))
 
 
@@ -193,9 +213,11 @@ def test_layers_with_generated_names_are_found_again(tmp_path):
         wrapper.update_masks(0.5)
     keras.layers.Dense(1)  # moves the name counter: the reload gets dense_N+1
     restored = testing.run_model_saving_test(
-        pruned, np.ones((2, 3), "float32"), tmp_path, loader=load_model)
+        pruned, np.ones((2, 3), "float32"), tmp_path, loader=load_model
+    )
     assert [w.layer.name for w in pruning_wrappers(restored)] != [
-        w.layer.name for w in pruning_wrappers(pruned)]
+        w.layer.name for w in pruning_wrappers(pruned)
+    ]
     testing.assert_same_weights(pruned, restored)
 
 
@@ -205,7 +227,8 @@ def test_pruned_plain_models_load_with_keras(factory, tmp_path):
     for wrapper in pruning_wrappers(pruned):
         wrapper.update_masks(0.5)
     restored = testing.run_model_saving_test(
-        pruned, testing.inputs_for(pruned), tmp_path, loader=keras.saving.load_model)
+        pruned, testing.inputs_for(pruned), tmp_path, loader=keras.saving.load_model
+    )
     assert len(pruning_wrappers(restored)) == len(pruning_wrappers(pruned))
     testing.assert_same_weights(pruned, restored)
 
@@ -241,7 +264,9 @@ def _pooled(backbone):
     return keras.Model(inputs, keras.layers.GlobalAveragePooling1D()(hidden))
 
 
-@pytest.mark.parametrize("nest_first", [True, False], ids=["wrap-the-outer-model", "wrap-the-backbone"])
+@pytest.mark.parametrize(
+    "nest_first", [True, False], ids=["wrap-the-outer-model", "wrap-the-backbone"]
+)
 def test_compressed_backbone_inside_a_functional_model_reloads(nest_first, tmp_path):
     if nest_first:
         model = prune_low_magnitude(_pooled(testing.bert_backbone(num_layers=2)))
@@ -279,14 +304,20 @@ def test_recipe_of_a_layer_missing_from_the_rebuilt_model(tmp_path):
             if item.filename == "config.json":
                 config = json.loads(content)
                 backbone = next(
-                    layer for layer in config["config"]["layers"]
-                    if "tfcompress_wrappers" in layer["config"])
+                    layer
+                    for layer in config["config"]["layers"]
+                    if "tfcompress_wrappers" in layer["config"]
+                )
                 backbone["config"]["tfcompress_wrappers"][0]["indices"] = [99]
                 content = json.dumps(config)
             target.writestr(item.filename, content)
-    with pytest.raises(KeyError, match=(
+    with pytest.raises(
+        KeyError,
+        match=(
             r"wraps the EinsumDense at 'transformer_layer_0/self_attention_layer/query', "
-            r"which model 'bert_backbone\w*' does not have")):
+            r"which model 'bert_backbone\w*' does not have"
+        ),
+    ):
         load_model(edited)
 
 
@@ -345,5 +376,7 @@ def test_file_of_an_earlier_tfcompress_says_why_it_cannot_load(tmp_path):
             "assets/layers/recipe_holder/tfcompress_recipe.json",
             json.dumps({"format": 2, "wrappers": wrapper_recipe(pruned)}),
         )
-    with pytest.raises(ValueError, match=r"earlier tfcompress.*tfcompress_recipe.json.*save_weights"):
+    with pytest.raises(
+        ValueError, match=r"earlier tfcompress.*tfcompress_recipe.json.*save_weights"
+    ):
         load_model(path)

@@ -26,7 +26,7 @@ def _random(shape, seed=0):
 def _assert_uniform_tiles(mask_2d, rows, cols):
     for r in range(0, mask_2d.shape[0], rows):
         for c in range(0, mask_2d.shape[1], cols):
-            tile = mask_2d[r:r + rows, c:c + cols]
+            tile = mask_2d[r : r + rows, c : c + cols]
             assert tile.min() == tile.max(), (r, c, tile)
 
 
@@ -74,35 +74,28 @@ def test_tensor_sparsity_inside_tf_function_matches_python_float():
 
     for target in (0.0, 0.3, 0.75):
         unstructured, blocks = masks(tf.constant(target))
-        np.testing.assert_array_equal(
-            _np(unstructured), _np(magnitude_mask(weights, target))
-        )
-        np.testing.assert_array_equal(
-            _np(blocks), _np(magnitude_mask(weights, target, (3, 2)))
-        )
+        np.testing.assert_array_equal(_np(unstructured), _np(magnitude_mask(weights, target)))
+        np.testing.assert_array_equal(_np(blocks), _np(magnitude_mask(weights, target, (3, 2))))
 
 
 def test_mask_dtype_follows_float_weights():
     assert ops.dtype(magnitude_mask(np.ones(4, "float16"), 0.5)) == "float16"
     assert ops.dtype(magnitude_mask(np.arange(4), 0.5)) == "float32"
-    assert ops.dtype(m_by_n_mask(np.ones((4, 2), "float16"), 2, 4, 0)) == (
-        "float16"
-    )
+    assert ops.dtype(m_by_n_mask(np.ones((4, 2), "float16"), 2, 4, 0)) == ("float16")
 
 
 @pytest.mark.parametrize("pooling", ["AVG", "MAX", "avg"])
 @pytest.mark.parametrize("shape, block", [((16, 12), (4, 3)), ((10, 7), (4, 3))])
 def test_block_mask_prunes_whole_lowest_scoring_blocks(shape, block, pooling):
     weights = _random(shape, seed=1)
-    mask = _np(magnitude_mask(weights, 0.5, block_size=block,
-                              block_pooling_type=pooling))
+    mask = _np(magnitude_mask(weights, 0.5, block_size=block, block_pooling_type=pooling))
     _assert_uniform_tiles(mask, *block)
 
     pool = np.max if pooling.upper() == "MAX" else np.mean
     scores, tile_masks = [], []
     for r in range(0, shape[0], block[0]):
         for c in range(0, shape[1], block[1]):
-            scores.append(pool(np.abs(weights[r:r + block[0], c:c + block[1]])))
+            scores.append(pool(np.abs(weights[r : r + block[0], c : c + block[1]])))
             tile_masks.append(mask[r, c])
     scores, tile_masks = np.array(scores), np.array(tile_masks)
     assert np.sum(tile_masks == 0) == round(0.5 * len(scores))
@@ -142,14 +135,17 @@ def _kept_top_in_groups(weights, mask, n, axis):
 
 
 # Dense (in, out), Conv2D (h, w, in, out) and EinsumDense kernels.
-KERNELS = [((16, 8), 0), ((3, 3, 8, 4), 2), ((3, 3, 8, 4), -2), ((8, 2, 4), 0),
-           ((2, 4, 8), 1)]
+KERNELS = [((16, 8), 0), ((3, 3, 8, 4), 2), ((3, 3, 8, 4), -2), ((8, 2, 4), 0), ((2, 4, 8), 1)]
 
 
 @pytest.mark.parametrize(
     "shape, axis, m, n",
-    [(shape, axis, m, n) for shape, axis in KERNELS
-     for m, n in [(2, 4), (1, 4), (4, 8)] if shape[axis] % n == 0],
+    [
+        (shape, axis, m, n)
+        for shape, axis in KERNELS
+        for m, n in [(2, 4), (1, 4), (4, 8)]
+        if shape[axis] % n == 0
+    ],
 )
 def test_m_by_n_mask_keeps_largest_in_every_group(shape, axis, m, n):
     weights = _random(shape, seed=3)
@@ -177,17 +173,14 @@ def test_m_by_n_ties_keep_earlier_positions():
 def test_m_by_n_inside_tf_function():
     weights = _random((8, 6), seed=5)
     graph_mask = tf.function(lambda w: m_by_n_mask(w, 2, 4, 0))(weights)
-    np.testing.assert_array_equal(
-        _np(graph_mask), _np(m_by_n_mask(weights, 2, 4, 0))
-    )
+    np.testing.assert_array_equal(_np(graph_mask), _np(m_by_n_mask(weights, 2, 4, 0)))
 
 
 def test_sparsity_and_checker_on_hand_written_values():
     assert float(sparsity(np.array([0.0, 1.0, 0.0, 2.0]))) == 0.5
     assert float(sparsity(np.ones((3, 3)))) == 0.0
     assert bool(is_m_by_n_sparse(np.array([[0, 0, 1, 1], [1, 0, 0, 0]]), 2, 4, 1))
-    assert not bool(is_m_by_n_sparse(np.array([[0, 0, 1, 1], [0, 1, 1, 1]]),
-                                     2, 4, 1))
+    assert not bool(is_m_by_n_sparse(np.array([[0, 0, 1, 1], [0, 1, 1, 1]]), 2, 4, 1))
 
 
 def test_indivisible_axis_error_names_shape_and_suggests_sizes():
@@ -206,31 +199,37 @@ def test_indivisible_axis_error_names_shape_and_suggests_sizes():
 @pytest.mark.parametrize(
     "call, error, match",
     [
-        (lambda w: magnitude_mask(w, 1.0), ValueError,
-         r"`sparsity` must be in \[0, 1\)\. Received: sparsity=1\.0"),
+        (
+            lambda w: magnitude_mask(w, 1.0),
+            ValueError,
+            r"`sparsity` must be in \[0, 1\)\. Received: sparsity=1\.0",
+        ),
         (lambda w: magnitude_mask(w, -0.2), ValueError, r"sparsity=-0\.2"),
         (lambda w: magnitude_mask(w, True), TypeError, r"sparsity=True"),
-        (lambda w: magnitude_mask(w, 0.5, block_size=(0, 1)), ValueError,
-         r"`block_size` must be a pair of positive integers.*\(0, 1\)"),
-        (lambda w: magnitude_mask(w, 0.5, block_size=(2,)), ValueError,
-         r"block_size=\(2,\)"),
-        (lambda w: magnitude_mask(w, 0.5, block_size=(1.5, 2)), ValueError,
-         r"block_size"),
-        (lambda w: magnitude_mask(w, 0.5, block_size="4x4"), ValueError,
-         r"block_size='4x4'"),
-        (lambda w: magnitude_mask(w, 0.5, (2, 2), "MEAN"), ValueError,
-         r"`block_pooling_type` must be 'AVG' or 'MAX'\. Received: "
-         r"block_pooling_type='MEAN'"),
-        (lambda w: m_by_n_mask(w, 0, 4, 0), ValueError,
-         r"0 < m < n.*Received: m=0, n=4"),
+        (
+            lambda w: magnitude_mask(w, 0.5, block_size=(0, 1)),
+            ValueError,
+            r"`block_size` must be a pair of positive integers.*\(0, 1\)",
+        ),
+        (lambda w: magnitude_mask(w, 0.5, block_size=(2,)), ValueError, r"block_size=\(2,\)"),
+        (lambda w: magnitude_mask(w, 0.5, block_size=(1.5, 2)), ValueError, r"block_size"),
+        (lambda w: magnitude_mask(w, 0.5, block_size="4x4"), ValueError, r"block_size='4x4'"),
+        (
+            lambda w: magnitude_mask(w, 0.5, (2, 2), "MEAN"),
+            ValueError,
+            r"`block_pooling_type` must be 'AVG' or 'MAX'\. Received: "
+            r"block_pooling_type='MEAN'",
+        ),
+        (lambda w: m_by_n_mask(w, 0, 4, 0), ValueError, r"0 < m < n.*Received: m=0, n=4"),
         (lambda w: m_by_n_mask(w, 4, 4, 0), ValueError, r"m=4, n=4"),
-        (lambda w: m_by_n_mask(w, 2.0, 4, 0), TypeError,
-         r"`m` must be an integer"),
-        (lambda w: is_m_by_n_sparse(w, 2, 4, 2), ValueError,
-         r"`axis` must be in \[-2, 2\) for weights of shape \(8, 4\)\. "
-         r"Received: axis=2"),
-        (lambda w: m_by_n_mask(w, 2, 4, 0.0), TypeError,
-         r"`axis` must be an integer"),
+        (lambda w: m_by_n_mask(w, 2.0, 4, 0), TypeError, r"`m` must be an integer"),
+        (
+            lambda w: is_m_by_n_sparse(w, 2, 4, 2),
+            ValueError,
+            r"`axis` must be in \[-2, 2\) for weights of shape \(8, 4\)\. "
+            r"Received: axis=2",
+        ),
+        (lambda w: m_by_n_mask(w, 2, 4, 0.0), TypeError, r"`axis` must be an integer"),
     ],
 )
 def test_validation_errors(call, error, match):

@@ -2,10 +2,11 @@ import keras
 import numpy as np
 import pytest
 
-import testing
 from tfcompress.core import walk_layers
 from tfcompress.sparsity import is_m_by_n_sparse, prune_one_shot, strip_pruning
 from tfcompress.sparsity._kernel_view import kernel_view
+
+import testing
 
 METHODS = ["magnitude", "wanda", "sparsegpt"]
 
@@ -39,8 +40,12 @@ def _llama3():
     import keras_hub
 
     return keras_hub.models.Llama3Backbone(
-        vocabulary_size=testing.VOCAB, num_layers=2, num_query_heads=4, num_key_value_heads=2,
-        hidden_dim=16, intermediate_dim=32,
+        vocabulary_size=testing.VOCAB,
+        num_layers=2,
+        num_query_heads=4,
+        num_key_value_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
     )
 
 
@@ -53,8 +58,12 @@ def _einsum_model():
 
 
 MODELS = {
-    "sequential": (lambda: keras.Sequential([keras.Input((12,)), keras.layers.Dense(16, activation="relu"),
-                                             keras.layers.Dense(8)]), ""),
+    "sequential": (
+        lambda: keras.Sequential(
+            [keras.Input((12,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(8)]
+        ),
+        "",
+    ),
     "functional": (testing.functional_dense, ""),
     "subclassed": (_unregistered_subclassed, ""),
     "einsum": (_einsum_model, ""),
@@ -65,10 +74,16 @@ MODELS = {
 
 
 def _data(model, batch=16):
-    return testing.inputs_for(model, batch=batch) if hasattr(model, "token_embedding") else (
-        np.random.default_rng(1).normal(size=(batch,) + tuple(model.inputs[0].shape[1:])).astype("float32")
-        if hasattr(model, "inputs") and model.inputs else
-        np.random.default_rng(1).normal(size=(batch, 12)).astype("float32")
+    return (
+        testing.inputs_for(model, batch=batch)
+        if hasattr(model, "token_embedding")
+        else (
+            np.random.default_rng(1)
+            .normal(size=(batch,) + tuple(model.inputs[0].shape[1:]))
+            .astype("float32")
+            if hasattr(model, "inputs") and model.inputs
+            else np.random.default_rng(1).normal(size=(batch, 12)).astype("float32")
+        )
     )
 
 
@@ -84,21 +99,29 @@ def test_each_output_loses_exactly_the_requested_share_and_n_m_holds(name, metho
     assert targets
 
     unstructured = prune_one_shot(model, 0.5, method, data, verbose=False)
-    n_m = prune_one_shot(model, method=method, representative_data=data, sparsity_m_by_n=(2, 4), verbose=False)
+    n_m = prune_one_shot(
+        model, method=method, representative_data=data, sparsity_m_by_n=(2, 4), verbose=False
+    )
 
     for path, matrix in _matrices(unstructured, under).items():
         if method == "magnitude":  # the baseline ranks the whole layer
             assert (matrix == 0).sum() == matrix.size // 2, path
         else:  # every output (column) keeps exactly half of its inputs, whatever the kernel's rank
             np.testing.assert_array_equal(
-                (matrix == 0).sum(axis=0), np.full(matrix.shape[1], matrix.shape[0] // 2), path)
+                (matrix == 0).sum(axis=0), np.full(matrix.shape[1], matrix.shape[0] // 2), path
+            )
     for path, matrix in _matrices(n_m, under).items():
         assert bool(is_m_by_n_sparse(matrix, 2, 4, axis=0)), path
         assert (matrix == 0).mean() == 0.5, path
     # Only the targeted kernels changed, and the model passed in is untouched.
-    changed = [not np.array_equal(w.numpy(), b) for w, b in zip(unstructured.weights, before, strict=True)]
-    kernels = {id(ref.layer.kernel) for ref in walk_layers(model)
-               if kernel_view(ref.layer) is not None and ref.path.startswith(under)}
+    changed = [
+        not np.array_equal(w.numpy(), b) for w, b in zip(unstructured.weights, before, strict=True)
+    ]
+    kernels = {
+        id(ref.layer.kernel)
+        for ref in walk_layers(model)
+        if kernel_view(ref.layer) is not None and ref.path.startswith(under)
+    }
     assert changed == [id(w) in kernels for w in model.weights]
     assert all(np.array_equal(w.numpy(), b) for w, b in zip(model.weights, before))
 
@@ -106,8 +129,13 @@ def test_each_output_loses_exactly_the_requested_share_and_n_m_holds(name, metho
 def test_einsum_input_axes_come_from_the_equation():
     keras.utils.set_random_seed(0)
     model = _einsum_model()
-    pruned = prune_one_shot(model, method="wanda", representative_data=_data(model),
-                            sparsity_m_by_n=(2, 4), verbose=False)
+    pruned = prune_one_shot(
+        model,
+        method="wanda",
+        representative_data=_data(model),
+        sparsity_m_by_n=(2, 4),
+        verbose=False,
+    )
     split = pruned.get_layer("split").kernel.numpy()  # (4 inputs, 2, 8): axis 0 is contracted
     assert (split == 0).sum(axis=0).tolist() == [[2] * 8] * 2
     merge = pruned.get_layer("merge").kernel.numpy()  # (2, 8) contracted, 12 out
@@ -135,7 +163,10 @@ def test_sparsegpt_reconstructs_a_layer_better_than_wanda_and_wanda_than_magnitu
     model, x = _correlated_layer()
     errors = {
         method: _reconstruction_error(
-            model, prune_one_shot(model, 0.5, method, x[:1024], sparsity_m_by_n=m_by_n, verbose=False), x[1024:])
+            model,
+            prune_one_shot(model, 0.5, method, x[:1024], sparsity_m_by_n=m_by_n, verbose=False),
+            x[1024:],
+        )
         for method in METHODS
     }
     # Held-out rows: the improvement is not a fit to the calibration rows.
@@ -158,7 +189,9 @@ def test_layers_are_calibrated_on_the_outputs_of_the_pruned_layers_before_them()
     w1 = wanda(first.kernel.numpy(), x)
     hidden = np.maximum(x @ w1 + first.bias.numpy(), 0)  # the pruned first layer's outputs
     np.testing.assert_array_equal(pruned.layers[0].kernel.numpy(), w1)
-    np.testing.assert_array_equal(pruned.layers[1].kernel.numpy(), wanda(second.kernel.numpy(), hidden))
+    np.testing.assert_array_equal(
+        pruned.layers[1].kernel.numpy(), wanda(second.kernel.numpy(), hidden)
+    )
 
 
 def test_gpt2_causal_lm_end_to_end(tmp_path):
@@ -197,17 +230,41 @@ def test_gpt2_causal_lm_end_to_end(tmp_path):
     "kwargs, error, message",
     [
         ({"sparsity": 1.0}, ValueError, r"`sparsity` must be in \[0, 1\). Received: sparsity=1.0"),
-        ({"sparsity": -0.1}, ValueError, r"`sparsity` must be in \[0, 1\). Received: sparsity=-0.1"),
-        ({"sparsity": "half"}, TypeError, r"`sparsity` must be a float in \[0, 1\). Received: sparsity='half'"),
-        ({"method": "obs"}, ValueError, r"`method` must be one of \('magnitude', 'wanda', 'sparsegpt'\). "
-                                        r"Received: method='obs'"),
+        (
+            {"sparsity": -0.1},
+            ValueError,
+            r"`sparsity` must be in \[0, 1\). Received: sparsity=-0.1",
+        ),
+        (
+            {"sparsity": "half"},
+            TypeError,
+            r"`sparsity` must be a float in \[0, 1\). Received: sparsity='half'",
+        ),
+        (
+            {"method": "obs"},
+            ValueError,
+            r"`method` must be one of \('magnitude', 'wanda', 'sparsegpt'\). "
+            r"Received: method='obs'",
+        ),
         ({"representative_data": None}, ValueError, r"method='wanda' needs `representative_data`"),
         ({"representative_data": []}, ValueError, r"`representative_data` yielded no batches"),
-        ({"sparsity_m_by_n": (4, 2)}, ValueError, r"`sparsity_m_by_n` must be \(m, n\) with 0 < m < n"),
-        ({"sparsity_m_by_n": (2, 5)}, ValueError, r"groups 5 consecutive inputs, but layer '\S*dense\S*' "
-                                                  r"has 12 inputs"),
-        ({"sparsity_m_by_n": (1, 4), "sparsity": 0.75}, ValueError, r"prunes 0.25 of the weights, but "
-                                                                    r"sparsity=0.75 was passed too"),
+        (
+            {"sparsity_m_by_n": (4, 2)},
+            ValueError,
+            r"`sparsity_m_by_n` must be \(m, n\) with 0 < m < n",
+        ),
+        (
+            {"sparsity_m_by_n": (2, 5)},
+            ValueError,
+            r"groups 5 consecutive inputs, but layer '\S*dense\S*' "
+            r"has 12 inputs",
+        ),
+        (
+            {"sparsity_m_by_n": (1, 4), "sparsity": 0.75},
+            ValueError,
+            r"prunes 0.25 of the weights, but "
+            r"sparsity=0.75 was passed too",
+        ),
     ],
 )
 def test_bad_arguments_raise_before_any_work(kwargs, error, message, monkeypatch):
@@ -215,14 +272,22 @@ def test_bad_arguments_raise_before_any_work(kwargs, error, message, monkeypatch
 
     model = keras.Sequential([keras.Input((12,)), keras.layers.Dense(16)])
     monkeypatch.setattr(one_shot, "copy_model", lambda m: pytest.fail("work started"))
-    arguments = {"sparsity": 0.5, "method": "wanda", "representative_data": np.ones((4, 12), "float32"), **kwargs}
+    arguments = {
+        "sparsity": 0.5,
+        "method": "wanda",
+        "representative_data": np.ones((4, 12), "float32"),
+        **kwargs,
+    }
     with pytest.raises(error, match=message):
         prune_one_shot(model, verbose=False, **arguments)
 
 
 def test_a_model_without_dense_layers_has_nothing_to_prune():
     model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3)])
-    with pytest.raises(ValueError, match=r"has no Dense or EinsumDense layer .* nothing to prune.*prune_low_magnitude"):
+    with pytest.raises(
+        ValueError,
+        match=r"has no Dense or EinsumDense layer .* nothing to prune.*prune_low_magnitude",
+    ):
         prune_one_shot(model, method="magnitude")
 
 

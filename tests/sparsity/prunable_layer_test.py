@@ -2,9 +2,10 @@ import keras
 import numpy as np
 import pytest
 
-import testing
 from tfcompress.sparsity import ConstantSparsity, PrunableLayer, prune_low_magnitude
 from tfcompress.sparsity.pruning_callbacks import pruning_wrappers
+
+import testing
 
 
 @keras.saving.register_keras_serializable(package="tfcompress_tests")

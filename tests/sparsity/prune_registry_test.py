@@ -1,9 +1,10 @@
 import keras
 import pytest
 
-import testing
 from tfcompress.core.layer_tree import find_layer
 from tfcompress.sparsity.prune_registry import is_prunable, prunable_weights, reduction_axis
+
+import testing
 
 
 def _built(layer, shape):

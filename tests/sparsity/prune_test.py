@@ -2,7 +2,6 @@ import keras
 import numpy as np
 import pytest
 
-import testing
 import tfcompress
 from tfcompress.sparsity import (
     ConstantSparsity,
@@ -12,8 +11,10 @@ from tfcompress.sparsity import (
     prune_low_magnitude,
 )
 from tfcompress.sparsity.masks import is_m_by_n_sparse
-from tfcompress.sparsity.pruning_callbacks import pruning_wrappers
 from tfcompress.sparsity.prune_registry import reduction_axis
+from tfcompress.sparsity.pruning_callbacks import pruning_wrappers
+
+import testing
 
 BERT_KERNELS = {
     "query",
@@ -70,6 +71,7 @@ def test_wraps_every_supported_kernel_and_keeps_the_model(name):
     wrappers = pruning_wrappers(pruned)
     assert {w.layer.name for w in wrappers} == expected
     assert pruned.tfcompress_skipped == skipped
+
     # Inner layers keep their names (Keras drops the path prefix of layers
     # of a nested Sequential rebuilt from config, so compare the ends).
     def ends(m):
@@ -152,15 +154,11 @@ class _KernelSparsity(keras.callbacks.Callback):
         )
 
 
-@pytest.mark.parametrize(
-    "name", ["functional", pytest.param("gpt2", marks=pytest.mark.slow)]
-)
+@pytest.mark.parametrize("name", ["functional", pytest.param("gpt2", marks=pytest.mark.slow)])
 def test_polynomial_decay_reaches_target_at_end_step(name):
     model = MODELS[name][0]()
     inputs = testing.inputs_for(model, batch=4 * 7)
-    targets = np.random.default_rng(1).normal(
-        size=testing.outputs_numpy(model(inputs))[0].shape
-    )
+    targets = np.random.default_rng(1).normal(size=testing.outputs_numpy(model(inputs))[0].shape)
     schedule = PolynomialDecay(0.0, 0.8, begin_step=0, end_step=6, frequency=4)
     pruned = prune_low_magnitude(model, schedule)
     pruned.compile("adam", "mse", jit_compile=False)
@@ -183,9 +181,7 @@ def test_polynomial_decay_reaches_target_at_end_step(name):
             expected = round(0.8 * size) / size
             value = keras.ops.convert_to_numpy(weight)
             assert np.mean(value == 0) == pytest.approx(expected), weight.path
-            assert np.mean(keras.ops.convert_to_numpy(mask) == 0) == pytest.approx(
-                expected
-            )
+            assert np.mean(keras.ops.convert_to_numpy(mask) == 0) == pytest.approx(expected)
 
 
 def test_m_by_n_along_the_input_axis():
@@ -286,9 +282,7 @@ def test_already_pruned_layer_and_model():
 
 
 def test_model_with_nothing_to_prune():
-    model = keras.Sequential(
-        [keras.Input((4,)), keras.layers.LayerNormalization(name="norm")]
-    )
+    model = keras.Sequential([keras.Input((4,)), keras.layers.LayerNormalization(name="norm")])
     with pytest.raises(ValueError, match="has no layer tfcompress can prune"):
         prune_low_magnitude(model)
 

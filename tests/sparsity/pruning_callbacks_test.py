@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import testing
 from tfcompress.sparsity import (
     ConstantSparsity,
     PruningSummaries,
@@ -15,6 +14,8 @@ from tfcompress.sparsity import (
 )
 from tfcompress.sparsity.pruning_callbacks import pruning_wrappers
 
+import testing
+
 
 def _read_scalars(log_dir):
     """{tag: [(step, value)]} from every event file under `log_dir`."""
@@ -22,8 +23,11 @@ def _read_scalars(log_dir):
     for path in glob.glob(os.path.join(log_dir, "**", "events.out.*"), recursive=True):
         for event in tf.compat.v1.train.summary_iterator(path):
             for value in event.summary.value:
-                number = float(tf.make_ndarray(value.tensor)) if value.HasField(
-                    "tensor") else value.simple_value
+                number = (
+                    float(tf.make_ndarray(value.tensor))
+                    if value.HasField("tensor")
+                    else value.simple_value
+                )
                 scalars.setdefault(value.tag, []).append((event.step, number))
     return scalars
 
@@ -40,8 +44,14 @@ def test_pruning_summaries_write_per_weight_sparsity(tmp_path):
     model = _pruned_mlp()
     x = np.random.default_rng(0).normal(size=(8, 16)).astype("float32")
     log_dir = str(tmp_path / "logs")
-    model.fit(x, np.zeros((8, 4)), batch_size=4, epochs=2, verbose=0,
-              callbacks=[UpdatePruningStep(), PruningSummaries(log_dir)])
+    model.fit(
+        x,
+        np.zeros((8, 4)),
+        batch_size=4,
+        epochs=2,
+        verbose=0,
+        callbacks=[UpdatePruningStep(), PruningSummaries(log_dir)],
+    )
     scalars = _read_scalars(log_dir)
     for name in ("dense_1", "dense_2", "logits"):
         sparsity = scalars[f"pruning/{name}/kernel/sparsity"]
@@ -54,8 +64,13 @@ def test_pruning_summaries_write_per_weight_sparsity(tmp_path):
 def test_pruning_summaries_every_n_batches(tmp_path):
     model = _pruned_mlp(0.25)
     log_dir = str(tmp_path / "logs")
-    model.fit(np.ones((16, 16)), np.zeros((16, 4)), batch_size=4, verbose=0,
-              callbacks=[UpdatePruningStep(), PruningSummaries(log_dir, update_freq=2)])
+    model.fit(
+        np.ones((16, 16)),
+        np.zeros((16, 4)),
+        batch_size=4,
+        verbose=0,
+        callbacks=[UpdatePruningStep(), PruningSummaries(log_dir, update_freq=2)],
+    )
     steps = [s for s, _ in _read_scalars(log_dir)["pruning/logits/kernel/sparsity"]]
     assert steps == [2, 4]
 
@@ -69,15 +84,20 @@ def test_update_pruning_step_needs_pruned_model():
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile("sgd", "mse")
     with pytest.raises(ValueError, match="no pruned layers.*prune_low_magnitude"):
-        model.fit(np.ones((2, 2)), np.ones((2, 1)), verbose=0,
-                  callbacks=[UpdatePruningStep()])
+        model.fit(np.ones((2, 2)), np.ones((2, 1)), verbose=0, callbacks=[UpdatePruningStep()])
 
 
 def test_update_pruning_step_counts_batches():
     model = _pruned_mlp()
     callback = UpdatePruningStep()
-    model.fit(np.ones((12, 16)), np.zeros((12, 4)), batch_size=4, epochs=2,
-              verbose=0, callbacks=[callback])
+    model.fit(
+        np.ones((12, 16)),
+        np.zeros((12, 4)),
+        batch_size=4,
+        epochs=2,
+        verbose=0,
+        callbacks=[callback],
+    )
     assert callback.step == 6
     assert {int(w.pruning_step.numpy()) for w in pruning_wrappers(model)} == {5}
     # A second fit continues the schedule from the saved step.
@@ -125,21 +145,38 @@ def test_warns_when_the_schedule_ends_after_the_last_step():
     from tfcompress.sparsity import PolynomialDecay
 
     # 16 samples / batch 4 x 2 epochs = steps 0..7; end_step=8 is never run.
-    model = prune_low_magnitude(testing.functional_dense(), PolynomialDecay(0.0, 0.5, 0, 8, frequency=1))
+    model = prune_low_magnitude(
+        testing.functional_dense(), PolynomialDecay(0.0, 0.5, 0, 8, frequency=1)
+    )
     model.compile("adam", "mse")
     with pytest.warns(UserWarning, match=r"end_step=8, after the last step of this fit \(7"):
-        model.fit(np.ones((16, 16)), np.zeros((16, 4)), batch_size=4, epochs=2, verbose=0,
-                  callbacks=[UpdatePruningStep()])
+        model.fit(
+            np.ones((16, 16)),
+            np.zeros((16, 4)),
+            batch_size=4,
+            epochs=2,
+            verbose=0,
+            callbacks=[UpdatePruningStep()],
+        )
 
 
 def test_step_resumes_from_the_optimizer_after_a_partial_fit():
     model = _pruned_mlp()
     callback = UpdatePruningStep()
-    model.fit(np.ones((16, 16)), np.zeros((16, 4)), batch_size=4, epochs=1, verbose=0, callbacks=[callback])
+    model.fit(
+        np.ones((16, 16)),
+        np.zeros((16, 4)),
+        batch_size=4,
+        epochs=1,
+        verbose=0,
+        callbacks=[callback],
+    )
     assert callback.step == 4
     assert all(int(w.pruning_step.numpy()) == 3 for w in pruning_wrappers(model))
     second = UpdatePruningStep()
-    model.fit(np.ones((16, 16)), np.zeros((16, 4)), batch_size=4, epochs=1, verbose=0, callbacks=[second])
+    model.fit(
+        np.ones((16, 16)), np.zeros((16, 4)), batch_size=4, epochs=1, verbose=0, callbacks=[second]
+    )
     assert second.step == 8
 
 
@@ -152,8 +189,13 @@ def test_pruning_summaries_target_follows_every_step_between_mask_updates(tmp_pa
     model = prune_low_magnitude(testing.functional_dense(), schedule)
     model.compile("adam", "mse")
     log_dir = str(tmp_path / "logs")
-    model.fit(np.ones((8, 16)), np.zeros((8, 4)), batch_size=2, verbose=0,
-              callbacks=[UpdatePruningStep(), PruningSummaries(log_dir, update_freq=4)])
-    (step, target), = _read_scalars(log_dir)["pruning/logits/target_sparsity"]
+    model.fit(
+        np.ones((8, 16)),
+        np.zeros((8, 4)),
+        batch_size=2,
+        verbose=0,
+        callbacks=[UpdatePruningStep(), PruningSummaries(log_dir, update_freq=4)],
+    )
+    ((step, target),) = _read_scalars(log_dir)["pruning/logits/target_sparsity"]
     assert step == 4
     assert target == pytest.approx(float(schedule.sparsity_at(3)))

@@ -35,9 +35,7 @@ def _values(schedule, steps=STEPS):
 def _assert_values(schedule, steps, expected):
     got = _values(schedule, steps)
     assert [p for p, _ in got] == [p for p, _ in expected]
-    np.testing.assert_allclose(
-        [s for _, s in got], [s for _, s in expected], atol=1e-6
-    )
+    np.testing.assert_allclose([s for _, s in got], [s for _, s in expected], atol=1e-6)
 
 
 def _pruning_steps(schedule, last):
@@ -48,8 +46,17 @@ def _pruning_steps(schedule, last):
 
 def test_constant_sparsity_table():
     schedule = ConstantSparsity(0.5, begin_step=10, end_step=50, frequency=20)
-    expected = {0: False, 9: False, 10: True, 11: False, 30: True, 49: False,
-                50: True, 51: False, 70: False}
+    expected = {
+        0: False,
+        9: False,
+        10: True,
+        11: False,
+        30: True,
+        49: False,
+        50: True,
+        51: False,
+        70: False,
+    }
     for step, should_prune in expected.items():
         got_prune, got_sparsity = schedule(step)
         assert bool(got_prune) is should_prune, step
@@ -97,29 +104,36 @@ def test_polynomial_decay_table():
 
 
 def test_polynomial_decay_before_begin_and_linear_power():
-    schedule = PolynomialDecay(
-        0.2, 0.6, begin_step=20, end_step=60, power=1, frequency=10
-    )
+    schedule = PolynomialDecay(0.2, 0.6, begin_step=20, end_step=60, power=1, frequency=10)
     _assert_values(
         schedule,
         [0, 19, 20, 30, 40, 60, 61],
-        [(False, 0.2), (False, 0.2), (True, 0.2), (True, 0.3), (True, 0.4),
-         (True, 0.6), (False, 0.6)],
+        [
+            (False, 0.2),
+            (False, 0.2),
+            (True, 0.2),
+            (True, 0.3),
+            (True, 0.4),
+            (True, 0.6),
+            (False, 0.6),
+        ],
     )
 
 
 def test_polynomial_decay_with_begin_equal_end_prunes_once_to_final():
     schedule = PolynomialDecay(0.0, 0.6, begin_step=10, end_step=10)
-    _assert_values(
-        schedule, [9, 10, 11], [(False, 0.0), (True, 0.6), (False, 0.6)]
-    )
+    _assert_values(schedule, [9, 10, 11], [(False, 0.0), (True, 0.6), (False, 0.6)])
 
 
 @pytest.mark.parametrize("schedule", SCHEDULES, ids=repr)
 def test_step_types_agree(schedule):
     expected = _values(schedule)
-    for convert in (np.int64, np.int32, lambda s: tf.constant(s, tf.int64),
-                    lambda s: keras.Variable(s, dtype="int32")):
+    for convert in (
+        np.int64,
+        np.int32,
+        lambda s: tf.constant(s, tf.int64),
+        lambda s: keras.Variable(s, dtype="int32"),
+    ):
         assert _values(schedule, [convert(s) for s in STEPS]) == expected
 
 
@@ -226,51 +240,77 @@ def test_custom_subclass_gets_should_prune_from_base():
 @pytest.mark.parametrize(
     "make, error, match",
     [
-        (lambda: ConstantSparsity(1.5, 0), ValueError,
-         r"`target_sparsity` must be in \[0, 1\)\. Received: target_sparsity=1\.5"),
-        (lambda: ConstantSparsity(1.0, 0), ValueError,
-         r"target_sparsity=1\.0"),
-        (lambda: ConstantSparsity(-0.1, 0), ValueError,
-         r"target_sparsity=-0\.1"),
-        (lambda: ConstantSparsity("0.5", 0), TypeError,
-         r"`target_sparsity` must be a float"),
+        (
+            lambda: ConstantSparsity(1.5, 0),
+            ValueError,
+            r"`target_sparsity` must be in \[0, 1\)\. Received: target_sparsity=1\.5",
+        ),
+        (lambda: ConstantSparsity(1.0, 0), ValueError, r"target_sparsity=1\.0"),
+        (lambda: ConstantSparsity(-0.1, 0), ValueError, r"target_sparsity=-0\.1"),
+        (lambda: ConstantSparsity("0.5", 0), TypeError, r"`target_sparsity` must be a float"),
         (lambda: ConstantSparsity(True, 0), TypeError, r"target_sparsity"),
-        (lambda: ConstantSparsity(0.5, -1), ValueError,
-         r"`begin_step` must be >= 0\. Received: begin_step=-1"),
-        (lambda: ConstantSparsity(0.5, 1.5), TypeError,
-         r"`begin_step` must be an integer\. Received: begin_step=1\.5"),
-        (lambda: ConstantSparsity(0.5, 10, 5), ValueError,
-         r"`end_step` must be >= `begin_step` or -1.*end_step=5, begin_step=10"),
+        (
+            lambda: ConstantSparsity(0.5, -1),
+            ValueError,
+            r"`begin_step` must be >= 0\. Received: begin_step=-1",
+        ),
+        (
+            lambda: ConstantSparsity(0.5, 1.5),
+            TypeError,
+            r"`begin_step` must be an integer\. Received: begin_step=1\.5",
+        ),
+        (
+            lambda: ConstantSparsity(0.5, 10, 5),
+            ValueError,
+            r"`end_step` must be >= `begin_step` or -1.*end_step=5, begin_step=10",
+        ),
         (lambda: ConstantSparsity(0.5, 0, -2), ValueError, r"end_step=-2"),
-        (lambda: ConstantSparsity(0.5, 0, 10.0), TypeError,
-         r"`end_step` must be an integer"),
-        (lambda: ConstantSparsity(0.5, 0, frequency=0), ValueError,
-         r"`frequency` must be >= 1\. Received: frequency=0"),
-        (lambda: ConstantSparsity(0.5, 0, frequency=2.5), TypeError,
-         r"`frequency` must be an integer"),
-        (lambda: PolynomialDecay(1.2, 0.5, 0, 10), ValueError,
-         r"`initial_sparsity` must be in \[0, 1\)\. Received: initial_sparsity=1\.2"),
-        (lambda: PolynomialDecay(0.0, 1.0, 0, 10), ValueError,
-         r"`final_sparsity` must be in \[0, 1\)\. Received: final_sparsity=1\.0"),
-        (lambda: PolynomialDecay(0.0, 0.5, 0, -1), ValueError,
-         r"`end_step` must be >= `begin_step`\. Received: end_step=-1"),
-        (lambda: PolynomialDecay(0.0, 0.5, 5, 4), ValueError,
-         r"end_step=4, begin_step=5"),
-        (lambda: PolynomialDecay(0.0, 0.5, -3, 4), ValueError,
-         r"begin_step=-3"),
-        (lambda: PolynomialDecay(0.0, 0.5, 0, 10, power=0), ValueError,
-         r"`power` must be > 0\. Received: power=0"),
-        (lambda: PolynomialDecay(0.0, 0.5, 0, 10, power="3"), TypeError,
-         r"`power` must be a positive number"),
-        (lambda: PolynomialDecay(0.0, 0.5, 0, 10, frequency=-1), ValueError,
-         r"frequency=-1"),
-        (lambda: serialize("not a schedule"), TypeError,
-         r"`schedule` must be a `PruningSchedule`"),
-        (lambda: deserialize(42), TypeError,
-         r"`config` must be a `PruningSchedule` or a dict"),
-        (lambda: deserialize(
-            keras.saving.serialize_keras_object(keras.layers.Dense(2))),
-         TypeError, r"describes a Dense, not a `PruningSchedule`"),
+        (lambda: ConstantSparsity(0.5, 0, 10.0), TypeError, r"`end_step` must be an integer"),
+        (
+            lambda: ConstantSparsity(0.5, 0, frequency=0),
+            ValueError,
+            r"`frequency` must be >= 1\. Received: frequency=0",
+        ),
+        (
+            lambda: ConstantSparsity(0.5, 0, frequency=2.5),
+            TypeError,
+            r"`frequency` must be an integer",
+        ),
+        (
+            lambda: PolynomialDecay(1.2, 0.5, 0, 10),
+            ValueError,
+            r"`initial_sparsity` must be in \[0, 1\)\. Received: initial_sparsity=1\.2",
+        ),
+        (
+            lambda: PolynomialDecay(0.0, 1.0, 0, 10),
+            ValueError,
+            r"`final_sparsity` must be in \[0, 1\)\. Received: final_sparsity=1\.0",
+        ),
+        (
+            lambda: PolynomialDecay(0.0, 0.5, 0, -1),
+            ValueError,
+            r"`end_step` must be >= `begin_step`\. Received: end_step=-1",
+        ),
+        (lambda: PolynomialDecay(0.0, 0.5, 5, 4), ValueError, r"end_step=4, begin_step=5"),
+        (lambda: PolynomialDecay(0.0, 0.5, -3, 4), ValueError, r"begin_step=-3"),
+        (
+            lambda: PolynomialDecay(0.0, 0.5, 0, 10, power=0),
+            ValueError,
+            r"`power` must be > 0\. Received: power=0",
+        ),
+        (
+            lambda: PolynomialDecay(0.0, 0.5, 0, 10, power="3"),
+            TypeError,
+            r"`power` must be a positive number",
+        ),
+        (lambda: PolynomialDecay(0.0, 0.5, 0, 10, frequency=-1), ValueError, r"frequency=-1"),
+        (lambda: serialize("not a schedule"), TypeError, r"`schedule` must be a `PruningSchedule`"),
+        (lambda: deserialize(42), TypeError, r"`config` must be a `PruningSchedule` or a dict"),
+        (
+            lambda: deserialize(keras.saving.serialize_keras_object(keras.layers.Dense(2))),
+            TypeError,
+            r"describes a Dense, not a `PruningSchedule`",
+        ),
     ],
 )
 def test_validation_errors(make, error, match):

@@ -3,14 +3,15 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import testing
 from tfcompress.sparsity import (
-    prune_low_magnitude,
     ConstantSparsity,
     PolynomialDecay,
     PruneLowMagnitude,
     UpdatePruningStep,
+    prune_low_magnitude,
 )
+
+import testing
 
 
 def _wrapped_dense(sparsity=0.5, **kwargs):
@@ -44,8 +45,11 @@ def test_call_uses_masked_kernel_and_gradient_reaches_variable():
     assert grad is not None
     # Pruned weights get no gradient; kept weights get d(sum)/dw = sum(x).
     np.testing.assert_allclose(grad.numpy() * (1 - mask), 0.0)
-    np.testing.assert_allclose((grad.numpy() * mask)[mask == 1], np.broadcast_to(
-        x.sum(0)[:, None], (8, 4))[mask == 1], atol=1e-5)
+    np.testing.assert_allclose(
+        (grad.numpy() * mask)[mask == 1],
+        np.broadcast_to(x.sum(0)[:, None], (8, 4))[mask == 1],
+        atol=1e-5,
+    )
 
 
 def test_training_without_callback_says_to_add_it():
@@ -67,29 +71,30 @@ def test_update_keeps_weights_zero_under_momentum():
     model = keras.Sequential([keras.Input((8,)), wrapper])
     model.compile(keras.optimizers.SGD(0.1, momentum=0.9), "mse")
     x = np.random.default_rng(0).normal(size=(16, 8)).astype("float32")
-    model.fit(x, x[:, :4], batch_size=4, epochs=2, verbose=0,
-              callbacks=[UpdatePruningStep()])
+    model.fit(x, x[:, :4], batch_size=4, epochs=2, verbose=0, callbacks=[UpdatePruningStep()])
     kernel = wrapper.layer.kernel.numpy()
     assert np.mean(kernel == 0) == 0.75
     np.testing.assert_array_equal(kernel == 0, wrapper.masks[0].numpy() == 0)
 
 
 def test_config_round_trip():
-    wrapper = _wrapped_dense(
-        block_size=(2, 1), block_pooling_type="MAX", prune_embeddings=True
-    )
+    wrapper = _wrapped_dense(block_size=(2, 1), block_pooling_type="MAX", prune_embeddings=True)
     wrapper.pruning_schedule = PolynomialDecay(0.1, 0.7, 2, 20, power=2, frequency=3)
     config = wrapper.get_config()
-    for key in ("pruning_schedule", "block_size", "block_pooling_type",
-                "sparsity_m_by_n", "prune_embeddings", "layer"):
+    for key in (
+        "pruning_schedule",
+        "block_size",
+        "block_pooling_type",
+        "sparsity_m_by_n",
+        "prune_embeddings",
+        "layer",
+    ):
         assert key in config
     clone = PruneLowMagnitude.from_config(config)
     assert clone.get_config() == config
     assert clone.pruning_schedule.get_config() == wrapper.pruning_schedule.get_config()
     assert clone.block_size == (2, 1)
-    m_by_n = PruneLowMagnitude.from_config(
-        _wrapped_dense(sparsity_m_by_n=(2, 4)).get_config()
-    )
+    m_by_n = PruneLowMagnitude.from_config(_wrapped_dense(sparsity_m_by_n=(2, 4)).get_config())
     assert m_by_n.sparsity_m_by_n == (2, 4)
 
 

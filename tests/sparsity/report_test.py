@@ -12,8 +12,9 @@ from tfcompress.sparsity.report import SparsityReport, sparsity_report
 
 def _random(shape, seed=0):
     rng = np.random.default_rng(seed)
-    return (rng.uniform(0.5, 1.5, size=shape)
-            * rng.choice([-1.0, 1.0], size=shape)).astype("float32")
+    return (rng.uniform(0.5, 1.5, size=shape) * rng.choice([-1.0, 1.0], size=shape)).astype(
+        "float32"
+    )
 
 
 def _mask(weight, mask):
@@ -31,8 +32,7 @@ def small_model():
     x = keras.layers.Dense(8, name="second")(x)
     x = keras.layers.LayerNormalization(name="norm")(x)
     model = keras.Model(inputs, keras.layers.Dense(4, name="third")(x))
-    first, second, third = (model.get_layer(n) for n in ("first", "second",
-                                                          "third"))
+    first, second, third = (model.get_layer(n) for n in ("first", "second", "third"))
     first.kernel.assign(_random((16, 16), 1))
     _mask(first.kernel, m_by_n_mask(first.kernel, 2, 4, axis=0))
     second.kernel.assign(_random((16, 8), 2))
@@ -79,16 +79,14 @@ def test_all_weights_listed_without_only_kernels(small_model):
 def test_table_is_aligned_with_total_line(small_model):
     report = sparsity_report(small_model)
     lines = str(report).splitlines()
-    assert lines[0].split() == ["path", "shape", "size", "zeros", "sparsity",
-                                "structure"]
+    assert lines[0].split() == ["path", "shape", "size", "zeros", "sparsity", "structure"]
     assert lines[1] == lines[-2] == "-" * len(lines[1])
     body = lines[2:-2]
     assert [line.split()[0] for line in body] == [r["path"] for r in report.rows]
     assert "block 4x2" in body[1] and "50.00%" in body[1]
     # Right-aligned numbers: every "%" in the same column.
     assert len({line.index("%") for line in body + [lines[-1]]}) == 1
-    assert lines[-1].split() == ["total", "(3", "kernels)", "416", "195",
-                                 f"{100 * 195 / 416:.2f}%"]
+    assert lines[-1].split() == ["total", "(3", "kernels)", "416", "195", f"{100 * 195 / 416:.2f}%"]
     assert report.table() == str(report)
     assert "3 kernels" in repr(report)
 
@@ -102,9 +100,7 @@ def test_as_dict_is_json_ready(small_model):
 
 
 def test_conv_kernel_2_by_4_along_input_channels():
-    model = keras.Sequential(
-        [keras.Input((6, 6, 8)), keras.layers.Conv2D(4, 3, name="conv")]
-    )
+    model = keras.Sequential([keras.Input((6, 6, 8)), keras.layers.Conv2D(4, 3, name="conv")])
     kernel = model.get_layer("conv").kernel
     kernel.assign(_random((3, 3, 8, 4), 4))
     _mask(kernel, m_by_n_mask(kernel, 2, 4, axis=2))
@@ -114,9 +110,7 @@ def test_conv_kernel_2_by_4_along_input_channels():
 
 
 def test_block_detection_on_larger_tiles():
-    model = keras.Sequential(
-        [keras.Input((32,)), keras.layers.Dense(24, name="dense")]
-    )
+    model = keras.Sequential([keras.Input((32,)), keras.layers.Dense(24, name="dense")])
     kernel = model.get_layer("dense").kernel
     kernel.assign(_random((32, 24), 5))
     _mask(kernel, magnitude_mask(kernel, 0.5, block_size=(8, 4)))
@@ -133,8 +127,10 @@ class _MaskedDense(keras.layers.Layer):
     def build(self, input_shape):
         self.dense.build(input_shape)
         self.mask = self.add_weight(
-            shape=self.dense.kernel.shape, initializer="ones",
-            trainable=False, name="mask",
+            shape=self.dense.kernel.shape,
+            initializer="ones",
+            trainable=False,
+            name="mask",
         )
 
     @property
@@ -163,14 +159,17 @@ def test_pruning_vars_report_the_masked_kernel_and_skip_masks():
 
 def test_keras_hub_bert_backbone_every_weight_reported():
     backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=50, num_layers=1, num_heads=2, hidden_dim=8,
-        intermediate_dim=16, max_sequence_length=8,
+        vocabulary_size=50,
+        num_layers=1,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        max_sequence_length=8,
     )
     weights = {w.path: w for w in backbone.weights}
     query = weights["transformer_layer_0/self_attention_layer/query/kernel"]
     _mask(query, m_by_n_mask(query, 2, 4, axis=0))
-    output = weights["transformer_layer_0/self_attention_layer/"
-                     "attention_output/kernel"]
+    output = weights["transformer_layer_0/self_attention_layer/attention_output/kernel"]
     _mask(output, magnitude_mask(output, 0.25))
 
     everything = sparsity_report(backbone, only_kernels=False)
@@ -179,7 +178,8 @@ def test_keras_hub_bert_backbone_every_weight_reported():
     report = sparsity_report(backbone)
     rows = _rows_by_path(report)
     kernels = [
-        path for path, w in weights.items()
+        path
+        for path, w in weights.items()
         if len(w.shape) >= 2 and w.name not in ("bias", "gamma", "beta")
     ]
     assert list(rows) == kernels

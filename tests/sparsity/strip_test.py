@@ -5,7 +5,6 @@ import keras
 import numpy as np
 import pytest
 
-import testing
 from tfcompress.core.recipe import has_recipe, plain_class
 from tfcompress.sparsity import (
     ConstantSparsity,
@@ -14,6 +13,8 @@ from tfcompress.sparsity import (
     strip_pruning,
 )
 from tfcompress.sparsity.pruning_callbacks import pruning_wrappers
+
+import testing
 
 
 def _pruned(factory):
@@ -26,8 +27,13 @@ def _pruned(factory):
 
 @pytest.mark.parametrize(
     "factory",
-    [testing.sequential_cnn, testing.functional_dense, testing.subclassed,
-     testing.nested, testing.bert_backbone],
+    [
+        testing.sequential_cnn,
+        testing.functional_dense,
+        testing.subclassed,
+        testing.nested,
+        testing.bert_backbone,
+    ],
     ids=lambda f: f.__name__,
 )
 def test_strip_keeps_class_outputs_and_zeros(factory, tmp_path):
@@ -40,12 +46,10 @@ def test_strip_keeps_class_outputs_and_zeros(factory, tmp_path):
     assert not has_recipe(stripped) and type(stripped) is plain_class(pruned)
     assert "tfcompress_recipe" not in [layer.name for layer in stripped.layers]
     assert not pruning_wrappers(stripped)
-    assert not [w.path for w in stripped.weights
-                if "mask" in w.path or "pruning_step" in w.path]
+    assert not [w.path for w in stripped.weights if "mask" in w.path or "pruning_step" in w.path]
     assert not hasattr(stripped, "tfcompress_skipped")
     testing.assert_outputs_close(pruned(inputs), stripped(inputs))
-    kernels = [w for w in stripped.weights
-               if w.name in ("kernel", "pointwise_kernel")]
+    kernels = [w for w in stripped.weights if w.name in ("kernel", "pointwise_kernel")]
     assert len(kernels) == len(pruning_wrappers(pruned))
     for kernel in kernels:
         size = int(np.prod(kernel.shape))
@@ -86,7 +90,10 @@ def test_stripped_subclassed_model_carries_no_recipe(inplace, tmp_path):
     stripped = strip_pruning(pruned, inplace=inplace)
     assert type(stripped) is testing.Net
     assert [type(layer) for layer in stripped.layers] == [
-        testing.NetBlock, testing.NetBlock, keras.layers.Dense]
+        testing.NetBlock,
+        testing.NetBlock,
+        keras.layers.Dense,
+    ]
     path = str(tmp_path / "stripped.keras")
     stripped.save(path)
     with zipfile.ZipFile(path) as archive:

@@ -33,8 +33,11 @@ def main(argv):
 
     model = runtime.load(argv[1], num_threads=FLAGS.threads)
     result = runtime.benchmark(
-        model, random_inputs(model, FLAGS.batch, FLAGS.seed),
-        num_threads=FLAGS.threads, warmup=FLAGS.warmup, runs=FLAGS.runs,
+        model,
+        random_inputs(model, FLAGS.batch, FLAGS.seed),
+        num_threads=FLAGS.threads,
+        warmup=FLAGS.warmup,
+        runs=FLAGS.runs,
     )
     print(f"{argv[1]}: backend {result.backend}, threads {result.num_threads}, {result.runs} runs")
     print(f"  p50 {result.p50_ms:.3f} ms  p90 {result.p90_ms:.3f} ms  mean {result.mean_ms:.3f} ms")

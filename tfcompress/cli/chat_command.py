@@ -22,23 +22,37 @@ flags.DEFINE_float("top_p", None, "Nucleus sampling mass in (0, 1] (default: the
 # `seed`, `threads` and `target` are also flags of other commands. The CLI imports
 # one command module per run; allow_override lets a process that imports several
 # (tests, a notebook) do so, the last definition winning.
-flags.DEFINE_integer("seed", None, "Sampling seed: the same seed gives the same answers.", allow_override=True)
+flags.DEFINE_integer(
+    "seed", None, "Sampling seed: the same seed gives the same answers.", allow_override=True
+)
 flags.DEFINE_integer("max_new_tokens", 256, "At most this many tokens per answer.")
-flags.DEFINE_integer("threads", None, "LiteRT CPU threads (default: LiteRT's choice).", allow_override=True)
-flags.DEFINE_enum("engine", "auto", ["auto", "compiled_model", "interpreter"], "LiteRT API that runs the file.")
+flags.DEFINE_integer(
+    "threads", None, "LiteRT CPU threads (default: LiteRT's choice).", allow_override=True
+)
 flags.DEFINE_enum(
-    "target", "int8_weights", ["float32", "float16", "dynamic_int8", "int8_weights"],
+    "engine", "auto", ["auto", "compiled_model", "interpreter"], "LiteRT API that runs the file."
+)
+flags.DEFINE_enum(
+    "target",
+    "int8_weights",
+    ["float32", "float16", "dynamic_int8", "int8_weights"],
     "Export target of the bundled SmolLM2 (no model argument only).",
     allow_override=True,
 )
-flags.DEFINE_integer("cache_length", 1024, "Context length of the bundled SmolLM2 export (no model argument only).")
+flags.DEFINE_integer(
+    "cache_length", 1024, "Context length of the bundled SmolLM2 export (no model argument only)."
+)
 
-HELP = "Commands: /reset (new conversation), /stats (cache and speed), /quit. Ctrl-C stops an answer."
+HELP = (
+    "Commands: /reset (new conversation), /stats (cache and speed), /quit. Ctrl-C stops an answer."
+)
 
 
 def cache_dir():
     """$TFCOMPRESS_CACHE, else ~/.cache/tfcompress."""
-    return os.environ.get("TFCOMPRESS_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "tfcompress")
+    return os.environ.get("TFCOMPRESS_CACHE") or os.path.join(
+        os.path.expanduser("~"), ".cache", "tfcompress"
+    )
 
 
 def bundled_model(target, cache_length, log=print):
@@ -46,8 +60,7 @@ def bundled_model(target, cache_length, log=print):
     path = os.path.join(cache_dir(), f"smollm2-135m-instruct-{target}-{cache_length}.tflite")
     if os.path.isfile(path):
         return path
-    from tfcompress import export
-    from tfcompress import models
+    from tfcompress import export, models
 
     gguf = models.smollm2_path()
     os.makedirs(cache_dir(), exist_ok=True)
@@ -55,7 +68,9 @@ def bundled_model(target, cache_length, log=print):
     log(f"First run: building {path} (once).")
     log(f"  [1/2] reading {gguf} as a keras-hub Llama3CausalLM ...")
     causal_lm = models.from_gguf(gguf)
-    log(f"  [2/2] exporting decode + prefill signatures ({target}, cache {cache_length}); a few minutes ...")
+    log(
+        f"  [2/2] exporting decode + prefill signatures ({target}, cache {cache_length}); a few minutes ..."
+    )
     partial = path[: -len(".tflite")] + ".partial.tflite"
     export.to_tflite_generator(
         causal_lm, target=target, cache_length=cache_length, prefill_lengths=(32, 128), path=partial
@@ -189,7 +204,9 @@ def silence_native_stderr():
 
 def main(argv):
     if len(argv) > 2:
-        raise SystemExit("usage: tfcompress chat [MODEL.tflite] [--prompt TEXT] [--system TEXT] [--seed N]")
+        raise SystemExit(
+            "usage: tfcompress chat [MODEL.tflite] [--prompt TEXT] [--system TEXT] [--seed N]"
+        )
     if not FLAGS["verbosity"].present:
         silence_native_stderr()
     from tfcompress.runtime import Generator
@@ -197,7 +214,9 @@ def main(argv):
     if len(argv) == 2:
         path = argv[1]
     else:
-        path = bundled_model(FLAGS.target, FLAGS.cache_length, log=lambda line: print(line, flush=True))
+        path = bundled_model(
+            FLAGS.target, FLAGS.cache_length, log=lambda line: print(line, flush=True)
+        )
     generator = Generator(path, num_threads=FLAGS.threads, engine=FLAGS.engine)
     sampler = generator.sampler(FLAGS.temperature, FLAGS.top_k, FLAGS.top_p, FLAGS.seed)
     with generator:

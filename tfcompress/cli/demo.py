@@ -23,18 +23,31 @@ from absl import flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string(
-    "output_dir", os.path.join("tfcompress_out", "demo"), "Where models, TFLite files, the report and the plot go."
+    "output_dir",
+    os.path.join("tfcompress_out", "demo"),
+    "Where models, TFLite files, the report and the plot go.",
 )
 flags.DEFINE_integer("epochs", 15, "Float training epochs.")
-flags.DEFINE_integer("prune_epochs", 2, "Epochs over which the sparsity ramps up to the target.", lower_bound=1)
-flags.DEFINE_integer("recover_epochs", 4, "Epochs of fine-tuning at the target sparsity after the ramp.", lower_bound=0)
+flags.DEFINE_integer(
+    "prune_epochs", 2, "Epochs over which the sparsity ramps up to the target.", lower_bound=1
+)
+flags.DEFINE_integer(
+    "recover_epochs",
+    4,
+    "Epochs of fine-tuning at the target sparsity after the ramp.",
+    lower_bound=0,
+)
 flags.DEFINE_integer("qat_epochs", 3, "Quantization-aware training epochs (from the pruned model).")
 flags.DEFINE_float("target_sparsity", 0.75, "Final fraction of zero weights, in [0, 1).")
 flags.DEFINE_integer("seed", 0, "Seed of the data split, initialisation and training order.")
-flags.DEFINE_integer("bench_rounds", 10, "Latency rounds; each times every model in turn (batch of 1).")
+flags.DEFINE_integer(
+    "bench_rounds", 10, "Latency rounds; each times every model in turn (batch of 1)."
+)
 flags.DEFINE_integer("bench_runs", 20, "Timed runs per model in each latency round.")
 flags.DEFINE_integer("bench_threads", 1, "LiteRT interpreter threads for the latency column.")
-flags.DEFINE_integer("verbose", 1, "Keras progress output: 0 silent, 1 progress bars, 2 a line per epoch.")
+flags.DEFINE_integer(
+    "verbose", 1, "Keras progress output: 0 silent, 1 progress bars, 2 a line per epoch."
+)
 
 
 def _stage(number, text):
@@ -81,8 +94,17 @@ def _notes(latencies, bench_rounds, bench_runs, c_array):
 
 
 def run_demo(
-    output_dir, epochs=15, prune_epochs=2, recover_epochs=4, qat_epochs=3, target_sparsity=0.75, seed=0,
-    bench_rounds=10, bench_runs=20, bench_threads=1, verbose=1,
+    output_dir,
+    epochs=15,
+    prune_epochs=2,
+    recover_epochs=4,
+    qat_epochs=3,
+    target_sparsity=0.75,
+    seed=0,
+    bench_rounds=10,
+    bench_runs=20,
+    bench_threads=1,
+    verbose=1,
 ):
     """Runs the whole demo and returns the `tfcompress.evaluation.Comparison`.
 
@@ -114,7 +136,11 @@ def run_demo(
     from tfcompress.core.checks import check_int
 
     # Checked here rather than by the runtime, so a typo fails before training.
-    for flag, value in (("bench_rounds", bench_rounds), ("bench_runs", bench_runs), ("bench_threads", bench_threads)):
+    for flag, value in (
+        ("bench_rounds", bench_rounds),
+        ("bench_runs", bench_runs),
+        ("bench_threads", bench_threads),
+    ):
         check_int(value, flag, 1, expected="an int >= 1")
     os.makedirs(output_dir, exist_ok=True)
     keras.utils.set_random_seed(seed)
@@ -125,7 +151,9 @@ def run_demo(
     float_model = _compile(digits.build_digits_cnn())
     float_model.fit(x_train, y_train, batch_size=32, epochs=epochs, verbose=verbose)
     float_model.save(os.path.join(output_dir, "float.keras"))
-    keras_size = evaluation.model_size(_save_for_inference(float_model, os.path.join(output_dir, "float_inference.keras")))
+    keras_size = evaluation.model_size(
+        _save_for_inference(float_model, os.path.join(output_dir, "float_inference.keras"))
+    )
 
     _stage(
         2,
@@ -135,39 +163,86 @@ def run_demo(
     steps_per_epoch = int(np.ceil(len(x_train) / 32))
     # Steps count from 0: without recovery epochs the final mask update must
     # land on the last step, `steps * epochs - 1`.
-    end_step = min(prune_epochs * steps_per_epoch, (prune_epochs + recover_epochs) * steps_per_epoch - 1)
-    schedule = sparsity.PolynomialDecay(0.0, target_sparsity, begin_step=0, end_step=end_step, frequency=10)
+    end_step = min(
+        prune_epochs * steps_per_epoch, (prune_epochs + recover_epochs) * steps_per_epoch - 1
+    )
+    schedule = sparsity.PolynomialDecay(
+        0.0, target_sparsity, begin_step=0, end_step=end_step, frequency=10
+    )
     pruned = _compile(sparsity.prune_low_magnitude(float_model, schedule))
     pruned.fit(
-        x_train, y_train, batch_size=32, epochs=prune_epochs + recover_epochs, verbose=verbose,
+        x_train,
+        y_train,
+        batch_size=32,
+        epochs=prune_epochs + recover_epochs,
+        verbose=verbose,
         callbacks=[sparsity.UpdatePruningStep()],
     )
     pruned = sparsity.strip_pruning(pruned)
     pruned.save(os.path.join(output_dir, "pruned.keras"))
     print(sparsity.sparsity_report(pruned).table())
 
-    _stage(3, f"Quantization-aware training of the pruned model, its zeros kept ({qat_epochs} epochs)")
+    _stage(
+        3, f"Quantization-aware training of the pruned model, its zeros kept ({qat_epochs} epochs)"
+    )
     qat = _compile(quantization.quantize_model(pruned))
     qat.fit(x_train, y_train, batch_size=32, epochs=qat_epochs, verbose=verbose)
     qat.save(os.path.join(output_dir, "qat.keras"))
 
     _stage(4, "Exporting TFLite (float32, float16, dynamic_int8, int8) and a C array")
     exports = {
-        "float32": export.to_tflite(float_model, "float32", path=os.path.join(output_dir, "float32.tflite"), sample=x_test[:32]),
-        "float16 pruned": export.to_tflite(pruned, "float16", path=os.path.join(output_dir, "float16_pruned.tflite"), sample=x_test[:32]),
-        "dynamic_int8 pruned": export.to_tflite(pruned, "dynamic_int8", path=os.path.join(output_dir, "dynamic_int8_pruned.tflite"), sample=x_test[:32]),
-        "int8 pruned+QAT": export.to_tflite(qat, "int8", int8_io=True, path=os.path.join(output_dir, "int8_pruned_qat.tflite"), sample=x_test[:32]),
+        "float32": export.to_tflite(
+            float_model,
+            "float32",
+            path=os.path.join(output_dir, "float32.tflite"),
+            sample=x_test[:32],
+        ),
+        "float16 pruned": export.to_tflite(
+            pruned,
+            "float16",
+            path=os.path.join(output_dir, "float16_pruned.tflite"),
+            sample=x_test[:32],
+        ),
+        "dynamic_int8 pruned": export.to_tflite(
+            pruned,
+            "dynamic_int8",
+            path=os.path.join(output_dir, "dynamic_int8_pruned.tflite"),
+            sample=x_test[:32],
+        ),
+        "int8 pruned+QAT": export.to_tflite(
+            qat,
+            "int8",
+            int8_io=True,
+            path=os.path.join(output_dir, "int8_pruned_qat.tflite"),
+            sample=x_test[:32],
+        ),
     }
-    c_array = export.to_c_array(exports["int8 pruned+QAT"].path, name="digits_model", path=output_dir, sample=x_test, reference=qat.predict(x_test, verbose=0))
+    c_array = export.to_c_array(
+        exports["int8 pruned+QAT"].path,
+        name="digits_model",
+        path=output_dir,
+        sample=x_test,
+        reference=qat.predict(x_test, verbose=0),
+    )
     for name, result in exports.items():
         print(f"    {name:<20} {result.path} ({result.size_bytes:,} bytes)")
     print(f"    C array: {c_array.header_path}, {c_array.source_path}")
     print("\n".join(f"    {line}" for line in c_array.report_lines()))
 
-    _stage(5, f"Evaluating with LiteRT ({bench_rounds} interleaved rounds x {bench_runs} timed runs per model)")
-    interpreters = {name: runtime.load(result.path, num_threads=bench_threads) for name, result in exports.items()}
+    _stage(
+        5,
+        f"Evaluating with LiteRT ({bench_rounds} interleaved rounds x {bench_runs} timed runs per model)",
+    )
+    interpreters = {
+        name: runtime.load(result.path, num_threads=bench_threads)
+        for name, result in exports.items()
+    }
     latencies = evaluation.interleaved_latency(
-        {"keras float": float_model, **interpreters}, x_test[:1], rounds=bench_rounds, runs=bench_runs, warmup=1
+        {"keras float": float_model, **interpreters},
+        x_test[:1],
+        rounds=bench_rounds,
+        runs=bench_runs,
+        warmup=1,
     )
     float_scores = float_model.predict(x_test, verbose=0)
     entries = [
@@ -202,7 +277,9 @@ def run_demo(
     comparison.plot(plot_png, metric="accuracy")
     for line in _notes(latencies, bench_rounds, bench_runs, c_array):
         print(line)
-    print(f"Report: {report_json}\nPlot:   {plot_png}\nModels: {output_dir}\nDone in {time.time() - started:.0f} s.")
+    print(
+        f"Report: {report_json}\nPlot:   {plot_png}\nModels: {output_dir}\nDone in {time.time() - started:.0f} s."
+    )
     return comparison
 
 

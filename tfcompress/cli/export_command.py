@@ -5,18 +5,50 @@ import os
 from absl import flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "Path of the .keras model to convert (tfcompress.saving.load_model reads it).")
-flags.DEFINE_enum("target", "float32", ["float32", "float16", "dynamic_int8", "int8", "int16x8"], "What the weights and activations become.")
-flags.DEFINE_string("output", None, "Path of the .tflite file to write (default: the model path with .tflite).")
-flags.DEFINE_string("representative", None, "A .npy (or .npz, every array one input) file of calibration inputs, for int8 / int16x8 of float models.")
-flags.DEFINE_bool("int8_io", False, "int8 (int16 for int16x8) model inputs and outputs, as microcontrollers want.")
-flags.DEFINE_bool("allow_flex", False, "Allow TensorFlow (Flex) ops; the file then needs the Flex delegate.")
-flags.DEFINE_integer("batch_size", None, "Fix the batch dimension (e.g. 1 for on-device inference): static shapes let XNNPack take the whole graph.", lower_bound=1)
-flags.DEFINE_integer("sequence_length", None, "Fix the token axis a keras-hub backbone leaves unknown (with --batch_size=1 every shape is static).", lower_bound=1)
-flags.DEFINE_string("c_array", None, "Also write <name>.h / <name>.cc C arrays for TFLite Micro next to the output.")
+flags.DEFINE_string(
+    "model", None, "Path of the .keras model to convert (tfcompress.saving.load_model reads it)."
+)
+flags.DEFINE_enum(
+    "target",
+    "float32",
+    ["float32", "float16", "dynamic_int8", "int8", "int16x8"],
+    "What the weights and activations become.",
+)
+flags.DEFINE_string(
+    "output", None, "Path of the .tflite file to write (default: the model path with .tflite)."
+)
+flags.DEFINE_string(
+    "representative",
+    None,
+    "A .npy (or .npz, every array one input) file of calibration inputs, for int8 / int16x8 of float models.",
+)
+flags.DEFINE_bool(
+    "int8_io", False, "int8 (int16 for int16x8) model inputs and outputs, as microcontrollers want."
+)
+flags.DEFINE_bool(
+    "allow_flex", False, "Allow TensorFlow (Flex) ops; the file then needs the Flex delegate."
+)
+flags.DEFINE_integer(
+    "batch_size",
+    None,
+    "Fix the batch dimension (e.g. 1 for on-device inference): static shapes let XNNPack take the whole graph.",
+    lower_bound=1,
+)
+flags.DEFINE_integer(
+    "sequence_length",
+    None,
+    "Fix the token axis a keras-hub backbone leaves unknown (with --batch_size=1 every shape is static).",
+    lower_bound=1,
+)
+flags.DEFINE_string(
+    "c_array", None, "Also write <name>.h / <name>.cc C arrays for TFLite Micro next to the output."
+)
 
 
-_KINDS = {"model": "a .keras model (saved with `model.save`)", "representative": "a .npy or .npz file"}
+_KINDS = {
+    "model": "a .keras model (saved with `model.save`)",
+    "representative": "a .npy or .npz file",
+}
 
 
 def _load_representative(path):
@@ -37,7 +69,9 @@ def main(argv):
     for flag in ("model", "representative"):
         path = getattr(FLAGS, flag)
         if path and not os.path.isfile(path):
-            raise FileNotFoundError(f"--{flag}={path} is not an existing file. Pass the path of {_KINDS[flag]}.")
+            raise FileNotFoundError(
+                f"--{flag}={path} is not an existing file. Pass the path of {_KINDS[flag]}."
+            )
     from tfcompress import export, saving
 
     model = saving.load_model(FLAGS.model, compile=False)
@@ -60,7 +94,9 @@ def main(argv):
     for check, outcome in result.checks.items():
         print(f"  check {check}: {outcome}")
     if FLAGS.c_array:
-        arrays = export.to_c_array(result.path, name=FLAGS.c_array, path=os.path.dirname(os.path.abspath(output)))
+        arrays = export.to_c_array(
+            result.path, name=FLAGS.c_array, path=os.path.dirname(os.path.abspath(output))
+        )
         print(f"wrote {arrays.header_path} and {arrays.source_path}")
         print("\n".join(f"  {line}" for line in arrays.report_lines()))
         print(arrays.resolver_code)

@@ -71,7 +71,9 @@ def inspect_tflite(tflite):
         values = data.view(dtype) if dtype is not None and data.size % dtype.itemsize == 0 else None
         zero = info["zero_point"] if isinstance(info["zero_point"], int) else 0
         info["bytes"] = int(data.size)
-        info["sparsity"] = float(np.mean(values == zero)) if values is not None and values.size else None
+        info["sparsity"] = (
+            float(np.mean(values == zero)) if values is not None and values.size else None
+        )
         weights.append(info)
     weights.sort(key=lambda w: -w["bytes"])
     return {
@@ -90,18 +92,28 @@ def inspect_tflite(tflite):
 
 def format_inspection(summary, top=20):
     """The `inspect_tflite` summary as readable text."""
-    lines = [f"size: {summary['size_bytes']:,} bytes; signatures: {summary['signatures'] or ['(none)']}"]
+    lines = [
+        f"size: {summary['size_bytes']:,} bytes; signatures: {summary['signatures'] or ['(none)']}"
+    ]
     lines.append("ops: " + ", ".join(f"{name} x{count}" for name, count in summary["ops"].items()))
     lines.append("tensor dtypes: " + ", ".join(f"{k} x{v}" for k, v in summary["dtypes"].items()))
     for kind in ("inputs", "outputs"):
         for t in summary[kind]:
-            lines.append(f"{kind[:-1]}: {t['name']} {t['shape']} {t['dtype']} scale={t['scale']} zero_point={t['zero_point']}")
+            lines.append(
+                f"{kind[:-1]}: {t['name']} {t['shape']} {t['dtype']} scale={t['scale']} zero_point={t['zero_point']}"
+            )
     weight_bytes = sum(w["bytes"] for w in summary["weights"])
-    lines.append(f"weights: {len(summary['weights'])} constant tensors, {weight_bytes:,} bytes (largest {min(top, len(summary['weights']))}):")
-    lines.append(f"  {'bytes':>10}  {'dtype':<8} {'sparsity':>8}  {'scales':>6}  {'shape':<18} name")
+    lines.append(
+        f"weights: {len(summary['weights'])} constant tensors, {weight_bytes:,} bytes (largest {min(top, len(summary['weights']))}):"
+    )
+    lines.append(
+        f"  {'bytes':>10}  {'dtype':<8} {'sparsity':>8}  {'scales':>6}  {'shape':<18} name"
+    )
     for w in summary["weights"][:top]:
         sparsity = f"{w['sparsity']:.1%}" if w["sparsity"] is not None else "-"
-        lines.append(f"  {w['bytes']:>10,}  {w['dtype']:<8} {sparsity:>8}  {w['scales']:>6}  {str(w['shape']):<18} {w['name']}")
+        lines.append(
+            f"  {w['bytes']:>10,}  {w['dtype']:<8} {sparsity:>8}  {w['scales']:>6}  {str(w['shape']):<18} {w['name']}"
+        )
     return "\n".join(lines)
 
 

@@ -62,8 +62,7 @@ def configure_logging():
     TensorFlow, which reads TF_CPP_MIN_LOG_LEVEL once, at import. Only the
     command line does this; importing tfcompress changes no global state.
     """
-    from absl import flags
-    from absl import logging as absl_logging
+    from absl import flags, logging as absl_logging
 
     if flags.FLAGS["verbosity"].present:
         # absl already set the Python levels from the flag.
@@ -83,7 +82,10 @@ def traceback_wanted():
     """Whether a failing command shows its traceback (--verbosity >= 1 or TFCOMPRESS_TRACEBACK=1)."""
     from absl import flags
 
-    return flags.FLAGS.verbosity >= 1 or os.environ.get("TFCOMPRESS_TRACEBACK", "0") not in ("", "0")
+    return flags.FLAGS.verbosity >= 1 or os.environ.get("TFCOMPRESS_TRACEBACK", "0") not in (
+        "",
+        "0",
+    )
 
 
 def command_main(command, main):

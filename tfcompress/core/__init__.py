@@ -2,16 +2,13 @@
 
 from tfcompress.core.copy_model import copy_model
 from tfcompress.core.intercept_calls import intercept_calls
-from tfcompress.core.layer_tree import LayerRef
-from tfcompress.core.layer_tree import find_layer
-from tfcompress.core.layer_tree import walk_layers
+from tfcompress.core.layer_tree import LayerRef, find_layer, walk_layers
 from tfcompress.core.recipe import attach_recipe
 from tfcompress.core.replace import replace_layer
 from tfcompress.core.strip_wrappers import strip_wrappers
 from tfcompress.core.substitute import substitute_variables
 from tfcompress.core.transform import transform_layers
-from tfcompress.core.wrapper import CompressionWrapper
-from tfcompress.core.wrapper import build_shape_of
+from tfcompress.core.wrapper import CompressionWrapper, build_shape_of
 
 __all__ = [
     "CompressionWrapper",

@@ -61,7 +61,9 @@ def iterate_batches(data, arg_name="representative_data"):
 
 
 def _iterable(value):
-    return not isinstance(value, (str, bytes)) and (hasattr(value, "__iter__") or hasattr(value, "__next__"))
+    return not isinstance(value, (str, bytes)) and (
+        hasattr(value, "__iter__") or hasattr(value, "__next__")
+    )
 
 
 def _generate(batches):

@@ -45,7 +45,9 @@ def ensure_keras3_model(obj, arg_name="model"):
             and for anything that is not a `keras.Model`.
     """
     return _ensure(
-        obj, arg_name, keras.Model,
+        obj,
+        arg_name,
+        keras.Model,
         "a `keras.Model` (Sequential, functional, subclassed or keras-hub)",
     )
 
@@ -58,7 +60,9 @@ def ensure_keras3_layer(obj, arg_name="layer"):
             and for anything that is not a Keras layer.
     """
     return _ensure(
-        obj, arg_name, keras.layers.Layer,
+        obj,
+        arg_name,
+        keras.layers.Layer,
         "a Keras 3 `keras.layers.Layer` or `keras.Model`",
     )
 
@@ -114,8 +118,9 @@ def _fail(error, expected, name, received, hint, label):
     raise error(message + (f" {hint}" if hint else ""))
 
 
-def check_int(value, name, minimum=None, maximum=None, *, allow_none=False,
-              expected=None, hint="", label=None):
+def check_int(
+    value, name, minimum=None, maximum=None, *, allow_none=False, expected=None, hint="", label=None
+):
     """Returns `value` as a Python int if it is an integer in range.
 
     numpy integers are accepted, `bool` is not.
@@ -157,8 +162,19 @@ def check_int(value, name, minimum=None, maximum=None, *, allow_none=False,
     return int(value)
 
 
-def check_number(value, name, minimum=None, maximum=None, *, open_low=False,
-                 open_high=False, allow_none=False, expected=None, hint="", label=None):
+def check_number(
+    value,
+    name,
+    minimum=None,
+    maximum=None,
+    *,
+    open_low=False,
+    open_high=False,
+    allow_none=False,
+    expected=None,
+    hint="",
+    label=None,
+):
     """Returns `value` as a float if it is a finite real number in range.
 
     Args:
@@ -198,8 +214,9 @@ def check_number(value, name, minimum=None, maximum=None, *, open_low=False,
     return float(value)
 
 
-def check_fraction(value, name, *, include_one=False, allow_none=False,
-                   expected=None, hint="", label=None):
+def check_fraction(
+    value, name, *, include_one=False, allow_none=False, expected=None, hint="", label=None
+):
     """Returns `value` as a float in [0, 1) (or [0, 1] with `include_one`).
 
     Args:
@@ -224,14 +241,23 @@ def check_fraction(value, name, *, include_one=False, allow_none=False,
         isinstance(value, numbers.Real) or (value is None and allow_none)
     ):
         kind = expected or f"a float {_bounds(0, 1, open_high=not include_one)}"
-        _fail(ArgumentTypeError, kind, name, _received(value, True, expected is not None),
-              hint, label)
-    return check_number(value, name, 0, 1, open_high=not include_one, allow_none=allow_none,
-                        expected=expected, hint=hint, label=label)
+        _fail(
+            ArgumentTypeError, kind, name, _received(value, True, expected is not None), hint, label
+        )
+    return check_number(
+        value,
+        name,
+        0,
+        1,
+        open_high=not include_one,
+        allow_none=allow_none,
+        expected=expected,
+        hint=hint,
+        label=label,
+    )
 
 
-def check_pair(value, name, minimum=None, *, allow_none=False, expected=None, hint="",
-               label=None):
+def check_pair(value, name, minimum=None, *, allow_none=False, expected=None, hint="", label=None):
     """Returns `value` as a tuple of two Python ints, each >= `minimum`.
 
     Args:

@@ -41,8 +41,10 @@ def _generated_input(model):
     if structure is not None:
         return keras.tree.map_structure(lambda t: make(t.shape, t.dtype), structure)
     shape = (model.get_build_config() or {}).get("input_shape")
-    if isinstance(shape, (list, tuple)) and shape and all(
-        isinstance(s, (list, tuple)) for s in shape
+    if (
+        isinstance(shape, (list, tuple))
+        and shape
+        and all(isinstance(s, (list, tuple)) for s in shape)
     ):
         return [make(s, "float32") for s in shape]
     if isinstance(shape, (list, tuple)) and all(d is None or isinstance(d, int) for d in shape):

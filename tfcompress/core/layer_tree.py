@@ -48,9 +48,7 @@ def child_layers(layer):
     if isinstance(layer, keras.Sequential):
         found.extend(layer.layers)
     elif isinstance(layer, keras.Model) and hasattr(layer, "operations"):
-        found.extend(
-            op for op in layer.operations if isinstance(op, keras.layers.Layer)
-        )
+        found.extend(op for op in layer.operations if isinstance(op, keras.layers.Layer))
     for name, value in vars(layer).items():
         if name in internals.BOOKKEEPING_ATTRIBUTES or name.startswith("__"):
             continue
@@ -123,6 +121,5 @@ def find_layer(root, path):
     tail = path.rsplit("/", 1)[-1]
     close = [r.path for r in refs if r.path.endswith(tail)][:5]
     raise KeyError(
-        f"No layer at path {path!r} in {root.name!r}. Layers with the same "
-        f"name: {close or 'none'}."
+        f"No layer at path {path!r} in {root.name!r}. Layers with the same name: {close or 'none'}."
     )

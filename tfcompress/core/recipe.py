@@ -92,7 +92,9 @@ def needs_recipe(model, replaced_refs):
     """
 
     def visible(ref):
-        ancestors = [model] + [locate(model, ref.indices[:depth])[1] for depth in range(1, ref.depth)]
+        ancestors = [model] + [
+            locate(model, ref.indices[:depth])[1] for depth in range(1, ref.depth)
+        ]
         return all(_config_driven(layer) for layer in ancestors)
 
     return not all(visible(ref) for ref in replaced_refs)
@@ -244,7 +246,9 @@ def _compressed_class(base):
         )
         # Every such class saves under the one name whose `from_config`
         # rebuilds any of them; the name keeps pointing at the mixin.
-        register = keras.saving.register_keras_serializable(package="tfcompress", name=_REGISTERED_NAME)
+        register = keras.saving.register_keras_serializable(
+            package="tfcompress", name=_REGISTERED_NAME
+        )
         register(cls)
         register(CompressedModel)
         _CLASSES[base] = cls

@@ -134,9 +134,7 @@ def replace_layer(model, path_or_layer, new_layer):
             "and the layer's path in it."
         )
     if new_layer is ref.layer:
-        raise ValueError(
-            f"`new_layer` is the layer at {ref.path!r} itself; pass a new layer."
-        )
+        raise ValueError(f"`new_layer` is the layer at {ref.path!r} itself; pass a new layer.")
     _built(new_layer, ref.layer)
     if not wrapper:
         _check_serializable(new_layer)
@@ -144,4 +142,3 @@ def replace_layer(model, path_or_layer, new_layer):
     if record_replacement(ref.layer, new_layer) and needs_recipe(model, [ref]):
         attach_recipe(model)
     return model
-

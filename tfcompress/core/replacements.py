@@ -128,9 +128,10 @@ def apply_replacements(model, entries):
         found = locate(model, entry["indices"])
         layer = found[1] if found else None
         # Same class, config and build shapes: the model's config restored it.
-        if layer is not None and _normalized(
-            keras.saving.serialize_keras_object(layer)
-        ) == entry["layer"]:
+        if (
+            layer is not None
+            and _normalized(keras.saving.serialize_keras_object(layer)) == entry["layer"]
+        ):
             _REPLACED[layer] = entry["replaced_class"]
             continue
         if layer is None or type(layer).__name__ != entry["replaced_class"]:

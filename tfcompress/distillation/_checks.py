@@ -1,8 +1,6 @@
 """Validation of the Distiller's models and compile arguments, before any work."""
 
-
-from tfcompress.core.checks import check_fraction
-from tfcompress.core.checks import ensure_keras3_model
+from tfcompress.core.checks import check_fraction, ensure_keras3_model
 
 
 def check_models(student, teacher):
@@ -39,7 +37,10 @@ def check_compile_args(kwargs, alpha):
             f"loss={kwargs['loss']!r}."
         )
     return check_fraction(
-        alpha, "alpha", include_one=True, expected="a number in [0, 1]",
+        alpha,
+        "alpha",
+        include_one=True,
+        expected="a number in [0, 1]",
         label="`alpha` (the weight of the hard loss)",
     )
 

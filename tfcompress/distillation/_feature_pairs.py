@@ -5,10 +5,8 @@ import dataclasses
 import keras
 
 from tfcompress.core.checks import check_number
-from tfcompress.core.layer_tree import find_layer
-from tfcompress.core.layer_tree import walk_layers
-from tfcompress.distillation.feature_loss import DISTANCES
-from tfcompress.distillation.feature_loss import check_feature_loss
+from tfcompress.core.layer_tree import find_layer, walk_layers
+from tfcompress.distillation.feature_loss import DISTANCES, check_feature_loss
 
 # Expands into the query, key and value relation pairs of two attention layers.
 ATTENTION_RELATION = "attention_relation"
@@ -31,7 +29,11 @@ class FeaturePair:
         key = f"{self.teacher_path} -> {self.student_path}"
         if self.projects:
             return key
-        name = self.loss if isinstance(self.loss, str) else getattr(self.loss, "__name__", repr(self.loss))
+        name = (
+            self.loss
+            if isinstance(self.loss, str)
+            else getattr(self.loss, "__name__", repr(self.loss))
+        )
         return f"{key} ({name})"
 
     @property
@@ -70,10 +72,14 @@ def _find_path(model, path):
         return _outermost_wrapper(found[0], refs).path
     tails = [ref.path for ref in found]
     if tails:
-        raise ValueError(f"{path!r} ends {len(tails)} layer paths: {tails[:5]}; give a longer path.")
+        raise ValueError(
+            f"{path!r} ends {len(tails)} layer paths: {tails[:5]}; give a longer path."
+        )
     tail = path.rsplit("/", 1)[-1]
     close = [p for p in paths if p.rsplit("/", 1)[-1] == tail][:5]
-    raise ValueError(f"No layer path is or ends with {path!r}; same-named layers: {close or 'none'}.")
+    raise ValueError(
+        f"No layer path is or ends with {path!r}; same-named layers: {close or 'none'}."
+    )
 
 
 def _path_of(model, layer, role, index):
@@ -107,8 +113,11 @@ def _attention_of(model, path, role, index):
     layer = find_layer(model, path).layer
     if isinstance(layer, keras.layers.MultiHeadAttention):
         return layer
-    found = [ref.layer for ref in walk_layers(layer)
-             if isinstance(ref.layer, keras.layers.MultiHeadAttention)]
+    found = [
+        ref.layer
+        for ref in walk_layers(layer)
+        if isinstance(ref.layer, keras.layers.MultiHeadAttention)
+    ]
     if len(found) != 1:
         raise ValueError(
             f"feature_losses[{index}]: loss 'attention_relation' needs a "
@@ -124,7 +133,10 @@ def _attention_pairs(teacher, student, teacher_path, student_path, weight, index
     """MiniLMv2's query-query, key-key and value-value relation pairs."""
     layers = [
         _attention_of(model, path, role, index)
-        for model, path, role in ((teacher, teacher_path, "teacher"), (student, student_path, "student"))
+        for model, path, role in (
+            (teacher, teacher_path, "teacher"),
+            (student, student_path, "student"),
+        )
     ]
     return [
         FeaturePair(
@@ -170,10 +182,14 @@ def resolve_pairs(feature_losses, teacher, student):
         teacher_path = _path_of(teacher, teacher_layer, "teacher", index)
         student_path = _path_of(student, student_layer, "student", index)
         if loss == ATTENTION_RELATION:
-            pairs += _attention_pairs(teacher, student, teacher_path, student_path, float(weight), index)
+            pairs += _attention_pairs(
+                teacher, student, teacher_path, student_path, float(weight), index
+            )
         else:
             pairs.append(FeaturePair(teacher_path, student_path, loss, float(weight)))
     keys = [(pair.key, pair.loss) for pair in pairs]
     if len(set(keys)) != len(keys):
-        raise ValueError(f"feature_losses pairs the same layers twice with the same loss: {[key for key, _ in keys]}.")
+        raise ValueError(
+            f"feature_losses pairs the same layers twice with the same loss: {[key for key, _ in keys]}."
+        )
     return pairs

@@ -1,12 +1,10 @@
 """The output term of the distillation loss: which function, on which values."""
 
 import keras
-from keras import ops
-from keras import tree
+from keras import ops, tree
 
 from tfcompress.distillation._masking import masked_mean
-from tfcompress.distillation.feature_loss import DISTANCES
-from tfcompress.distillation.feature_loss import feature_loss
+from tfcompress.distillation.feature_loss import DISTANCES, feature_loss
 from tfcompress.distillation.kd_loss import kd_loss
 
 _KL_NAMES = ("kl_divergence", "kld", "kl", "kullback_leibler_divergence")

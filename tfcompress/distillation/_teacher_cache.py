@@ -1,8 +1,7 @@
 """Teacher outputs computed once for a fixed dataset, carried in the batches."""
 
 import keras
-from keras import ops
-from keras import tree
+from keras import ops, tree
 
 from tfcompress.core.checks import check_int
 
@@ -78,8 +77,7 @@ def cache_teacher_outputs(teacher, dataset, top_k=None):
         logits = teacher.predict_on_batch(x)
         if keras.tree.is_nested(logits):
             raise ValueError(
-                "The teacher returns several outputs; only a single logits "
-                "output can be cached."
+                "The teacher returns several outputs; only a single logits output can be cached."
             )
         if top_k is None:
             teacher_part = {LOGITS: _numpy(logits)}

@@ -4,27 +4,30 @@ import copy
 import threading
 
 import keras
-from keras import ops
-from keras import tree
+from keras import ops, tree
 
 from tfcompress.core import _keras_internals as internals
 from tfcompress.core.layer_tree import find_layer
 from tfcompress.distillation import _teacher_cache
-from tfcompress.distillation._checks import check_compile_args
-from tfcompress.distillation._checks import check_models
-from tfcompress.distillation._checks import check_something_trains
-from tfcompress.distillation._checks import mask_from
+from tfcompress.distillation._checks import (
+    check_compile_args,
+    check_models,
+    check_something_trains,
+    mask_from,
+)
 from tfcompress.distillation._feature_pairs import resolve_pairs
 from tfcompress.distillation._masking import masked_mean
-from tfcompress.distillation._output_loss import output_loss
-from tfcompress.distillation._output_loss import per_position
-from tfcompress.distillation._output_loss import resolve_distillation_loss
-from tfcompress.distillation._output_loss import single_output
+from tfcompress.distillation._output_loss import (
+    output_loss,
+    per_position,
+    resolve_distillation_loss,
+    single_output,
+)
 from tfcompress.distillation._projections import Projections
 from tfcompress.distillation.capture_outputs import capture_outputs
 from tfcompress.distillation.feature_loss import feature_loss
-from tfcompress.distillation.kd_loss import check_same_classes
-from tfcompress.distillation.kd_loss import check_temperature
+from tfcompress.distillation.kd_loss import check_same_classes, check_temperature
+
 
 def _without_compile(config):
     # The frozen teacher's own optimizer would be rebuilt with no trainable
@@ -257,7 +260,9 @@ class Distiller(keras.Model):
         if cached:
             x, teacher_outputs, teacher_indices = _teacher_cache.split(x)
             _teacher_cache.check_use(
-                self._pairs, self._output_mode, self._distill_config["distillation_loss_fn"],
+                self._pairs,
+                self._output_mode,
+                self._distill_config["distillation_loss_fn"],
                 teacher_indices,
             )
             teacher_features = []

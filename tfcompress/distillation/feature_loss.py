@@ -2,8 +2,7 @@
 
 from keras import ops
 
-from tfcompress.distillation._masking import check_mask
-from tfcompress.distillation._masking import masked_mean
+from tfcompress.distillation._masking import check_mask, masked_mean
 from tfcompress.distillation.relation_loss import relation_loss
 
 # Position-wise distances: they need equal widths (a projection otherwise).

@@ -3,14 +3,16 @@
 from keras import ops
 
 from tfcompress.core.checks import check_number
-from tfcompress.distillation._masking import check_mask
-from tfcompress.distillation._masking import masked_mean
+from tfcompress.distillation._masking import check_mask, masked_mean
 
 
 def check_temperature(temperature):
     """Returns `temperature` as a float if it is a finite number > 0."""
     return check_number(
-        temperature, "temperature", 0, open_low=True,
+        temperature,
+        "temperature",
+        0,
+        open_low=True,
         expected="a finite number > 0 (1 is the plain softmax, 2-5 is usual for distillation)",
     )
 

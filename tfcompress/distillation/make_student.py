@@ -26,7 +26,10 @@ def _chosen_layers(layers, num_layers, total):
         )
     if num_layers is not None:
         num_layers = check_int(
-            num_layers, "num_layers", 1, total,
+            num_layers,
+            "num_layers",
+            1,
+            total,
             expected=f"an integer in [1, {total}] (the teacher has {total} transformer blocks)",
         )
         return _evenly_spaced(total, num_layers)
@@ -77,11 +80,7 @@ def _check_backbone(backbone):
     config = backbone.get_config()
     blocks = getattr(backbone, "transformer_layers", None)
     total = config.get("num_layers")
-    if (
-        not is_int(total)
-        or not isinstance(blocks, (list, tuple))
-        or len(blocks) != total
-    ):
+    if not is_int(total) or not isinstance(blocks, (list, tuple)) or len(blocks) != total:
         raise TypeError(
             f"{_SUPPORTED}. Received: a {type(backbone).__name__} with "
             f"num_layers={total!r} in its config and "
@@ -118,9 +117,7 @@ def _copy_variables(sources, targets, what):
 def _cut_backbone(backbone, chosen, config):
     # A frozen teacher (distillers set `trainable = False`) must not hand its
     # flag to the model that is about to be trained.
-    student = type(backbone).from_config(
-        {**config, "num_layers": len(chosen), "trainable": True}
-    )
+    student = type(backbone).from_config({**config, "num_layers": len(chosen), "trainable": True})
     teacher_blocks = backbone.transformer_layers
     for student_block, index in zip(student.transformer_layers, chosen):
         _copy_variables(
@@ -128,9 +125,7 @@ def _cut_backbone(backbone, chosen, config):
             student_block.weights,
             f"block {student_block.name} (from teacher block {index})",
         )
-    student_block_variables = [
-        v for block in student.transformer_layers for v in block.weights
-    ]
+    student_block_variables = [v for block in student.transformer_layers for v in block.weights]
     teacher_block_variables = [v for block in teacher_blocks for v in block.weights]
     _copy_variables(
         _other_variables(backbone, teacher_block_variables),

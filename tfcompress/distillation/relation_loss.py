@@ -5,8 +5,7 @@ import math
 import keras
 from keras import ops
 
-from tfcompress.distillation._masking import check_mask
-from tfcompress.distillation._masking import masked_mean
+from tfcompress.distillation._masking import check_mask, masked_mean
 
 # Added to the scores of padded keys: large enough to zero their softmax
 # weight in float32, finite so a fully padded row stays a number.

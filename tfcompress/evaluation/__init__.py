@@ -3,19 +3,13 @@
 from tfcompress.evaluation.accuracy import accuracy
 from tfcompress.evaluation.agreement import agreement
 from tfcompress.evaluation.candidate import Candidate
-from tfcompress.evaluation.compare import Comparison
-from tfcompress.evaluation.compare import compare
-from tfcompress.evaluation.cosine import CosineSimilarity
-from tfcompress.evaluation.cosine import cosine_similarity
-from tfcompress.evaluation.cosine import mean_pooled_cosine
+from tfcompress.evaluation.compare import Comparison, compare
+from tfcompress.evaluation.cosine import CosineSimilarity, cosine_similarity, mean_pooled_cosine
 from tfcompress.evaluation.f1 import f1
 from tfcompress.evaluation.interleaved_latency import interleaved_latency
-from tfcompress.evaluation.latency import Latency
-from tfcompress.evaluation.latency import latency
-from tfcompress.evaluation.layer_errors import LayerErrors
-from tfcompress.evaluation.layer_errors import layer_errors
-from tfcompress.evaluation.memory import MemoryUsage
-from tfcompress.evaluation.memory import peak_memory
+from tfcompress.evaluation.latency import Latency, latency
+from tfcompress.evaluation.layer_errors import LayerErrors, layer_errors
+from tfcompress.evaluation.memory import MemoryUsage, peak_memory
 from tfcompress.evaluation.perplexity import perplexity
 from tfcompress.evaluation.size import model_size
 

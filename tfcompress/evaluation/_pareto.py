@@ -30,8 +30,7 @@ def pareto_front(costs, scores):
     flags = []
     for cost, score in zip(costs, scores):
         dominated = any(
-            c <= cost and s >= score and (c < cost or s > score)
-            for c, s in zip(costs, scores)
+            c <= cost and s >= score and (c < cost or s > score) for c, s in zip(costs, scores)
         )
         flags.append(not dominated)
     return flags

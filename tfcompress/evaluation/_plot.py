@@ -41,15 +41,17 @@ def _label_points(ax, xs, ys, names, gap=7, line=10):
     for i in sorted(range(len(names)), key=lambda i: -py[i]):
         left, right = px[i] + gap, px[i] + gap + _CHAR_WIDTH * len(names[i])
         y = py[i]
-        while any(
-            left < r and l < right and abs(y - other) < line for l, r, other in placed
-        ):
+        while any(left < r and l < right and abs(y - other) < line for l, r, other in placed):
             y -= line
         placed.append((left, right, y))
         moved = abs(y - py[i]) > 0.5
         ax.annotate(
-            names[i], (xs[i], ys[i]), xytext=(gap, y - py[i]),
-            textcoords="offset points", fontsize=8, va="center",
+            names[i],
+            (xs[i], ys[i]),
+            xytext=(gap, y - py[i]),
+            textcoords="offset points",
+            fontsize=8,
+            va="center",
             bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8},
             arrowprops={"arrowstyle": "-", "color": "0.6", "lw": 0.5} if moved else None,
         )
@@ -61,8 +63,15 @@ def _draw_panel(ax, cost_key, points, metric, higher, reference):
     label = dict(_PANELS)[cost_key]
     if not points:
         missing = "latency" if cost_key == "latency_ms" else "size"
-        ax.text(0.5, 0.5, f"no {missing} measured with {metric}", ha="center",
-                va="center", transform=ax.transAxes, color="0.4")
+        ax.text(
+            0.5,
+            0.5,
+            f"no {missing} measured with {metric}",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+            color="0.4",
+        )
         ax.set_xticks([])
         ax.set_yticks([])
         return
@@ -73,7 +82,10 @@ def _draw_panel(ax, cost_key, points, metric, higher, reference):
     ax.step(*zip(*front), where="post", color="C0", alpha=0.5, zorder=1)
     for x, y, on, name in zip(xs, scores, on_front, names):
         ax.scatter(
-            x, y, s=90 if on else 45, zorder=3,
+            x,
+            y,
+            s=90 if on else 45,
+            zorder=3,
             color="C0" if on else "0.6",
             marker="*" if name == reference else "o",
             edgecolors="black" if name == reference else "none",
@@ -107,8 +119,16 @@ def plot_panels(path, panels, metric, higher, reference):
     handles = [
         Line2D([], [], color="C0", marker="o", alpha=0.8, label="Pareto frontier"),
         Line2D([], [], color="0.6", marker="o", linestyle="", label="dominated"),
-        Line2D([], [], color="0.3", marker="*", markeredgecolor="black",
-               markersize=10, linestyle="", label=f"reference ({reference})"),
+        Line2D(
+            [],
+            [],
+            color="0.3",
+            marker="*",
+            markeredgecolor="black",
+            markersize=10,
+            linestyle="",
+            label=f"reference ({reference})",
+        ),
     ]
     fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False)
     fig.suptitle(f"{metric} against size and latency")

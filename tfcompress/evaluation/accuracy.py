@@ -48,7 +48,10 @@ def accuracy(model, x, y, top_k=1, batch_size=32):
         )
     num_classes = scores.shape[-1]
     top_k = checks.check_int(
-        top_k, "top_k", 1, num_classes,
+        top_k,
+        "top_k",
+        1,
+        num_classes,
         expected=f"an int in [1, {num_classes}] (the number of classes)",
     )
     labels = _runner.class_labels(y, scores)

@@ -66,8 +66,7 @@ class Candidate:
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name.strip():
             raise ValueError(
-                "Every entry needs a non-empty string `name`. Received: "
-                f"name={self.name!r}."
+                f"Every entry needs a non-empty string `name`. Received: name={self.name!r}."
             )
         label = f"Entry {self.name!r}:"
         self.raw_bytes = _optional(self.raw_bytes, f"{label} `raw_bytes`", int)

@@ -5,10 +5,7 @@ import math
 
 import numpy as np
 
-from tfcompress.evaluation import _pareto
-from tfcompress.evaluation import _plot
-from tfcompress.evaluation import _runner
-from tfcompress.evaluation import _table
+from tfcompress.evaluation import _pareto, _plot, _runner, _table
 from tfcompress.evaluation.candidate import Candidate
 from tfcompress.evaluation.f1 import scores_f1
 
@@ -36,9 +33,7 @@ class Comparison:
         for candidate in self.candidates:
             if candidate.name == name:
                 return candidate
-        raise KeyError(
-            f"No candidate named {name!r}. Names: {[c.name for c in self.candidates]}."
-        )
+        raise KeyError(f"No candidate named {name!r}. Names: {[c.name for c in self.candidates]}.")
 
     @property
     def metric_names(self):
@@ -71,8 +66,9 @@ class Comparison:
             row = [candidate.name + (" (ref)" if is_ref else "")]
             for key in costs:
                 value = getattr(candidate, key)
-                shown = _table.format_ms(value) if key == "latency_ms" else (
-                    _table.format_bytes(value))
+                shown = (
+                    _table.format_ms(value) if key == "latency_ms" else (_table.format_bytes(value))
+                )
                 row += [shown, _table.format_ratio(ratios[key])]
             row += [_table.format_number(candidate.metrics.get(m)) for m in self.metric_names]
             rows.append(row)
@@ -86,9 +82,7 @@ class Comparison:
         """A JSON-ready dict; `Comparison.from_dict` rebuilds an equal comparison."""
         return {
             "reference": self.reference,
-            "candidates": [
-                dict(c.to_dict(), ratios=self.ratios(c.name)) for c in self.candidates
-            ],
+            "candidates": [dict(c.to_dict(), ratios=self.ratios(c.name)) for c in self.candidates],
         }
 
     @classmethod
@@ -120,18 +114,15 @@ class Comparison:
                 raise ValueError("No candidate has a quality metric to plot against.")
             return available[0]
         if metric not in available:
-            raise ValueError(
-                f"Unknown metric {metric!r}. Metrics in this comparison: {available}."
-            )
+            raise ValueError(f"Unknown metric {metric!r}. Metrics in this comparison: {available}.")
         return metric
 
     def _points(self, metric, cost, higher):
         """`(name, cost, score, on_frontier)` of candidates with both numbers finite."""
+        measured = [(c.name, getattr(c, cost), c.metrics.get(metric)) for c in self.candidates]
         measured = [
-            (c.name, getattr(c, cost), c.metrics.get(metric)) for c in self.candidates
-        ]
-        measured = [
-            point for point in measured
+            point
+            for point in measured
             if point[1] is not None and point[2] is not None and math.isfinite(point[2])
         ]
         flags = _pareto.pareto_front(
@@ -199,9 +190,13 @@ def _scored(candidate, scores, labels):
         scores = np.asarray(scores)
         _runner.check_same_length(scores, labels)
         f1 = scores_f1(scores, labels)
-        accuracy = float(np.mean(np.argmax(scores, axis=-1) == _runner.class_labels(labels, scores)))
+        accuracy = float(
+            np.mean(np.argmax(scores, axis=-1) == _runner.class_labels(labels, scores))
+        )
     except ValueError as error:
-        raise ValueError(f"Entry {candidate.name!r}: its `predictions` do not fit `labels`: {error}") from None
+        raise ValueError(
+            f"Entry {candidate.name!r}: its `predictions` do not fit `labels`: {error}"
+        ) from None
     candidate.metrics = {"accuracy": accuracy, "f1": f1, **candidate.metrics}
     return candidate
 

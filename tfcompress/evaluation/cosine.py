@@ -73,13 +73,9 @@ def cosine_similarity(a, b):
     norm_b = np.linalg.norm(b, axis=1)
     denom = norm_a * norm_b
     both_zero = (norm_a == 0) & (norm_b == 0)
-    per_row = np.where(
-        denom > 0, np.sum(a * b, axis=1) / np.where(denom > 0, denom, 1.0), 0.0
-    )
+    per_row = np.where(denom > 0, np.sum(a * b, axis=1) / np.where(denom > 0, denom, 1.0), 0.0)
     per_row = np.clip(np.where(both_zero, 1.0, per_row), -1.0, 1.0)
-    return CosineSimilarity(
-        per_row=per_row, mean=float(per_row.mean()), min=float(per_row.min())
-    )
+    return CosineSimilarity(per_row=per_row, mean=float(per_row.mean()), min=float(per_row.min()))
 
 
 def _mean_pool(hidden, mask, arg_name):

@@ -61,7 +61,9 @@ def scores_f1(scores, y, average="macro", multi_label=False, threshold=0.5):
         pooled = 2 * true_positives.sum() + wrong.sum()
         return float(2 * true_positives.sum() / pooled) if pooled else 0.0
     denominator = 2 * true_positives + wrong
-    per_class = np.divide(2 * true_positives, denominator, out=np.zeros(num_classes), where=denominator > 0)
+    per_class = np.divide(
+        2 * true_positives, denominator, out=np.zeros(num_classes), where=denominator > 0
+    )
     if average is None:
         return per_class
     # As scikit-learn: single-label macro F1 averages the classes that occur

@@ -4,9 +4,7 @@ import keras
 
 from tfcompress.evaluation import _runner
 from tfcompress.evaluation.latency import Latency
-from tfcompress.runtime.benchmark import call_times
-from tfcompress.runtime.benchmark import summarize
-from tfcompress.runtime.benchmark import with_threads
+from tfcompress.runtime.benchmark import call_times, summarize, with_threads
 from tfcompress.runtime.interpreter import TFLiteModel
 
 
@@ -79,14 +77,11 @@ def interleaved_latency(models, inputs, rounds=10, runs=20, warmup=1, num_thread
             f"Received: models of type {type(models).__name__}."
         )
     if not models:
-        raise ValueError(
-            "`models` must hold at least one model. Received: models={}."
-        )
+        raise ValueError("`models` must hold at least one model. Received: models={}.")
     for name in models:
         if not isinstance(name, str) or not name:
             raise TypeError(
-                f"Every key of `models` must be a non-empty string name. "
-                f"Received: {name!r}."
+                f"Every key of `models` must be a non-empty string name. Received: {name!r}."
             )
     _runner.check_int(rounds, "rounds", 1)
     _runner.check_int(runs, "runs", 1)

@@ -3,9 +3,7 @@
 import keras
 
 from tfcompress.evaluation import _runner
-from tfcompress.runtime.benchmark import BenchmarkResult
-from tfcompress.runtime.benchmark import time_calls
-
+from tfcompress.runtime.benchmark import BenchmarkResult, time_calls
 
 # One result type for LiteRT and Keras timings, so they share a table.
 Latency = BenchmarkResult
@@ -55,9 +53,7 @@ def latency(model, inputs, num_threads=None, warmup=5, runs=50):
     if kind == "litert":
         from tfcompress import runtime
 
-        return runtime.benchmark(
-            model, inputs, num_threads=num_threads, warmup=warmup, runs=runs
-        )
+        return runtime.benchmark(model, inputs, num_threads=num_threads, warmup=warmup, runs=runs)
     if num_threads is not None:
         raise ValueError(
             "`num_threads` only applies to LiteRT models. TensorFlow sets its "

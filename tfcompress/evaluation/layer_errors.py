@@ -5,10 +5,8 @@ import dataclasses
 import keras
 import numpy as np
 
-from tfcompress.core import _keras_internals as internals
-from tfcompress.core import checks
-from tfcompress.evaluation import _runner
-from tfcompress.evaluation import _table
+from tfcompress.core import _keras_internals as internals, checks
+from tfcompress.evaluation import _runner, _table
 
 _STATS = ("max_abs", "mean_abs", "relative_l2", "cosine")
 

@@ -101,9 +101,7 @@ def peak_memory(model, inputs, runs=1, sample_interval=0.001):
     """
     _runner.check_int(runs, "runs", 1)
     if not sample_interval > 0:
-        raise ValueError(
-            f"`sample_interval` must be > 0 seconds. Received: {sample_interval!r}."
-        )
+        raise ValueError(f"`sample_interval` must be > 0 seconds. Received: {sample_interval!r}.")
     is_path = isinstance(model, _runner.PATH_TYPES)
     kind = None if is_path else _runner.model_kind(model)
     gc.collect()

@@ -9,8 +9,9 @@ from tfcompress.export import converter
 _VALID_SCOPE = re.compile(r"^[A-Za-z0-9.][A-Za-z0-9_.\\/>-]*$")
 
 
-def check_arguments(target, int8_io, allow_flex, verify_, tolerance, path, batch_size,
-                    sequence_length, rewrites):
+def check_arguments(
+    target, int8_io, allow_flex, verify_, tolerance, path, batch_size, sequence_length, rewrites
+):
     """Raises for any `to_tflite` argument that is out of range or of the wrong type.
 
     Raises:
@@ -37,18 +38,22 @@ def check_arguments(target, int8_io, allow_flex, verify_, tolerance, path, batch
             f"I/O is int16); target={target!r} keeps float inputs and outputs. "
             "Drop int8_io or change the target."
         )
-    check_number(tolerance, "tolerance", 0, open_low=True, allow_none=True,
-                 expected="a positive number")
+    check_number(
+        tolerance, "tolerance", 0, open_low=True, allow_none=True, expected="a positive number"
+    )
     for name, value, meaning in (
         ("batch_size", batch_size, "a fixed batch, e.g. 1 for on-device inference"),
         ("sequence_length", sequence_length, "a fixed number of tokens"),
     ):
-        check_int(value, name, 1, allow_none=True,
-                  expected=f"None (any size) or a positive int ({meaning})")
-    if path is not None and not isinstance(path, (str, os.PathLike)):
-        raise TypeError(
-            f"`path` must be a str or os.PathLike. Received: {type(path).__name__}"
+        check_int(
+            value,
+            name,
+            1,
+            allow_none=True,
+            expected=f"None (any size) or a positive int ({meaning})",
         )
+    if path is not None and not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"`path` must be a str or os.PathLike. Received: {type(path).__name__}")
 
 
 def check_model(model, target, representative_data):

@@ -52,8 +52,9 @@ def _calibration_wrapper(content):
     return wrapper
 
 
-def quantize_calibrated(content, input_type, output_type, activations_type, bias_type,
-                        allow_float=True):
+def quantize_calibrated(
+    content, input_type, output_type, activations_type, bias_type, allow_float=True
+):
     """Quantizes a calibrated flatbuffer from the ranges it records, feeding no data.
 
     Args:
@@ -65,6 +66,7 @@ def quantize_calibrated(content, input_type, output_type, activations_type, bias
     Returns:
         The quantized flatbuffer bytes.
     """
+
     def number(dtype):
         return tf.as_dtype(dtype).as_numpy_dtype().dtype.num
 

@@ -5,8 +5,7 @@ import os
 import pathlib
 import re
 
-from tfcompress.export import flatbuffer
-from tfcompress.export import tflm as tflm_check
+from tfcompress.export import flatbuffer, tflm as tflm_check
 from tfcompress.export.arena import estimate_arena_parts
 from tfcompress.export.tflm_ops import resolver_methods
 
@@ -62,7 +61,9 @@ class CArrayResult:
                 f"for the measured figure and a run in TFLite Micro: "
                 f"`{tflm_check.INSTALL_HINT}`"
             )
-            lines.append(f"TFLM check: not run (tflite-micro not installed: `{tflm_check.INSTALL_HINT}`)")
+            lines.append(
+                f"TFLM check: not run (tflite-micro not installed: `{tflm_check.INSTALL_HINT}`)"
+            )
             return lines
         lines.append(
             f"tensor arena {self.arena_bytes:,} bytes: TFLM measured {check.arena_total:,} "
@@ -70,9 +71,7 @@ class CArrayResult:
             f"loads in {check.arena_minimum:,}) + {tflm_check.MARGIN_FRACTION:.0%} margin; "
             f"estimate {self.arena_bytes_estimate:,}"
         )
-        agreement = (
-            "n/a" if check.argmax_agreement is None else f"{check.argmax_agreement:.1%}"
-        )
+        agreement = "n/a" if check.argmax_agreement is None else f"{check.argmax_agreement:.1%}"
         difference = (
             f"max {check.max_lsb_difference} LSB"
             if check.max_lsb_difference is not None
@@ -92,8 +91,7 @@ def _resolver_code(name, methods, unsupported):
     lines = [f"tflite::MicroMutableOpResolver<{len(methods)}> {name}_resolver;"]
     lines += [f"{name}_resolver.{method}();" for method in methods]
     lines += [
-        f"// {op}: no TFLite Micro kernel; the model will not run there."
-        for op in unsupported
+        f"// {op}: no TFLite Micro kernel; the model will not run there." for op in unsupported
     ]
     return "\n".join(lines)
 

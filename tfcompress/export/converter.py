@@ -86,9 +86,7 @@ def convert(wrapper, target, samples=None, int_io=False, allow_flex=False):
         # Keras prints "Saved artifact at ..." for the intermediate SavedModel,
         # and TF's calibrator warns about its own use of tf.lite.Interpreter.
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.filterwarnings(
-                "ignore", message=".*tf.lite.Interpreter is deprecated"
-            )
+            warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
             if target == "int16x8":
                 return convert_int16x8(converter, int_io)

@@ -9,14 +9,10 @@ import numpy as np
 from tfcompress.export._tflite_internals import schema
 
 _BUILTIN_NAMES = {
-    value: name
-    for name, value in vars(schema.BuiltinOperator).items()
-    if not name.startswith("_")
+    value: name for name, value in vars(schema.BuiltinOperator).items() if not name.startswith("_")
 }
 _TYPE_NAMES = {
-    value: name
-    for name, value in vars(schema.TensorType).items()
-    if not name.startswith("_")
+    value: name for name, value in vars(schema.TensorType).items() if not name.startswith("_")
 }
 _TYPE_BYTES = {
     "FLOAT32": 4,
@@ -45,9 +41,7 @@ def read_bytes(tflite, arg_name="tflite"):
     elif isinstance(tflite, (str, os.PathLike)):
         path = pathlib.Path(tflite)
         if not path.is_file():
-            raise ValueError(
-                f"`{arg_name}` must be an existing .tflite file. Received: {tflite!r}"
-            )
+            raise ValueError(f"`{arg_name}` must be an existing .tflite file. Received: {tflite!r}")
         content, where = path.read_bytes(), f"The file {str(path)!r}"
     else:
         raise TypeError(
@@ -56,8 +50,7 @@ def read_bytes(tflite, arg_name="tflite"):
         )
     if len(content) < 8 or content[4:8] != b"TFL3":
         raise ValueError(
-            f"{where} is not a valid TFLite flatbuffer "
-            "(no 'TFL3' identifier at bytes 4..8)."
+            f"{where} is not a valid TFLite flatbuffer (no 'TFL3' identifier at bytes 4..8)."
         )
     return content
 
@@ -145,9 +138,7 @@ def opcode_index(model, code):
             return i
     new = schema.OperatorCodeT()
     new.builtinCode = code
-    new.deprecatedBuiltinCode = min(
-        code, schema.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES
-    )
+    new.deprecatedBuiltinCode = min(code, schema.BuiltinOperator.PLACEHOLDER_FOR_GREATER_OP_CODES)
     new.version = 1
     model.operatorCodes.append(new)
     return len(model.operatorCodes) - 1

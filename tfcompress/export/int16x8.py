@@ -34,8 +34,7 @@ tests/export/int16x8_test.py covers the path and the stock failure it avoids.
 
 import tensorflow as tf
 
-from tfcompress.export import _tflite_internals as internals
-from tfcompress.export import flatbuffer
+from tfcompress.export import _tflite_internals as internals, flatbuffer
 from tfcompress.export._tflite_internals import schema
 
 # Calibrated range kept below the largest softmax input: logits further down

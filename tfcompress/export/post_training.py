@@ -18,11 +18,9 @@ import numpy as np
 
 from tfcompress.core.layer_tree import walk_layers
 from tfcompress.core.transform import copy_model
-from tfcompress.export.representative import split_rows
-from tfcompress.export.representative import stack
+from tfcompress.export.representative import split_rows, stack
 from tfcompress.export.wrap import model_input_structure
-from tfcompress.quantization import QuantizeWrapper
-from tfcompress.quantization import quantize_model
+from tfcompress.quantization import QuantizeWrapper, quantize_model
 
 _LOG = logging.getLogger("tfcompress")
 
@@ -151,7 +149,10 @@ def quantize_for_int8(model, samples, specs, sample=None):
         )
         return None
     structure = model_input_structure(model, sample)
-    batches = [as_model_inputs(structure, chunk, specs) for chunk in split_rows(stack(samples), CALIBRATION_BATCH)]
+    batches = [
+        as_model_inputs(structure, chunk, specs)
+        for chunk in split_rows(stack(samples), CALIBRATION_BATCH)
+    ]
     quantized = quantize_model(copy, representative_data=lambda: iter(batches), inplace=True)
     calibrate_ranges(quantized, batches)
     return quantized

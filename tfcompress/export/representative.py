@@ -5,8 +5,7 @@ import collections
 import numpy as np
 import tensorflow as tf
 
-from tfcompress.core.batches import drop_labels
-from tfcompress.core.batches import iterate_batches
+from tfcompress.core.batches import drop_labels, iterate_batches
 
 # The TFLite docs suggest a few hundred samples; more only slows calibration.
 MAX_CALIBRATION_SAMPLES = 500
@@ -62,9 +61,7 @@ def normalize_batch(batch, specs, arg_name):
                 "dict keyed by input name or a list with one array per input."
             )
         values = [batch]
-    return {
-        spec.name: _cast(_to_numpy(v), spec, arg_name) for spec, v in zip(specs, values)
-    }
+    return {spec.name: _cast(_to_numpy(v), spec, arg_name) for spec, v in zip(specs, values)}
 
 
 def _cast(value, spec, arg_name):
@@ -93,9 +90,7 @@ def _cast(value, spec, arg_name):
     return value.astype(np.float32)
 
 
-def calibration_samples(
-    data, specs, arg_name="representative_data", limit=MAX_CALIBRATION_SAMPLES
-):
+def calibration_samples(data, specs, arg_name="representative_data", limit=MAX_CALIBRATION_SAMPLES):
     """Splits `data` into at most `limit` single-sample dicts.
 
     A generator is consumed once here; the returned list can be replayed for

@@ -9,19 +9,12 @@ import numpy as np
 from tfcompress.core.layer_tree import walk_layers
 from tfcompress.core.strip_wrappers import strip_wrappers
 from tfcompress.core.wrapper import CompressionWrapper
-from tfcompress.export import converter
-from tfcompress.export import post_training
-from tfcompress.export import representative
-from tfcompress.export import wrap
-from tfcompress.export._tflite_checks import calibration_error
-from tfcompress.export._tflite_checks import check_arguments
-from tfcompress.export._tflite_checks import check_model
+from tfcompress.export import converter, post_training, representative, wrap
+from tfcompress.export._tflite_checks import calibration_error, check_arguments, check_model
 from tfcompress.export.attention_masks import additive_attention_masks
+from tfcompress.export.flatbuffer import op_names, read_model
 from tfcompress.export.identity_multiplies import remove_identity_multiplies
-from tfcompress.export.flatbuffer import op_names
-from tfcompress.export.flatbuffer import read_model
-from tfcompress.export.verify import raise_on_failure
-from tfcompress.export.verify import run_checks
+from tfcompress.export.verify import raise_on_failure, run_checks
 
 # Verification batch taken from the calibration data when no sample is given.
 _SAMPLE_BATCH = 8
@@ -90,7 +83,9 @@ def _strip(model):
 def _outlier_aware(model, target):
     """Whether int8 calibration goes through `quantize_model` (float
     transformers) instead of the converter's per-tensor ranges."""
-    return target == "int8" and not _has_learned_ranges(model) and post_training.is_transformer(model)
+    return (
+        target == "int8" and not _has_learned_ranges(model) and post_training.is_transformer(model)
+    )
 
 
 def to_tflite(
@@ -216,8 +211,9 @@ def to_tflite(
     print(result.size_bytes, result.cosine_similarity)
     ```
     """
-    check_arguments(target, int8_io, allow_flex, verify, tolerance, path, batch_size,
-                    sequence_length, rewrites)
+    check_arguments(
+        target, int8_io, allow_flex, verify, tolerance, path, batch_size, sequence_length, rewrites
+    )
     batch_size = None if batch_size is None else int(batch_size)
     sequence_length = None if sequence_length is None else int(sequence_length)
     check_model(model, target, representative_data)
@@ -268,7 +264,9 @@ def to_tflite(
     metrics = {}
     checks = {}
     if verify:
-        batch, reference, synthetic = _verification_batch(model, wrapper, specs, sample, samples, batch_size)
+        batch, reference, synthetic = _verification_batch(
+            model, wrapper, specs, sample, samples, batch_size
+        )
         checks = run_checks(
             content,
             target,
@@ -335,10 +333,18 @@ def _id_bounds(model):
     keras-hub backbone declares, else its largest embedding table; then the
     smallest table, in case one input feeds several tables."""
     tables = sorted(
-        {int(layer.input_dim) for layer in _layers(model) if isinstance(layer, keras.layers.Embedding)}
+        {
+            int(layer.input_dim)
+            for layer in _layers(model)
+            if isinstance(layer, keras.layers.Embedding)
+        }
     )
     declared = next(
-        (layer.vocabulary_size for layer in _layers(model) if isinstance(getattr(layer, "vocabulary_size", None), int)),
+        (
+            layer.vocabulary_size
+            for layer in _layers(model)
+            if isinstance(getattr(layer, "vocabulary_size", None), int)
+        ),
         None,
     )
     first = declared or (tables[-1] if tables else 100)
@@ -363,7 +369,9 @@ def _verification_batch(model, wrapper, specs, sample, samples, batch_size=None)
         return batch, reference(batch), "random floats in [0, 1)"
     *first, last = _id_bounds(model)
     for bound in first + [last]:
-        batch = representative.synthetic_batch(specs, batch_size=batch_size or 2, vocabulary_size=bound)
+        batch = representative.synthetic_batch(
+            specs, batch_size=batch_size or 2, vocabulary_size=bound
+        )
         try:
             outputs = reference(batch)
         except Exception:
@@ -371,7 +379,11 @@ def _verification_batch(model, wrapper, specs, sample, samples, batch_size=None)
             if bound == last:
                 raise
             continue
-        return batch, outputs, (
-            f"random token ids below {bound}, padding masks that are a prefix of ones, "
-            "segment ids 0"
+        return (
+            batch,
+            outputs,
+            (
+                f"random token ids below {bound}, padding masks that are a prefix of ones, "
+                "segment ids 0"
+            ),
         )

@@ -13,8 +13,7 @@ import numpy as np
 from tfcompress import runtime
 from tfcompress.export import flatbuffer
 from tfcompress.export.tflm_error import describe_failure
-from tfcompress.runtime.tensors import dequantize
-from tfcompress.runtime.tensors import prepare_inputs
+from tfcompress.runtime.tensors import dequantize, prepare_inputs
 
 INSTALL_HINT = "pip install tfcompress[micro]"
 # Added to TFLM's recorded total: the board build may differ from the 64-bit
@@ -29,7 +28,6 @@ _RECORD = re.compile(
     r"\[RecordingMicroAllocator\] '([^']+)' used (\d+) bytes with alignment "
     r"overhead \(requested (\d+) bytes for (\d+)"
 )
-
 
 
 @dataclasses.dataclass
@@ -187,9 +185,7 @@ def _smallest_arena(content, total):
             if tried is not None:
                 low = tried
             elif run.returncode != 0 and (high < 0 or high - low > 16):
-                raise RuntimeError(
-                    f"Searching TFLM's smallest arena failed: {run.stderr[-2000:]}"
-                )
+                raise RuntimeError(f"Searching TFLM's smallest arena failed: {run.stderr[-2000:]}")
     return high
 
 

@@ -4,8 +4,7 @@ import numpy as np
 
 from tfcompress import runtime
 from tfcompress.export import flatbuffer
-from tfcompress.export.representative import merge_chunks
-from tfcompress.export.representative import split_rows
+from tfcompress.export.representative import merge_chunks, split_rows
 
 # Error metric and default bound per target. Float targets bound the largest
 # absolute error relative to the largest reference value; integer targets bound
@@ -142,7 +141,9 @@ def padding_mask(sample):
             continue
         if not np.isin(value, (0, 1)).all():
             continue
-        if any(other != name and tokens.shape[:2] == value.shape for other, tokens in arrays.items()):
+        if any(
+            other != name and tokens.shape[:2] == value.shape for other, tokens in arrays.items()
+        ):
             return value
     return None
 
@@ -183,20 +184,14 @@ def compare(outputs, reference, mask=None):
         out = np.asarray(outputs[name], dtype=np.float64)
         ref = np.asarray(ref, dtype=np.float64)
         if out.shape != ref.shape:
-            raise ValueError(
-                f"output {name!r} has shape {out.shape}, Keras gives {ref.shape}"
-            )
+            raise ValueError(f"output {name!r} has shape {out.shape}, Keras gives {ref.shape}")
         out, ref = _unpadded(out, mask), _unpadded(ref, mask)
         if not np.all(np.isfinite(out)):
             raise ValueError(f"output {name!r} has NaN or infinite values")
         error = float(np.max(np.abs(out - ref))) if out.size else 0.0
         scale = float(np.max(np.abs(ref))) if ref.size else 0.0
         norms = np.linalg.norm(out) * np.linalg.norm(ref)
-        cosine = (
-            float(out.ravel() @ ref.ravel() / norms)
-            if norms > 0
-            else float(error == 0.0)
-        )
+        cosine = float(out.ravel() @ ref.ravel() / norms) if norms > 0 else float(error == 0.0)
         metrics["max_abs_error"] = max(metrics["max_abs_error"], error)
         metrics["max_relative_error"] = max(
             metrics["max_relative_error"], error / max(scale, 1e-12)
@@ -206,7 +201,10 @@ def compare(outputs, reference, mask=None):
             same = out.argmax(-1) == ref.argmax(-1)
             if _per_token(ref, mask):
                 # Zeroed padded positions agree trivially: count real tokens.
-                real = np.broadcast_to(mask.reshape(mask.shape + (1,) * (same.ndim - 2)), same.shape) != 0
+                real = (
+                    np.broadcast_to(mask.reshape(mask.shape + (1,) * (same.ndim - 2)), same.shape)
+                    != 0
+                )
                 same = same[real] if real.any() else np.ones(1, bool)
             agreements.append(float(np.mean(same)))
     metrics["argmax_agreement"] = min(agreements) if agreements else None
@@ -222,9 +220,7 @@ def _run(model, sample, batch_size):
     return merged[None] if None in merged else merged
 
 
-def check_outputs(
-    content, target, sample, reference, tolerance=None, flex_ops=(), batch_size=None
-):
+def check_outputs(content, target, sample, reference, tolerance=None, flex_ops=(), batch_size=None):
     """Runs the file on `sample` and compares with the Keras `reference` outputs.
 
     `passed` is None (skipped) when the model has Flex ops and the installed
@@ -249,9 +245,7 @@ def check_outputs(
             outputs = {next(iter(reference)): outputs}
         missing = sorted(set(reference) - set(outputs))
         if missing:
-            raise ValueError(
-                f"outputs {missing} are missing (TFLite has {sorted(outputs)})"
-            )
+            raise ValueError(f"outputs {missing} are missing (TFLite has {sorted(outputs)})")
         mask = padding_mask(sample)
         metrics = compare(outputs, reference, mask)
     except (ValueError, RuntimeError, TypeError) as e:
@@ -324,8 +318,6 @@ def run_checks(
 
 def raise_on_failure(checks):
     """Raises `ExportVerificationError` naming every failed check."""
-    failed = [
-        name for name in CHECKS if name in checks and checks[name]["passed"] is False
-    ]
+    failed = [name for name in CHECKS if name in checks and checks[name]["passed"] is False]
     if failed:
         raise ExportVerificationError(failed, checks)

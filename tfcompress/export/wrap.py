@@ -14,9 +14,7 @@ import keras
 import numpy as np
 
 from tfcompress.core.checks import ensure_built
-from tfcompress.export.representative import InputSpec
-from tfcompress.export.representative import merge_chunks
-from tfcompress.export.representative import split_rows
+from tfcompress.export.representative import InputSpec, merge_chunks, split_rows
 
 
 def _safe_name(name, taken):

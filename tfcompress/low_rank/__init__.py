@@ -3,8 +3,7 @@
 from tfcompress.low_rank.factorize import factorize
 from tfcompress.low_rank.low_rank_dense import LowRankDense
 from tfcompress.low_rank.low_rank_einsum_dense import LowRankEinsumDense
-from tfcompress.low_rank.low_rank_report import LowRankReport
-from tfcompress.low_rank.low_rank_report import low_rank_report
+from tfcompress.low_rank.low_rank_report import LowRankReport, low_rank_report
 
 __all__ = [
     "LowRankDense",

@@ -61,6 +61,10 @@ class LowRankLayer(keras.layers.Layer):
     def get_config(self):
         config = super().get_config()
         config.update(
-            {"rank": self.rank, "weight_error": self.weight_error, "output_error": self.output_error}
+            {
+                "rank": self.rank,
+                "weight_error": self.weight_error,
+                "output_error": self.output_error,
+            }
         )
         return config

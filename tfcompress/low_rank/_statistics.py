@@ -60,7 +60,9 @@ def gather_statistics(model, specs, data):
             model(drop_labels(batch, num_inputs), training=False)
             batches += 1
     if batches == 0:
-        raise ValueError("`representative_data` yielded no batch; pass at least one batch of model inputs.")
+        raise ValueError(
+            "`representative_data` yielded no batch; pass at least one batch of model inputs."
+        )
     missing = [key for key, entry in stats.items() if entry.rows == 0]
     if missing:
         raise ValueError(

@@ -25,8 +25,14 @@ def _is_int(value):
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
-def _check_arguments(rank, energy, compression, method, representative_data, round_to, latency_gate):
-    given = [name for name, value in (("rank", rank), ("energy", energy), ("compression", compression)) if value is not None]
+def _check_arguments(
+    rank, energy, compression, method, representative_data, round_to, latency_gate
+):
+    given = [
+        name
+        for name, value in (("rank", rank), ("energy", energy), ("compression", compression))
+        if value is not None
+    ]
     if len(given) != 1:
         raise ValueError(
             "Pass exactly one of `rank`, `energy` or `compression`. Received: "
@@ -38,7 +44,9 @@ def _check_arguments(rank, energy, compression, method, representative_data, rou
         raise ValueError(
             f"`energy` must be in (0, 1] (the fraction of the squared spectrum kept). Received: energy={energy!r}"
         )
-    if compression is not None and not (isinstance(compression, (int, float)) and 0 < compression < 1):
+    if compression is not None and not (
+        isinstance(compression, (int, float)) and 0 < compression < 1
+    ):
         raise ValueError(
             "`compression` must be in (0, 1) (the fraction of the factorized layers' parameters "
             f"kept, e.g. 0.7). Received: compression={compression!r}"
@@ -96,7 +104,11 @@ def _select(specs, skipped, layers, model):
             why = skipped.get(entry)
             raise ValueError(
                 f"`layers` names {entry!r}, which "
-                + (f"cannot be factorized: {why}." if why else f"is no Dense/EinsumDense of {model.name!r}.")
+                + (
+                    f"cannot be factorized: {why}."
+                    if why
+                    else f"is no Dense/EinsumDense of {model.name!r}."
+                )
                 + f" Factorizable layers: {list(specs)[:8]}{' ...' if len(specs) > 8 else ''}"
             )
         chosen.update(matched)
@@ -254,7 +266,11 @@ def factorize(
         model = copy_model(model)
         specs, _ = _candidates(model)
         specs = {path: specs[path] for path in paths}
-    stats = gather_statistics(model, specs, representative_data) if representative_data is not None else {}
+    stats = (
+        gather_statistics(model, specs, representative_data)
+        if representative_data is not None
+        else {}
+    )
 
     spectra, matrices = {}, {}
     for path, spec in specs.items():
@@ -277,7 +293,11 @@ def factorize(
         plan = {}
         for path in paths:
             shape = specs[path].shape
-            chosen = rank if rank is not None else _rounded_up(spectra[path].energy_rank(energy), round_to, min(shape))
+            chosen = (
+                rank
+                if rank is not None
+                else _rounded_up(spectra[path].energy_rank(energy), round_to, min(shape))
+            )
             plan[path] = chosen if chosen <= min(shape) and chosen <= break_even(shape) else None
 
     slower = {}
@@ -291,7 +311,13 @@ def factorize(
             if not faster:
                 _LOG.info(
                     "low_rank: %s stays dense: %dx%d at rank %d, %d rows: %.4f ms factorized vs %.4f ms dense",
-                    path, m, n, plan[path], rows, low_ms, dense_ms,
+                    path,
+                    m,
+                    n,
+                    plan[path],
+                    rows,
+                    low_ms,
+                    dense_ms,
                 )
                 slower[path] = f"{low_ms:.4f} ms factorized vs {dense_ms:.4f} ms dense"
                 plan[path] = None
@@ -300,12 +326,22 @@ def factorize(
     for path in paths:
         if plan[path] is None:
             continue
-        replacements[path] = _replacement(specs[path], matrices[path], spectra[path], plan[path], stats.get(path))
+        replacements[path] = _replacement(
+            specs[path], matrices[path], spectra[path], plan[path], stats.get(path)
+        )
     if not replacements:
-        asked = next(f"{k}={v}" for k, v in (("rank", rank), ("energy", energy), ("compression", compression)) if v is not None)
+        asked = next(
+            f"{k}={v}"
+            for k, v in (("rank", rank), ("energy", energy), ("compression", compression))
+            if v is not None
+        )
         raise ValueError(
             f"No layer of {model.name!r} gets smaller at {asked}"
-            + (f" once the latency gate kept slower factorizations dense ({slower})" if slower else "")
+            + (
+                f" once the latency gate kept slower factorizations dense ({slower})"
+                if slower
+                else ""
+            )
             + ": a rank-r factorization of an m x n kernel is smaller only when r * (m + n) < m * n. "
             "Pass a smaller `rank` or `energy`, or use `compression`."
         )
@@ -328,4 +364,6 @@ def _replacement(spec, matrix, spectrum, rank, entry):
     output_error = _output_error(matrix, first, second, entry.gram) if entry is not None else None
     first, second = spec.factor_kernels(first, second)
     cls = LowRankEinsumDense if isinstance(spec.layer, keras.layers.EinsumDense) else LowRankDense
-    return cls.from_layer(spec.layer, first, second, weight_error=weight_error, output_error=output_error)
+    return cls.from_layer(
+        spec.layer, first, second, weight_error=weight_error, output_error=output_error
+    )

@@ -49,7 +49,9 @@ class LowRankEinsumDense(LowRankLayer):
                 f"`equation` cannot be factorized: {parsed.reason}. Received: equation={equation!r}"
             )
         self.equation = parsed.text
-        self.factor_output_shape = list(output_shape) if isinstance(output_shape, (list, tuple)) else [output_shape]
+        self.factor_output_shape = (
+            list(output_shape) if isinstance(output_shape, (list, tuple)) else [output_shape]
+        )
         self.bias_axes = bias_axes
         self.activation = keras.activations.get(activation)
         self._parsed = parsed

@@ -8,7 +8,17 @@ from tfcompress.core.wrapper import CompressionWrapper
 from tfcompress.evaluation._table import format_number, format_table
 from tfcompress.low_rank._base import LowRankLayer
 
-_HEADERS = ("layer", "class", "matrix", "rank", "params before", "params after", "kept", "weight error", "output error")
+_HEADERS = (
+    "layer",
+    "class",
+    "matrix",
+    "rank",
+    "params before",
+    "params after",
+    "kept",
+    "weight error",
+    "output error",
+)
 
 
 class LowRankReport:
@@ -33,7 +43,11 @@ class LowRankReport:
 
     def as_dict(self):
         """`{"rows", "params_before", "params_after"}`, JSON-compatible."""
-        return {"rows": self.rows, "params_before": self.params_before, "params_after": self.params_after}
+        return {
+            "rows": self.rows,
+            "params_before": self.params_before,
+            "params_after": self.params_after,
+        }
 
     def table(self):
         """An aligned text table, one line per layer, then the total."""
@@ -53,7 +67,17 @@ class LowRankReport:
         ]
         kept = self.params_after / self.params_before if self.params_before else 1.0
         lines.append(
-            [f"total ({len(self.rows)} layers)", "", "", "", str(self.params_before), str(self.params_after), f"{kept:.3f}", "", ""]
+            [
+                f"total ({len(self.rows)} layers)",
+                "",
+                "",
+                "",
+                str(self.params_before),
+                str(self.params_after),
+                f"{kept:.3f}",
+                "",
+                "",
+            ]
         )
         return format_table(list(_HEADERS), lines)
 

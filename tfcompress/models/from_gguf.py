@@ -4,8 +4,7 @@ import keras_hub
 import numpy as np
 
 from tfcompress.core.checks import check_int
-from tfcompress.models import gguf_reader
-from tfcompress.models import llama3
+from tfcompress.models import gguf_reader, llama3
 
 # llama.cpp token types (gguf.TokenType): CONTROL and USER_DEFINED tokens are
 # matched whole in text, never split by BPE.
@@ -70,9 +69,7 @@ def _assign_weights(backbone, tensors):
             if value.ndim == 2:
                 value = _kernel(value, variable.shape)
             variable.assign(value)
-    backbone.get_layer("sequence_output_layernorm").scale.assign(
-        tensors["output_norm.weight"]
-    )
+    backbone.get_layer("sequence_output_layernorm").scale.assign(tensors["output_norm.weight"])
 
 
 def from_gguf(path, sequence_length=None):
@@ -128,7 +125,10 @@ def from_gguf(path, sequence_length=None):
     if sequence_length is None:
         sequence_length = min(_DEFAULT_SEQUENCE_LENGTH, context_length)
     sequence_length = check_int(
-        sequence_length, "sequence_length", 1, context_length,
+        sequence_length,
+        "sequence_length",
+        1,
+        context_length,
         expected=f"an int in [1, {context_length}] (llama.context_length of this file)",
     )
     tokenizer = _tokenizer(values, path)

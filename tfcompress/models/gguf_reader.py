@@ -134,18 +134,14 @@ def llama_config(values, path):
         "hidden_dim": hidden_dim,
         "intermediate_dim": int(required(values, "llama.feed_forward_length", path)),
         "num_query_heads": num_query_heads,
-        "num_key_value_heads": int(
-            values.get("llama.attention.head_count_kv", num_query_heads)
-        ),
+        "num_key_value_heads": int(values.get("llama.attention.head_count_kv", num_query_heads)),
         "rope_max_wavelength": float(values.get("llama.rope.freq_base", 10000.0)),
         "layer_norm_epsilon": float(
             required(values, "llama.attention.layer_norm_rms_epsilon", path)
         ),
     }
     if scaling == "linear":
-        config["rope_position_scaling_factor"] = float(
-            values["llama.rope.scaling.factor"]
-        )
+        config["rope_position_scaling_factor"] = float(values["llama.rope.scaling.factor"])
     return config
 
 
@@ -205,7 +201,5 @@ def unpermute_rows(weight, num_heads):
     rows, columns = weight.shape
     head_dim = rows // num_heads
     return (
-        weight.reshape(num_heads, head_dim // 2, 2, columns)
-        .swapaxes(1, 2)
-        .reshape(rows, columns)
+        weight.reshape(num_heads, head_dim // 2, 2, columns).swapaxes(1, 2).reshape(rows, columns)
     )

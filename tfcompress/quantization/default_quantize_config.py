@@ -10,7 +10,11 @@ from tfcompress.quantization.quantizers import LastValueQuantizer, MovingAverage
 def check_bits(weight_bits, activation_bits, where=""):
     """Validates the bit widths a user can choose; returns them."""
     weight_bits = check_int(
-        weight_bits, "weight_bits", 2, 8, label=f"`weight_bits`{where}",
+        weight_bits,
+        "weight_bits",
+        2,
+        8,
+        label=f"`weight_bits`{where}",
         expected="an integer from 2 to 8 (TFLite stores weights as int8)",
     )
     if activation_bits not in (8, 16):
@@ -56,7 +60,11 @@ class DefaultQuantizeConfig(QuantizeConfig):
 
     def weight_quantizer(self):
         return LastValueQuantizer(
-            self.weight_bits, self.weight_per_axis, symmetric=True, narrow_range=True, axis=self.weight_axis
+            self.weight_bits,
+            self.weight_per_axis,
+            symmetric=True,
+            narrow_range=True,
+            axis=self.weight_axis,
         )
 
     def activation_quantizer(self):

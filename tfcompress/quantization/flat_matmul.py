@@ -81,7 +81,10 @@ def flat_matmul_spec(layer, input_shape):
     """
     if type(layer) not in (keras.layers.Dense, keras.layers.EinsumDense):
         return None
-    if getattr(layer, "lora_enabled", False) or getattr(layer, "quantization_mode", None) is not None:
+    if (
+        getattr(layer, "lora_enabled", False)
+        or getattr(layer, "quantization_mode", None) is not None
+    ):
         return None
     if layer.compute_dtype != layer.variable_dtype:
         return None
@@ -111,7 +114,9 @@ _FUSED_ACTIVATIONS = ("linear", "relu", "relu6")
 
 
 def _activation_name(layer):
-    activation = keras.activations.serialize(getattr(layer, "activation", None) or keras.activations.linear)
+    activation = keras.activations.serialize(
+        getattr(layer, "activation", None) or keras.activations.linear
+    )
     return activation if isinstance(activation, str) else None
 
 

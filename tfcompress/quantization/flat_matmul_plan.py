@@ -85,13 +85,19 @@ class FlatMatmul(LayerCall):
             # Even with a float output (a consumer quantizes it with its
             # input outlier split), the FULLY_CONNECTED itself stays int8.
             quantizers = wrapper.quantize_config.get_output_quantizers(layer)
-            quantizer = quantizers[0] if quantizers else DefaultQuantizeConfig().activation_quantizer()
-            self.pre_activation = wrapper.build_quantizer(quantizer, "pre_activation", wrapper.output_shape)
+            quantizer = (
+                quantizers[0] if quantizers else DefaultQuantizeConfig().activation_quantizer()
+            )
+            self.pre_activation = wrapper.build_quantizer(
+                quantizer, "pre_activation", wrapper.output_shape
+            )
             if not quantizer.symmetric and not quantizer.per_axis:
                 self.activation_floor = activation_input_floor(layer)
         self.output_split = self._build_output_split() if wrapper.outlier_channels else None
         self.input_split = self._build_input_split() if wrapper.input_outlier_channels else None
-        self.input_scale = self._factor_weight("input_scale", wrapper.input_scale_values, self._input_scale_problem())
+        self.input_scale = self._factor_weight(
+            "input_scale", wrapper.input_scale_values, self._input_scale_problem()
+        )
         self.output_scale = self._factor_weight(
             "output_scale", wrapper.output_scale_values, self._output_scale_problem()
         )
@@ -142,7 +148,9 @@ class FlatMatmul(LayerCall):
             channels,
             build(output, "input", ()),
             build(output, "input_outliers", ()),
-            build(self.kernel.quantizer, "kernel_input_outliers", (len(channels), self.spec.out_size)),
+            build(
+                self.kernel.quantizer, "kernel_input_outliers", (len(channels), self.spec.out_size)
+            ),
             build(output, "output_input_outliers", ()),
         )
 
@@ -167,12 +175,18 @@ class FlatMatmul(LayerCall):
         `values`), after refusing with `problem` or a wrong size."""
         if values is None:
             return None
-        size, side = (self.spec.in_size, "input") if name == "input_scale" else (self.spec.out_size, "output")
+        size, side = (
+            (self.spec.in_size, "input")
+            if name == "input_scale"
+            else (self.spec.out_size, "output")
+        )
         if problem is None and values is not True and values.shape[0] != size:
             problem = f"the layer has {size} {side} channels, not {values.shape[0]}"
         if problem:
             refuse(name, self.wrapper.layer, problem, factors_repr(values))
-        weight = self.wrapper.add_weight(name=name, shape=(size,), initializer="ones", trainable=False)
+        weight = self.wrapper.add_weight(
+            name=name, shape=(size,), initializer="ones", trainable=False
+        )
         if values is not True:
             weight.assign(values)
         return weight
@@ -185,7 +199,9 @@ class FlatMatmul(LayerCall):
         divided by; with `output_scale`, the columns are divided by it."""
         if variable is self.wrapper.layer.kernel:
             _, in_shape, out_shape = self.spec
-            return scale_math.scale_kernel(variable, in_shape, out_shape, self.input_scale, self.output_scale)
+            return scale_math.scale_kernel(
+                variable, in_shape, out_shape, self.input_scale, self.output_scale
+            )
         return super().weight_tensor(variable)
 
     def kernel_parts(self):
@@ -194,10 +210,15 @@ class FlatMatmul(LayerCall):
         rows = None
         if self.input_split is not None:
             rows = ops.take(kernel, list(self.input_split.channels), axis=0)
-            kernel = kernel * scale_math.channel_keep(self.spec.in_size, self.input_split.channels)[:, None]
+            kernel = (
+                kernel
+                * scale_math.channel_keep(self.spec.in_size, self.input_split.channels)[:, None]
+            )
         split = None
         if self.output_split is not None:
-            split = outlier_split(self.spec, kernel, self.wrapper.layer.bias, self.output_split.channels)
+            split = outlier_split(
+                self.spec, kernel, self.wrapper.layer.bias, self.output_split.channels
+            )
         return KernelParts(kernel, rows, split)
 
     def calibrate(self):
@@ -275,7 +296,9 @@ class FlatMatmul(LayerCall):
         outliers = split.outliers(outliers, training)
         x = ops.multiply(x, ISOLATE_FACTOR)
         if training:  # the range of the ordinary channels only
-            split.rest.update_range(ops.stop_gradient(x * scale_math.channel_keep(self.spec.in_size, split.channels)))
+            split.rest.update_range(
+                ops.stop_gradient(x * scale_math.channel_keep(self.spec.in_size, split.channels))
+            )
         partial = split.partial(self._matmul(outliers, rows, split.rows, training), training)
         return split.rest(x, False), partial  # clips the outliers; their kernel rows are zero
 
@@ -296,12 +319,16 @@ class FlatMatmul(LayerCall):
         kernel = self.kernel.quantized
         if parts.split is None:
             bias = scale_math.scale_flat_bias(layer.bias, self.spec.out_shape, self.output_scale)
-            outputs = self._quantize_matmul_output(self._matmul(x, parts.main, kernel, training, bias), training)
+            outputs = self._quantize_matmul_output(
+                self._matmul(x, parts.main, kernel, training, bias), training
+            )
         else:
             split, weights = self.output_split, parts.split
             rest = self._matmul(x, weights.rest_kernel, kernel, training, weights.rest_bias)
             rest = self._quantize_matmul_output(rest, training)
-            outlier = self._matmul(x, weights.outlier_kernel, split.kernel, training, weights.outlier_bias)
+            outlier = self._matmul(
+                x, weights.outlier_kernel, split.kernel, training, weights.outlier_bias
+            )
             outlier = split.output(outlier, training)
             outputs = rest + scatter_channels(outlier, split.channels, self.spec.out_size)
         if partial is not None:

@@ -49,7 +49,12 @@ class FoldBatchNormQuantizeWrapper(QuantizeWrapper):
         preserve_sparsity=False,
         **kwargs,
     ):
-        if keras.activations.serialize(getattr(layer, "activation", None) or keras.activations.linear) != "linear":
+        if (
+            keras.activations.serialize(
+                getattr(layer, "activation", None) or keras.activations.linear
+            )
+            != "linear"
+        ):
             raise ValueError(
                 f"Can only fold BatchNormalization into a layer with a linear activation; "
                 f"{layer.name!r} has activation={layer.activation!r}. Move the activation after the BN."
@@ -72,7 +77,11 @@ class FoldBatchNormQuantizeWrapper(QuantizeWrapper):
         for name, init in zip(_BN_VARIABLES, inits):
             trainable = name in ("gamma", "beta")
             variable = self.add_weight(
-                name=name, shape=(channels,), initializer=init, trainable=trainable, aggregation="mean"
+                name=name,
+                shape=(channels,),
+                initializer=init,
+                trainable=trainable,
+                aggregation="mean",
             )
             setattr(self, name, variable)
         super().build_wrapper()

@@ -26,7 +26,12 @@ import keras
 from tfcompress.core import _keras_internals as internals
 from tfcompress.core.wrapper import build_shape_of
 from tfcompress.quantization.quantize_annotate import QuantizeAnnotate
-from tfcompress.quantization.quantize_scheme import FLOAT_COMPUTE, FOLDABLE, PASSTHROUGH, weight_spec
+from tfcompress.quantization.quantize_scheme import (
+    FLOAT_COMPUTE,
+    FOLDABLE,
+    PASSTHROUGH,
+    weight_spec,
+)
 
 
 @dataclasses.dataclass
@@ -37,7 +42,9 @@ class Plan:
     folded_bn: set = dataclasses.field(default_factory=set)
     no_output: set = dataclasses.field(default_factory=set)
     quantize_input: set = dataclasses.field(default_factory=set)
-    read_by_norm: set = dataclasses.field(default_factory=set)  # outputs read only by float-compute layers
+    read_by_norm: set = dataclasses.field(
+        default_factory=set
+    )  # outputs read only by float-compute layers
     float_gather: set = dataclasses.field(default_factory=set)  # embeddings read in float
 
 
@@ -103,8 +110,10 @@ def _reads_float(layer, producers, selected, top_level, float_output):
     level) float inputs.
     """
     sources = producers.get(id(layer), [])
-    while len(sources) == 1 and isinstance(_inner(sources[0][0]), PASSTHROUGH) and not isinstance(
-        sources[0][0], keras.layers.InputLayer
+    while (
+        len(sources) == 1
+        and isinstance(_inner(sources[0][0]), PASSTHROUGH)
+        and not isinstance(sources[0][0], keras.layers.InputLayer)
     ):
         sources = producers.get(id(sources[0][0]), [])
     if len(sources) != 1:
@@ -112,7 +121,9 @@ def _reads_float(layer, producers, selected, top_level, float_output):
     producer, dtype = sources[0]
     if isinstance(producer, keras.layers.InputLayer):
         return top_level and "float" in dtype
-    return (not selected(producer) or float_output(producer)) and weight_spec(_inner(layer)) is not None
+    return (not selected(producer) or float_output(producer)) and weight_spec(
+        _inner(layer)
+    ) is not None
 
 
 def plan_graph(container, selected, plan, top_level, fold=True, float_output=lambda layer: False):
@@ -132,7 +143,9 @@ def plan_graph(container, selected, plan, top_level, fold=True, float_output=lam
     for layer in layers:
         if id(layer) in plan.folded_bn or not selected(layer):
             continue
-        if _reads_float(layer, producers, selected, top_level, float_output) and not isinstance(_inner(layer), keras.layers.Embedding):
+        if _reads_float(layer, producers, selected, top_level, float_output) and not isinstance(
+            _inner(layer), keras.layers.Embedding
+        ):
             plan.quantize_input.add(id(layer))
         out = consumers.get(id(layer), [])
         inner = _inner(layer)
@@ -152,7 +165,9 @@ def plan_graph(container, selected, plan, top_level, fold=True, float_output=lam
             plan.no_output.add(id(layer))
         if (
             out
-            and all(reader is not None and isinstance(_inner(reader), FLOAT_COMPUTE) for reader in out)
+            and all(
+                reader is not None and isinstance(_inner(reader), FLOAT_COMPUTE) for reader in out
+            )
             and not float_output(layer)  # an outlier split or output scales: float already
         ):
             plan.no_output.add(id(layer))
@@ -176,4 +191,6 @@ def _reads_shape_only(layer):
 
 def _computes_in_float(layer, plan):
     """A weightless layer (an Add) whose output stays float reads float inputs."""
-    return layer is not None and id(layer) in plan.read_by_norm and weight_spec(_inner(layer)) is None
+    return (
+        layer is not None and id(layer) in plan.read_by_norm and weight_spec(_inner(layer)) is None
+    )

@@ -78,7 +78,10 @@ class LayerCall:
         for name in ("outlier_channels", "input_outlier_channels"):
             if getattr(wrapper, name):
                 refuse(name, wrapper.layer, _NOT_FLAT, getattr(wrapper, name))
-        for name, values in (("input_scale", wrapper.input_scale_values), ("output_scale", wrapper.output_scale_values)):
+        for name, values in (
+            ("input_scale", wrapper.input_scale_values),
+            ("output_scale", wrapper.output_scale_values),
+        ):
             if values is not None:
                 refuse(name, wrapper.layer, _NOT_FLAT, factors_repr(values))
 
@@ -96,7 +99,9 @@ class LayerCall:
     def calibrate(self):
         """Sets the weight ranges from the current weights."""
         for weight in self._substituted():
-            weight.quantizer.update_range(weight.masked(self.weight_tensor(weight.variable)), weight.variables)
+            weight.quantizer.update_range(
+                weight.masked(self.weight_tensor(weight.variable)), weight.variables
+            )
 
     def substitutions(self, training):
         pairs = []

@@ -18,9 +18,7 @@ def check_channels(channels, name, where=""):
     """None, or a list of non-negative channel indices, returned sorted and unique."""
     if channels is None:
         return None
-    if not isinstance(channels, (list, tuple)) or not all(
-        is_int(c) and c >= 0 for c in channels
-    ):
+    if not isinstance(channels, (list, tuple)) or not all(is_int(c) and c >= 0 for c in channels):
         raise ValueError(
             f"`{name}`{where} must be a list of non-negative channel indices, e.g. "
             f"[99, 223]. Received: {name}={channels!r}"
@@ -33,7 +31,12 @@ def check_factors(factors, name, where="", side="input"):
     if factors is None:
         return None
     values = np.asarray(factors, dtype="float32")
-    if values.ndim != 1 or not values.size or not np.all(np.isfinite(values)) or not np.all(values > 0):
+    if (
+        values.ndim != 1
+        or not values.size
+        or not np.all(np.isfinite(values))
+        or not np.all(values > 0)
+    ):
         raise ValueError(
             f"`{name}`{where} must be a 1-D vector of positive finite factors, one per "
             f"flat {side} channel (see `find_outlier_channels`). Received: {name} with shape {values.shape}"
@@ -50,7 +53,9 @@ def _checked(values, where):
     for name in _FLAGS:
         value = values[name]
         if value is not None and not isinstance(value, (bool, np.bool_)):
-            raise ValueError(f"`{name}`{where} must be True, False or None. Received: {name}={value!r}")
+            raise ValueError(
+                f"`{name}`{where} must be True, False or None. Received: {name}={value!r}"
+            )
         checked[name] = None if value is None else bool(value)
     for name in _CHANNELS:
         checked[name] = check_channels(values[name], name, where)
@@ -155,7 +160,9 @@ class LayerOverride(collections.abc.Mapping):
     def __getattr__(self, name):
         if name in FIELDS:
             return self._values[name]
-        raise AttributeError(f"`LayerOverride` has no field {name!r}; its fields are {list(FIELDS)}.")
+        raise AttributeError(
+            f"`LayerOverride` has no field {name!r}; its fields are {list(FIELDS)}."
+        )
 
     def __iter__(self):
         return (name for name in FIELDS if self._values[name] is not None)

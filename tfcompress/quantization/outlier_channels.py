@@ -20,7 +20,12 @@ from tfcompress.core.checks import check_int, check_number
 from tfcompress.core.intercept_calls import intercept_calls
 from tfcompress.core.layer_tree import walk_layers
 from tfcompress.core.wrapper import build_shape_of
-from tfcompress.quantization.flat_matmul import flat_matmul_spec, fused_activation, linear, splittable
+from tfcompress.quantization.flat_matmul import (
+    flat_matmul_spec,
+    fused_activation,
+    linear,
+    splittable,
+)
 from tfcompress.quantization.layer_override import LayerOverride
 from tfcompress.quantization.quantize_scheme import FLOAT_COMPUTE
 
@@ -76,13 +81,19 @@ def _smoothing_factors(input_span, kernels, alpha):
     scale per tensor) to the weights.
     """
     rows = np.max(
-        [np.abs(np.asarray(k, "float64").reshape((input_span.size, -1))).max(axis=1) for k in kernels], axis=0
+        [
+            np.abs(np.asarray(k, "float64").reshape((input_span.size, -1))).max(axis=1)
+            for k in kernels
+        ],
+        axis=0,
     )
     factors = np.maximum(input_span, 1e-5) ** alpha / np.maximum(rows, 1e-5) ** (1.0 - alpha)
     return (factors / np.median(factors)).astype("float32")
 
 
-def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8, batch_size=32, smoothing=0.5):
+def find_outlier_channels(
+    model, representative_data, ratio=8.0, max_channels=8, batch_size=32, smoothing=0.5
+):
     """Channels of each Dense/EinsumDense that need their own int8 scale.
 
     Runs `model` in float on `representative_data` and records the range of
@@ -153,9 +164,13 @@ def find_outlier_channels(model, representative_data, ratio=8.0, max_channels=8,
         raise ValueError("`representative_data` produced no batches.")
     found = {}
     for path, layer in recording.matmuls.items():
-        channels = recording.outliers(path, "output", ratio, max_channels) if splittable(layer) else []
+        channels = (
+            recording.outliers(path, "output", ratio, max_channels) if splittable(layer) else []
+        )
         if channels:
-            found.setdefault(path, {})["output_scale"] = _output_factors(recording.span(path, "output"), channels)
+            found.setdefault(path, {})["output_scale"] = _output_factors(
+                recording.span(path, "output"), channels
+            )
     for producer, consumers in recording.readers.items():
         if isinstance(recording.leaves[producer], FLOAT_COMPUTE):
             _smooth(found, recording, producer, consumers, smoothing)
@@ -168,7 +183,13 @@ def _check_arguments(ratio, max_channels, smoothing):
     check_number(ratio, "ratio", 1, open_low=True, expected="greater than 1")
     check_int(max_channels, "max_channels", 1, expected="a positive integer")
     check_number(
-        smoothing, "smoothing", 0, 1, open_low=True, open_high=True, allow_none=True,
+        smoothing,
+        "smoothing",
+        0,
+        1,
+        open_low=True,
+        open_high=True,
+        allow_none=True,
         expected="a number strictly between 0 and 1 (0.5 is SmoothQuant's default), "
         "or None to leave LayerNorm outputs quantized",
     )

@@ -31,7 +31,9 @@ class QuantizeAnnotate(CompressionWrapper):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        config["layer"] = keras.saving.deserialize_keras_object(config["layer"], custom_objects=custom_objects)
+        config["layer"] = keras.saving.deserialize_keras_object(
+            config["layer"], custom_objects=custom_objects
+        )
         config["quantize_config"] = deserialize(config.get("quantize_config"))
         return cls(**config)
 

@@ -45,7 +45,9 @@ def _reads_unquantized(ref, inner, plan):
 
 def _is_attention_output(ref, inner):
     parent = ref.parent
-    return isinstance(parent, keras.layers.MultiHeadAttention) and inner is getattr(parent, "_output_dense", None)
+    return isinstance(parent, keras.layers.MultiHeadAttention) and inner is getattr(
+        parent, "_output_dense", None
+    )
 
 
 def _is_already_sparse(layer, config):
@@ -76,7 +78,9 @@ def _wrap(ref, inner, config, plan, scheme, prefix, preserve_sparsity):
     override = scheme.override(ref.path, inner)
     asked = override.input_scale is not None or override.quantize_input
     if _reads_unquantized(ref, inner, plan) or asked:
-        input_quantizer = DefaultQuantizeConfig(activation_bits=scheme.activation_bits).activation_quantizer()
+        input_quantizer = DefaultQuantizeConfig(
+            activation_bits=scheme.activation_bits
+        ).activation_quantizer()
     kwargs = dict(
         input_quantizer=input_quantizer,
         preserve_sparsity=preserve_sparsity,
@@ -86,7 +90,9 @@ def _wrap(ref, inner, config, plan, scheme, prefix, preserve_sparsity):
         input_scale=override.input_scale,
         output_scale=override.output_scale,
     )
-    if input_quantizer is not None and (_is_attention_output(ref, inner) or override.quantize_input):
+    if input_quantizer is not None and (
+        _is_attention_output(ref, inner) or override.quantize_input
+    ):
         kwargs["isolate_input"] = True  # the producer stays float in TFLite
     if override.input_outlier_channels:
         kwargs["input_quantizer"] = None  # the split quantizes its input itself
@@ -106,7 +112,9 @@ def _wrap(ref, inner, config, plan, scheme, prefix, preserve_sparsity):
     return wrapper
 
 
-def quantize(model, scheme, selected_paths, prefix, preserve_sparsity, fold_batch_norm=True, inplace=False):
+def quantize(
+    model, scheme, selected_paths, prefix, preserve_sparsity, fold_batch_norm=True, inplace=False
+):
     """Shared body of `quantize_apply` and `quantize_model`.
 
     Args:
@@ -126,7 +134,9 @@ def quantize(model, scheme, selected_paths, prefix, preserve_sparsity, fold_batc
     """
     if not inplace:
         model = copy_model(model)
-    paths = {id(ref.layer): ref.path for ref in walk_layers(model, descend=lambda l: not is_wrapper(l))}
+    paths = {
+        id(ref.layer): ref.path for ref in walk_layers(model, descend=lambda l: not is_wrapper(l))
+    }
 
     def config_of(layer, quantize_output=True, folded=False):
         path = paths.get(id(layer), layer.name)
@@ -151,7 +161,12 @@ def quantize(model, scheme, selected_paths, prefix, preserve_sparsity, fold_batc
     containers = [model] + [r.layer for r in walk_layers(model)]
     for container in filter(_is_graph, containers):
         plan_graph(
-            container, selected, plan, top_level=container is model, fold=fold_batch_norm, float_output=float_output
+            container,
+            selected,
+            plan,
+            top_level=container is model,
+            fold=fold_batch_norm,
+            float_output=float_output,
         )
 
     kept = []  # paths whose zeros `preserve_sparsity=None` keeps
@@ -165,7 +180,9 @@ def quantize(model, scheme, selected_paths, prefix, preserve_sparsity, fold_batc
             return identity
         if isinstance(layer, keras.Model) and not isinstance(layer, QuantizeAnnotate):
             return None
-        config = config_of(layer, quantize_output=id(layer) not in plan.no_output, folded=id(layer) in plan.fold)
+        config = config_of(
+            layer, quantize_output=id(layer) not in plan.no_output, folded=id(layer) in plan.fold
+        )
         if config is None:
             return inner if inner is not layer else None
         preserve = preserve_sparsity
@@ -193,7 +210,8 @@ def _log_kept(kept):
         _LOG.info(
             "Keeping the zeros of %d already sparse (pruned) layers through quantization-aware "
             "training: %s. Pass preserve_sparsity=False to let them train.",
-            len(kept), kept,
+            len(kept),
+            kept,
         )
 
 

@@ -77,7 +77,9 @@ def quantize_model(
     # Validates `per_layer` before the (slow) float pass runs.
     scheme = QuantizeScheme(weight_bits, activation_bits, per_layer)
     if representative_data is not None:
-        found = find_outlier_channels(to_quantize, representative_data, outlier_ratio, smoothing=smoothing)
+        found = find_outlier_channels(
+            to_quantize, representative_data, outlier_ratio, smoothing=smoothing
+        )
         scheme = QuantizeScheme(weight_bits, activation_bits, _merge(found, scheme.per_layer))
     prefix = "quant_" if quantized_layer_name_prefix is None else quantized_layer_name_prefix
     return quantize(to_quantize, scheme, None, prefix, preserve_sparsity, fold_batch_norm, inplace)

@@ -12,10 +12,25 @@ L = keras.layers
 # Layers whose int8 output reuses their input's scale in TFLite: quantizing
 # their output again would add a requantize op, so they are left unwrapped.
 PASSTHROUGH = (
-    L.MaxPooling1D, L.MaxPooling2D, L.MaxPooling3D, L.GlobalMaxPooling1D, L.GlobalMaxPooling2D,
-    L.GlobalMaxPooling3D, L.Flatten, L.Reshape, L.Permute, L.Dropout, L.SpatialDropout1D,
-    L.SpatialDropout2D, L.SpatialDropout3D, L.ZeroPadding1D, L.ZeroPadding2D, L.Cropping1D,
-    L.Cropping2D, L.Identity, L.InputLayer,
+    L.MaxPooling1D,
+    L.MaxPooling2D,
+    L.MaxPooling3D,
+    L.GlobalMaxPooling1D,
+    L.GlobalMaxPooling2D,
+    L.GlobalMaxPooling3D,
+    L.Flatten,
+    L.Reshape,
+    L.Permute,
+    L.Dropout,
+    L.SpatialDropout1D,
+    L.SpatialDropout2D,
+    L.SpatialDropout3D,
+    L.ZeroPadding1D,
+    L.ZeroPadding2D,
+    L.Cropping1D,
+    L.Cropping2D,
+    L.Identity,
+    L.InputLayer,
 )
 
 # Computed in float on purpose (int8 loses the precision of their variance),
@@ -25,10 +40,24 @@ FLOAT_COMPUTE = (L.LayerNormalization, L.GroupNormalization, L.UnitNormalization
 
 # Output-only layers: TFLite computes them on int8 with their own output range.
 OUTPUT_ONLY = (
-    L.ReLU, L.Activation, L.LeakyReLU, L.Add, L.Subtract, L.Multiply, L.Concatenate,
-    L.Average, L.Maximum, L.Minimum, L.AveragePooling1D, L.AveragePooling2D,
-    L.GlobalAveragePooling1D, L.GlobalAveragePooling2D, L.GlobalAveragePooling3D,
-    L.UpSampling2D, L.Softmax, L.BatchNormalization,
+    L.ReLU,
+    L.Activation,
+    L.LeakyReLU,
+    L.Add,
+    L.Subtract,
+    L.Multiply,
+    L.Concatenate,
+    L.Average,
+    L.Maximum,
+    L.Minimum,
+    L.AveragePooling1D,
+    L.AveragePooling2D,
+    L.GlobalAveragePooling1D,
+    L.GlobalAveragePooling2D,
+    L.GlobalAveragePooling3D,
+    L.UpSampling2D,
+    L.Softmax,
+    L.BatchNormalization,
 ) + FLOAT_COMPUTE
 
 FOLDABLE = (L.Conv1D, L.Conv2D, L.DepthwiseConv2D, L.Dense)
@@ -40,7 +69,9 @@ def weight_spec(layer):
         # TFLite's depthwise channel is in*multiplier; per-axis along `in` is
         # only that channel when the multiplier is 1.
         return ["kernel"], layer.depth_multiplier == 1, 2
-    if isinstance(layer, (L.Conv1D, L.Conv2D, L.Conv3D)) and not isinstance(layer, L.Conv2DTranspose):
+    if isinstance(layer, (L.Conv1D, L.Conv2D, L.Conv3D)) and not isinstance(
+        layer, L.Conv2DTranspose
+    ):
         return ["kernel"], True, -1
     if isinstance(layer, (L.Dense, L.EinsumDense)):
         return ["kernel"], False, -1
@@ -85,7 +116,10 @@ class QuantizeScheme:
 
     def __init__(self, weight_bits=8, activation_bits=8, per_layer=None):
         check_bits(weight_bits, activation_bits)
-        per_layer = {key: LayerOverride.from_dict(override, key) for key, override in (per_layer or {}).items()}
+        per_layer = {
+            key: LayerOverride.from_dict(override, key)
+            for key, override in (per_layer or {}).items()
+        }
         self.weight_bits = weight_bits
         self.activation_bits = activation_bits
         self.per_layer = per_layer
@@ -120,8 +154,12 @@ class QuantizeScheme:
             weight_bits=self.weight_bits if override.weight_bits is None else override.weight_bits,
             weight_per_axis=per_axis,
             weight_axis=axis,
-            activation_bits=self.activation_bits if override.activation_bits is None else override.activation_bits,
-            quantize_output=quantize_output if override.quantize_output is None else override.quantize_output,
+            activation_bits=self.activation_bits
+            if override.activation_bits is None
+            else override.activation_bits,
+            quantize_output=quantize_output
+            if override.quantize_output is None
+            else override.quantize_output,
         )
 
     def get_config(self):

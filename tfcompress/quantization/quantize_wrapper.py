@@ -1,6 +1,5 @@
 """The layer wrapper that runs a layer with fake-quantized weights and output."""
 
-
 import keras
 from keras import ops
 
@@ -143,7 +142,9 @@ class QuantizeWrapper(CompressionWrapper):
         self.quantize_config = quantize_config
         self.input_quantizer = input_quantizer
         self.preserve_sparsity = bool(preserve_sparsity)
-        self.outlier_channels = tuple(check_channels(outlier_channels, "outlier_channels", where) or ())
+        self.outlier_channels = tuple(
+            check_channels(outlier_channels, "outlier_channels", where) or ()
+        )
         self.isolate_input = bool(isolate_input)
         self.input_outlier_channels = tuple(
             check_channels(input_outlier_channels, "input_outlier_channels", where) or ()
@@ -161,7 +162,9 @@ class QuantizeWrapper(CompressionWrapper):
         layer's own call (channel-scaled for an Embedding that asks)."""
         spec = flat_matmul_spec(self.layer, self._input_shape_for_build)
         kernel = getattr(self.layer, "kernel", None)
-        if spec is not None and any(variable is kernel for variable, _ in self._weights_to_quantize()):
+        if spec is not None and any(
+            variable is kernel for variable, _ in self._weights_to_quantize()
+        ):
             return FlatMatmul(self, spec)
         if self.embedding_channel_scales and isinstance(self.layer, keras.layers.Embedding):
             return ChannelScaledEmbedding(self)
@@ -182,17 +185,22 @@ class QuantizeWrapper(CompressionWrapper):
             mask = None
             variables = quantizer.build(shape, name, self)
             if self.preserve_sparsity:
-                mask = self.add_weight(name=f"{name}_mask", shape=variable.shape, initializer="ones", trainable=False)
+                mask = self.add_weight(
+                    name=f"{name}_mask", shape=variable.shape, initializer="ones", trainable=False
+                )
                 mask.assign(ops.cast(ops.not_equal(variable, 0.0), mask.dtype))
             self.quantized_weights.append(QuantizedWeight(variable, quantizer, variables, mask))
         quantizers = [q for _, q in self.quantize_config.get_activations_and_quantizers(self.layer)]
         quantizers += list(self.quantize_config.get_output_quantizers(self.layer))
         self.quantized_outputs = [
-            self.build_quantizer(quantizer, f"output_{i}", self.output_shape) for i, quantizer in enumerate(quantizers)
+            self.build_quantizer(quantizer, f"output_{i}", self.output_shape)
+            for i, quantizer in enumerate(quantizers)
         ]
         self.quantized_input = None
         if self.input_quantizer is not None:
-            self.quantized_input = self.build_quantizer(self.input_quantizer, "input", self._input_shape_for_build)
+            self.quantized_input = self.build_quantizer(
+                self.input_quantizer, "input", self._input_shape_for_build
+            )
         self.plan.build()
         self.input_scale = getattr(self.plan, "input_scale", None)
         self.output_scale = getattr(self.plan, "output_scale", None)
@@ -215,7 +223,9 @@ class QuantizeWrapper(CompressionWrapper):
     def kernel_weight(self):
         """The `QuantizedWeight` of the layer's kernel, or None."""
         kernel = getattr(self.layer, "kernel", None)
-        return next((weight for weight in self.quantized_weights if weight.variable is kernel), None)
+        return next(
+            (weight for weight in self.quantized_weights if weight.variable is kernel), None
+        )
 
     def _check_embedding_channel_scales(self):
         if not self.embedding_channel_scales:
@@ -226,7 +236,9 @@ class QuantizeWrapper(CompressionWrapper):
         elif not any(weight.variable is self.layer.embeddings for weight in self.quantized_weights):
             problem = "the layer's quantize config does not quantize its `embeddings`"
         elif self.quantized_outputs:
-            problem = "the gathered rows are scaled in float, so the layer's output cannot be quantized"
+            problem = (
+                "the gathered rows are scaled in float, so the layer's output cannot be quantized"
+            )
         if problem:
             refuse("embedding_channel_scales", self.layer, problem, True)
 
@@ -280,7 +292,9 @@ class QuantizeWrapper(CompressionWrapper):
     @classmethod
     def from_config(cls, config, custom_objects=None):
         config = dict(config)
-        config["layer"] = keras.saving.deserialize_keras_object(config["layer"], custom_objects=custom_objects)
+        config["layer"] = keras.saving.deserialize_keras_object(
+            config["layer"], custom_objects=custom_objects
+        )
         config["quantize_config"] = deserialize(config["quantize_config"])
         config["input_quantizer"] = deserialize(config.get("input_quantizer"))
         return cls(**config)

@@ -16,7 +16,10 @@ from tfcompress.quantization.ranges import fit_range, moving_average, reduce_ran
 
 def _check_bits(num_bits):
     return check_int(
-        num_bits, "num_bits", 2, 16,
+        num_bits,
+        "num_bits",
+        2,
+        16,
         expected="an integer in [2, 16] (the range of "
         "`keras.quantizers.fake_quant_with_min_max_vars`)",
     )
@@ -121,14 +124,26 @@ class MovingAverageQuantizer(Quantizer):
         (others as `Quantizer`).
     """
 
-    def __init__(self, num_bits=8, per_axis=False, symmetric=False, narrow_range=False, axis=-1, ema_decay=0.999):
+    def __init__(
+        self,
+        num_bits=8,
+        per_axis=False,
+        symmetric=False,
+        narrow_range=False,
+        axis=-1,
+        ema_decay=0.999,
+    ):
         super().__init__(num_bits, per_axis, symmetric, narrow_range, axis)
         self.ema_decay = check_fraction(ema_decay, "ema_decay", expected="in [0, 1)")
 
     def build(self, tensor_shape, name, layer):
         weights = super().build(tensor_shape, name, layer)
         weights["initialized"] = layer.add_weight(
-            name=f"{name}_initialized", shape=(), initializer="zeros", trainable=False, aggregation="mean"
+            name=f"{name}_initialized",
+            shape=(),
+            initializer="zeros",
+            trainable=False,
+            aggregation="mean",
         )
         return weights
 

@@ -1,15 +1,11 @@
 """LiteRT runtime: load and run `.tflite` models, and time them."""
 
-from tfcompress.runtime.benchmark import BenchmarkResult
-from tfcompress.runtime.benchmark import benchmark
+from tfcompress.runtime.benchmark import BenchmarkResult, benchmark
 from tfcompress.runtime.bpe_tokenizer import BytePairTokenizer
 from tfcompress.runtime.chat_template import render_chat
-from tfcompress.runtime.delegation import DelegationReport
-from tfcompress.runtime.delegation import xnnpack_delegation
-from tfcompress.runtime.generator import GenerationResult
-from tfcompress.runtime.generator import Generator
-from tfcompress.runtime.interpreter import TFLiteModel
-from tfcompress.runtime.interpreter import load
+from tfcompress.runtime.delegation import DelegationReport, xnnpack_delegation
+from tfcompress.runtime.generator import GenerationResult, Generator
+from tfcompress.runtime.interpreter import TFLiteModel, load
 from tfcompress.runtime.sampling import Sampler
 from tfcompress.runtime.text_stream import TextStream
 

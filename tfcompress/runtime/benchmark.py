@@ -5,8 +5,7 @@ import time
 
 import numpy as np
 
-from tfcompress.runtime.interpreter import TFLiteModel
-from tfcompress.runtime.interpreter import load
+from tfcompress.runtime.interpreter import TFLiteModel, load
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,9 +78,7 @@ def with_threads(model, num_threads):
     """
     if isinstance(model, TFLiteModel):
         if num_threads is not None and num_threads != model.num_threads:
-            model = load(
-                model.model_content, num_threads=num_threads, backend=model.backend
-            )
+            model = load(model.model_content, num_threads=num_threads, backend=model.backend)
         return model
     return load(model, num_threads=num_threads)
 

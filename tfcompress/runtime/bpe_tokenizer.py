@@ -11,13 +11,9 @@ LLAMA3_PATTERN = (
     r"?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 )
 # OpenAI's GPT-2 encoder.py split (keras-hub's TensorFlow path emulates it).
-GPT2_PATTERN = (
-    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
-)
+GPT2_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 # llama.cpp's "smollm" pre-tokenizer: digits one by one, then GPT-2's split.
-SMOLLM_PATTERN = (
-    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
-)
+SMOLLM_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 PRE_TOKENIZERS = {
     "gpt2": GPT2_PATTERN,
     "llama3": LLAMA3_PATTERN,
@@ -104,10 +100,13 @@ class BytePairTokenizer:
             if merge.lstrip().startswith("#version:"):
                 continue
             parts = merge.split(" ")
-            if len(parts) != 2 or parts[0] not in self.vocabulary or parts[1] not in self.vocabulary:
+            if (
+                len(parts) != 2
+                or parts[0] not in self.vocabulary
+                or parts[1] not in self.vocabulary
+            ):
                 raise ValueError(
-                    f"Merge rule {merge!r} must be two vocabulary tokens separated by "
-                    "one space."
+                    f"Merge rule {merge!r} must be two vocabulary tokens separated by one space."
                 )
             self._ranks.setdefault((parts[0], parts[1]), rank)
         if pre_tokenizer in PRE_TOKENIZERS:
@@ -182,8 +181,7 @@ class BytePairTokenizer:
         token = self.id_to_token.get(int(token_id))
         if token is None:
             raise ValueError(
-                f"Token id {token_id} is not in the vocabulary (ids 0.."
-                f"{self.vocabulary_size - 1})."
+                f"Token id {token_id} is not in the vocabulary (ids 0..{self.vocabulary_size - 1})."
             )
         if token in self.special_tokens:
             return token.encode("utf-8")

@@ -52,8 +52,7 @@ class CompiledModelEngine:
         with quiet_native_logs(quiet):
             from ai_edge_litert.compiled_model import CompiledModel
             from ai_edge_litert.hardware_accelerator import HardwareAccelerator
-            from ai_edge_litert.options import CpuOptions
-            from ai_edge_litert.options import Options
+            from ai_edge_litert.options import CpuOptions, Options
 
             options = Options(
                 hardware_accelerators=HardwareAccelerator.CPU,

@@ -7,9 +7,7 @@ import importlib
 import numpy as np
 
 from tfcompress.runtime._litert_internals import ops_details
-from tfcompress.runtime.interpreter import _checked_content
-from tfcompress.runtime.interpreter import _create
-from tfcompress.runtime.interpreter import _interpreter_class
+from tfcompress.runtime.interpreter import _checked_content, _create, _interpreter_class
 
 
 @dataclasses.dataclass
@@ -81,9 +79,7 @@ def xnnpack_delegation(model, backend=None):
         plain.allocate_tensors()
         delegated.allocate_tensors()
     except (ValueError, RuntimeError) as e:
-        raise ValueError(
-            f"{where} cannot be prepared by the {name} interpreter ({e})."
-        ) from e
+        raise ValueError(f"{where} cannot be prepared by the {name} interpreter ({e}).") from e
     count = len(ops_details(plain))
     ops = ops_details(delegated)
     dtypes = {t["index"]: np.dtype(t["dtype"]).name for t in delegated.get_tensor_details()}

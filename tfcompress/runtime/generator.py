@@ -9,9 +9,7 @@ import time
 import numpy as np
 
 from tfcompress.runtime.bpe_tokenizer import BytePairTokenizer
-from tfcompress.runtime.cache_engines import ENGINES
-from tfcompress.runtime.cache_engines import create_engine
-from tfcompress.runtime.cache_engines import quiet_native_logs
+from tfcompress.runtime.cache_engines import ENGINES, create_engine, quiet_native_logs
 from tfcompress.runtime.chat_template import render_chat
 from tfcompress.runtime.generator_metadata import read_metadata
 from tfcompress.runtime.interpreter import _check_flatbuffer
@@ -119,7 +117,9 @@ class Generator:
                 f"`engine` must be 'auto' or one of {sorted(ENGINES)}. Received: engine={engine!r}"
             )
         if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
-            raise ValueError(f"`num_threads` must be a positive int or None. Received: num_threads={num_threads!r}")
+            raise ValueError(
+                f"`num_threads` must be a positive int or None. Received: num_threads={num_threads!r}"
+            )
         self.metadata = _check_path(path)
         self.path = str(path)
         meta = self.metadata
@@ -138,7 +138,9 @@ class Generator:
             pre_tokenizer=spec.get("pre_tokenizer") or "gpt2",
         )
         signatures = ["decode"] + [f"prefill_{t}" for t in self.prefill_lengths]
-        self._engine = create_engine(engine, path, signatures, int(meta["num_layers"]), num_threads, quiet)
+        self._engine = create_engine(
+            engine, path, signatures, int(meta["num_layers"]), num_threads, quiet
+        )
         self.engine = self._engine.name
         self._quiet = quiet
         self._tokens = []
@@ -289,7 +291,9 @@ class Generator:
             ValueError: the prompt does not fit in the cache, or bad arguments.
         """
         if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-            raise ValueError(f"`max_new_tokens` must be an int >= 1. Received: max_new_tokens={max_new_tokens!r}")
+            raise ValueError(
+                f"`max_new_tokens` must be an int >= 1. Received: max_new_tokens={max_new_tokens!r}"
+            )
         start = time.perf_counter()
         ids = self.encode(prompt) if isinstance(prompt, str) else [int(i) for i in prompt]
         if not ids:

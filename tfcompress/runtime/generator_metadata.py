@@ -2,7 +2,6 @@
 
 import json
 
-
 try:
     from ai_edge_litert import schema_py_generated as schema
 except ImportError:

@@ -7,8 +7,7 @@ import warnings
 import numpy as np
 
 from tfcompress.runtime._litert_internals import ops_details
-from tfcompress.runtime.tensors import dequantize
-from tfcompress.runtime.tensors import prepare_inputs
+from tfcompress.runtime.tensors import dequantize, prepare_inputs
 
 BACKENDS = ("ai_edge_litert", "tflite_runtime", "tensorflow")
 
@@ -106,17 +105,13 @@ def load(model, num_threads=None, backend=None):
     probabilities = model.run(images)
     ```
     """
-    if num_threads is not None and (
-        not isinstance(num_threads, int) or num_threads < 1
-    ):
+    if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
         raise ValueError(
-            "`num_threads` must be a positive int or None. "
-            f"Received: num_threads={num_threads!r}"
+            f"`num_threads` must be a positive int or None. Received: num_threads={num_threads!r}"
         )
     if backend is not None and backend not in BACKENDS:
         raise ValueError(
-            f"`backend` must be one of {BACKENDS} or None. "
-            f"Received: backend={backend!r}"
+            f"`backend` must be one of {BACKENDS} or None. Received: backend={backend!r}"
         )
     content, path, where = _checked_content(model)
     name, interpreter = _create(content, where, backend, num_threads=num_threads)
@@ -135,8 +130,7 @@ def _create(content, where, backend, **options):
         return name, interpreter
     except (ValueError, RuntimeError) as e:
         raise ValueError(
-            f"{where} is not a valid TFLite flatbuffer: the {name} interpreter "
-            f"rejected it ({e})."
+            f"{where} is not a valid TFLite flatbuffer: the {name} interpreter rejected it ({e})."
         ) from e
 
 
@@ -156,9 +150,7 @@ class TFLiteModel:
         num_threads: the thread count it was created with.
     """
 
-    def __init__(
-        self, interpreter, model_content, backend, path=None, num_threads=None
-    ):
+    def __init__(self, interpreter, model_content, backend, path=None, num_threads=None):
         self._interpreter = interpreter
         self.model_content = model_content
         self.backend = backend
@@ -167,9 +159,7 @@ class TFLiteModel:
         # Read before the first allocation: afterwards the default delegate
         # appends its own "DELEGATE" nodes to the node list.
         self._ops = [
-            op["op_name"]
-            for op in ops_details(interpreter)
-            if op["op_name"] != "DELEGATE"
+            op["op_name"] for op in ops_details(interpreter) if op["op_name"] != "DELEGATE"
         ]
         self._signatures = interpreter.get_signature_list()
         self._runners = {}
@@ -300,8 +290,7 @@ class TFLiteModel:
             result = runner(**feed)
             out_details = runner.get_output_details()
             outputs = {
-                name: dequantize(value, out_details[name], raw)
-                for name, value in result.items()
+                name: dequantize(value, out_details[name], raw) for name, value in result.items()
             }
         if len(outputs) == 1:
             return next(iter(outputs.values()))

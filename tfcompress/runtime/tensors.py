@@ -26,8 +26,7 @@ def prepare_inputs(inputs, details, raw):
     elif isinstance(inputs, (list, tuple)):
         if len(inputs) != len(names):
             raise ValueError(
-                f"`inputs` has {len(inputs)} arrays but the model has "
-                f"{len(names)} inputs {names}."
+                f"`inputs` has {len(inputs)} arrays but the model has {len(names)} inputs {names}."
             )
         values = dict(zip(names, inputs))
     else:
@@ -37,9 +36,7 @@ def prepare_inputs(inputs, details, raw):
                 "dict keyed by input name, not a single array."
             )
         values = {names[0]: inputs}
-    return {
-        name: _quantize(np.asarray(values[name]), details[name], raw) for name in names
-    }
+    return {name: _quantize(np.asarray(values[name]), details[name], raw) for name in names}
 
 
 def _scale_zero_point(detail):

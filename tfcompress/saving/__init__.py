@@ -1,6 +1,6 @@
 """Saving and loading compressed models."""
 
-from tfcompress.saving.load import load_model
 from tfcompress.core.recipe import attach_recipe
+from tfcompress.saving.load import load_model
 
 __all__ = ["attach_recipe", "load_model"]

@@ -13,7 +13,6 @@ import tfcompress.quantization  # noqa: F401
 import tfcompress.sparsity  # noqa: F401
 from tfcompress.core import _keras_internals as internals
 
-
 # Where tfcompress recorded the wrappers before they moved into the config.
 _OLD_RECIPE_FILE = "tfcompress_recipe.json"
 
@@ -75,8 +74,7 @@ def load_model(filepath, custom_objects=None, compile=True):
     filepath = os.fspath(filepath)
     if not os.path.exists(filepath) or not filepath.endswith(".keras"):
         raise ValueError(
-            f"`filepath` must be an existing .keras file. Received: "
-            f"filepath={filepath!r}"
+            f"`filepath` must be an existing .keras file. Received: filepath={filepath!r}"
         )
     _check_archive(filepath)
     return keras.saving.load_model(filepath, custom_objects=custom_objects, compile=compile)

@@ -3,22 +3,15 @@
 `tensorflow_model_optimization.sparsity.keras` -> `tfcompress.sparsity`.
 """
 
-from tfcompress.sparsity.masks import is_m_by_n_sparse
-from tfcompress.sparsity.masks import m_by_n_mask
-from tfcompress.sparsity.masks import magnitude_mask
-from tfcompress.sparsity.masks import sparsity
+from tfcompress.sparsity.masks import is_m_by_n_sparse, m_by_n_mask, magnitude_mask, sparsity
 from tfcompress.sparsity.one_shot import prune_one_shot
 from tfcompress.sparsity.prunable_layer import PrunableLayer
 from tfcompress.sparsity.prune import prune_low_magnitude
 from tfcompress.sparsity.prune_structured import prune_structured
-from tfcompress.sparsity.pruning_callbacks import PruningSummaries
-from tfcompress.sparsity.pruning_callbacks import UpdatePruningStep
-from tfcompress.sparsity.pruning_schedule import ConstantSparsity
-from tfcompress.sparsity.pruning_schedule import PolynomialDecay
-from tfcompress.sparsity.pruning_schedule import PruningSchedule
+from tfcompress.sparsity.pruning_callbacks import PruningSummaries, UpdatePruningStep
+from tfcompress.sparsity.pruning_schedule import ConstantSparsity, PolynomialDecay, PruningSchedule
 from tfcompress.sparsity.pruning_wrapper import PruneLowMagnitude
-from tfcompress.sparsity.report import SparsityReport
-from tfcompress.sparsity.report import sparsity_report
+from tfcompress.sparsity.report import SparsityReport, sparsity_report
 from tfcompress.sparsity.strip import strip_pruning
 from tfcompress.sparsity.structured_report import StructuredPruningReport
 

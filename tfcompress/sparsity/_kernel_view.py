@@ -10,8 +10,7 @@ says nothing (a query kernel `(hidden, heads, head_dim)` and an output kernel
 """
 
 import numpy as np
-from keras import layers
-from keras import ops
+from keras import layers, ops
 
 
 class KernelView:
@@ -96,11 +95,7 @@ def kernel_view(layer):
     if not isinstance(layer, (layers.Dense, layers.EinsumDense)) or not layer.built:
         return None
     kernel = getattr(layer, "_kernel", None)
-    if (
-        kernel is None
-        or "float" not in str(kernel.dtype)
-        or getattr(layer, "lora_enabled", False)
-    ):
+    if kernel is None or "float" not in str(kernel.dtype) or getattr(layer, "lora_enabled", False):
         return None
     if isinstance(layer, layers.Dense):
         return KernelView(layer, (0, 1), None, "i")

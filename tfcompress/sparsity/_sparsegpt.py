@@ -12,8 +12,7 @@ unchanged and turns column `j` into its pruned value.
 
 from keras import ops
 
-from tfcompress.sparsity._wanda import keep_largest_per_output
-from tfcompress.sparsity._wanda import pruned_per_output
+from tfcompress.sparsity._wanda import keep_largest_per_output, pruned_per_output
 
 
 def inverse_hessian_factor(gram, damping):

@@ -28,7 +28,9 @@ def _check_sparsity(value):
 
 def _check_block_size(block_size):
     return check_pair(
-        block_size, "block_size", 1,
+        block_size,
+        "block_size",
+        1,
         expected="a pair of positive integers (rows, cols), e.g. (1, 1) for unstructured or (4, 4)",
     )
 
@@ -88,9 +90,7 @@ def _keep_largest(scores, sparsity):
     count = int(np.prod(scores.shape))
     flat = ops.reshape(scores, (count,))
     _, order = ops.top_k(flat, k=count)
-    rank = ops.scatter(
-        ops.expand_dims(order, -1), ops.arange(count, dtype="int32"), (count,)
-    )
+    rank = ops.scatter(ops.expand_dims(order, -1), ops.arange(count, dtype="int32"), (count,))
     keep = ops.less(rank, count - _num_pruned(sparsity, count))
     return ops.reshape(keep, scores.shape)
 
@@ -101,9 +101,7 @@ def _block_counts(length, block):
     return np.minimum(block, length - starts).astype("float32")
 
 
-def magnitude_mask(
-    weights, sparsity, block_size=(1, 1), block_pooling_type="AVG"
-):
+def magnitude_mask(weights, sparsity, block_size=(1, 1), block_pooling_type="AVG"):
     """Mask that zeros the smallest-magnitude weights (or blocks of weights).
 
     Unstructured (`block_size=(1, 1)`): exactly `round(sparsity * size)`
@@ -169,9 +167,7 @@ def magnitude_mask(
     padded = ops.pad(matrix, ((0, pad_rows), (0, pad_cols)))
     block_rows = (rows + pad_rows) // rows_per_block
     block_cols = (cols + pad_cols) // cols_per_block
-    tiles = ops.reshape(
-        padded, (block_rows, rows_per_block, block_cols, cols_per_block)
-    )
+    tiles = ops.reshape(padded, (block_rows, rows_per_block, block_cols, cols_per_block))
     if pooling == "MAX":
         scores = ops.max(tiles, axis=(1, 3))
     else:

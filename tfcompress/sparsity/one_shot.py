@@ -21,9 +21,7 @@ METHODS = ("magnitude", "wanda", "sparsegpt")
 
 def _check_sparsity(sparsity, sparsity_m_by_n):
     if isinstance(sparsity, bool) or not isinstance(sparsity, numbers.Real):
-        raise TypeError(
-            f"`sparsity` must be a float in [0, 1). Received: sparsity={sparsity!r}."
-        )
+        raise TypeError(f"`sparsity` must be a float in [0, 1). Received: sparsity={sparsity!r}.")
     if not 0.0 <= sparsity < 1.0:
         raise ValueError(
             f"`sparsity` must be in [0, 1). Received: sparsity={sparsity}. Pass the "
@@ -54,9 +52,7 @@ def _check_sparsity(sparsity, sparsity_m_by_n):
 
 def _check_method(method):
     if method not in METHODS:
-        raise ValueError(
-            f"`method` must be one of {METHODS}. Received: method={method!r}."
-        )
+        raise ValueError(f"`method` must be one of {METHODS}. Received: method={method!r}.")
 
 
 def _read_batches(representative_data, method):
@@ -71,8 +67,7 @@ def _read_batches(representative_data, method):
     batches = list(iterate_batches(representative_data))
     if not batches or (isinstance(representative_data, (list, tuple)) and not representative_data):
         raise ValueError(
-            "`representative_data` yielded no batches. Pass at least one batch "
-            "of model inputs."
+            "`representative_data` yielded no batches. Pass at least one batch of model inputs."
         )
     return batches
 
@@ -114,13 +109,18 @@ def _prune_unit(unit, views, stats, settings):
     for view in views:
         if settings["method"] != "magnitude" and id(view.layer) not in stats:
             _LOG.warning(
-                "prune_one_shot: layer %r never ran on `representative_data`; "
-                "it is left dense.", view.layer.path,
+                "prune_one_shot: layer %r never ran on `representative_data`; it is left dense.",
+                view.layer.path,
             )
             continue
         matrix = _pruned_matrix(
-            view, settings["method"], settings["sparsity"], settings["m_by_n"], stats,
-            settings["damping"], settings["block_size"],
+            view,
+            settings["method"],
+            settings["sparsity"],
+            settings["m_by_n"],
+            stats,
+            settings["damping"],
+            settings["block_size"],
         )
         variable = kernel_variable(view.layer)
         variable.assign(ops.cast(view.from_matrix(matrix), variable.dtype))
@@ -226,7 +226,11 @@ def prune_one_shot(
     _check_method(method)
     if not isinstance(damping, numbers.Real) or not damping > 0:
         raise ValueError(f"`damping` must be a positive float. Received: damping={damping!r}.")
-    if isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral) or block_size < 1:
+    if (
+        isinstance(block_size, bool)
+        or not isinstance(block_size, numbers.Integral)
+        or block_size < 1
+    ):
         raise ValueError(
             f"`block_size` must be a positive integer. Received: block_size={block_size!r}."
         )
@@ -252,8 +256,11 @@ def prune_one_shot(
                 "nothing to calibrate. Pass inputs the model's layers use."
             )
     settings = {
-        "method": method, "sparsity": sparsity, "m_by_n": m_by_n,
-        "damping": float(damping), "block_size": int(block_size),
+        "method": method,
+        "sparsity": sparsity,
+        "m_by_n": m_by_n,
+        "damping": float(damping),
+        "block_size": int(block_size),
     }
     progress = keras.utils.Progbar(len(units), unit_name="unit") if verbose else None
     if method == "magnitude":
@@ -265,7 +272,9 @@ def prune_one_shot(
         _calibrate_and_prune(model, batches, units, settings, progress)
     _LOG.info(
         "prune_one_shot(%s): %d layers in %d units pruned to %s.",
-        method, sum(len(v) for _, v, _ in units), len(units),
+        method,
+        sum(len(v) for _, v, _ in units),
+        len(units),
         f"{m_by_n[0]}:{m_by_n[1]}" if m_by_n else f"{sparsity:g}",
     )
     return model

@@ -8,8 +8,7 @@ from tfcompress.core.checks import ensure_keras3_layer
 from tfcompress.core.layer_tree import child_layers
 from tfcompress.core.transform import transform_layers
 from tfcompress.core.wrapper import build_shape_of
-from tfcompress.sparsity.prune_registry import SUPPORTED
-from tfcompress.sparsity.prune_registry import is_prunable
+from tfcompress.sparsity.prune_registry import SUPPORTED, is_prunable
 from tfcompress.sparsity.pruning_callbacks import pruning_wrappers
 from tfcompress.sparsity.pruning_wrapper import PruneLowMagnitude, check_arguments
 

@@ -40,9 +40,7 @@ def _weight_names(layer, prune_embeddings):
 def _embedding_attribute(layer):
     # keras-hub's PositionEmbedding is matched by name so that keras-hub need
     # not be imported; its ReversibleEmbedding is a keras.layers.Embedding.
-    return "embeddings" if isinstance(layer, keras.layers.Embedding) else (
-        "position_embeddings"
-    )
+    return "embeddings" if isinstance(layer, keras.layers.Embedding) else ("position_embeddings")
 
 
 def is_embedding(layer):
@@ -53,9 +51,7 @@ def is_embedding(layer):
 
 def is_prunable(layer, prune_embeddings=False):
     """Whether `prunable_weights` supports `layer` (built or not)."""
-    return isinstance(layer, PrunableLayer) or (
-        _weight_names(layer, prune_embeddings) is not None
-    )
+    return isinstance(layer, PrunableLayer) or (_weight_names(layer, prune_embeddings) is not None)
 
 
 def prunable_weights(layer, prune_embeddings=False):

@@ -152,9 +152,7 @@ class PruningSummaries(keras.callbacks.Callback):
         import tensorflow as tf  # event files are TensorFlow's format
 
         if self._writer is None:
-            self._writer = tf.summary.create_file_writer(
-                os.path.join(self.log_dir, "train")
-            )
+            self._writer = tf.summary.create_file_writer(os.path.join(self.log_dir, "train"))
 
     def _write(self, step, logs=None):
         with self._writer.as_default():

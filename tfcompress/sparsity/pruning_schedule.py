@@ -72,9 +72,7 @@ class PruningSchedule:
         """
         step = ops.cast(step, "int64")
         started = ops.greater_equal(step, self.begin_step)
-        on_turn = ops.equal(
-            ops.mod(step - self.begin_step, self.frequency), 0
-        )
+        on_turn = ops.equal(ops.mod(step - self.begin_step, self.frequency), 0)
         if self.end_step == -1:
             return ops.logical_and(started, on_turn)
         in_range = ops.logical_and(started, ops.less_equal(step, self.end_step))
@@ -98,8 +96,7 @@ class PruningSchedule:
     def sparsity_at(self, step):
         """The target sparsity at `step`, as a float32 scalar tensor."""
         raise NotImplementedError(
-            f"Pruning schedule '{type(self).__name__}' must override "
-            "`sparsity_at(self, step)`."
+            f"Pruning schedule '{type(self).__name__}' must override `sparsity_at(self, step)`."
         )
 
     def __call__(self, step):
@@ -167,9 +164,7 @@ class ConstantSparsity(PruningSchedule):
     """
 
     def __init__(self, target_sparsity, begin_step, end_step=-1, frequency=100):
-        self.target_sparsity = _check_sparsity(
-            "target_sparsity", target_sparsity
-        )
+        self.target_sparsity = _check_sparsity("target_sparsity", target_sparsity)
         self.begin_step = check_int(begin_step, "begin_step", 0, hint="Steps count from 0.")
         self.end_step = _check_end_step(end_step, self.begin_step, True)
         self.frequency = check_int(
@@ -231,14 +226,15 @@ class PolynomialDecay(PruningSchedule):
         power=3,
         frequency=100,
     ):
-        self.initial_sparsity = _check_sparsity(
-            "initial_sparsity", initial_sparsity
-        )
+        self.initial_sparsity = _check_sparsity("initial_sparsity", initial_sparsity)
         self.final_sparsity = _check_sparsity("final_sparsity", final_sparsity)
         self.begin_step = check_int(begin_step, "begin_step", 0, hint="Steps count from 0.")
         self.end_step = _check_end_step(end_step, self.begin_step, False)
         check_number(
-            power, "power", 0, open_low=True,
+            power,
+            "power",
+            0,
+            open_low=True,
             hint="Use 1 for a linear ramp, 3 (the default) for a fast start.",
         )
         self.power = power if isinstance(power, int) else float(power)
@@ -251,13 +247,10 @@ class PolynomialDecay(PruningSchedule):
         if self.end_step == self.begin_step:
             progress = ops.cast(ops.greater_equal(elapsed, 0.0), "float32")
         else:
-            progress = ops.clip(
-                elapsed / float(self.end_step - self.begin_step), 0.0, 1.0
-            )
+            progress = ops.clip(elapsed / float(self.end_step - self.begin_step), 0.0, 1.0)
         remaining = ops.power(1.0 - progress, float(self.power))
         return ops.cast(
-            self.final_sparsity
-            + (self.initial_sparsity - self.final_sparsity) * remaining,
+            self.final_sparsity + (self.initial_sparsity - self.final_sparsity) * remaining,
             "float32",
         )
 
@@ -340,9 +333,7 @@ def deserialize(config, custom_objects=None):
         )
     objects = dict(_BUILTIN)
     objects.update(custom_objects or {})
-    schedule = keras.saving.deserialize_keras_object(
-        config, custom_objects=objects
-    )
+    schedule = keras.saving.deserialize_keras_object(config, custom_objects=objects)
     if not isinstance(schedule, PruningSchedule):
         raise TypeError(
             f"`config` describes a {type(schedule).__name__}, not a "

@@ -5,14 +5,15 @@ from keras import ops
 
 from tfcompress.core.checks import check_pair
 from tfcompress.core.wrapper import CompressionWrapper
-from tfcompress.sparsity import masks as masks_lib
-from tfcompress.sparsity import pruning_schedule as schedule_lib
+from tfcompress.sparsity import masks as masks_lib, pruning_schedule as schedule_lib
 from tfcompress.sparsity.prune_registry import SUPPORTED, prunable_weights, reduction_axis
 
 
 def _check_block(block_size, block_pooling_type):
     block_size = check_pair(
-        block_size, "block_size", 1,
+        block_size,
+        "block_size",
+        1,
         expected="a pair of positive ints, e.g. (1, 1) for unstructured or (1, 4) for blocks",
     )
     if block_pooling_type not in ("AVG", "MAX"):
@@ -195,9 +196,7 @@ class PruneLowMagnitude(CompressionWrapper):
             m, n = self.sparsity_m_by_n
             axis = reduction_axis(self.layer, weight)
             return masks_lib.m_by_n_mask(weight, m, n, axis)
-        return masks_lib.magnitude_mask(
-            weight, sparsity, self.block_size, self.block_pooling_type
-        )
+        return masks_lib.magnitude_mask(weight, sparsity, self.block_size, self.block_pooling_type)
 
     def update_masks(self, sparsity=None):
         """Recomputes every mask now (at `sparsity`, or the schedule's).
@@ -207,9 +206,7 @@ class PruneLowMagnitude(CompressionWrapper):
                 at `pruning_step`.
         """
         if sparsity is None:
-            sparsity = self.pruning_schedule.sparsity_at(
-                ops.maximum(self.pruning_step, 0)
-            )
+            sparsity = self.pruning_schedule.sparsity_at(ops.maximum(self.pruning_step, 0))
         for weight, mask in self.pruning_vars:
             mask.assign(ops.cast(self._new_mask(weight, sparsity), mask.dtype))
             weight.assign(weight * mask)
@@ -273,14 +270,10 @@ class PruneLowMagnitude(CompressionWrapper):
         config = super().get_config()
         config.update(
             {
-                "pruning_schedule": keras.saving.serialize_keras_object(
-                    self.pruning_schedule
-                ),
+                "pruning_schedule": keras.saving.serialize_keras_object(self.pruning_schedule),
                 "block_size": list(self.block_size),
                 "block_pooling_type": self.block_pooling_type,
-                "sparsity_m_by_n": (
-                    list(self.sparsity_m_by_n) if self.sparsity_m_by_n else None
-                ),
+                "sparsity_m_by_n": (list(self.sparsity_m_by_n) if self.sparsity_m_by_n else None),
                 "prune_embeddings": self.prune_embeddings,
             }
         )

@@ -45,9 +45,7 @@ def _uniform_blocks(zero, rows_per_block, cols_per_block):
     )
     block_rows = padded.shape[0] // rows_per_block
     block_cols = padded.shape[1] // cols_per_block
-    zeros = padded.reshape(
-        block_rows, rows_per_block, block_cols, cols_per_block
-    ).sum(axis=(1, 3))
+    zeros = padded.reshape(block_rows, rows_per_block, block_cols, cols_per_block).sum(axis=(1, 3))
     row_starts = rows_per_block * np.arange(block_rows)
     col_starts = cols_per_block * np.arange(block_cols)
     real = np.outer(
@@ -69,15 +67,11 @@ def _block_shape(zero):
     row_sides = [s for s in _BLOCK_SIDES if s < 2 * rows]
     col_sides = [s for s in _BLOCK_SIDES if s < 2 * cols]
     col = 0
-    while col + 1 < len(col_sides) and _uniform_blocks(
-        zero, 1, col_sides[col + 1]
-    ):
+    while col + 1 < len(col_sides) and _uniform_blocks(zero, 1, col_sides[col + 1]):
         col += 1
     best = (1, col_sides[col])
     for rows_per_block in row_sides[1:]:
-        while col >= 0 and not _uniform_blocks(
-            zero, rows_per_block, col_sides[col]
-        ):
+        while col >= 0 and not _uniform_blocks(zero, rows_per_block, col_sides[col]):
             col -= 1
         if col < 0:
             break
@@ -94,9 +88,7 @@ def _structure(value, zeros):
     if value.ndim < 2:
         return "unstructured"
     for axis in sorted({0, value.ndim - 2}):
-        if value.shape[axis] % 4 == 0 and bool(
-            is_m_by_n_sparse(value, 2, 4, axis)
-        ):
+        if value.shape[axis] % 4 == 0 and bool(is_m_by_n_sparse(value, 2, 4, axis)):
             return "2:4"
     rows, cols = _block_shape(np.reshape(value == 0, (-1, value.shape[-1])))
     if rows * cols > 1:
@@ -125,9 +117,7 @@ class SparsityReport:
         self.total_size = sum(row["size"] for row in kernels)
         self.total_zeros = sum(row["zeros"] for row in kernels)
         self.num_kernels = len(kernels)
-        self.overall_sparsity = (
-            self.total_zeros / self.total_size if self.total_size else 0.0
-        )
+        self.overall_sparsity = self.total_zeros / self.total_size if self.total_size else 0.0
 
     def as_dict(self):
         """The report as a JSON-compatible dict.

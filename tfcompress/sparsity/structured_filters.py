@@ -135,7 +135,11 @@ def _spaces(model, inputs):
                 for space in known:
                     space.root().blocked = True
             continue
-        if known and (isinstance(layer, _PASS) or _channelwise(layer, len(layer_inputs[0].shape))) and output is not None:
+        if (
+            known
+            and (isinstance(layer, _PASS) or _channelwise(layer, len(layer_inputs[0].shape)))
+            and output is not None
+        ):
             space = known[0].root()
             if isinstance(layer, keras.layers.BatchNormalization):
                 for name in ("gamma", "beta", "moving_mean", "moving_variance"):
@@ -150,12 +154,19 @@ def _spaces(model, inputs):
         if known and isinstance(layer, keras.layers.Flatten) and output is not None:
             space = known[0].root()
             spatial = int(np.prod(layer_inputs[0].shape[1:-1]))
-            units = (np.arange(spatial)[None, :] * space.size + np.arange(space.size)[:, None])
+            units = np.arange(spatial)[None, :] * space.size + np.arange(space.size)[:, None]
             flat_of[id(output)] = (space, units)
             continue
         if _is_producer(layer) and not twice:
             if known:
-                _add(known[0].root(), layer, "kernel", len(layer.kernel.shape) - 2, contiguous(known[0].root().size), "in")
+                _add(
+                    known[0].root(),
+                    layer,
+                    "kernel",
+                    len(layer.kernel.shape) - 2,
+                    contiguous(known[0].root().size),
+                    "in",
+                )
             elif flats[0]:
                 space, units = flats[0]
                 _add(space.root(), layer, "kernel", 0, units, "in")
@@ -225,7 +236,10 @@ class _Plan:
                 shape[-1] = units[keep].size
         ref = self.refs[id(layer)]
         new = sliced_copy(
-            layer, config, tuple(shape), [values[id(v)] for v in layer.weights],
+            layer,
+            config,
+            tuple(shape),
+            [values[id(v)] for v in layer.weights],
             ref.path.rpartition("/")[0],
         )
         replace_layer(self.model, ref, new)
@@ -243,8 +257,10 @@ def filter_groups(model, sample):
         A list of `Group`s of kind "filters"; their `rebuild` records the
         kept units and `commit` rebuilds every layer they touch.
     """
-    inputs = _generated_input(model) if sample is None else drop_labels(
-        sample, len(model.inputs) if getattr(model, "inputs", None) else None
+    inputs = (
+        _generated_input(model)
+        if sample is None
+        else drop_labels(sample, len(model.inputs) if getattr(model, "inputs", None) else None)
     )
     if inputs is None:
         return []

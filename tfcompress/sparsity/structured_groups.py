@@ -103,7 +103,9 @@ def sliced_copy(layer, config_changes, build_shape, weights, scope=""):
 def _head_group(model, ref):
     mha = ref.layer
     heads = mha.num_heads
-    producers = [getattr(mha, name) for name in _HEAD_PRODUCERS if getattr(mha, name, None) is not None]
+    producers = [
+        getattr(mha, name) for name in _HEAD_PRODUCERS if getattr(mha, name, None) is not None
+    ]
     members = []
     for dense in producers:
         members.append(Member(dense.kernel, 1, contiguous(heads)))
@@ -118,7 +120,9 @@ def _head_group(model, ref):
         for variable in mha.weights:
             member = next((m for m in members if m.variable is variable), None)
             value = variable.numpy()
-            weights.append(value if member is None else take_units(value, member.axis, member.units, keep))
+            weights.append(
+                value if member is None else take_units(value, member.axis, member.units, keep)
+            )
         new = sliced_copy(
             mha,
             {"num_heads": len(keep), "key_dim": mha.key_dim, "value_dim": mha.value_dim},
@@ -132,7 +136,9 @@ def _head_group(model, ref):
         )
         replace_layer(model, ref, new)
 
-    return Group("heads", ref.path.rpartition("/")[0] or ref.path, heads, members, rebuild, granular=False)
+    return Group(
+        "heads", ref.path.rpartition("/")[0] or ref.path, heads, members, rebuild, granular=False
+    )
 
 
 def _ffn_group(model, ref):
@@ -152,7 +158,9 @@ def _ffn_group(model, ref):
             weights = [take_units(dense.kernel.numpy(), 1, contiguous(width), keep)]
             if dense.bias is not None:
                 weights.append(take_units(dense.bias.numpy(), 0, contiguous(width), keep))
-            new = sliced_copy(dense, {"units": len(keep)}, (None, dense.kernel.shape[0]), weights, ref.path)
+            new = sliced_copy(
+                dense, {"units": len(keep)}, (None, dense.kernel.shape[0]), weights, ref.path
+            )
             replace_layer(model, dense, new)
         weights = [take_units(output.kernel.numpy(), 0, contiguous(width), keep)]
         weights += [w.numpy() for w in output.weights[1:]]

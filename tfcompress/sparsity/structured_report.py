@@ -49,16 +49,15 @@ def matmul_flops(model, sample):
     inputs = _inputs(model, sample)
     if inputs is None:
         return None
-    layers = [
-        ref.layer for ref in walk_layers(model)
-        if isinstance(ref.layer, _MATMUL_LAYERS)
-    ]
+    layers = [ref.layer for ref in walk_layers(model) if isinstance(ref.layer, _MATMUL_LAYERS)]
     total = [0.0]
     batch = keras.tree.flatten(inputs)[0].shape[0] or 1
 
     def count(layer, _, outputs):
         output = keras.tree.flatten(outputs)[0]
-        total[0] += 2.0 * np.prod(layer.kernel.shape) * np.prod(output.shape) / _output_dims(layer) / batch
+        total[0] += (
+            2.0 * np.prod(layer.kernel.shape) * np.prod(output.shape) / _output_dims(layer) / batch
+        )
 
     with intercept_calls(layers, count):
         model(inputs, training=False)
@@ -90,7 +89,13 @@ class StructuredPruningReport:
 
     def finish(self, model, decisions, sample):
         self.rows = [
-            {"kind": kind, "path": path, "before": size, "after": len(keep), "kept": [int(i) for i in keep]}
+            {
+                "kind": kind,
+                "path": path,
+                "before": size,
+                "after": len(keep),
+                "kept": [int(i) for i in keep],
+            }
             for kind, path, size, keep in decisions
         ]
         self.params_after = model.count_params()
@@ -105,8 +110,12 @@ class StructuredPruningReport:
 
     def __str__(self):
         lines = [f"{'kind':8} {'layer':40} {'before':>7} {'after':>7}"]
-        lines += [f"{r['kind']:8} {r['path']:40} {r['before']:7d} {r['after']:7d}" for r in self.rows]
+        lines += [
+            f"{r['kind']:8} {r['path']:40} {r['before']:7d} {r['after']:7d}" for r in self.rows
+        ]
         lines.append(f"parameters: {self.params_before:,} -> {self.params_after:,}")
         if self.flops_before is not None:
-            lines.append(f"matmul FLOPs per example: {self.flops_before:,.0f} -> {self.flops_after:,.0f}")
+            lines.append(
+                f"matmul FLOPs per example: {self.flops_before:,.0f} -> {self.flops_after:,.0f}"
+            )
         return "\n".join(lines)

@@ -50,7 +50,8 @@ def unit_scores(group, criterion, statistics=None, seed=0):
 
 def _float_outputs(outputs):
     return [
-        o for o in keras.tree.flatten(outputs)
+        o
+        for o in keras.tree.flatten(outputs)
         if keras.backend.is_float_dtype(keras.backend.standardize_dtype(o.dtype))
     ]
 
@@ -122,7 +123,8 @@ def gradient_statistics(model, groups, batches, progress=None):
             squares[i] += np.square(g)
         for group in groups:
             first_order = sum(
-                _per_unit(m.variable.numpy() * gradients[index[id(m.variable)]], m) for m in group.members
+                _per_unit(m.variable.numpy() * gradients[index[id(m.variable)]], m)
+                for m in group.members
             )
             taylor[id(group)] += np.abs(first_order)
         count += 1

@@ -87,12 +87,8 @@ def kept_counts(groups, fractions, scores, round_to, name):
     counts = {}
     if isinstance(fractions, tuple):
         fraction = fractions[1]
-        normalized = [
-            (scores[g.path] / (np.mean(scores[g.path]) or 1.0), g) for g in groups
-        ]
-        pooled = sorted(
-            (value, g.path) for values, g in normalized for value in values
-        )
+        normalized = [(scores[g.path] / (np.mean(scores[g.path]) or 1.0), g) for g in groups]
+        pooled = sorted((value, g.path) for values, g in normalized for value in values)
         budget = int(round(fraction * sum(g.size for g in groups)))
         removed = {g.path: 0 for g in groups}
         sizes = {g.path: g.size for g in groups}
@@ -104,7 +100,9 @@ def kept_counts(groups, fractions, scores, round_to, name):
                 budget -= 1
         for g in groups:
             kept = g.size - removed[g.path]
-            counts[g.path] = round_kept(kept, g.size, round_to) if g.granular and removed[g.path] else kept
+            counts[g.path] = (
+                round_kept(kept, g.size, round_to) if g.granular and removed[g.path] else kept
+            )
         return counts
     for g in groups:
         fraction = fractions.get(g.path)

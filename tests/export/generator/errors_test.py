@@ -31,7 +31,10 @@ def test_causal_lm_without_a_cache(gpt2):
 @pytest.mark.parametrize(
     "kwargs, match",
     [
-        (dict(prefill_lengths=(16,)), r"in \[1, cache_length - 1\] = \[1, 15\].*prefill_lengths=\(16,\)"),
+        (
+            dict(prefill_lengths=(16,)),
+            r"in \[1, cache_length - 1\] = \[1, 15\].*prefill_lengths=\(16,\)",
+        ),
         (dict(prefill_lengths=(0,)), r"in \[1, cache_length - 1\]"),
         (dict(prefill_lengths=8), "must be a non-empty tuple"),
         (dict(prefill_lengths=()), "must be a non-empty tuple"),

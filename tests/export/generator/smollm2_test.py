@@ -20,7 +20,11 @@ NEW_TOKENS = 24
 def test_greedy_answers_identical_in_keras_and_float32_file(tmp_path):
     causal_lm = tfcompress.models.from_gguf(tfcompress.models.smollm2_path(), sequence_length=CACHE)
     result = tfcompress.export.to_tflite_generator(
-        causal_lm, target="float32", cache_length=CACHE, prefill_lengths=(48,), path=tmp_path / "smollm2.tflite"
+        causal_lm,
+        target="float32",
+        cache_length=CACHE,
+        prefill_lengths=(48,),
+        path=tmp_path / "smollm2.tflite",
     )
     assert result.checks["logits_match"]["relative_error"] < 1e-4
     meta = tfcompress.export.read_generator_metadata(tmp_path / "smollm2.tflite")

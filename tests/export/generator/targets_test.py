@@ -4,9 +4,7 @@ import numpy as np
 import pytest
 
 from tests import _tiny_causal_lm
-from tfcompress.export import ExportVerificationError
-from tfcompress.export import flatbuffer
-from tfcompress.export import to_tflite_generator
+from tfcompress.export import ExportVerificationError, flatbuffer, to_tflite_generator
 from tfcompress.export.generator.generator_checks import decode_steps
 from tfcompress.export.generator.keras_reference import keras_step_logits
 
@@ -46,15 +44,23 @@ def test_tied_embedding_is_stored_once(exports, llama, target):
     )
     assert len(buffers) == 1, buffers
     bytes_per_value = {"float32": 4, "float16": 2, "dynamic_int8": 1, "int8_weights": 1}[target]
-    assert list(buffers.values()) == [backbone.vocabulary_size * backbone.hidden_dim * bytes_per_value]
+    assert list(buffers.values()) == [
+        backbone.vocabulary_size * backbone.hidden_dim * bytes_per_value
+    ]
     # Read by the lookup (GATHER) in every signature and by the LM head, through
     # a DEQUANTIZE for float16 weights.
     readers = []
     for sg in model.subgraphs:
-        direct = [op for op in sg.operators if any(i >= 0 and sg.tensors[i].buffer in buffers for i in op.inputs)]
+        direct = [
+            op
+            for op in sg.operators
+            if any(i >= 0 and sg.tensors[i].buffer in buffers for i in op.inputs)
+        ]
         for op in direct:
             if flatbuffer.op_name(model, op) == "DEQUANTIZE":
-                readers += [flatbuffer.op_name(model, c) for c in sg.operators if op.outputs[0] in c.inputs]
+                readers += [
+                    flatbuffer.op_name(model, c) for c in sg.operators if op.outputs[0] in c.inputs
+                ]
             else:
                 readers.append(flatbuffer.op_name(model, op))
     assert readers.count("GATHER") == 2
@@ -96,7 +102,9 @@ def test_int8_weights_is_closer_to_keras_than_dynamic_int8(exports, llama):
     ids = list(range(10, 40))
     reference = keras_step_logits(llama, ids, 32)
     error = {
-        target: np.abs(decode_steps(exports[target].content, exports[target].metadata, ids) - reference).mean()
+        target: np.abs(
+            decode_steps(exports[target].content, exports[target].metadata, ids) - reference
+        ).mean()
         for target in ("dynamic_int8", "int8_weights")
     }
     assert error["int8_weights"] < error["dynamic_int8"]
@@ -104,4 +112,6 @@ def test_int8_weights_is_closer_to_keras_than_dynamic_int8(exports, llama):
 
 def test_verification_fails_loudly_when_logits_drift(llama):
     with pytest.raises(ExportVerificationError, match="logits_match"):
-        to_tflite_generator(llama, target="dynamic_int8", cache_length=16, prefill_lengths=(4,), tolerance=1e-7)
+        to_tflite_generator(
+            llama, target="dynamic_int8", cache_length=16, prefill_lengths=(4,), tolerance=1e-7
+        )

@@ -9,12 +9,9 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 
 from tests import _tiny_causal_lm
-from tfcompress.export import flatbuffer
-from tfcompress.export import read_generator_metadata
-from tfcompress.export import to_tflite_generator
+from tfcompress.export import flatbuffer, read_generator_metadata, to_tflite_generator
 from tfcompress.export.generator.graph import cache_names
-from tfcompress.export.generator.keras_reference import keras_greedy
-from tfcompress.export.generator.keras_reference import keras_step_logits
+from tfcompress.export.generator.keras_reference import keras_greedy, keras_step_logits
 
 CACHE = 96
 PREFILL = (8, 16)
@@ -63,14 +60,18 @@ def _meta_of(content):
     import json
 
     model = flatbuffer.read_model(content)
-    entry = [m for m in model.metadata if m.name in (b"tfcompress_generator", "tfcompress_generator")][0]
+    entry = [
+        m for m in model.metadata if m.name in (b"tfcompress_generator", "tfcompress_generator")
+    ][0]
     return json.loads(bytes(bytearray(model.buffers[entry.buffer].data)).decode())
 
 
 @pytest.fixture(scope="module", params=sorted(BUILDERS))
 def exported(request):
     causal_lm = BUILDERS[request.param]()
-    result = to_tflite_generator(causal_lm, target="float32", cache_length=CACHE, prefill_lengths=PREFILL)
+    result = to_tflite_generator(
+        causal_lm, target="float32", cache_length=CACHE, prefill_lengths=PREFILL
+    )
     return causal_lm, result
 
 
@@ -128,7 +129,9 @@ def test_prefill_then_decode_equals_token_by_token(exported):
     np.testing.assert_allclose(second, logits[-1], atol=1e-4)
     used = len(turn_1) + len(turn_2)
     for name in chunked.caches:
-        np.testing.assert_allclose(chunked.caches[name][:, :used], stepped.caches[name][:, :used], atol=1e-4)
+        np.testing.assert_allclose(
+            chunked.caches[name][:, :used], stepped.caches[name][:, :used], atol=1e-4
+        )
 
 
 def test_signature_names_shapes_and_dtypes(exported):
@@ -146,7 +149,9 @@ def test_signature_names_shapes_and_dtypes(exported):
             "input_pos": ([length], np.int32),
             **{n: (cache_shape, np.float32) for n in names},
         }
-        outputs = {k: (list(v["shape"]), v["dtype"]) for k, v in runner.get_output_details().items()}
+        outputs = {
+            k: (list(v["shape"]), v["dtype"]) for k, v in runner.get_output_details().items()
+        }
         expected = {n: (cache_shape, np.float32) for n in names}
         if key == "decode":
             expected["logits"] = ([1, 1, causal_lm.backbone.vocabulary_size], np.float32)

@@ -69,7 +69,12 @@ def _output_dense(layer):
 def _norm(layer):
     if hasattr(layer, "gamma"):
         beta = getattr(layer, "beta", None)
-        return {"gamma": _np(layer.gamma), "beta": _np(beta), "epsilon": float(layer.epsilon), "rms": False}
+        return {
+            "gamma": _np(layer.gamma),
+            "beta": _np(beta),
+            "epsilon": float(layer.epsilon),
+            "rms": False,
+        }
     return {"gamma": _np(layer.scale), "beta": None, "epsilon": float(layer.epsilon), "rms": True}
 
 
@@ -86,7 +91,9 @@ def _gpt2(causal_lm, max_positions):
     layers = []
     for block in backbone.transformer_layers:
         if not block.normalize_first:
-            raise ValueError("`causal_lm` has post-norm decoder blocks; GPT-2 export expects normalize_first=True.")
+            raise ValueError(
+                "`causal_lm` has post-norm decoder blocks; GPT-2 export expects normalize_first=True."
+            )
         attention = block._self_attention_layer
         up, up_bias = _dense(block._feedforward_intermediate_dense)
         down, down_bias = _dense(block._feedforward_output_dense)
@@ -95,8 +102,12 @@ def _gpt2(causal_lm, max_positions):
                 _attention(attention),
                 attention_norm=_norm(block._self_attention_layer_norm),
                 ffn_norm=_norm(block._feedforward_layer_norm),
-                up=up, up_bias=up_bias, down=down, down_bias=down_bias,
-                gate=None, gate_bias=None,
+                up=up,
+                up_bias=up_bias,
+                down=down,
+                down_bias=down_bias,
+                gate=None,
+                gate_bias=None,
                 activation=block._feedforward_intermediate_dense.activation,
             )
         )
@@ -131,8 +142,13 @@ def _llama(causal_lm, max_positions):
                 _attention(block._self_attention_layer),
                 attention_norm=_norm(block._self_attention_layernorm),
                 ffn_norm=_norm(block._feedforward_layernorm),
-                up=up, up_bias=up_bias, gate=gate, gate_bias=gate_bias,
-                down=down, down_bias=down_bias, activation=block.activation,
+                up=up,
+                up_bias=up_bias,
+                gate=gate,
+                gate_bias=gate_bias,
+                down=down,
+                down_bias=down_bias,
+                activation=block.activation,
             )
         )
     attention = backbone.transformer_layers[0]._self_attention_layer
@@ -162,7 +178,7 @@ def _llama(causal_lm, max_positions):
 
 
 def architecture_of(causal_lm):
-    """"gpt2", "llama3" or None for a model the exporter cannot read."""
+    """ "gpt2", "llama3" or None for a model the exporter cannot read."""
     import keras_hub
 
     if isinstance(causal_lm, keras_hub.models.GPT2CausalLM):

@@ -51,23 +51,41 @@ class GeneratorGraph(tf.Module):
             # so both uses can read one int8 table.
             scale = np.maximum(np.abs(table).max(axis=1, keepdims=True), 1e-12) / 127.0
             self.table_int8 = tf.Variable(
-                np.clip(np.round(table / scale), -127, 127).astype(np.int8), trainable=False, name="embedding_int8"
+                np.clip(np.round(table / scale), -127, 127).astype(np.int8),
+                trainable=False,
+                name="embedding_int8",
             )
-            self.table_scale = tf.Variable(scale.astype(np.float32), trainable=False, name="embedding_scale")
+            self.table_scale = tf.Variable(
+                scale.astype(np.float32), trainable=False, name="embedding_scale"
+            )
         self.head = (
-            None if weights.head is None else tf.Variable(weights.head.T, trainable=False, name="head")
+            None
+            if weights.head is None
+            else tf.Variable(weights.head.T, trainable=False, name="head")
         )
-        self.layer_vars = [self._layer_variables(i, layer) for i, layer in enumerate(weights.layers)]
+        self.layer_vars = [
+            self._layer_variables(i, layer) for i, layer in enumerate(weights.layers)
+        ]
         self.final_norm = self._norm_variables("final_norm", weights.final_norm)
         if folded_gain is not None:
             self.inverse_gain = tf.Variable(1.0 / folded_gain, trainable=False, name="inverse_gain")
             beta = weights.final_norm["beta"]
-            self.shift = None if beta is None else tf.Variable(beta / folded_gain, trainable=False, name="shift")
+            self.shift = (
+                None
+                if beta is None
+                else tf.Variable(beta / folded_gain, trainable=False, name="shift")
+            )
         if weights.positions is not None:
-            self.positions = tf.Variable(weights.positions[:cache_length], trainable=False, name="positions")
+            self.positions = tf.Variable(
+                weights.positions[:cache_length], trainable=False, name="positions"
+            )
         else:
-            self.rope_cos = tf.Variable(weights.rope_cos[:cache_length], trainable=False, name="rope_cos")
-            self.rope_sin = tf.Variable(weights.rope_sin[:cache_length], trainable=False, name="rope_sin")
+            self.rope_cos = tf.Variable(
+                weights.rope_cos[:cache_length], trainable=False, name="rope_cos"
+            )
+            self.rope_sin = tf.Variable(
+                weights.rope_sin[:cache_length], trainable=False, name="rope_sin"
+            )
 
     def _variable(self, name, value):
         return None if value is None else tf.Variable(value, trainable=False, name=name)
@@ -119,9 +137,15 @@ class GeneratorGraph(tf.Module):
         w = self.w
         steps = x.shape[0]
         groups = w.num_query_heads // w.num_kv_heads
-        q = tf.reshape(self._linear(x, layer["q"], layer["q_bias"]), [steps, w.num_query_heads, w.head_dim])
-        k = tf.reshape(self._linear(x, layer["k"], layer["k_bias"]), [steps, w.num_kv_heads, w.head_dim])
-        v = tf.reshape(self._linear(x, layer["v"], layer["v_bias"]), [steps, w.num_kv_heads, w.head_dim])
+        q = tf.reshape(
+            self._linear(x, layer["q"], layer["q_bias"]), [steps, w.num_query_heads, w.head_dim]
+        )
+        k = tf.reshape(
+            self._linear(x, layer["k"], layer["k_bias"]), [steps, w.num_kv_heads, w.head_dim]
+        )
+        v = tf.reshape(
+            self._linear(x, layer["v"], layer["v_bias"]), [steps, w.num_kv_heads, w.head_dim]
+        )
         if w.positions is None:
             cos = tf.expand_dims(tf.gather(self.rope_cos, positions), 1)
             sin = tf.expand_dims(tf.gather(self.rope_sin, positions), 1)
@@ -158,7 +182,9 @@ class GeneratorGraph(tf.Module):
     def _embed(self, tokens, positions):
         ids = tf.reshape(tokens, [-1])
         if self._int8_embedding:
-            x = tf.cast(tf.gather(self.table_int8, ids), tf.float32) * tf.gather(self.table_scale, ids)
+            x = tf.cast(tf.gather(self.table_int8, ids), tf.float32) * tf.gather(
+                self.table_scale, ids
+            )
         else:
             x = tf.gather(self.table, ids)
         if self._folded_gain is not None:
@@ -186,7 +212,11 @@ class GeneratorGraph(tf.Module):
         for i, layer in enumerate(self.layer_vars):
             k_name, v_name = names[2 * i], names[2 * i + 1]
             attended, k_cache, v_cache = self._attention(
-                self._normalize(x, layer["attention_norm"]), layer, positions, caches[k_name], caches[v_name]
+                self._normalize(x, layer["attention_norm"]),
+                layer,
+                positions,
+                caches[k_name],
+                caches[v_name],
             )
             outputs[k_name], outputs[v_name] = k_cache, v_cache
             x = x + attended

@@ -30,4 +30,4 @@ def keras_greedy(causal_lm, prompt_ids, new_tokens, cache_length):
         step, _, cache = causal_lm.call_with_cache(np.array([[ids[i]]], np.int32), cache, i)
         if i >= len(ids) - 1:
             ids.append(int(np.argmax(keras.ops.convert_to_numpy(step)[0, 0])))
-    return ids[len(prompt_ids):]
+    return ids[len(prompt_ids) :]

@@ -11,7 +11,6 @@ import pathlib
 
 import numpy as np
 
-
 try:
     from ai_edge_litert import schema_py_generated as schema
 except ImportError:
@@ -98,8 +97,8 @@ def add_generator_metadata(content, meta):
     entry = schema.MetadataT()
     entry.name = METADATA_NAME
     entry.buffer = len(model.buffers) - 1
-    model.metadata = [m for m in (model.metadata or []) if m.name not in (METADATA_NAME, METADATA_NAME.encode())]
+    model.metadata = [
+        m for m in (model.metadata or []) if m.name not in (METADATA_NAME, METADATA_NAME.encode())
+    ]
     model.metadata.append(entry)
     return flatbuffer.pack(model)
-
-

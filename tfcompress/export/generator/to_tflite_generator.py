@@ -8,11 +8,13 @@ import warnings
 
 import tensorflow as tf
 
-from tfcompress.export.generator import metadata as metadata_lib
-from tfcompress.export.generator import decoder_weights
-from tfcompress.export.generator import graph as graph_lib
-from tfcompress.export.generator import tokenizer_metadata
-from tfcompress.export.generator import weight_rewrites
+from tfcompress.export.generator import (
+    decoder_weights,
+    graph as graph_lib,
+    metadata as metadata_lib,
+    tokenizer_metadata,
+    weight_rewrites,
+)
 from tfcompress.export.generator.generator_checks import run_generator_checks
 from tfcompress.export.generator.generator_export import GeneratorExport
 
@@ -41,7 +43,9 @@ def _validate(causal_lm, target, cache_length, prefill_lengths, path, verify):
             "See docs/generator_export.md for how to make another decoder exportable."
         )
     if target not in GENERATOR_TARGETS:
-        raise ValueError(f"`target` must be one of {GENERATOR_TARGETS}. Received: target={target!r}")
+        raise ValueError(
+            f"`target` must be one of {GENERATOR_TARGETS}. Received: target={target!r}"
+        )
     if not isinstance(cache_length, int) or isinstance(cache_length, bool) or cache_length < 2:
         raise ValueError(
             f"`cache_length` must be an int >= 2 (the context, prompt plus answer, in "
@@ -60,7 +64,11 @@ def _validate(causal_lm, target, cache_length, prefill_lengths, path, verify):
             f"Received: prefill_lengths={prefill_lengths!r}"
         )
     for length in prefill_lengths:
-        if not isinstance(length, int) or isinstance(length, bool) or not 1 <= length < cache_length:
+        if (
+            not isinstance(length, int)
+            or isinstance(length, bool)
+            or not 1 <= length < cache_length
+        ):
             raise ValueError(
                 f"Every prefill length must be an int in [1, cache_length - 1] = [1, "
                 f"{cache_length - 1}] (a prompt longer than the cache cannot be "
@@ -205,4 +213,6 @@ def to_tflite_generator(
         pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
         pathlib.Path(path).write_bytes(content)
         progress(f"wrote {path} ({len(content) / 1e6:.1f} MB)")
-    return GeneratorExport(content=content, path=None if path is None else str(path), metadata=meta, checks=checks)
+    return GeneratorExport(
+        content=content, path=None if path is None else str(path), metadata=meta, checks=checks
+    )

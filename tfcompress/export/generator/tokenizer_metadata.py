@@ -3,7 +3,11 @@
 _SAMPLERS = {
     "GreedySampler": lambda s: {"temperature": 0.0, "top_k": 1, "top_p": 1.0},
     "TopKSampler": lambda s: {"temperature": float(s.temperature), "top_k": int(s.k), "top_p": 1.0},
-    "TopPSampler": lambda s: {"temperature": float(s.temperature), "top_k": int(s.k or 0), "top_p": float(s.p)},
+    "TopPSampler": lambda s: {
+        "temperature": float(s.temperature),
+        "top_k": int(s.k or 0),
+        "top_p": float(s.p),
+    },
 }
 SAMPLING_KEYS = ("temperature", "top_k", "top_p")
 
@@ -55,10 +59,23 @@ def tokenizer_metadata(causal_lm, chat_template=None, sampling=None):
     if chat_template is None:
         chat_template = getattr(tokenizer, "chat_template", None)
     if chat_template is not None and not isinstance(chat_template, str):
-        raise TypeError(f"`chat_template` must be a str or None. Received: {type(chat_template).__name__}")
+        raise TypeError(
+            f"`chat_template` must be a str or None. Received: {type(chat_template).__name__}"
+        )
     special = {str(token): int(tokenizer.token_to_id(token)) for token in tokenizer.special_tokens}
-    special.update({str(t): int(vocabulary[t]) for t in getattr(tokenizer, "unsplittable_tokens", None) or []})
-    end_ids = sorted({int(i) for i in ([getattr(tokenizer, "end_token_id", None)] + list(getattr(tokenizer, "end_token_ids", None) or [])) if i is not None})
+    special.update(
+        {str(t): int(vocabulary[t]) for t in getattr(tokenizer, "unsplittable_tokens", None) or []}
+    )
+    end_ids = sorted(
+        {
+            int(i)
+            for i in (
+                [getattr(tokenizer, "end_token_id", None)]
+                + list(getattr(tokenizer, "end_token_ids", None) or [])
+            )
+            if i is not None
+        }
+    )
     start_id = getattr(tokenizer, "start_token_id", None)
     return {
         "tokenizer": {

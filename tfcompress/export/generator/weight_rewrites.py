@@ -56,12 +56,20 @@ def _int8_lookup_pairs(model):
     for subgraph in model.subgraphs:
         gathers = [op for op in subgraph.operators if flatbuffer.op_name(model, op) == "GATHER"]
         tables = [subgraph.tensors[op.inputs[0]] for op in gathers]
-        int8 = [t for t in tables if flatbuffer.has_data(model, t) and flatbuffer.type_name(t) == "INT8" and (t.quantization is None or t.quantization.scale is None)]
+        int8 = [
+            t
+            for t in tables
+            if flatbuffer.has_data(model, t)
+            and flatbuffer.type_name(t) == "INT8"
+            and (t.quantization is None or t.quantization.scale is None)
+        ]
         for table in int8:
             rows = table.shape[0]
             scales = [
-                t for t in tables
-                if flatbuffer.has_data(model, t) and flatbuffer.type_name(t) == "FLOAT32"
+                t
+                for t in tables
+                if flatbuffer.has_data(model, t)
+                and flatbuffer.type_name(t) == "FLOAT32"
                 and list(t.shape) == [rows, 1]
             ]
             if len(scales) == 1:
@@ -79,9 +87,13 @@ def _lm_heads(model, rows, columns):
             weight = subgraph.tensors[op.inputs[1]]
             q = weight.quantization
             if (
-                flatbuffer.has_data(model, weight) and flatbuffer.type_name(weight) == "INT8"
-                and list(weight.shape) == [rows, columns] and q is not None and q.scale is not None
-                and len(q.scale) == rows and not np.any(np.asarray(q.zeroPoint))
+                flatbuffer.has_data(model, weight)
+                and flatbuffer.type_name(weight) == "INT8"
+                and list(weight.shape) == [rows, columns]
+                and q is not None
+                and q.scale is not None
+                and len(q.scale) == rows
+                and not np.any(np.asarray(q.zeroPoint))
             ):
                 heads.append(weight)
     return heads
@@ -105,7 +117,9 @@ def store_embedding_once(content):
         head = heads[0]
         old = table.buffer
         table.buffer = head.buffer
-        model.buffers[scales.buffer].data = np.asarray(head.quantization.scale, np.float32).astype("<f4").view(np.uint8)
+        model.buffers[scales.buffer].data = (
+            np.asarray(head.quantization.scale, np.float32).astype("<f4").view(np.uint8)
+        )
         if not any(t.buffer == old for sg in model.subgraphs for t in sg.tensors):
             model.buffers[old].data = None
     share_identical_buffers(model)
@@ -136,7 +150,9 @@ def dequantize_weights_once(content):
                     and flatbuffer.type_name(weight) == "INT8"
                     and flatbuffer.type_name(data) == "FLOAT32"
                 ):
-                    floats = flatbuffer.new_tensor(subgraph, weight, "_dequantized", schema.TensorType.FLOAT32)
+                    floats = flatbuffer.new_tensor(
+                        subgraph, weight, "_dequantized", schema.TensorType.FLOAT32
+                    )
                     subgraph.tensors[floats].quantization = None
                     operators.append(flatbuffer.new_op(dequantize, [op.inputs[1]], [floats]))
                     op.inputs = list(op.inputs)
