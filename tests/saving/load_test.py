@@ -10,6 +10,7 @@ from tfcompress.core import CompressionWrapper
 from tfcompress.core.layer_tree import walk_layers
 from tfcompress.saving import load_model
 from tfcompress.sparsity import (
+    ConstantSparsity,
     PolynomialDecay,
     PruneLowMagnitude,
     UpdatePruningStep,
@@ -380,3 +381,19 @@ def test_file_of_an_earlier_tfcompress_says_why_it_cannot_load(tmp_path):
         ValueError, match=r"earlier tfcompress.*tfcompress_recipe.json.*save_weights"
     ):
         load_model(path)
+
+
+def test_unregistered_class_missing_at_load_says_how_to_fix(tmp_path):
+    pruned = prune_low_magnitude(
+        testing.net(), pruning_schedule=ConstantSparsity(0.5, begin_step=0, frequency=1)
+    )
+    path = str(tmp_path / "net.keras")
+    pruned.save(path)
+    with pytest.raises(
+        ValueError,
+        match=r"compressed `Net`.*register_keras_serializable.*custom_objects=\{'Net': Net\}",
+    ):
+        load_model(path)
+    restored = load_model(path, custom_objects={"Net": testing.Net, "NetBlock": testing.NetBlock})
+    x, _ = testing.net_data(4)
+    np.testing.assert_allclose(restored(x), pruned(x), atol=1e-6)

@@ -219,7 +219,20 @@ class CompressedModel:
         # Files saved before replacements were recorded have none.
         replacements = config.pop(_SAVED_REPLACEMENTS, [])
         saved["config"] = config
-        model = keras.saving.deserialize_keras_object(saved, custom_objects=custom_objects)
+        try:
+            model = keras.saving.deserialize_keras_object(saved, custom_objects=custom_objects)
+        except TypeError as error:
+            if "Could not locate" not in str(error):
+                raise
+            # A ValueError: Keras buries a TypeError from `from_config` under the whole config.
+            name = saved.get("class_name")
+            raise ValueError(
+                f"This file holds a compressed `{name}` (module {saved.get('module')!r}), and "
+                f"Keras cannot find one of its classes in this process: "
+                f"{str(error).split('. ')[0]}. Decorate the classes with "
+                "`@keras.saving.register_keras_serializable()` and import them before loading, "
+                f"or pass them, e.g. `custom_objects={{'{name}': {name}}}`, to `load_model`."
+            ) from error
         with keras.saving.custom_object_scope(custom_objects or {}):
             apply_replacements(model, replacements)
         return apply_recipe(model, entries)
