@@ -86,3 +86,13 @@ def test_nested_wrappers_and_a_single_wrapper():
     np.testing.assert_allclose(keras.ops.convert_to_numpy(dense.kernel), 2 * before, rtol=1e-6)
     with pytest.raises(TypeError, match="`model` must be a Keras 3"):
         strip_wrappers("model")
+
+
+def test_has_strippable_wrappers_follows_keep_learned_ranges():
+    from tfcompress.core.strip_wrappers import has_strippable_wrappers
+
+    assert not has_strippable_wrappers(testing.functional_dense())
+    assert has_strippable_wrappers(_scaled(testing.functional_dense()))
+    learned = _scaled(testing.functional_dense(), LearnedRange)
+    assert not has_strippable_wrappers(learned)
+    assert has_strippable_wrappers(learned, keep_learned_ranges=False)

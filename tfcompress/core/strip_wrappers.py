@@ -1,6 +1,7 @@
 """Remove the compression wrappers of any technique from a model."""
 
 from tfcompress.core.checks import ensure_keras3_layer
+from tfcompress.core.layer_tree import walk_layers
 from tfcompress.core.transform import transform_layers
 from tfcompress.core.wrapper import CompressionWrapper
 
@@ -15,6 +16,12 @@ def _strip(layer, keep_learned_ranges):
     while _strippable(layer, keep_learned_ranges):
         layer = layer.strip()
     return layer
+
+
+def has_strippable_wrappers(model, keep_learned_ranges=True):
+    """Whether `strip_wrappers(model, keep_learned_ranges=...)` would remove a wrapper."""
+    layers = [model] + [ref.layer for ref in walk_layers(model)]
+    return any(_strippable(layer, keep_learned_ranges) for layer in layers)
 
 
 def strip_wrappers(model, inplace=False, keep_learned_ranges=True):

@@ -7,8 +7,7 @@ import keras
 import numpy as np
 
 from tfcompress.core.layer_tree import walk_layers
-from tfcompress.core.strip_wrappers import strip_wrappers
-from tfcompress.core.wrapper import CompressionWrapper
+from tfcompress.core.strip_wrappers import has_strippable_wrappers, strip_wrappers
 from tfcompress.export import converter, post_training, representative, wrap
 from tfcompress.export._tflite_checks import calibration_error, check_arguments, check_model
 from tfcompress.export.attention_masks import additive_attention_masks
@@ -72,12 +71,7 @@ def _has_learned_ranges(model):
 def _strip(model):
     """The model with every wrapper but those carrying learned ranges stripped
     (untouched when it has none), whatever technique defined them."""
-    if any(
-        isinstance(layer, CompressionWrapper) and not layer.carries_learned_ranges
-        for layer in _layers(model)
-    ):
-        return strip_wrappers(model)
-    return model
+    return strip_wrappers(model) if has_strippable_wrappers(model) else model
 
 
 def _outlier_aware(model, target):
