@@ -165,3 +165,46 @@ def test_bookkeeping_attributes_exist_on_models():
         "optimizer",
     }
     assert expected <= found, _explain(f"model attributes: missing {expected - found}")
+
+
+def _hub_attentions():
+    from tests._tiny_causal_lm import tiny_gpt2, tiny_llama3
+
+    gpt2 = tiny_gpt2().backbone.transformer_layers[0]._self_attention_layer
+    llama = tiny_llama3().backbone.transformer_layers[0]._self_attention_layer
+    return {"gpt2": gpt2, "llama": llama}
+
+
+def test_attention_projections_of_keras_and_keras_hub_attention():
+    mha = keras.layers.MultiHeadAttention(num_heads=2, key_dim=3, name="mha")
+    x = np.ones((1, 4, 6), "float32")
+    mha(x, x)
+    attentions = {"keras": mha, **_hub_attentions()}
+    for kind, attention in attentions.items():
+        projections = internals.attention_projections(attention)
+        assert all(isinstance(p, keras.layers.EinsumDense) for p in projections), _explain(
+            f"the projections of {kind} attention ({type(attention).__name__})"
+        )
+        kernels = {id(v) for p in projections for v in p.trainable_weights}
+        assert kernels <= {id(v) for v in attention.trainable_weights}
+        assert len({id(p) for p in projections}) == 4
+    mha_projections = internals.attention_projections(mha)
+    assert mha_projections.query is mha.query_dense and mha_projections.output is mha.output_dense
+    llama = attentions["llama"]
+    query, key = internals.attention_projections(llama)[:2]
+    assert query.kernel.shape[1] == llama.num_query_heads, _explain("LlamaAttention._query_dense")
+    assert key.kernel.shape[1] == llama.num_key_value_heads, _explain("LlamaAttention._key_dense")
+
+
+def test_attention_projections_errors():
+    with pytest.raises(ValueError, match="must be built.*unbuilt MultiHeadAttention 'fresh'"):
+        internals.attention_projections(
+            keras.layers.MultiHeadAttention(num_heads=2, key_dim=3, name="fresh")
+        )
+    dense = keras.layers.Dense(2)
+    dense.build((None, 2))
+    with pytest.raises(
+        internals.KerasInternalsError,
+        match=r"Keras 3\.\d+.* has no `Dense\._query_dense` \(an attention projection\)",
+    ):
+        internals.attention_projections(dense)

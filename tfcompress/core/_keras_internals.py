@@ -9,6 +9,8 @@ Seen on Keras 3.15 (TensorFlow backend).
 """
 
 import contextlib
+import sys
+from typing import NamedTuple
 
 import keras
 
@@ -65,14 +67,21 @@ class KerasInternalsError(RuntimeError):
     """A private Keras attribute tfcompress relies on is gone or changed."""
 
 
+def _versions():
+    # keras-hub is named only when loaded: tfcompress never imports it for this.
+    keras_hub = sys.modules.get("keras_hub")
+    hub = f", keras-hub {keras_hub.__version__}" if keras_hub is not None else ""
+    return f"Keras {keras.__version__}{hub}"
+
+
 def _private(obj, name, what):
     try:
         return getattr(obj, name)
     except AttributeError as error:
         raise KerasInternalsError(
-            f"Keras {keras.__version__} has no `{type(obj).__name__}.{name}` ({what}), "
+            f"{_versions()} has no `{type(obj).__name__}.{name}` ({what}), "
             "which tfcompress relies on. Install a Keras 3 release tfcompress "
-            "supports (3.15), or update tfcompress/core/_keras_internals.py."
+            "supports (Keras 3.15, keras-hub 0.32), or update tfcompress/core/_keras_internals.py."
         ) from error
 
 
@@ -196,6 +205,48 @@ def set_list_items(container, items):
         container._update_snapshot()
     else:
         container[:] = items
+
+
+# Attention and transformer blocks (Keras and keras-hub).
+
+
+class AttentionProjections(NamedTuple):
+    """The four projection layers of an attention layer (EinsumDense or Dense)."""
+
+    query: keras.layers.Layer
+    key: keras.layers.Layer
+    value: keras.layers.Layer
+    output: keras.layers.Layer
+
+
+def attention_projections(layer):
+    """The query, key, value and output projections of a built attention layer.
+
+    Covers `keras.layers.MultiHeadAttention` (and keras-hub's
+    `CachedMultiHeadAttention`, a subclass, as in GPT-2 and BERT blocks) and
+    keras-hub attention layers that keep them as `_query_dense`, `_key_dense`,
+    `_value_dense` and `_output_dense` (`LlamaAttention`, used by Llama 3).
+
+    Args:
+        layer: a built attention layer.
+
+    Returns:
+        `AttentionProjections(query, key, value, output)`: the live layers.
+
+    Raises:
+        ValueError: if `layer` is not built (its projections do not exist yet).
+        KerasInternalsError: if the installed Keras or keras-hub names them
+            differently.
+    """
+    if not layer.built:
+        raise ValueError(
+            f"`layer` must be built to read its projections. Received: the unbuilt "
+            f"{type(layer).__name__} {layer.name!r}; call the model on data first."
+        )
+    names = ("_query_dense", "_key_dense", "_value_dense", "_output_dense")
+    return AttentionProjections(
+        *(_private(layer, name, "an attention projection") for name in names)
+    )
 
 
 # Variables and saving.
