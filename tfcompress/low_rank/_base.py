@@ -12,17 +12,36 @@ class LowRankLayer(keras.layers.Layer):
     the TFLite converter see two plain matmuls (two FULLY_CONNECTED ops).
     """
 
-    def __init__(self, rank, weight_error=None, output_error=None, **kwargs):
+    # The class of both factors; subclasses set it.
+    factor_class = None
+
+    def __init__(self, rank, activation=None, weight_error=None, output_error=None, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
             raise ValueError(f"`rank` must be an int >= 1. Received: rank={rank!r}")
         self.rank = rank
+        self.activation = keras.activations.get(activation)
         self.weight_error = weight_error
         self.output_error = output_error
-        self.first, self.second = self._factor_layers()
+        first, second = self.factor_arguments()
+        self.first = self.factor_class(**first, dtype=self.dtype_policy, name="first")
+        self.second = self.factor_class(
+            **second, activation=self.activation, dtype=self.dtype_policy, name="second"
+        )
 
-    def _factor_layers(self):
+    def factor_arguments(self):
+        """The arguments of `first` and `second` (two dicts) besides dtype and name."""
         raise NotImplementedError
+
+    @staticmethod
+    def arguments_of(layer):
+        """The arguments that keep `layer`'s shape and bias (all but rank, activation)."""
+        raise NotImplementedError
+
+    @classmethod
+    def config_of(cls, layer, rank):
+        """The arguments that make a layer of this class, of rank `rank`, replace `layer`."""
+        return {**cls.arguments_of(layer), "rank": int(rank), "activation": layer.activation}
 
     def build(self, input_shape):
         self.first.build(input_shape)
@@ -63,6 +82,7 @@ class LowRankLayer(keras.layers.Layer):
         config.update(
             {
                 "rank": self.rank,
+                "activation": keras.activations.serialize(self.activation),
                 "weight_error": self.weight_error,
                 "output_error": self.output_error,
             }

@@ -33,40 +33,24 @@ class LowRankDense(LowRankLayer):
     ```
     """
 
+    factor_class = keras.layers.Dense
+
     def __init__(self, units, rank, activation=None, use_bias=True, **kwargs):
         self.units = units
-        self.activation = keras.activations.get(activation)
         self.use_bias = use_bias
-        super().__init__(rank, **kwargs)
+        super().__init__(rank, activation=activation, **kwargs)
 
-    def _factor_layers(self):
-        first = keras.layers.Dense(self.rank, use_bias=False, dtype=self.dtype_policy, name="first")
-        second = keras.layers.Dense(
-            self.units,
-            activation=self.activation,
-            use_bias=self.use_bias,
-            dtype=self.dtype_policy,
-            name="second",
-        )
-        return first, second
+    def factor_arguments(self):
+        return {"units": self.rank, "use_bias": False}, {
+            "units": self.units,
+            "use_bias": self.use_bias,
+        }
 
     @staticmethod
-    def config_of(layer, rank):
-        """The arguments that make a LowRankDense replace the Dense `layer`."""
-        return {
-            "units": layer.units,
-            "rank": int(rank),
-            "activation": layer.activation,
-            "use_bias": layer.use_bias,
-        }
+    def arguments_of(layer):
+        return {"units": layer.units, "use_bias": layer.use_bias}
 
     def get_config(self):
         config = super().get_config()
-        config.update(
-            {
-                "units": self.units,
-                "activation": keras.activations.serialize(self.activation),
-                "use_bias": self.use_bias,
-            }
-        )
+        config.update({"units": self.units, "use_bias": self.use_bias})
         return config

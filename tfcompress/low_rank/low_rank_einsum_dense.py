@@ -42,6 +42,8 @@ class LowRankEinsumDense(LowRankLayer):
     ```
     """
 
+    factor_class = keras.layers.EinsumDense
+
     def __init__(self, equation, output_shape, rank, bias_axes=None, activation=None, **kwargs):
         parsed = Equation(equation)
         if parsed.reason is not None:
@@ -53,37 +55,24 @@ class LowRankEinsumDense(LowRankLayer):
             list(output_shape) if isinstance(output_shape, (list, tuple)) else [output_shape]
         )
         self.bias_axes = bias_axes
-        self.activation = keras.activations.get(activation)
         self._parsed = parsed
-        super().__init__(rank, **kwargs)
+        super().__init__(rank, activation=activation, **kwargs)
 
-    def _factor_layers(self):
+    def factor_arguments(self):
         first_equation, second_equation = self._parsed.factor_equations()
-        first = keras.layers.EinsumDense(
-            first_equation,
-            output_shape=self._parsed.first_output_shape(self.factor_output_shape, self.rank),
-            dtype=self.dtype_policy,
-            name="first",
-        )
-        second = keras.layers.EinsumDense(
-            second_equation,
-            output_shape=self.factor_output_shape,
-            bias_axes=self.bias_axes,
-            activation=self.activation,
-            dtype=self.dtype_policy,
-            name="second",
-        )
-        return first, second
+        first_shape = self._parsed.first_output_shape(self.factor_output_shape, self.rank)
+        return {"equation": first_equation, "output_shape": first_shape}, {
+            "equation": second_equation,
+            "output_shape": self.factor_output_shape,
+            "bias_axes": self.bias_axes,
+        }
 
     @staticmethod
-    def config_of(layer, rank):
-        """The arguments that make a LowRankEinsumDense replace `layer`."""
+    def arguments_of(layer):
         return {
             "equation": layer.equation,
             "output_shape": list(layer.partial_output_shape),
-            "rank": int(rank),
             "bias_axes": layer.bias_axes,
-            "activation": layer.activation,
         }
 
     def get_config(self):
@@ -93,7 +82,6 @@ class LowRankEinsumDense(LowRankLayer):
                 "equation": self.equation,
                 "output_shape": self.factor_output_shape,
                 "bias_axes": self.bias_axes,
-                "activation": keras.activations.serialize(self.activation),
             }
         )
         return config
