@@ -29,6 +29,13 @@ __all__ = [
     "sparsity",
 ]
 
+# The subpackages whose registered classes (wrappers, quantizers, schedules,
+# losses, layers) saved models name: `tfcompress.saving` imports them so any
+# file loads. `models` is left out because it imports keras-hub;
+# `tfcompress.saving.load_model` imports it, like any tfcompress module a file
+# names, when the file needs it.
+SAVED_CLASS_SUBPACKAGES = ("distillation", "low_rank", "quantization", "sparsity")
+
 
 def __getattr__(name):
     # Subpackages load on first use, so `tfcompress --help` and tools that

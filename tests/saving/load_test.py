@@ -289,7 +289,10 @@ def test_quantized_backbone_inside_a_functional_model_reloads(tmp_path):
     inputs = testing.token_inputs()
     model(inputs, training=True)  # moves the activation ranges off their start
     restored = testing.run_model_saving_test(model, inputs, tmp_path, loader=load_model)
-    count = lambda m: sum(isinstance(r.layer, QuantizeWrapper) for r in walk_layers(m))
+
+    def count(m):
+        return sum(isinstance(r.layer, QuantizeWrapper) for r in walk_layers(m))
+
     assert count(restored) == count(model) > 0
     testing.assert_same_weights(model, restored)
 
@@ -397,3 +400,82 @@ def test_unregistered_class_missing_at_load_says_how_to_fix(tmp_path):
     restored = load_model(path, custom_objects={"Net": testing.Net, "NetBlock": testing.NetBlock})
     x, _ = testing.net_data(4)
     np.testing.assert_allclose(restored(x), pruned(x), atol=1e-6)
+
+
+def _technique_files(tmp_path):
+    """`{name: (path, inputs, outputs)}`: one saved model per technique subpackage."""
+    from tests.models import tiny_llama
+    from tfcompress.low_rank import factorize
+    from tfcompress.models import llama3
+    from tfcompress.quantization import quantize_model
+
+    keras.utils.set_random_seed(0)
+    dense_inputs = np.random.default_rng(0).normal(size=(2, 16)).astype("float32")
+    pruned = prune_low_magnitude(
+        testing.functional_dense(), ConstantSparsity(0.5, begin_step=0, frequency=1)
+    )
+    for wrapper in pruning_wrappers(pruned):
+        wrapper.update_masks(0.5)
+    quantized = quantize_model(testing.functional_dense())
+    quantized(dense_inputs, training=True)
+    backbone = llama3.Llama3Backbone(
+        vocabulary_size=len(tiny_llama.vocabulary()), dtype="float32", **tiny_llama.CONFIG
+    )
+    token_inputs = {
+        "token_ids": np.array([[5, 9, 2, 7]], "int32"),
+        "padding_mask": np.ones((1, 4), "int32"),
+    }
+    models = {
+        "sparsity": (pruned, dense_inputs),
+        "quantization": (quantized, dense_inputs),
+        "low_rank": (factorize(testing.functional_dense(), rank=2), dense_inputs),
+        "models": (backbone, token_inputs),
+    }
+    files = {}
+    for name, (model, inputs) in models.items():
+        path = str(tmp_path / f"{name}.keras")
+        model.save(path)
+        np.savez(str(tmp_path / f"{name}.npz"), **_as_dict(inputs))
+        files[name] = (path, testing.outputs_numpy(model(inputs))[0])
+    return files
+
+
+def _as_dict(inputs):
+    return inputs if isinstance(inputs, dict) else {"x": inputs}
+
+
+def test_only_tfcompress_saving_imported_loads_every_technique(tmp_path):
+    files = _technique_files(tmp_path)
+    out = testing.run_python(f"""
+import json, sys
+import numpy as np
+import tfcompress.saving
+
+files = { ({name: path for name, (path, _) in files.items()})!r}
+result = {{"models_before": "tfcompress.models" in sys.modules}}
+for name, path in files.items():
+    model = tfcompress.saving.load_model(path)
+    inputs = dict(np.load(path.replace(".keras", ".npz")))
+    output = model(inputs.get("x", inputs))
+    result[name] = [type(model).__name__, np.asarray(output).tolist()]
+print(json.dumps(result))
+""")
+    result = json.loads(out.strip().splitlines()[-1])
+    # keras-hub's import is paid only for a file that needs it.
+    assert result.pop("models_before") is False
+    assert result["models"][0] == "Llama3Backbone"
+    for name, (_, expected) in files.items():
+        np.testing.assert_allclose(np.asarray(result[name][1]), expected, atol=1e-5, err_msg=name)
+
+
+def test_saving_names_no_technique():
+    import tfcompress.saving
+
+    techniques = ("sparsity", "quantization", "low_rank", "distillation", "models")
+    directory = os.path.dirname(tfcompress.saving.__file__)
+    for filename in sorted(os.listdir(directory)):
+        if filename.endswith(".py"):
+            with open(os.path.join(directory, filename)) as file:
+                source = file.read()
+            for technique in techniques:
+                assert f"tfcompress.{technique}" not in source, (filename, technique)

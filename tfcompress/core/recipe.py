@@ -9,10 +9,11 @@ its own: a subclass of its class, with the same name, mixing in
 wrappers (path of each wrapped layer and the wrapper's config) to the
 original config, and the replaced layers (path, new layer's config; see
 `replacements.py`), and `CompressedModel.from_config` rebuilds the original
-model, puts the replacements in place, then re-applies the wrappers. Keras calls it while it deserializes,
-before any weight is read, so `keras.saving.load_model`, `ModelCheckpoint`
-files and `copy_model` all get the wrappers back (docs/DESIGN.md says why no
-other hook exists).
+model, puts the replacements in place, then re-applies the wrappers. Keras
+calls it while it deserializes, before any weight is read, so
+`keras.saving.load_model`, `ModelCheckpoint` files and `copy_model` all get the
+wrappers back (docs/DESIGN.md says why no other hook exists). It first imports
+the tfcompress modules the config names, so their classes are found.
 """
 
 import copy
@@ -21,6 +22,7 @@ import keras
 
 from tfcompress.core import _keras_internals as internals
 from tfcompress.core.layer_tree import walk_layers
+from tfcompress.core.registered_classes import import_registered_classes
 from tfcompress.core.replacements import apply_replacements, locate, replacement_recipe
 from tfcompress.core.swap import swap_layer
 from tfcompress.core.wrapper import CompressionWrapper, build_shape_of
@@ -219,6 +221,7 @@ class CompressedModel:
         # Files saved before replacements were recorded have none.
         replacements = config.pop(_SAVED_REPLACEMENTS, [])
         saved["config"] = config
+        import_registered_classes(saved)
         try:
             model = keras.saving.deserialize_keras_object(saved, custom_objects=custom_objects)
         except TypeError as error:

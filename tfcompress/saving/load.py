@@ -6,12 +6,12 @@ import zipfile
 
 import keras
 
-# Registers with Keras every tfcompress class a saved config names (wrappers,
-# quantizers, schedules), so this module alone is enough to load any file.
-import tfcompress.low_rank  # noqa: F401
-import tfcompress.quantization  # noqa: F401
-import tfcompress.sparsity  # noqa: F401
 from tfcompress.core import _keras_internals as internals
+from tfcompress.core.registered_classes import import_registered_classes
+
+# So that, with this module imported, `keras.saving.load_model` also finds the
+# classes saved files name.
+import_registered_classes()
 
 # Where tfcompress recorded the wrappers before they moved into the config.
 _OLD_RECIPE_FILE = "tfcompress_recipe.json"
@@ -20,7 +20,7 @@ _OLD_RECIPE_FILE = "tfcompress_recipe.json"
 def _check_archive(path):
     try:
         with zipfile.ZipFile(path) as archive:
-            json.loads(archive.read("config.json"))
+            config = json.loads(archive.read("config.json"))
             names = archive.namelist()
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as error:
         raise ValueError(
@@ -37,6 +37,7 @@ def _check_archive(path):
             "tfcompress that saved it, load it and `model.save_weights('model.weights.h5')`; "
             "then compress the same model again the same way and `load_weights` them."
         )
+    return config
 
 
 def load_model(filepath, custom_objects=None, compile=True):
@@ -45,12 +46,13 @@ def load_model(filepath, custom_objects=None, compile=True):
     Compressed models record their wrappers in their config, wherever the
     wrappers sit (keras-hub blocks and subclassed models included), so
     `keras.saving.load_model` reads the same files once `tfcompress.saving`
-    is imported (it imports every class a file can name; the top-level
-    `import tfcompress` loads nothing yet). This function also checks the
-    path first. Either way the model is rebuilt, the recorded wrappers
-    re-applied, then every weight restored (masks, quantization ranges,
-    pruning step and optimizer state included), so training resumes exactly
-    where it stopped.
+    is imported (it imports the subpackages whose classes files name; the
+    top-level `import tfcompress` loads nothing yet). This function also
+    checks the path first and imports any other tfcompress module the file
+    names (one that needs keras-hub, say). Either way the model is rebuilt,
+    the recorded wrappers re-applied, then every weight restored (masks,
+    quantization ranges, pruning step and optimizer state included), so
+    training resumes exactly where it stopped.
 
     Args:
         filepath: path of a `.keras` file.
@@ -76,5 +78,5 @@ def load_model(filepath, custom_objects=None, compile=True):
         raise ValueError(
             f"`filepath` must be an existing .keras file. Received: filepath={filepath!r}"
         )
-    _check_archive(filepath)
+    import_registered_classes(_check_archive(filepath))
     return keras.saving.load_model(filepath, custom_objects=custom_objects, compile=compile)
