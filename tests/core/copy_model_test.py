@@ -77,20 +77,82 @@ def test_copy_that_computes_differently_is_refused():
         copy_model(model)
 
 
+class NoArguments(keras.Model):
+    """Unregistered, and its `__init__` takes no arguments (not even `**kwargs`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.d = keras.layers.Dense(3, activation="relu")
+        self.out = keras.layers.Dense(2)
+
+    def call(self, x):
+        return self.out(self.d(x))
+
+
+class Sized(keras.Model):
+    """Unregistered; takes its width, but no `**kwargs` for Keras's `trainable` and `dtype`."""
+
+    def __init__(self, units=4):
+        super().__init__()
+        self.d = keras.layers.Dense(units)
+
+    def call(self, x):
+        return self.d(x)
+
+
+def test_copy_of_a_model_whose_init_takes_no_config():
+    x = np.random.default_rng(0).normal(size=(4, 5)).astype("float32")
+    for model in (NoArguments(), Sized()):
+        model(x)
+        copy = copy_model(model)
+        assert type(copy) is type(model) and copy is not model
+        assert not {id(v) for v in model.weights} & {id(v) for v in copy.weights}
+        testing.assert_same_weights(model, copy)
+        testing.assert_outputs_close(model(x), copy(x))
+    # Keras records a subclassed model's `__init__` defaults, not the values
+    # passed: the copy would be narrower, and is refused.
+    model = Sized(units=6)
+    model(x)
+    with pytest.raises(TypeError, match=r"does not have the original's weights.*inplace=True"):
+        copy_model(model)
+
+
+def test_model_whose_init_takes_no_config_is_pruned_and_quantized_as_a_copy():
+    from tfcompress.quantization import quantize_annotate_model, quantize_apply
+
+    model = NoArguments()
+    x = np.random.default_rng(0).normal(size=(8, 4)).astype("float32")
+    before = np.asarray(model(x))
+    kernels = [np.copy(v.numpy()) for v in model.weights]
+    pruned = prune_low_magnitude(model)
+    for wrapper in pruning_wrappers(pruned):
+        wrapper.update_masks(0.5)
+    assert type(pruned).__name__ == "NoArguments" and len(pruning_wrappers(pruned)) == 2
+    pruned_kernel = np.asarray(pruning_wrappers(pruned)[0].layer.kernel)
+    assert np.mean(pruned_kernel == 0) == 0.5
+    quantized = quantize_apply(quantize_annotate_model(model))
+    assert type(quantized).__name__ == "NoArguments" and quantized is not model
+    assert np.abs(np.asarray(quantized(x)) - before).max() < 0.1 * np.abs(before).max()
+    # The user's model is untouched by both.
+    for variable, kernel in zip(model.weights, kernels):
+        np.testing.assert_array_equal(variable.numpy(), kernel)
+    np.testing.assert_array_equal(np.asarray(model(x)), before)
+
+
 def test_copy_model_of_unserializable_model_explains():
-    class Anonymous(keras.Model):
-        def __init__(self):  # takes none of the arguments its config holds
+    class Variadic(keras.Model):
+        def __init__(self, *sizes):  # Keras cannot record variadic arguments in a config
             super().__init__()
-            self.dense = keras.layers.Dense(2)
+            self.dense = keras.layers.Dense(sizes[0])
 
         def call(self, x):
             return self.dense(x)
 
-    model = Anonymous()
+    model = Variadic(2)
     model(np.ones((1, 3)))
     with pytest.raises(
         TypeError,
-        match=r"Could not copy model 'anonymous' \(Anonymous\): rebuilding it from its "
+        match=r"Could not copy model 'variadic' \(Variadic\): rebuilding it from its "
         r"config failed.*register the class.*or pass `inplace=True`",
     ):
         copy_model(model)

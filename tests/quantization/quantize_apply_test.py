@@ -2,7 +2,6 @@
 
 import keras
 import numpy as np
-import pytest
 
 import tfcompress.quantization as tq
 from tfcompress.core.layer_tree import walk_layers
@@ -58,7 +57,7 @@ def test_subclassed_and_nested_models():
         np.testing.assert_allclose(np.asarray(qat(x)), np.asarray(model(x)), atol=0.1)
 
 
-def test_inplace_quantizes_an_unregistered_subclassed_model():
+def test_unregistered_subclassed_model_quantizes_as_a_copy_or_inplace():
     class Unregistered(keras.Model):
         def __init__(self):
             super().__init__()
@@ -69,8 +68,10 @@ def test_inplace_quantizes_an_unregistered_subclassed_model():
 
     model = Unregistered()
     model(np.zeros((1, 3), "float32"))
-    with pytest.raises(TypeError, match="inplace=True"):
-        tq.quantize_model(model)
+    # `__init__` takes no config, yet the default copy works.
+    copy = tq.quantize_model(model)
+    assert type(copy).__name__ == "Unregistered" and isinstance(copy.dense, tq.QuantizeWrapper)
+    assert type(model.dense) is keras.layers.Dense
     assert tq.quantize_model(model, inplace=True) is model
     assert isinstance(model.dense, tq.QuantizeWrapper)
 

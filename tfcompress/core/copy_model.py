@@ -1,5 +1,7 @@
 """Copy a built model, keeping its class, including classes nobody registered."""
 
+import inspect
+
 import keras
 import numpy as np
 
@@ -8,17 +10,55 @@ from tfcompress.core.layer_tree import walk_layers
 from tfcompress.core.recipe import plain_class
 
 
+def _takes_no_config(cls):
+    """Whether Keras's default `from_config` cannot rebuild `cls`.
+
+    A class with Keras's own `get_config` and `from_config` whose `__init__`
+    has no `**kwargs` (`def __init__(self): super().__init__()`, the way
+    many users write a model) saves `trainable` and `dtype`, which `cls(**config)`
+    then refuses.
+    """
+    base = keras.Model if issubclass(cls, keras.Model) else keras.layers.Layer
+    if cls.get_config is not base.get_config or cls.from_config.__func__ is not (
+        base.from_config.__func__
+    ):
+        return False
+    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    return not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
+def _constructor(cls):
+    """Stands for `cls` at deserialization: calls it with the arguments it takes."""
+    accepted = set(inspect.signature(cls.__init__).parameters)
+
+    class Constructor:
+        @classmethod
+        def from_config(cls_, config):
+            instance = cls(**{k: v for k, v in config.items() if k in accepted})
+            instance.trainable = config.get("trainable", instance.trainable)
+            return instance
+
+    return Constructor
+
+
 def _classes_in(model):
     """`{registered name: class}` of the model and its layers, where unambiguous.
 
     A class defined in a script or test is not registered, so Keras cannot
-    find it by name; it is right here, in the model being copied.
+    find it by name; it is right here, in the model being copied. A class
+    whose `__init__` cannot take its own default config is called with the
+    arguments it takes (the copy's outputs are checked afterwards).
     """
     found = {}
     for layer in [model] + [ref.layer for ref in walk_layers(model)]:
         cls = plain_class(layer)
         found.setdefault(keras.saving.get_registered_name(cls), set()).add(cls)
-    return {name: classes.pop() for name, classes in found.items() if len(classes) == 1}
+    classes = {}
+    for name, candidates in found.items():
+        if len(candidates) == 1:
+            (cls,) = candidates
+            classes[name] = _constructor(cls) if _takes_no_config(cls) else cls
+    return classes
 
 
 def _generated_input(model):
