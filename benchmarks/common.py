@@ -1,4 +1,4 @@
-"""Shared helpers of the benchmarks: digits data, the small CNN, timing, I/O.
+"""Shared helpers of the benchmarks: the start of `main`, the small CNN, timing, I/O.
 
 Nothing here imports Keras or TensorFlow at module level: the builders take the
 Keras module (`keras` or `tf_keras`) as an argument, so a baseline that runs
@@ -14,10 +14,32 @@ import os
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
+from absl import app, logging
 
-from tfcompress.cli.digits import build_plain_digits_cnn
+from tfcompress.cli.digits import build_digits_cnn
+
+
+def start_benchmark(argv):
+    """What a benchmark's `main(argv)` does first.
+
+    Refuses positional arguments (flags only), quiets absl's INFO logs and
+    Python warnings so the tables stay readable, and prints the machine (CPU
+    and its vector extensions, cores, load, TensorFlow and Keras versions):
+    int8-vs-float ratios depend on it.
+
+    Raises:
+        app.UsageError: for positional arguments.
+    """
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    logging.set_verbosity(logging.WARNING)
+    warnings.filterwarnings("ignore")
+    from distill_common import print_machine
+
+    print_machine()
 
 
 def compile_cnn(model, keras_module, learning_rate=1e-3):
@@ -172,7 +194,7 @@ def prune_and_fit(
         `(stripped model, step timer)`.
     """
     x_train, y_train = data[0], data[1]
-    model = build_plain_digits_cnn(keras_module)
+    model = build_digits_cnn(keras_module, batch_norm=False, padding="valid")
     load_weights_npz(model, weights_path)
     pruned = sparsity.prune_low_magnitude(
         model,

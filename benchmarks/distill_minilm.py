@@ -90,18 +90,16 @@ at <= 0.3x the teacher's fp32 latency.
 """
 
 import ast
-import functools
 import glob
 import json
 import os
 import re
 import time
-import warnings
 
-from absl import app, flags, logging
-from common import format_table
-from distill_common import mean_std, print_machine
-from minilm_common import embedding_agreement, model_path, sentences, tokenize
+from absl import app, flags
+from common import format_table, start_benchmark
+from distill_common import mean_std
+from minilm_common import embedding_agreement, teacher_and_sentences
 
 _STEPS = flags.DEFINE_integer("steps", 2000, "Distillation steps per student.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Sentences per step.")
@@ -362,21 +360,15 @@ def litert_embeddings(model_bytes, data):
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.WARNING)
-    warnings.filterwarnings("ignore")
+    start_benchmark(argv)
     import keras
-    import keras_hub
 
     import tfcompress
     from tfcompress.distillation import make_student
 
-    print_machine()
-    teacher_backbone = keras_hub.models.BertBackbone.from_preset(model_path(), dropout=0.0)
-    encode = functools.partial(tokenize, sequence_length=_SEQ_LEN.value)
-    pool = sentences()
-    held_out, train = pool[: _EVAL_SENTENCES.value], pool[_EVAL_SENTENCES.value :]
+    teacher_backbone, encode, held_out, train = teacher_and_sentences(
+        _SEQ_LEN.value, _EVAL_SENTENCES.value
+    )
     ood = out_of_domain_sentences()
     extra = []
     if _TRAIN_TEXT.value == "pydoc+docstrings":

@@ -23,6 +23,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import minilm_common  # noqa: E402
+from common import start_benchmark  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list(
@@ -143,7 +144,7 @@ def time_all(files, rows, lengths, threads):
 
 
 def main(argv):
-    del argv
+    start_benchmark(argv)
     backbone = minilm_common.load_backbone()
     eval_inputs = minilm_common.tokenize(
         minilm_common.sentences(FLAGS.eval_sentences, offset=1200), FLAGS.eval_length

@@ -60,8 +60,7 @@ import time
 import distill_gpt
 import one_shot_gpt
 from absl import app, flags
-from common import format_table
-from distill_common import print_machine
+from common import format_table, start_benchmark
 
 _COMPRESSION = flags.DEFINE_float(
     "compression", 0.8, "Fraction of the factorizable layers' parameters kept."
@@ -97,15 +96,13 @@ def factorizable_paths(keras, model):
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    start_benchmark(argv)
     import keras
     import keras_hub
     import numpy as np
 
     from tfcompress.low_rank import factorize, low_rank_report
 
-    print_machine()
     train, val = distill_gpt.corpus()
     held_out = distill_gpt.validation_windows(val)
     calibration = one_shot_gpt.calibration_windows(

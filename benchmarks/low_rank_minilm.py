@@ -54,15 +54,12 @@ cosine at equal parameters; after distillation cosine >= 0.95; with the
 latency gate never slower than the dense model.
 """
 
-import functools
 import time
-import warnings
 
 import distill_minilm
-from absl import app, flags, logging
-from common import format_table
-from distill_common import print_machine
-from minilm_common import model_path, sentences, tokenize
+from absl import app, flags
+from common import format_table, start_benchmark
+from minilm_common import teacher_and_sentences
 
 _COMPRESSION = flags.DEFINE_float(
     "compression", 0.7, "Fraction of the encoder's factorizable parameters kept."
@@ -104,21 +101,13 @@ def line(metrics):
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.WARNING)
-    warnings.filterwarnings("ignore")
+    start_benchmark(argv)
     import keras
-    import keras_hub
 
     import tfcompress
     from tfcompress.low_rank import factorize, low_rank_report
 
-    print_machine()
-    teacher = keras_hub.models.BertBackbone.from_preset(model_path(), dropout=0.0)
-    encode = functools.partial(tokenize, sequence_length=F.seq_len)
-    pool = sentences()
-    held_out, train = pool[: F.eval_sentences], pool[F.eval_sentences :]
+    teacher, encode, held_out, train = teacher_and_sentences(F.seq_len, F.eval_sentences)
     sets = {
         "held-out": encode(held_out),
         "out-of-domain": encode(distill_minilm.out_of_domain_sentences()),

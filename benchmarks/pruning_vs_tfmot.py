@@ -31,7 +31,7 @@ import tempfile
 import common
 from absl import app, flags
 
-from tfcompress.cli.digits import build_plain_digits_cnn, load_digits
+from tfcompress.cli.digits import build_digits_cnn, load_digits
 
 _SEEDS = flags.DEFINE_integer("seeds", 3, "Number of seeds; seeds 0..N-1 are run.", lower_bound=1)
 _EPOCHS = flags.DEFINE_integer(
@@ -79,7 +79,7 @@ _BASELINE = os.path.join(os.path.dirname(__file__), "_tfmot_pruning_baseline.py"
 def _train_float(keras, seed, data, out_dir):
     x_train, y_train, x_test, y_test = data
     keras.utils.set_random_seed(seed)
-    model = build_plain_digits_cnn(keras)
+    model = build_digits_cnn(keras, batch_norm=False, padding="valid")
     common.compile_cnn(model, keras, _LEARNING_RATE.value)
     timer = common.make_step_timer(keras)
     model.fit(
@@ -148,7 +148,7 @@ def _convert_twin(keras, weights, tflite_path):
     sizes differ only by the weights (tf_keras and Keras 3 models convert to
     flatbuffers that differ by ~1 KB of names and signatures).
     """
-    twin = build_plain_digits_cnn(keras)
+    twin = build_digits_cnn(keras, batch_norm=False, padding="valid")
     twin.set_weights(weights)
     common.tflite_float32(twin, tflite_path)
     return common.gzip_size(tflite_path)
@@ -254,7 +254,7 @@ def _summary_text(summary, checks, step_time_ratios):
 
 
 def main(argv):
-    del argv
+    common.start_benchmark(argv)
     # Keras 3 is imported only here, after flag parsing, and never in the same
     # process as TFMOT (which would switch tf.keras to tf_keras).
     import keras

@@ -1,6 +1,6 @@
 """Digits data and TFLite helpers shared by the QAT benchmarks.
 
-The CNN is `tfcompress.cli.digits.build_pooled_digits_cnn(keras_module)`,
+The CNN is `tfcompress.cli.digits.build_digits_cnn(keras_module, pooled=True)`,
 which builds the same model from `keras` or `tf_keras`, so the TFMOT twin is
 the same network.
 """
@@ -10,12 +10,8 @@ import io
 
 import numpy as np
 
-from tfcompress.cli.digits import load_digits
-
-
-def load_data(seed=0):
-    """`(x_train, y_train, x_test, y_test)`: sklearn digits, 8x8x1 in [0, 1], 70/30."""
-    return load_digits(seed, test_fraction=0.3)
+# Both frameworks train on the same 70/30 split of `tfcompress.cli.digits.load_digits`.
+TEST_FRACTION = 0.3
 
 
 class StepTimer:
@@ -46,6 +42,34 @@ class StepTimer:
                 self._epoch = epoch
 
         return _Timer()
+
+
+def fit_and_evaluate(tf, keras_module, qat, data, epochs, batch_size):
+    """Trains a compiled QAT model, converts it to int8 TFLite and measures it.
+
+    The same steps for Keras 3 (tfcompress) and tf_keras (TFMOT, in its own
+    process), so the two sides differ only in the library.
+
+    Args:
+        tf: the `tensorflow` module (imported by the caller after it chose its Keras).
+        keras_module: `keras` or `tf_keras`.
+        qat: the compiled quantization-aware model.
+        data: `(x_train, y_train, x_test, y_test)`.
+        epochs: QAT epochs.
+        batch_size: training batch size.
+
+    Returns:
+        `evaluate_tflite`'s dict plus "keras_accuracy" (the QAT model's own)
+        and "step_ms" (median training step after the first epoch).
+    """
+    x_train, y_train, x_test, y_test = data
+    timer = StepTimer.make(keras_module.callbacks.Callback)
+    qat.fit(x_train, y_train, epochs=epochs, batch_size=batch_size, verbose=0, callbacks=[timer])
+    keras_logits = qat.predict(x_test, verbose=0)
+    result = evaluate_tflite(to_int8_tflite(tf, qat), keras_logits, x_test, y_test)
+    result["keras_accuracy"] = float(np.mean(keras_logits.argmax(1) == y_test))
+    result["step_ms"] = 1000 * float(np.median(timer.times))
+    return result
 
 
 def evaluate_tflite(model_bytes, keras_logits, x_test, y_test):

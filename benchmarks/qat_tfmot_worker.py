@@ -28,11 +28,11 @@ def main(argv):
     import tensorflow_model_optimization as tfmot
     import tf_keras
 
-    from tfcompress.cli.digits import build_pooled_digits_cnn
+    from tfcompress.cli.digits import build_digits_cnn, load_digits
 
     tf_keras.utils.set_random_seed(FLAGS.seed)
-    x_train, y_train, x_test, y_test = qat_digits.load_data(FLAGS.seed)
-    model = build_pooled_digits_cnn(tf_keras)
+    data = load_digits(FLAGS.seed, test_fraction=qat_digits.TEST_FRACTION)
+    model = build_digits_cnn(tf_keras, pooled=True)
     stored = np.load(FLAGS.weights)
     model.set_weights([stored[f"w{i}"] for i in range(len(stored.files))])
     qat = tfmot.quantization.keras.quantize_model(model)
@@ -41,21 +41,9 @@ def main(argv):
         tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    timer = qat_digits.StepTimer.make(tf_keras.callbacks.Callback)
-    qat.fit(
-        x_train,
-        y_train,
-        epochs=FLAGS.qat_epochs,
-        batch_size=FLAGS.batch_size,
-        verbose=0,
-        callbacks=[timer],
+    result = qat_digits.fit_and_evaluate(
+        tf, tf_keras, qat, data, FLAGS.qat_epochs, FLAGS.batch_size
     )
-    keras_logits = qat.predict(x_test, verbose=0)
-    result = qat_digits.evaluate_tflite(
-        qat_digits.to_int8_tflite(tf, qat), keras_logits, x_test, y_test
-    )
-    result["keras_accuracy"] = float(np.mean(keras_logits.argmax(1) == y_test))
-    result["step_ms"] = 1000 * float(np.median(timer.times))
     with open(FLAGS.output, "w") as f:
         json.dump(result, f)
 

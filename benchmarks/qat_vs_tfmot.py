@@ -14,9 +14,9 @@ import os
 import subprocess
 import sys
 import tempfile
-import warnings
 
-from absl import app, flags, logging
+from absl import app, flags
+from common import start_benchmark
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("seeds", 5, "Number of seeds (0..seeds-1).")
@@ -45,11 +45,12 @@ def _run_seed(seed, workdir):
     import tensorflow as tf
 
     import tfcompress.quantization as tq
-    from tfcompress.cli.digits import build_pooled_digits_cnn
+    from tfcompress.cli.digits import build_digits_cnn, load_digits
 
     keras.utils.set_random_seed(seed)
-    x_train, y_train, x_test, y_test = qat_digits.load_data(seed)
-    model = build_pooled_digits_cnn(keras)
+    data = load_digits(seed, test_fraction=qat_digits.TEST_FRACTION)
+    x_train, y_train, x_test, y_test = data
+    model = build_digits_cnn(keras, pooled=True)
     _compile(keras, model, FLAGS.float_learning_rate)
     model.fit(x_train, y_train, epochs=FLAGS.float_epochs, batch_size=FLAGS.batch_size, verbose=0)
     float_acc = float(model.evaluate(x_test, y_test, verbose=0)[1])
@@ -58,21 +59,7 @@ def _run_seed(seed, workdir):
 
     qat = tq.quantize_model(model)
     _compile(keras, qat, FLAGS.qat_learning_rate)
-    timer = qat_digits.StepTimer.make(keras.callbacks.Callback)
-    qat.fit(
-        x_train,
-        y_train,
-        epochs=FLAGS.qat_epochs,
-        batch_size=FLAGS.batch_size,
-        verbose=0,
-        callbacks=[timer],
-    )
-    keras_logits = qat.predict(x_test, verbose=0)
-    ours = qat_digits.evaluate_tflite(
-        qat_digits.to_int8_tflite(tf, qat), keras_logits, x_test, y_test
-    )
-    ours["keras_accuracy"] = float(np.mean(keras_logits.argmax(1) == y_test))
-    ours["step_ms"] = 1000 * float(np.median(timer.times))
+    ours = qat_digits.fit_and_evaluate(tf, keras, qat, data, FLAGS.qat_epochs, FLAGS.batch_size)
 
     out_path = os.path.join(workdir, f"tfmot_{seed}.json")
     subprocess.run(
@@ -144,9 +131,7 @@ def _table(results):
 
 
 def main(argv):
-    del argv
-    logging.set_verbosity(logging.WARNING)
-    warnings.filterwarnings("ignore", message="Statistics for quantized inputs")
+    start_benchmark(argv)
     sys.path.insert(0, _HERE)
     results = []
     with tempfile.TemporaryDirectory() as workdir:

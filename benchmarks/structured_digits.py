@@ -1,7 +1,8 @@
 """The digits CNN with half its filters removed: accuracy after fine-tuning, size, latency.
 
-The benchmarks' digits CNN (`tfcompress.cli.digits.build_plain_digits_cnn`: conv 16, conv 32, pool,
-Dense 64, logits) is trained for `--epochs`, then
+The pruning benchmarks' digits CNN
+(`tfcompress.cli.digits.build_digits_cnn(batch_norm=False, padding="valid")`:
+conv 16, conv 32, pool, Dense 64, logits) is trained for `--epochs`, then
 `tfcompress.sparsity.prune_structured(filters=--filters)` removes that share
 of the filters of both convs and of the hidden Dense units (the logits stay),
 with each criterion in `--criteria` (Taylor and OBD from the compiled loss
@@ -31,13 +32,10 @@ Target (issue 16): at most 1 point of accuracy lost after 5 epochs of
 fine-tuning.
 """
 
-import warnings
+from absl import app, flags
+from common import accuracy, compile_cnn, format_table, start_benchmark
 
-from absl import app, flags, logging
-from common import accuracy, compile_cnn, format_table
-from distill_common import print_machine
-
-from tfcompress.cli.digits import build_plain_digits_cnn, load_digits
+from tfcompress.cli.digits import build_digits_cnn, load_digits
 
 _CRITERIA = flags.DEFINE_list(
     "criteria", ["taylor", "obd", "magnitude", "random"], "Criteria to compare."
@@ -50,18 +48,14 @@ _NUM_THREADS = flags.DEFINE_integer("num_threads", 2, "LiteRT threads.")
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.WARNING)
-    warnings.filterwarnings("ignore")
+    start_benchmark(argv)
     import keras
 
     import tfcompress
 
-    print_machine()
     x_train, y_train, x_test, y_test = load_digits(_SEED.value)
     keras.utils.set_random_seed(_SEED.value)
-    model = build_plain_digits_cnn(keras)
+    model = build_digits_cnn(keras, batch_norm=False, padding="valid")
     compile_cnn(model, keras)
     model.fit(x_train, y_train, epochs=_EPOCHS.value, batch_size=32, verbose=0)
     base = accuracy(model, x_test, y_test)

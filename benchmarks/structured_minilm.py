@@ -43,15 +43,12 @@ latency <= 0.65x the unpruned fp32 model; before fine-tuning taylor or obd
 beats magnitude and random.
 """
 
-import functools
 import time
-import warnings
 
 import distill_minilm as dm
-from absl import app, flags, logging
-from common import format_table
-from distill_common import print_machine
-from minilm_common import embedding_agreement, model_path, sentences, tokenize
+from absl import app, flags
+from common import format_table, start_benchmark
+from minilm_common import embedding_agreement, teacher_and_sentences
 
 _CRITERIA = flags.DEFINE_list(
     "criteria", ["taylor", "obd", "magnitude", "random"], "Criteria to compare."
@@ -75,20 +72,14 @@ _EXPORT_CRITERION = flags.DEFINE_string(
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    logging.set_verbosity(logging.WARNING)
-    warnings.filterwarnings("ignore")
+    start_benchmark(argv)
     import keras
-    import keras_hub
 
     import tfcompress
 
-    print_machine()
-    teacher_backbone = keras_hub.models.BertBackbone.from_preset(model_path(), dropout=0.0)
-    encode = functools.partial(tokenize, sequence_length=dm._SEQ_LEN.value)
-    pool = sentences()
-    held_out, train = pool[: dm._EVAL_SENTENCES.value], pool[dm._EVAL_SENTENCES.value :]
+    teacher_backbone, encode, held_out, train = teacher_and_sentences(
+        dm._SEQ_LEN.value, dm._EVAL_SENTENCES.value
+    )
     sets = {"held-out": encode(held_out), "out-of-domain": encode(dm.out_of_domain_sentences())}
     teacher = dm.pooled_model(keras, teacher_backbone)
     references = {name: dm.embed(teacher, data) for name, data in sets.items()}

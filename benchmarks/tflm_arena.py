@@ -15,6 +15,7 @@ Needs `pip install tfcompress[micro]`.
 """
 
 from absl import app, flags
+from common import start_benchmark
 
 _EPOCHS = flags.DEFINE_integer("epochs", 3, "Training epochs per model.", lower_bound=1)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the split and the weights.")
@@ -70,8 +71,7 @@ def _builders():
 
 
 def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    start_benchmark(argv)
     import keras
 
     from tfcompress import export

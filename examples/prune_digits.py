@@ -20,7 +20,7 @@ import os
 
 from absl import app, flags
 
-from tfcompress.cli.digits import build_plain_digits_cnn, load_digits
+from tfcompress.cli.digits import build_digits_cnn, load_digits
 
 _TARGET_SPARSITY = flags.DEFINE_float(
     "target_sparsity", 0.8, "Fraction of each kernel's weights to zero."
@@ -94,7 +94,7 @@ def main(argv):
     x_train, y_train, x_test, y_test = load_digits(_SEED.value, test_fraction=0.25)
     print(f"[data] {len(x_train)} training and {len(x_test)} test digits")
 
-    model = build_plain_digits_cnn(keras)
+    model = build_digits_cnn(keras, batch_norm=False, padding="valid")
     compile_model(model, keras)
     model.fit(
         x_train,

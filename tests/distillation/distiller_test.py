@@ -5,14 +5,13 @@ import numpy as np
 import pytest
 
 from distillation.reference import numpy_ce, numpy_kd
+from tfcompress.cli.digits import load_digits
 from tfcompress.distillation import Distiller, kd_loss
 
 
 def _digits():
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    return (digits.data / 16.0).astype("float32"), digits.target.astype("int32")
+    x, y, _, _ = load_digits(test_fraction=0)
+    return x.reshape(len(x), -1), y
 
 
 def _mlp(width, name, dropout=0.0, batch_norm=False, seed=0):

@@ -1,14 +1,8 @@
-"""Data, compile and int8 TFLite helpers of the end-to-end QAT tests (Keras 3 only)."""
+"""Compile and int8 TFLite helpers of the end-to-end QAT tests (Keras 3 only)."""
 
 import keras
 import numpy as np
 import tensorflow as tf
-
-from tfcompress.cli.digits import load_digits
-
-
-def load_digits_split(seed=0):
-    return load_digits(seed, test_fraction=0.3)
 
 
 def compile_classifier(model, learning_rate):

@@ -1,6 +1,6 @@
 import keras
 
-from tfcompress.cli.digits import build_pooled_digits_cnn
+from tfcompress.cli.digits import build_digits_cnn
 from tfcompress.quantization.graph_plan import Plan, plan_graph
 
 
@@ -9,7 +9,7 @@ def _names(model, ids):
 
 
 def test_conv_bn_relu_folds_and_quantizes_after_the_relu():
-    model = build_pooled_digits_cnn()
+    model = build_digits_cnn(pooled=True)
     plan = plan_graph(
         model, lambda layer: not isinstance(layer, keras.layers.InputLayer), Plan(), top_level=True
     )

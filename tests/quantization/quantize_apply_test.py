@@ -86,9 +86,9 @@ def test_functional_model_saves_and_loads(tmp_path):
 
 
 def test_no_batch_norm_folding_when_disabled():
-    from tfcompress.cli.digits import build_pooled_digits_cnn
+    from tfcompress.cli.digits import build_digits_cnn
 
-    qat = tq.quantize_model(build_pooled_digits_cnn(), fold_batch_norm=False)
+    qat = tq.quantize_model(build_digits_cnn(pooled=True), fold_batch_norm=False)
     names = [type(l).__name__ for l in qat.layers]
     assert "FoldBatchNormQuantizeWrapper" not in names and "Identity" not in names
 

@@ -7,12 +7,11 @@ import tfcompress.export
 import tfcompress.quantization as tq
 from quantization.digits import (
     compile_classifier,
-    load_digits_split,
     run_int8,
     tflite_interpreter,
     to_int8_tflite,
 )
-from tfcompress.cli.digits import build_pooled_digits_cnn
+from tfcompress.cli.digits import build_digits_cnn, load_digits
 from tfcompress.core import walk_layers
 
 import testing
@@ -26,8 +25,8 @@ def _tensor_types(model_bytes):
 def test_digits_cnn_qat_to_full_int8_tflite():
     """Float -> 3 QAT epochs -> int8 TFLite, no representative dataset."""
     keras.utils.set_random_seed(0)
-    x_train, y_train, x_test, y_test = load_digits_split()
-    model = compile_classifier(build_pooled_digits_cnn(), 3e-3)
+    x_train, y_train, x_test, y_test = load_digits(test_fraction=0.3)
+    model = compile_classifier(build_digits_cnn(pooled=True), 3e-3)
     model.fit(x_train, y_train, epochs=20, batch_size=32, verbose=0)
     float_acc = model.evaluate(x_test, y_test, verbose=0)[1]
 
@@ -50,10 +49,8 @@ def test_digits_cnn_qat_to_full_int8_tflite():
 
 
 def test_resume_training_after_keras_save(tmp_path):
-    from quantization.digits import load_digits_split as load
-
-    x_train, y_train, _, _ = load()
-    qat = compile_classifier(tq.quantize_model(build_pooled_digits_cnn()), 1e-3)
+    x_train, y_train, _, _ = load_digits(test_fraction=0.3)
+    qat = compile_classifier(tq.quantize_model(build_digits_cnn(pooled=True)), 1e-3)
     qat.fit(x_train[:128], y_train[:128], epochs=1, batch_size=32, verbose=0)
     restored = testing.run_model_saving_test(qat, x_train[:8], tmp_path)
     assert int(restored.optimizer.iterations) == 4
@@ -65,7 +62,7 @@ def test_resume_training_after_keras_save(tmp_path):
 
 @pytest.mark.parametrize("weight_bits", [4, 8])
 def test_low_bit_weights_convert_to_int8_storage(weight_bits):
-    qat = tq.quantize_model(build_pooled_digits_cnn(), weight_bits=weight_bits)
+    qat = tq.quantize_model(build_digits_cnn(pooled=True), weight_bits=weight_bits)
     qat(np.random.default_rng(0).uniform(size=(16, 8, 8, 1)).astype("float32"), training=True)
     interpreter = tflite_interpreter(to_int8_tflite(qat))
     kernels = [
@@ -79,7 +76,7 @@ def test_low_bit_weights_convert_to_int8_storage(weight_bits):
 
 
 def test_int16x8_converts_with_16_bit_activations():
-    qat = tq.quantize_model(build_pooled_digits_cnn(), activation_bits=16)
+    qat = tq.quantize_model(build_digits_cnn(pooled=True), activation_bits=16)
     qat(np.random.default_rng(0).uniform(size=(16, 8, 8, 1)).astype("float32"), training=True)
     converter = tf.lite.TFLiteConverter.from_keras_model(qat)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -226,7 +223,7 @@ def test_qat_of_a_pruned_model_keeps_every_zero_by_default(tmp_path, caplog):
     """Prune, strip, QAT with the defaults, fit, int8 export: no pruned weight comes back."""
     from tfcompress import export
 
-    x_train, y_train, x_test, y_test = load_digits_split()
+    x_train, y_train, x_test, y_test = load_digits(test_fraction=0.3)
     x_train, x_test = x_train.reshape(len(x_train), -1), x_test.reshape(len(x_test), -1)
     stripped = _pruned_dense_digits(x_train, y_train)
     pruned = {layer.name: layer.kernel.numpy() == 0 for layer in stripped.layers}
@@ -255,7 +252,7 @@ def test_qat_of_a_pruned_model_keeps_every_zero_by_default(tmp_path, caplog):
 
 
 def test_preserve_sparsity_false_lets_pruned_weights_train(caplog):
-    x_train, y_train, _, _ = load_digits_split()
+    x_train, y_train, _, _ = load_digits(test_fraction=0.3)
     x_train = x_train.reshape(len(x_train), -1)
     stripped = _pruned_dense_digits(x_train, y_train)
     zeros = stripped.layers[0].kernel.numpy() == 0

@@ -3,9 +3,9 @@ import keras_hub
 import numpy as np
 import pytest
 import tensorflow as tf
-from sklearn.datasets import load_digits
 
 import tfcompress
+from tfcompress.cli.digits import load_digits
 from tfcompress.sparsity import prune_structured
 
 
@@ -237,9 +237,8 @@ def test_a_layer_with_a_single_head_has_nothing_to_remove():
 
 
 def _digits():
-    digits = load_digits()
-    x = (digits.images[..., None] / 16.0).astype("float32")
-    return x, digits.target.astype("int32")
+    x, y, _, _ = load_digits(test_fraction=0)
+    return x, y
 
 
 def _cnn_layers():

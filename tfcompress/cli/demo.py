@@ -50,6 +50,10 @@ flags.DEFINE_integer(
 )
 
 
+# Training batch size of every stage.
+_BATCH = 32
+
+
 def _stage(number, text):
     print(f"[{number}/6] {text}", flush=True)
 
@@ -124,151 +128,37 @@ def run_demo(
     Returns:
         The comparison of the Keras float model and the four TFLite files.
     """
-    if not 0.0 <= target_sparsity < 1.0:
-        raise ValueError(
-            f"`target_sparsity` must be in [0, 1). Received: target_sparsity={target_sparsity}"
-        )
+    _check_arguments(target_sparsity, bench_rounds, bench_runs, bench_threads)
     import keras
-    import numpy as np
 
-    from tfcompress import evaluation, export, quantization, runtime, sparsity
     from tfcompress.cli import digits
-    from tfcompress.core.checks import check_int
 
-    # Checked here rather than by the runtime, so a typo fails before training.
-    for flag, value in (
-        ("bench_rounds", bench_rounds),
-        ("bench_runs", bench_runs),
-        ("bench_threads", bench_threads),
-    ):
-        check_int(value, flag, 1, expected="an int >= 1")
     os.makedirs(output_dir, exist_ok=True)
     keras.utils.set_random_seed(seed)
     x_train, y_train, x_test, y_test = digits.load_digits(seed)
     started = time.time()
+    train = (x_train, y_train, verbose)
 
     _stage(1, f"Training the float digits CNN ({len(x_train)} train / {len(x_test)} test images)")
-    float_model = _compile(digits.build_digits_cnn())
-    float_model.fit(x_train, y_train, batch_size=32, epochs=epochs, verbose=verbose)
-    float_model.save(os.path.join(output_dir, "float.keras"))
-    keras_size = evaluation.model_size(
-        _save_for_inference(float_model, os.path.join(output_dir, "float_inference.keras"))
-    )
-
+    float_model, keras_size = _train_float(train, epochs, output_dir)
     _stage(
         2,
         f"Pruning to {target_sparsity:.0%} sparsity (PolynomialDecay over {prune_epochs} epochs, "
         f"then {recover_epochs} recovery epochs)",
     )
-    steps_per_epoch = int(np.ceil(len(x_train) / 32))
-    # Steps count from 0: without recovery epochs the final mask update must
-    # land on the last step, `steps * epochs - 1`.
-    end_step = min(
-        prune_epochs * steps_per_epoch, (prune_epochs + recover_epochs) * steps_per_epoch - 1
-    )
-    schedule = sparsity.PolynomialDecay(
-        0.0, target_sparsity, begin_step=0, end_step=end_step, frequency=10
-    )
-    pruned = _compile(sparsity.prune_low_magnitude(float_model, schedule))
-    pruned.fit(
-        x_train,
-        y_train,
-        batch_size=32,
-        epochs=prune_epochs + recover_epochs,
-        verbose=verbose,
-        callbacks=[sparsity.UpdatePruningStep()],
-    )
-    pruned = sparsity.strip_pruning(pruned)
-    pruned.save(os.path.join(output_dir, "pruned.keras"))
-    print(sparsity.sparsity_report(pruned).table())
-
+    pruned = _prune(float_model, train, target_sparsity, prune_epochs, recover_epochs, output_dir)
     _stage(
         3, f"Quantization-aware training of the pruned model, its zeros kept ({qat_epochs} epochs)"
     )
-    qat = _compile(quantization.quantize_model(pruned))
-    qat.fit(x_train, y_train, batch_size=32, epochs=qat_epochs, verbose=verbose)
-    qat.save(os.path.join(output_dir, "qat.keras"))
-
+    qat = _quantization_aware(pruned, train, qat_epochs, output_dir)
     _stage(4, "Exporting TFLite (float32, float16, dynamic_int8, int8) and a C array")
-    exports = {
-        "float32": export.to_tflite(
-            float_model,
-            "float32",
-            path=os.path.join(output_dir, "float32.tflite"),
-            sample=x_test[:32],
-        ),
-        "float16 pruned": export.to_tflite(
-            pruned,
-            "float16",
-            path=os.path.join(output_dir, "float16_pruned.tflite"),
-            sample=x_test[:32],
-        ),
-        "dynamic_int8 pruned": export.to_tflite(
-            pruned,
-            "dynamic_int8",
-            path=os.path.join(output_dir, "dynamic_int8_pruned.tflite"),
-            sample=x_test[:32],
-        ),
-        "int8 pruned+QAT": export.to_tflite(
-            qat,
-            "int8",
-            int8_io=True,
-            path=os.path.join(output_dir, "int8_pruned_qat.tflite"),
-            sample=x_test[:32],
-        ),
-    }
-    c_array = export.to_c_array(
-        exports["int8 pruned+QAT"].path,
-        name="digits_model",
-        path=output_dir,
-        sample=x_test,
-        reference=qat.predict(x_test, verbose=0),
-    )
-    for name, result in exports.items():
-        print(f"    {name:<20} {result.path} ({result.size_bytes:,} bytes)")
-    print(f"    C array: {c_array.header_path}, {c_array.source_path}")
-    print("\n".join(f"    {line}" for line in c_array.report_lines()))
-
+    exports, c_array = _export(float_model, pruned, qat, x_test, output_dir)
     _stage(
         5,
         f"Evaluating with LiteRT ({bench_rounds} interleaved rounds x {bench_runs} timed runs per model)",
     )
-    interpreters = {
-        name: runtime.load(result.path, num_threads=bench_threads)
-        for name, result in exports.items()
-    }
-    latencies = evaluation.interleaved_latency(
-        {"keras float": float_model, **interpreters},
-        x_test[:1],
-        rounds=bench_rounds,
-        runs=bench_runs,
-        warmup=1,
-    )
-    float_scores = float_model.predict(x_test, verbose=0)
-    entries = [
-        {
-            "name": "keras float",
-            "raw_bytes": keras_size["raw_bytes"],
-            "gzip_bytes": keras_size["gzip_bytes"],
-            "latency_ms": latencies["keras float"].p50_ms,
-            "predictions": float_scores,
-        }
-    ]
-    for name, interpreter in interpreters.items():
-        size = evaluation.model_size(exports[name].path)
-        scores = interpreter.run(x_test)
-        entries.append(
-            {
-                "name": name,
-                "raw_bytes": size["raw_bytes"],
-                "gzip_bytes": size["gzip_bytes"],
-                "latency_ms": latencies[name].p50_ms,
-                "predictions": scores,
-                "agreement": evaluation.agreement(float_scores, scores),
-            }
-        )
-    comparison = evaluation.compare(entries, reference="float32", labels=y_test)
-
+    latency = (bench_rounds, bench_runs, bench_threads)
+    comparison, latencies = _evaluate(float_model, keras_size, exports, x_test, y_test, latency)
     _stage(6, "Report")
     print(comparison.table())
     report_json = os.path.join(output_dir, "report.json")
@@ -281,6 +171,151 @@ def run_demo(
         f"Report: {report_json}\nPlot:   {plot_png}\nModels: {output_dir}\nDone in {time.time() - started:.0f} s."
     )
     return comparison
+
+
+def _check_arguments(target_sparsity, bench_rounds, bench_runs, bench_threads):
+    if not 0.0 <= target_sparsity < 1.0:
+        raise ValueError(
+            f"`target_sparsity` must be in [0, 1). Received: target_sparsity={target_sparsity}"
+        )
+    from tfcompress.core.checks import check_int
+
+    # Checked here rather than by the runtime, so a typo fails before training.
+    for flag, value in (
+        ("bench_rounds", bench_rounds),
+        ("bench_runs", bench_runs),
+        ("bench_threads", bench_threads),
+    ):
+        check_int(value, flag, 1, expected="an int >= 1")
+
+
+def _train_float(train, epochs, output_dir):
+    """Stage 1: the trained float CNN and the size of its inference-only `.keras`."""
+    from tfcompress import evaluation
+    from tfcompress.cli import digits
+
+    x_train, y_train, verbose = train
+    float_model = _compile(digits.build_digits_cnn())
+    float_model.fit(x_train, y_train, batch_size=_BATCH, epochs=epochs, verbose=verbose)
+    float_model.save(os.path.join(output_dir, "float.keras"))
+    keras_size = evaluation.model_size(
+        _save_for_inference(float_model, os.path.join(output_dir, "float_inference.keras"))
+    )
+    return float_model, keras_size
+
+
+def _prune(float_model, train, target_sparsity, prune_epochs, recover_epochs, output_dir):
+    """Stage 2: the float model pruned to `target_sparsity`, stripped and saved."""
+    import numpy as np
+
+    from tfcompress import sparsity
+
+    x_train, y_train, verbose = train
+    steps_per_epoch = int(np.ceil(len(x_train) / _BATCH))
+    # Steps count from 0: without recovery epochs the final mask update must
+    # land on the last step, `steps * epochs - 1`.
+    end_step = min(
+        prune_epochs * steps_per_epoch, (prune_epochs + recover_epochs) * steps_per_epoch - 1
+    )
+    schedule = sparsity.PolynomialDecay(
+        0.0, target_sparsity, begin_step=0, end_step=end_step, frequency=10
+    )
+    pruned = _compile(sparsity.prune_low_magnitude(float_model, schedule))
+    pruned.fit(
+        x_train,
+        y_train,
+        batch_size=_BATCH,
+        epochs=prune_epochs + recover_epochs,
+        verbose=verbose,
+        callbacks=[sparsity.UpdatePruningStep()],
+    )
+    pruned = sparsity.strip_pruning(pruned)
+    pruned.save(os.path.join(output_dir, "pruned.keras"))
+    print(sparsity.sparsity_report(pruned).table())
+    return pruned
+
+
+def _quantization_aware(pruned, train, qat_epochs, output_dir):
+    """Stage 3: the pruned model after quantization-aware training, saved."""
+    from tfcompress import quantization
+
+    x_train, y_train, verbose = train
+    qat = _compile(quantization.quantize_model(pruned))
+    qat.fit(x_train, y_train, batch_size=_BATCH, epochs=qat_epochs, verbose=verbose)
+    qat.save(os.path.join(output_dir, "qat.keras"))
+    return qat
+
+
+def _export(float_model, pruned, qat, x_test, output_dir):
+    """Stage 4: `({row name: ExportResult}, CArrayResult)` of the four TFLite files."""
+    from tfcompress import export
+
+    exports = {
+        name: export.to_tflite(
+            model,
+            target,
+            int8_io=target == "int8",
+            path=os.path.join(output_dir, filename),
+            sample=x_test[:32],
+        )
+        for name, model, target, filename in (
+            ("float32", float_model, "float32", "float32.tflite"),
+            ("float16 pruned", pruned, "float16", "float16_pruned.tflite"),
+            ("dynamic_int8 pruned", pruned, "dynamic_int8", "dynamic_int8_pruned.tflite"),
+            ("int8 pruned+QAT", qat, "int8", "int8_pruned_qat.tflite"),
+        )
+    }
+    c_array = export.to_c_array(
+        exports["int8 pruned+QAT"].path,
+        name="digits_model",
+        path=output_dir,
+        sample=x_test,
+        reference=qat.predict(x_test, verbose=0),
+    )
+    for name, result in exports.items():
+        print(f"    {name:<20} {result.path} ({result.size_bytes:,} bytes)")
+    print(f"    C array: {c_array.header_path}, {c_array.source_path}")
+    print("\n".join(f"    {line}" for line in c_array.report_lines()))
+    return exports, c_array
+
+
+def _evaluate(float_model, keras_size, exports, x_test, y_test, latency):
+    """Stage 5: `(Comparison, latencies)` of the Keras float model and the TFLite files."""
+    from tfcompress import evaluation, runtime
+
+    bench_rounds, bench_runs, bench_threads = latency
+    interpreters = {
+        name: runtime.load(result.path, num_threads=bench_threads)
+        for name, result in exports.items()
+    }
+    latencies = evaluation.interleaved_latency(
+        {"keras float": float_model, **interpreters},
+        x_test[:1],
+        rounds=bench_rounds,
+        runs=bench_runs,
+        warmup=1,
+    )
+    float_scores = float_model.predict(x_test, verbose=0)
+    entries = [_entry("keras float", keras_size, latencies, float_scores)]
+    for name, interpreter in interpreters.items():
+        scores = interpreter.run(x_test)
+        entries.append(
+            dict(
+                _entry(name, evaluation.model_size(exports[name].path), latencies, scores),
+                agreement=evaluation.agreement(float_scores, scores),
+            )
+        )
+    return evaluation.compare(entries, reference="float32", labels=y_test), latencies
+
+
+def _entry(name, size, latencies, predictions):
+    return {
+        "name": name,
+        "raw_bytes": size["raw_bytes"],
+        "gzip_bytes": size["gzip_bytes"],
+        "latency_ms": latencies[name].p50_ms,
+        "predictions": predictions,
+    }
 
 
 def main(argv):

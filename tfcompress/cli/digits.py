@@ -1,4 +1,4 @@
-"""scikit-learn's digits and the CNNs the demo, examples, benchmarks and tests train on them."""
+"""scikit-learn's digits and the CNN the demo, examples, benchmarks and tests train on them."""
 
 import numpy as np
 
@@ -14,21 +14,27 @@ def load_digits(seed=0, test_fraction=0.2, shuffle_train=False):
 
     Args:
         seed: seed of the stratified split and of the training order.
-        test_fraction: share of examples held out for testing.
+        test_fraction: share of examples held out for testing; 0 keeps every
+            example for training, in scikit-learn's order (the test arrays
+            are then empty).
         shuffle_train: reorder the training examples with `seed`, so two
             frameworks fed with `fit(shuffle=False)` see the same order.
 
     Returns:
-        `(x_train, y_train, x_test, y_test)` with int32 labels.
+        `(x_train, y_train, x_test, y_test)` with int32 labels; images are
+        `(n,) + IMAGE_SHAPE` (`x.reshape(len(x), -1)` gives the 64 pixels).
     """
     from sklearn import datasets, model_selection
 
     digits = datasets.load_digits()
     images = (digits.images / 16.0).astype("float32")[..., np.newaxis]
     labels = digits.target.astype("int32")
-    x_train, x_test, y_train, y_test = model_selection.train_test_split(
-        images, labels, test_size=test_fraction, stratify=labels, random_state=seed
-    )
+    if test_fraction == 0:
+        x_train, x_test, y_train, y_test = images, images[:0], labels, labels[:0]
+    else:
+        x_train, x_test, y_train, y_test = model_selection.train_test_split(
+            images, labels, test_size=test_fraction, stratify=labels, random_state=seed
+        )
     if shuffle_train:
         order = np.random.default_rng(seed).permutation(len(x_train))
         x_train, y_train = x_train[order], y_train[order]
@@ -41,85 +47,79 @@ def _keras(keras_module):
     return keras_module
 
 
-def build_digits_cnn(keras_module=None):
-    """The demo's CNN for 8x8x1 digits: Conv+BN+ReLU twice, max pool, Dense 64,
-    logits (38,426 weights).
+def build_digits_cnn(keras_module=None, batch_norm=True, padding="same", pooled=False):
+    """The digits CNN for 8x8x1 images: two 3x3 conv blocks of 16 and 32
+    filters, then a classifier head giving logits.
 
-    The builders here all take `keras_module`: `keras` (the default) or
-    `tf_keras`, which builds the same layers in the same order, so a TFMOT
-    twin is the same network and `get_weights()` lists line up.
+    - defaults (the demo): Conv+BN+ReLU twice, max pool, Flatten, Dense 64,
+      logits; 38,426 weights.
+    - `batch_norm=False, padding="valid"` (the pruning benchmarks): convs
+      with a bias and ReLU, max pool, Flatten, Dense 64, logits; 13,706.
+    - `pooled=True` (the quantization benchmarks and tests): Conv+BN+ReLU,
+      max pool, Conv+BN+ReLU, global average pool, logits; 5,274.
+
+    With `keras_module=tf_keras` it builds the same layers in the same order,
+    so a TFMOT twin is the same network and `get_weights()` lists line up.
 
     Args:
         keras_module: `keras` or `tf_keras`; None imports `keras`.
+        batch_norm: each conv is bias-free and followed by BatchNormalization
+            (momentum 0.9) and ReLU; False gives convs with a bias and a ReLU
+            activation.
+        padding: padding of both convs, "same" or "valid".
+        pooled: max pool between the blocks and global average pooling
+            into the logits, instead of max pool, Flatten and Dense 64.
 
     Returns:
-        A `Sequential` model built for `IMAGE_SHAPE` inputs.
+        A `Sequential` model named "digits_cnn", built for `IMAGE_SHAPE` inputs.
+
+    Raises:
+        ValueError: for a `padding` other than "same" or "valid".
+
+    Example:
+
+    ```python
+    from tfcompress.cli import digits
+    x_train, y_train, x_test, y_test = digits.load_digits(seed=0)
+    model = digits.build_digits_cnn(pooled=True)
+    ```
     """
+    if padding not in ("same", "valid"):
+        raise ValueError(f'`padding` must be "same" or "valid". Received: padding={padding!r}')
     keras_module = _keras(keras_module)
     layers = keras_module.layers
-    return keras_module.Sequential(
-        [
-            keras_module.Input(IMAGE_SHAPE, name="image"),
-            layers.Conv2D(16, 3, padding="same", use_bias=False, name="conv1"),
-            layers.BatchNormalization(name="bn1"),
-            layers.ReLU(name="relu1"),
-            layers.Conv2D(32, 3, padding="same", use_bias=False, name="conv2"),
-            layers.BatchNormalization(name="bn2"),
-            layers.ReLU(name="relu2"),
+
+    def block(index, filters):
+        if not batch_norm:
+            return [
+                layers.Conv2D(filters, 3, padding=padding, activation="relu", name=f"conv{index}")
+            ]
+        return [
+            layers.Conv2D(filters, 3, padding=padding, use_bias=False, name=f"conv{index}"),
+            layers.BatchNormalization(momentum=0.9, name=f"bn{index}"),
+            layers.ReLU(name=f"relu{index}"),
+        ]
+
+    if pooled:
+        body = [
+            *block(1, 16),
+            layers.MaxPooling2D(2, name="pool"),
+            *block(2, 32),
+            layers.GlobalAveragePooling2D(name="global_pool"),
+        ]
+    else:
+        body = [
+            *block(1, 16),
+            *block(2, 32),
             layers.MaxPooling2D(2, name="pool"),
             layers.Flatten(name="flatten"),
             layers.Dense(64, activation="relu", name="dense"),
-            layers.Dense(NUM_CLASSES, name="logits"),
-        ],
-        name="digits_cnn",
-    )
-
-
-def build_plain_digits_cnn(keras_module=None):
-    """The pruning CNN, without batch norm: two valid 3x3 convolutions with
-    ReLU, max pool, Dense 64, logits.
-
-    Args:
-        keras_module: as in `build_digits_cnn`.
-
-    Returns:
-        A `Sequential` model built for `IMAGE_SHAPE` inputs.
-    """
-    keras_module = _keras(keras_module)
-    layers = keras_module.layers
+        ]
     return keras_module.Sequential(
         [
-            keras_module.Input(shape=IMAGE_SHAPE),
-            layers.Conv2D(16, 3, activation="relu", name="conv1"),
-            layers.Conv2D(32, 3, activation="relu", name="conv2"),
-            layers.MaxPooling2D(name="pool"),
-            layers.Flatten(name="flatten"),
-            layers.Dense(64, activation="relu", name="dense1"),
+            keras_module.Input(IMAGE_SHAPE, name="image"),
+            *body,
             layers.Dense(NUM_CLASSES, name="logits"),
         ],
         name="digits_cnn",
     )
-
-
-def build_pooled_digits_cnn(keras_module=None):
-    """The quantization CNN: Conv+BN+ReLU, max pool, Conv+BN+ReLU, global
-    average pool, Dense logits (functional, default layer names).
-
-    Args:
-        keras_module: as in `build_digits_cnn`.
-
-    Returns:
-        A functional `Model` built for `IMAGE_SHAPE` inputs.
-    """
-    keras_module = _keras(keras_module)
-    layers = keras_module.layers
-    inputs = keras_module.Input(IMAGE_SHAPE)
-    x = layers.Conv2D(16, 3, padding="same", use_bias=False)(inputs)
-    x = layers.BatchNormalization(momentum=0.9)(x)
-    x = layers.ReLU()(x)
-    x = layers.MaxPooling2D()(x)
-    x = layers.Conv2D(32, 3, padding="same", use_bias=False)(x)
-    x = layers.BatchNormalization(momentum=0.9)(x)
-    x = layers.ReLU()(x)
-    x = layers.GlobalAveragePooling2D()(x)
-    return keras_module.Model(inputs, layers.Dense(NUM_CLASSES)(x))

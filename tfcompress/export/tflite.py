@@ -3,20 +3,14 @@
 import dataclasses
 import pathlib
 
-import keras
-import numpy as np
-
-from tfcompress.core.layer_tree import walk_layers
 from tfcompress.core.strip_wrappers import has_strippable_wrappers, strip_wrappers
 from tfcompress.export import converter, post_training, representative, wrap
 from tfcompress.export._tflite_checks import calibration_error, check_arguments, check_model
+from tfcompress.export._verification_inputs import layers_of, note_synthetic, verification_batch
 from tfcompress.export.attention_masks import additive_attention_masks
 from tfcompress.export.flatbuffer import op_names, read_model
 from tfcompress.export.identity_multiplies import remove_identity_multiplies
 from tfcompress.export.verify import raise_on_failure, run_checks
-
-# Verification batch taken from the calibration data when no sample is given.
-_SAMPLE_BATCH = 8
 
 
 @dataclasses.dataclass
@@ -58,14 +52,12 @@ class ExportResult:
     rewrites: dict = dataclasses.field(default_factory=dict)
 
 
-def _layers(model):
-    return [model] + [ref.layer for ref in walk_layers(model)]
-
-
 def _has_learned_ranges(model):
     """Whether a layer (a quantization-aware wrapper, or a user's own fake-quant
     layer whose class sets `carries_learned_ranges = True`) fixes the ranges."""
-    return any(getattr(layer, "carries_learned_ranges", False) is True for layer in _layers(model))
+    return any(
+        getattr(layer, "carries_learned_ranges", False) is True for layer in layers_of(model)
+    )
 
 
 def _strip(model):
@@ -217,6 +209,40 @@ def to_tflite(
         raise calibration_error(target)
 
     model = _strip(model)
+    wrapper, specs, sample = _prepare(model, sample, batch_size, sequence_length)
+    converted, samples = _calibrated(
+        model, wrapper, specs, target, representative_data, sample, batch_size, sequence_length
+    )
+    calibration = None if converted is not wrapper else samples
+    content = converter.convert(converted, target, calibration, int8_io, allow_flex)
+    content, applied = _rewrite(content, rewrites)
+    checks, metrics = {}, {}
+    if verify:
+        batch, reference, synthetic = verification_batch(
+            model, wrapper, specs, sample, samples, batch_size
+        )
+        checks, metrics = _verify(
+            content, target, model, batch, reference, synthetic, allow_flex, tolerance, batch_size
+        )
+    if path is not None:
+        path = pathlib.Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    return ExportResult(
+        tflite_bytes=content,
+        path=None if path is None else str(path),
+        target=target,
+        size_bytes=len(content),
+        ops=op_names(read_model(content)),
+        checks=checks,
+        rewrites=applied,
+        **metrics,
+    )
+
+
+def _prepare(model, sample, batch_size, sequence_length):
+    """`(functional wrapper, input specs, normalized sample)`; raises for a
+    `sequence_length` no input takes or a `sample` the batch size does not divide."""
     wrapper, specs = wrap.functional_wrapper(model, sample, batch_size, sequence_length)
     if sequence_length is not None and not any(
         len(spec.shape) > 1 and spec.shape[1] == sequence_length for spec in specs
@@ -234,78 +260,58 @@ def to_tflite(
                 f"`sample` has {rows} rows, which batch_size={batch_size} does not "
                 f"divide. Pass a multiple of {batch_size} rows."
             )
-    samples = None
+    return wrapper, specs, sample
+
+
+def _calibrated(
+    model, wrapper, specs, target, representative_data, sample, batch_size, sequence_length
+):
+    """`(model to convert, calibration samples or None)`. The model is `wrapper`
+    unless int8 calibration went through `quantize_model` (`_outlier_aware`)."""
+    if representative_data is None:
+        return wrapper, None
+    samples = representative.calibration_samples(representative_data, specs)
     converted = wrapper
-    if representative_data is not None:
-        samples = representative.calibration_samples(representative_data, specs)
-        quantized = None
-        if _outlier_aware(model, target):
-            quantized = post_training.quantize_for_int8(model, samples, specs, sample)
+    if _outlier_aware(model, target):
+        quantized = post_training.quantize_for_int8(model, samples, specs, sample)
         if quantized is not None:
             converted = wrap.functional_wrapper(quantized, sample, batch_size, sequence_length)[0]
-        if batch_size is not None and batch_size > 1:
-            samples = _group(samples, batch_size)
-    calibration = None if converted is not wrapper else samples
-    content = converter.convert(converted, target, calibration, int8_io, allow_flex)
+    if batch_size is not None and batch_size > 1:
+        samples = _group(samples, batch_size)
+    return converted, samples
+
+
+def _rewrite(content, rewrites):
+    """`(flatbuffer, {rewrite: ops changed})` after the post-conversion rewrites."""
     applied = {}
-    for name, rewrite in (
-        ("attention_masks", additive_attention_masks),
-        ("identity_multiplies", remove_identity_multiplies),
-    ):
-        if rewrites:
+    if rewrites:
+        for name, rewrite in (
+            ("attention_masks", additive_attention_masks),
+            ("identity_multiplies", remove_identity_multiplies),
+        ):
             content, applied[name] = rewrite(content)
+    return content, applied
 
-    metrics = {}
-    checks = {}
-    if verify:
-        batch, reference, synthetic = _verification_batch(
-            model, wrapper, specs, sample, samples, batch_size
-        )
-        checks = run_checks(
-            content,
-            target,
-            model.count_params(),
-            batch,
-            reference,
-            allow_flex,
-            tolerance,
-            batch_size,
-        )
-        names = (
-            "max_abs_error",
-            "max_relative_error",
-            "cosine_similarity",
-            "argmax_agreement",
-        )
-        metrics = {name: checks["outputs_match"].get(name) for name in names}
-        if synthetic is not None:
-            _note_synthetic(checks["outputs_match"], synthetic)
-        raise_on_failure(checks)
-    if path is not None:
-        path = pathlib.Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-    return ExportResult(
-        tflite_bytes=content,
-        path=None if path is None else str(path),
-        target=target,
-        size_bytes=len(content),
-        ops=op_names(read_model(content)),
-        checks=checks,
-        rewrites=applied,
-        **metrics,
+
+def _verify(content, target, model, batch, reference, synthetic, allow_flex, tolerance, batch_size):
+    """`(checks, ExportResult error metrics)`; raises `ExportVerificationError`
+    when a check fails."""
+    checks = run_checks(
+        content,
+        target,
+        model.count_params(),
+        batch,
+        reference,
+        allow_flex,
+        tolerance,
+        batch_size,
     )
-
-
-def _note_synthetic(check, description):
-    """Says in `outputs_match` that it ran on made-up inputs, and on failure
-    how to run it on real ones."""
-    check["detail"] += f" on synthetic inputs ({description})"
-    if check["passed"] is False:
-        check["detail"] += (
-            ", not real data: pass sample= with one batch of real inputs (an array, a "
-            "list or a dict keyed by input name) to verify on those"
-        )
+    names = ("max_abs_error", "max_relative_error", "cosine_similarity", "argmax_agreement")
+    metrics = {name: checks["outputs_match"].get(name) for name in names}
+    if synthetic is not None:
+        note_synthetic(checks["outputs_match"], synthetic)
+    raise_on_failure(checks)
+    return checks, metrics
 
 
 def _group(samples, batch_size):
@@ -320,64 +326,3 @@ def _group(samples, batch_size):
         representative.stack(samples[i : i + batch_size])
         for i in range(0, len(samples) - batch_size + 1, batch_size)
     ]
-
-
-def _id_bounds(model):
-    """Upper bounds to try for synthetic token ids: the vocabulary size a
-    keras-hub backbone declares, else its largest embedding table; then the
-    smallest table, in case one input feeds several tables."""
-    tables = sorted(
-        {
-            int(layer.input_dim)
-            for layer in _layers(model)
-            if isinstance(layer, keras.layers.Embedding)
-        }
-    )
-    declared = next(
-        (
-            layer.vocabulary_size
-            for layer in _layers(model)
-            if isinstance(getattr(layer, "vocabulary_size", None), int)
-        ),
-        None,
-    )
-    first = declared or (tables[-1] if tables else 100)
-    return list(dict.fromkeys([first, tables[0] if tables else 2]))
-
-
-def _verification_batch(model, wrapper, specs, sample, samples, batch_size=None):
-    """`(inputs, Keras outputs, synthetic)` for `outputs_match`; `sample` is
-    normalized. `synthetic` describes made-up inputs, None for the user's data."""
-
-    def reference(batch):
-        return wrap.reference_outputs(wrapper, specs, batch, batch_size)
-
-    if sample is not None:
-        return sample, reference(sample), None
-    if samples is not None:
-        # Grouped samples (batch_size > 1) are already batches.
-        batch = representative.stack(samples[: max(1, _SAMPLE_BATCH // (batch_size or 1))])
-        return batch, reference(batch), None
-    if not any(np.dtype(spec.dtype).kind in "iub" for spec in specs):
-        batch = representative.synthetic_batch(specs, batch_size=batch_size or 2)
-        return batch, reference(batch), "random floats in [0, 1)"
-    *first, last = _id_bounds(model)
-    for bound in first + [last]:
-        batch = representative.synthetic_batch(
-            specs, batch_size=batch_size or 2, vocabulary_size=bound
-        )
-        try:
-            outputs = reference(batch)
-        except Exception:
-            # A bound above some embedding table: TF raises for out-of-range gathers.
-            if bound == last:
-                raise
-            continue
-        return (
-            batch,
-            outputs,
-            (
-                f"random token ids below {bound}, padding masks that are a prefix of ones, "
-                "segment ids 0"
-            ),
-        )

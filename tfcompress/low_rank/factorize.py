@@ -7,117 +7,22 @@ import numpy as np
 
 from tfcompress.core.checks import ensure_built, ensure_keras3_model
 from tfcompress.core.copy_model import copy_model
-from tfcompress.core.layer_tree import walk_layers
 from tfcompress.core.transform import transform_layers
-from tfcompress.core.wrapper import CompressionWrapper, build_shape_of
-from tfcompress.low_rank._base import LowRankLayer
-from tfcompress.low_rank._factors import DATA_METHODS, METHODS, Spectrum, allocate_ranks, break_even
-from tfcompress.low_rank._kernel_spec import KernelSpec
+from tfcompress.low_rank._factors import Spectrum, allocate_ranks, break_even
 from tfcompress.low_rank._latency_gate import factorized_is_faster
+from tfcompress.low_rank._selection import (
+    bias_count,
+    candidates,
+    check_arguments,
+    check_selection,
+    rows_from_build,
+    select_layers,
+)
 from tfcompress.low_rank._statistics import gather_statistics
 from tfcompress.low_rank.low_rank_dense import LowRankDense
 from tfcompress.low_rank.low_rank_einsum_dense import LowRankEinsumDense
 
 _LOG = logging.getLogger("tfcompress")
-
-
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _check_arguments(
-    rank, energy, compression, method, representative_data, round_to, latency_gate
-):
-    given = [
-        name
-        for name, value in (("rank", rank), ("energy", energy), ("compression", compression))
-        if value is not None
-    ]
-    if len(given) != 1:
-        raise ValueError(
-            "Pass exactly one of `rank`, `energy` or `compression`. Received: "
-            f"rank={rank!r}, energy={energy!r}, compression={compression!r}."
-        )
-    if rank is not None and (not _is_int(rank) or rank < 1):
-        raise ValueError(f"`rank` must be an int >= 1. Received: rank={rank!r}")
-    if energy is not None and not (isinstance(energy, (int, float)) and 0 < energy <= 1):
-        raise ValueError(
-            f"`energy` must be in (0, 1] (the fraction of the squared spectrum kept). Received: energy={energy!r}"
-        )
-    if compression is not None and not (
-        isinstance(compression, (int, float)) and 0 < compression < 1
-    ):
-        raise ValueError(
-            "`compression` must be in (0, 1) (the fraction of the factorized layers' parameters "
-            f"kept, e.g. 0.7). Received: compression={compression!r}"
-        )
-    if method not in METHODS:
-        raise ValueError(f"`method` must be one of {METHODS}. Received: method={method!r}")
-    if method in DATA_METHODS and representative_data is None:
-        raise ValueError(
-            f"`method={method!r}` weights the factorization by the layers' inputs and needs "
-            "`representative_data` (a few hundred examples of model inputs); pass it, or use method='svd'."
-        )
-    if not _is_int(round_to) or round_to < 1:
-        raise ValueError(f"`round_to` must be an int >= 1. Received: round_to={round_to!r}")
-    if not (isinstance(latency_gate, bool) or (_is_int(latency_gate) and latency_gate >= 1)):
-        raise ValueError(
-            "`latency_gate` must be False, True or a LiteRT thread count >= 1. "
-            f"Received: latency_gate={latency_gate!r}"
-        )
-
-
-def _outside_factorized_and_wrapped(layer):
-    return not isinstance(layer, (LowRankLayer, CompressionWrapper))
-
-
-def _candidates(model):
-    """`{path: KernelSpec}` of Dense/EinsumDense layers, and `{path: reason}` of the others."""
-    specs, skipped = {}, {}
-    for ref in walk_layers(model, descend=_outside_factorized_and_wrapped):
-        if not isinstance(ref.layer, (keras.layers.Dense, keras.layers.EinsumDense)):
-            continue
-        if not ref.layer.built:
-            continue
-        spec = KernelSpec(ref.layer)
-        if spec.reason is None:
-            specs[ref.path] = spec
-        else:
-            skipped[ref.path] = spec.reason
-    return specs, skipped
-
-
-def _select(specs, skipped, layers, model):
-    if layers is None:
-        return specs
-    if callable(layers):
-        return {path: spec for path, spec in specs.items() if layers(path, spec.layer)}
-    if isinstance(layers, str) or not isinstance(layers, (list, tuple, set)):
-        raise TypeError(
-            "`layers` must be None, a list of layer paths or names, or a callable "
-            f"`(path, layer) -> bool`. Received: layers={layers!r}"
-        )
-    chosen = {}
-    for entry in layers:
-        matched = {p: s for p, s in specs.items() if p == entry or s.layer.name == entry}
-        if not matched:
-            why = skipped.get(entry)
-            raise ValueError(
-                f"`layers` names {entry!r}, which "
-                + (
-                    f"cannot be factorized: {why}."
-                    if why
-                    else f"is no Dense/EinsumDense of {model.name!r}."
-                )
-                + f" Factorizable layers: {list(specs)[:8]}{' ...' if len(specs) > 8 else ''}"
-            )
-        chosen.update(matched)
-    return chosen
-
-
-def _bias_count(layer):
-    bias = getattr(layer, "bias", None)
-    return int(np.prod(bias.shape)) if bias is not None else 0
 
 
 def _output_error(matrix, first, second, gram):
@@ -126,17 +31,6 @@ def _output_error(matrix, first, second, gram):
     total = float(np.sum((gram @ matrix) * matrix))
     error = float(np.sum((gram @ delta) * delta))
     return float(np.sqrt(max(error, 0.0) / total)) if total > 0 else 0.0
-
-
-def _parameters(spec):
-    return int(np.prod(spec.shape)) + _bias_count(spec.layer)
-
-
-def _smallest(spec, round_to):
-    """Parameters of `spec`'s layer at the lowest rank `allocate_ranks` reaches."""
-    if break_even(spec.shape) < round_to:
-        return _parameters(spec)
-    return round_to * sum(spec.shape) + _bias_count(spec.layer)
 
 
 def _rounded_up(rank, round_to, limit):
@@ -225,54 +119,51 @@ def factorize(
     """
     ensure_keras3_model(model, "model")
     ensure_built(model)
-    _check_arguments(rank, energy, compression, method, representative_data, round_to, latency_gate)
-    specs, skipped = _candidates(model)
-    specs = _select(specs, skipped, layers, model)
-    if not specs:
-        raise ValueError(
-            f"Nothing to factorize in {model.name!r}: no "
-            + ("selected " if layers is not None else "")
-            + "Dense or EinsumDense layer with a kernel that is one matrix"
-            + (f" (skipped: {dict(list(skipped.items())[:4])})" if skipped else "")
-            + ". Pass a model with such layers, or other `layers`."
-        )
-    if rank is not None:
-        too_small = {p: min(s.shape) for p, s in specs.items() if rank > min(s.shape)}
-        if too_small and (layers is not None or len(too_small) == len(specs)):
-            raise ValueError(
-                f"`rank={rank}` is larger than these layers allow (their largest rank): "
-                f"{dict(list(too_small.items())[:6])}. Pass a smaller `rank` or leave them out of `layers`."
-            )
-    if compression is not None:
-        total = sum(_parameters(s) for s in specs.values())
-        floor = sum(_smallest(s, round_to) for s in specs.values())
-        if compression * total < floor:
-            raise ValueError(
-                f"`compression={compression}` keeps fewer parameters than rank {round_to} in every "
-                f"selected layer allows ({floor / total:.3f} of them); pass a larger `compression` "
-                "or a smaller `round_to`."
-            )
-    threads = 2 if latency_gate is True else int(latency_gate)
-    if latency_gate:
-        for path, spec in specs.items():
-            if representative_data is None and _rows_from_build(spec) is None:
-                raise ValueError(
-                    f"`latency_gate` needs the rows each example feeds {path!r}, whose build shape "
-                    "has unknown dimensions; pass `representative_data`."
-                )
-
-    paths = list(specs)
+    check_arguments(rank, energy, compression, method, representative_data, round_to, latency_gate)
+    specs = select_layers(model, layers)
+    check_selection(specs, rank, compression, round_to, layers, latency_gate, representative_data)
     if not inplace:
-        model = copy_model(model)
-        specs, _ = _candidates(model)
-        specs = {path: specs[path] for path in paths}
+        model, specs = _copy_with_specs(model, list(specs))
     stats = (
         gather_statistics(model, specs, representative_data)
         if representative_data is not None
         else {}
     )
+    matrices, spectra = _spectra(specs, method, stats)
+    if compression is not None:
+        plan = allocate_ranks(
+            {p: (s.shape, bias_count(s.layer), spectra[p].discarded) for p, s in specs.items()},
+            compression,
+            round_to,
+        )
+    else:
+        plan = _fixed_ranks(specs, spectra, rank, energy, round_to)
+    slower = (
+        _keep_slower_dense(plan, specs, stats, 2 if latency_gate is True else int(latency_gate))
+        if latency_gate
+        else {}
+    )
+    replacements = {
+        path: _replacement(specs[path], matrices[path], spectra[path], chosen, stats.get(path))
+        for path, chosen in plan.items()
+        if chosen is not None
+    }
+    if not replacements:
+        raise _nothing_smaller(model, rank, energy, compression, slower)
+    model, _ = transform_layers(model, lambda ref: replacements.get(ref.path), inplace=True)
+    return model
 
-    spectra, matrices = {}, {}
+
+def _copy_with_specs(model, paths):
+    """A copy of `model` and the `KernelSpec`s of its layers at `paths`."""
+    model = copy_model(model)
+    specs, _ = candidates(model)
+    return model, {path: specs[path] for path in paths}
+
+
+def _spectra(specs, method, stats):
+    """`({path: kernel matrix}, {path: Spectrum})`, weighted by the layer statistics."""
+    matrices, spectra = {}, {}
     for path, spec in specs.items():
         matrices[path] = spec.matrix(keras.ops.convert_to_numpy(spec.layer.kernel))
         entry = stats.get(path)
@@ -282,79 +173,60 @@ def factorize(
             gram=entry.gram if entry is not None else None,
             abs_mean=entry.abs_mean if entry is not None else None,
         )
+    return matrices, spectra
 
-    if compression is not None:
-        plan = allocate_ranks(
-            {p: (specs[p].shape, _bias_count(specs[p].layer), spectra[p].discarded) for p in paths},
-            compression,
-            round_to,
+
+def _fixed_ranks(specs, spectra, rank, energy, round_to):
+    """`{path: rank or None}` for a fixed `rank` or `energy`; None where it would not shrink."""
+    plan = {}
+    for path, spec in specs.items():
+        shape = spec.shape
+        chosen = (
+            rank
+            if rank is not None
+            else _rounded_up(spectra[path].energy_rank(energy), round_to, min(shape))
         )
-    else:
-        plan = {}
-        for path in paths:
-            shape = specs[path].shape
-            chosen = (
-                rank
-                if rank is not None
-                else _rounded_up(spectra[path].energy_rank(energy), round_to, min(shape))
-            )
-            plan[path] = chosen if chosen <= min(shape) and chosen <= break_even(shape) else None
+        plan[path] = chosen if chosen <= min(shape) and chosen <= break_even(shape) else None
+    return plan
 
+
+def _keep_slower_dense(plan, specs, stats, threads):
+    """Sets `plan[path]` to None where LiteRT runs the factors slower; returns `{path: why}`."""
     slower = {}
-    if latency_gate:
-        for path in paths:
-            if plan[path] is None:
-                continue
-            m, n = specs[path].shape
-            rows = stats[path].rows_per_example if path in stats else _rows_from_build(specs[path])
-            faster, dense_ms, low_ms = factorized_is_faster(rows, m, n, plan[path], threads)
-            if not faster:
-                _LOG.info(
-                    "low_rank: %s stays dense: %dx%d at rank %d, %d rows: %.4f ms factorized vs %.4f ms dense",
-                    path,
-                    m,
-                    n,
-                    plan[path],
-                    rows,
-                    low_ms,
-                    dense_ms,
-                )
-                slower[path] = f"{low_ms:.4f} ms factorized vs {dense_ms:.4f} ms dense"
-                plan[path] = None
-
-    replacements = {}
-    for path in paths:
+    for path, spec in specs.items():
         if plan[path] is None:
             continue
-        replacements[path] = _replacement(
-            specs[path], matrices[path], spectra[path], plan[path], stats.get(path)
-        )
-    if not replacements:
-        asked = next(
-            f"{k}={v}"
-            for k, v in (("rank", rank), ("energy", energy), ("compression", compression))
-            if v is not None
-        )
-        raise ValueError(
-            f"No layer of {model.name!r} gets smaller at {asked}"
-            + (
-                f" once the latency gate kept slower factorizations dense ({slower})"
-                if slower
-                else ""
+        m, n = spec.shape
+        rows = stats[path].rows_per_example if path in stats else rows_from_build(spec)
+        faster, dense_ms, low_ms = factorized_is_faster(rows, m, n, plan[path], threads)
+        if not faster:
+            _LOG.info(
+                "low_rank: %s stays dense: %dx%d at rank %d, %d rows: %.4f ms factorized vs %.4f ms dense",
+                path,
+                m,
+                n,
+                plan[path],
+                rows,
+                low_ms,
+                dense_ms,
             )
-            + ": a rank-r factorization of an m x n kernel is smaller only when r * (m + n) < m * n. "
-            "Pass a smaller `rank` or `energy`, or use `compression`."
-        )
-    model, _ = transform_layers(model, lambda ref: replacements.get(ref.path), inplace=True)
-    return model
+            slower[path] = f"{low_ms:.4f} ms factorized vs {dense_ms:.4f} ms dense"
+            plan[path] = None
+    return slower
 
 
-def _rows_from_build(spec):
-    """Matrix rows one example feeds the layer, from its build shape (None if unknown)."""
-    shape = build_shape_of(spec.layer)
-    if not shape or any(d is None for d in shape[1:]):
-        return None
-    return max(1, int(np.prod(shape[1:])) // spec.shape[0])
+def _nothing_smaller(model, rank, energy, compression, slower):
+    asked = next(
+        f"{k}={v}"
+        for k, v in (("rank", rank), ("energy", energy), ("compression", compression))
+        if v is not None
+    )
+    return ValueError(
+        f"No layer of {model.name!r} gets smaller at {asked}"
+        + (f" once the latency gate kept slower factorizations dense ({slower})" if slower else "")
+        + ": a rank-r factorization of an m x n kernel is smaller only when r * (m + n) < m * n. "
+        "Pass a smaller `rank` or `energy`, or use `compression`."
+    )
 
 
 def _replacement(spec, matrix, spectrum, rank, entry):

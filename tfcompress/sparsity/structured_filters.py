@@ -99,97 +99,116 @@ def _add(space, layer, attribute, axis, units, role):
     space.members.append((layer, attribute, axis, units, role))
 
 
-def _spaces(model, inputs):
-    leaves = [ref.layer for ref in walk_layers(model) if not child_layers(ref.layer)]
-    events, outputs = _trace(model, inputs, leaves)
-    calls = {}
-    for layer, _, _ in events:
-        calls[id(layer)] = calls.get(id(layer), 0) + 1
-    space_of, flat_of, consumed, shapes, spaces = {}, {}, set(), {}, []
+class _Tracer:
+    """Follows channel spaces through the recorded layer calls, in call order."""
 
-    def give(tensor, space):
-        space_of[id(tensor)] = space
+    def __init__(self, events):
+        self.calls = {}
+        for layer, _, _ in events:
+            self.calls[id(layer)] = self.calls.get(id(layer), 0) + 1
+        self.space_of, self.flat_of, self.consumed, self.shapes, self.spaces = {}, {}, set(), {}, []
+
+    def give(self, tensor, space):
+        self.space_of[id(tensor)] = space
         # Layers that return their input (Dropout at inference) hand on the
         # same object: it counts as read only if a later layer reads it.
-        consumed.discard(id(tensor))
+        self.consumed.discard(id(tensor))
 
-    for layer, layer_inputs, layer_outputs in events:
-        shapes.setdefault(id(layer), tuple(layer_inputs[0].shape))
-        incoming = [space_of.get(id(t)) for t in layer_inputs]
-        flats = [flat_of.get(id(t)) for t in layer_inputs]
-        consumed.update(id(t) for t in layer_inputs)
+    def step(self, layer, layer_inputs, layer_outputs):
+        """Carries, ties, starts or blocks the spaces one layer call reads."""
+        self.shapes.setdefault(id(layer), tuple(layer_inputs[0].shape))
+        incoming = [self.space_of.get(id(t)) for t in layer_inputs]
+        flats = [self.flat_of.get(id(t)) for t in layer_inputs]
+        self.consumed.update(id(t) for t in layer_inputs)
         output = layer_outputs[0] if len(layer_outputs) == 1 else None
-        twice = calls[id(layer)] > 1
+        twice = self.calls[id(layer)] > 1
         known = [s for s in incoming if s is not None]
-        if twice:
-            for space in known + [f[0] for f in flats if f]:
-                space.root().blocked = True
-        if any(flats) and not (type(layer) is keras.layers.Dense and len(flats) == 1):
-            for f in flats:
-                if f:
-                    f[0].root().blocked = True
+        _block_shared(layer, known, flats, twice)
         if isinstance(layer, keras.layers.Add) and output is not None:
             if len(known) == len(incoming):
-                give(output, _union(known))
+                self.give(output, _union(known))
             else:
                 for space in known:
                     space.root().blocked = True
-            continue
-        if (
+        elif (
             known
             and (isinstance(layer, _PASS) or _channelwise(layer, len(layer_inputs[0].shape)))
             and output is not None
         ):
-            space = known[0].root()
-            if isinstance(layer, keras.layers.BatchNormalization):
-                for name in ("gamma", "beta", "moving_mean", "moving_variance"):
-                    if getattr(layer, name, None) is not None:
-                        _add(space, layer, name, 0, contiguous(space.size), "channel")
-            elif isinstance(layer, keras.layers.DepthwiseConv2D):
-                _add(space, layer, "kernel", 2, contiguous(space.size), "channel")
-                if layer.use_bias:
-                    _add(space, layer, "bias", 0, contiguous(space.size), "channel")
-            give(output, space)
-            continue
-        if known and isinstance(layer, keras.layers.Flatten) and output is not None:
+            self._carry(layer, known[0].root(), output)
+        elif known and isinstance(layer, keras.layers.Flatten) and output is not None:
             space = known[0].root()
             spatial = int(np.prod(layer_inputs[0].shape[1:-1]))
             units = np.arange(spatial)[None, :] * space.size + np.arange(space.size)[:, None]
-            flat_of[id(output)] = (space, units)
-            continue
-        if _is_producer(layer) and not twice:
-            if known:
-                _add(
-                    known[0].root(),
-                    layer,
-                    "kernel",
-                    len(layer.kernel.shape) - 2,
-                    contiguous(known[0].root().size),
-                    "in",
-                )
-            elif flats[0]:
-                space, units = flats[0]
-                _add(space.root(), layer, "kernel", 0, units, "in")
-            if output is not None:
-                size = layer.kernel.shape[-1]
-                space = _Space(size)
-                _add(space, layer, "kernel", len(layer.kernel.shape) - 1, contiguous(size), "out")
-                if layer.use_bias:
-                    _add(space, layer, "bias", 0, contiguous(size), "out")
-                spaces.append(space)
-                give(output, space)
-            continue
-        for space in known:
+            self.flat_of[id(output)] = (space, units)
+        elif _is_producer(layer) and not twice:
+            self._produce(layer, known, flats, output)
+        else:
+            for space in known:
+                space.root().blocked = True
+
+    def _carry(self, layer, space, output):
+        """A channel-wise layer: its per-channel weights join `space`, which its output carries."""
+        if isinstance(layer, keras.layers.BatchNormalization):
+            for name in ("gamma", "beta", "moving_mean", "moving_variance"):
+                if getattr(layer, name, None) is not None:
+                    _add(space, layer, name, 0, contiguous(space.size), "channel")
+        elif isinstance(layer, keras.layers.DepthwiseConv2D):
+            _add(space, layer, "kernel", 2, contiguous(space.size), "channel")
+            if layer.use_bias:
+                _add(space, layer, "bias", 0, contiguous(space.size), "channel")
+        self.give(output, space)
+
+    def _produce(self, layer, known, flats, output):
+        """A conv or Dense: reads the space it is given, and its output starts a new one."""
+        if known:
+            root = known[0].root()
+            _add(root, layer, "kernel", len(layer.kernel.shape) - 2, contiguous(root.size), "in")
+        elif flats[0]:
+            space, units = flats[0]
+            _add(space.root(), layer, "kernel", 0, units, "in")
+        if output is not None:
+            size = layer.kernel.shape[-1]
+            space = _Space(size)
+            _add(space, layer, "kernel", len(layer.kernel.shape) - 1, contiguous(size), "out")
+            if layer.use_bias:
+                _add(space, layer, "bias", 0, contiguous(size), "out")
+            self.spaces.append(space)
+            self.give(output, space)
+
+    def prunable(self, outputs):
+        """The root spaces that no unread tensor or model output blocks."""
+        flat_spaces = {k: v[0] for k, v in self.flat_of.items()}
+        for tensor_id, space in list(self.space_of.items()) + list(flat_spaces.items()):
+            if tensor_id not in self.consumed:
+                space.root().blocked = True
+        for tensor in outputs:
+            for table in (self.space_of, flat_spaces):
+                if id(tensor) in table:
+                    table[id(tensor)].root().blocked = True
+        roots = {id(s.root()): s.root() for s in self.spaces}
+        return [s for s in roots.values() if not s.blocked]
+
+
+def _block_shared(layer, known, flats, twice):
+    """Blocks the spaces a layer called twice reads, and flattened spaces read
+    by anything but a single-input Dense."""
+    if twice:
+        for space in known + [f[0] for f in flats if f]:
             space.root().blocked = True
-    for tensor_id, space in list(space_of.items()) + [(k, v[0]) for k, v in flat_of.items()]:
-        if tensor_id not in consumed:
-            space.root().blocked = True
-    for tensor in outputs:
-        for table in (space_of, {k: v[0] for k, v in flat_of.items()}):
-            if id(tensor) in table:
-                table[id(tensor)].root().blocked = True
-    roots = {id(s.root()): s.root() for s in spaces}
-    return [s for s in roots.values() if not s.blocked], shapes
+    if any(flats) and not (type(layer) is keras.layers.Dense and len(flats) == 1):
+        for f in flats:
+            if f:
+                f[0].root().blocked = True
+
+
+def _spaces(model, inputs):
+    leaves = [ref.layer for ref in walk_layers(model) if not child_layers(ref.layer)]
+    events, outputs = _trace(model, inputs, leaves)
+    tracer = _Tracer(events)
+    for event in events:
+        tracer.step(*event)
+    return tracer.prunable(outputs), tracer.shapes
 
 
 def _first_producer_path(space, paths):
