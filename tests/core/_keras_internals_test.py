@@ -165,3 +165,134 @@ def test_bookkeeping_attributes_exist_on_models():
         "optimizer",
     }
     assert expected <= found, _explain(f"model attributes: missing {expected - found}")
+
+
+@pytest.fixture(scope="module")
+def causal_lms():
+    from tests._tiny_causal_lm import tiny_gpt2, tiny_llama3
+
+    return {"gpt2": tiny_gpt2(sequence_length=16), "llama": tiny_llama3(sequence_length=16)}
+
+
+def _hub_attentions(causal_lms):
+    return {
+        kind: internals.block_sublayers(lm.backbone.transformer_layers[0]).attention
+        for kind, lm in causal_lms.items()
+    }
+
+
+def test_attention_projections_of_keras_and_keras_hub_attention(causal_lms):
+    mha = keras.layers.MultiHeadAttention(num_heads=2, key_dim=3, name="mha")
+    x = np.ones((1, 4, 6), "float32")
+    mha(x, x)
+    attentions = {"keras": mha, **_hub_attentions(causal_lms)}
+    for kind, attention in attentions.items():
+        projections = internals.attention_projections(attention)
+        assert all(isinstance(p, keras.layers.EinsumDense) for p in projections), _explain(
+            f"the projections of {kind} attention ({type(attention).__name__})"
+        )
+        kernels = {id(v) for p in projections for v in p.trainable_weights}
+        assert kernels <= {id(v) for v in attention.trainable_weights}
+        assert len({id(p) for p in projections}) == 4
+    mha_projections = internals.attention_projections(mha)
+    assert mha_projections.query is mha.query_dense and mha_projections.output is mha.output_dense
+    llama = attentions["llama"]
+    query, key = internals.attention_projections(llama)[:2]
+    assert query.kernel.shape[1] == llama.num_query_heads, _explain("LlamaAttention._query_dense")
+    assert key.kernel.shape[1] == llama.num_key_value_heads, _explain("LlamaAttention._key_dense")
+
+
+def test_attention_projections_errors():
+    with pytest.raises(ValueError, match="must be built.*unbuilt MultiHeadAttention 'fresh'"):
+        internals.attention_projections(
+            keras.layers.MultiHeadAttention(num_heads=2, key_dim=3, name="fresh")
+        )
+    dense = keras.layers.Dense(2)
+    dense.build((None, 2))
+    with pytest.raises(
+        internals.KerasInternalsError,
+        match=r"Keras 3\.\d+.* has no `Dense\._query_dense` \(an attention projection\)",
+    ):
+        internals.attention_projections(dense)
+
+
+def _bert_block():
+    import keras_hub
+
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=30, num_layers=1, num_heads=2, hidden_dim=8, intermediate_dim=16
+    )
+    return backbone.transformer_layers[0]
+
+
+def test_block_sublayers_of_keras_hub_blocks(causal_lms):
+    blocks = {kind: lm.backbone.transformer_layers[0] for kind, lm in causal_lms.items()}
+    blocks["bert"] = _bert_block()
+    for kind, block in blocks.items():
+        sublayers = internals.block_sublayers(block)
+        what = f"the sublayers of a {kind} block ({type(block).__name__})"
+        assert isinstance(sublayers.attention, keras.layers.Layer), _explain(what)
+        assert sublayers.attention in block._layers, _explain(what)
+        for name in ("up", "down") + (("gate",) if kind == "llama" else ()):
+            assert isinstance(getattr(sublayers, name), keras.layers.Dense), _explain(what)
+        assert sublayers.attention_norm is not sublayers.ffn_norm
+        for norm in (sublayers.attention_norm, sublayers.ffn_norm):
+            assert hasattr(norm, "gamma") or hasattr(norm, "scale"), _explain(what)
+        assert sublayers.down.units == sublayers.up.kernel.shape[0], _explain(what)
+        if kind != "llama":
+            assert sublayers.gate is None
+    llama = internals.block_sublayers(blocks["llama"])
+    assert llama.up.units == llama.gate.units == llama.down.kernel.shape[0]
+    with pytest.raises(
+        internals.KerasInternalsError,
+        match=r"keras-hub 0\.\d+.* has no `Dense\._self_attention_layer`",
+    ):
+        internals.block_sublayers(keras.layers.Dense(2))
+
+
+def test_rotary_cos_sin_matches_the_layer(causal_lms):
+    attention = _hub_attentions(causal_lms)["llama"]
+    rotary = attention.rotary_embedding_layer
+    x = np.random.default_rng(0).normal(size=(1, 5, 16)).astype("float32")
+    cos, sin = internals.rotary_cos_sin(rotary, keras.ops.zeros((1, 5, 16)), 0)
+    cos, sin = np.asarray(cos).reshape(5, 16), np.asarray(sin).reshape(5, 16)
+    half = np.concatenate([-x[..., 8:], x[..., :8]], axis=-1)
+    expected = np.asarray(rotary(x[:, :, None, :]))[:, :, 0, :]
+    np.testing.assert_allclose(
+        x[0] * cos + half[0] * sin,
+        expected[0],
+        atol=1e-5,
+        err_msg=_explain("RotaryEmbedding._compute_cos_sin_embedding"),
+    )
+
+
+def test_build_cache_feeds_call_with_cache(causal_lms):
+    tokens = np.array([[5, 7, 9, 0, 0, 0]], "int32")
+    for kind, lm in causal_lms.items():
+        cache = internals.build_cache(lm, keras.ops.convert_to_tensor(tokens))
+        assert tuple(cache.shape[:4]) == (1, lm.backbone.num_layers, 2, 6), _explain(
+            f"CausalLM._build_cache of {kind}"
+        )
+        step, _, _ = lm.call_with_cache(tokens[:, 2:3], cache, 2)
+        full = lm({"token_ids": tokens[:, :3], "padding_mask": np.ones((1, 3), "int32")})
+        np.testing.assert_allclose(
+            np.asarray(step)[0, 0],
+            np.asarray(full)[0, 2],
+            atol=1e-4,
+            err_msg=_explain(f"the cache CausalLM._build_cache seeds for {kind}"),
+        )
+
+
+def test_kernel_variable():
+    dense, einsum = keras.layers.Dense(3), keras.layers.EinsumDense("ab,bc->ac", (3,))
+    for layer in (dense, einsum):
+        layer.build((None, 4))
+        assert internals.kernel_variable(layer) is layer.kernel, _explain(
+            f"{type(layer).__name__}._kernel"
+        )
+    dense.enable_lora(2)
+    assert internals.kernel_variable(dense) is dense._kernel
+    assert isinstance(internals.kernel_variable(dense), keras.Variable), _explain(
+        "Dense._kernel with LoRA"
+    )
+    assert internals.kernel_variable(keras.layers.ReLU()) is None

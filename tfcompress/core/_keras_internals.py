@@ -9,6 +9,8 @@ Seen on Keras 3.15 (TensorFlow backend).
 """
 
 import contextlib
+import sys
+from typing import NamedTuple
 
 import keras
 
@@ -65,14 +67,21 @@ class KerasInternalsError(RuntimeError):
     """A private Keras attribute tfcompress relies on is gone or changed."""
 
 
+def _versions():
+    # keras-hub is named only when loaded: tfcompress never imports it for this.
+    keras_hub = sys.modules.get("keras_hub")
+    hub = f", keras-hub {keras_hub.__version__}" if keras_hub is not None else ""
+    return f"Keras {keras.__version__}{hub}"
+
+
 def _private(obj, name, what):
     try:
         return getattr(obj, name)
     except AttributeError as error:
         raise KerasInternalsError(
-            f"Keras {keras.__version__} has no `{type(obj).__name__}.{name}` ({what}), "
+            f"{_versions()} has no `{type(obj).__name__}.{name}` ({what}), "
             "which tfcompress relies on. Install a Keras 3 release tfcompress "
-            "supports (3.15), or update tfcompress/core/_keras_internals.py."
+            "supports (Keras 3.15, keras-hub 0.32), or update tfcompress/core/_keras_internals.py."
         ) from error
 
 
@@ -198,7 +207,148 @@ def set_list_items(container, items):
         container[:] = items
 
 
+# Attention and transformer blocks (Keras and keras-hub).
+
+
+class AttentionProjections(NamedTuple):
+    """The four projection layers of an attention layer (EinsumDense or Dense)."""
+
+    query: keras.layers.Layer
+    key: keras.layers.Layer
+    value: keras.layers.Layer
+    output: keras.layers.Layer
+
+
+def attention_projections(layer):
+    """The query, key, value and output projections of a built attention layer.
+
+    Covers `keras.layers.MultiHeadAttention` (and keras-hub's
+    `CachedMultiHeadAttention`, a subclass, as in GPT-2 and BERT blocks) and
+    keras-hub attention layers that keep them as `_query_dense`, `_key_dense`,
+    `_value_dense` and `_output_dense` (`LlamaAttention`, used by Llama 3).
+
+    Args:
+        layer: a built attention layer.
+
+    Returns:
+        `AttentionProjections(query, key, value, output)`: the live layers.
+
+    Raises:
+        ValueError: if `layer` is not built (its projections do not exist yet).
+        KerasInternalsError: if the installed Keras or keras-hub names them
+            differently.
+    """
+    if not layer.built:
+        raise ValueError(
+            f"`layer` must be built to read its projections. Received: the unbuilt "
+            f"{type(layer).__name__} {layer.name!r}; call the model on data first."
+        )
+    names = ("_query_dense", "_key_dense", "_value_dense", "_output_dense")
+    return AttentionProjections(
+        *(_private(layer, name, "an attention projection") for name in names)
+    )
+
+
+class BlockSublayers(NamedTuple):
+    """The sublayers of a keras-hub transformer block, in the order they run.
+
+    `gate` is None for blocks without a gated feed-forward (GPT-2, BERT).
+    """
+
+    attention: keras.layers.Layer
+    attention_norm: keras.layers.Layer
+    ffn_norm: keras.layers.Layer
+    up: keras.layers.Layer
+    gate: object
+    down: keras.layers.Layer
+
+
+def _first_private(obj, names, what):
+    for name in names:
+        if hasattr(obj, name):
+            return getattr(obj, name)
+    return _private(obj, names[0], what)
+
+
+def block_sublayers(block):
+    """The attention, norms and feed-forward layers of a keras-hub transformer block.
+
+    Covers `TransformerEncoder` (BERT), `TransformerDecoder` (GPT-2) and
+    `LlamaTransformerDecoder` (Llama 3), which keep them as private attributes
+    (`_self_attention_layer`, `_self_attention_layer_norm` or
+    `_self_attention_layernorm`, `_feedforward_intermediate_dense`, ...).
+
+    Args:
+        block: a built keras-hub transformer block.
+
+    Returns:
+        `BlockSublayers(attention, attention_norm, ffn_norm, up, gate, down)`:
+        the live layers.
+
+    Raises:
+        KerasInternalsError: if the installed keras-hub names them differently.
+    """
+    return BlockSublayers(
+        attention=_private(block, "_self_attention_layer", "the block's self-attention"),
+        attention_norm=_first_private(
+            block,
+            ("_self_attention_layer_norm", "_self_attention_layernorm"),
+            "the norm before or after the self-attention",
+        ),
+        ffn_norm=_first_private(
+            block,
+            ("_feedforward_layer_norm", "_feedforward_layernorm"),
+            "the norm before or after the feed-forward",
+        ),
+        up=_private(block, "_feedforward_intermediate_dense", "the feed-forward up projection"),
+        gate=getattr(block, "_feedforward_gate_dense", None),
+        down=_private(block, "_feedforward_output_dense", "the feed-forward down projection"),
+    )
+
+
+def rotary_cos_sin(rotary_embedding, inputs, start_index=0):
+    """`(cos, sin)` a keras-hub `RotaryEmbedding` multiplies `inputs` by.
+
+    The layer's own tables, so any scaling it applies (Llama 3.1 frequency
+    bands, position scaling) is included.
+
+    Args:
+        rotary_embedding: a keras-hub `RotaryEmbedding` layer.
+        inputs: a tensor `[batch, positions, head_dim]` (only its shape is read).
+        start_index: the position of the first row.
+
+    Returns:
+        `(cos, sin)`, each broadcastable to `inputs`.
+    """
+    compute = _private(rotary_embedding, "_compute_cos_sin_embedding", "the rotary cos/sin tables")
+    return compute(inputs, start_index)
+
+
+def build_cache(causal_lm, token_ids):
+    """The key/value cache keras-hub's `generate` starts from, seeded with `token_ids`.
+
+    Args:
+        causal_lm: a keras-hub `CausalLM` with `call_with_cache` (GPT-2, Llama, ...).
+        token_ids: int tensor `[batch, max_length]`; its length sets the cache's.
+
+    Returns:
+        The cache tensor `call_with_cache` takes.
+    """
+    _, cache = _private(causal_lm, "_build_cache", "how generate builds its cache")(token_ids)
+    return cache
+
+
 # Variables and saving.
+
+
+def kernel_variable(layer):
+    """The variable a built `Dense` or `EinsumDense` keeps its kernel in, or None.
+
+    `layer.kernel` is a tensor (kernel plus the LoRA product) when LoRA is
+    enabled; this is the variable itself, what a pruning mask is assigned to.
+    None for layers that keep no kernel variable (GPTQ- or AWQ-quantized ones).
+    """
+    return getattr(layer, "_kernel", None)
 
 
 def current_stateless_scope():

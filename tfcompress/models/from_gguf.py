@@ -3,6 +3,7 @@
 import keras_hub
 import numpy as np
 
+from tfcompress.core._keras_internals import attention_projections, block_sublayers
 from tfcompress.core.checks import check_int
 from tfcompress.models import gguf_reader, llama3
 
@@ -47,7 +48,8 @@ def _assign_weights(backbone, tensors):
         embedding.reverse_embeddings.assign(np.transpose(tensors["output.weight"]))
     for i in range(backbone.num_layers):
         block = backbone.get_layer(f"transformer_layer_{i}")
-        attention = block._self_attention_layer
+        sublayers = block_sublayers(block)
+        attention = attention_projections(sublayers.attention)
 
         def weight(name):
             return tensors[f"blk.{i}.{name}.weight"]
@@ -55,15 +57,15 @@ def _assign_weights(backbone, tensors):
         query = gguf_reader.unpermute_rows(weight("attn_q"), backbone.num_query_heads)
         key = gguf_reader.unpermute_rows(weight("attn_k"), backbone.num_key_value_heads)
         pairs = [
-            (block._self_attention_layernorm.scale, weight("attn_norm")),
-            (block._feedforward_layernorm.scale, weight("ffn_norm")),
-            (attention._query_dense.kernel, query),
-            (attention._key_dense.kernel, key),
-            (attention._value_dense.kernel, weight("attn_v")),
-            (attention._output_dense.kernel, weight("attn_output")),
-            (block._feedforward_gate_dense.kernel, weight("ffn_gate")),
-            (block._feedforward_intermediate_dense.kernel, weight("ffn_up")),
-            (block._feedforward_output_dense.kernel, weight("ffn_down")),
+            (sublayers.attention_norm.scale, weight("attn_norm")),
+            (sublayers.ffn_norm.scale, weight("ffn_norm")),
+            (attention.query.kernel, query),
+            (attention.key.kernel, key),
+            (attention.value.kernel, weight("attn_v")),
+            (attention.output.kernel, weight("attn_output")),
+            (sublayers.gate.kernel, weight("ffn_gate")),
+            (sublayers.up.kernel, weight("ffn_up")),
+            (sublayers.down.kernel, weight("ffn_down")),
         ]
         for variable, value in pairs:
             if value.ndim == 2:

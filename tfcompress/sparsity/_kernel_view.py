@@ -12,6 +12,8 @@ says nothing (a query kernel `(hidden, heads, head_dim)` and an output kernel
 import numpy as np
 from keras import layers, ops
 
+from tfcompress.core._keras_internals import kernel_variable
+
 
 class KernelView:
     """How to flatten one layer's kernel and inputs for pruning.
@@ -94,14 +96,9 @@ def kernel_view(layer):
     """
     if not isinstance(layer, (layers.Dense, layers.EinsumDense)) or not layer.built:
         return None
-    kernel = getattr(layer, "_kernel", None)
+    kernel = kernel_variable(layer)
     if kernel is None or "float" not in str(kernel.dtype) or getattr(layer, "lora_enabled", False):
         return None
     if isinstance(layer, layers.Dense):
         return KernelView(layer, (0, 1), None, "i")
     return _einsum_view(layer)
-
-
-def kernel_variable(layer):
-    """The variable holding the layer's kernel (what pruning assigns)."""
-    return layer._kernel

@@ -12,6 +12,12 @@ import dataclasses
 import keras
 import numpy as np
 
+from tfcompress.core._keras_internals import (
+    attention_projections,
+    block_sublayers,
+    rotary_cos_sin,
+)
+
 
 @dataclasses.dataclass
 class DecoderWeights:
@@ -79,11 +85,31 @@ def _norm(layer):
 
 
 def _attention(attention):
-    q, q_bias = _dense(attention._query_dense)
-    k, k_bias = _dense(attention._key_dense)
-    v, v_bias = _dense(attention._value_dense)
-    o, o_bias = _output_dense(attention._output_dense)
+    projections = attention_projections(attention)
+    q, q_bias = _dense(projections.query)
+    k, k_bias = _dense(projections.key)
+    v, v_bias = _dense(projections.value)
+    o, o_bias = _output_dense(projections.output)
     return dict(q=q, q_bias=q_bias, k=k, k_bias=k_bias, v=v, v_bias=v_bias, o=o, o_bias=o_bias)
+
+
+def _block(block, activation):
+    sublayers = block_sublayers(block)
+    up, up_bias = _dense(sublayers.up)
+    gate, gate_bias = (None, None) if sublayers.gate is None else _dense(sublayers.gate)
+    down, down_bias = _dense(sublayers.down)
+    return dict(
+        _attention(sublayers.attention),
+        attention_norm=_norm(sublayers.attention_norm),
+        ffn_norm=_norm(sublayers.ffn_norm),
+        up=up,
+        up_bias=up_bias,
+        gate=gate,
+        gate_bias=gate_bias,
+        down=down,
+        down_bias=down_bias,
+        activation=activation,
+    )
 
 
 def _gpt2(causal_lm, max_positions):
@@ -92,33 +118,18 @@ def _gpt2(causal_lm, max_positions):
     for block in backbone.transformer_layers:
         if not block.normalize_first:
             raise ValueError(
-                "`causal_lm` has post-norm decoder blocks; GPT-2 export expects normalize_first=True."
+                "`causal_lm` has post-norm decoder blocks; GPT-2 export expects "
+                "normalize_first=True."
             )
-        attention = block._self_attention_layer
-        up, up_bias = _dense(block._feedforward_intermediate_dense)
-        down, down_bias = _dense(block._feedforward_output_dense)
-        layers.append(
-            dict(
-                _attention(attention),
-                attention_norm=_norm(block._self_attention_layer_norm),
-                ffn_norm=_norm(block._feedforward_layer_norm),
-                up=up,
-                up_bias=up_bias,
-                down=down,
-                down_bias=down_bias,
-                gate=None,
-                gate_bias=None,
-                activation=block._feedforward_intermediate_dense.activation,
-            )
-        )
-    attention = backbone.transformer_layers[0]._self_attention_layer
+        layers.append(_block(block, block_sublayers(block).up.activation))
+    attention = block_sublayers(backbone.transformer_layers[0]).attention
     positions = _np(backbone.position_embedding.position_embeddings)
     return DecoderWeights(
         architecture="gpt2",
         num_layers=backbone.num_layers,
-        num_query_heads=attention._num_heads,
-        num_kv_heads=attention._num_heads,
-        head_dim=attention._key_dim,
+        num_query_heads=attention.num_heads,
+        num_kv_heads=attention.num_heads,
+        head_dim=attention.key_dim,
         hidden_dim=backbone.hidden_dim,
         vocabulary_size=backbone.vocabulary_size,
         embedding=_np(backbone.token_embedding.embeddings),
@@ -132,31 +143,13 @@ def _gpt2(causal_lm, max_positions):
 
 def _llama(causal_lm, max_positions):
     backbone = causal_lm.backbone
-    layers = []
-    for block in backbone.transformer_layers:
-        up, up_bias = _dense(block._feedforward_intermediate_dense)
-        gate, gate_bias = _dense(block._feedforward_gate_dense)
-        down, down_bias = _dense(block._feedforward_output_dense)
-        layers.append(
-            dict(
-                _attention(block._self_attention_layer),
-                attention_norm=_norm(block._self_attention_layernorm),
-                ffn_norm=_norm(block._feedforward_layernorm),
-                up=up,
-                up_bias=up_bias,
-                gate=gate,
-                gate_bias=gate_bias,
-                down=down,
-                down_bias=down_bias,
-                activation=block.activation,
-            )
-        )
-    attention = backbone.transformer_layers[0]._self_attention_layer
+    layers = [_block(block, block.activation) for block in backbone.transformer_layers]
+    attention = block_sublayers(backbone.transformer_layers[0]).attention
     head_dim = backbone.hidden_dim // backbone.num_query_heads
     # The layer's own cos/sin at every position, so any rope scaling it applies
     # (Llama 3.1 frequency bands, position scaling) carries over unchanged.
     probe = keras.ops.zeros((1, max_positions, head_dim))
-    cos, sin = attention.rotary_embedding_layer._compute_cos_sin_embedding(probe, 0)
+    cos, sin = rotary_cos_sin(attention.rotary_embedding_layer, probe, 0)
     embedding = backbone.token_embedding
     tied = getattr(embedding, "tie_weights", True)
     return DecoderWeights(
