@@ -100,13 +100,19 @@ def test_removed_groups_match_the_masked_original_and_the_class_is_kept():
 
 def test_non_uniform_groups_round_trip_through_a_keras_file(tmp_path):
     lm = _llama()
-    pruned = prune_structured(lm, heads=NON_UNIFORM, criterion="magnitude")
+    pruned = prune_structured(
+        lm, heads=NON_UNIFORM, ffn={BLOCKS[1]: 0.5}, criterion="magnitude", round_to=1
+    )
     pruned.save(tmp_path / "pruned.keras")
     loaded = keras.saving.load_model(tmp_path / "pruned.keras")
     _assert_class(loaded, keras_hub.models.Llama3CausalLM)
     _assert_class(loaded.backbone, keras_hub.models.Llama3Backbone)
     assert [_attention(loaded, i).num_key_value_heads for i in (0, 1)] == [2, 1]
     assert all(isinstance(_attention(loaded, i), PrunedLlamaAttention) for i in (0, 1))
+    widths = [
+        _keras_internals.block_sublayers(b).gate.units for b in loaded.backbone.transformer_layers
+    ]
+    assert widths == [64, 32]
     x = _tokens(seed=3)
     np.testing.assert_array_equal(loaded(x), pruned(x))
 
