@@ -296,3 +296,31 @@ def test_kernel_variable():
         "Dense._kernel with LoRA"
     )
     assert internals.kernel_variable(keras.layers.ReLU()) is None
+
+
+def test_attention_gate():
+    gated = keras.layers.MultiHeadAttention(2, 4, use_gate=True)
+    gated(np.zeros((1, 3, 8), "float32"), np.zeros((1, 3, 8), "float32"))
+    assert isinstance(internals.attention_gate(gated), keras.layers.EinsumDense), _explain(
+        "MultiHeadAttention._gate_dense"
+    )
+    plain = keras.layers.MultiHeadAttention(2, 4)
+    plain(np.zeros((1, 3, 8), "float32"), np.zeros((1, 3, 8), "float32"))
+    assert internals.attention_gate(plain) is None
+
+
+def test_llama_attention_classes():
+    import keras_hub
+
+    attention, rotary = internals.llama_attention_classes()
+    backbone = keras_hub.models.Llama3Backbone(
+        vocabulary_size=16,
+        num_layers=1,
+        num_query_heads=4,
+        num_key_value_heads=2,
+        hidden_dim=16,
+        intermediate_dim=8,
+    )
+    layer = internals.block_sublayers(backbone.transformer_layers[0]).attention
+    assert type(layer) is attention, _explain("where keras-hub defines LlamaAttention")
+    assert type(layer.rotary_embedding_layer) is rotary, _explain("LlamaRotaryEmbedding")

@@ -465,3 +465,14 @@ def test_taylor_on_a_compiled_cnn_uses_the_loss_of_labelled_batches_from_a_gener
             (kernel.numpy() * gk.numpy()).sum(axis=(0, 1, 2)) + bias.numpy() * gb.numpy() + rows
         )
     assert report.kept("filters", "conv") == sorted(np.argsort(-score)[:8].tolist())
+
+
+def test_gradient_criteria_on_another_backend_say_what_to_use(monkeypatch):
+    from tfcompress.sparsity import structured_scores
+
+    model = _bert(num_layers=1)
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    with pytest.raises(
+        NotImplementedError, match=r"this process runs 'jax'.*criterion='magnitude'"
+    ):
+        structured_scores.gradient_statistics(model, [], [_tokens()])

@@ -368,3 +368,30 @@ def is_asset_file(archive_name, filename):
     """
     directory = _private(_saving_lib, "_ASSETS_DIRNAME", "the assets directory of .keras files")
     return archive_name.startswith(directory + "/") and archive_name.endswith("/" + filename)
+
+
+# Attention layers that structured pruning narrows.
+
+
+def attention_gate(layer):
+    """The gate projection of a `MultiHeadAttention` built with `use_gate=True`, or None."""
+    return getattr(layer, "_gate_dense", None)
+
+
+def llama_attention_classes():
+    """keras-hub's `(LlamaAttention, LlamaRotaryEmbedding)` classes.
+
+    keras-hub does not export them; Llama 3 blocks hold a `LlamaAttention`,
+    and a Llama attention with fewer heads subclasses it.
+    """
+    try:
+        from keras_hub.src.models.llama.llama_attention import LlamaAttention
+        from keras_hub.src.models.llama.llama_rotary_embedding import LlamaRotaryEmbedding
+    except ImportError as error:  # pragma: no cover - depends on the keras-hub release
+        raise KerasInternalsError(
+            f"keras-hub has no `keras_hub.src.models.llama.llama_attention.LlamaAttention` "
+            f"or `llama_rotary_embedding.LlamaRotaryEmbedding` ({error}), which "
+            "tfcompress's Llama head pruning relies on. Install keras-hub 0.32, or "
+            "update tfcompress/core/_keras_internals.py."
+        ) from error
+    return LlamaAttention, LlamaRotaryEmbedding

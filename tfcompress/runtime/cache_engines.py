@@ -73,7 +73,8 @@ class CompiledModelEngine:
             }
             self._logits = self._model.create_output_buffer_by_name("decode", "logits")
         details = self._model.get_output_tensor_details("decode")
-        self._cache_shape = tuple(details[self._names[0]]["shape"])
+        # Per cache: a pruned model's layers may keep different head counts.
+        self._cache_shapes = {n: tuple(details[n]["shape"]) for n in self._names}
         self._logits_size = int(np.prod(details["logits"]["shape"]))
         # Buffer lists in each signature's tensor order, for both swap
         # parities, built once: run_by_index then converts nothing per step.
@@ -96,9 +97,8 @@ class CompiledModelEngine:
 
     def reset(self):
         self._parity = 0
-        zeros = np.zeros(self._cache_shape, np.float32)
-        for buffer in self._sets[0].values():
-            buffer.write(zeros)
+        for name, buffer in self._sets[0].items():
+            buffer.write(np.zeros(self._cache_shapes[name], np.float32))
 
     def run(self, signature, tokens, positions):
         """Runs `signature`; returns the logits `[V]` for "decode", else None."""
@@ -124,12 +124,13 @@ class InterpreterEngine:
             self._interpreter = interpreter_class(model_path=str(path), num_threads=num_threads)
             self._runners = {key: self._interpreter.get_signature_runner(key) for key in signatures}
         self._names = cache_names(num_layers)
-        shape = self._runners["decode"].get_input_details()[self._names[0]]["shape"]
-        self._cache_shape = tuple(int(d) for d in shape)
+        details = self._runners["decode"].get_input_details()
+        # Per cache: a pruned model's layers may keep different head counts.
+        self._cache_shapes = {n: tuple(int(d) for d in details[n]["shape"]) for n in self._names}
         self.reset()
 
     def reset(self):
-        self._caches = {n: np.zeros(self._cache_shape, np.float32) for n in self._names}
+        self._caches = {n: np.zeros(self._cache_shapes[n], np.float32) for n in self._names}
 
     def run(self, signature, tokens, positions):
         outputs = self._runners[signature](tokens=tokens, input_pos=positions, **self._caches)

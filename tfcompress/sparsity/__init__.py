@@ -8,6 +8,8 @@ from tfcompress.sparsity.one_shot import prune_one_shot
 from tfcompress.sparsity.prunable_layer import PrunableLayer
 from tfcompress.sparsity.prune import prune_low_magnitude
 from tfcompress.sparsity.prune_structured import prune_structured
+from tfcompress.sparsity.pruned_cached_attention import PrunedCachedMultiHeadAttention
+from tfcompress.sparsity.pruned_llama_attention import PrunedLlamaAttention
 from tfcompress.sparsity.pruning_callbacks import PruningSummaries, UpdatePruningStep
 from tfcompress.sparsity.pruning_schedule import ConstantSparsity, PolynomialDecay, PruningSchedule
 from tfcompress.sparsity.pruning_wrapper import PruneLowMagnitude
@@ -20,6 +22,8 @@ __all__ = [
     "PolynomialDecay",
     "PrunableLayer",
     "PruneLowMagnitude",
+    "PrunedCachedMultiHeadAttention",
+    "PrunedLlamaAttention",
     "PruningSchedule",
     "PruningSummaries",
     "SparsityReport",

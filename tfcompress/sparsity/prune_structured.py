@@ -111,7 +111,11 @@ def prune_structured(
         heads: fraction of the heads of each `MultiHeadAttention` to remove,
             `{"global": f}` to remove that share of all heads ranked across
             layers, or `{block path: f}` for chosen blocks. Every layer keeps
-            at least one head.
+            at least one head. In Llama's grouped-query attention the unit
+            is one key/value head with the query heads that read it (the
+            report counts these groups); the block gets a
+            `PrunedLlamaAttention`, GPT-2 blocks a
+            `PrunedCachedMultiHeadAttention`, and `generate` keeps working.
         ffn: the same for the channels of keras-hub blocks' feed-forward
             networks.
         filters: the same for conv filters (path of the conv, or of the

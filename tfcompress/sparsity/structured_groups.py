@@ -11,16 +11,22 @@ import contextlib
 import dataclasses
 
 import keras
+import keras_hub
 import numpy as np
 
+from tfcompress.core._keras_internals import (
+    KerasInternalsError,
+    attention_gate,
+    attention_projections,
+    block_sublayers,
+    llama_attention_classes,
+)
 from tfcompress.core.layer_tree import walk_layers
 from tfcompress.core.replace import replace_layer
+from tfcompress.sparsity.pruned_cached_attention import PrunedCachedMultiHeadAttention
+from tfcompress.sparsity.pruned_llama_attention import PrunedLlamaAttention
 
-# What the keras-hub blocks (TransformerEncoder, TransformerDecoder, the Llama,
-# Gemma, ... decoders) call their feed-forward layers.
-_FFN_IN = ("_feedforward_intermediate_dense", "_feedforward_gate_dense")
-_FFN_OUT = "_feedforward_output_dense"
-_HEAD_PRODUCERS = ("_query_dense", "_key_dense", "_value_dense", "_gate_dense")
+_LlamaAttention, _ = llama_attention_classes()
 
 
 @dataclasses.dataclass
@@ -80,15 +86,19 @@ def take_units(array, axis, units, keep):
     return np.take(array, np.sort(units[keep].reshape(-1)), axis=axis)
 
 
-def sliced_copy(layer, config_changes, build_shape, weights, scope=""):
-    """A new layer of `layer`'s class with `config_changes`, built, holding `weights`.
+def sliced_copy(layer, config_changes, build_shape, weights, scope="", cls=None):
+    """A new layer of `layer`'s class (or `cls`) with `config_changes`, built, holding `weights`.
 
     `scope` is the `/`-joined path of the layer's parent, under which the new
     variables are created so their paths are the old ones
     (`transformer_layer_0/self_attention_layer/query/kernel`).
     """
     config = dict(layer.get_config(), **config_changes)
-    new = type(layer).from_config(config)
+    return built_copy((cls or type(layer)).from_config(config), build_shape, weights, scope)
+
+
+def built_copy(new, build_shape, weights, scope=""):
+    """`new` built under the name scope `scope`, holding `weights`."""
     with contextlib.ExitStack() as stack:
         for name in filter(None, scope.split("/")):
             stack.enter_context(keras.name_scope(name))
@@ -100,39 +110,70 @@ def sliced_copy(layer, config_changes, build_shape, weights, scope=""):
     return new
 
 
+def variable_scope(layer, fallback):
+    """The name scope `layer`'s variables were created under, else `fallback`.
+
+    A backbone inside a `CausalLM` names its variables from the backbone
+    down (`transformer_layer_0/self_attention/query/kernel`), while layer
+    paths start at the outer model: the new layer's variables take the old
+    ones' paths.
+    """
+    for variable in layer.weights:
+        segments = variable.path.split("/")
+        if layer.name in segments[:-1]:
+            return "/".join(segments[: segments.index(layer.name)])
+    return fallback
+
+
+def _projection_members(dense, axis_units, output_units):
+    """Members of `dense` (an EinsumDense or Dense) with units along its kernel axis."""
+    axis, units = axis_units
+    members = [Member(dense.kernel, axis, units)]
+    if output_units is not None and getattr(dense, "bias", None) is not None:
+        members.append(Member(dense.bias, 0, output_units))
+    return members
+
+
+def _sliced_weights(layer, members, keep):
+    weights = []
+    for variable in layer.weights:
+        member = next((m for m in members if m.variable is variable), None)
+        value = variable.numpy()
+        weights.append(
+            value if member is None else take_units(value, member.axis, member.units, keep)
+        )
+    return weights
+
+
 def _head_group(model, ref):
     mha = ref.layer
     heads = mha.num_heads
-    producers = [
-        getattr(mha, name) for name in _HEAD_PRODUCERS if getattr(mha, name, None) is not None
-    ]
+    projections = attention_projections(mha)
+    producers = [projections.query, projections.key, projections.value]
+    if attention_gate(mha) is not None:
+        producers.append(attention_gate(mha))
     members = []
     for dense in producers:
-        members.append(Member(dense.kernel, 1, contiguous(heads)))
-        if dense.bias is not None:
-            members.append(Member(dense.bias, 0, contiguous(heads)))
-    members.append(Member(mha._output_dense.kernel, 0, contiguous(heads)))
+        members += _projection_members(dense, (1, contiguous(heads)), contiguous(heads))
+    members.append(Member(projections.output.kernel, 0, contiguous(heads)))
+    # Under `generate` keras-hub's cached attention gets a cache sized for the
+    # backbone's configured heads: the narrower layer must read part of it.
+    cached = isinstance(mha, keras_hub.layers.CachedMultiHeadAttention)
 
     def rebuild(keep):
-        rank = len(mha._query_dense.equation.split(",")[0])
+        rank = len(projections.query.equation.split(",")[0])
         shape = lambda dense: (None,) * (rank - 1) + (dense.kernel.shape[0],)  # noqa: E731
-        weights = []
-        for variable in mha.weights:
-            member = next((m for m in members if m.variable is variable), None)
-            value = variable.numpy()
-            weights.append(
-                value if member is None else take_units(value, member.axis, member.units, keep)
-            )
         new = sliced_copy(
             mha,
             {"num_heads": len(keep), "key_dim": mha.key_dim, "value_dim": mha.value_dim},
             {
-                "query_shape": shape(mha._query_dense),
-                "value_shape": shape(mha._value_dense),
-                "key_shape": shape(mha._key_dense),
+                "query_shape": shape(projections.query),
+                "value_shape": shape(projections.value),
+                "key_shape": shape(projections.key),
             },
-            weights,
-            scope=ref.path.rpartition("/")[0],
+            _sliced_weights(mha, members, keep),
+            scope=variable_scope(mha, ref.path.rpartition("/")[0]),
+            cls=PrunedCachedMultiHeadAttention if cached else None,
         )
         replace_layer(model, ref, new)
 
@@ -141,16 +182,39 @@ def _head_group(model, ref):
     )
 
 
-def _ffn_group(model, ref):
+def _key_value_group(model, ref):
+    """Llama's grouped-query attention: a unit is one key/value head and its query heads."""
+    attention = ref.layer
+    groups = attention.num_key_value_heads
+    per_group = attention.num_query_heads // groups
+    projections = attention_projections(attention)
+    members = _projection_members(projections.query, (1, contiguous(groups, per_group)), None)
+    for dense in (projections.key, projections.value):
+        members += _projection_members(dense, (1, contiguous(groups)), None)
+    members.append(Member(projections.output.kernel, 0, contiguous(groups, per_group)))
+
+    def rebuild(keep):
+        new = built_copy(
+            PrunedLlamaAttention.from_attention(attention, len(keep)),
+            (None, None, projections.query.kernel.shape[0]),
+            _sliced_weights(attention, members, keep),
+            scope=variable_scope(attention, ref.path.rpartition("/")[0]),
+        )
+        replace_layer(model, ref, new)
+
+    return Group(
+        "heads", ref.path.rpartition("/")[0] or ref.path, groups, members, rebuild, granular=False
+    )
+
+
+def _ffn_group(model, ref, sublayers):
     block = ref.layer
-    inputs = [getattr(block, name) for name in _FFN_IN if getattr(block, name, None) is not None]
-    output = getattr(block, _FFN_OUT)
+    inputs = [dense for dense in (sublayers.up, sublayers.gate) if dense is not None]
+    output = sublayers.down
     width = inputs[0].units
     members = []
     for dense in inputs:
-        members.append(Member(dense.kernel, 1, contiguous(width)))
-        if dense.bias is not None:
-            members.append(Member(dense.bias, 0, contiguous(width)))
+        members += _projection_members(dense, (1, contiguous(width)), contiguous(width))
     members.append(Member(output.kernel, 0, contiguous(width)))
 
     def rebuild(keep):
@@ -159,12 +223,16 @@ def _ffn_group(model, ref):
             if dense.bias is not None:
                 weights.append(take_units(dense.bias.numpy(), 0, contiguous(width), keep))
             new = sliced_copy(
-                dense, {"units": len(keep)}, (None, dense.kernel.shape[0]), weights, ref.path
+                dense,
+                {"units": len(keep)},
+                (None, dense.kernel.shape[0]),
+                weights,
+                variable_scope(dense, ref.path),
             )
             replace_layer(model, dense, new)
         weights = [take_units(output.kernel.numpy(), 0, contiguous(width), keep)]
         weights += [w.numpy() for w in output.weights[1:]]
-        new = sliced_copy(output, {}, (None, len(keep)), weights, ref.path)
+        new = sliced_copy(output, {}, (None, len(keep)), weights, variable_scope(output, ref.path))
         replace_layer(model, output, new)
         if hasattr(block, "intermediate_dim"):
             block.intermediate_dim = len(keep)
@@ -172,15 +240,22 @@ def _ffn_group(model, ref):
     return Group("ffn", ref.path, width, members, rebuild)
 
 
-def _is_ffn_block(layer):
-    return all(
-        isinstance(getattr(layer, name, None), keras.layers.Dense)
-        for name in (_FFN_IN[0], _FFN_OUT)
-    )
+def _ffn_sublayers(layer):
+    """The keras-hub block's sublayers when its feed-forward layers are Dense, else None."""
+    try:
+        sublayers = block_sublayers(layer)
+    except KerasInternalsError:
+        return None
+    dense = (sublayers.up, sublayers.down)
+    return sublayers if all(isinstance(d, keras.layers.Dense) for d in dense) else None
 
 
 def transformer_groups(model):
-    """The head groups of every `MultiHeadAttention` and the FFN groups of keras-hub blocks.
+    """The head groups of every attention layer and the FFN groups of keras-hub blocks.
+
+    Heads are those of each `MultiHeadAttention` (keras-hub's BERT and GPT-2
+    blocks use it) and the key/value groups of Llama's grouped-query
+    attention (each with the query heads that read it).
 
     Args:
         model: a built Keras model.
@@ -192,6 +267,8 @@ def transformer_groups(model):
     for ref in walk_layers(model):
         if isinstance(ref.layer, keras.layers.MultiHeadAttention):
             found["heads"].append(_head_group(model, ref))
-        elif _is_ffn_block(ref.layer):
-            found["ffn"].append(_ffn_group(model, ref))
+        elif isinstance(ref.layer, _LlamaAttention):
+            found["heads"].append(_key_value_group(model, ref))
+        elif (sublayers := _ffn_sublayers(ref.layer)) is not None:
+            found["ffn"].append(_ffn_group(model, ref, sublayers))
     return found

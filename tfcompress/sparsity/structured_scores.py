@@ -73,13 +73,20 @@ def _loss(model, batch):
 
 
 def _gradients(model, batch, variables):
+    """d loss / d variable for each of `variables`, on one batch.
+
+    The one place TensorFlow is imported outside export: Keras 3 has no
+    backend-agnostic gradient (`keras.ops` has no `grad`; its own trainers
+    differentiate with `tf.GradientTape`, `jax.grad` or torch autograd,
+    one per backend), and tfcompress supports the TensorFlow backend.
+    """
     if keras.backend.backend() != "tensorflow":
         raise NotImplementedError(
             f"criterion='taylor' and 'obd' compute gradients with the TensorFlow "
             f"backend; this process runs {keras.backend.backend()!r}. Use "
             "criterion='magnitude' or set KERAS_BACKEND=tensorflow."
         )
-    import tensorflow as tf  # the backend's own autodiff; imported only when it is the backend
+    import tensorflow as tf
 
     with tf.GradientTape() as tape:
         loss = _loss(model, batch)

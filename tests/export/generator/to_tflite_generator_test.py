@@ -10,6 +10,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 from tests import _tiny_causal_lm
 from tfcompress.export import flatbuffer, read_generator_metadata, to_tflite_generator
+from tfcompress.export.generator.generator_checks import cache_shapes
 from tfcompress.export.generator.graph import cache_names
 from tfcompress.export.generator.keras_reference import keras_greedy, keras_step_logits
 
@@ -24,8 +25,7 @@ class LiteRTGenerator:
     def __init__(self, content):
         self.interpreter = Interpreter(model_content=content)
         self.meta = _meta_of(content)
-        shape = (1, self.meta["cache_length"], self.meta["num_kv_heads"], self.meta["head_dim"])
-        self.caches = {n: np.zeros(shape, np.float32) for n in cache_names(self.meta["num_layers"])}
+        self.caches = {n: np.zeros(s, np.float32) for n, s in cache_shapes(self.meta).items()}
         self.position = 0
 
     def prefill(self, ids, length):

@@ -26,12 +26,15 @@ class DecoderWeights:
     Attributes:
         architecture: "gpt2" or "llama3" (any keras-hub Llama-family decoder).
         num_layers, num_query_heads, num_kv_heads, head_dim, hidden_dim,
-        vocabulary_size: the model's dimensions.
+        vocabulary_size: the model's dimensions; the head counts are the
+            largest over the blocks (pruned blocks may keep fewer, see
+            `kv_heads_per_layer`).
         embedding: [V, hidden] token embedding.
         head: [V, hidden] LM-head rows, or None when tied to `embedding`.
         final_norm: {"gamma", "beta" (None for RMSNorm), "epsilon"}.
         layers: one dict per block of 2D kernels [in, out], biases (None when
-            absent), norms and the block's activation.
+            absent), norms, the block's activation and its own
+            `num_query_heads` and `num_kv_heads` (read from its kernels).
         rope_cos, rope_sin: [max positions, head_dim] rotary tables (Llama) or None.
         positions: [max positions, hidden] learned position embedding (GPT-2) or None.
         max_positions: the longest cache the position tables cover.
@@ -52,6 +55,10 @@ class DecoderWeights:
     rope_sin: object = None
     positions: object = None
     max_positions: int = 0
+
+    def kv_heads_per_layer(self):
+        """Key/value heads of each block, in order: its cache's third dimension."""
+        return [layer["num_kv_heads"] for layer in self.layers]
 
 
 def _np(value):
@@ -90,7 +97,22 @@ def _attention(attention):
     k, k_bias = _dense(projections.key)
     v, v_bias = _dense(projections.value)
     o, o_bias = _output_dense(projections.output)
-    return dict(q=q, q_bias=q_bias, k=k, k_bias=k_bias, v=v, v_bias=v_bias, o=o, o_bias=o_bias)
+    # From the kernels, not the config: structured pruning leaves blocks with
+    # fewer heads than the backbone's config (and blocks may differ).
+    query_shape, key_shape = projections.query.kernel.shape, projections.key.kernel.shape
+    return dict(
+        q=q,
+        q_bias=q_bias,
+        k=k,
+        k_bias=k_bias,
+        v=v,
+        v_bias=v_bias,
+        o=o,
+        o_bias=o_bias,
+        num_query_heads=int(query_shape[-2]),
+        num_kv_heads=int(key_shape[-2]),
+        head_dim=int(query_shape[-1]),
+    )
 
 
 def _block(block, activation):
@@ -122,14 +144,13 @@ def _gpt2(causal_lm, max_positions):
                 "normalize_first=True."
             )
         layers.append(_block(block, block_sublayers(block).up.activation))
-    attention = block_sublayers(backbone.transformer_layers[0]).attention
     positions = _np(backbone.position_embedding.position_embeddings)
     return DecoderWeights(
         architecture="gpt2",
         num_layers=backbone.num_layers,
-        num_query_heads=attention.num_heads,
-        num_kv_heads=attention.num_heads,
-        head_dim=attention.key_dim,
+        num_query_heads=max(layer["num_query_heads"] for layer in layers),
+        num_kv_heads=max(layer["num_kv_heads"] for layer in layers),
+        head_dim=layers[0]["head_dim"],
         hidden_dim=backbone.hidden_dim,
         vocabulary_size=backbone.vocabulary_size,
         embedding=_np(backbone.token_embedding.embeddings),
@@ -145,7 +166,7 @@ def _llama(causal_lm, max_positions):
     backbone = causal_lm.backbone
     layers = [_block(block, block.activation) for block in backbone.transformer_layers]
     attention = block_sublayers(backbone.transformer_layers[0]).attention
-    head_dim = backbone.hidden_dim // backbone.num_query_heads
+    head_dim = layers[0]["head_dim"]
     # The layer's own cos/sin at every position, so any rope scaling it applies
     # (Llama 3.1 frequency bands, position scaling) carries over unchanged.
     probe = keras.ops.zeros((1, max_positions, head_dim))
@@ -155,8 +176,8 @@ def _llama(causal_lm, max_positions):
     return DecoderWeights(
         architecture="llama3",
         num_layers=backbone.num_layers,
-        num_query_heads=backbone.num_query_heads,
-        num_kv_heads=backbone.num_key_value_heads,
+        num_query_heads=max(layer["num_query_heads"] for layer in layers),
+        num_kv_heads=max(layer["num_kv_heads"] for layer in layers),
         head_dim=head_dim,
         hidden_dim=backbone.hidden_dim,
         vocabulary_size=backbone.vocabulary_size,

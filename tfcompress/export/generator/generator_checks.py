@@ -15,8 +15,7 @@ def decode_steps(content, meta, token_ids):
     from ai_edge_litert.interpreter import Interpreter
 
     runner = Interpreter(model_content=content, num_threads=2).get_signature_runner("decode")
-    shape = (1, meta["cache_length"], meta["num_kv_heads"], meta["head_dim"])
-    caches = {name: np.zeros(shape, np.float32) for name in cache_names(meta["num_layers"])}
+    caches = {name: np.zeros(shape, np.float32) for name, shape in cache_shapes(meta).items()}
     logits = []
     for position, token in enumerate(token_ids):
         out = runner(
@@ -25,6 +24,16 @@ def decode_steps(content, meta, token_ids):
         caches = {name: out[name] for name in caches}
         logits.append(out["logits"][0, 0])
     return np.stack(logits)
+
+
+def cache_shapes(meta):
+    """`{cache name: shape}`: each layer's own key/value heads when the metadata lists them."""
+    heads = meta.get("kv_heads_per_layer") or [meta["num_kv_heads"]] * meta["num_layers"]
+    names = cache_names(meta["num_layers"])
+    return {
+        name: (1, meta["cache_length"], heads[i // 2], meta["head_dim"])
+        for i, name in enumerate(names)
+    }
 
 
 def _probe_ids(meta):

@@ -103,7 +103,7 @@ class GeneratorGraph(tf.Module):
         for key, value in layer.items():
             if key in ("attention_norm", "ffn_norm"):
                 out[key] = self._norm_variables(f"layer_{i}_{key}", value)
-            elif key == "activation":
+            elif key in ("activation", "num_query_heads", "num_kv_heads", "head_dim"):
                 out[key] = value
             else:
                 out[key] = self._variable(f"layer_{i}_{key}", value)
@@ -134,19 +134,17 @@ class GeneratorGraph(tf.Module):
         return x * cos + tf.concat([-x2, x1], axis=-1) * sin
 
     def _attention(self, x, layer, positions, k_cache, v_cache):
-        w = self.w
         steps = x.shape[0]
-        groups = w.num_query_heads // w.num_kv_heads
-        q = tf.reshape(
-            self._linear(x, layer["q"], layer["q_bias"]), [steps, w.num_query_heads, w.head_dim]
+        query_heads, kv_heads, head_dim = (
+            layer["num_query_heads"],
+            layer["num_kv_heads"],
+            layer["head_dim"],
         )
-        k = tf.reshape(
-            self._linear(x, layer["k"], layer["k_bias"]), [steps, w.num_kv_heads, w.head_dim]
-        )
-        v = tf.reshape(
-            self._linear(x, layer["v"], layer["v_bias"]), [steps, w.num_kv_heads, w.head_dim]
-        )
-        if w.positions is None:
+        groups = query_heads // kv_heads
+        q = tf.reshape(self._linear(x, layer["q"], layer["q_bias"]), [steps, query_heads, head_dim])
+        k = tf.reshape(self._linear(x, layer["k"], layer["k_bias"]), [steps, kv_heads, head_dim])
+        v = tf.reshape(self._linear(x, layer["v"], layer["v_bias"]), [steps, kv_heads, head_dim])
+        if self.w.positions is None:
             cos = tf.expand_dims(tf.gather(self.rope_cos, positions), 1)
             sin = tf.expand_dims(tf.gather(self.rope_sin, positions), 1)
             q, k = self._rotate(q, cos, sin), self._rotate(k, cos, sin)
@@ -155,20 +153,20 @@ class GeneratorGraph(tf.Module):
         v_cache = keras.ops.slice_update(v_cache, start, tf.expand_dims(v, 0))
         slots = self.cache_length
         # Query head h reads key/value head h // groups, as keras-hub's repeat does.
-        q = tf.reshape(q, [steps, w.num_kv_heads, groups, w.head_dim])
-        q = tf.reshape(tf.transpose(q, [1, 0, 2, 3]), [w.num_kv_heads, steps * groups, w.head_dim])
-        keys = tf.transpose(tf.reshape(k_cache, [slots, w.num_kv_heads, w.head_dim]), [1, 0, 2])
-        values = tf.transpose(tf.reshape(v_cache, [slots, w.num_kv_heads, w.head_dim]), [1, 0, 2])
-        scores = tf.matmul(q, keys, transpose_b=True) * (1.0 / float(np.sqrt(w.head_dim)))
-        scores = tf.reshape(scores, [w.num_kv_heads, steps, groups, slots])
+        q = tf.reshape(q, [steps, kv_heads, groups, head_dim])
+        q = tf.reshape(tf.transpose(q, [1, 0, 2, 3]), [kv_heads, steps * groups, head_dim])
+        keys = tf.transpose(tf.reshape(k_cache, [slots, kv_heads, head_dim]), [1, 0, 2])
+        values = tf.transpose(tf.reshape(v_cache, [slots, kv_heads, head_dim]), [1, 0, 2])
+        scores = tf.matmul(q, keys, transpose_b=True) * (1.0 / float(np.sqrt(head_dim)))
+        scores = tf.reshape(scores, [kv_heads, steps, groups, slots])
         # A query at position p reads slots <= p only: padded prefill slots
         # beyond the prompt are never read before decode overwrites them.
         visible = tf.expand_dims(tf.range(slots, dtype=tf.int32), 0) <= tf.expand_dims(positions, 1)
         visible = tf.expand_dims(tf.expand_dims(visible, 0), 2)
         scores = tf.where(visible, scores, MASK_VALUE)
-        probs = tf.reshape(tf.nn.softmax(scores, axis=-1), [w.num_kv_heads, steps * groups, slots])
-        out = tf.reshape(tf.matmul(probs, values), [w.num_kv_heads, steps, groups, w.head_dim])
-        out = tf.reshape(tf.transpose(out, [1, 0, 2, 3]), [steps, w.num_query_heads * w.head_dim])
+        probs = tf.reshape(tf.nn.softmax(scores, axis=-1), [kv_heads, steps * groups, slots])
+        out = tf.reshape(tf.matmul(probs, values), [kv_heads, steps, groups, head_dim])
+        out = tf.reshape(tf.transpose(out, [1, 0, 2, 3]), [steps, query_heads * head_dim])
         return self._linear(out, layer["o"], layer["o_bias"]), k_cache, v_cache
 
     def _mlp(self, x, layer):
@@ -232,8 +230,14 @@ class GeneratorGraph(tf.Module):
             tf.TensorSpec([1, length], tf.int32, name="tokens"),
             tf.TensorSpec([length], tf.int32, name="input_pos"),
         ] + [
-            tf.TensorSpec([1, self.cache_length, w.num_kv_heads, w.head_dim], tf.float32, name=name)
-            for name in cache_names(w.num_layers)
+            tf.TensorSpec(
+                [1, self.cache_length, layer["num_kv_heads"], layer["head_dim"]],
+                tf.float32,
+                name=name,
+            )
+            for name, layer in zip(
+                cache_names(w.num_layers), [layer for layer in w.layers for _ in ("k", "v")]
+            )
         ]
         names = cache_names(w.num_layers)
 

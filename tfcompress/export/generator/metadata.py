@@ -40,7 +40,8 @@ def read_generator_metadata(path):
 
     Returns:
         The metadata dict: `format_version`, `architecture`, `num_layers`,
-        `num_kv_heads`, `head_dim`, `cache_length`, `prefill_lengths`,
+        `num_kv_heads` (the largest), `kv_heads_per_layer` (each layer's
+        cache heads), `head_dim`, `cache_length`, `prefill_lengths`,
         `vocabulary_size`, `target`, `tokenizer` (`type`, `vocabulary`,
         `merges`, `special_tokens`, `pre_tokenizer`), `start_token_id`,
         `end_token_ids`, `pad_token_id`, `add_start_token`, `chat_template`,

@@ -124,7 +124,8 @@ def to_tflite_generator(
 
     The file has the signature layout ai-edge-torch writes and LiteRT-LM reads:
     `decode` (`tokens` int32 [1, 1], `input_pos` int32 [1] and per-layer
-    `kv_cache_k_{i}` / `kv_cache_v_{i}` float32 [1, S, kv_heads, head_dim] in;
+    `kv_cache_k_{i}` / `kv_cache_v_{i}` float32 [1, S, kv_heads, head_dim] in, with
+    each layer's own kv_heads (a pruned model's blocks may keep fewer);
     `logits` [1, 1, V] and the updated caches out) and one `prefill_{T}` per
     prompt length (`tokens` [1, T], `input_pos` [T], caches in and out). Each
     layer's K/V is written in place with DYNAMIC_UPDATE_SLICE; a query at
@@ -197,6 +198,7 @@ def to_tflite_generator(
         architecture=weights.architecture,
         num_layers=weights.num_layers,
         num_kv_heads=weights.num_kv_heads,
+        kv_heads_per_layer=weights.kv_heads_per_layer(),
         head_dim=weights.head_dim,
         cache_length=cache_length,
         prefill_lengths=list(prefill_lengths),
