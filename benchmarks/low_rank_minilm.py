@@ -77,6 +77,15 @@ _ROUND_TO = flags.DEFINE_integer("round_to", 8, "Rank granularity.")
 _GATED = flags.DEFINE_string(
     "gated_method", "whitened", "Method also factorized with latency_gate (empty: none)."
 )
+_DISTILL_METHODS = flags.DEFINE_list(
+    "distill_methods", None, "Methods whose factorized model is distilled (default: all)."
+)
+_STRUCTURED = flags.DEFINE_string(
+    "structured_criterion",
+    "taylor",
+    "Criterion of the structured-pruning row at the low-rank models' parameter count "
+    "(`tfcompress.sparsity.prune_structured`, heads and FFN channels; empty: no row).",
+)
 flags.FLAGS.set_default("steps", 300)
 flags.FLAGS.set_default("eval_sentences", 256)
 
@@ -94,6 +103,35 @@ def encoder_parameters(backbone):
 
 def evaluate(keras, backbone, sets, references):
     return distill_minilm.evaluate(distill_minilm.pooled_model(keras, backbone), sets, references)
+
+
+def structured_fractions(backbone, target, round_to):
+    """`(heads, ffn)` fractions per block that leave about `target` encoder parameters.
+
+    Heads go in the same share as the parameters; FFN channels (a multiple
+    of `round_to` kept, as `prune_structured` rounds them) make up the rest.
+    """
+    blocks = len(backbone.transformer_layers)
+    heads, hidden = backbone.num_heads, backbone.hidden_dim
+    width, head_dim = backbone.intermediate_dim, backbone.hidden_dim // backbone.num_heads
+    dense = encoder_parameters(backbone) / blocks
+    cut = dense - target / blocks
+    per_head = 4 * hidden * head_dim + 3 * head_dim
+    removed_heads = min(max(round(heads * cut / dense), 0), heads - 1)
+    channels = (cut - removed_heads * per_head) / (2 * hidden + 1)
+    kept = round((width - channels) / round_to) * round_to
+    return removed_heads / heads, (width - kept) / width
+
+
+def distill(keras, student, teacher, encode, train, sets, references, label):
+    start = time.perf_counter()
+    data = distill_minilm.batches(encode, train, F.steps, 0)
+    progress = distill_minilm.progress(keras, label, sets, references, F.eval_every)
+    distill_minilm.distill_ours(keras, student, teacher, data, F.steps, F.learning_rate, progress)
+    after = evaluate(keras, student, sets, references)
+    seconds = time.perf_counter() - start
+    print(f"[{label}] {F.steps} distillation steps in {seconds:.0f} s: {line(after)}", flush=True)
+    return after
 
 
 def line(metrics):
@@ -162,19 +200,43 @@ def main(argv):
             flush=True,
         )
         after = None
-        if not gated and F.steps:
-            start = time.perf_counter()
-            data = distill_minilm.batches(encode, train, F.steps, 0)
-            distill_minilm.distill_ours(keras, small, teacher, data, F.steps, F.learning_rate)
-            after = evaluate(keras, small, sets, references)
-            print(
-                f"[{name}] {F.steps} distillation steps in {time.perf_counter() - start:.0f} s: {line(after)}",
-                flush=True,
-            )
+        if not gated and F.steps and method in (_DISTILL_METHODS.value or _METHODS.value):
+            after = distill(keras, small, teacher, encode, train, sets, references, name)
         variants[name] = small
-        rows.append((name, kept, len(report.rows), before, after))
+        rows.append((name, kept, str(len(report.rows)), before, after))
         if method == _METHODS.value[-1] and not gated:
             print(report.table())
+            if after is not None:
+                print("[after distillation]\n" + low_rank_report(small, original=teacher).table())
+
+    if _STRUCTURED.value:
+        target = sum(kept for _, kept, _, _, _ in rows) / len(rows) * dense_encoder
+        heads, ffn = structured_fractions(teacher, target, _ROUND_TO.value)
+        name = f"structured ({_STRUCTURED.value})"
+        start = time.perf_counter()
+        pruned = tfcompress.sparsity.prune_structured(
+            teacher,
+            heads=heads,
+            ffn=ffn,
+            criterion=_STRUCTURED.value,
+            representative_data=calibration_batches,
+            round_to=_ROUND_TO.value,
+        )
+        kept = encoder_parameters(pruned) / dense_encoder
+        before = evaluate(keras, pruned, sets, references)
+        print(
+            f"[{name}] heads {heads:.3f} and FFN {ffn:.3f} of each block removed in "
+            f"{time.perf_counter() - start:.0f} s, encoder params kept {kept:.3f}; "
+            f"before distillation {line(before)}",
+            flush=True,
+        )
+        after = (
+            distill(keras, pruned, teacher, encode, train, sets, references, name)
+            if F.steps
+            else None
+        )
+        variants[name] = pruned
+        rows.append((name, kept, f"{heads:.0%} heads, {ffn:.0%} FFN", before, after))
 
     sample = {n: sets["held-out"][n][:8] for n in distill_minilm._INPUTS}
     exported = {"dense": tfcompress.export.to_tflite(teacher_pooled, sample=sample, batch_size=1)}
@@ -227,7 +289,7 @@ def main(argv):
     ]
     for name, kept, layers, before, after in rows:
         table.append(
-            [name, f"{kept:.3f}", str(layers)]
+            [name, f"{kept:.3f}", layers]
             + cells(before)
             + cells(after)
             + [
@@ -287,7 +349,17 @@ def main(argv):
             checks.append([f"{name}: never slower than dense", f"{ratio:.2f}x", ratio <= 1.0])
     print("\n[targets]")
     print(format_table(["target", "value", "met"], [[a, b, str(c)] for a, b, c in checks]))
-    print("[not measured] structured pruning at the same parameter count: not on this branch.")
+    structured = [name for name in by if name.startswith("structured")]
+    if structured and by[structured[0]][1] is not None:
+        cos = by[structured[0]][1]["held-out"]["cosine_mean"]
+        print(
+            f"[equal parameters] {structured[0]} after distillation: cos {cos:.4f}; "
+            + ", ".join(
+                f"{name} {after['held-out']['cosine_mean'] - cos:+.4f}"
+                for name, (_, after) in by.items()
+                if after is not None and name not in structured
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -67,11 +67,21 @@ _CALIBRATION_BATCHES = flags.DEFINE_integer(
 _DISTILL_CRITERIA = flags.DEFINE_list(
     "distill_criteria",
     None,
-    "Criteria whose pruned model is distilled (default: all of --criteria).",
+    "Criteria whose pruned model is distilled (default: the one with the best held-out "
+    "cosine before distillation).",
 )
 _EXPORT_CRITERION = flags.DEFINE_string(
-    "export_criterion", "taylor", "Pruned model exported and timed."
+    "export_criterion",
+    None,
+    "Pruned model exported and timed (default: the first distilled one).",
 )
+
+
+def _line(metrics):
+    return "; ".join(
+        f"{k} cos {m['cosine_mean']:.4f} NN {100 * m['nn_agreement']:.1f}%"
+        for k, m in metrics.items()
+    )
 
 
 def main(argv):
@@ -99,7 +109,7 @@ def main(argv):
         flush=True,
     )
 
-    rows, pruned_models, report = [], {}, None
+    befores, pruned_models, report = {}, {}, None
     for criterion in _CRITERIA.value:
         start = time.perf_counter()
         student, report = tfcompress.sparsity.prune_structured(
@@ -111,38 +121,40 @@ def main(argv):
             return_report=True,
         )
         seconds = time.perf_counter() - start
-        before = dm.evaluate(dm.pooled_model(keras, student), sets, references)
+        befores[criterion] = dm.evaluate(dm.pooled_model(keras, student), sets, references)
         print(
-            f"[{criterion}] pruned in {seconds:.0f} s; before: "
-            + "; ".join(
-                f"{k} cos {m['cosine_mean']:.4f} NN {100 * m['nn_agreement']:.1f}%"
-                for k, m in before.items()
-            ),
+            f"[{criterion}] pruned in {seconds:.0f} s; before: {_line(befores[criterion])}",
             flush=True,
         )
-        after = None
-        if _STRUCTURED_STEPS.value and criterion in (_DISTILL_CRITERIA.value or _CRITERIA.value):
-            start = time.perf_counter()
-            dm.distill_ours(
-                keras,
-                student,
-                teacher_backbone,
-                dm.batches(encode, train, _STRUCTURED_STEPS.value, 0),
-                _STRUCTURED_STEPS.value,
-                dm._LEARNING_RATE.value,
-            )
-            after = dm.evaluate(dm.pooled_model(keras, student), sets, references)
-            print(
-                f"[{criterion}] distilled {_STRUCTURED_STEPS.value} steps in {time.perf_counter() - start:.0f} s; after: "
-                + "; ".join(
-                    f"{k} cos {m['cosine_mean']:.4f} NN {100 * m['nn_agreement']:.1f}%"
-                    for k, m in after.items()
-                ),
-                flush=True,
-            )
         pruned_models[criterion] = student
+
+    best = max(befores, key=lambda c: befores[c]["held-out"]["cosine_mean"])
+    distilled = _DISTILL_CRITERIA.value or [best]
+    afters = {}
+    for criterion in distilled if _STRUCTURED_STEPS.value else []:
+        start = time.perf_counter()
+        dm.distill_ours(
+            keras,
+            pruned_models[criterion],
+            teacher_backbone,
+            dm.batches(encode, train, _STRUCTURED_STEPS.value, 0),
+            _STRUCTURED_STEPS.value,
+            dm._LEARNING_RATE.value,
+            dm.progress(keras, criterion, sets, references, dm._EVAL_EVERY.value),
+        )
+        afters[criterion] = dm.evaluate(
+            dm.pooled_model(keras, pruned_models[criterion]), sets, references
+        )
+        print(
+            f"[{criterion}] distilled {_STRUCTURED_STEPS.value} steps in "
+            f"{time.perf_counter() - start:.0f} s; after: {_line(afters[criterion])}",
+            flush=True,
+        )
+
+    rows = []
+    for criterion in _CRITERIA.value:
         row = [criterion]
-        for result in (before, after):
+        for result in (befores[criterion], afters.get(criterion)):
             for name in sets:
                 row += (
                     ["-", "-"]
@@ -179,10 +191,11 @@ def main(argv):
     print("\n[report of the last criterion]\n" + str(report))
 
     sample = {n: sets["held-out"][n][:8] for n in dm._INPUTS}
+    exported_criterion = _EXPORT_CRITERION.value or distilled[0]
     exported = {}
     for name, backbone in (
         ("original fp32", teacher_backbone),
-        (f"pruned {_EXPORT_CRITERION.value} fp32", pruned_models.get(_EXPORT_CRITERION.value)),
+        (f"pruned {exported_criterion} fp32", pruned_models.get(exported_criterion)),
     ):
         if backbone is None:
             continue
