@@ -15,8 +15,9 @@ pooled-embedding cosine plus block-to-block hidden-state MSE; its flags
 sentence embeddings on held-out pydoc sentences and out-of-domain English:
 mean sentence cosine and nearest-neighbour agreement before and after the
 distillation, parameters, matmul FLOPs, and for the original and the pruned
-model of `--export_criterion` (default: the first distilled) the fp32 LiteRT file size and latency (batch 1,
-`--seq_len` tokens, `--num_threads` threads, interleaved).
+model of `--export_criterion` (default: the first distilled) the fp32
+LiteRT file size and latency (batch 1, `--seq_len` tokens, `--num_threads`
+threads, interleaved).
 
     python benchmarks/structured_minilm.py
     python benchmarks/structured_minilm.py --criteria taylor,random --structured_steps 100
