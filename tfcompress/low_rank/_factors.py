@@ -112,33 +112,56 @@ class Spectrum:
         return first, second
 
 
-def allocate_ranks(layers, keep_fraction, round_to):
+# The least share of `keep_fraction` one layer keeps while the budget can be
+# met by cutting others. On all-MiniLM-L6-v2 at compression 0.7 (whitened,
+# benchmarks/low_rank_minilm.py) the plain greedy put every cut in 7 FFN
+# projections, some at rank 16 of 384: held-out cosine 0.800 before and 0.873
+# after 100 distillation steps. Spread 0.5 / 0.75 / 1 gave 0.869 / 0.900 /
+# 0.884 before, and 0.75 gave 0.958 after 300 steps.
+SPREAD = 0.75
+
+
+def allocate_ranks(layers, keep_fraction, round_to, spread=SPREAD):
     """Ranks meeting a global parameter budget where the error grows least.
 
     Greedy on the marginal error per parameter saved: every layer starts
     dense; a step either factorizes a dense layer at its largest rounded
     rank below break-even, or lowers a factorized layer's rank by
-    `round_to`. Each step saves at most `round_to * (m + n)` parameters, so
-    the result is under the budget by less than one rounding step.
+    `round_to`. A layer at or under `spread * keep_fraction` of its own
+    parameters is cut no further until every layer is (so none goes more
+    than one step under that floor); only then do the steps continue
+    without it. Each step saves at most `round_to * (m + n)`
+    parameters, so the result is under the budget by less than one rounding
+    step.
 
     Args:
         layers: `{key: (shape (m, n), bias_count, cost(rank) -> float)}`;
             `cost` is the relative output error at that rank.
         keep_fraction: fraction of the layers' parameters to keep, in (0, 1).
         round_to: rank granularity.
+        spread: in [0, 1]; 0 is the plain greedy (cuts may concentrate in
+            a few layers), 1 keeps every layer near `keep_fraction` where
+            break-even allows.
 
     Returns:
         `{key: rank or None (dense)}`; the caller checks that rank
         `round_to` everywhere meets the budget.
+
+    Raises:
+        ValueError: for a `spread` outside [0, 1].
     """
-    total = sum(m * n + bias for (m, n), bias, _ in layers.values())
+    if not 0 <= spread <= 1:
+        raise ValueError(f"`spread` must be in [0, 1]. Received: spread={spread!r}")
+    size = {key: m * n + bias for key, ((m, n), bias, _) in layers.items()}
+    total = sum(size.values())
     budget = keep_fraction * total
+    floor = {key: spread * keep_fraction * count for key, count in size.items()}
     ranks = {key: None for key in layers}
     kept = total
-    heap = []
+    heap, held = [], []
 
-    def push(key, rank_now):
-        (m, n), _, cost = layers[key]
+    def push(key, rank_now, capped):
+        (m, n), bias, cost = layers[key]
         if rank_now is None:
             new = (break_even((m, n)) // round_to) * round_to
             saved = m * n - new * (m + n)
@@ -149,13 +172,20 @@ def allocate_ranks(layers, keep_fraction, round_to):
             before = cost(rank_now)
         if new < 1 or saved <= 0:
             return
+        if capped and rank_now is not None and rank_now * (m + n) + bias <= floor[key]:
+            held.append(key)
+            return
         heapq.heappush(heap, ((cost(new) - before) / saved, key, new, saved))
 
     for key in layers:
-        push(key, None)
-    while kept > budget and heap:
-        _, key, new, saved = heapq.heappop(heap)
-        ranks[key] = new
-        kept -= saved
-        push(key, new)
+        push(key, None, True)
+    for capped in (True, False):
+        if not capped:
+            for key in held:
+                push(key, ranks[key], False)
+        while kept > budget and heap:
+            _, key, new, saved = heapq.heappop(heap)
+            ranks[key] = new
+            kept -= saved
+            push(key, new, capped)
     return ranks

@@ -70,3 +70,20 @@ def gather_statistics(model, specs, data):
             "pass inputs that run the whole model, or leave those layers out of `layers`."
         )
     return stats
+
+
+def output_error(matrix, product, gram):
+    """`||X (W - P)|| / ||X W||` from XᵀX alone: `tr(Dᵀ XᵀX D)` for D = W and W - P.
+
+    Args:
+        matrix: the `(m, n)` kernel W, float64.
+        product: its `(m, n)` approximation P.
+        gram: XᵀX `(m, m)` of the layer's inputs.
+
+    Returns:
+        The relative error, a float (0 when X W is 0).
+    """
+    delta = matrix - product
+    total = float(np.sum((gram @ matrix) * matrix))
+    error = float(np.sum((gram @ delta) * delta))
+    return float(np.sqrt(max(error, 0.0) / total)) if total > 0 else 0.0

@@ -1,5 +1,6 @@
 """Per-layer ranks, sizes and errors of a factorized model."""
 
+import keras
 import numpy as np
 
 from tfcompress.core.checks import ensure_keras3_model
@@ -7,6 +8,8 @@ from tfcompress.core.layer_tree import walk_layers
 from tfcompress.core.wrapper import CompressionWrapper
 from tfcompress.evaluation._table import format_number, format_table
 from tfcompress.low_rank._base import LowRankLayer
+from tfcompress.low_rank._kernel_spec import KernelSpec
+from tfcompress.low_rank._statistics import gather_statistics, output_error
 
 _HEADERS = (
     "layer",
@@ -18,6 +21,7 @@ _HEADERS = (
     "kept",
     "weight error",
     "output error",
+    "errors from",
 )
 
 
@@ -29,9 +33,12 @@ class LowRankReport:
             (`[m, n]`), `rank`, `params_before` (kernel and bias of the
             replaced layer), `params_after`, `weight_error` (relative
             Frobenius error of the factors' product to the replaced kernel)
-            and `output_error` (the same on the layer's outputs for the
-            representative data; None without data), both as measured when
-            factorized.
+            `output_error` (the same on the layer's outputs for the
+            representative data; None without data) and `errors_from`:
+            "factorization" when the errors are the ones recorded by
+            `factorize` (training moves the factors, the record stays), or
+            "original" when they were just measured against the original
+            model's kernels.
         params_before: sum over the rows.
         params_after: sum over the rows.
     """
@@ -62,6 +69,7 @@ class LowRankReport:
                 f"{row['params_after'] / row['params_before']:.3f}",
                 format_number(row["weight_error"]),
                 format_number(row["output_error"]),
+                row["errors_from"],
             ]
             for row in self.rows
         ]
@@ -77,6 +85,7 @@ class LowRankReport:
                 f"{kept:.3f}",
                 "",
                 "",
+                "",
             ]
         )
         return format_table(list(_HEADERS), lines)
@@ -85,7 +94,8 @@ class LowRankReport:
         return self.table()
 
     def __repr__(self):
-        return f"<LowRankReport: {len(self.rows)} layers, {self.params_after}/{self.params_before} parameters>"
+        kept = f"{self.params_after}/{self.params_before}"
+        return f"<LowRankReport: {len(self.rows)} layers, {kept} parameters>"
 
 
 def _unwrapped(layer):
@@ -94,26 +104,66 @@ def _unwrapped(layer):
     return layer
 
 
-def low_rank_report(model):
+def _matrix(kernel, rows):
+    return np.asarray(keras.ops.convert_to_numpy(kernel), dtype="float64").reshape(rows, -1)
+
+
+def _original_specs(original, paths):
+    """`{path: KernelSpec}` of `original`'s layers at the factorized paths."""
+    found = {
+        ref.path: ref.layer
+        for ref in walk_layers(original)
+        if isinstance(ref.layer, (keras.layers.Dense, keras.layers.EinsumDense))
+    }
+    missing = [path for path in paths if path not in found]
+    if missing:
+        raise ValueError(
+            f"`original` has no Dense/EinsumDense at {missing[:4]}, the paths of factorized "
+            "layers of `model`; pass the model that was given to `factorize`."
+        )
+    return {path: KernelSpec(found[path]) for path in paths}
+
+
+def low_rank_report(model, original=None, representative_data=None):
     """Shape, rank, parameters and errors of every factorized layer.
+
+    The errors `factorize` records are those of the factors it computed;
+    fine-tuning moves the factors and not the record, so without `original`
+    every row says `errors_from="factorization"`. With `original`, both
+    errors are measured now from the factors the model holds.
 
     Args:
         model: a Keras 3 model, usually from `tfcompress.low_rank.factorize`.
+        original: optional, the model that was factorized: the weight error
+            is then recomputed against its kernels (same layer paths).
+        representative_data: optional, with `original`: model inputs (any
+            form `factorize` reads) on which the output error is recomputed,
+            from the inputs each original layer sees.
 
     Returns:
         A `LowRankReport` (empty rows when nothing is factorized).
 
     Raises:
-        TypeError: when `model` is not a Keras 3 model.
+        TypeError: when `model` or `original` is not a Keras 3 model.
+        ValueError: when `representative_data` comes without `original`, or
+            `original` lacks a factorized layer's path or shape.
 
     Example:
 
     ```python
     print(tfcompress.low_rank.low_rank_report(small))
+    print(tfcompress.low_rank.low_rank_report(small, original=backbone))
     ```
     """
     ensure_keras3_model(model, "model")
-    rows = []
+    if original is not None:
+        ensure_keras3_model(original, "original")
+    elif representative_data is not None:
+        raise ValueError(
+            "`representative_data` measures output errors against the original kernels; "
+            "pass `original` (the model given to `factorize`) too."
+        )
+    rows, kernels = [], []
     for ref in walk_layers(model, descend=lambda layer: not isinstance(layer, LowRankLayer)):
         layer = ref.layer
         if not isinstance(layer, LowRankLayer):
@@ -134,6 +184,37 @@ def low_rank_report(model):
                 "params_after": layer.rank * (m + n) + bias,
                 "weight_error": layer.weight_error,
                 "output_error": layer.output_error,
+                "errors_from": "factorization",
             }
         )
+        kernels.append((first, second))
+    if original is not None and rows:
+        _measure(original, rows, kernels, representative_data)
     return LowRankReport(rows)
+
+
+def _measure(original, rows, kernels, representative_data):
+    """Replaces the recorded errors of `rows` by those of the factor `kernels` now."""
+    specs = _original_specs(original, [row["path"] for row in rows])
+    for row in rows:
+        if specs[row["path"]].shape != tuple(row["shape"]):
+            raise ValueError(
+                f"`original`'s {row['path']!r} is a {specs[row['path']].shape} matrix, the "
+                f"factorized layer {tuple(row['shape'])}; pass the model given to `factorize`."
+            )
+    stats = (
+        gather_statistics(original, specs, representative_data)
+        if representative_data is not None
+        else {}
+    )
+    for row, (first, second) in zip(rows, kernels):
+        m = row["shape"][0]
+        product = _matrix(first, m) @ _matrix(second, row["rank"])
+        matrix = specs[row["path"]].matrix(
+            keras.ops.convert_to_numpy(specs[row["path"]].layer.kernel)
+        )
+        norm = np.linalg.norm(matrix)
+        row["weight_error"] = float(np.linalg.norm(matrix - product) / norm) if norm else 0.0
+        entry = stats.get(row["path"])
+        row["output_error"] = output_error(matrix, product, entry.gram) if entry else None
+        row["errors_from"] = "original"
