@@ -104,6 +104,14 @@ _NARROW_HIDDEN = flags.DEFINE_integer(
 _STUDENT_STEPS = flags.DEFINE_integer("student_steps", 2000, "Training steps of every student.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Windows per step (teacher and students).")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-3, "Student peak Adam learning rate.")
+_WARMUP = flags.DEFINE_float(
+    "warmup_fraction",
+    0.05,
+    "Share of the student steps with a linear learning-rate warmup (every condition).",
+)
+_CLIPNORM = flags.DEFINE_float(
+    "clipnorm", 0.0, "Global gradient-norm clipping of every student optimizer (0: none)."
+)
 _DROPOUT = flags.DEFINE_float("dropout", 0.1, "Dropout of the teacher and the students.")
 _ALPHA = flags.DEFINE_float("alpha", 0.1, "Weight of the hard (next-byte) loss.")
 _TEMPERATURE = flags.DEFINE_float(
@@ -205,12 +213,12 @@ def gpt(keras_hub, layers, hidden, seq_len, dropout):
     return keras_hub.models.GPT2CausalLM(backbone, preprocessor=None, name="gpt2_causal_lm")
 
 
-def adam(keras, peak, steps):
-    warmup = max(1, steps // 20)
+def adam(keras, peak, steps, warmup_fraction=0.05, clipnorm=0.0):
+    warmup = max(1, int(steps * warmup_fraction))
     schedule = keras.optimizers.schedules.CosineDecay(
         0.0, steps - warmup, alpha=0.1, warmup_target=peak, warmup_steps=warmup
     )
-    return keras.optimizers.Adam(schedule)
+    return keras.optimizers.Adam(schedule, global_clipnorm=clipnorm or None)
 
 
 def cross_entropy(keras):
@@ -314,7 +322,9 @@ def feature_pairs(student, kind):
 
 def trainable_model(keras, condition, kind, student, teacher):
     """The model `fit` trains for a condition, compiled."""
-    optimizer = adam(keras, _LEARNING_RATE.value, _STUDENT_STEPS.value)
+    optimizer = adam(
+        keras, _LEARNING_RATE.value, _STUDENT_STEPS.value, _WARMUP.value, _CLIPNORM.value
+    )
     if condition == "plain":
         student.compile(optimizer=optimizer, loss=cross_entropy(keras))
         return student

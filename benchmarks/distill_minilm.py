@@ -129,6 +129,20 @@ _RELATION_WEIGHT = flags.DEFINE_float(
     "Weight of MiniLMv2's attention relations (query, key and value relation KL) between each "
     "hidden-state pair's attention layers (0: off).",
 )
+_HIDDEN_PAIRS = flags.DEFINE_enum(
+    "hidden_pairs",
+    "all",
+    ["all", "last"],
+    "Student blocks with a hidden-state MSE: every block (to evenly spaced teacher blocks) "
+    "or only the last.",
+)
+_FREEZE_EMBEDDING = flags.DEFINE_boolean(
+    "freeze_token_embedding",
+    False,
+    "Keep the student's copied token embedding (11.7M of its 17.4M parameters) frozen at "
+    "the teacher's.",
+)
+_WARMUP = flags.DEFINE_float("warmup_fraction", 0.1, "Share of the steps with a linear warmup.")
 _INITS = flags.DEFINE_string(
     "inits", "1,3,5;0,2,4;0,1,2", "Student initialisations: teacher blocks, `;` between students."
 )
@@ -149,6 +163,12 @@ _QAT_LEARNING_RATE = flags.DEFINE_float("qat_learning_rate", 5e-6, "Adam learnin
 _NUM_THREADS = flags.DEFINE_integer("num_threads", 2, "LiteRT threads.")
 _LATENCY_ROUNDS = flags.DEFINE_integer("latency_rounds", 10, "Interleaved timing rounds.")
 _LATENCY_RUNS = flags.DEFINE_integer("latency_runs", 20, "Timed calls per model per round.")
+_LITERT = flags.DEFINE_boolean(
+    "litert",
+    True,
+    "Export the teacher and the best student (and the QAT student) to LiteRT and time them; "
+    "--nolitert stops after the distillation table (quick probes).",
+)
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Optional directory for the .tflite files.")
 _OUTPUT_JSON = flags.DEFINE_string("output_json", None, "Optional path for the results.")
 
@@ -243,7 +263,7 @@ def batches(encode, train, steps, seed):
 
 
 def adam(keras, peak, steps):
-    warmup = max(1, steps // 10)
+    warmup = max(1, int(steps * _WARMUP.value))
     return keras.optimizers.Adam(
         keras.optimizers.schedules.CosineDecay(
             0.0, max(steps - warmup, 1), alpha=0.1, warmup_target=peak, warmup_steps=warmup
@@ -253,7 +273,8 @@ def adam(keras, peak, steps):
 
 def feature_pairs(num_student_blocks, num_teacher_blocks=6):
     pairs = []
-    for j in range(num_student_blocks):
+    blocks = range(num_student_blocks)
+    for j in blocks[-1:] if _HIDDEN_PAIRS.value == "last" else blocks:
         teacher = f"bert_backbone/transformer_layer_{(j + 1) * num_teacher_blocks // num_student_blocks - 1}"
         student = f"bert_backbone/transformer_layer_{j}"
         pairs.append((teacher, student, "mse", _HIDDEN_WEIGHT.value / _POOLED_WEIGHT.value))
@@ -409,6 +430,7 @@ def main(argv):
             for seed in (int(s) for s in _SEEDS.value):
                 keras.utils.set_random_seed(seed)
                 student_backbone = make_student(teacher_backbone, layers=list(init))
+                student_backbone.token_embedding.trainable = not _FREEZE_EMBEDDING.value
                 start = time.perf_counter()
                 student = distill(
                     keras,
@@ -506,6 +528,9 @@ def main(argv):
             )
         )
 
+    if not _LITERT.value:
+        write_json(results, {}, {})
+        return
     student_backbone = students[best]
     sample = {n: sets["held-out"][n][:8] for n in _INPUTS}
     exported = {}
@@ -625,13 +650,17 @@ def main(argv):
     ]
     print("\n[targets]")
     print(format_table(["target", "value", "met"], [[a, b, str(c)] for a, b, c in checks]))
+    write_json(results, lite, {k: v.p50_ms for k, v in latency.items()})
+
+
+def write_json(results, lite, latency_ms):
     if _OUTPUT_JSON.value:
         with open(_OUTPUT_JSON.value, "w", encoding="utf-8") as f:
             json.dump(
                 {
                     "results": {f"{m} {list(i)}": r for (m, i), r in results.items()},
                     "litert": lite,
-                    "latency_ms": {k: v.p50_ms for k, v in latency.items()},
+                    "latency_ms": latency_ms,
                 },
                 f,
                 indent=1,
