@@ -111,10 +111,10 @@ _LEARNING_RATE = flags.DEFINE_float(
 _NARROW_LEARNING_RATE = flags.DEFINE_float(
     "narrow_learning_rate",
     3e-3,
-    "Peak Adam learning rate of the randomly initialised narrow student. At 1e-3 (with a 5% warmup "
-    "and no clipping) its plain training was undertrained after 300 steps and seed-dependent: "
-    "validation perplexity 17.98, 12.94, 14.50 over seeds 0-2 after 300 steps of the issue-size run; "
-    "at 3e-3 with --warmup_fraction 0.1 --clipnorm 1, 11.80, 12.36, 12.31.",
+    "Peak Adam learning rate of the randomly initialised narrow student. At 1e-3 (with a 5% "
+    "warmup and no clipping) its plain training was undertrained after 300 steps and "
+    "seed-dependent: validation perplexity 17.98, 12.94, 14.50 over seeds 0-2 of the "
+    "issue-size run; at 3e-3 with --warmup_fraction 0.1 --clipnorm 1, 11.80, 12.36, 12.31.",
 )
 _WARMUP = flags.DEFINE_float(
     "warmup_fraction",
