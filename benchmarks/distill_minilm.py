@@ -185,6 +185,12 @@ _QAT_LEARNING_RATE = flags.DEFINE_float("qat_learning_rate", 5e-6, "Adam learnin
 _NUM_THREADS = flags.DEFINE_integer("num_threads", 2, "LiteRT threads.")
 _LATENCY_ROUNDS = flags.DEFINE_integer("latency_rounds", 10, "Interleaved timing rounds.")
 _LATENCY_RUNS = flags.DEFINE_integer("latency_runs", 20, "Timed calls per model per round.")
+_OURS = flags.DEFINE_boolean(
+    "ours",
+    True,
+    "Distil with ours; --noours runs only the Keras baseline (e.g. in a second process) and "
+    "stops after the distillation table.",
+)
 _LITERT = flags.DEFINE_boolean(
     "litert",
     True,
@@ -447,7 +453,9 @@ def main(argv):
     students = {}
     for init in inits:
         for method, distill in (("ours", distill_ours), ("keras", distill_keras)):
-            if method == "keras" and init not in keras_inits:
+            if (method == "keras" and init not in keras_inits) or (
+                method == "ours" and not _OURS.value
+            ):
                 continue
             for seed in (int(s) for s in _SEEDS.value):
                 keras.utils.set_random_seed(seed)
@@ -513,6 +521,9 @@ def main(argv):
         )
     )
 
+    if not _OURS.value:
+        write_json(results, {}, {})
+        return
     best = max(
         inits,
         key=lambda i: mean_std([r["held-out"]["cosine_mean"] for r in results[("ours", i)]])[0],
