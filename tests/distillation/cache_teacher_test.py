@@ -7,7 +7,8 @@ import tensorflow as tf
 
 from distillation.distiller_lm_test import gpt2
 from distillation.reference import log_softmax
-from tfcompress.distillation import Distiller, kd_loss
+from tests._tiny_causal_lm import tiny_gpt2
+from tfcompress.distillation import Distiller, kd_loss, make_student
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +73,24 @@ def test_top_k_is_the_kl_to_the_renormalized_teacher(teacher):
     assert distiller.evaluate(everything, verbose=0, return_dict=True)["loss"] == pytest.approx(
         float(full), abs=1e-5
     )
+
+
+def test_a_keras_hub_teacher_with_its_preprocessor_caches_token_ids():
+    teacher = tiny_gpt2(seed=0, sequence_length=8)
+    assert teacher.preprocessor is not None
+    student = make_student(teacher, num_layers=1)
+    distiller = Distiller(student, teacher)
+    distiller.compile(temperature=2.0)
+    ids = np.random.default_rng(1).integers(1, 40, (4, 8)).astype("int32")
+    x = {"token_ids": ids, "padding_mask": np.ones_like(ids)}
+    cached = distiller.cache_teacher(tf.data.Dataset.from_tensor_slices(x).batch(4))
+    np.testing.assert_allclose(
+        cached[0][0]["tfcompress_teacher_logits"],
+        keras.ops.convert_to_numpy(teacher(x, training=False)),
+        atol=1e-6,
+    )
+    live = distiller.evaluate(tf.data.Dataset.from_tensor_slices(x).batch(4), verbose=0)
+    assert distiller.evaluate(cached, verbose=0) == pytest.approx(live, abs=1e-6)
 
 
 def test_cache_errors(teacher):

@@ -74,7 +74,9 @@ def cache_teacher_outputs(teacher, dataset, top_k=None):
         x, y, sample_weight = _unpack(batch)
         if y is None and sample_weight is not None:
             raise ValueError("Batches of (x, None, sample_weight) cannot be cached; give y.")
-        logits = teacher.predict_on_batch(x)
+        # The teacher's own call, as in training: a keras-hub task's
+        # `predict_on_batch` would send token ids through its preprocessor.
+        logits = teacher(x, training=False)
         if keras.tree.is_nested(logits):
             raise ValueError(
                 "The teacher returns several outputs; only a single logits output can be cached."
