@@ -50,7 +50,7 @@ _STUDENT_LAYERS = flags.DEFINE_list(
     "student under 1/8 of the teacher's fp32 file (the tied 49152x576 embedding alone "
     "is 28.3M of its 134.5M parameters).",
 )
-_STEPS = flags.DEFINE_integer("steps", 200, "Distillation steps (time for quality).", lower_bound=1)
+_STEPS = flags.DEFINE_integer("steps", 100, "Distillation steps (time for quality).", lower_bound=1)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 8, "Windows per step.", lower_bound=1)
 _SEQ_LEN = flags.DEFINE_integer("seq_len", 128, "Tokens per training window.", lower_bound=4)
 _TRAIN_WINDOWS = flags.DEFINE_integer(
@@ -164,6 +164,49 @@ def check_flags():
             f"({_BATCH_SIZE.value})."
         )
     return layers, prefill
+
+
+# Flags whose values shape the stage files: a rerun in the same --output_dir
+# must use the same ones, or it would keep files made under other settings.
+_FILE_FLAGS = (
+    _TEACHER_GGUF,
+    _STUDENT_LAYERS,
+    _STEPS,
+    _BATCH_SIZE,
+    _SEQ_LEN,
+    _TRAIN_WINDOWS,
+    _TOP_K,
+    _TEMPERATURE,
+    _ALPHA,
+    _LEARNING_RATE,
+    _TRAIN_EMBEDDING,
+    _HELD_OUT_FRACTION,
+    _CACHE_LENGTH,
+    _PREFILL_LENGTHS,
+    _SEED,
+)
+_MEASURE_FLAGS = (_EVAL_SEQUENCES, _EVAL_LENGTH, _PROMPT_LENGTH, _DECODE_TOKENS, _THREADS)
+
+
+def check_run_config(gguf):
+    """Records the file-shaping flags in run_config.json; a rerun must match them."""
+    config = {flag.name: flag.value for flag in _FILE_FLAGS}
+    config["teacher_gguf"] = gguf
+    path = out("run_config.json")
+    if os.path.isfile(path):
+        with open(path) as f:
+            recorded = json.load(f)
+        changed = {k: (recorded.get(k), v) for k, v in config.items() if recorded.get(k) != v}
+        if changed:
+            details = ", ".join(
+                f"--{k} was {old!r}, now {new!r}" for k, (old, new) in changed.items()
+            )
+            raise app.UsageError(
+                f"{_OUTPUT_DIR.value} holds the files of a run with other settings ({details}). "
+                "Rerun with the recorded values to resume it, or pass a new --output_dir."
+            )
+    else:
+        _write_json(path, config)
 
 
 def load_tokens(tokenizer, end_id):
@@ -372,13 +415,6 @@ def distil(teacher, layers, train_tokens):
     if os.path.isfile(progress_path):
         with open(progress_path) as f:
             progress = json.load(f)
-        if progress["steps"] != _STEPS.value or progress["layers"] != layers:
-            raise app.UsageError(
-                f"{progress_path} records a distillation of {progress['steps']} steps of "
-                f"blocks {progress['layers']}; this run asks for {_STEPS.value} steps of "
-                f"{layers}. Pass --output_dir of a new directory, or delete {progress_path} "
-                "and the student files to start over."
-            )
     if os.path.isfile(final) and progress["steps_done"] >= _STEPS.value:
         log("distil", f"{final} exists ({progress['steps_done']} steps), kept")
         return load_model(final, compile=False), progress
@@ -445,7 +481,7 @@ def pruned_student(student, train_tokens):
 
 
 def stage_rows(stages, held_out, prompt_ids):
-    """Measured rows, reusing those of files measured before (same file, same size)."""
+    """Measured rows, reusing those of files measured before (same file, size and settings)."""
     rows_path = out("stage_rows.json")
     known = {}
     if os.path.isfile(rows_path):
@@ -453,7 +489,8 @@ def stage_rows(stages, held_out, prompt_ids):
             known = json.load(f)
     rows = []
     for stage, path, parameters in stages:
-        key = f"{os.path.basename(path)}:{os.path.getsize(path)}"
+        settings = ",".join(f"{flag.name}={flag.value}" for flag in _MEASURE_FLAGS)
+        key = f"{os.path.basename(path)}:{os.path.getsize(path)}:{settings}"
         if key in known:
             log("measure", f"{stage}: measured before, kept")
         else:
@@ -473,8 +510,9 @@ def main(argv):
     from tfcompress import models
     from tfcompress.models import gguf_reader
 
-    gguf = _TEACHER_GGUF.value or models.smollm2_path()
+    gguf = os.path.abspath(_TEACHER_GGUF.value or models.smollm2_path())
     os.makedirs(_OUTPUT_DIR.value, exist_ok=True)
+    check_run_config(gguf)
     start = time.perf_counter()
     teacher = models.from_gguf(gguf)
     chat_template = gguf_reader.metadata(gguf_reader.open_gguf(gguf)).get("tokenizer.chat_template")

@@ -57,25 +57,46 @@ def _run(tmp_path, *flags):
 def runs(tmp_path_factory):
     """(first run stopped mid-distillation, second run resuming, third run with all done)."""
     tmp_path = tmp_path_factory.mktemp("chatbot")
+    out = tmp_path / "out"
     first = _run(tmp_path, "--max_steps_this_run=2")
+    after_first = sorted(path.name for path in out.iterdir())
     second = _run(tmp_path)
     third = _run(tmp_path)
-    return tmp_path / "out", first, second, third
+    return out, (first, after_first), second, third
 
 
 def test_first_run_stops_after_a_checkpoint_and_says_how_to_continue(runs):
-    out, first, _, _ = runs
+    _, (first, files), _, _ = runs
     assert "stopped at step 2/4" in first
     assert "rerun the same command to continue" in first
-    assert (out / "student_checkpoint.keras").is_file()
-    assert not (out / "student_fp32.keras").exists()
-    assert (out / "teacher_fp32.tflite").is_file() and (out / "teacher_int8.tflite").is_file()
+    assert "student_checkpoint.keras" in files and "optimizer.npz" in files
+    assert "student_fp32.keras" not in files and "stage_table.json" not in files
+    assert "teacher_fp32.tflite" in files and "teacher_int8.tflite" in files
+
+
+def test_a_rerun_with_other_settings_is_refused_before_any_work(runs, tmp_path):
+    out, _, _, _ = runs
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(_REPO))
+    result = subprocess.run(
+        [sys.executable, str(_EXAMPLE), f"--flagfile={_FLAGFILE}", f"--output_dir={out}"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode != 0
+    assert "holds the files of a run with other settings" in result.stderr
+    assert "--steps was 4, now 100" in result.stderr
 
 
 def test_second_run_resumes_the_distillation_where_it_stopped(runs):
     out, _, second, _ = runs
     assert "teacher_fp32.tflite exists, kept" in second
-    assert "resuming at step 2/4" in second
+    # The optimizer's state is restored with its step: the learning-rate
+    # schedule continues instead of restarting its warm-up.
+    assert "resuming at step 2/4 (optimizer step 2)" in second
     assert "steps 3-4 of 4" in second and "steps 1-2 of 4" not in second
     progress = json.loads((out / "distill_progress.json").read_text())
     assert progress["steps_done"] == 4
