@@ -10,6 +10,7 @@ import sys
 import keras
 import pytest
 
+import tfcompress.models  # noqa: F401  (registers the Llama3Backbone the student is saved with)
 from tests.models import tiny_llama
 from tfcompress.runtime import Generator
 
