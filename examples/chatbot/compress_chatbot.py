@@ -301,19 +301,11 @@ def teacher_batches(distiller, train_tokens):
         log("teacher cache", f"teacher top-{_TOP_K.value} logits of {count} windows")
         progress = keras.utils.Progbar(count // batch, unit_name="batch")
         parts = []
-        # cache_teacher runs `predict_on_batch`, which sends a keras-hub task's
-        # inputs through its preprocessor (strings in): the windows are
-        # token ids already.
-        preprocessor = distiller.teacher.preprocessor
-        distiller.teacher.preprocessor = None
-        try:
-            for i in range(0, count, batch):
-                piece = {key: value[i : i + batch] for key, value in x.items()}
-                cached = distiller.cache_teacher([(piece, y[i : i + batch])], top_k=_TOP_K.value)
-                parts.append(cached[0])
-                progress.update(i // batch + 1)
-        finally:
-            distiller.teacher.preprocessor = preprocessor
+        for i in range(0, count, batch):
+            piece = {key: value[i : i + batch] for key, value in x.items()}
+            cached = distiller.cache_teacher([(piece, y[i : i + batch])], top_k=_TOP_K.value)
+            parts.append(cached[0])
+            progress.update(i // batch + 1)
         items = {}
         for key in _flatten(parts[0][0]):
             items["x/" + key] = np.concatenate([_flatten(p[0])[key] for p in parts])
