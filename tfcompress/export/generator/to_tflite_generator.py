@@ -189,6 +189,8 @@ def to_tflite_generator(
         weights, cache_length, int8_embedding=target in ("dynamic_int8", "int8_weights")
     )
     content = _convert(graph, prefill_lengths, target, progress)
+    if target in ("dynamic_int8", "int8_weights"):
+        content = weight_rewrites.restore_float_lookups(content, graph.lookup_tables())
     content = weight_rewrites.store_embedding_once(content)
     if target == "int8_weights":
         content = weight_rewrites.dequantize_weights_once(content)
