@@ -53,6 +53,7 @@ flags.DEFINE_string(
 flags.DEFINE_string(
     "output_dir", None, "Keep (and reuse) the .tflite files here (default: a temporary directory)."
 )
+flags.DEFINE_integer("llama_cpp_repeats", 3, "llama-bench repetitions (-r).")
 flags.DEFINE_string("json", None, "Also write the results to this JSON file.")
 
 ENGINES = ("compiled_model", "interpreter")
@@ -132,29 +133,38 @@ def export_or_reuse(causal_lm, target, directory):
 
     path = directory / f"smollm2_{target}_{FLAGS.cache_length}_{FLAGS.prefill_length}.tflite"
     info_path = path.with_suffix(".json")
-    if path.exists() and info_path.exists():
+    if info_path.exists():
         print(f"{target}: reusing {path}", flush=True)
         return path, json.loads(info_path.read_text())
-    start = time.perf_counter()
-    result = tfcompress.export.to_tflite_generator(
-        causal_lm,
-        target=target,
-        cache_length=FLAGS.cache_length,
-        prefill_lengths=(FLAGS.prefill_length,),
-        path=path,
-        verify=False,
-        verbose=True,
-    )
-    seconds = time.perf_counter() - start
+    seconds = None
+    if path.exists():
+        print(f"{target}: reusing {path} (checking it again)", flush=True)
+        content = path.read_bytes()
+        meta = tfcompress.export.read_generator_metadata(path)
+        if meta["target"] != target or meta["cache_length"] != FLAGS.cache_length:
+            raise app.UsageError(f"{path} holds {meta['target']} / {meta['cache_length']}.")
+    else:
+        start = time.perf_counter()
+        result = tfcompress.export.to_tflite_generator(
+            causal_lm,
+            target=target,
+            cache_length=FLAGS.cache_length,
+            prefill_lengths=(FLAGS.prefill_length,),
+            path=path,
+            verify=False,
+            verbose=True,
+        )
+        seconds = time.perf_counter() - start
+        content, meta = result.content, result.metadata
     # The check to_tflite_generator would run, kept as numbers even when it
     # fails (dynamic_int8 on SmolLM2) so the row is still measured.
-    check = check_logits(causal_lm, result.content, result.metadata, DEFAULT_TOLERANCE[target])
+    check = check_logits(causal_lm, content, meta, DEFAULT_TOLERANCE[target])
     info = dict(
         export_s=seconds,
         logits_rel_error=check["relative_error"],
         logits_check_passed=bool(check["passed"]),
         argmax_agreement=check["argmax_agreement"],
-        decode_weight_bytes=decode_weight_bytes(result.content),
+        decode_weight_bytes=decode_weight_bytes(content),
     )
     info_path.write_text(json.dumps(info))
     return path, info
@@ -369,6 +379,7 @@ def main(argv):
             FLAGS.threads,
             FLAGS.prefill_length,
             FLAGS.decode_tokens,
+            repeats=FLAGS.llama_cpp_repeats,
         )
         llama["perplexity"] = llama_ppl
         llama["tokenizer_agreement"] = agreement
