@@ -196,7 +196,8 @@ def keras_perplexity(causal_lm, windows):
 
 
 def perplexity_windows(causal_lm, text, directory, bos_id):
-    """(windows [chunks, context], llama.cpp's perplexity or None, tokenizer agreement)."""
+    """(windows [chunks, context], llama.cpp's perplexity or None, first index where
+    our tokenizer's ids differ from llama.cpp's or None)."""
     ours = [int(i) for i in np.asarray(causal_lm.preprocessor.tokenizer(text))]
     if not FLAGS.llama_cpp:
         needed = FLAGS.chunks * FLAGS.context
@@ -216,9 +217,12 @@ def perplexity_windows(causal_lm, text, directory, bos_id):
         FLAGS.threads,
         bos_id,
     )
+    # Position 0 may be BOS; compare what follows.
     theirs = windows.reshape(-1)[1:]
-    agreement = float(np.mean(np.asarray(ours[1 : 1 + len(theirs)]) == theirs[: len(ours) - 1]))
-    return windows, ppl, agreement
+    mine = np.asarray(ours[1 : 1 + len(theirs)])
+    differ = np.flatnonzero(mine != theirs[: len(mine)])
+    first_mismatch = None if not len(differ) else int(differ[0]) + 1
+    return windows, ppl, first_mismatch
 
 
 def tfcompress_gguf():
@@ -359,8 +363,13 @@ def main(argv):
     windows, llama_ppl, agreement = perplexity_windows(
         causal_lm, held_out_text(), directory, bos_id
     )
-    if agreement is not None:
-        print(f"our tokenizer vs llama.cpp's on the held-out text: {agreement:.4f} equal ids")
+    if FLAGS.llama_cpp:
+        # Scoring uses llama.cpp's ids either way; this says whether our
+        # tokenizer would have produced them.
+        print(
+            "our tokenizer vs llama.cpp's on the held-out text: "
+            + ("same ids" if agreement is None else f"first different id at {agreement}")
+        )
     keras_ppl = keras_perplexity(causal_lm, windows)
     print(f"Keras perplexity {keras_ppl:.3f}, llama.cpp {_fmt(llama_ppl, '.3f')}", flush=True)
     held_out_ids = [int(i) for i in np.asarray(tokenizer(held_out_text()))]
@@ -382,7 +391,7 @@ def main(argv):
             repeats=FLAGS.llama_cpp_repeats,
         )
         llama["perplexity"] = llama_ppl
-        llama["tokenizer_agreement"] = agreement
+        llama["tokenizer_first_mismatch"] = agreement
         print(f"llama.cpp: {llama}", flush=True)
     rows = []
     for target in FLAGS.targets:
