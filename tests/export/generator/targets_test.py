@@ -115,3 +115,41 @@ def test_verification_fails_loudly_when_logits_drift(llama):
         to_tflite_generator(
             llama, target="dynamic_int8", cache_length=16, prefill_lengths=(4,), tolerance=1e-7
         )
+
+
+def _gathered_tables(content):
+    """{shape: (type, values)} of the constant tables GATHER reads in `decode`."""
+    model = flatbuffer.read_model(content)
+    decode = model.subgraphs[0]
+    tables = {}
+    for op in decode.operators:
+        if flatbuffer.op_name(model, op) != "GATHER":
+            continue
+        readers = [c for c in decode.operators if op.outputs[0] in c.inputs]
+        assert all(flatbuffer.op_name(model, c) != "DEQUANTIZE" for c in readers)
+        table = decode.tensors[op.inputs[0]]
+        kind = flatbuffer.type_name(table)
+        dtype = np.float32 if kind == "FLOAT32" else np.int8
+        tables.setdefault(tuple(int(d) for d in table.shape), []).append(
+            (kind, flatbuffer.constant_values(model, table, dtype))
+        )
+    return tables
+
+
+@pytest.mark.parametrize("target", ("dynamic_int8", "int8_weights"))
+def test_int8_targets_gather_the_float_rotary_tables(llama, target):
+    # 128 positions x head dim 16 is over the converter's 1024-value threshold
+    # for quantizing a constant: without the rewrite cos/sin become int8.
+    def export(t):
+        return to_tflite_generator(
+            llama, target=t, cache_length=128, prefill_lengths=(8,), verify=False
+        ).content
+
+    tables = _gathered_tables(export(target))
+    rotary = tables[(128, 16)]
+    reference = _gathered_tables(export("float32"))[(128, 16)]
+    assert [kind for kind, _ in rotary] == ["FLOAT32", "FLOAT32"]
+    for (_, values), (_, expected) in zip(rotary, reference):
+        np.testing.assert_array_equal(values, expected)
+    scales = tables[(llama.backbone.vocabulary_size, 1)]
+    assert [kind for kind, _ in scales] == ["FLOAT32"]

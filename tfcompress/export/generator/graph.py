@@ -87,6 +87,11 @@ class GeneratorGraph(tf.Module):
                 weights.rope_sin[:cache_length], trainable=False, name="rope_sin"
             )
 
+    def lookup_tables(self):
+        """The float tables the graph gathers rows from (besides the embedding)."""
+        names = ("table_scale", "positions", "rope_cos", "rope_sin")
+        return [getattr(self, n).numpy() for n in names if hasattr(self, n)]
+
     def _variable(self, name, value):
         return None if value is None else tf.Variable(value, trainable=False, name=name)
 

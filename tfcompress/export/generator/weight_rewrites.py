@@ -99,6 +99,84 @@ def _lm_heads(model, rows, columns):
     return heads
 
 
+def _dequantized(model, tensor):
+    """A per-tensor int8 constant's float values, or None for other tensors."""
+    q = tensor.quantization
+    if (
+        flatbuffer.type_name(tensor) != "INT8"
+        or q is None
+        or q.scale is None
+        or len(q.scale) != 1
+        or not flatbuffer.has_data(model, tensor)
+    ):
+        return None
+    values = flatbuffer.constant_values(model, tensor, np.int8).astype(np.float32)
+    zero = 0 if q.zeroPoint is None or not len(q.zeroPoint) else int(q.zeroPoint[0])
+    return (values - zero) * float(q.scale[0]), float(q.scale[0])
+
+
+def _original_of(values, step, tables):
+    for table in tables:
+        if table.size == values.size and np.abs(table.reshape(-1) - values).max() <= step:
+            return table
+    return None
+
+
+def restore_float_lookups(content, tables):
+    """Gives GATHER back the float `tables` the converter stored as per-tensor int8.
+
+    Dynamic-range conversion quantizes every constant of 1024+ values, so the
+    rotary cos/sin tables, learned positions and the embedding's per-row
+    scales come out as one-scale int8 followed by a DEQUANTIZE: a lossy copy
+    (a row scale 10x below the largest keeps 1-2 significant bits), and an
+    int8 row-scale table is one the embedding rewrite cannot share with the
+    LM head. Each such GATHER reads the matching float table instead, and its
+    DEQUANTIZE is dropped.
+
+    Args:
+        content: the converted flatbuffer bytes.
+        tables: the float arrays the graph gathers from.
+
+    Returns:
+        The rewritten flatbuffer bytes.
+    """
+    model = flatbuffer.read_model(content)
+    tables = [np.asarray(t, np.float32) for t in tables]
+    restored = {}
+    for subgraph in model.subgraphs:
+        readers = {}
+        for op in subgraph.operators:
+            for i in op.inputs:
+                readers.setdefault(i, []).append(op)
+        dropped = set()
+        for op in subgraph.operators:
+            if flatbuffer.op_name(model, op) != "GATHER":
+                continue
+            params = subgraph.tensors[op.inputs[0]]
+            after = readers.get(op.outputs[0], [])
+            if len(after) != 1 or flatbuffer.op_name(model, after[0]) != "DEQUANTIZE":
+                continue
+            if params.buffer not in restored:
+                found = _dequantized(model, params)
+                original = None if found is None else _original_of(*found, tables)
+                if original is None:
+                    continue
+                restored[params.buffer] = original
+            params.type = schema.TensorType.FLOAT32
+            params.quantization = None
+            op.outputs = list(after[0].outputs)
+            dropped.add(id(after[0]))
+        subgraph.operators = [op for op in subgraph.operators if id(op) not in dropped]
+    for buffer, original in restored.items():
+        model.buffers[buffer].data = original.astype("<f4").reshape(-1).view(np.uint8)
+    for subgraph in model.subgraphs:
+        for tensor in subgraph.tensors:
+            if tensor.buffer in restored:
+                tensor.type = schema.TensorType.FLOAT32
+                tensor.quantization = None
+    return flatbuffer.pack(model)
+
+
 def store_embedding_once(content):
     """Rewrites a converted generator so its tied embedding table is stored once.
 
