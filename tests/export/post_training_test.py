@@ -191,17 +191,17 @@ def test_cnns_keep_the_converters_calibration(monkeypatch, conv_model, calibrati
 
 
 def test_a_model_that_cannot_be_copied_keeps_the_converters_calibration_and_says_so(caplog):
-    class Net(keras.Model):  # defined in a script: not registered, no get_config
-        def __init__(self):
+    class Net(keras.Model):  # not registered, and variadic arguments no config can hold
+        def __init__(self, *widths):
             super().__init__(name="net")
-            self.dense = keras.layers.Dense(16)
+            self.dense = keras.layers.Dense(widths[0])
             self.norm = keras.layers.LayerNormalization()
             self.head = keras.layers.Dense(4)
 
         def call(self, x):
             return self.head(self.norm(self.dense(x)))
 
-    net = Net()
+    net = Net(16)
     net(np.zeros((2, 8, 6), "float32"))
     data = np.random.default_rng(0).normal(size=(32, 8, 6)).astype("float32")
     with caplog.at_level("WARNING", logger="tfcompress"):
