@@ -156,6 +156,19 @@ def _llama():
     return backbone, testing.token_inputs(segments=False)
 
 
+def _head_pruned_gpt2():
+    backbone = testing.gpt2_backbone(1)
+    sparsity.prune_structured(backbone, heads=0.5, criterion="magnitude", inplace=True)
+    return backbone, testing.token_inputs(segments=False)
+
+
+def _head_pruned_llama():
+    backbone, inputs = _llama()
+    backbone = llama3.Llama3Backbone(**dict(backbone.get_config(), num_key_value_heads=2))
+    sparsity.prune_structured(backbone, heads=0.5, criterion="magnitude", inplace=True)
+    return backbone, inputs
+
+
 def _tokenizer():
     return llama3.Llama3Tokenizer(
         vocabulary={"<s>": 0, "</s>": 1, "a": 2, "b": 3, "ab": 4, "Ġ": 5},
@@ -204,6 +217,8 @@ CASES = {
         lambda: sparsity.PolynomialDecay(0.1, 0.8, begin_step=2, end_step=40, power=2, frequency=5)
     ),
     "tfcompress>PruneLowMagnitude": Case(model=_pruned),
+    "tfcompress>PrunedCachedMultiHeadAttention": Case(model=_head_pruned_gpt2),
+    "tfcompress>PrunedLlamaAttention": Case(model=_head_pruned_llama),
     "tfcompress>QuantizeAnnotate": Case(model=_annotated),
     "tfcompress>QuantizeScheme": Case(
         lambda: quantization.QuantizeScheme(weight_bits=4, per_layer={"head": {"skip": True}})
