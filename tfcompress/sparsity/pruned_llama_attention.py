@@ -66,9 +66,9 @@ class PrunedLlamaAttention(_LlamaAttention):
     ```python
     pruned = tfcompress.sparsity.prune_structured(
         llama3_causal_lm, heads=0.5, criterion="magnitude")
-    block = pruned.backbone.transformer_layers[0]
-    isinstance(block._self_attention_layer,
-               tfcompress.sparsity.PrunedLlamaAttention)  # True
+    attention = tfcompress.core.find_layer(
+        pruned, "llama3_backbone/transformer_layer_0/self_attention").layer
+    isinstance(attention, tfcompress.sparsity.PrunedLlamaAttention)  # True
     ```
     """
 
