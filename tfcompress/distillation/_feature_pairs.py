@@ -4,13 +4,13 @@ import dataclasses
 
 import keras
 
+from tfcompress.core._keras_internals import attention_projections
 from tfcompress.core.checks import check_number
 from tfcompress.core.layer_tree import find_layer, walk_layers
 from tfcompress.distillation.feature_loss import DISTANCES, check_feature_loss
 
 # Expands into the query, key and value relation pairs of two attention layers.
 ATTENTION_RELATION = "attention_relation"
-_PROJECTIONS = ("_query_dense", "_key_dense", "_value_dense")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,14 +138,15 @@ def _attention_pairs(teacher, student, teacher_path, student_path, weight, index
             (student, student_path, "student"),
         )
     ]
+    teacher_projections, student_projections = (attention_projections(x) for x in layers)
     return [
         FeaturePair(
-            _path_of(teacher, getattr(layers[0], name), "teacher", index),
-            _path_of(student, getattr(layers[1], name), "student", index),
+            _path_of(teacher, getattr(teacher_projections, name), "teacher", index),
+            _path_of(student, getattr(student_projections, name), "student", index),
             "relation",
             weight,
         )
-        for name in _PROJECTIONS
+        for name in ("query", "key", "value")
     ]
 
 

@@ -45,8 +45,10 @@ def _reads_unquantized(ref, inner, plan):
 
 def _is_attention_output(ref, inner):
     parent = ref.parent
-    return isinstance(parent, keras.layers.MultiHeadAttention) and inner is getattr(
-        parent, "_output_dense", None
+    return (
+        isinstance(parent, keras.layers.MultiHeadAttention)
+        and parent.built
+        and inner is internals.attention_projections(parent).output
     )
 
 
