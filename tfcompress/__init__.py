@@ -31,9 +31,9 @@ __all__ = [
 
 # The subpackages whose registered classes (wrappers, quantizers, schedules,
 # losses, layers) saved models name: `tfcompress.saving` imports them so any
-# file loads. `models` is left out because it imports keras-hub;
-# `tfcompress.saving.load_model` imports it, like any tfcompress module a file
-# names, when the file needs it.
+# file loads. `models` (the GGUF reader and its keras-hub model classes) is
+# left out; `tfcompress.saving.load_model` imports it, like any tfcompress
+# module a file names, when the file needs it.
 SAVED_CLASS_SUBPACKAGES = ("distillation", "low_rank", "quantization", "sparsity")
 
 

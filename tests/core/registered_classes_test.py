@@ -58,7 +58,7 @@ def test_only_tfcompress_modules_are_named(bad):
     assert _named_modules({"module": bad}) == []
 
 
-def test_fresh_process_imports_the_listed_subpackages_and_not_keras_hub():
+def test_fresh_process_imports_the_listed_subpackages_and_not_models():
     out = testing.run_python("""
 import json, sys
 from tfcompress.core import import_registered_classes
@@ -68,4 +68,6 @@ print(json.dumps(sorted(m for m in sys.modules if m.count(".") <= 1
 """)
     loaded = set(json.loads(out.strip().splitlines()[-1]))
     assert {f"tfcompress.{name}" for name in tfcompress.SAVED_CLASS_SUBPACKAGES} <= loaded
-    assert not {"tfcompress.models", "keras_hub"} & loaded
+    # tfcompress.sparsity imports keras-hub itself (its pruned attention
+    # layers subclass keras-hub's), so only the GGUF model code stays unloaded.
+    assert "tfcompress.models" not in loaded
