@@ -191,3 +191,18 @@ def test_functional_model_with_a_python_lambda_copies():
     assert copy is not model and copy.layers[2] is not model.layers[2]
     x = np.random.default_rng(0).normal(size=(8, 16)).astype("float32")
     np.testing.assert_allclose(copy(x), model(x), rtol=1e-6)
+
+
+def test_copy_keeps_the_layer_names_that_paths_are_made_of():
+    from tfcompress.core import walk_layers
+    from tfcompress.low_rank import LowRankDense, factorize
+
+    x = np.random.default_rng(0).normal(size=(4, 4)).astype("float32")
+    model = NoArguments()
+    model(x)
+    copy = copy_model(model)
+    assert [r.path for r in walk_layers(copy)] == [r.path for r in walk_layers(model)]
+    # A path-based technique on a copy of such a model finds its layers.
+    factorized = factorize(model, rank=1)
+    assert type(factorized).__name__ == "NoArguments"
+    assert any(isinstance(r.layer, LowRankDense) for r in walk_layers(factorized))

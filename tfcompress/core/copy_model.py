@@ -148,6 +148,20 @@ def _check_outputs(model, copy):
         )
 
 
+def _keep_layer_names(model, copy):
+    """Gives the copy's layers the original's names, so paths stay valid.
+
+    Layers a subclassed model creates without a name get the next free one
+    (`dense_6` in the copy for the original's `dense`); every technique that
+    finds layers by path in the copy needs the original's.
+    """
+    pairs = list(zip(walk_layers(model), walk_layers(copy)))
+    if any(type(a.layer) is not type(b.layer) for a, b in pairs):
+        return
+    for original, copied in pairs:
+        copied.layer.name = original.layer.name
+
+
 def copy_model(model):
     """An independent copy of `model` with the same class, config and weights.
 
@@ -194,6 +208,7 @@ def copy_model(model):
             f"weights ({len(target)} vs {len(source)}, or different shapes)",
         )
     copy.set_weights([w.numpy() for w in source])
+    _keep_layer_names(model, copy)
     if own_classes:
         _check_outputs(model, copy)
     return copy
