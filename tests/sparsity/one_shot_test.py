@@ -106,10 +106,6 @@ def test_each_output_loses_exactly_the_requested_share_and_n_m_holds(name, metho
     for path, matrix in _matrices(unstructured, under).items():
         if method == "magnitude":  # the baseline ranks the whole layer
             assert (matrix == 0).sum() == matrix.size // 2, path
-        elif method == "sparsegpt":  # each block of 128 inputs, over all outputs
-            for first in range(0, matrix.shape[0], 128):
-                block = matrix[first : first + 128]
-                assert (block == 0).sum() == block.size // 2, path
         else:  # every output (column) keeps exactly half of its inputs, whatever the kernel's rank
             np.testing.assert_array_equal(
                 (matrix == 0).sum(axis=0), np.full(matrix.shape[1], matrix.shape[0] // 2), path

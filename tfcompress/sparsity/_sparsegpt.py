@@ -9,14 +9,6 @@ row `j` of the upper Cholesky factor of `H^-1`. That factor is upper
 triangular, so subtracting the whole outer product leaves earlier inputs
 unchanged and turns column `j` into its pruned value.
 
-Unstructured masks are the paper's adaptive mask selection: the saliency
-threshold is taken over a whole block of inputs and every output at once,
-so the block loses exactly its share of weights while one output may lose
-more of them than another (where the layer's error allows it). Forcing the
-same count on every output, as Wanda does, gave a 0.72x instead of 0.62x
-share of magnitude pruning's perplexity increase on the 842k byte GPT of
-`benchmarks/one_shot_gpt.py` at 50%.
-
 The paper's lazy batch update: inside a block each input's error moves onto
 the block's later inputs only; the inputs after the block receive all of
 the block's errors at once, in one matmul. The loop runs in float64 numpy,
@@ -61,19 +53,6 @@ def block_counts(num_inputs, block_size, sparsity):
     return [b - a for a, b in zip(cumulative, cumulative[1:])]
 
 
-def keep_largest_in_block(scores, count):
-    """Bool mask of `scores`' shape with its `count` smallest entries False.
-
-    The ranking runs over the whole array (every input and output of a
-    block). Ties go to the lower flat index, so exactly `count` are pruned.
-    """
-    flat = scores.reshape(-1)
-    order = np.argsort(-flat, kind="stable")
-    keep = np.zeros(flat.shape, dtype=bool)
-    keep[order[: flat.size - count]] = True
-    return keep.reshape(scores.shape)
-
-
 def keep_largest(scores, count):
     """Bool mask of `scores`' shape with the `count` smallest of each column False.
 
@@ -116,9 +95,8 @@ def obs_prune(weights, factor, counts=None, m_by_n=None, block_size=128):
     Args:
         weights: `(inputs, outputs)` float64 weights (not modified).
         factor: the upper Cholesky factor of the damped `H^-1` (float64).
-        counts: for unstructured sparsity, weights pruned per output in
-            each block on average (`block_counts`): the block loses
-            `count * outputs` weights, ranked over all its outputs.
+        counts: weights pruned per output in each block (`block_counts`),
+            for unstructured sparsity.
         m_by_n: `(m, n)` instead of `counts`: m zeros in every n inputs,
             chosen when the loop reaches the group.
         block_size: inputs per block (a multiple of n for N:M).
@@ -135,9 +113,7 @@ def obs_prune(weights, factor, counts=None, m_by_n=None, block_size=128):
         block_factor = factor[first:last, first:last]
         diagonal = np.diagonal(block_factor)[:, None]
         if counts is not None:
-            mask[:] = keep_largest_in_block(
-                np.square(block / diagonal), counts[index] * block.shape[1]
-            )
+            mask[:] = keep_largest(np.square(block / diagonal), counts[index])
 
         def choose(j):
             if m_by_n is not None and j % m_by_n[1] == 0:
@@ -157,9 +133,8 @@ def sparsegpt_prune(matrix, gram, sparsity, m_by_n=None, block_size=128, damping
     Args:
         matrix: `(inputs, outputs)` float weights.
         gram: `(inputs, inputs)` sum of `x x^T` over calibration rows.
-        sparsity: fraction of the weights to prune in every block of
-            `block_size` inputs, so in the whole matrix (unused with
-            `m_by_n`); outputs differ in how many they lose.
+        sparsity: fraction of each output's weights to prune (unused with
+            `m_by_n`).
         m_by_n: optional `(m, n)`: m zeros in every n consecutive inputs.
         block_size: inputs processed together (the lazy batch update); it is
             rounded down to a multiple of n for N:M.

@@ -158,20 +158,18 @@ def prune_one_shot(
     """Prunes a trained model in one pass over calibration data, no training.
 
     Every Dense and EinsumDense kernel (inside the transformer blocks for a
-    keras-hub model; everywhere otherwise) loses `sparsity` of its weights,
-    or `m` of every `n` consecutive inputs of every output with
-    `sparsity_m_by_n`. Each method ranks weights over the group its paper
-    uses (the table); the input axes of an EinsumDense kernel are read from
-    its equation.
+    keras-hub model; everywhere otherwise) loses `sparsity` of its weights:
+    `round(sparsity * inputs)` of each output's weights, or `m` of every `n`
+    consecutive inputs with `sparsity_m_by_n`. The input axes of an
+    EinsumDense kernel are read from its equation.
 
     Methods:
 
-    | method      | weight score                       | ranked within         | kept      |
-    |-------------|------------------------------------|-----------------------|-----------|
-    | "magnitude" | abs(w) (the baseline)              | the whole layer       | unchanged |
-    | "wanda"     | abs(w) * L2 norm of its input      | each output           | unchanged |
-    | "sparsegpt" | OBS: w^2 / [H^-1]_jj^2, H = X^T X  | `block_size` inputs x | updated   |
-    |             | (damped)                           | all outputs           |           |
+    | method      | weight score                                   | kept      |
+    |-------------|------------------------------------------------|-----------|
+    | "magnitude" | abs(w), ranked over the whole layer (baseline) | unchanged |
+    | "wanda"     | abs(w) * L2 norm of its input, per output      | unchanged |
+    | "sparsegpt" | OBS: w^2 / [H^-1]_jj^2, H = X^T X (damped)     | updated   |
 
     Calibration runs block by block: the statistics of a transformer block
     (or, outside keras-hub backbones, of each layer in call order) are taken
