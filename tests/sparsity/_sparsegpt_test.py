@@ -71,12 +71,3 @@ def test_sparsegpt_prune_has_the_requested_zeros_and_updates_the_kept_weights():
     assert not np.allclose(pruned[kept], weights[kept], atol=1e-3)
     masked = np.where(kept, weights, 0.0)
     assert np.linalg.norm(x @ (pruned - weights)) < 0.8 * np.linalg.norm(x @ (masked - weights))
-
-
-def test_the_mask_prunes_more_of_the_outputs_whose_weights_matter_less():
-    weights, _, x = _problem()
-    weights[:, 12:] *= 0.01  # half the outputs contribute almost nothing
-    pruned = sparsegpt_prune(weights.astype("float32"), x.T @ x, 0.5, block_size=32)
-    zeros = (pruned == 0).sum(axis=0)
-    assert zeros.sum() == weights.size // 2
-    assert zeros[12:].min() > 48 > zeros[:12].max(), zeros
