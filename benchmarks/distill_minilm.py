@@ -259,6 +259,14 @@ _EXTRA_PACKAGES = flags.DEFINE_list(
     "Installed packages whose docstring sentences are added to the training text (e.g. numpy,scipy); "
     "held-out and out-of-domain sentences are excluded.",
 )
+_PYDOC_SHARE = flags.DEFINE_float(
+    "pydoc_share",
+    0.0,
+    "Expected share of pydoc sentences in each batch (0: every training sentence equally "
+    "likely, so pydoc's share shrinks as --extra_packages adds text).",
+    lower_bound=0.0,
+    upper_bound=1.0,
+)
 _RELATION_WEIGHT = flags.DEFINE_float(
     "relation_weight",
     0.0,
@@ -405,7 +413,7 @@ def pooled_model(keras, backbone, with_sequence=False, length=None):
     return keras.Model([inputs[n] for n in _INPUTS], [masked, pooled] if with_sequence else pooled)
 
 
-def batches(encode, train, steps, seed):
+def batches(encode, train, steps, seed, pydoc_count=None):
     """`steps` batches of training sentences, the same for every method of a seed.
 
     With `--bucket`, every 64 consecutive batches are regrouped by token
@@ -417,7 +425,14 @@ def batches(encode, train, steps, seed):
 
     size = _BATCH_SIZE.value
     rng = np.random.default_rng(seed)
-    order = [rng.choice(len(train), size, replace=False) for _ in range(steps)]
+    weights = None
+    if _PYDOC_SHARE.value and pydoc_count and pydoc_count < len(train):
+        # The first `pydoc_count` sentences are pydoc's: they get that share of
+        # every batch on average, the other text the rest.
+        share = _PYDOC_SHARE.value
+        weights = [share / pydoc_count] * pydoc_count
+        weights += [(1 - share) / (len(train) - pydoc_count)] * (len(train) - pydoc_count)
+    order = [rng.choice(len(train), size, replace=False, p=weights) for _ in range(steps)]
     data = encode([train[i] for batch in order for i in batch])
     if not _BUCKET.value:
         return tf.data.Dataset.from_tensor_slices(data).batch(size)
@@ -592,6 +607,7 @@ def main(argv):
         f"{len(held_out)} held-out pydoc sentences, {len(ood)} out-of-domain sentences; {_SEQ_LEN.value} tokens"
     )
     curve = {"train": encode(train[: _EVAL_SENTENCES.value])}
+    pydoc_count = len(train)
     train = train + extra
     sets = {"held-out": encode(held_out), "out-of-domain": encode(ood)}
     teacher = pooled_model(keras, teacher_backbone, length=_SEQ_LEN.value)
@@ -620,7 +636,7 @@ def main(argv):
                     keras,
                     student_backbone,
                     teacher_backbone,
-                    batches(encode, train, _STEPS.value, seed),
+                    batches(encode, train, _STEPS.value, seed, pydoc_count),
                     _STEPS.value,
                     _LEARNING_RATE.value,
                     progress(
@@ -749,7 +765,7 @@ def main(argv):
             keras,
             qat_backbone,
             teacher_backbone,
-            batches(encode, train, _QAT_STEPS.value, 100),
+            batches(encode, train, _QAT_STEPS.value, 100, pydoc_count),
             _QAT_STEPS.value,
             _QAT_LEARNING_RATE.value,
         )
