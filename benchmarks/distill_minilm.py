@@ -224,7 +224,12 @@ per sentence seen (per unit of compute) than batch 16.
 Targets (issue 13): held-out cosine mean >= 0.97, min >= 0.85, agreement
 >= 90%, out-of-domain mean >= 0.93, latency <= 0.55x the teacher's; ours
 beats Keras beyond the seed spread; the int8 student keeps cosine >= 0.95
-at <= 0.3x the teacher's fp32 latency.
+at <= 0.3x the teacher's fp32 latency. At the defaults: met are both
+latencies and ours beating Keras; not met are the cosine mean (0.934),
+minimum (0.82), agreement (62-66%), out-of-domain mean (0.83) and the int8
+cosine (0.933). The curves say more steps are what is missing (held-out
++0.008 over the last 300 steps, 0.942 at 2000 unbucketed steps), beyond
+what a 45-minute default run buys on 2 cores.
 """
 
 import ast
