@@ -12,13 +12,15 @@ from tfcompress.export.generator import (
     decoder_weights,
     graph as graph_lib,
     metadata as metadata_lib,
+    outlier_channels,
     tokenizer_metadata,
     weight_rewrites,
 )
 from tfcompress.export.generator.generator_checks import run_generator_checks
 from tfcompress.export.generator.generator_export import GeneratorExport
 
-GENERATOR_TARGETS = ("float32", "float16", "dynamic_int8", "int8_weights")
+GENERATOR_TARGETS = ("float32", "float16", "dynamic_int8", "int8_weights", "mixed_int8")
+INT8_TARGETS = ("dynamic_int8", "int8_weights", "mixed_int8")
 
 
 def _validate(causal_lm, target, cache_length, prefill_lengths, path, verify):
@@ -187,15 +189,23 @@ def to_tflite_generator(
 
     progress("reading weights")
     weights = decoder_weights.read_decoder_weights(causal_lm, cache_length)
-    graph = graph_lib.GeneratorGraph(
-        weights, cache_length, int8_embedding=target in ("dynamic_int8", "int8_weights")
-    )
+    graph = graph_lib.GeneratorGraph(weights, cache_length, int8_embedding=target in INT8_TARGETS)
+    if target == "mixed_int8":
+        progress("finding outlier input channels")
+        tokenizer = causal_lm.preprocessor.tokenizer
+        ids = outlier_channels.calibration_ids(
+            tokenizer, getattr(tokenizer, "start_token_id", None), min(cache_length, 128)
+        )
+        inputs = graph.record_linear_inputs(ids)
+        graph.split_outlier_channels(outlier_channels.select_outlier_channels(inputs))
     content = _convert(graph, prefill_lengths, target, progress)
-    if target in ("dynamic_int8", "int8_weights"):
+    if target in INT8_TARGETS:
         content = weight_rewrites.restore_float_lookups(content, graph.lookup_tables())
     content = weight_rewrites.store_embedding_once(content)
     if target == "int8_weights":
         content = weight_rewrites.dequantize_weights_once(content)
+    if target == "mixed_int8":
+        content = weight_rewrites.dequantize_weights_once(content, only=graph.split_kernels())
     meta = dict(
         format_version=metadata_lib.FORMAT_VERSION,
         architecture=weights.architecture,
