@@ -76,6 +76,9 @@ def test_every_projection_stays_hybrid_int8_and_outliers_go_through_float(export
     assert all(op[0] == "GATHER" and op[1] in ("FLOAT32", "DEQUANTIZED_INT8") for op in split)
     # q, k, v, gate and up of both blocks read the planted channels.
     assert sum(op[2] == OUTLIERS for op in split) >= 2 * 5
+    # and their hybrid kernels read activations with those channels selected
+    # away (a 0/1 multiply would have been folded into the weights instead).
+    assert sum(op[0] == "SELECT_V2" for op in hybrid) >= 2 * 5
 
 
 def test_logits_are_much_closer_to_keras_than_dynamic_int8(exports, llama):
@@ -85,10 +88,10 @@ def test_logits_are_much_closer_to_keras_than_dynamic_int8(exports, llama):
     error = {}
     for target, export in exports.items():
         logits = decode_steps(export.content, export.metadata, ids)
-        error[target] = np.abs(logits - reference).max() / scale
-    # Measured: dynamic_int8 0.90, mixed_int8 0.23.
-    assert error["mixed_int8"] < 0.35, error
-    assert error["mixed_int8"] < 0.4 * error["dynamic_int8"], error
+        error[target] = np.abs(logits - reference).mean() / scale
+    # Measured: mean |diff| / max |logit| dynamic_int8 0.036 (int8_weights 0.034), mixed_int8 0.013.
+    assert error["mixed_int8"] < 0.5 * error["dynamic_int8"], error
+    assert error["mixed_int8"] < 0.02, error
 
 
 def test_costs_little_size_over_dynamic_int8(exports):

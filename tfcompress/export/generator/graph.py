@@ -141,8 +141,12 @@ class GeneratorGraph(tf.Module):
         else:
             # Outlier input channels through a small float matmul; the rest,
             # zeroed there, through the hybrid int8 one, whose per-row
-            # activation scale they would otherwise set.
-            y = tf.matmul(x * split["inliers"], kernel, transpose_b=transpose) + tf.matmul(
+            # activation scale they would otherwise set. A select, not a
+            # multiply by a 0/1 mask: the converter folds a constant multiply
+            # into the kernel, which leaves the activation unmasked (and would
+            # zero columns of the tied table the lookup shares).
+            inliers = tf.where(split["inliers"], x, tf.zeros_like(x))
+            y = tf.matmul(inliers, kernel, transpose_b=transpose) + tf.matmul(
                 tf.gather(x, split["channels"], axis=-1), split["rows"]
             )
         return y if bias is None else y + bias
@@ -166,15 +170,15 @@ class GeneratorGraph(tf.Module):
             if tied_head:
                 kernel = kernel.T
             indices = np.asarray(sorted(int(i) for i in indices), np.int32)
-            inliers = np.ones(kernel.shape[0], np.float32)
-            inliers[indices] = 0.0
+            inliers = np.ones(kernel.shape[0], bool)
+            inliers[indices] = False
             self._split[key] = {
                 "inliers": tf.Variable(inliers, trainable=False, name=f"{key}_inliers"),
                 "channels": tf.Variable(indices, trainable=False, name=f"{key}_channels"),
                 "rows": tf.Variable(kernel[indices], trainable=False, name=f"{key}_outlier_rows"),
             }
             if not tied_head:
-                self._set_kernel(key, kernel * inliers[:, None])
+                self._set_kernel(key, np.where(inliers[:, None], kernel, 0.0).astype(np.float32))
 
     def _set_kernel(self, key, value):
         variable = tf.Variable(value, trainable=False, name=key)
