@@ -112,7 +112,7 @@ def _convert(graph, prefill_lengths, target, progress):
 
 def to_tflite_generator(
     causal_lm,
-    target="int8_weights",
+    target="mixed_int8",
     cache_length=1024,
     prefill_lengths=(32, 128),
     path=None,
@@ -145,18 +145,16 @@ def to_tflite_generator(
     Args:
         causal_lm: a keras-hub `GPT2CausalLM`, `LlamaCausalLM` or
             `Llama3CausalLM` (e.g. from `tfcompress.models.from_gguf`).
-        target: "int8_weights" (the default: int8 weights dequantized once at
-            load, float activations), "float32", "float16" (float16 weights)
-            or "dynamic_int8" (int8 weights, activations quantized on the fly
-            by XNNPack: on SmolLM2-135M 2.2x the decode tokens/s of
-            int8_weights, but its decode logits are 0.22 of the largest logit
-            away from Keras's, over the default 0.15 tolerance, and held-out
-            perplexity is +7.5% against +1.5%, so it is not the default) or
-            "mixed_int8" (dynamic_int8's hybrid kernels, with each
-            projection's few outlier input channels, found on 128
-            calibration tokens of `pydoc_data.topics`, through a small float
-            matmul; on SmolLM2-135M decode logits 0.083 of the largest logit
-            away from Keras's, against dynamic_int8's 0.22).
+        target: "mixed_int8" (the default: dynamic_int8's hybrid int8
+            kernels, with each projection's few outlier input channels,
+            found on 128 calibration tokens of `pydoc_data.topics`, through a
+            small float matmul; on SmolLM2-135M held-out perplexity -0.1% of
+            float32's against dynamic_int8's +7.5% and int8_weights' +1.5%,
+            decode logits 0.083 of the largest logit away from Keras's),
+            "float32", "float16" (float16 weights), "int8_weights" (int8
+            weights dequantized once at load, float activations: accurate but
+            read as float32 at run time, so slow) or "dynamic_int8" (int8
+            weights, every activation quantized on the fly by XNNPack).
         cache_length: S, the static context length in tokens.
         prefill_lengths: the prompt chunk lengths T, each in [1, S - 1].
         path: where to write the file, or None to keep the bytes only.
@@ -180,7 +178,7 @@ def to_tflite_generator(
         ```python
         causal_lm = tfcompress.models.from_gguf(tfcompress.models.smollm2_path())
         tfcompress.export.to_tflite_generator(
-            causal_lm, target="int8_weights", cache_length=1024,
+            causal_lm, target="mixed_int8", cache_length=1024,
             prefill_lengths=(32, 128), path="smollm2.tflite")
         ```
     """
