@@ -1,6 +1,6 @@
 """The SmolLM2 chatbot through `tfcompress.export.to_tflite_generator`, per target.
 
-For each target (float32, float16, dynamic_int8, int8_weights): file size
+For each target (float32, float16, dynamic_int8, int8_weights, mixed_int8): file size
 beside the Q4_1 GGUF, the logits check against Keras, held-out perplexity
 through the exported file (`tfcompress.evaluation.perplexity`, teacher-forced
 through its `decode`), and prefill / decode tokens/s through
@@ -38,7 +38,9 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list(
-    "targets", ["float32", "float16", "dynamic_int8", "int8_weights"], "Export targets."
+    "targets",
+    ["float32", "float16", "dynamic_int8", "int8_weights", "mixed_int8"],
+    "Export targets.",
 )
 flags.DEFINE_integer("cache_length", 512, "Static cache length S of the exports.")
 flags.DEFINE_integer("prefill_length", 128, "The prefill signature length T (the timed prompt).")
@@ -312,7 +314,7 @@ def print_tables(rows, summary):
             ["reader Keras ppl vs llama.cpp ppl, same ids", f"{ratio:+.2%}", abs(ratio) <= 0.02]
         )
     for r in rows:
-        if r["target"] not in ("dynamic_int8", "int8_weights"):
+        if r["target"] not in ("dynamic_int8", "int8_weights", "mixed_int8"):
             continue
         name = r["target"]
         ppl = r["perplexity"] / base["perplexity"] - 1

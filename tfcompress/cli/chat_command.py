@@ -34,8 +34,8 @@ flags.DEFINE_enum(
 )
 flags.DEFINE_enum(
     "target",
-    "int8_weights",
-    ["float32", "float16", "dynamic_int8", "int8_weights"],
+    "mixed_int8",
+    ["float32", "float16", "dynamic_int8", "int8_weights", "mixed_int8"],
     "Export target of the bundled SmolLM2 (no model argument only).",
     allow_override=True,
 )

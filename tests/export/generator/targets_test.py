@@ -8,7 +8,7 @@ from tfcompress.export import ExportVerificationError, flatbuffer, to_tflite_gen
 from tfcompress.export.generator.generator_checks import decode_steps
 from tfcompress.export.generator.keras_reference import keras_step_logits
 
-TARGETS = ("float32", "float16", "dynamic_int8", "int8_weights")
+TARGETS = ("float32", "float16", "dynamic_int8", "int8_weights", "mixed_int8")
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +43,13 @@ def test_tied_embedding_is_stored_once(exports, llama, target):
         exports[target].content, backbone.vocabulary_size, backbone.hidden_dim
     )
     assert len(buffers) == 1, buffers
-    bytes_per_value = {"float32": 4, "float16": 2, "dynamic_int8": 1, "int8_weights": 1}[target]
+    bytes_per_value = {
+        "float32": 4,
+        "float16": 2,
+        "dynamic_int8": 1,
+        "int8_weights": 1,
+        "mixed_int8": 1,
+    }[target]
     assert list(buffers.values()) == [
         backbone.vocabulary_size * backbone.hidden_dim * bytes_per_value
     ]
@@ -72,6 +78,7 @@ def test_quantized_files_are_smaller(exports):
     assert size["float16"] < 0.6 * size["float32"]
     assert size["dynamic_int8"] < 0.4 * size["float32"]
     assert size["int8_weights"] < 0.4 * size["float32"]
+    assert size["mixed_int8"] < 0.4 * size["float32"]
 
 
 @pytest.mark.parametrize("target", TARGETS[1:])
@@ -80,7 +87,15 @@ def test_quantized_logits_stay_close_to_keras(exports, llama, target):
     reference = keras_step_logits(llama, ids, 32)
     logits = decode_steps(exports[target].content, exports[target].metadata, ids)
     relative = np.abs(logits - reference).max() / np.abs(reference).max()
-    assert relative < {"float16": 5e-3, "dynamic_int8": 0.1, "int8_weights": 0.05}[target]
+    assert (
+        relative
+        < {
+            "float16": 5e-3,
+            "dynamic_int8": 0.1,
+            "int8_weights": 0.05,
+            "mixed_int8": 0.1,
+        }[target]
+    )
     assert np.mean(logits.argmax(-1) == reference.argmax(-1)) >= 0.75
 
 

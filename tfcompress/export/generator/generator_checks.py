@@ -6,7 +6,13 @@ from tfcompress.export import verify
 from tfcompress.export.generator.graph import cache_names
 from tfcompress.export.generator.keras_reference import keras_step_logits
 
-DEFAULT_TOLERANCE = {"float32": 1e-4, "float16": 2e-2, "dynamic_int8": 0.15, "int8_weights": 0.15}
+DEFAULT_TOLERANCE = {
+    "float32": 1e-4,
+    "float16": 2e-2,
+    "dynamic_int8": 0.15,
+    "int8_weights": 0.15,
+    "mixed_int8": 0.15,
+}
 VERIFY_STEPS = 4
 
 
@@ -68,7 +74,7 @@ def run_generator_checks(causal_lm, content, meta, tolerance=None):
     """Runs the checks; raises `ExportVerificationError` if one fails."""
     target = meta["target"]
     tolerance = DEFAULT_TOLERANCE[target] if tolerance is None else tolerance
-    weight_target = "dynamic_int8" if target == "int8_weights" else target
+    weight_target = "dynamic_int8" if target in ("int8_weights", "mixed_int8") else target
     checks = {
         "builtin_ops": verify.check_ops(content),
         "weights_present": verify.check_weights(content, weight_target, causal_lm.count_params()),

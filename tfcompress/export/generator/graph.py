@@ -7,6 +7,7 @@ import tensorflow as tf
 
 # LiteRT-LM's mask value: finite, so a fully masked row cannot turn into NaN.
 MASK_VALUE = -0.7 * float(np.finfo(np.float32).max)
+LINEAR_KINDS = ("q", "k", "v", "o", "gate", "up", "down")
 
 
 def cache_names(num_layers):
@@ -39,6 +40,8 @@ class GeneratorGraph(tf.Module):
 
     def __init__(self, weights, cache_length, int8_embedding=False):
         super().__init__(name="generator")
+        self._record = None
+        self._split = {}
         self.w = weights
         self.cache_length = cache_length
         table, folded_gain = _tied_table(weights)
@@ -129,16 +132,101 @@ class GeneratorGraph(tf.Module):
         y = y * norm["gamma"]
         return y if norm["beta"] is None else y + norm["beta"]
 
-    @staticmethod
-    def _linear(x, kernel, bias):
-        y = tf.matmul(x, kernel)
+    def _linear(self, x, kernel, bias, key, transpose=False):
+        if self._record is not None:
+            self._record(key, x.numpy())
+        split = self._split.get(key)
+        if split is None:
+            y = tf.matmul(x, kernel, transpose_b=transpose)
+        else:
+            # Outlier input channels through a small float matmul; the rest,
+            # zeroed there, through the hybrid int8 one, whose per-row
+            # activation scale they would otherwise set. A select, not a
+            # multiply by a 0/1 mask: the converter folds a constant multiply
+            # into the kernel, which leaves the activation unmasked (and would
+            # zero columns of the tied table the lookup shares).
+            inliers = tf.where(split["inliers"], x, tf.zeros_like(x))
+            y = tf.matmul(inliers, kernel, transpose_b=transpose) + tf.matmul(
+                tf.gather(x, split["channels"], axis=-1), split["rows"]
+            )
         return y if bias is None else y + bias
+
+    def split_outlier_channels(self, channels):
+        """Routes input `channels[key]` of each linear `key` through a float matmul.
+
+        The main kernel keeps those rows as zeros, so they set neither its
+        per-channel weight scales nor its activation scale. The tied LM head
+        keeps its rows (the lookup reads the same table) and zeroes the
+        channels in its input only.
+
+        Args:
+            channels: {linear key: input channel indices}, keys as `kernels()`
+                names them.
+        """
+        kernels = self.kernels()
+        for key, indices in channels.items():
+            kernel = kernels[key].numpy()
+            tied_head = key == "head" and self.head is None
+            if tied_head:
+                kernel = kernel.T
+            indices = np.asarray(sorted(int(i) for i in indices), np.int32)
+            inliers = np.ones(kernel.shape[0], bool)
+            inliers[indices] = False
+            self._split[key] = {
+                "inliers": tf.Variable(inliers, trainable=False, name=f"{key}_inliers"),
+                "channels": tf.Variable(indices, trainable=False, name=f"{key}_channels"),
+                "rows": tf.Variable(kernel[indices], trainable=False, name=f"{key}_outlier_rows"),
+            }
+            if not tied_head:
+                self._set_kernel(key, np.where(inliers[:, None], kernel, 0.0).astype(np.float32))
+
+    def _set_kernel(self, key, value):
+        variable = tf.Variable(value, trainable=False, name=key)
+        if key == "head":
+            self.head = variable
+            return
+        _, index, kind = key.split("_")
+        self.layer_vars[int(index)][kind] = variable
+
+    def kernels(self):
+        """{linear key: kernel variable}: "layer_{i}_{q,k,v,o,gate,up,down}" and "head"."""
+        out = {
+            f"layer_{i}_{kind}": layer[kind]
+            for i, layer in enumerate(self.layer_vars)
+            for kind in LINEAR_KINDS
+            if layer[kind] is not None
+        }
+        out["head"] = self.table if self.head is None else self.head
+        return out
+
+    def split_kernels(self):
+        """The float [channels, out] matmul weights of the split linears."""
+        return [split["rows"].numpy() for split in self._split.values()]
+
+    def record_linear_inputs(self, token_ids):
+        """{linear key: [T, in] float input} of running `token_ids` from position 0."""
+        tokens = tf.constant(np.asarray(token_ids, np.int32).reshape(1, -1))
+        caches = {
+            name: tf.zeros([1, self.cache_length, layer["num_kv_heads"], layer["head_dim"]])
+            for name, layer in zip(
+                cache_names(self.w.num_layers),
+                [layer for layer in self.w.layers for _ in ("k", "v")],
+            )
+        }
+        recorded = {}
+        # A function, not a dict: tf.Module would track a dict attribute.
+        self._record = lambda key, values: recorded.setdefault(key, []).append(values)
+        try:
+            self.step(tokens, tf.range(tokens.shape[1], dtype=tf.int32), caches, logits=True)
+        finally:
+            self._record = None
+        return {key: np.concatenate(values) for key, values in recorded.items()}
 
     def _rotate(self, x, cos, sin):
         x1, x2 = tf.split(x, 2, axis=-1)
         return x * cos + tf.concat([-x2, x1], axis=-1) * sin
 
-    def _attention(self, x, layer, positions, k_cache, v_cache):
+    def _attention(self, x, layer, positions, k_cache, v_cache, index):
         steps = x.shape[0]
         query_heads, kv_heads, head_dim = (
             layer["num_query_heads"],
@@ -146,9 +234,18 @@ class GeneratorGraph(tf.Module):
             layer["head_dim"],
         )
         groups = query_heads // kv_heads
-        q = tf.reshape(self._linear(x, layer["q"], layer["q_bias"]), [steps, query_heads, head_dim])
-        k = tf.reshape(self._linear(x, layer["k"], layer["k_bias"]), [steps, kv_heads, head_dim])
-        v = tf.reshape(self._linear(x, layer["v"], layer["v_bias"]), [steps, kv_heads, head_dim])
+        q = tf.reshape(
+            self._linear(x, layer["q"], layer["q_bias"], f"layer_{index}_q"),
+            [steps, query_heads, head_dim],
+        )
+        k = tf.reshape(
+            self._linear(x, layer["k"], layer["k_bias"], f"layer_{index}_k"),
+            [steps, kv_heads, head_dim],
+        )
+        v = tf.reshape(
+            self._linear(x, layer["v"], layer["v_bias"], f"layer_{index}_v"),
+            [steps, kv_heads, head_dim],
+        )
         if self.w.positions is None:
             cos = tf.expand_dims(tf.gather(self.rope_cos, positions), 1)
             sin = tf.expand_dims(tf.gather(self.rope_sin, positions), 1)
@@ -172,15 +269,20 @@ class GeneratorGraph(tf.Module):
         probs = tf.reshape(tf.nn.softmax(scores, axis=-1), [kv_heads, steps * groups, slots])
         out = tf.reshape(tf.matmul(probs, values), [kv_heads, steps, groups, head_dim])
         out = tf.reshape(tf.transpose(out, [1, 0, 2, 3]), [steps, query_heads * head_dim])
-        return self._linear(out, layer["o"], layer["o_bias"]), k_cache, v_cache
+        return (
+            self._linear(out, layer["o"], layer["o_bias"], f"layer_{index}_o"),
+            k_cache,
+            v_cache,
+        )
 
-    def _mlp(self, x, layer):
-        up = self._linear(x, layer["up"], layer["up_bias"])
+    def _mlp(self, x, layer, index):
+        up = self._linear(x, layer["up"], layer["up_bias"], f"layer_{index}_up")
         if layer["gate"] is None:
             hidden = layer["activation"](up)
         else:
-            hidden = layer["activation"](self._linear(x, layer["gate"], layer["gate_bias"])) * up
-        return self._linear(hidden, layer["down"], layer["down_bias"])
+            gate = self._linear(x, layer["gate"], layer["gate_bias"], f"layer_{index}_gate")
+            hidden = layer["activation"](gate) * up
+        return self._linear(hidden, layer["down"], layer["down_bias"], f"layer_{index}_down")
 
     def _embed(self, tokens, positions):
         ids = tf.reshape(tokens, [-1])
@@ -204,8 +306,8 @@ class GeneratorGraph(tf.Module):
             if self.shift is not None:
                 x = x + self.shift
         if self.head is not None:
-            return tf.matmul(x, self.head)
-        return tf.matmul(x, self.table, transpose_b=True)
+            return self._linear(x, self.head, None, "head")
+        return self._linear(x, self.table, None, "head", transpose=True)
 
     def step(self, tokens, positions, caches, logits):
         """Runs `tokens` [1, T] at `positions` [T]; returns the output dict."""
@@ -220,10 +322,11 @@ class GeneratorGraph(tf.Module):
                 positions,
                 caches[k_name],
                 caches[v_name],
+                i,
             )
             outputs[k_name], outputs[v_name] = k_cache, v_cache
             x = x + attended
-            x = x + self._mlp(self._normalize(x, layer["ffn_norm"]), layer)
+            x = x + self._mlp(self._normalize(x, layer["ffn_norm"]), layer, i)
         if logits:
             outputs["logits"] = tf.reshape(self._logits(x[-1:]), [1, 1, self.w.vocabulary_size])
         return outputs

@@ -204,13 +204,32 @@ def store_embedding_once(content):
     return flatbuffer.pack(model)
 
 
-def dequantize_weights_once(content):
+def _matches_one_of(model, weight, kernels):
+    """Whether per-channel int8 `weight` [out, in] dequantizes to one of `kernels` [in, out]."""
+    q = weight.quantization
+    if q is None or q.scale is None:
+        return False
+    scale = np.asarray(q.scale, np.float32).reshape(-1, 1)
+    values = flatbuffer.constant_values(model, weight, np.int8).astype(np.float32)
+    values = values.reshape(int(weight.shape[0]), -1) * scale
+    return any(
+        kernel.T.shape == values.shape and np.all(np.abs(kernel.T - values) <= scale * 0.5 + 1e-7)
+        for kernel in kernels
+    )
+
+
+def dequantize_weights_once(content, only=None):
     """Turns hybrid int8 FULLY_CONNECTED ops into float ones reading int8-stored weights.
 
     Each int8 weight gets a DEQUANTIZE in front of its FULLY_CONNECTED: the
     file keeps int8 weights, and since the input is constant the interpreter
     dequantizes it once when the signature is prepared, so activations are
     never quantized (int8 weights with float activations).
+
+    Args:
+        content: the flatbuffer bytes.
+        only: float kernels [in, out]: rewrite just the ops whose int8 weight
+            is one of them quantized, or None for every hybrid op.
 
     Returns:
         The rewritten flatbuffer bytes.
@@ -227,6 +246,7 @@ def dequantize_weights_once(content):
                     flatbuffer.has_data(model, weight)
                     and flatbuffer.type_name(weight) == "INT8"
                     and flatbuffer.type_name(data) == "FLOAT32"
+                    and (only is None or _matches_one_of(model, weight, only))
                 ):
                     floats = flatbuffer.new_tensor(
                         subgraph, weight, "_dequantized", schema.TensorType.FLOAT32
