@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from tfcompress.core.batches import drop_labels, iterate_batches
+from tfcompress.core.batches import iterate_batches
 from tfcompress.core.checks import ensure_built, ensure_keras3_model
 from tfcompress.core.copy_model import copy_model
 from tfcompress.sparsity.structured_filters import filter_groups
@@ -165,10 +165,7 @@ def prune_structured(
         raise ValueError(
             "`representative_data` yielded no batch; pass at least one batch of model inputs."
         )
-    # The FLOPs count and the conv tracing call the model on inputs only: the
-    # `x` of a labelled `(x, y)` batch.
-    num_inputs = len(model.inputs) if getattr(model, "inputs", None) else None
-    sample = drop_labels(batches[0], num_inputs) if batches else None
+    sample = batches[0] if batches else None
     _plan(model, specs, round_to, sample)
     report = StructuredPruningReport.start(model, sample)
     if not inplace:
