@@ -83,7 +83,8 @@ _LEARNING_RATE = flags.DEFINE_float(
     "learning_rate",
     1e-3,
     "Peak AdamW learning rate (cosine decay after a 10% warm-up). The cut student starts "
-    "far from any minimum; 1e-3 beat 3e-4 at equal steps.",
+    "far from any minimum: after 30 steps of the 10-block student, 1e-3 reached held-out "
+    "perplexity 696 and 3e-4 1664.",
 )
 _TRAIN_EMBEDDING = flags.DEFINE_bool(
     "train_embedding",
