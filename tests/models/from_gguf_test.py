@@ -144,6 +144,40 @@ def test_tokenizer_round_trips_text_and_special_tokens(tiny_llama, tmp_path):
     assert preprocessor.sequence_length == 256
 
 
+def test_tokenizer_splits_with_the_files_pre_tokenizer(tiny_llama, tmp_path):
+    _, weights = tiny_llama
+    path = write_gguf(tmp_path / "smollm.gguf", weights, pre_tokenizer="smollm")
+    tokenizer = from_gguf(path, sequence_length=16).preprocessor.tokenizer
+    assert tokenizer.pre_tokenizer == "smollm"
+    plain = from_gguf(write_gguf(tmp_path / "plain.gguf", weights), sequence_length=16)
+    assert plain.preprocessor.tokenizer.pre_tokenizer is None
+
+
+def test_generator_metadata_carries_the_pre_tokenizer_to_the_runtime(tiny_llama, tmp_path):
+    from tfcompress.export.generator.tokenizer_metadata import tokenizer_metadata
+    from tfcompress.runtime import BytePairTokenizer
+
+    _, weights = tiny_llama
+    path = write_gguf(tmp_path / "smollm.gguf", weights, pre_tokenizer="smollm")
+    causal_lm = from_gguf(path, sequence_length=16)
+    spec = tokenizer_metadata(causal_lm)["tokenizer"]
+    assert spec["pre_tokenizer"] == "smollm"
+    runtime = BytePairTokenizer(
+        spec["vocabulary"], spec["merges"], spec["special_tokens"], spec["pre_tokenizer"]
+    )
+    text = "<|im_start|>hello world\n    12\n\n3 hello<|im_end|>"
+    keras_ids = keras.ops.convert_to_numpy(causal_lm.preprocessor.tokenizer(text)).tolist()
+    assert runtime.encode(text) == keras_ids
+    assert runtime.pre_tokenize("\n    12") == ["\n    ", "1", "2"]
+
+
+def test_unknown_pre_tokenizer_is_refused(tiny_llama, tmp_path):
+    _, weights = tiny_llama
+    path = write_gguf(tmp_path / "other.gguf", weights, pre_tokenizer="deepseek-coder")
+    with pytest.raises(ValueError, match="tokenizer.ggml.pre='deepseek-coder'"):
+        from_gguf(path)
+
+
 def test_generate_matches_the_source_model(tiny_llama, tmp_path):
     backbone, weights = tiny_llama
     causal_lm = from_gguf(write_gguf(tmp_path / "tiny.gguf", weights), sequence_length=16)

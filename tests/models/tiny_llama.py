@@ -116,11 +116,14 @@ def llama_cpp_permute(weight, num_heads):
     )
 
 
-def write_gguf(path, weights, tensor_type="F32", architecture="llama", extra_tensors=()):
+def write_gguf(
+    path, weights, tensor_type="F32", architecture="llama", extra_tensors=(), pre_tokenizer=None
+):
     """Writes `weights` (from `hf_weights`) as llama.cpp's converter would.
 
     Q and K rows are permuted; matrices are stored as `tensor_type`, vectors as F32.
     `extra_tensors` are (name, raw bytes array, GGMLQuantizationType) written as is.
+    `pre_tokenizer` is written as `tokenizer.ggml.pre` when given.
     """
     qtype = gguf.GGMLQuantizationType[tensor_type]
     writer = gguf.GGUFWriter(str(path), architecture)
@@ -135,6 +138,8 @@ def write_gguf(path, weights, tensor_type="F32", architecture="llama", extra_ten
     writer.add_layer_norm_rms_eps(CONFIG["layer_norm_epsilon"])
     tokens = vocabulary()
     writer.add_tokenizer_model("gpt2")
+    if pre_tokenizer is not None:
+        writer.add_tokenizer_pre(pre_tokenizer)
     writer.add_token_list(tokens)
     writer.add_token_merges(MERGES)
     writer.add_token_types([3 if t in SPECIAL else 1 for t in tokens])

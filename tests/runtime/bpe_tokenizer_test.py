@@ -70,6 +70,51 @@ def test_whitespace_runs_follow_the_gpt2_split(smollm2):
     assert [ours.decode([i]) for i in ids] == ["a", " ", " b"]
 
 
+# Code with indentation, digits after indentation and blank lines. The ids are
+# llama.cpp's: `llama-tokenize -m SmolLM2-135M-Instruct.Q4_1.gguf --ids
+# --no-bos` (llama.cpp 0c1e570, tokenizer.ggml.pre "smollm").
+CODE_TEXT = (
+    "def f(x):\n    if x > 10:\n        return x  # big\n    return [\n        1,\n"
+    "        22,\n    ]\n\n\n2024 notes:\n\n  3 items\tand naïve café.\n \n   end  \n"
+)
+CODE_IDS_LLAMA_CPP = [
+    1604, 275, 24, 104, 727, 472, 585, 1792, 2986, 216, 33, 32, 42, 448, 1003, 1792, 216,
+    907, 2066, 472, 1003, 933, 466, 33, 28, 466, 34, 34, 28, 472, 6329, 16506, 34, 32, 34,
+    36, 4658, 42, 39892, 35, 3723, 197, 397, 15486, 46494, 37366, 30, 198, 3717, 256, 1112,
+    32057,
+]  # fmt: skip
+
+
+def test_smollm_split_gives_llama_cpp_ids_on_code_and_blank_lines(smollm2):
+    vocabulary, merges, special = smollm2
+    ours = BytePairTokenizer(vocabulary, merges, special, pre_tokenizer="smollm")
+    ids = ours.encode(CODE_TEXT)
+    assert ids == CODE_IDS_LLAMA_CPP
+    # "\n" + indentation before a digit is one token, as is "\n\n\n" before one.
+    assert ours.decode([ids[22]]) == "\n        " and ours.decode([ids[31]]) == "\n\n\n"
+    assert ours.decode(ids) == CODE_TEXT
+    # One combined pattern (the digit rule inside GPT-2's) lets `\s+(?!\S)` see
+    # the digit: "\n        1" becomes "\n       ", " ", "1" and the ids differ.
+    assert (
+        BytePairTokenizer(vocabulary, merges, special, pre_tokenizer="gpt2").encode(CODE_TEXT)
+        != CODE_IDS_LLAMA_CPP
+    )
+
+
+def test_pre_tokenizer_patterns_split_each_others_pieces():
+    tokenizer = BytePairTokenizer({c: b for b, c in byte_to_unicode().items()}, [])
+    smollm = BytePairTokenizer(
+        {c: b for b, c in byte_to_unicode().items()}, [], pre_tokenizer="smollm"
+    )
+    # The digit split comes first: the whitespace before a digit ends its piece.
+    assert smollm.pre_tokenize("a\n  0\n\n12") == ["a", "\n  ", "0", "\n\n", "1", "2"]
+    assert tokenizer.pre_tokenize("a\n  0\n\n12") == ["a", "\n ", " 0", "\n", "\n", "12"]
+    custom = BytePairTokenizer(
+        {c: b for b, c in byte_to_unicode().items()}, [], pre_tokenizer=[r"-", r"\p{L}+"]
+    )
+    assert custom.pre_tokenize("ab-c d") == ["ab", "-", "c", " ", "d"]
+
+
 def test_matches_keras_hub_gpt2_tokenizer_on_a_tiny_vocabulary():
     import keras_hub
 
@@ -128,6 +173,8 @@ def test_bad_input_errors():
         BytePairTokenizer({"a": 0, "b": 1}, ["a z"])
     with pytest.raises(ValueError, match="pre_tokenizer"):
         BytePairTokenizer({"a": 0}, [], pre_tokenizer="(")
+    with pytest.raises(ValueError, match="a list of them. Received: pre_tokenizer=\\[\\]"):
+        BytePairTokenizer({"a": 0}, [], pre_tokenizer=[])
     with pytest.raises(ValueError, match="not in the vocabulary"):
         BytePairTokenizer({"a": 0}, []).decode([7])
     with pytest.raises(TypeError, match="must be a str"):

@@ -11,6 +11,29 @@ from tfcompress.models import gguf_reader, llama3
 # matched whole in text, never split by BPE.
 _SPECIAL_TOKEN_TYPES = (3, 4)
 _DEFAULT_SEQUENCE_LENGTH = 1024
+# llama.cpp's `tokenizer.ggml.pre` names (llama-vocab.cpp) of the splits that
+# `tfcompress.runtime.bpe_tokenizer.PRE_TOKENIZERS` implements.
+_PRE_TOKENIZERS = {
+    "gpt-2": "gpt2",
+    "gpt2": "gpt2",
+    "llama-bpe": "llama3",
+    "llama-v3": "llama3",
+    "llama3": "llama3",
+    "smollm": "smollm",
+}
+
+
+def _pre_tokenizer(values, path):
+    name = values.get("tokenizer.ggml.pre")
+    if name is None:
+        return None
+    if name not in _PRE_TOKENIZERS:
+        raise ValueError(
+            f"`from_gguf` splits text as llama.cpp's pre-tokenizers {sorted(_PRE_TOKENIZERS)}; "
+            f"received path={path!r} with tokenizer.ggml.pre={name!r}, whose split it does "
+            "not know, so its token ids would differ from the model's own tokenizer."
+        )
+    return _PRE_TOKENIZERS[name]
 
 
 def _tokenizer(values, path):
@@ -33,6 +56,7 @@ def _tokenizer(values, path):
         bos_token=tokens[bos_id],
         eos_token=tokens[eos_id],
         misc_special_tokens=special,
+        pre_tokenizer=_pre_tokenizer(values, path),
     )
 
 
@@ -82,7 +106,10 @@ def from_gguf(path, sequence_length=None):
     so `generate` works on strings. Quantized tensors are dequantized to
     float32; the Q and K rows that llama.cpp's converter reorders for its
     interleaved rotary embedding are put back in keras-hub's half-split order.
-    A file without `output.weight` gives `tie_word_embeddings=True`.
+    A file without `output.weight` gives `tie_word_embeddings=True`. The
+    tokenizer splits text with the file's `tokenizer.ggml.pre` (SmolLM2:
+    "smollm", each digit alone, then GPT-2's split), so its ids are
+    llama.cpp's.
 
     Args:
         path: a `.gguf` file (str or os.PathLike) with
@@ -105,7 +132,8 @@ def from_gguf(path, sequence_length=None):
         TypeError: when `path` is not a str or os.PathLike.
         FileNotFoundError: when `path` does not exist.
         ValueError: for a file that is not GGUF, another architecture or
-            tokenizer, an unsupported tensor type, missing or extra tensors,
+            tokenizer or pre-tokenizer, an unsupported tensor type, missing or
+            extra tensors,
             or a `sequence_length` that is not a positive int within the
             model's context length.
         ImportError: when the `gguf` package is not installed.

@@ -12,12 +12,18 @@ LLAMA3_PATTERN = (
 )
 # OpenAI's GPT-2 encoder.py split (keras-hub's TensorFlow path emulates it).
 GPT2_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
-# llama.cpp's "smollm" pre-tokenizer: digits one by one, then GPT-2's split.
-SMOLLM_PATTERN = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
+# A pre-tokenizer is a sequence of patterns, each splitting the pieces of the
+# one before (matches and the text between them both become pieces), as
+# llama.cpp's `unicode_regex_split` and Hugging Face's `pre_tokenizers.Sequence`
+# do. One combined pattern is not the same: in "\n   0" the lookahead of
+# `\s+(?!\S)` sees the digit and leaves a space behind, while after the digit
+# split the whitespace ends its piece and stays one token.
 PRE_TOKENIZERS = {
-    "gpt2": GPT2_PATTERN,
-    "llama3": LLAMA3_PATTERN,
-    "smollm": SMOLLM_PATTERN,
+    "gpt2": (GPT2_PATTERN,),
+    "llama3": (LLAMA3_PATTERN,),
+    # llama.cpp's "smollm" (SmolLM2's tokenizer.ggml.pre): each digit alone,
+    # then GPT-2's split (Hugging Face: Digits(individual_digits=True), ByteLevel).
+    "smollm": (r"\p{N}", GPT2_PATTERN),
 }
 
 
@@ -38,6 +44,19 @@ def byte_to_unicode():
             chars[byte] = chr(256 + extra)
             extra += 1
     return chars
+
+
+def _split_keeping_gaps(pattern, text):
+    parts, end = [], 0
+    for match in pattern.finditer(text):
+        if match.start() > end:
+            parts.append(text[end : match.start()])
+        if match.end() > match.start():
+            parts.append(match.group())
+        end = max(end, match.end())
+    if end < len(text):
+        parts.append(text[end:])
+    return parts
 
 
 class BytePairTokenizer:
@@ -63,8 +82,9 @@ class BytePairTokenizer:
         special_tokens: dict of special token string to id (e.g. "<|im_end|>").
             They are matched whole in text, longest first.
         pre_tokenizer: "gpt2" (the default), "llama3", "smollm" (digits one
-            by one, then GPT-2's split: SmolLM2) or a regular expression
-            (`regex` module syntax).
+            by one, then GPT-2's split within the rest: SmolLM2), a regular
+            expression (`regex` module syntax) or a list of them, each
+            splitting the pieces of the one before.
 
     Raises:
         ValueError: a merge is not two tokens of the vocabulary, a special
@@ -109,17 +129,23 @@ class BytePairTokenizer:
                     f"Merge rule {merge!r} must be two vocabulary tokens separated by one space."
                 )
             self._ranks.setdefault((parts[0], parts[1]), rank)
-        if pre_tokenizer in PRE_TOKENIZERS:
-            pattern = PRE_TOKENIZERS[pre_tokenizer]
-        elif isinstance(pre_tokenizer, str) and pre_tokenizer not in ("", None):
-            pattern = pre_tokenizer
+        if isinstance(pre_tokenizer, str) and pre_tokenizer in PRE_TOKENIZERS:
+            patterns = PRE_TOKENIZERS[pre_tokenizer]
+        elif isinstance(pre_tokenizer, str) and pre_tokenizer:
+            patterns = (pre_tokenizer,)
+        elif (
+            isinstance(pre_tokenizer, (list, tuple))
+            and pre_tokenizer
+            and all(isinstance(p, str) and p for p in pre_tokenizer)
+        ):
+            patterns = tuple(pre_tokenizer)
         else:
             raise ValueError(
-                f"`pre_tokenizer` must be one of {sorted(PRE_TOKENIZERS)} or a regular "
-                f"expression. Received: pre_tokenizer={pre_tokenizer!r}"
+                f"`pre_tokenizer` must be one of {sorted(PRE_TOKENIZERS)}, a regular "
+                f"expression or a list of them. Received: pre_tokenizer={pre_tokenizer!r}"
             )
         try:
-            self._split = regex.compile(pattern)
+            self._splits = [regex.compile(pattern) for pattern in patterns]
         except regex.error as e:
             raise ValueError(
                 f"`pre_tokenizer` is not a valid regular expression ({e}). "
@@ -151,9 +177,16 @@ class BytePairTokenizer:
             if index % 2 == 1:
                 ids.append(self.special_tokens[piece])
             elif piece:
-                for word in self._split.findall(piece):
+                for word in self.pre_tokenize(piece):
                     ids.extend(self._encode_word(word))
         return ids
+
+    def pre_tokenize(self, text):
+        """The pieces of `text` (no special tokens) that BPE merges within, in order."""
+        pieces = [text]
+        for split in self._splits:
+            pieces = [part for piece in pieces for part in _split_keeping_gaps(split, piece)]
+        return pieces
 
     def _encode_word(self, word):
         if word in self._cache:

@@ -28,10 +28,15 @@ def _sampling(causal_lm, sampling):
 def _pre_tokenizer(tokenizer):
     """The split before byte-level BPE that this tokenizer applies in eager calls.
 
-    With the `tokenizers` package installed, keras-hub's BytePairTokenizer
-    splits with Llama 3's regular expression (`SPLIT_PATTERN_TOKENIZERS`, HF
+    A tokenizer that names its own (`tfcompress.models.Llama3Tokenizer`
+    from `from_gguf`, e.g. "smollm") records that name. Otherwise, with the
+    `tokenizers` package installed, keras-hub's BytePairTokenizer splits with
+    Llama 3's regular expression (`SPLIT_PATTERN_TOKENIZERS`, HF
     `Split(behavior="isolated")`); without it, with GPT-2's ("gpt2").
     """
+    named = getattr(tokenizer, "pre_tokenizer", None)
+    if isinstance(named, str):
+        return named
     if getattr(tokenizer, "_tokenizer", None) is not None:
         from keras_hub.src.tokenizers.byte_pair_tokenizer import SPLIT_PATTERN_TOKENIZERS
 
