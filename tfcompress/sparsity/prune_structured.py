@@ -7,6 +7,11 @@ from tfcompress.core.checks import ensure_built, ensure_keras3_model
 from tfcompress.core.copy_model import copy_model
 from tfcompress.sparsity.structured_filters import filter_groups
 from tfcompress.sparsity.structured_groups import transformer_groups
+from tfcompress.sparsity.structured_reconstruct import (
+    MODES,
+    check_readers,
+    reconstruct_readers,
+)
 from tfcompress.sparsity.structured_report import StructuredPruningReport
 from tfcompress.sparsity.structured_scores import (
     CRITERIA,
@@ -21,6 +26,26 @@ from tfcompress.sparsity.structured_select import (
 )
 
 _KINDS = ("heads", "ffn", "filters")
+
+
+def _check_reconstruct(reconstruct, representative_data, specs):
+    if reconstruct is None:
+        return
+    if reconstruct not in MODES:
+        raise ValueError(
+            f"`reconstruct` must be None or one of {MODES}; received reconstruct={reconstruct!r}."
+        )
+    if representative_data is None:
+        raise ValueError(
+            f"reconstruct={reconstruct!r} refits the layers reading the pruned units on "
+            "data, so it needs `representative_data` (a few batches of model inputs). "
+            "Pass it, or reconstruct=None."
+        )
+    if specs["filters"] is not None:
+        raise ValueError(
+            f"reconstruct={reconstruct!r} refits attention and FFN output projections; "
+            "conv filters have no reconstruction. Pass reconstruct=None with `filters`."
+        )
 
 
 def _check_arguments(criterion, representative_data, round_to, specs):
@@ -90,6 +115,7 @@ def prune_structured(
     inplace=False,
     return_report=False,
     seed=0,
+    reconstruct=None,
 ):
     """Removes whole attention heads, FFN channels and conv filters.
 
@@ -128,13 +154,24 @@ def prune_structured(
             compiled model, else half the mean squared float outputs.
         representative_data: batches of inputs (any form
             `tfcompress.core.iterate_batches` reads); needed for taylor and
-            obd, and to trace which layers read a conv's output.
+            obd, `reconstruct`, and to trace which layers read a conv's output.
         round_to: kept channel and filter counts are rounded to a multiple of
             this (SIMD tiles) when the layer has at least two tiles; heads are
             not rounded.
         inplace: prune `model` itself instead of a copy.
         return_report: also return a `StructuredPruningReport`.
         seed: seed of the "random" criterion.
+        reconstruct: None (the exactness contract below holds), "least_squares"
+            or "bias". After the units are chosen, the layer that reads them
+            (the attention output projection over the kept heads, the FFN
+            output projection over the kept channels) is refitted on
+            `representative_data`, reader by reader in call order, so that
+            it reproduces the original model's output there ("bias" refits
+            its bias alone, FLAP's compensation; "least_squares" its kernel
+            and bias, ridge-regularized towards the current weights). In
+            keras-hub blocks the target includes the drift of the residual
+            stream, so each block's residual sum tracks the original's.
+            Padded tokens (`padding_mask` 0) are left out of the fit.
 
     Returns:
         The pruned model, or `(model, report)` with `return_report=True`.
@@ -142,8 +179,9 @@ def prune_structured(
     Raises:
         ValueError: for a fraction outside [0, 1), an unknown criterion, a
             layer with nothing to remove (a single head, or a fraction that
-            rounds to no unit), a kind the model does not have, or taylor/obd
-            without `representative_data`; all before any work.
+            rounds to no unit), a kind the model does not have, taylor/obd or
+            `reconstruct` without `representative_data`, or `reconstruct`
+            with `filters`; all before any work.
         TypeError: for a model that is not a built Keras 3 model.
 
     Example:
@@ -158,6 +196,7 @@ def prune_structured(
     ensure_built(model)
     specs = {"heads": heads, "ffn": ffn, "filters": filters}
     _check_arguments(criterion, representative_data, round_to, specs)
+    _check_reconstruct(reconstruct, representative_data, specs)
     # Read once: the data is used for tracing, FLOPs and gradients, and a
     # generator would be exhausted after the first.
     batches = None if representative_data is None else list(iterate_batches(representative_data))
@@ -166,10 +205,15 @@ def prune_structured(
             "`representative_data` yielded no batch; pass at least one batch of model inputs."
         )
     sample = batches[0] if batches else None
-    _plan(model, specs, round_to, sample)
+    checked = _plan(model, specs, round_to, sample)
+    if reconstruct is not None:
+        check_readers(model, [g for groups, _, _ in checked.values() for g in groups], reconstruct)
     report = StructuredPruningReport.start(model, sample)
+    original = model
     if not inplace:
         model = copy_model(model)
+    elif reconstruct is not None:
+        original = copy_model(model)
     plan = _plan(model, specs, round_to, sample)
     statistics = None
     if criterion in NEEDS_GRADIENTS:
@@ -189,5 +233,7 @@ def prune_structured(
     # next), so their layers are rebuilt once all their groups decided.
     for commit in {id(g.commit): g.commit for g, _ in decisions if g.commit}.values():
         commit()
+    if reconstruct is not None:
+        reconstruct_readers(original, model, [g for g, _ in decisions], batches, reconstruct)
     report.finish(model, [(g.kind, g.path, g.size, keep) for g, keep in decisions], sample)
     return (model, report) if return_report else model
