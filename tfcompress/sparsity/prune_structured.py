@@ -148,19 +148,23 @@ def prune_structured(
             first conv of a residual-tied group).
         criterion: "taylor" (`|sum w * g|` over the unit, per batch of
             `representative_data`, averaged), "obd"
-            (`sum 0.5 * w**2 * E[g**2]`), "magnitude" (L2 norm of the unit)
-            or "random" (the baseline). Gradients come from
+            (`sum 0.5 * w**2 * E[g**2]`), "fisher" (Kwon et al. 2022's
+            Fisher information of the unit's mask: `(sum w * g)**2` per
+            batch, averaged; label-free, `g` is the gradient of a random
+            projection of the outputs, so it measures how much all of
+            them move, which survives a final normalization layer),
+            "magnitude" (L2 norm of the unit) or "random" (the baseline). Gradients come from
             `representative_data`: the compiled loss for `(x, y)` batches of a
             compiled model, else half the mean squared float outputs.
         representative_data: batches of inputs (any form
-            `tfcompress.core.iterate_batches` reads); needed for taylor and
-            obd, `reconstruct`, and to trace which layers read a conv's output.
+            `tfcompress.core.iterate_batches` reads); needed for taylor,
+            obd, fisher and `reconstruct`, and to trace which layers read a conv's output.
         round_to: kept channel and filter counts are rounded to a multiple of
             this (SIMD tiles) when the layer has at least two tiles; heads are
             not rounded.
         inplace: prune `model` itself instead of a copy.
         return_report: also return a `StructuredPruningReport`.
-        seed: seed of the "random" criterion.
+        seed: seed of the "random" criterion and of fisher's projections.
         reconstruct: None (the exactness contract below holds), "least_squares"
             or "bias". After the units are chosen, the layer that reads them
             (the attention output projection over the kept heads, the FFN
@@ -218,7 +222,7 @@ def prune_structured(
     statistics = None
     if criterion in NEEDS_GRADIENTS:
         groups = [g for groups, _, _ in plan.values() for g in groups]
-        statistics = gradient_statistics(model, groups, batches)
+        statistics = gradient_statistics(model, groups, batches, criterion=criterion, seed=seed)
     decisions = []
     for kind, (groups, fractions, counts) in plan.items():
         scores = {g.path: unit_scores(g, criterion, statistics, seed) for g in groups}

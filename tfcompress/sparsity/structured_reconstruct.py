@@ -94,22 +94,56 @@ def check_readers(model, groups, mode):
 
 
 def _row_weights(batch, rows):
-    """Per input row, 1 for real tokens and 0 for padding (keras-hub `padding_mask`)."""
+    """Per input row, 1 for a real token and 0 for padding (keras-hub `padding_mask`)."""
     mask = batch.get("padding_mask") if isinstance(batch, dict) else None
     if mask is None or np.size(mask) == 0 or rows % np.size(mask):
         return np.ones(rows)
     return np.repeat(np.asarray(mask, "float64").reshape(-1), rows // np.size(mask))
 
 
+def _rows(x):
+    return np.asarray(x, "float32").reshape(-1, x.shape[-1])
+
+
+def _targets(original, batches, sources):
+    """Per batch, `{id(reader): original output + original residual}`, from one full pass.
+
+    The original model does not change, so every reader's target comes from
+    the same pass.
+    """
+    residuals = {id(r): id(s) for s, r in sources if r is not None}
+    readers = {id(s) for s, _ in sources}
+    found = []
+    for batch in batches:
+        seen = {}
+
+        def hook(layer, inputs, outputs, _seen=seen):
+            if id(layer) in readers:
+                _seen[("out", id(layer))] = _rows(outputs)
+            if id(layer) in residuals:
+                _seen[("res", residuals[id(layer)])] = _rows(inputs)
+
+        with intercept_calls([layer for pair in sources for layer in pair if layer], hook):
+            _calibration.forward(original, batch)
+        found.append(
+            {
+                id(s): seen[("out", id(s))] + seen.get(("res", id(s)), 0.0)
+                for s, _ in sources
+                if ("out", id(s)) in seen
+            }
+        )
+    return found
+
+
 def _capture(model, batch, reader, residual):
-    """The reader's input and output rows and the residual rows, from one partial pass."""
+    """The reader's input rows and the residual rows, from a pass stopped at the reader."""
     seen = {}
 
     def hook(layer, inputs, outputs):
         if layer is residual:
-            seen["residual"] = inputs
+            seen["residual"] = _rows(inputs)
         if layer is reader:
-            seen["inputs"], seen["outputs"] = inputs, outputs
+            seen["inputs"] = np.asarray(kernel_view(reader).input_rows(inputs), "float64")
             raise _Stop
 
     hooked = [reader] + ([residual] if residual is not None else [])
@@ -123,32 +157,28 @@ def _capture(model, batch, reader, residual):
             f"Reconstruction: layer {reader.path!r} never ran on `representative_data`; "
             "pass batches that reach every pruned block, or reconstruct=None."
         )
-    flat = lambda x: np.asarray(x, "float64").reshape(-1, x.shape[-1])  # noqa: E731
-    view = kernel_view(reader)
-    found = {
-        "inputs": np.asarray(view.input_rows(seen["inputs"]), "float64"),
-        "outputs": flat(seen["outputs"]),
-    }
-    if "residual" in seen:
-        found["residual"] = flat(seen["residual"])
-    return found
+    return seen
 
 
-def _refit(reader, gram, cross, mode, ridge):
-    """Solves for the reader's kernel and bias (or the bias alone) and assigns them."""
+def _refit(reader, design, goal, mode, ridge):
+    """Solves for the reader's kernel and bias (or the bias alone) and assigns them.
+
+    `design` holds the sums the fit needs: for "bias", `(sum of input rows
+    with a trailing 1, sum of target rows)`; else `(A^T A, A^T T)` of the
+    input rows `A` with a column of ones and the targets `T`.
+    """
     view = kernel_view(reader)
     kernel = np.asarray(view.to_matrix(reader.kernel), "float64")
     bias = getattr(reader, "bias", None)
-    count = gram[-1, -1]
     if mode == "bias":
         # Least squares over the bias alone: the mean residual of the fit.
-        mean_x, mean_t = gram[-1, :-1] / count, cross[-1] / count
-        bias.assign((mean_t - mean_x @ kernel).astype("float32"))
+        count = design[-1]
+        bias.assign(((goal - design[:-1] @ kernel) / count).astype("float32"))
         return
-    size = gram.shape[0] - (0 if bias is not None else 1)
-    gram, cross = gram[:size, :size], cross[:size]
+    size = design.shape[0] - (0 if bias is not None else 1)
+    gram, cross = design[:size, :size], goal[:size]
     current = (
-        np.concatenate([kernel, np.asarray(bias, "float64")[None]]) if bias is not None else kernel
+        kernel if bias is None else np.concatenate([kernel, np.asarray(bias, "float64")[None]])
     )
     # Ridge towards the current weights: with few calibration tokens a
     # direction they do not excite keeps its pretrained value.
@@ -175,17 +205,18 @@ def reconstruct_readers(original, pruned, groups, batches, mode="least_squares",
     order, _ = _calibration.call_order(pruned, batches, [p[0] for _, p in pairs])
     rank = {id(layer): i for i, layer in enumerate(order)}
     pairs.sort(key=lambda pair: rank.get(id(pair[1][0]), len(rank)))
-    for (source, source_residual), (reader, residual) in pairs:
-        gram = cross = 0.0
-        for batch in batches:
-            target = _capture(original, batch, source, source_residual)
+    targets = _targets(original, batches, [source for source, _ in pairs])
+    for (source, _), (reader, residual) in pairs:
+        design = goal = 0.0
+        for batch, target in zip(batches, targets):
             seen = _capture(pruned, batch, reader, residual)
-            goal = target["outputs"]
-            if "residual" in target and "residual" in seen:
-                goal = goal + target["residual"] - seen["residual"]
-            weights = _row_weights(batch, goal.shape[0])
-            design = np.concatenate([seen["inputs"], np.ones((goal.shape[0], 1))], axis=1)
-            weighted = design * weights[:, None]
-            gram = gram + weighted.T @ design
-            cross = cross + weighted.T @ goal
-        _refit(reader, gram, cross, mode, ridge)
+            wanted = target[id(source)].astype("float64")
+            if residual is not None:
+                wanted = wanted - seen["residual"]
+            real = _row_weights(batch, wanted.shape[0]) > 0
+            rows = np.concatenate([seen["inputs"][real], np.ones((int(real.sum()), 1))], axis=1)
+            if mode == "bias":
+                design, goal = design + rows.sum(0), goal + wanted[real].sum(0)
+            else:
+                design, goal = design + rows.T @ rows, goal + rows.T @ wanted[real]
+        _refit(reader, design, goal, mode, ridge)
