@@ -63,7 +63,7 @@ from common import format_table, start_benchmark
 from minilm_common import embedding_agreement, teacher_and_sentences
 
 _CRITERIA = flags.DEFINE_list(
-    "criteria", ["taylor", "obd", "magnitude", "random"], "Criteria to compare."
+    "criteria", ["fisher", "taylor", "obd", "magnitude", "random"], "Criteria to compare."
 )
 _HEADS = flags.DEFINE_float("heads", 0.5, "Fraction of each block's heads to remove.")
 _FFN = flags.DEFINE_float("ffn", 0.5, "Fraction of each block's FFN channels to remove.")
@@ -73,11 +73,22 @@ _STRUCTURED_STEPS = flags.DEFINE_integer(
 _CALIBRATION_BATCHES = flags.DEFINE_integer(
     "calibration_batches", 8, "Batches of 16 sentences for the gradients."
 )
+_RECONSTRUCT = flags.DEFINE_list(
+    "reconstruct",
+    ["none", "least_squares"],
+    "prune_structured(reconstruct=...) modes tried with every criterion ('none', 'bias', "
+    "'least_squares'); a variant is named criterion+mode.",
+)
+_RECONSTRUCT_CRITERIA = flags.DEFINE_list(
+    "reconstruct_criteria",
+    None,
+    "Criteria pruned with the --reconstruct modes other than 'none' (default: all of --criteria).",
+)
 _DISTILL_CRITERIA = flags.DEFINE_list(
     "distill_criteria",
     None,
-    "Criteria whose pruned model is distilled (default: the one with the best held-out "
-    "cosine before distillation).",
+    "Variants (criterion or criterion+mode) whose pruned model is distilled (default: the "
+    "criterion with the best held-out cosine before distillation, with every --reconstruct mode).",
 )
 _EXPORT_CRITERION = flags.DEFINE_string(
     "export_criterion",
@@ -113,58 +124,68 @@ def main(argv):
     )
 
     befores, pruned_models, report = {}, {}, None
+    variants = []
     for criterion in _CRITERIA.value:
-        start = time.perf_counter()
-        student, report = tfcompress.sparsity.prune_structured(
-            teacher_backbone,
-            heads=_HEADS.value,
-            ffn=_FFN.value,
-            criterion=criterion,
-            representative_data=calibration,
-            return_report=True,
-        )
-        seconds = time.perf_counter() - start
-        befores[criterion] = dm.evaluate(dm.pooled_model(keras, student), sets, references)
-        print(
-            f"[{criterion}] pruned in {seconds:.0f} s; before: {_line(befores[criterion])}",
-            flush=True,
-        )
-        pruned_models[criterion] = student
+        for mode in _RECONSTRUCT.value:
+            if mode != "none" and criterion not in (_RECONSTRUCT_CRITERIA.value or _CRITERIA.value):
+                continue
+            name = criterion if mode == "none" else f"{criterion}+{mode}"
+            variants.append(name)
+            start = time.perf_counter()
+            student, report = tfcompress.sparsity.prune_structured(
+                teacher_backbone,
+                heads=_HEADS.value,
+                ffn=_FFN.value,
+                criterion=criterion,
+                representative_data=calibration,
+                return_report=True,
+                reconstruct=None if mode == "none" else mode,
+            )
+            seconds = time.perf_counter() - start
+            befores[name] = dm.evaluate(dm.pooled_model(keras, student), sets, references)
+            print(
+                f"[{name}] pruned in {seconds:.0f} s; before: {_line(befores[name])}",
+                flush=True,
+            )
+            pruned_models[name] = student
 
-    best = max(befores, key=lambda c: befores[c]["held-out"]["cosine_mean"])
-    distilled = _DISTILL_CRITERIA.value or [best]
+    best = max(
+        _CRITERIA.value,
+        key=lambda c: max(
+            befores[v]["held-out"]["cosine_mean"] for v in variants if v.split("+")[0] == c
+        ),
+    )
+    distilled = _DISTILL_CRITERIA.value or [v for v in variants if v.split("+")[0] == best]
     afters = {}
-    for criterion in distilled if _STRUCTURED_STEPS.value else []:
+    for name in distilled if _STRUCTURED_STEPS.value else []:
         start = time.perf_counter()
         dm.distill_ours(
             keras,
-            pruned_models[criterion],
+            pruned_models[name],
             teacher_backbone,
             dm.batches(encode, train, _STRUCTURED_STEPS.value, 0),
             _STRUCTURED_STEPS.value,
             dm._LEARNING_RATE.value,
-            dm.progress(keras, criterion, sets, references, dm._EVAL_EVERY.value),
+            dm.progress(keras, name, sets, references, dm._EVAL_EVERY.value),
         )
-        afters[criterion] = dm.evaluate(
-            dm.pooled_model(keras, pruned_models[criterion]), sets, references
-        )
+        afters[name] = dm.evaluate(dm.pooled_model(keras, pruned_models[name]), sets, references)
         print(
-            f"[{criterion}] distilled {_STRUCTURED_STEPS.value} steps in "
-            f"{time.perf_counter() - start:.0f} s; after: {_line(afters[criterion])}",
+            f"[{name}] distilled {_STRUCTURED_STEPS.value} steps in "
+            f"{time.perf_counter() - start:.0f} s; after: {_line(afters[name])}",
             flush=True,
         )
 
     rows = []
-    for criterion in _CRITERIA.value:
-        row = [criterion]
-        for result in (befores[criterion], afters.get(criterion)):
-            for name in sets:
+    for name in variants:
+        row = [name]
+        for result in (befores[name], afters.get(name)):
+            for set_name in sets:
                 row += (
                     ["-", "-"]
                     if result is None
                     else [
-                        f"{result[name]['cosine_mean']:.4f}",
-                        f"{100 * result[name]['nn_agreement']:.1f}%",
+                        f"{result[set_name]['cosine_mean']:.4f}",
+                        f"{100 * result[set_name]['nn_agreement']:.1f}%",
                     ]
                 )
         rows.append(row + [f"{report.params_after:,}", f"{report.flops_after / 1e6:.1f}"])
@@ -176,7 +197,7 @@ def main(argv):
     print(
         format_table(
             [
-                "criterion",
+                "variant",
                 "held cos",
                 "held NN",
                 "ood cos",
