@@ -239,5 +239,5 @@ def prune_structured(
         commit()
     if reconstruct is not None:
         reconstruct_readers(original, model, [g for g, _ in decisions], batches, reconstruct)
-    report.finish(model, [(g.kind, g.path, g.size, keep) for g, keep in decisions], sample)
+    report.finish(model, decisions, sample)
     return (model, report) if return_report else model
