@@ -1,5 +1,6 @@
 """Remove whole attention heads, FFN channels and conv filters: a smaller, faster model."""
 
+import keras
 import numpy as np
 
 from tfcompress.core.batches import iterate_batches
@@ -116,6 +117,7 @@ def prune_structured(
     return_report=False,
     seed=0,
     reconstruct=None,
+    verbose=True,
 ):
     """Removes whole attention heads, FFN channels and conv filters.
 
@@ -176,6 +178,7 @@ def prune_structured(
             keras-hub blocks the target includes the drift of the residual
             stream, so each block's residual sum tracks the original's.
             Padded tokens (`padding_mask` 0) are left out of the fit.
+        verbose: show a progress bar over the refitted layers.
 
     Returns:
         The pruned model, or `(model, report)` with `return_report=True`.
@@ -238,6 +241,15 @@ def prune_structured(
     for commit in {id(g.commit): g.commit for g, _ in decisions if g.commit}.values():
         commit()
     if reconstruct is not None:
-        reconstruct_readers(original, model, [g for g, _ in decisions], batches, reconstruct)
+        pruned_groups = [g for g, _ in decisions]
+        bar = keras.utils.Progbar(len(pruned_groups), unit_name="layer") if verbose else None
+        reconstruct_readers(
+            original,
+            model,
+            pruned_groups,
+            batches,
+            reconstruct,
+            progress=None if bar is None else bar.update,
+        )
     report.finish(model, decisions, sample)
     return (model, report) if return_report else model

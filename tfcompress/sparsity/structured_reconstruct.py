@@ -189,7 +189,9 @@ def _refit(reader, design, goal, mode, ridge):
         bias.assign(solved[-1].astype("float32"))
 
 
-def reconstruct_readers(original, pruned, groups, batches, mode="least_squares", ridge=1e-2):
+def reconstruct_readers(
+    original, pruned, groups, batches, mode="least_squares", ridge=1e-2, progress=None
+):
     """Refits the layer reading each pruned group's units, in call order.
 
     Args:
@@ -200,13 +202,14 @@ def reconstruct_readers(original, pruned, groups, batches, mode="least_squares",
         mode: "least_squares" (kernel and bias) or "bias" (bias only).
         ridge: ridge strength, a fraction of the mean diagonal of the reader's
             input Gram matrix.
+        progress: optional `progress(readers_done)` callback.
     """
     pairs = [(_reader(original, g), _reader(pruned, g)) for g in groups]
     order, _ = _calibration.call_order(pruned, batches, [p[0] for _, p in pairs])
     rank = {id(layer): i for i, layer in enumerate(order)}
     pairs.sort(key=lambda pair: rank.get(id(pair[1][0]), len(rank)))
     targets = _targets(original, batches, [source for source, _ in pairs])
-    for (source, _), (reader, residual) in pairs:
+    for done, ((source, _), (reader, residual)) in enumerate(pairs, 1):
         design = goal = 0.0
         for batch, target in zip(batches, targets):
             seen = _capture(pruned, batch, reader, residual)
@@ -220,3 +223,5 @@ def reconstruct_readers(original, pruned, groups, batches, mode="least_squares",
             else:
                 design, goal = design + rows.T @ rows, goal + rows.T @ wanted[real]
         _refit(reader, design, goal, mode, ridge)
+        if progress is not None:
+            progress(done)
