@@ -58,7 +58,7 @@ def _mask_bert(model, report, num_layers, attention="self_attention_layer"):
     return masked
 
 
-@pytest.mark.parametrize("criterion", ["magnitude", "taylor", "obd", "random"])
+@pytest.mark.parametrize("criterion", ["magnitude", "taylor", "obd", "fisher", "random"])
 def test_bert_heads_and_ffn_match_the_masked_original(criterion):
     model = _bert()
     data = [_tokens(seed=s) for s in range(2)]

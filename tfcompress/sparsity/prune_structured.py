@@ -1,5 +1,6 @@
 """Remove whole attention heads, FFN channels and conv filters: a smaller, faster model."""
 
+import keras
 import numpy as np
 
 from tfcompress.core.batches import iterate_batches
@@ -7,6 +8,11 @@ from tfcompress.core.checks import ensure_built, ensure_keras3_model
 from tfcompress.core.copy_model import copy_model
 from tfcompress.sparsity.structured_filters import filter_groups
 from tfcompress.sparsity.structured_groups import transformer_groups
+from tfcompress.sparsity.structured_reconstruct import (
+    MODES,
+    check_readers,
+    reconstruct_readers,
+)
 from tfcompress.sparsity.structured_report import StructuredPruningReport
 from tfcompress.sparsity.structured_scores import (
     CRITERIA,
@@ -21,6 +27,26 @@ from tfcompress.sparsity.structured_select import (
 )
 
 _KINDS = ("heads", "ffn", "filters")
+
+
+def _check_reconstruct(reconstruct, representative_data, specs):
+    if reconstruct is None:
+        return
+    if reconstruct not in MODES:
+        raise ValueError(
+            f"`reconstruct` must be None or one of {MODES}; received reconstruct={reconstruct!r}."
+        )
+    if representative_data is None:
+        raise ValueError(
+            f"reconstruct={reconstruct!r} refits the layers reading the pruned units on "
+            "data, so it needs `representative_data` (a few batches of model inputs). "
+            "Pass it, or reconstruct=None."
+        )
+    if specs["filters"] is not None:
+        raise ValueError(
+            f"reconstruct={reconstruct!r} refits attention and FFN output projections; "
+            "conv filters have no reconstruction. Pass reconstruct=None with `filters`."
+        )
 
 
 def _check_arguments(criterion, representative_data, round_to, specs):
@@ -90,6 +116,8 @@ def prune_structured(
     inplace=False,
     return_report=False,
     seed=0,
+    reconstruct=None,
+    verbose=True,
 ):
     """Removes whole attention heads, FFN channels and conv filters.
 
@@ -122,19 +150,35 @@ def prune_structured(
             first conv of a residual-tied group).
         criterion: "taylor" (`|sum w * g|` over the unit, per batch of
             `representative_data`, averaged), "obd"
-            (`sum 0.5 * w**2 * E[g**2]`), "magnitude" (L2 norm of the unit)
-            or "random" (the baseline). Gradients come from
+            (`sum 0.5 * w**2 * E[g**2]`), "fisher" (Kwon et al. 2022's
+            Fisher information of the unit's mask: `(sum w * g)**2` per
+            batch, averaged; label-free, `g` is the gradient of a random
+            projection of the outputs, so it measures how much all of
+            them move, which survives a final normalization layer),
+            "magnitude" (L2 norm of the unit) or "random" (the baseline). Gradients come from
             `representative_data`: the compiled loss for `(x, y)` batches of a
             compiled model, else half the mean squared float outputs.
         representative_data: batches of inputs (any form
-            `tfcompress.core.iterate_batches` reads); needed for taylor and
-            obd, and to trace which layers read a conv's output.
+            `tfcompress.core.iterate_batches` reads); needed for taylor,
+            obd, fisher and `reconstruct`, and to trace which layers read a conv's output.
         round_to: kept channel and filter counts are rounded to a multiple of
             this (SIMD tiles) when the layer has at least two tiles; heads are
             not rounded.
         inplace: prune `model` itself instead of a copy.
         return_report: also return a `StructuredPruningReport`.
-        seed: seed of the "random" criterion.
+        seed: seed of the "random" criterion and of fisher's projections.
+        reconstruct: None (the exactness contract below holds), "least_squares"
+            or "bias". After the units are chosen, the layer that reads them
+            (the attention output projection over the kept heads, the FFN
+            output projection over the kept channels) is refitted on
+            `representative_data`, reader by reader in call order, so that
+            it reproduces the original model's output there ("bias" refits
+            its bias alone, FLAP's compensation; "least_squares" its kernel
+            and bias, ridge-regularized towards the current weights). In
+            keras-hub blocks the target includes the drift of the residual
+            stream, so each block's residual sum tracks the original's.
+            Padded tokens (`padding_mask` 0) are left out of the fit.
+        verbose: show a progress bar over the refitted layers.
 
     Returns:
         The pruned model, or `(model, report)` with `return_report=True`.
@@ -142,8 +186,9 @@ def prune_structured(
     Raises:
         ValueError: for a fraction outside [0, 1), an unknown criterion, a
             layer with nothing to remove (a single head, or a fraction that
-            rounds to no unit), a kind the model does not have, or taylor/obd
-            without `representative_data`; all before any work.
+            rounds to no unit), a kind the model does not have, taylor/obd or
+            `reconstruct` without `representative_data`, or `reconstruct`
+            with `filters`; all before any work.
         TypeError: for a model that is not a built Keras 3 model.
 
     Example:
@@ -158,6 +203,7 @@ def prune_structured(
     ensure_built(model)
     specs = {"heads": heads, "ffn": ffn, "filters": filters}
     _check_arguments(criterion, representative_data, round_to, specs)
+    _check_reconstruct(reconstruct, representative_data, specs)
     # Read once: the data is used for tracing, FLOPs and gradients, and a
     # generator would be exhausted after the first.
     batches = None if representative_data is None else list(iterate_batches(representative_data))
@@ -166,15 +212,20 @@ def prune_structured(
             "`representative_data` yielded no batch; pass at least one batch of model inputs."
         )
     sample = batches[0] if batches else None
-    _plan(model, specs, round_to, sample)
+    checked = _plan(model, specs, round_to, sample)
+    if reconstruct is not None:
+        check_readers(model, [g for groups, _, _ in checked.values() for g in groups], reconstruct)
     report = StructuredPruningReport.start(model, sample)
+    original = model
     if not inplace:
         model = copy_model(model)
+    elif reconstruct is not None:
+        original = copy_model(model)
     plan = _plan(model, specs, round_to, sample)
     statistics = None
     if criterion in NEEDS_GRADIENTS:
         groups = [g for groups, _, _ in plan.values() for g in groups]
-        statistics = gradient_statistics(model, groups, batches)
+        statistics = gradient_statistics(model, groups, batches, criterion=criterion, seed=seed)
     decisions = []
     for kind, (groups, fractions, counts) in plan.items():
         scores = {g.path: unit_scores(g, criterion, statistics, seed) for g in groups}
@@ -189,5 +240,16 @@ def prune_structured(
     # next), so their layers are rebuilt once all their groups decided.
     for commit in {id(g.commit): g.commit for g, _ in decisions if g.commit}.values():
         commit()
-    report.finish(model, [(g.kind, g.path, g.size, keep) for g, keep in decisions], sample)
+    if reconstruct is not None:
+        pruned_groups = [g for g, _ in decisions]
+        bar = keras.utils.Progbar(len(pruned_groups), unit_name="layer") if verbose else None
+        reconstruct_readers(
+            original,
+            model,
+            pruned_groups,
+            batches,
+            reconstruct,
+            progress=None if bar is None else bar.update,
+        )
+    report.finish(model, decisions, sample)
     return (model, report) if return_report else model

@@ -61,6 +61,8 @@ class Group:
             heads are not: their width already tiles).
         commit: for groups that share layers, called once after every
             group's `rebuild` to put the smaller layers in place.
+        query_heads_per_unit: for grouped-query attention, the query heads
+            each unit (a key/value head) carries; None elsewhere.
     """
 
     kind: str
@@ -70,6 +72,7 @@ class Group:
     rebuild: object
     granular: bool = True
     commit: object = None
+    query_heads_per_unit: object = None
 
 
 def contiguous(num_units, width=1):
@@ -203,7 +206,13 @@ def _key_value_group(model, ref):
         replace_layer(model, ref, new)
 
     return Group(
-        "heads", ref.path.rpartition("/")[0] or ref.path, groups, members, rebuild, granular=False
+        "heads",
+        ref.path.rpartition("/")[0] or ref.path,
+        groups,
+        members,
+        rebuild,
+        granular=False,
+        query_heads_per_unit=per_group,
     )
 
 

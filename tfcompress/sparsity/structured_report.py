@@ -69,7 +69,10 @@ class StructuredPruningReport:
 
     Attributes:
         rows: dicts with "kind", "path", "before", "after" and "kept" (the
-            sorted indices of the kept units in the original layer).
+            sorted indices of the kept units in the original layer). In
+            grouped-query attention (Llama) a unit is a key/value head:
+            "before"/"after" count those, and "query_heads_before" /
+            "query_heads_after" the query heads they carry.
         params_before, params_after: parameter counts of the whole model.
         flops_before, flops_after: matmul FLOPs per example (see
             `matmul_flops`), or None without a known input.
@@ -88,16 +91,20 @@ class StructuredPruningReport:
         return report
 
     def finish(self, model, decisions, sample):
-        self.rows = [
-            {
-                "kind": kind,
-                "path": path,
-                "before": size,
+        """Records `decisions`, `(group, kept indices)` pairs, and the pruned model's totals."""
+        self.rows = []
+        for group, keep in decisions:
+            row = {
+                "kind": group.kind,
+                "path": group.path,
+                "before": group.size,
                 "after": len(keep),
                 "kept": [int(i) for i in keep],
             }
-            for kind, path, size, keep in decisions
-        ]
+            if group.query_heads_per_unit:
+                row["query_heads_before"] = group.size * group.query_heads_per_unit
+                row["query_heads_after"] = len(keep) * group.query_heads_per_unit
+            self.rows.append(row)
         self.params_after = model.count_params()
         self.flops_after = matmul_flops(model, sample)
 
@@ -109,10 +116,14 @@ class StructuredPruningReport:
         return None
 
     def __str__(self):
-        lines = [f"{'kind':8} {'layer':40} {'before':>7} {'after':>7}"]
-        lines += [
-            f"{r['kind']:8} {r['path']:40} {r['before']:7d} {r['after']:7d}" for r in self.rows
-        ]
+        lines = [f"{'kind':8} {'layer':40} {'before':>7} {'after':>7}  query heads"]
+        for r in self.rows:
+            grouped = "query_heads_before" in r
+            kind = "kv heads" if grouped else r["kind"]
+            line = f"{kind:8} {r['path']:40} {r['before']:7d} {r['after']:7d}"
+            if grouped:
+                line += f"  {r['query_heads_before']} -> {r['query_heads_after']}"
+            lines.append(line)
         lines.append(f"parameters: {self.params_before:,} -> {self.params_after:,}")
         if self.flops_before is not None:
             lines.append(

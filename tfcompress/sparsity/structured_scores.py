@@ -10,8 +10,8 @@ import numpy as np
 
 from tfcompress.core.batches import drop_labels
 
-CRITERIA = ("magnitude", "taylor", "obd", "random")
-NEEDS_GRADIENTS = ("taylor", "obd")
+CRITERIA = ("magnitude", "taylor", "obd", "fisher", "random")
+NEEDS_GRADIENTS = ("taylor", "obd", "fisher")
 
 
 def _per_unit(array, member):
@@ -26,8 +26,9 @@ def unit_scores(group, criterion, statistics=None, seed=0):
     Args:
         group: a `Group`.
         criterion: "magnitude" (L2 norm of the unit's weights), "taylor"
-            (`|sum w * g|` over the unit, per batch, averaged), "obd" (`sum 0.5 * w**2 * E[g**2]`)
-            or "random".
+            (`|sum w * g|` over the unit, per batch, averaged), "obd" (`sum 0.5 * w**2 * E[g**2]`),
+            "fisher" (`(sum w * g)**2` per batch, averaged, with `g` from a
+            random projection of the outputs) or "random".
         statistics: for taylor and obd, what `gradient_statistics` returns.
         seed: the random criterion's seed.
 
@@ -36,8 +37,8 @@ def unit_scores(group, criterion, statistics=None, seed=0):
     """
     if criterion == "random":
         return np.random.default_rng(seed).random(group.size)
-    if criterion == "taylor":
-        return statistics[("taylor", id(group))]
+    if criterion in ("taylor", "fisher"):
+        return statistics[(criterion, id(group))]
     total = np.zeros(group.size)
     for member in group.members:
         w = member.variable.numpy()
@@ -56,12 +57,26 @@ def _float_outputs(outputs):
     ]
 
 
-def _loss(model, batch):
-    """The compiled loss for labelled batches of a compiled model; else output energy.
+def _padding_weights(batch, output):
+    """`padding_mask` broadcast over `output` when it indexes the output's leading axes."""
+    mask = batch.get("padding_mask") if isinstance(batch, dict) else None
+    if mask is None or tuple(output.shape[: len(mask.shape)]) != tuple(mask.shape):
+        return 1.0
+    mask = keras.ops.cast(mask, output.dtype)
+    return keras.ops.reshape(mask, tuple(mask.shape) + (1,) * (len(output.shape) - len(mask.shape)))
+
+
+def _loss(model, batch, rng=None):
+    """The compiled loss for labelled batches of a compiled model; else a label-free one.
 
     Without labels, `0.5 * mean(y**2)` over the float outputs makes
     `w * dL/dw` the first-order change of the output's energy when the unit
     is removed: how much the unit contributes to what the model computes.
+    With `rng` (the fisher criterion) the loss is `sum(r * y)` for a fresh
+    standard normal `r` over the real (unpadded) positions: then the square
+    of a unit's `sum w * dL/dw` is, in expectation over `r`, the squared norm
+    of the change of every output when the unit is removed, which the energy
+    misses after a normalization layer (its output energy barely moves).
     """
     x = drop_labels(batch, len(model.inputs) if getattr(model, "inputs", None) else None)
     outputs = model(x, training=False)
@@ -69,10 +84,19 @@ def _loss(model, batch):
     if labelled:
         return model.compute_loss(x=x, y=batch[1], y_pred=outputs, training=False)
     floats = _float_outputs(outputs)
+    if rng is not None:
+        return sum(
+            keras.ops.sum(
+                o
+                * keras.ops.convert_to_tensor(rng.standard_normal(o.shape), o.dtype)
+                * _padding_weights(x, o)
+            )
+            for o in floats
+        )
     return sum(0.5 * keras.ops.mean(keras.ops.square(o)) for o in floats)
 
 
-def _gradients(model, batch, variables):
+def _gradients(model, batch, variables, rng=None):
     """d loss / d variable for each of `variables`, on one batch.
 
     The one place TensorFlow is imported outside export: Keras 3 has no
@@ -89,11 +113,11 @@ def _gradients(model, batch, variables):
     import tensorflow as tf
 
     with tf.GradientTape() as tape:
-        loss = _loss(model, batch)
+        loss = _loss(model, batch, rng)
     return tape.gradient(loss, [v.value for v in variables])
 
 
-def gradient_statistics(model, groups, batches, progress=None):
+def gradient_statistics(model, groups, batches, progress=None, criterion="taylor", seed=0):
     """Mean gradient and mean squared gradient of every group member's variable.
 
     Args:
@@ -102,6 +126,10 @@ def gradient_statistics(model, groups, batches, progress=None):
         batches: a list of batches (labelled `(x, y)` batches of a compiled
             model use its loss).
         progress: optional `progress(batches_done)` callback.
+        criterion: "fisher" takes the gradients of a random projection of
+            the outputs (label-free batches); others those of the output
+            energy or the compiled loss.
+        seed: the random projection's seed.
 
     Returns:
         `{id(variable): (mean_g, mean_g2)}` as numpy arrays, and
@@ -109,7 +137,9 @@ def gradient_statistics(model, groups, batches, progress=None):
         unit's weights for each batch, averaged over batches. Taken per batch
         because on a trained model the gradients of different batches mostly
         cancel: the mean gradient's `|sum w * g|` is noise (it chose worse
-        filters than random on the digits CNN).
+        filters than random on the digits CNN). With criterion "fisher",
+        `{("fisher", id(group)): scores}` holds `(sum w * g)**2` per batch,
+        averaged.
 
     Raises:
         ValueError: when `representative_data` yields no batch.
@@ -118,12 +148,13 @@ def gradient_statistics(model, groups, batches, progress=None):
     sums = [np.zeros(v.shape) for v in variables]
     squares = [np.zeros(v.shape) for v in variables]
     taylor = {id(g): np.zeros(g.size) for g in groups}
+    rng = np.random.default_rng(seed) if criterion == "fisher" else None
     index = {id(v): i for i, v in enumerate(variables)}
     count = 0
     for batch in batches:
         gradients = [
             np.zeros(v.shape) if g is None else np.asarray(g)
-            for v, g in zip(variables, _gradients(model, batch, variables))
+            for v, g in zip(variables, _gradients(model, batch, variables, rng))
         ]
         for i, g in enumerate(gradients):
             sums[i] += g
@@ -133,12 +164,13 @@ def gradient_statistics(model, groups, batches, progress=None):
                 _per_unit(m.variable.numpy() * gradients[index[id(m.variable)]], m)
                 for m in group.members
             )
-            taylor[id(group)] += np.abs(first_order)
+            taylor[id(group)] += np.square(first_order) if rng is not None else np.abs(first_order)
         count += 1
         if progress is not None:
             progress(count)
     if count == 0:
         raise ValueError("`batches` is empty; pass at least one batch of model inputs.")
     statistics = {id(v): (s / count, q / count) for v, s, q in zip(variables, sums, squares)}
-    statistics.update({("taylor", key): value / count for key, value in taylor.items()})
+    name = "fisher" if rng is not None else "taylor"
+    statistics.update({(name, key): value / count for key, value in taylor.items()})
     return statistics
