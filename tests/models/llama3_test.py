@@ -4,6 +4,7 @@ import pytest
 
 from tests.runtime.bpe_tokenizer_test import CODE_IDS_LLAMA_CPP, CODE_TEXT
 from tfcompress.models import gguf_reader
+from tfcompress.models.from_gguf import _tokenizer as _gguf_tokenizer
 from tfcompress.models.llama3 import Llama3Tokenizer
 from tfcompress.runtime import BytePairTokenizer
 from tfcompress.runtime.bpe_tokenizer import byte_to_unicode
@@ -85,16 +86,6 @@ def test_smollm2_vocabulary_gives_llama_cpp_ids():
         path = smollm2_path()
     except FileNotFoundError as e:
         pytest.skip(str(e))
-    values = gguf_reader.metadata(gguf_reader.open_gguf(path))
-    tokens = values["tokenizer.ggml.tokens"]
-    tokenizer = Llama3Tokenizer(
-        vocabulary={t: i for i, t in enumerate(tokens)},
-        merges=list(values["tokenizer.ggml.merges"]),
-        bos_token=tokens[1],
-        eos_token=tokens[2],
-        misc_special_tokens=[
-            t for t, k in zip(tokens, values["tokenizer.ggml.token_type"]) if k == 3
-        ],
-        pre_tokenizer=values["tokenizer.ggml.pre"],
-    )
+    # The tokenizer `from_gguf` builds, without loading the 135M weights.
+    tokenizer = _gguf_tokenizer(gguf_reader.metadata(gguf_reader.open_gguf(path)), path)
     assert np.asarray(tokenizer(CODE_TEXT)).tolist() == CODE_IDS_LLAMA_CPP

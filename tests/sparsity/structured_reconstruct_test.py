@@ -18,10 +18,10 @@ def _scaled(backbone, seed, scale=3.0):
     return backbone
 
 
-def _bert(seed=0):
+def _scaled_backbone(backbone_class, seed):
     keras.utils.set_random_seed(seed)
     return _scaled(
-        keras_hub.models.BertBackbone(
+        backbone_class(
             vocabulary_size=64,
             num_layers=3,
             num_heads=4,
@@ -32,22 +32,14 @@ def _bert(seed=0):
         ),
         seed,
     )
+
+
+def _bert(seed=0):
+    return _scaled_backbone(keras_hub.models.BertBackbone, seed)
 
 
 def _gpt2(seed=0):
-    keras.utils.set_random_seed(seed)
-    return _scaled(
-        keras_hub.models.GPT2Backbone(
-            vocabulary_size=64,
-            num_layers=3,
-            num_heads=4,
-            hidden_dim=16,
-            intermediate_dim=32,
-            max_sequence_length=12,
-            dropout=0.0,
-        ),
-        seed,
-    )
+    return _scaled_backbone(keras_hub.models.GPT2Backbone, seed)
 
 
 def _llama(seed=0):
