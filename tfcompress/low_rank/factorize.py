@@ -226,11 +226,10 @@ def _nothing_smaller(model, rank, energy, compression, slower):
 
 def _replacement(spec, matrix, spectrum, rank, entry):
     first, second = spectrum.factors(rank)
+    product = first @ second
     norm = np.linalg.norm(matrix)
-    weight_error = float(np.linalg.norm(matrix - first @ second) / norm) if norm else 0.0
-    output_error = (
-        relative_output_error(matrix, first @ second, entry.gram) if entry is not None else None
-    )
+    weight_error = float(np.linalg.norm(matrix - product) / norm) if norm else 0.0
+    output_error = relative_output_error(matrix, product, entry.gram) if entry is not None else None
     first, second = spec.factor_kernels(first, second)
     cls = LowRankEinsumDense if isinstance(spec.layer, keras.layers.EinsumDense) else LowRankDense
     return cls.from_layer(

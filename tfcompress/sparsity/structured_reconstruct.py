@@ -28,16 +28,13 @@ from tfcompress.core._keras_internals import (
     llama_attention_classes,
 )
 from tfcompress.core.intercept_calls import intercept_calls
-from tfcompress.core.layer_tree import walk_layers
+from tfcompress.core.layer_tree import find_layer, walk_layers
 from tfcompress.sparsity import _calibration
+from tfcompress.sparsity._calibration import _Stop
 from tfcompress.sparsity._kernel_view import kernel_view
 
 MODES = ("bias", "least_squares")
 _ATTENTION = (keras.layers.MultiHeadAttention, llama_attention_classes()[0])
-
-
-class _Stop(Exception):
-    """Ends a forward pass once the reader being refitted has run."""
 
 
 def _residual_source(block, kind):
@@ -60,8 +57,7 @@ def _residual_source(block, kind):
 
 def _reader(model, group):
     """`(reader layer, residual source layer or None)` of a rebuilt group, found by path."""
-    layers = {ref.path: ref.layer for ref in walk_layers(model)}
-    owner = layers.get(group.path, model if group.path == "" else None)
+    owner = model if group.path == "" else find_layer(model, group.path).layer
     if group.kind == "heads":
         attention = next(
             (ref.layer for ref in walk_layers(owner) if isinstance(ref.layer, _ATTENTION)), owner

@@ -178,15 +178,7 @@ class GeneratorGraph(tf.Module):
                 "rows": tf.Variable(kernel[indices], trainable=False, name=f"{key}_outlier_rows"),
             }
             if not tied_head:
-                self._set_kernel(key, np.where(inliers[:, None], kernel, 0.0).astype(np.float32))
-
-    def _set_kernel(self, key, value):
-        variable = tf.Variable(value, trainable=False, name=key)
-        if key == "head":
-            self.head = variable
-            return
-        _, index, kind = key.split("_")
-        self.layer_vars[int(index)][kind] = variable
+                kernels[key].assign(np.where(inliers[:, None], kernel, 0.0).astype(np.float32))
 
     def kernels(self):
         """{linear key: kernel variable}: "layer_{i}_{q,k,v,o,gate,up,down}" and "head"."""
@@ -206,13 +198,7 @@ class GeneratorGraph(tf.Module):
     def record_linear_inputs(self, token_ids):
         """{linear key: [T, in] float input} of running `token_ids` from position 0."""
         tokens = tf.constant(np.asarray(token_ids, np.int32).reshape(1, -1))
-        caches = {
-            name: tf.zeros([1, self.cache_length, layer["num_kv_heads"], layer["head_dim"]])
-            for name, layer in zip(
-                cache_names(self.w.num_layers),
-                [layer for layer in self.w.layers for _ in ("k", "v")],
-            )
-        }
+        caches = {name: tf.zeros(shape) for name, shape in self.cache_shapes().items()}
         recorded = {}
         # A function, not a dict: tf.Module would track a dict attribute.
         self._record = lambda key, values: recorded.setdefault(key, []).append(values)
@@ -331,23 +317,22 @@ class GeneratorGraph(tf.Module):
             outputs["logits"] = tf.reshape(self._logits(x[-1:]), [1, 1, self.w.vocabulary_size])
         return outputs
 
+    def cache_shapes(self):
+        """{cache name: [1, S, kv_heads, head_dim]} in signature order, per layer."""
+        layers = [layer for layer in self.w.layers for _ in ("k", "v")]
+        return {
+            name: [1, self.cache_length, layer["num_kv_heads"], layer["head_dim"]]
+            for name, layer in zip(cache_names(self.w.num_layers), layers)
+        }
+
     def signature(self, length, logits):
         """A concrete function for `length` tokens: decode (1, logits) or prefill."""
-        w = self.w
+        shapes = self.cache_shapes()
         specs = [
             tf.TensorSpec([1, length], tf.int32, name="tokens"),
             tf.TensorSpec([length], tf.int32, name="input_pos"),
-        ] + [
-            tf.TensorSpec(
-                [1, self.cache_length, layer["num_kv_heads"], layer["head_dim"]],
-                tf.float32,
-                name=name,
-            )
-            for name, layer in zip(
-                cache_names(w.num_layers), [layer for layer in w.layers for _ in ("k", "v")]
-            )
-        ]
-        names = cache_names(w.num_layers)
+        ] + [tf.TensorSpec(shape, tf.float32, name=name) for name, shape in shapes.items()]
+        names = list(shapes)
 
         def run(tokens, input_pos, *caches):
             return self.step(tokens, input_pos, dict(zip(names, caches)), logits)

@@ -197,7 +197,9 @@ def to_tflite_generator(
         progress("finding outlier input channels")
         tokenizer = causal_lm.preprocessor.tokenizer
         ids = outlier_channels.calibration_ids(
-            tokenizer, getattr(tokenizer, "start_token_id", None), min(cache_length, 128)
+            tokenizer,
+            getattr(tokenizer, "start_token_id", None),
+            min(cache_length, outlier_channels.CALIBRATION_TOKENS),
         )
         inputs = graph.record_linear_inputs(ids)
         graph.split_outlier_channels(outlier_channels.select_outlier_channels(inputs))

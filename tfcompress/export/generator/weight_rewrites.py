@@ -209,6 +209,10 @@ def _matches_one_of(model, weight, kernels):
     q = weight.quantization
     if q is None or q.scale is None:
         return False
+    # Shapes first: dequantizing every int8 weight (the LM head included) to
+    # compare it with the few small split kernels would be most of the work.
+    if not any(tuple(kernel.T.shape) == tuple(weight.shape) for kernel in kernels):
+        return False
     scale = np.asarray(q.scale, np.float32).reshape(-1, 1)
     values = flatbuffer.constant_values(model, weight, np.int8).astype(np.float32)
     values = values.reshape(int(weight.shape[0]), -1) * scale
