@@ -6,7 +6,7 @@ import keras
 import numpy as np
 
 from tfcompress.core.checks import ensure_built
-from tfcompress.core.layer_tree import walk_layers
+from tfcompress.core.layer_tree import layers_of, walk_layers
 from tfcompress.core.recipe import plain_class
 
 
@@ -50,7 +50,7 @@ def _classes_in(model):
     arguments it takes (the copy's outputs are checked afterwards).
     """
     found = {}
-    for layer in [model] + [ref.layer for ref in walk_layers(model)]:
+    for layer in layers_of(model):
         cls = plain_class(layer)
         found.setdefault(keras.saving.get_registered_name(cls), set()).add(cls)
     classes = {}

@@ -108,6 +108,11 @@ def walk_layers(root, descend=None):
     return refs
 
 
+def layers_of(model):
+    """`model` and every layer inside it (`walk_layers` order)."""
+    return [model] + [ref.layer for ref in walk_layers(model)]
+
+
 def find_layer(root, path):
     """The `LayerRef` at `path` (as produced by `walk_layers`).
 

@@ -1,7 +1,7 @@
 """Remove the compression wrappers of any technique from a model."""
 
 from tfcompress.core.checks import ensure_keras3_layer
-from tfcompress.core.layer_tree import walk_layers
+from tfcompress.core.layer_tree import layers_of
 from tfcompress.core.transform import transform_layers
 from tfcompress.core.wrapper import CompressionWrapper
 
@@ -20,7 +20,7 @@ def _strip(layer, keep_learned_ranges):
 
 def has_strippable_wrappers(model, keep_learned_ranges=True):
     """Whether `strip_wrappers(model, keep_learned_ranges=...)` would remove a wrapper."""
-    layers = [model] + [ref.layer for ref in walk_layers(model)]
+    layers = layers_of(model)
     return any(_strippable(layer, keep_learned_ranges) for layer in layers)
 
 

@@ -3,16 +3,11 @@
 import keras
 import numpy as np
 
-from tfcompress.core.layer_tree import walk_layers
+from tfcompress.core.layer_tree import layers_of
 from tfcompress.export import representative, wrap
 
 # Verification batch taken from the calibration data when no sample is given.
 _SAMPLE_BATCH = 8
-
-
-def layers_of(model):
-    """`model` and every layer inside it."""
-    return [model] + [ref.layer for ref in walk_layers(model)]
 
 
 def note_synthetic(check, description):
@@ -30,17 +25,14 @@ def _id_bounds(model):
     """Upper bounds to try for synthetic token ids: the vocabulary size a
     keras-hub backbone declares, else its largest embedding table; then the
     smallest table, in case one input feeds several tables."""
+    layers = layers_of(model)
     tables = sorted(
-        {
-            int(layer.input_dim)
-            for layer in layers_of(model)
-            if isinstance(layer, keras.layers.Embedding)
-        }
+        {int(layer.input_dim) for layer in layers if isinstance(layer, keras.layers.Embedding)}
     )
     declared = next(
         (
             layer.vocabulary_size
-            for layer in layers_of(model)
+            for layer in layers
             if isinstance(getattr(layer, "vocabulary_size", None), int)
         ),
         None,

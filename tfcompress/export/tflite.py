@@ -3,10 +3,11 @@
 import dataclasses
 import pathlib
 
+from tfcompress.core.layer_tree import layers_of
 from tfcompress.core.strip_wrappers import has_strippable_wrappers, strip_wrappers
 from tfcompress.export import converter, post_training, representative, wrap
 from tfcompress.export._tflite_checks import calibration_error, check_arguments, check_model
-from tfcompress.export._verification_inputs import layers_of, note_synthetic, verification_batch
+from tfcompress.export._verification_inputs import note_synthetic, verification_batch
 from tfcompress.export.attention_masks import additive_attention_masks
 from tfcompress.export.flatbuffer import op_names, read_model
 from tfcompress.export.identity_multiplies import remove_identity_multiplies

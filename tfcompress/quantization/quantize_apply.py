@@ -7,7 +7,7 @@ import numpy as np
 
 from tfcompress.core import _keras_internals as internals
 from tfcompress.core.checks import ensure_built, ensure_keras3_model
-from tfcompress.core.layer_tree import walk_layers
+from tfcompress.core.layer_tree import layers_of, walk_layers
 from tfcompress.core.transform import copy_model, is_wrapper, transform_layers
 from tfcompress.core.wrapper import build_shape_of
 from tfcompress.quantization.default_quantize_config import DefaultQuantizeConfig
@@ -160,7 +160,7 @@ def quantize(
         inner = layer.layer if isinstance(layer, QuantizeAnnotate) else layer
         return _has_float_output(scheme.override(paths.get(id(layer), layer.name), inner))
 
-    containers = [model] + [r.layer for r in walk_layers(model)]
+    containers = layers_of(model)
     for container in filter(_is_graph, containers):
         plan_graph(
             container,

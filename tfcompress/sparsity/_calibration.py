@@ -23,7 +23,7 @@ from keras import ops
 
 from tfcompress.core.batches import drop_labels
 from tfcompress.core.intercept_calls import intercept_calls
-from tfcompress.core.layer_tree import walk_layers
+from tfcompress.core.layer_tree import layers_of, walk_layers
 from tfcompress.sparsity._kernel_view import kernel_view
 
 
@@ -33,7 +33,7 @@ class _Stop(Exception):
 
 def transformer_blocks(model):
     """The `transformer_layers` of the first backbone found in `model`, or []."""
-    for layer in [model] + [ref.layer for ref in walk_layers(model)]:
+    for layer in layers_of(model):
         blocks = getattr(layer, "transformer_layers", None)
         if isinstance(blocks, (list, tuple)) and blocks:
             return list(blocks)

@@ -4,7 +4,7 @@ import numpy as np
 from keras import ops
 
 from tfcompress.core.checks import ensure_built, ensure_keras3_layer
-from tfcompress.core.layer_tree import walk_layers
+from tfcompress.core.layer_tree import layers_of
 from tfcompress.sparsity.masks import is_m_by_n_sparse
 
 # Block sides tried when detecting block sparsity (powers of two, so a block
@@ -27,7 +27,7 @@ def _is_kernel(weight):
 def _masked_weights(model):
     """Maps id(weight) -> mask for layers exposing `pruning_vars`."""
     masks = {}
-    for layer in [model] + [ref.layer for ref in walk_layers(model)]:
+    for layer in layers_of(model):
         for pair in getattr(layer, "pruning_vars", None) or ():
             masks[id(pair[0])] = pair[1]
     return masks
