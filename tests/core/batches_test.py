@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfcompress.core.batches import drop_labels, iterate_batches
+from tfcompress.core.batches import drop_labels, iterate_batches, padding_mask
 
 IDS = np.arange(12, dtype="int32").reshape(4, 3)
 DICT = {"token_ids": IDS, "padding_mask": np.ones_like(IDS)}
@@ -65,3 +65,13 @@ def test_other_forms_are_refused_before_reading(data, received):
         TypeError, match=rf"`calibration` must be a numpy array.*Received: {received}"
     ):
         iterate_batches(data, "calibration")
+
+
+def test_padding_mask_is_the_inputs_mask_with_or_without_labels():
+    mask = DICT["padding_mask"]
+    assert padding_mask(DICT) is mask
+    assert padding_mask((DICT, np.zeros(4))) is mask
+    assert padding_mask([DICT, np.zeros(4)]) is mask
+    assert padding_mask({"token_ids": IDS}) is None
+    assert padding_mask(IDS) is None
+    assert padding_mask((IDS, np.zeros(4))) is None

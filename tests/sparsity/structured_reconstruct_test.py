@@ -2,6 +2,7 @@ import keras
 import keras_hub
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import tfcompress
 from tfcompress.sparsity import prune_structured
@@ -139,6 +140,18 @@ def test_padded_tokens_do_not_move_the_fit():
     b = prune_structured(model, representative_data=repadded, **kwargs)
     for x, y in zip(a.weights, b.weights):
         np.testing.assert_allclose(x.numpy(), y.numpy(), rtol=1e-4, atol=1e-6)
+
+
+def test_labelled_batches_are_fitted_like_their_inputs():
+    model = _bert()
+    data = [_tokens(model, seed=s) for s in range(3)]
+    inputs = {k: np.concatenate([x[k] for x in data]) for k in data[0]}
+    labelled = tf.data.Dataset.from_tensor_slices((inputs, np.zeros((24, 2), "float32"))).batch(8)
+    kwargs = dict(heads=0.5, ffn=0.5, criterion="magnitude", reconstruct="least_squares")
+    a = prune_structured(model, representative_data=data, **kwargs)
+    b = prune_structured(model, representative_data=labelled, **kwargs)
+    for x, y in zip(a.weights, b.weights):
+        np.testing.assert_allclose(x.numpy(), y.numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_reconstructed_model_round_trips_and_the_original_is_untouched(tmp_path):

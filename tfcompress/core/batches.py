@@ -51,7 +51,8 @@ def iterate_batches(data, arg_name="representative_data"):
         batches = data()
         if not _iterable(batches):
             raise TypeError(
-                f"`{arg_name}` must be {FORMS}. Received: a callable returning {type(batches).__name__}."
+                f"`{arg_name}` must be {FORMS}. Received: a callable returning "
+                f"{type(batches).__name__}."
             )
     elif _iterable(data):
         batches = data
@@ -89,3 +90,23 @@ def drop_labels(batch, num_inputs=None):
     ):
         return batch[0]
     return batch
+
+
+def padding_mask(batch):
+    """The keras-hub `padding_mask` of a batch's inputs, or None.
+
+    Labels are dropped first (`drop_labels`), so an `(x, y)` pair gives the
+    mask of `x`, as `x` alone does.
+
+    Args:
+        batch: one batch, as `iterate_batches` yields it.
+
+    Returns:
+        `x["padding_mask"]` (unchanged: an array or tensor) when the inputs
+        `x` are a dict holding one, else None.
+
+    Example:
+        >>> mask = tfcompress.core.batches.padding_mask((x, y))
+    """
+    x = drop_labels(batch)
+    return x.get("padding_mask") if isinstance(x, dict) else None

@@ -1,5 +1,6 @@
 """Validation of the Distiller's models and compile arguments, before any work."""
 
+from tfcompress.core.batches import padding_mask
 from tfcompress.core.checks import check_fraction, ensure_keras3_model
 
 
@@ -60,6 +61,4 @@ def mask_from(x, sample_weight):
     # is the padding mask shifted to the labels; it wins over x's own mask.
     if sample_weight is not None:
         return sample_weight
-    if isinstance(x, dict) and "padding_mask" in x:
-        return x["padding_mask"]
-    return None
+    return padding_mask(x)

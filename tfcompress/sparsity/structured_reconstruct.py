@@ -27,6 +27,7 @@ from tfcompress.core._keras_internals import (
     block_sublayers,
     llama_attention_classes,
 )
+from tfcompress.core.batches import padding_mask
 from tfcompress.core.intercept_calls import intercept_calls
 from tfcompress.core.layer_tree import find_layer, walk_layers
 from tfcompress.sparsity import _calibration
@@ -91,7 +92,7 @@ def check_readers(model, groups, mode):
 
 def _row_weights(batch, rows):
     """Per input row, 1 for a real token and 0 for padding (keras-hub `padding_mask`)."""
-    mask = batch.get("padding_mask") if isinstance(batch, dict) else None
+    mask = padding_mask(batch)
     if mask is None or np.size(mask) == 0 or rows % np.size(mask):
         return np.ones(rows)
     return np.repeat(np.asarray(mask, "float64").reshape(-1), rows // np.size(mask))

@@ -8,7 +8,7 @@ model once to give Taylor and OBD their gradients.
 import keras
 import numpy as np
 
-from tfcompress.core.batches import drop_labels
+from tfcompress.core.batches import drop_labels, padding_mask
 
 CRITERIA = ("magnitude", "taylor", "obd", "fisher", "random")
 NEEDS_GRADIENTS = ("taylor", "obd", "fisher")
@@ -59,7 +59,7 @@ def _float_outputs(outputs):
 
 def _padding_weights(batch, output):
     """`padding_mask` broadcast over `output` when it indexes the output's leading axes."""
-    mask = batch.get("padding_mask") if isinstance(batch, dict) else None
+    mask = padding_mask(batch)
     if mask is None or tuple(output.shape[: len(mask.shape)]) != tuple(mask.shape):
         return 1.0
     mask = keras.ops.cast(mask, output.dtype)
