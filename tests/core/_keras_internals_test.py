@@ -324,3 +324,18 @@ def test_llama_attention_classes():
     layer = internals.block_sublayers(backbone.transformer_layers[0]).attention
     assert type(layer) is attention, _explain("where keras-hub defines LlamaAttention")
     assert type(layer.rotary_embedding_layer) is rotary, _explain("LlamaRotaryEmbedding")
+
+
+def test_cross_attention_sublayers_of_a_keras_hub_decoder():
+    import keras_hub
+
+    decoder = keras_hub.layers.TransformerDecoder(intermediate_dim=8, num_heads=2)
+    x = np.zeros((1, 3, 8), "float32")
+    decoder(x, x)
+    attention, norm = internals.cross_attention_sublayers(decoder)
+    assert attention.name == "cross_attention", _explain("TransformerDecoder cross-attention")
+    assert norm.name == "cross_attention_layer_norm", _explain("its layer norm")
+    alone = keras_hub.layers.TransformerDecoder(intermediate_dim=8, num_heads=2)
+    alone(x)
+    assert internals.cross_attention_sublayers(alone) is None
+    assert internals.cross_attention_sublayers(keras.layers.Dense(2)) is None

@@ -251,3 +251,118 @@ def test_a_plain_keras_attention_layer_is_refitted_without_a_residual():
     # Random heads on random data are nearly independent, so the kept ones can
     # stand in for the removed ones only a little: the gain is small, not absent.
     assert errors["least_squares"] < 0.98 * errors[None], errors
+
+
+def _encoder_decoder(seed=0):
+    """A BART-style model: a keras-hub encoder block feeding a decoder block's cross-attention."""
+    keras.utils.set_random_seed(seed)
+    source = keras.Input((10,), dtype="int32", name="source")
+    target = keras.Input((8,), dtype="int32", name="target")
+    embed = keras.layers.Embedding(64, 16)
+    encoded = keras_hub.layers.TransformerEncoder(32, 4, name="encoder")(embed(source))
+    decoder = keras_hub.layers.TransformerDecoder(32, 4, name="decoder")
+    decoded = decoder(embed(target), encoded)
+    model = keras.Model([source, target], keras.layers.Dense(64, name="head")(decoded))
+    return _scaled(model, seed)
+
+
+def _sequences(seed, batch=16):
+    rng = np.random.default_rng(seed)
+    return {
+        "source": rng.integers(0, 64, (batch, 10)).astype("int32"),
+        "target": rng.integers(0, 64, (batch, 8)).astype("int32"),
+    }
+
+
+def test_a_decoders_cross_attention_is_refitted_as_its_own_layer():
+    model = _encoder_decoder()
+    data = [_sequences(s) for s in range(4)]
+    kwargs = dict(heads=0.5, criterion="magnitude", representative_data=data)
+    plain = prune_structured(model, **kwargs)
+    refitted = prune_structured(model, reconstruct="least_squares", **kwargs)
+    output = "decoder/cross_attention/attention_output/kernel"
+    kernels = {
+        name: {w.path: w.numpy() for w in m.weights}
+        for name, m in [("plain", plain), ("refit", refitted)]
+    }
+    assert not np.allclose(kernels["plain"][output], kernels["refit"][output])
+    held_out = _sequences(99)
+    reference = np.asarray(model(held_out))
+    errors = [
+        float(np.mean(np.square(np.asarray(m(held_out)) - reference))) for m in (plain, refitted)
+    ]
+    assert errors[1] < 0.7 * errors[0], errors
+
+
+def test_cross_attention_heads_are_a_group_of_their_own():
+    model = _encoder_decoder()
+    pruned, report = prune_structured(
+        model, heads={"decoder/cross_attention": 0.5}, criterion="magnitude", return_report=True
+    )
+    assert [(row["path"], row["after"]) for row in report.rows] == [("decoder/cross_attention", 2)]
+    assert find_heads(pruned, "decoder/cross_attention") == 2
+    assert find_heads(pruned, "decoder/self_attention") == 4
+
+
+def test_the_cross_attention_branch_is_corrected_for_its_own_residual():
+    from tfcompress.sparsity.structured_groups import transformer_groups
+    from tfcompress.sparsity.structured_reconstruct import _reader
+
+    model = _encoder_decoder()
+    groups = {g.path: g for g in transformer_groups(model)["heads"]}
+    reader, residual = _reader(model, groups["decoder/cross_attention"])
+    # Post-norm: the branch is added to its query input, the self-attention sum.
+    assert reader.path == "decoder/cross_attention/attention_output"
+    assert residual.path == "decoder/cross_attention/query"
+    assert _reader(model, groups["decoder"])[1].path == "decoder/self_attention/query"
+
+
+def find_heads(model, path):
+    return tfcompress.core.find_layer(model, path).layer.num_heads
+
+
+def _unpadded_bert(num_layers):
+    keras.utils.set_random_seed(0)
+    return _scaled(
+        keras_hub.models.BertBackbone(
+            vocabulary_size=64,
+            num_layers=num_layers,
+            num_heads=4,
+            hidden_dim=16,
+            intermediate_dim=32,
+            max_sequence_length=12,
+            dropout=0.0,
+        ),
+        0,
+    )
+
+
+def test_carried_block_outputs_give_the_refit_of_full_passes(monkeypatch):
+    from tfcompress.sparsity import structured_reconstruct
+
+    model = _unpadded_bert(4)
+    data = []
+    for s in range(3):
+        x = _tokens(model, seed=s)
+        x["padding_mask"] = np.ones_like(x["padding_mask"])
+        data.append(x)
+    kwargs = dict(
+        heads=0.5,
+        ffn=0.5,
+        criterion="magnitude",
+        representative_data=data,
+        reconstruct="least_squares",
+    )
+    carried = []
+    find_carried = structured_reconstruct._carried
+    monkeypatch.setattr(
+        structured_reconstruct,
+        "_carried",
+        lambda *args: carried.append(find_carried(*args)) or carried[-1],
+    )
+    fast = prune_structured(model, **kwargs)
+    assert carried[-1] is not None
+    monkeypatch.setattr(structured_reconstruct, "_carried", lambda *args: None)
+    slow = prune_structured(model, **kwargs)
+    for a, b in zip(fast.weights, slow.weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-4, atol=1e-5)

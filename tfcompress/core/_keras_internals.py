@@ -395,3 +395,19 @@ def llama_attention_classes():
             "update tfcompress/core/_keras_internals.py."
         ) from error
     return LlamaAttention, LlamaRotaryEmbedding
+
+
+def cross_attention_sublayers(block):
+    """`(attention, norm)` of a keras-hub block's cross-attention, or None without one.
+
+    keras-hub's `TransformerDecoder` builds `_cross_attention_layer` and
+    `_cross_attention_layer_norm` when it is first called with an
+    `encoder_sequence` (BART- and T5-style decoders), and leaves the first
+    None otherwise; blocks of other classes have neither.
+    """
+    attention = getattr(block, "_cross_attention_layer", None)
+    if attention is None:
+        return None
+    return attention, _private(
+        block, "_cross_attention_layer_norm", "the norm before or after the cross-attention"
+    )

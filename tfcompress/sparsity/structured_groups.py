@@ -63,6 +63,8 @@ class Group:
             group's `rebuild` to put the smaller layers in place.
         query_heads_per_unit: for grouped-query attention, the query heads
             each unit (a key/value head) carries; None elsewhere.
+        layer_path: for heads, the path of the attention layer itself (a
+            decoder block holds a self- and a cross-attention); None elsewhere.
     """
 
     kind: str
@@ -73,6 +75,7 @@ class Group:
     granular: bool = True
     commit: object = None
     query_heads_per_unit: object = None
+    layer_path: str = None
 
 
 def contiguous(num_units, width=1):
@@ -181,7 +184,13 @@ def _head_group(model, ref):
         replace_layer(model, ref, new)
 
     return Group(
-        "heads", ref.path.rpartition("/")[0] or ref.path, heads, members, rebuild, granular=False
+        "heads",
+        ref.path.rpartition("/")[0] or ref.path,
+        heads,
+        members,
+        rebuild,
+        granular=False,
+        layer_path=ref.path,
     )
 
 
@@ -213,6 +222,7 @@ def _key_value_group(model, ref):
         rebuild,
         granular=False,
         query_heads_per_unit=per_group,
+        layer_path=ref.path,
     )
 
 
@@ -280,4 +290,11 @@ def transformer_groups(model):
             found["heads"].append(_key_value_group(model, ref))
         elif (sublayers := _ffn_sublayers(ref.layer)) is not None:
             found["ffn"].append(_ffn_group(model, ref, sublayers))
+    # Groups are told apart by path (per-layer fractions, counts, scores): a
+    # block's second attention (a decoder's cross-attention) goes by its own.
+    seen = set()
+    for index, group in enumerate(found["heads"]):
+        if group.path in seen:
+            found["heads"][index] = dataclasses.replace(group, path=group.layer_path)
+        seen.add(group.path)
     return found

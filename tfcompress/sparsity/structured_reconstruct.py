@@ -7,7 +7,10 @@ reader is refitted by ridge least squares on calibration data (Kwon et al.
 2022, "A Fast Post-Training Pruning Framework for Transformers", solve the
 layer-wise reconstruction in closed form; FLAP's bias compensation is the
 bias-only case), one reader at a time in call order, so every reader sees the
-outputs of the pruned and already refitted layers before it.
+outputs of the pruned and already refitted layers before it. Those inputs
+come from the transformer block alone, fed the carried outputs of the
+refitted blocks before it, when the blocks allow it (no padded token), else
+from a model pass stopped at the reader.
 
 The target is the original model's output of the same reader on the same
 batch. Inside a keras-hub block it is corrected for the residual stream: the
@@ -18,14 +21,15 @@ residual - pruned residual`, which makes the residual sum match, not only the
 branch.
 """
 
-import keras
+import functools
+
 import numpy as np
 
 from tfcompress.core._keras_internals import (
     KerasInternalsError,
     attention_projections,
     block_sublayers,
-    llama_attention_classes,
+    cross_attention_sublayers,
 )
 from tfcompress.core.batches import padding_mask
 from tfcompress.core.intercept_calls import intercept_calls
@@ -35,38 +39,40 @@ from tfcompress.sparsity._calibration import _Stop
 from tfcompress.sparsity._kernel_view import kernel_view
 
 MODES = ("bias", "least_squares")
-_ATTENTION = (keras.layers.MultiHeadAttention, llama_attention_classes()[0])
 
 
-def _residual_source(block, kind):
-    """`(layer, its input is the residual)` of the head or FFN branch of a keras-hub block."""
+def _residual_source(block, attention, kind):
+    """The layer whose input is the residual the head or FFN branch of a keras-hub block adds to."""
     try:
         sublayers = block_sublayers(block)
     except KerasInternalsError:
         return None
     # Pre-norm blocks add the branch to the norm's input; post-norm blocks to
-    # the branch's own input (the block input, or the attention norm's output).
+    # the branch's own input (the block input, or the previous norm's output).
     pre_norm = getattr(block, "normalize_first", True)
-    if kind == "heads":
-        return (
-            sublayers.attention_norm
-            if pre_norm
-            else attention_projections(sublayers.attention).query
-        )
-    return sublayers.ffn_norm if pre_norm else sublayers.up
+    if kind != "heads":
+        return sublayers.ffn_norm if pre_norm else sublayers.up
+    norm = sublayers.attention_norm
+    if attention is not sublayers.attention:
+        cross = cross_attention_sublayers(block)
+        if cross is None or cross[0] is not attention:
+            return None
+        norm = cross[1]
+    return norm if pre_norm else attention_projections(attention).query
+
+
+def _layer_at(model, path):
+    return model if path == "" else find_layer(model, path).layer
 
 
 def _reader(model, group):
     """`(reader layer, residual source layer or None)` of a rebuilt group, found by path."""
-    owner = model if group.path == "" else find_layer(model, group.path).layer
-    if group.kind == "heads":
-        attention = next(
-            (ref.layer for ref in walk_layers(owner) if isinstance(ref.layer, _ATTENTION)), owner
-        )
-        reader = attention_projections(attention).output
-    else:
-        reader = block_sublayers(owner).down
-    return reader, _residual_source(owner, group.kind)
+    if group.kind != "heads":
+        block = _layer_at(model, group.path)
+        return block_sublayers(block).down, _residual_source(block, None, group.kind)
+    attention = _layer_at(model, group.layer_path)
+    block = _layer_at(model, group.layer_path.rpartition("/")[0])
+    return attention_projections(attention).output, _residual_source(block, attention, "heads")
 
 
 def check_readers(model, groups, mode):
@@ -132,8 +138,8 @@ def _targets(original, batches, sources):
     return found
 
 
-def _capture(model, batch, reader, residual):
-    """The reader's input rows and the residual rows, from a pass stopped at the reader."""
+def _capture(run, reader, residual):
+    """The reader's input rows and the residual rows, from `run()` stopped at the reader."""
     seen = {}
 
     def hook(layer, inputs, outputs):
@@ -146,7 +152,7 @@ def _capture(model, batch, reader, residual):
     hooked = [reader] + ([residual] if residual is not None else [])
     with intercept_calls(hooked, hook):
         try:
-            _calibration.forward(model, batch)
+            run()
         except _Stop:
             pass
     if "inputs" not in seen:
@@ -186,6 +192,30 @@ def _refit(reader, design, goal, mode, ridge):
         bias.assign(solved[-1].astype("float32"))
 
 
+def _carried(pruned, batches, readers):
+    """`(blocks, block index per reader, first block's inputs)` to carry, or None.
+
+    Carrying each block's outputs to the next makes the cost linear in depth
+    (one block pass per reader instead of a model pass up to it). It needs
+    every reader inside a transformer block, and blocks that compute alone
+    what they compute in the model: `_calibration.carried_inputs` checks
+    that, and padded tokens (which only the model's own call masks) rule it
+    out on every batch.
+    """
+    blocks = _calibration.transformer_blocks(pruned)
+    if not blocks or any(
+        mask is not None and not np.all(np.asarray(mask)) for mask in map(padding_mask, batches)
+    ):
+        return None
+    owner = {}
+    for index, block in enumerate(blocks):
+        owner.update({id(ref.layer): index for ref in walk_layers(block)})
+    if any(id(reader) not in owner for reader in readers):
+        return None
+    inputs = _calibration.carried_inputs(pruned, batches, blocks)
+    return None if inputs is None else (blocks, owner, inputs)
+
+
 def reconstruct_readers(
     original, pruned, groups, batches, mode="least_squares", ridge=1e-2, progress=None
 ):
@@ -206,10 +236,21 @@ def reconstruct_readers(
     rank = {id(layer): i for i, layer in enumerate(order)}
     pairs.sort(key=lambda pair: rank.get(id(pair[1][0]), len(rank)))
     targets = _targets(original, batches, [source for source, _ in pairs])
+    carry = _carried(pruned, batches, [reader for _, (reader, _) in pairs])
+    fed = 0  # the block whose inputs `carry` holds
     for done, ((source, _), (reader, residual)) in enumerate(pairs, 1):
+        if carry is not None:
+            blocks, owner, inputs = carry
+            while fed < owner[id(reader)]:
+                inputs = _calibration.block_outputs(blocks[fed], inputs)
+                fed += 1
+            carry = blocks, owner, inputs
+            runs = [functools.partial(blocks[fed], x, training=False) for x in inputs]
+        else:
+            runs = [functools.partial(_calibration.forward, pruned, b) for b in batches]
         design = goal = 0.0
-        for batch, target in zip(batches, targets):
-            seen = _capture(pruned, batch, reader, residual)
+        for batch, target, run in zip(batches, targets, runs):
+            seen = _capture(run, reader, residual)
             wanted = target[id(source)].astype("float64")
             if residual is not None:
                 wanted = wanted - seen["residual"]
