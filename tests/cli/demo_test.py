@@ -213,6 +213,11 @@ def test_verbosity_brings_the_converter_logs_back(demo_dir, tmp_path):
         ({"bench_rounds": 0}, r"`bench_rounds` must be an int >= 1. Received: bench_rounds=0"),
         ({"bench_runs": 2.5}, r"`bench_runs` must be an int >= 1. Received: bench_runs=2.5"),
         ({"bench_threads": 0}, r"`bench_threads` must be an int >= 1. Received: bench_threads=0"),
+        (
+            {"target_sparsity": 1.0},
+            r"`target_sparsity` must be in \[0, 1\). Received: target_sparsity=1.0",
+        ),
+        ({"target_sparsity": "0.5"}, r"`target_sparsity` must be a float in \[0, 1\)"),
     ],
 )
 def test_bad_bench_arguments_fail_before_training(tmp_path, kwargs, message):

@@ -268,6 +268,7 @@ def test_original_model_is_untouched():
         ({"rank": 1000}, r"`rank=1000` is larger than these layers allow"),
         ({"energy": 0.0}, r"`energy` must be in \(0, 1\] .* Received: energy=0.0"),
         ({"energy": 1.5}, r"`energy` must be in \(0, 1\]"),
+        ({"energy": True}, r"`energy` must be in \(0, 1\] .* Received: energy=True"),
         ({"compression": 1.0}, r"`compression` must be in \(0, 1\) .* Received: compression=1.0"),
         ({"compression": 0.0}, r"`compression` must be in \(0, 1\)"),
         ({"compression": 0.05}, r"`compression=0.05` keeps fewer parameters than rank 8"),

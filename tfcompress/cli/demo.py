@@ -174,12 +174,9 @@ def run_demo(
 
 
 def _check_arguments(target_sparsity, bench_rounds, bench_runs, bench_threads):
-    if not 0.0 <= target_sparsity < 1.0:
-        raise ValueError(
-            f"`target_sparsity` must be in [0, 1). Received: target_sparsity={target_sparsity}"
-        )
-    from tfcompress.core.checks import check_int
+    from tfcompress.core.checks import check_fraction, check_int
 
+    check_fraction(target_sparsity, "target_sparsity")
     # Checked here rather than by the runtime, so a typo fails before training.
     for flag, value in (
         ("bench_rounds", bench_rounds),

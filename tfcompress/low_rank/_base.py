@@ -2,6 +2,7 @@
 
 import keras
 
+from tfcompress.core.checks import check_int
 from tfcompress.core.wrapper import build_shape_of
 
 
@@ -17,9 +18,7 @@ class LowRankLayer(keras.layers.Layer):
 
     def __init__(self, rank, activation=None, weight_error=None, output_error=None, **kwargs):
         super().__init__(**kwargs)
-        if not isinstance(rank, int) or isinstance(rank, bool) or rank < 1:
-            raise ValueError(f"`rank` must be an int >= 1. Received: rank={rank!r}")
-        self.rank = rank
+        self.rank = check_int(rank, "rank", 1, expected="an int >= 1")
         self.activation = keras.activations.get(activation)
         self.weight_error = weight_error
         self.output_error = output_error

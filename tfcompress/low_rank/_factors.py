@@ -9,6 +9,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from tfcompress.core.checks import check_number
+
 METHODS = ("svd", "activation_aware", "whitened")
 DATA_METHODS = ("activation_aware", "whitened")
 
@@ -150,8 +152,7 @@ def allocate_ranks(layers, keep_fraction, round_to, spread=SPREAD):
     Raises:
         ValueError: for a `spread` outside [0, 1].
     """
-    if not 0 <= spread <= 1:
-        raise ValueError(f"`spread` must be in [0, 1]. Received: spread={spread!r}")
+    check_number(spread, "spread", 0, 1)
     size = {key: m * n + bias for key, ((m, n), bias, _) in layers.items()}
     total = sum(size.values())
     budget = keep_fraction * total

@@ -3,15 +3,12 @@
 import keras
 import numpy as np
 
+from tfcompress.core.checks import check_int, check_number
 from tfcompress.core.layer_tree import walk_layers
 from tfcompress.core.wrapper import CompressionWrapper, build_shape_of
 from tfcompress.low_rank._base import LowRankLayer
 from tfcompress.low_rank._factors import DATA_METHODS, METHODS, break_even
 from tfcompress.low_rank._kernel_spec import KernelSpec
-
-
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
 
 def check_arguments(rank, energy, compression, method, representative_data, round_to, latency_gate):
@@ -26,32 +23,38 @@ def check_arguments(rank, energy, compression, method, representative_data, roun
             "Pass exactly one of `rank`, `energy` or `compression`. Received: "
             f"rank={rank!r}, energy={energy!r}, compression={compression!r}."
         )
-    if rank is not None and (not _is_int(rank) or rank < 1):
-        raise ValueError(f"`rank` must be an int >= 1. Received: rank={rank!r}")
-    if energy is not None and not (isinstance(energy, (int, float)) and 0 < energy <= 1):
-        raise ValueError(
-            f"`energy` must be in (0, 1] (the fraction of the squared spectrum kept). Received: energy={energy!r}"
-        )
-    if compression is not None and not (
-        isinstance(compression, (int, float)) and 0 < compression < 1
-    ):
-        raise ValueError(
-            "`compression` must be in (0, 1) (the fraction of the factorized layers' parameters "
-            f"kept, e.g. 0.7). Received: compression={compression!r}"
-        )
+    check_int(rank, "rank", 1, allow_none=True, expected="an int >= 1")
+    check_number(
+        energy,
+        "energy",
+        0,
+        1,
+        open_low=True,
+        allow_none=True,
+        expected="in (0, 1] (the fraction of the squared spectrum kept)",
+    )
+    check_number(
+        compression,
+        "compression",
+        0,
+        1,
+        open_low=True,
+        open_high=True,
+        allow_none=True,
+        expected="in (0, 1) (the fraction of the factorized layers' parameters kept, e.g. 0.7)",
+    )
     if method not in METHODS:
         raise ValueError(f"`method` must be one of {METHODS}. Received: method={method!r}")
     if method in DATA_METHODS and representative_data is None:
         raise ValueError(
             f"`method={method!r}` weights the factorization by the layers' inputs and needs "
-            "`representative_data` (a few hundred examples of model inputs); pass it, or use method='svd'."
+            "`representative_data` (a few hundred examples of model inputs); pass it, or use "
+            "method='svd'."
         )
-    if not _is_int(round_to) or round_to < 1:
-        raise ValueError(f"`round_to` must be an int >= 1. Received: round_to={round_to!r}")
-    if not (isinstance(latency_gate, bool) or (_is_int(latency_gate) and latency_gate >= 1)):
-        raise ValueError(
-            "`latency_gate` must be False, True or a LiteRT thread count >= 1. "
-            f"Received: latency_gate={latency_gate!r}"
+    check_int(round_to, "round_to", 1, expected="an int >= 1")
+    if not isinstance(latency_gate, bool):
+        check_int(
+            latency_gate, "latency_gate", 1, expected="False, True or a LiteRT thread count >= 1"
         )
 
 
@@ -149,7 +152,8 @@ def check_selection(specs, rank, compression, round_to, layers, latency_gate, re
         if too_small and (layers is not None or len(too_small) == len(specs)):
             raise ValueError(
                 f"`rank={rank}` is larger than these layers allow (their largest rank): "
-                f"{dict(list(too_small.items())[:6])}. Pass a smaller `rank` or leave them out of `layers`."
+                f"{dict(list(too_small.items())[:6])}. Pass a smaller `rank` or leave them out "
+                "of `layers`."
             )
     if compression is not None:
         total = sum(_parameters(s) for s in specs.values())

@@ -196,7 +196,8 @@ def _keep_slower_dense(plan, specs, stats, threads):
         faster, dense_ms, low_ms = factorized_is_faster(rows, m, n, plan[path], threads)
         if not faster:
             _LOG.info(
-                "low_rank: %s stays dense: %dx%d at rank %d, %d rows: %.4f ms factorized vs %.4f ms dense",
+                "low_rank: %s stays dense: %dx%d at rank %d, %d rows: "
+                "%.4f ms factorized vs %.4f ms dense",
                 path,
                 m,
                 n,

@@ -8,7 +8,7 @@ from tfcompress.core.layer_tree import walk_layers
 from tfcompress.core.wrapper import CompressionWrapper
 from tfcompress.evaluation._table import format_number, format_table
 from tfcompress.low_rank._base import LowRankLayer
-from tfcompress.low_rank._kernel_spec import KernelSpec
+from tfcompress.low_rank._selection import candidates
 from tfcompress.low_rank._statistics import gather_statistics, output_error
 
 _HEADERS = (
@@ -109,19 +109,22 @@ def _matrix(kernel, rows):
 
 
 def _original_specs(original, paths):
-    """`{path: KernelSpec}` of `original`'s layers at the factorized paths."""
-    found = {
-        ref.path: ref.layer
-        for ref in walk_layers(original)
-        if isinstance(ref.layer, (keras.layers.Dense, keras.layers.EinsumDense))
-    }
-    missing = [path for path in paths if path not in found]
+    """`{path: KernelSpec}` of `original`'s layers at the factorized paths.
+
+    The same candidates `factorize` chose from, so a path it factorized is
+    found here unless `original` is another model.
+    """
+    specs, skipped = candidates(original)
+    missing = [path for path in paths if path not in specs]
     if missing:
+        reasons = {path: skipped[path] for path in missing if path in skipped}
         raise ValueError(
             f"`original` has no Dense/EinsumDense at {missing[:4]}, the paths of factorized "
-            "layers of `model`; pass the model that was given to `factorize`."
+            "layers of `model`"
+            + (f" (there: {reasons})" if reasons else "")
+            + "; pass the model that was given to `factorize`."
         )
-    return {path: KernelSpec(found[path]) for path in paths}
+    return {path: specs[path] for path in paths}
 
 
 def low_rank_report(model, original=None, representative_data=None):
