@@ -221,7 +221,10 @@ class CompressedModel:
         # Files saved before replacements were recorded have none.
         replacements = config.pop(_SAVED_REPLACEMENTS, [])
         saved["config"] = config
-        import_registered_classes(saved)
+        # Only the modules the configs name (the model's, the wrappers', the
+        # replaced layers'): loading a pruned model imports no quantization
+        # or distillation code.
+        import_registered_classes([saved, entries, replacements], subpackages=False)
         try:
             model = keras.saving.deserialize_keras_object(saved, custom_objects=custom_objects)
         except TypeError as error:

@@ -25,7 +25,7 @@ def _named_modules(config):
     return sorted(found)
 
 
-def import_registered_classes(config=None):
+def import_registered_classes(config=None, *, subpackages=True):
     """Imports the tfcompress modules whose classes saved models name.
 
     Keras finds a registered class at load only once the module defining it
@@ -38,6 +38,9 @@ def import_registered_classes(config=None):
     Args:
         config: a serialized Keras config (dicts and lists, e.g. a `.keras`
             file's `config.json`), or None.
+        subpackages: also import every subpackage in
+            `tfcompress.SAVED_CLASS_SUBPACKAGES`; False imports only what
+            `config` names (a pruned model's file names no quantization class).
 
     Returns:
         The names of the modules imported for `config` (sorted).
@@ -49,7 +52,7 @@ def import_registered_classes(config=None):
     model = keras.saving.load_model("pruned.keras")
     ```
     """
-    for name in tfcompress.SAVED_CLASS_SUBPACKAGES:
+    for name in tfcompress.SAVED_CLASS_SUBPACKAGES if subpackages else ():
         importlib.import_module(f"tfcompress.{name}")
     named = [m for m in _named_modules(config or {}) if _importable(m)]
     for module in named:
