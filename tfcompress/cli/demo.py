@@ -18,6 +18,7 @@ without optimizer state, so it compares weights with weights.
 
 import os
 import time
+from typing import NamedTuple
 
 from absl import flags
 
@@ -54,6 +55,43 @@ flags.DEFINE_integer(
 _BATCH = 32
 
 
+class _Training(NamedTuple):
+    """What every training stage fits on."""
+
+    x: object
+    y: object
+    verbose: int
+
+
+class _Bench(NamedTuple):
+    """How the latency column is measured."""
+
+    rounds: int
+    runs: int
+    threads: int
+
+
+class _Float(NamedTuple):
+    """Stage 1's result: the trained float model and its inference-only `.keras` size."""
+
+    model: object
+    keras_size: dict
+
+
+class _Exported(NamedTuple):
+    """Stage 4's result: `{row name: ExportResult}` of the TFLite files, and the C array."""
+
+    tflite: dict
+    c_array: object
+
+
+class _Evaluated(NamedTuple):
+    """Stage 5's result: the comparison table and each model's latency."""
+
+    comparison: object
+    latencies: dict
+
+
 def _stage(number, text):
     print(f"[{number}/6] {text}", flush=True)
 
@@ -83,17 +121,20 @@ def _save_for_inference(model, path):
     return path
 
 
-def _notes(latencies, bench_rounds, bench_runs, c_array):
+def _notes(latencies, bench, c_array):
     """The lines under the table: how latency was measured, the microcontroller build."""
     lite = latencies["float32"]
+    arena = "TFLM measured + margin" if c_array.tflm else "estimate"
     return [
-        "Accuracy and f1 (macro over the 10 digits) on the held-out images; agreement: same class as the Keras float model.",
-        f"Latency: median of {lite.runs} timed runs per model (batch of 1), {bench_rounds} rounds x {bench_runs} runs, "
-        f"models in turns, 1 warmup call per turn, LiteRT inputs in the model's dtype; LiteRT {lite.backend} "
-        f"{lite.num_threads} thread(s), Keras float via predict_on_batch ({latencies['keras float'].backend}). "
-        "Keras size: float_inference.keras (no optimizer state).",
-        f"LiteRT backend: {lite.backend}. Flash for the microcontroller build: {c_array.flash_bytes:,} bytes, "
-        f"tensor arena: {c_array.arena_bytes:,} bytes ({'TFLM measured + margin' if c_array.tflm else 'estimate'}).",
+        "Accuracy and f1 (macro over the 10 digits) on the held-out images; agreement: same "
+        "class as the Keras float model.",
+        f"Latency: median of {lite.runs} timed runs per model (batch of 1), {bench.rounds} "
+        f"rounds x {bench.runs} runs, models in turns, 1 warmup call per turn, LiteRT inputs "
+        f"in the model's dtype; LiteRT {lite.backend} {lite.num_threads} thread(s), Keras "
+        f"float via predict_on_batch ({latencies['keras float'].backend}). Keras size: "
+        "float_inference.keras (no optimizer state).",
+        f"LiteRT backend: {lite.backend}. Flash for the microcontroller build: "
+        f"{c_array.flash_bytes:,} bytes, tensor arena: {c_array.arena_bytes:,} bytes ({arena}).",
     ]
 
 
@@ -137,38 +178,41 @@ def run_demo(
     keras.utils.set_random_seed(seed)
     x_train, y_train, x_test, y_test = digits.load_digits(seed)
     started = time.time()
-    train = (x_train, y_train, verbose)
+    train = _Training(x_train, y_train, verbose)
+    bench = _Bench(bench_rounds, bench_runs, bench_threads)
 
     _stage(1, f"Training the float digits CNN ({len(x_train)} train / {len(x_test)} test images)")
-    float_model, keras_size = _train_float(train, epochs, output_dir)
+    trained = _train_float(train, epochs, output_dir)
     _stage(
         2,
         f"Pruning to {target_sparsity:.0%} sparsity (PolynomialDecay over {prune_epochs} epochs, "
         f"then {recover_epochs} recovery epochs)",
     )
-    pruned = _prune(float_model, train, target_sparsity, prune_epochs, recover_epochs, output_dir)
+    pruned = _prune(trained.model, train, target_sparsity, prune_epochs, recover_epochs, output_dir)
     _stage(
         3, f"Quantization-aware training of the pruned model, its zeros kept ({qat_epochs} epochs)"
     )
     qat = _quantization_aware(pruned, train, qat_epochs, output_dir)
     _stage(4, "Exporting TFLite (float32, float16, dynamic_int8, int8) and a C array")
-    exports, c_array = _export(float_model, pruned, qat, x_test, output_dir)
+    exported = _export(trained.model, pruned, qat, x_test, output_dir)
     _stage(
         5,
-        f"Evaluating with LiteRT ({bench_rounds} interleaved rounds x {bench_runs} timed runs per model)",
+        f"Evaluating with LiteRT ({bench.rounds} interleaved rounds x {bench.runs} timed runs "
+        "per model)",
     )
-    latency = (bench_rounds, bench_runs, bench_threads)
-    comparison, latencies = _evaluate(float_model, keras_size, exports, x_test, y_test, latency)
+    evaluated = _evaluate(trained, exported.tflite, x_test, y_test, bench)
+    comparison = evaluated.comparison
     _stage(6, "Report")
     print(comparison.table())
     report_json = os.path.join(output_dir, "report.json")
     plot_png = os.path.join(output_dir, "pareto.png")
     comparison.to_json(report_json)
     comparison.plot(plot_png, metric="accuracy")
-    for line in _notes(latencies, bench_rounds, bench_runs, c_array):
+    for line in _notes(evaluated.latencies, bench, exported.c_array):
         print(line)
     print(
-        f"Report: {report_json}\nPlot:   {plot_png}\nModels: {output_dir}\nDone in {time.time() - started:.0f} s."
+        f"Report: {report_json}\nPlot:   {plot_png}\nModels: {output_dir}\n"
+        f"Done in {time.time() - started:.0f} s."
     )
     return comparison
 
@@ -187,18 +231,17 @@ def _check_arguments(target_sparsity, bench_rounds, bench_runs, bench_threads):
 
 
 def _train_float(train, epochs, output_dir):
-    """Stage 1: the trained float CNN and the size of its inference-only `.keras`."""
+    """Stage 1: the trained float CNN and the size of its inference-only `.keras`, a `_Float`."""
     from tfcompress import evaluation
     from tfcompress.cli import digits
 
-    x_train, y_train, verbose = train
     float_model = _compile(digits.build_digits_cnn())
-    float_model.fit(x_train, y_train, batch_size=_BATCH, epochs=epochs, verbose=verbose)
+    float_model.fit(train.x, train.y, batch_size=_BATCH, epochs=epochs, verbose=train.verbose)
     float_model.save(os.path.join(output_dir, "float.keras"))
     keras_size = evaluation.model_size(
         _save_for_inference(float_model, os.path.join(output_dir, "float_inference.keras"))
     )
-    return float_model, keras_size
+    return _Float(float_model, keras_size)
 
 
 def _prune(float_model, train, target_sparsity, prune_epochs, recover_epochs, output_dir):
@@ -207,8 +250,7 @@ def _prune(float_model, train, target_sparsity, prune_epochs, recover_epochs, ou
 
     from tfcompress import sparsity
 
-    x_train, y_train, verbose = train
-    steps_per_epoch = int(np.ceil(len(x_train) / _BATCH))
+    steps_per_epoch = int(np.ceil(len(train.x) / _BATCH))
     # Steps count from 0: without recovery epochs the final mask update must
     # land on the last step, `steps * epochs - 1`.
     end_step = min(
@@ -219,11 +261,11 @@ def _prune(float_model, train, target_sparsity, prune_epochs, recover_epochs, ou
     )
     pruned = _compile(sparsity.prune_low_magnitude(float_model, schedule))
     pruned.fit(
-        x_train,
-        y_train,
+        train.x,
+        train.y,
         batch_size=_BATCH,
         epochs=prune_epochs + recover_epochs,
-        verbose=verbose,
+        verbose=train.verbose,
         callbacks=[sparsity.UpdatePruningStep()],
     )
     pruned = sparsity.strip_pruning(pruned)
@@ -236,15 +278,14 @@ def _quantization_aware(pruned, train, qat_epochs, output_dir):
     """Stage 3: the pruned model after quantization-aware training, saved."""
     from tfcompress import quantization
 
-    x_train, y_train, verbose = train
     qat = _compile(quantization.quantize_model(pruned))
-    qat.fit(x_train, y_train, batch_size=_BATCH, epochs=qat_epochs, verbose=verbose)
+    qat.fit(train.x, train.y, batch_size=_BATCH, epochs=qat_epochs, verbose=train.verbose)
     qat.save(os.path.join(output_dir, "qat.keras"))
     return qat
 
 
 def _export(float_model, pruned, qat, x_test, output_dir):
-    """Stage 4: `({row name: ExportResult}, CArrayResult)` of the four TFLite files."""
+    """Stage 4: the four TFLite files and the C array of the int8 one, an `_Exported`."""
     from tfcompress import export
 
     exports = {
@@ -273,27 +314,27 @@ def _export(float_model, pruned, qat, x_test, output_dir):
         print(f"    {name:<20} {result.path} ({result.size_bytes:,} bytes)")
     print(f"    C array: {c_array.header_path}, {c_array.source_path}")
     print("\n".join(f"    {line}" for line in c_array.report_lines()))
-    return exports, c_array
+    return _Exported(exports, c_array)
 
 
-def _evaluate(float_model, keras_size, exports, x_test, y_test, latency):
-    """Stage 5: `(Comparison, latencies)` of the Keras float model and the TFLite files."""
+def _evaluate(trained, exports, x_test, y_test, bench):
+    """Stage 5: the Keras float model and the TFLite files compared, an `_Evaluated`."""
     from tfcompress import evaluation, runtime
 
-    bench_rounds, bench_runs, bench_threads = latency
     interpreters = {
-        name: runtime.load(result.path, num_threads=bench_threads)
+        name: runtime.load(result.path, num_threads=bench.threads)
         for name, result in exports.items()
     }
+    float_model = trained.model
     latencies = evaluation.interleaved_latency(
         {"keras float": float_model, **interpreters},
         x_test[:1],
-        rounds=bench_rounds,
-        runs=bench_runs,
+        rounds=bench.rounds,
+        runs=bench.runs,
         warmup=1,
     )
     float_scores = float_model.predict(x_test, verbose=0)
-    entries = [_entry("keras float", keras_size, latencies, float_scores)]
+    entries = [_entry("keras float", trained.keras_size, latencies, float_scores)]
     for name, interpreter in interpreters.items():
         scores = interpreter.run(x_test)
         entries.append(
@@ -302,7 +343,7 @@ def _evaluate(float_model, keras_size, exports, x_test, y_test, latency):
                 agreement=evaluation.agreement(float_scores, scores),
             )
         )
-    return evaluation.compare(entries, reference="float32", labels=y_test), latencies
+    return _Evaluated(evaluation.compare(entries, reference="float32", labels=y_test), latencies)
 
 
 def _entry(name, size, latencies, predictions):

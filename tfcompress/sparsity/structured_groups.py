@@ -151,6 +151,20 @@ def _sliced_weights(layer, members, keep):
     return weights
 
 
+def _heads(ref, size, members, rebuild, **extra):
+    """The heads `Group` of the attention layer at `ref`, named by its block's path."""
+    return Group(
+        "heads",
+        ref.path.rpartition("/")[0] or ref.path,
+        size,
+        members,
+        rebuild,
+        granular=False,
+        layer_path=ref.path,
+        **extra,
+    )
+
+
 def _head_group(model, ref):
     mha = ref.layer
     heads = mha.num_heads
@@ -183,15 +197,7 @@ def _head_group(model, ref):
         )
         replace_layer(model, ref, new)
 
-    return Group(
-        "heads",
-        ref.path.rpartition("/")[0] or ref.path,
-        heads,
-        members,
-        rebuild,
-        granular=False,
-        layer_path=ref.path,
-    )
+    return _heads(ref, heads, members, rebuild)
 
 
 def _key_value_group(model, ref):
@@ -214,16 +220,7 @@ def _key_value_group(model, ref):
         )
         replace_layer(model, ref, new)
 
-    return Group(
-        "heads",
-        ref.path.rpartition("/")[0] or ref.path,
-        groups,
-        members,
-        rebuild,
-        granular=False,
-        query_heads_per_unit=per_group,
-        layer_path=ref.path,
-    )
+    return _heads(ref, groups, members, rebuild, query_heads_per_unit=per_group)
 
 
 def _ffn_group(model, ref, sublayers):
