@@ -8,6 +8,7 @@ import warnings
 
 import tensorflow as tf
 
+from tfcompress.export import flatbuffer
 from tfcompress.export.generator import (
     decoder_weights,
     graph as graph_lib,
@@ -203,14 +204,15 @@ def to_tflite_generator(
         )
         inputs = graph.record_linear_inputs(ids)
         graph.split_outlier_channels(outlier_channels.select_outlier_channels(inputs))
-    content = _convert(graph, prefill_lengths, target, progress)
+    model = flatbuffer.read_model(_convert(graph, prefill_lengths, target, progress))
+    progress("rewriting weights")
     if target in INT8_TARGETS:
-        content = weight_rewrites.restore_float_lookups(content, graph.lookup_tables())
-    content = weight_rewrites.store_embedding_once(content)
+        weight_rewrites.restore_float_lookups(model, graph.lookup_tables())
+    weight_rewrites.store_embedding_once(model)
     if target == "int8_weights":
-        content = weight_rewrites.dequantize_weights_once(content)
+        weight_rewrites.dequantize_weights_once(model)
     if target == "mixed_int8":
-        content = weight_rewrites.dequantize_weights_once(content, only=graph.split_kernels())
+        weight_rewrites.dequantize_weights_once(model, only=graph.split_kernels())
     meta = dict(
         format_version=metadata_lib.FORMAT_VERSION,
         architecture=weights.architecture,
@@ -224,7 +226,9 @@ def to_tflite_generator(
         target=target,
         **meta_tokenizer,
     )
-    content = metadata_lib.add_generator_metadata(content, meta)
+    metadata_lib.add_generator_metadata(model, meta)
+    # Packed once, after every rewrite: each pack of SmolLM2 copies its 145+ MB.
+    content = flatbuffer.pack(model)
     checks = {}
     if verify:
         progress("verifying decode logits against call_with_cache")

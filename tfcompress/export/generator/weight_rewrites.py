@@ -1,4 +1,8 @@
-"""Flatbuffer rewrites after conversion: one copy of the tied embedding, weight-only int8."""
+"""Flatbuffer rewrites after conversion: one copy of the tied embedding, weight-only int8.
+
+Each edits an unpacked `schema.ModelT` in place, so an export unpacks and
+packs the converted file once however many rewrites it applies.
+"""
 
 import numpy as np
 
@@ -122,7 +126,7 @@ def _original_of(values, step, tables):
     return None
 
 
-def restore_float_lookups(content, tables):
+def restore_float_lookups(model, tables):
     """Gives GATHER back the float `tables` the converter stored as per-tensor int8.
 
     Dynamic-range conversion quantizes every constant of 1024+ values, so the
@@ -134,13 +138,9 @@ def restore_float_lookups(content, tables):
     DEQUANTIZE is dropped.
 
     Args:
-        content: the converted flatbuffer bytes.
+        model: the converted `schema.ModelT`, edited in place.
         tables: the float arrays the graph gathers from.
-
-    Returns:
-        The rewritten flatbuffer bytes.
     """
-    model = flatbuffer.read_model(content)
     tables = [np.asarray(t, np.float32) for t in tables]
     restored = {}
     for subgraph in model.subgraphs:
@@ -174,20 +174,15 @@ def restore_float_lookups(content, tables):
             if tensor.buffer in restored:
                 tensor.type = schema.TensorType.FLOAT32
                 tensor.quantization = None
-    return flatbuffer.pack(model)
 
 
-def store_embedding_once(content):
-    """Rewrites a converted generator so its tied embedding table is stored once.
+def store_embedding_once(model):
+    """Edits a converted generator (`schema.ModelT`) so its tied embedding is stored once.
 
     Float tables: byte-identical copies share a buffer. Int8 targets: the
     lookup's int8 table is replaced by the LM head's per-channel int8 weights
     and its row scales by the head's scales, so both read one table.
-
-    Returns:
-        The rewritten flatbuffer bytes.
     """
-    model = flatbuffer.read_model(content)
     for table, scales in _int8_lookup_pairs(model):
         heads = _lm_heads(model, table.shape[0], table.shape[1])
         if not heads:
@@ -201,7 +196,6 @@ def store_embedding_once(content):
         if not any(t.buffer == old for sg in model.subgraphs for t in sg.tensors):
             model.buffers[old].data = None
     share_identical_buffers(model)
-    return flatbuffer.pack(model)
 
 
 def _matches_one_of(model, weight, kernels):
@@ -222,7 +216,7 @@ def _matches_one_of(model, weight, kernels):
     )
 
 
-def dequantize_weights_once(content, only=None):
+def dequantize_weights_once(model, only=None):
     """Turns hybrid int8 FULLY_CONNECTED ops into float ones reading int8-stored weights.
 
     Each int8 weight gets a DEQUANTIZE in front of its FULLY_CONNECTED: the
@@ -231,14 +225,10 @@ def dequantize_weights_once(content, only=None):
     never quantized (int8 weights with float activations).
 
     Args:
-        content: the flatbuffer bytes.
+        model: the `schema.ModelT`, edited in place.
         only: float kernels [in, out]: rewrite just the ops whose int8 weight
             is one of them quantized, or None for every hybrid op.
-
-    Returns:
-        The rewritten flatbuffer bytes.
     """
-    model = flatbuffer.read_model(content)
     dequantize = flatbuffer.opcode_index(model, schema.BuiltinOperator.DEQUANTIZE)
     for subgraph in model.subgraphs:
         operators = []
@@ -263,4 +253,3 @@ def dequantize_weights_once(content, only=None):
                         op.builtinOptions.asymmetricQuantizeInputs = False
             operators.append(op)
         subgraph.operators = operators
-    return flatbuffer.pack(model)
