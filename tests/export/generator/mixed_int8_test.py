@@ -61,7 +61,9 @@ def _fully_connected(content):
             scale = np.asarray(weight.quantization.scale).reshape(-1, 1)
         source = producer.get(op.inputs[0])
         source_name = None if source is None else flatbuffer.op_name(model, source)
-        dtype = np.int8 if flatbuffer.type_name(weight) == "INT8" else np.float32
+        dtype = {"INT8": np.int8, "FLOAT16": np.float16}.get(
+            flatbuffer.type_name(weight), np.float32
+        )
         values = flatbuffer.constant_values(model, weight, dtype).reshape(weight.shape) * scale
         indices = None
         # A selection [k, in] has one nonzero per row: 1, or the norm gain
@@ -80,7 +82,8 @@ def test_every_projection_stays_hybrid_int8_and_outliers_go_through_float(export
     # q/k/v and gate/up fused: 4 projections per block and the LM head, as in dynamic_int8.
     assert len(hybrid) == 2 * 4 + 1 == len(_fully_connected(exports["dynamic_int8"].content))
     assert split, ops
-    assert all(op[1] in ("FLOAT32", "DEQUANTIZED_INT8") for op in split)
+    # The side paths are float, stored as float16 when the converter had quantized them.
+    assert all(op[1] in ("FLOAT32", "DEQUANTIZED_FLOAT16") for op in split)
     # The fused q/k/v and gate/up inputs of both blocks pick the planted
     # channels with a float one-hot matmul (no GATHER, which XNNPack leaves out).
     assert sum(op[2] == OUTLIERS for op in split) >= 2 * 2
