@@ -69,23 +69,3 @@ def test_only_leaves_other_kernels_hybrid():
     hybrid = _hybrid(kernel)
     other = rng.normal(size=(4, 512)).astype(np.float32)
     assert _weight_types(_rewritten(hybrid, only=[other], float16=True)) == ["INT8"]
-
-
-def test_a_selection_with_a_folded_gain_is_still_found():
-    rng = np.random.default_rng(2)
-    select = np.zeros((576, 4), np.float32)
-    select[[3, 40, 77, 500], np.arange(4)] = 1.0
-    gain = (1.0 + rng.random(576)).astype(np.float32)
-    function = tf.function(
-        lambda x: tf.matmul(x * tf.constant(gain), tf.constant(select)),
-        input_signature=[tf.TensorSpec([1, 576], tf.float32)],
-    ).get_concrete_function()
-    converter = tf.lite.TFLiteConverter.from_concrete_functions([function])
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    hybrid = converter.convert()
-    # The converter multiplied the gain into the one-hot weights.
-    assert _weight_types(hybrid) == ["INT8"]
-    rewritten = _rewritten(hybrid, only=[select], float16=True)
-    assert _weight_types(rewritten) == ["FLOAT16"]
-    x = rng.normal(size=(1, 576)).astype(np.float32)
-    np.testing.assert_allclose(_run(rewritten, x), (x * gain) @ select, rtol=1e-3)

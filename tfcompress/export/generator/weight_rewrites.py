@@ -217,16 +217,10 @@ def _matching(model, weight, kernels):
     scale = np.asarray(q.scale, np.float32).reshape(-1, 1)
     values = _per_channel_values(model, weight)
     for kernel in kernels:
-        if kernel.T.shape != values.shape:
-            continue
-        if np.all(np.abs(kernel.T - values) <= scale * 0.5 + 1e-7):
+        if kernel.T.shape == values.shape and np.all(
+            np.abs(kernel.T - values) <= scale * 0.5 + 1e-7
+        ):
             return kernel
-        # A one-hot selection the converter folded a norm gain into: one
-        # nonzero per output channel, which int8 per-channel stores exactly
-        # (as +-127 times its scale), at the selection's positions.
-        nonzero = values != 0
-        if (nonzero.sum(axis=1) <= 1).all() and np.array_equal(nonzero, kernel.T != 0):
-            return values.T
     return None
 
 
