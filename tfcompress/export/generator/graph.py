@@ -169,10 +169,9 @@ class GeneratorGraph(tf.Module):
             # Outlier input channels through a small float matmul; the rest,
             # zeroed there, through the hybrid int8 one, whose per-row
             # activation scale they would otherwise set. The channels are
-            # picked and put back by one-hot float matmuls (exact: one
-            # nonzero term each), so that x - back(picked) is exactly zero
-            # there, and every op stays in XNNPack (a GATHER and a SELECT_V2
-            # would not). Not a multiply by a 0/1 mask: the converter folds a
+            # picked and put back by one-hot matmuls (one nonzero term each),
+            # so that x - back(picked) is (near) zero there, and every op
+            # stays in XNNPack (a GATHER and a SELECT_V2 would not). Not a multiply by a 0/1 mask: the converter folds a
             # constant multiply into the kernel, which leaves the activation
             # unmasked (and would zero columns of the tied table).
             picked = tf.matmul(x, split["select"])
