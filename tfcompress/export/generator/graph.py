@@ -171,9 +171,10 @@ class GeneratorGraph(tf.Module):
             # activation scale they would otherwise set. The channels are
             # picked and put back by one-hot matmuls (one nonzero term each),
             # so that x - back(picked) is (near) zero there, and every op
-            # stays in XNNPack (a GATHER and a SELECT_V2 would not). Not a multiply by a 0/1 mask: the converter folds a
-            # constant multiply into the kernel, which leaves the activation
-            # unmasked (and would zero columns of the tied table).
+            # stays in XNNPack (a GATHER and a SELECT_V2 would not). Not a
+            # multiply by a 0/1 mask: the converter folds a constant multiply
+            # into the kernel, which leaves the activation unmasked (and would
+            # zero columns of the tied table).
             picked = tf.matmul(x, split["select"])
             inliers = x - tf.matmul(picked, split["select"], transpose_b=True)
             y = tf.matmul(inliers, kernel, transpose_b=transpose) + tf.matmul(picked, split["rows"])
