@@ -92,8 +92,9 @@ class Generator:
     Args:
         path: the `.tflite` file.
         num_threads: CPU threads (None: LiteRT's choice).
-        engine: "compiled_model" (LiteRT `CompiledModel`, caches swapped
-            between two buffer sets, no per-token cache copy), "interpreter"
+        engine: "compiled_model" (LiteRT `CompiledModel`, one cache buffer
+            set bound as input and output, updated in place: no per-token cache
+            copy), "interpreter"
             (signature runners, which copy the caches in and out each step; any
             interpreter `tfcompress.runtime.load` supports) or "auto" (the
             first when ai-edge-litert provides it).

@@ -41,7 +41,7 @@ def exports(llama):
 
 
 def _fully_connected(content):
-    """[(input producer op name, weight type, gathered indices or None)] of decode's FCs."""
+    """[(input producer op name, weight type, selected indices or None)] of decode's FCs."""
     model = flatbuffer.read_model(content)
     decode = model.subgraphs[0]
     producer = {out: op for op in decode.operators for out in op.outputs}
@@ -51,17 +51,26 @@ def _fully_connected(content):
             continue
         weight = decode.tensors[op.inputs[1]]
         weight_op = producer.get(op.inputs[1])
+        scale = 1.0
         if weight_op is not None and flatbuffer.op_name(model, weight_op) == "DEQUANTIZE":
             weight = decode.tensors[weight_op.inputs[0]]
             kind = "DEQUANTIZED_" + flatbuffer.type_name(weight)
         else:
             kind = flatbuffer.type_name(weight)
+        if weight.quantization is not None and weight.quantization.scale is not None:
+            scale = np.asarray(weight.quantization.scale).reshape(-1, 1)
         source = producer.get(op.inputs[0])
         source_name = None if source is None else flatbuffer.op_name(model, source)
+        dtype = {"INT8": np.int8, "FLOAT16": np.float16}.get(
+            flatbuffer.type_name(weight), np.float32
+        )
+        values = flatbuffer.constant_values(model, weight, dtype).reshape(weight.shape) * scale
         indices = None
-        if source_name == "GATHER":
-            index_tensor = decode.tensors[source.inputs[1]]
-            indices = sorted(flatbuffer.constant_values(model, index_tensor, np.int32).tolist())
+        # A selection [k, in] has one nonzero per row: 1, or the norm gain
+        # the converter folds into it.
+        nonzero = values != 0
+        if values.shape[0] < values.shape[1] and (nonzero.sum(axis=1) == 1).all():
+            indices = sorted(np.nonzero(nonzero)[1].tolist())
         found.append((source_name, kind, indices))
     return found
 
@@ -70,15 +79,27 @@ def test_every_projection_stays_hybrid_int8_and_outliers_go_through_float(export
     ops = _fully_connected(exports["mixed_int8"].content)
     hybrid = [op for op in ops if op[1] == "INT8"]
     split = [op for op in ops if op[1] != "INT8"]
-    # 7 projections per block and the LM head, as in dynamic_int8.
-    assert len(hybrid) == 2 * 7 + 1 == len(_fully_connected(exports["dynamic_int8"].content))
+    # q/k/v and gate/up fused: 4 projections per block and the LM head, as in dynamic_int8.
+    assert len(hybrid) == 2 * 4 + 1 == len(_fully_connected(exports["dynamic_int8"].content))
     assert split, ops
-    assert all(op[0] == "GATHER" and op[1] in ("FLOAT32", "DEQUANTIZED_INT8") for op in split)
-    # q, k, v, gate and up of both blocks read the planted channels.
-    assert sum(op[2] == OUTLIERS for op in split) >= 2 * 5
-    # and their hybrid kernels read activations with those channels selected
+    # The side paths are float, stored as float16 when the converter had quantized them.
+    assert all(op[1] in ("FLOAT32", "DEQUANTIZED_FLOAT16") for op in split)
+    # The fused q/k/v and gate/up inputs of both blocks pick the planted
+    # channels with a float one-hot matmul (no GATHER, which XNNPack leaves out).
+    assert sum(op[2] == OUTLIERS for op in split) >= 2 * 2
+    # and their hybrid kernels read activations with those channels subtracted
     # away (a 0/1 multiply would have been folded into the weights instead).
-    assert sum(op[0] == "SELECT_V2" for op in hybrid) >= 2 * 5
+    assert sum(op[0] == "SUB" for op in hybrid) >= 2 * 2
+
+
+def test_the_outlier_split_adds_no_op_outside_xnnpack(exports):
+    from tfcompress.runtime.delegation import xnnpack_delegation
+
+    mixed = xnnpack_delegation(exports["mixed_int8"].content)
+    dynamic = xnnpack_delegation(exports["dynamic_int8"].content)
+    assert mixed.not_delegated == dynamic.not_delegated, mixed.summary()
+    assert mixed.partitions == dynamic.partitions
+    assert mixed.delegated > dynamic.delegated
 
 
 def test_logits_are_much_closer_to_keras_than_dynamic_int8(exports, llama):

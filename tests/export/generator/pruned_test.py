@@ -53,10 +53,11 @@ def test_the_tflite_weights_have_the_reduced_shapes(exported):
     _, kept, result = exported
     interpreter = Interpreter(model_content=result.content)
     shapes = {tuple(d["shape"]) for d in interpreter.get_tensor_details()}
-    # Query projections [heads * head_dim, hidden] as FULLY_CONNECTED weights.
+    # Fused query/key/value projections [(q + 2 kv heads) * head_dim, hidden]
+    # as FULLY_CONNECTED weights.
     for heads in kept:
         query_heads = heads * (2 if result.metadata["architecture"] == "llama3" else 1)
-        assert (query_heads * 16, 64) in shapes, (query_heads, sorted(shapes))
+        assert ((query_heads + 2 * heads) * 16, 64) in shapes, (query_heads, sorted(shapes))
 
 
 def test_tflite_greedy_continuation_equals_keras(exported):

@@ -7,7 +7,9 @@ import tensorflow as tf
 
 # LiteRT-LM's mask value: finite, so a fully masked row cannot turn into NaN.
 MASK_VALUE = -0.7 * float(np.finfo(np.float32).max)
-LINEAR_KINDS = ("q", "k", "v", "o", "gate", "up", "down")
+# One matmul per shared input: q/k/v read the attention norm's output and
+# gate/up the FFN norm's, so each input is quantized (and outlier-split) once.
+LINEAR_KINDS = ("qkv", "o", "gate_up", "down")
 
 
 def cache_names(num_layers):
@@ -26,6 +28,14 @@ def _tied_table(weights):
     if weights.head is not None or np.any(np.abs(gain) < 1e-6):
         return weights.embedding, None
     return weights.embedding * gain[None, :], gain
+
+
+def _columns(x, widths):
+    """`x` [T, sum(widths)] cut into column blocks by slicing: XNNPack runs
+    STRIDED_SLICE, while the SPLIT_V that tf.split makes of unequal widths
+    would leave its partition."""
+    starts = np.cumsum([0] + list(widths))
+    return [x[:, int(a) : int(b)] for a, b in zip(starts[:-1], starts[1:])]
 
 
 class GeneratorGraph(tf.Module):
@@ -108,13 +118,30 @@ class GeneratorGraph(tf.Module):
 
     def _layer_variables(self, i, layer):
         out = {}
-        for key, value in layer.items():
-            if key in ("attention_norm", "ffn_norm"):
-                out[key] = self._norm_variables(f"layer_{i}_{key}", value)
-            elif key in ("activation", "num_query_heads", "num_kv_heads", "head_dim"):
-                out[key] = value
-            else:
-                out[key] = self._variable(f"layer_{i}_{key}", value)
+        for key in ("attention_norm", "ffn_norm"):
+            out[key] = self._norm_variables(f"layer_{i}_{key}", layer[key])
+        for key in ("activation", "num_query_heads", "num_kv_heads", "head_dim"):
+            out[key] = layer[key]
+        # The softmax scale folded into the query columns: a multiply on the
+        # [heads, S] scores per layer saved (exact for power-of-two head dims).
+        scale = 1.0 / float(np.sqrt(layer["head_dim"]))
+        parts = [("q", scale), ("k", 1.0), ("v", 1.0)]
+        fused = {"qkv": parts, "o": [("o", 1.0)], "down": [("down", 1.0)]}
+        fused["gate_up"] = [("up", 1.0)] if layer["gate"] is None else [("gate", 1.0), ("up", 1.0)]
+        for kind, members in fused.items():
+            kernel = np.concatenate([layer[m] * f for m, f in members], axis=1)
+            biases = [layer[m + "_bias"] for m, _ in members]
+            bias = None
+            if any(b is not None for b in biases):
+                bias = np.concatenate(
+                    [
+                        np.zeros(layer[m].shape[1], np.float32) if b is None else b * f
+                        for (m, f), b in zip(members, biases)
+                    ]
+                )
+            out[kind] = self._variable(f"layer_{i}_{kind}", kernel.astype(np.float32))
+            out[kind + "_bias"] = self._variable(f"layer_{i}_{kind}_bias", bias)
+            out[kind + "_widths"] = [layer[m].shape[1] for m, _ in members]
         return out
 
     @staticmethod
@@ -141,14 +168,16 @@ class GeneratorGraph(tf.Module):
         else:
             # Outlier input channels through a small float matmul; the rest,
             # zeroed there, through the hybrid int8 one, whose per-row
-            # activation scale they would otherwise set. A select, not a
+            # activation scale they would otherwise set. The channels are
+            # picked and put back by one-hot matmuls (one nonzero term each),
+            # so that x - back(picked) is (near) zero there, and every op
+            # stays in XNNPack (a GATHER and a SELECT_V2 would not). Not a
             # multiply by a 0/1 mask: the converter folds a constant multiply
             # into the kernel, which leaves the activation unmasked (and would
-            # zero columns of the tied table the lookup shares).
-            inliers = tf.where(split["inliers"], x, tf.zeros_like(x))
-            y = tf.matmul(inliers, kernel, transpose_b=transpose) + tf.matmul(
-                tf.gather(x, split["channels"], axis=-1), split["rows"]
-            )
+            # zero columns of the tied table).
+            picked = tf.matmul(x, split["select"])
+            inliers = x - tf.matmul(picked, split["select"], transpose_b=True)
+            y = tf.matmul(inliers, kernel, transpose_b=transpose) + tf.matmul(picked, split["rows"])
         return y if bias is None else y + bias
 
     def split_outlier_channels(self, channels):
@@ -172,16 +201,17 @@ class GeneratorGraph(tf.Module):
             indices = np.asarray(sorted(int(i) for i in indices), np.int32)
             inliers = np.ones(kernel.shape[0], bool)
             inliers[indices] = False
+            select = np.zeros((kernel.shape[0], len(indices)), np.float32)
+            select[indices, np.arange(len(indices))] = 1.0
             self._split[key] = {
-                "inliers": tf.Variable(inliers, trainable=False, name=f"{key}_inliers"),
-                "channels": tf.Variable(indices, trainable=False, name=f"{key}_channels"),
+                "select": tf.Variable(select, trainable=False, name=f"{key}_select"),
                 "rows": tf.Variable(kernel[indices], trainable=False, name=f"{key}_outlier_rows"),
             }
             if not tied_head:
                 kernels[key].assign(np.where(inliers[:, None], kernel, 0.0).astype(np.float32))
 
     def kernels(self):
-        """{linear key: kernel variable}: "layer_{i}_{q,k,v,o,gate,up,down}" and "head"."""
+        """{linear key: kernel variable}: "layer_{i}_{qkv,o,gate_up,down}" and "head"."""
         out = {
             f"layer_{i}_{kind}": layer[kind]
             for i, layer in enumerate(self.layer_vars)
@@ -192,8 +222,16 @@ class GeneratorGraph(tf.Module):
         return out
 
     def split_kernels(self):
-        """The float [channels, out] matmul weights of the split linears."""
-        return [split["rows"].numpy() for split in self._split.values()]
+        """The float [in, out] matmul weights of the split linears' side paths.
+
+        Each one-hot selection is listed both ways: it is read as [in, k] to
+        pick the channels and as its transpose to put them back.
+        """
+        kernels = []
+        for split in self._split.values():
+            select = split["select"].numpy()
+            kernels += [split["rows"].numpy(), select, select.T]
+        return kernels
 
     def record_linear_inputs(self, token_ids):
         """{linear key: [T, in] float input} of running `token_ids` from position 0."""
@@ -212,7 +250,7 @@ class GeneratorGraph(tf.Module):
         x1, x2 = tf.split(x, 2, axis=-1)
         return x * cos + tf.concat([-x2, x1], axis=-1) * sin
 
-    def _attention(self, x, layer, positions, k_cache, v_cache, index):
+    def _attention(self, x, layer, positions, bias, k_cache, v_cache, index):
         steps = x.shape[0]
         query_heads, kv_heads, head_dim = (
             layer["num_query_heads"],
@@ -220,22 +258,16 @@ class GeneratorGraph(tf.Module):
             layer["head_dim"],
         )
         groups = query_heads // kv_heads
-        q = tf.reshape(
-            self._linear(x, layer["q"], layer["q_bias"], f"layer_{index}_q"),
-            [steps, query_heads, head_dim],
-        )
-        k = tf.reshape(
-            self._linear(x, layer["k"], layer["k_bias"], f"layer_{index}_k"),
-            [steps, kv_heads, head_dim],
-        )
-        v = tf.reshape(
-            self._linear(x, layer["v"], layer["v_bias"], f"layer_{index}_v"),
-            [steps, kv_heads, head_dim],
-        )
+        qkv = self._linear(x, layer["qkv"], layer["qkv_bias"], f"layer_{index}_qkv")
+        # Queries and keys are adjacent columns: one reshape, one rotation.
+        qk, v = _columns(qkv, [(query_heads + kv_heads) * head_dim, kv_heads * head_dim])
+        qk = tf.reshape(qk, [steps, query_heads + kv_heads, head_dim])
+        v = tf.reshape(v, [steps, kv_heads, head_dim])
         if self.w.positions is None:
             cos = tf.expand_dims(tf.gather(self.rope_cos, positions), 1)
             sin = tf.expand_dims(tf.gather(self.rope_sin, positions), 1)
-            q, k = self._rotate(q, cos, sin), self._rotate(k, cos, sin)
+            qk = self._rotate(qk, cos, sin)
+        q, k = qk[:, :query_heads], qk[:, query_heads:]
         start = [0, positions[0], 0, 0]
         k_cache = keras.ops.slice_update(k_cache, start, tf.expand_dims(k, 0))
         v_cache = keras.ops.slice_update(v_cache, start, tf.expand_dims(v, 0))
@@ -245,13 +277,8 @@ class GeneratorGraph(tf.Module):
         q = tf.reshape(tf.transpose(q, [1, 0, 2, 3]), [kv_heads, steps * groups, head_dim])
         keys = tf.transpose(tf.reshape(k_cache, [slots, kv_heads, head_dim]), [1, 0, 2])
         values = tf.transpose(tf.reshape(v_cache, [slots, kv_heads, head_dim]), [1, 0, 2])
-        scores = tf.matmul(q, keys, transpose_b=True) * (1.0 / float(np.sqrt(head_dim)))
-        scores = tf.reshape(scores, [kv_heads, steps, groups, slots])
-        # A query at position p reads slots <= p only: padded prefill slots
-        # beyond the prompt are never read before decode overwrites them.
-        visible = tf.expand_dims(tf.range(slots, dtype=tf.int32), 0) <= tf.expand_dims(positions, 1)
-        visible = tf.expand_dims(tf.expand_dims(visible, 0), 2)
-        scores = tf.where(visible, scores, MASK_VALUE)
+        scores = tf.reshape(tf.matmul(q, keys, transpose_b=True), [kv_heads, steps, groups, slots])
+        scores = scores + bias
         probs = tf.reshape(tf.nn.softmax(scores, axis=-1), [kv_heads, steps * groups, slots])
         out = tf.reshape(tf.matmul(probs, values), [kv_heads, steps, groups, head_dim])
         out = tf.reshape(tf.transpose(out, [1, 0, 2, 3]), [steps, query_heads * head_dim])
@@ -262,11 +289,11 @@ class GeneratorGraph(tf.Module):
         )
 
     def _mlp(self, x, layer, index):
-        up = self._linear(x, layer["up"], layer["up_bias"], f"layer_{index}_up")
-        if layer["gate"] is None:
-            hidden = layer["activation"](up)
+        both = self._linear(x, layer["gate_up"], layer["gate_up_bias"], f"layer_{index}_gate_up")
+        if len(layer["gate_up_widths"]) == 1:
+            hidden = layer["activation"](both)
         else:
-            gate = self._linear(x, layer["gate"], layer["gate_bias"], f"layer_{index}_gate")
+            gate, up = _columns(both, layer["gate_up_widths"])
             hidden = layer["activation"](gate) * up
         return self._linear(hidden, layer["down"], layer["down_bias"], f"layer_{index}_down")
 
@@ -299,6 +326,16 @@ class GeneratorGraph(tf.Module):
         """Runs `tokens` [1, T] at `positions` [T]; returns the output dict."""
         x = self._embed(tokens, positions)
         names = cache_names(self.w.num_layers)
+        # A query at position p reads slots <= p only: padded prefill slots
+        # beyond the prompt are never read before decode overwrites them. An
+        # additive mask [1, T, 1, S], built once for every layer: an ADD stays
+        # in XNNPack where a per-layer SELECT_V2 would not.
+        visible = tf.expand_dims(tf.range(self.cache_length, dtype=tf.int32), 0) <= tf.expand_dims(
+            positions, 1
+        )
+        bias = tf.reshape(
+            tf.where(visible, 0.0, MASK_VALUE), [1, tokens.shape[1], 1, self.cache_length]
+        )
         outputs = {}
         for i, layer in enumerate(self.layer_vars):
             k_name, v_name = names[2 * i], names[2 * i + 1]
@@ -306,6 +343,7 @@ class GeneratorGraph(tf.Module):
                 self._normalize(x, layer["attention_norm"]),
                 layer,
                 positions,
+                bias,
                 caches[k_name],
                 caches[v_name],
                 i,
@@ -314,7 +352,12 @@ class GeneratorGraph(tf.Module):
             x = x + attended
             x = x + self._mlp(self._normalize(x, layer["ffn_norm"]), layer, i)
         if logits:
-            outputs["logits"] = tf.reshape(self._logits(x[-1:]), [1, 1, self.w.vocabulary_size])
+            # Calibration records the LM head's input at every position, like
+            # every other linear's; the exported steps need the last one only.
+            head_input = x if self._record is not None else x[-1:]
+            outputs["logits"] = tf.reshape(
+                self._logits(head_input)[-1:], [1, 1, self.w.vocabulary_size]
+            )
         return outputs
 
     def cache_shapes(self):

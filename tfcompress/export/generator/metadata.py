@@ -87,11 +87,8 @@ def read_generator_metadata(path):
     return meta
 
 
-def add_generator_metadata(content, meta):
-    """Flatbuffer bytes `content` with `meta` (a JSON-able dict) as the metadata entry."""
-    from tfcompress.export import flatbuffer
-
-    model = flatbuffer.read_model(content)
+def add_generator_metadata(model, meta):
+    """Stores `meta` (a JSON-able dict) as the metadata entry of `model` (a `schema.ModelT`)."""
     buffer = schema.BufferT()
     buffer.data = np.frombuffer(json.dumps(meta, ensure_ascii=False).encode("utf-8"), np.uint8)
     model.buffers.append(buffer)
@@ -102,4 +99,3 @@ def add_generator_metadata(content, meta):
         m for m in (model.metadata or []) if m.name not in (METADATA_NAME, METADATA_NAME.encode())
     ]
     model.metadata.append(entry)
-    return flatbuffer.pack(model)

@@ -1,4 +1,8 @@
-"""Flatbuffer rewrites after conversion: one copy of the tied embedding, weight-only int8."""
+"""Flatbuffer rewrites after conversion: one copy of the tied embedding, weight-only int8.
+
+Each edits an unpacked `schema.ModelT` in place, so an export unpacks and
+packs the converted file once however many rewrites it applies.
+"""
 
 import numpy as np
 
@@ -122,7 +126,7 @@ def _original_of(values, step, tables):
     return None
 
 
-def restore_float_lookups(content, tables):
+def restore_float_lookups(model, tables):
     """Gives GATHER back the float `tables` the converter stored as per-tensor int8.
 
     Dynamic-range conversion quantizes every constant of 1024+ values, so the
@@ -134,13 +138,9 @@ def restore_float_lookups(content, tables):
     DEQUANTIZE is dropped.
 
     Args:
-        content: the converted flatbuffer bytes.
+        model: the converted `schema.ModelT`, edited in place.
         tables: the float arrays the graph gathers from.
-
-    Returns:
-        The rewritten flatbuffer bytes.
     """
-    model = flatbuffer.read_model(content)
     tables = [np.asarray(t, np.float32) for t in tables]
     restored = {}
     for subgraph in model.subgraphs:
@@ -174,20 +174,15 @@ def restore_float_lookups(content, tables):
             if tensor.buffer in restored:
                 tensor.type = schema.TensorType.FLOAT32
                 tensor.quantization = None
-    return flatbuffer.pack(model)
 
 
-def store_embedding_once(content):
-    """Rewrites a converted generator so its tied embedding table is stored once.
+def store_embedding_once(model):
+    """Edits a converted generator (`schema.ModelT`) so its tied embedding is stored once.
 
     Float tables: byte-identical copies share a buffer. Int8 targets: the
     lookup's int8 table is replaced by the LM head's per-channel int8 weights
     and its row scales by the head's scales, so both read one table.
-
-    Returns:
-        The rewritten flatbuffer bytes.
     """
-    model = flatbuffer.read_model(content)
     for table, scales in _int8_lookup_pairs(model):
         heads = _lm_heads(model, table.shape[0], table.shape[1])
         if not heads:
@@ -201,66 +196,105 @@ def store_embedding_once(content):
         if not any(t.buffer == old for sg in model.subgraphs for t in sg.tensors):
             model.buffers[old].data = None
     share_identical_buffers(model)
-    return flatbuffer.pack(model)
 
 
-def _matches_one_of(model, weight, kernels):
-    """Whether per-channel int8 `weight` [out, in] dequantizes to one of `kernels` [in, out]."""
+def _per_channel_values(model, weight):
+    """The float [out, in] values of a per-output-channel int8 weight."""
+    scale = np.asarray(weight.quantization.scale, np.float32).reshape(-1, 1)
+    values = flatbuffer.constant_values(model, weight, np.int8).astype(np.float32)
+    return values.reshape(int(weight.shape[0]), -1) * scale
+
+
+def _matching(model, weight, kernels):
+    """The kernel [in, out] of `kernels` that per-channel int8 `weight` quantizes, or None."""
     q = weight.quantization
     if q is None or q.scale is None:
-        return False
+        return None
     # Shapes first: dequantizing every int8 weight (the LM head included) to
     # compare it with the few small split kernels would be most of the work.
     if not any(tuple(kernel.T.shape) == tuple(weight.shape) for kernel in kernels):
-        return False
+        return None
     scale = np.asarray(q.scale, np.float32).reshape(-1, 1)
-    values = flatbuffer.constant_values(model, weight, np.int8).astype(np.float32)
-    values = values.reshape(int(weight.shape[0]), -1) * scale
-    return any(
-        kernel.T.shape == values.shape and np.all(np.abs(kernel.T - values) <= scale * 0.5 + 1e-7)
-        for kernel in kernels
-    )
+    values = _per_channel_values(model, weight)
+    for kernel in kernels:
+        if kernel.T.shape == values.shape and np.all(
+            np.abs(kernel.T - values) <= scale * 0.5 + 1e-7
+        ):
+            return kernel
+    return None
 
 
-def dequantize_weights_once(content, only=None):
-    """Turns hybrid int8 FULLY_CONNECTED ops into float ones reading int8-stored weights.
+def dequantize_weights_once(model, only=None, float16=False):
+    """Turns hybrid int8 FULLY_CONNECTED ops into float ones reading stored weights.
 
-    Each int8 weight gets a DEQUANTIZE in front of its FULLY_CONNECTED: the
-    file keeps int8 weights, and since the input is constant the interpreter
-    dequantizes it once when the signature is prepared, so activations are
-    never quantized (int8 weights with float activations).
+    Each weight gets a DEQUANTIZE in front of its FULLY_CONNECTED: the file
+    keeps int8 (or float16) weights, and since the input is constant the
+    interpreter dequantizes it once when the signature is prepared, so
+    activations are never quantized (int8 weights with float activations).
 
     Args:
-        content: the flatbuffer bytes.
+        model: the `schema.ModelT`, edited in place.
         only: float kernels [in, out]: rewrite just the ops whose int8 weight
             is one of them quantized, or None for every hybrid op.
-
-    Returns:
-        The rewritten flatbuffer bytes.
+        float16: with `only`, store the matched float kernels themselves as
+            float16 instead. For small kernels (mixed_int8's outlier paths,
+            k <= 8 input channels) this is smaller as well as closer: an int8
+            tensor carries a float32 scale and an int64 zero point per output
+            channel, once per signature, which outweighs its k values.
     """
-    model = flatbuffer.read_model(content)
     dequantize = flatbuffer.opcode_index(model, schema.BuiltinOperator.DEQUANTIZE)
+    halves = {}
     for subgraph in model.subgraphs:
         operators = []
         for op in subgraph.operators:
             if flatbuffer.op_name(model, op) == "FULLY_CONNECTED":
                 weight = subgraph.tensors[op.inputs[1]]
                 data = subgraph.tensors[op.inputs[0]]
-                if (
+                hybrid = (
                     flatbuffer.has_data(model, weight)
                     and flatbuffer.type_name(weight) == "INT8"
                     and flatbuffer.type_name(data) == "FLOAT32"
-                    and (only is None or _matches_one_of(model, weight, only))
-                ):
+                )
+                kernel = None if only is None or not hybrid else _matching(model, weight, only)
+                if hybrid and (only is None or kernel is not None):
+                    stored = op.inputs[1]
+                    if float16:
+                        stored = _float16_copy(model, subgraph, weight, kernel, halves)
                     floats = flatbuffer.new_tensor(
                         subgraph, weight, "_dequantized", schema.TensorType.FLOAT32
                     )
                     subgraph.tensors[floats].quantization = None
-                    operators.append(flatbuffer.new_op(dequantize, [op.inputs[1]], [floats]))
+                    operators.append(flatbuffer.new_op(dequantize, [stored], [floats]))
                     op.inputs = list(op.inputs)
                     op.inputs[1] = floats
                     if op.builtinOptions is not None:
                         op.builtinOptions.asymmetricQuantizeInputs = False
             operators.append(op)
         subgraph.operators = operators
-    return flatbuffer.pack(model)
+    # The int8 tensors the float16 copies replaced: no op reads them, so
+    # their values and per-channel parameters go.
+    read = {(id(sg), i) for sg in model.subgraphs for op in sg.operators for i in op.inputs}
+    for subgraph in model.subgraphs:
+        for i, tensor in enumerate(subgraph.tensors):
+            if tensor.buffer in halves and (id(subgraph), i) not in read:
+                tensor.buffer, tensor.quantization = 0, None
+    kept = {t.buffer for sg in model.subgraphs for t in sg.tensors}
+    for buffer in halves:
+        if buffer not in kept:
+            model.buffers[buffer].data = None
+
+
+def _float16_copy(model, subgraph, weight, kernel, halves):
+    """A float16 tensor of `kernel` [in, out] (which int8 `weight` quantizes) in `subgraph`.
+
+    One buffer per int8 buffer, shared by the signatures.
+    """
+    if weight.buffer not in halves:
+        stored = schema.BufferT()
+        stored.data = np.ascontiguousarray(kernel.T).astype("<f2").reshape(-1).view(np.uint8)
+        model.buffers.append(stored)
+        halves[weight.buffer] = len(model.buffers) - 1
+    index = flatbuffer.new_tensor(subgraph, weight, "_float16", schema.TensorType.FLOAT16)
+    subgraph.tensors[index].buffer = halves[weight.buffer]
+    subgraph.tensors[index].quantization = None
+    return index
