@@ -339,6 +339,17 @@ _LITERT = flags.DEFINE_boolean(
     "Export the teacher and the best student (and the QAT student) to LiteRT and time them; "
     "--nolitert stops after the distillation table (quick probes).",
 )
+_CACHE_TEACHER = flags.DEFINE_boolean(
+    "cache_teacher",
+    False,
+    "Train on epochs of one fixed set of batches (every training sentence once, length-bucketed; "
+    "each epoch in a new order) instead of sampling each step's sentences; ours computes the "
+    "teacher's outputs and hidden states once with `Distiller.cache_teacher`, Keras gets the same "
+    "batches and runs its teacher at every step. Ignores --pydoc_share.",
+)
+_JIT_COMPILE = flags.DEFINE_boolean(
+    "jit_compile", False, "Compile the training steps with XLA (both methods)."
+)
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Optional directory for the .tflite files.")
 _OUTPUT_JSON = flags.DEFINE_string("output_json", None, "Optional path for the results.")
 
@@ -468,6 +479,49 @@ def batches(encode, train, steps, seed, pydoc_count=None):
     return tf.data.Dataset.from_generator(generate, output_signature=spec)
 
 
+class Epochs:
+    """`steps` batches drawn from one fixed set: `batches[order[i]]` is step i's."""
+
+    def __init__(self, encode, train, steps, seed):
+        import numpy as np
+
+        size = _BATCH_SIZE.value
+        rng = np.random.default_rng(seed)
+        data = encode(train)
+        lengths = data["padding_mask"].sum(axis=1)
+        rows = rng.permutation(len(train))
+        self.batches = []
+        for start in range(0, len(rows), 64 * size):
+            chunk = rows[start : start + 64 * size]
+            chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+            for i in range(0, len(chunk) - size + 1, size):
+                batch = chunk[i : i + size]
+                width = min(_SEQ_LEN.value, -(-int(lengths[batch].max()) // 16) * 16)
+                self.batches.append({n: data[n][batch, :width] for n in _INPUTS})
+        epochs = -(-steps // len(self.batches))
+        self.order = np.concatenate([rng.permutation(len(self.batches)) for _ in range(epochs)])
+        self.order = self.order[:steps]
+
+    def dataset(self, keras, batches=None):
+        """A `PyDataset` of the steps' batches in order, from `batches` (default: the inputs)."""
+        batches, order = batches or self.batches, self.order
+
+        class _Steps(keras.utils.PyDataset):
+            def __len__(self):
+                return len(order)
+
+            def __getitem__(self, index):
+                return batches[order[index]]
+
+        return _Steps()
+
+
+def training_data(encode, train, steps, seed, pydoc_count):
+    if _CACHE_TEACHER.value:
+        return Epochs(encode, train, steps, seed)
+    return batches(encode, train, steps, seed, pydoc_count)
+
+
 def adam(keras, peak, steps):
     warmup = max(1, int(steps * _WARMUP.value))
     return keras.optimizers.Adam(
@@ -540,7 +594,17 @@ def distill_ours(
         optimizer=adam(keras, learning_rate, steps),
         distillation_loss_fn="cosine",
         feature_losses=feature_pairs(len(student_backbone.transformer_layers)),
+        jit_compile=_JIT_COMPILE.value,
     )
+    if isinstance(data, Epochs):
+        start = time.perf_counter()
+        cached = distiller.cache_teacher(data.batches)
+        print(
+            f"  [cache] teacher outputs and hidden states of {len(data.batches)} batches in "
+            f"{time.perf_counter() - start:.0f} s",
+            flush=True,
+        )
+        data = data.dataset(keras, cached)
     distiller.fit(data, epochs=1, verbose=0, callbacks=[progress(student)] if progress else [])
     return student
 
@@ -560,7 +624,11 @@ def distill_keras(
         distillation_loss_weights=[_HIDDEN_WEIGHT.value, _POOLED_WEIGHT.value],
         student_loss_weight=0.0,
     )
-    distiller.compile(optimizer=adam(keras, learning_rate, steps), loss="mse")
+    distiller.compile(
+        optimizer=adam(keras, learning_rate, steps), loss="mse", jit_compile=_JIT_COMPILE.value
+    )
+    if isinstance(data, Epochs):
+        data = data.dataset(keras)
     pooled = keras.Model(student.inputs, student.outputs[1])
     distiller.fit(data, epochs=1, verbose=0, callbacks=[progress(pooled)] if progress else [])
     return pooled
@@ -649,7 +717,7 @@ def main(argv):
                     keras,
                     student_backbone,
                     teacher_backbone,
-                    batches(encode, train, _STEPS.value, seed, pydoc_count),
+                    training_data(encode, train, _STEPS.value, seed, pydoc_count),
                     _STEPS.value,
                     _LEARNING_RATE.value,
                     progress(
