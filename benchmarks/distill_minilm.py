@@ -279,6 +279,37 @@ sentence 0.7-1.5 times (the 52,772 sentences of the default text not even
 once), so the cache only pays for many epochs over a small text; it is off
 by default. The Keras baseline gets the same batches in the same order
 and runs its teacher every step.
+
+The run at these defaults, shortened to 600 steps and 100 QAT steps for the
+session's deadline (2 seeds of ours and of Keras, same init, steps and
+batches; 2 cores shared at load 8-14, 42 minutes; log kept with the
+command):
+
+    python benchmarks/distill_minilm.py --inits 1,3,5 --seeds 0,1 --keras_inits 1,3,5 \
+        --steps 600 --eval_every 300 --qat_steps 100 --latency_rounds 3
+
+| method | held cos         | held min        | held NN       | ood cos          |
+|--------|------------------|-----------------|---------------|------------------|
+| ours   | 0.9207 +- 0.0003 | 0.795 +- 0.011  | 62.1 +- 0.2%  | 0.8550 +- 0.0008 |
+| keras  | 0.9152 +- 0.0009 | 0.784 +- 0.006  | 60.0 +- 2.0%  | 0.8468 +- 0.0003 |
+
+Ours is ahead by 0.0056 held-out cosine, 6x the larger seed std (met), and
+on every other column. Seed 0 of ours, then QAT, in LiteRT (batch 1, 64
+tokens, 2 threads, interleaved 3x20 calls, at load ~9):
+
+| model              | held cos | held min | held NN | ood cos | MB   | p50 ms | vs teacher |
+|--------------------|----------|----------|---------|---------|------|--------|------------|
+| teacher fp32       | 1.0000   | 1.0000   | 100.0%  | 1.0000  | 89.7 | 16.86  | 1.00x      |
+| student fp32       | 0.9205   | 0.8030   | 62.2%   | 0.8544  | 68.4 | 9.82   | 0.58x      |
+| student int8 (QAT) | 0.9199   | 0.7977   | 62.8%   | 0.8529  | 17.6 | 3.01   | 0.18x      |
+
+The fp32 student is the same architecture as before (0.47x on free cores,
+0.55x at load 18): 0.58x is this run's load, not met in this run. The int8
+latency is met (0.18x); QAT keeps the fp32 cosine (-0.0006). Not met: the
+cosine mean (0.921 at 600 steps; 0.934 at 1200 steps before), minimum
+(0.80), agreement (62%), out-of-domain mean (0.855, up from 0.83 at 1200
+steps with the old text), the int8 cosine. The 1200-step default was not
+run whole with this recipe.
 """
 
 import ast
