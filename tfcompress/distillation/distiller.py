@@ -329,7 +329,10 @@ class Distiller(keras.Model):
         compiled `feature_losses` are cached (outputs are left out with
         `distill_outputs=False`), so each epoch's loss equals the live one.
         The batches stay as they are (fit with `shuffle=True` reorders
-        them); everything is held in memory, hidden states included.
+        them); everything is held in memory, hidden states included. Keras
+        fixes a `PyDataset`'s shapes from its first batches: when batch
+        lengths vary, feed `fit` a generator over the batches with open
+        dimensions instead.
 
         Args:
             dataset: batches of x, (x, y) or (x, y, sample_weight): a
