@@ -88,14 +88,14 @@ _CRITERIA = flags.DEFINE_list(
 _HEADS = flags.DEFINE_float("heads", 0.5, "Fraction of each block's heads to remove.")
 _FFN = flags.DEFINE_float("ffn", 0.5, "Fraction of each block's FFN channels to remove.")
 _STRUCTURED_STEPS = flags.DEFINE_integer(
-    "structured_steps", 600, "Distillation steps per pruned model (0: none)."
+    "structured_steps", 3000, "Distillation steps per pruned model (0: none)."
 )
 _CALIBRATION_BATCHES = flags.DEFINE_integer(
-    "calibration_batches", 8, "Batches of 16 sentences for the gradients."
+    "calibration_batches", 32, "Batches of 16 sentences for the gradients."
 )
 _RECONSTRUCT = flags.DEFINE_list(
     "reconstruct",
-    ["none", "least_squares"],
+    ["none"],
     "prune_structured(reconstruct=...) modes tried with every criterion ('none', 'bias', "
     "'least_squares'); a variant is named criterion+mode.",
 )
@@ -110,17 +110,78 @@ _DISTILL_CRITERIA = flags.DEFINE_list(
     "Variants (criterion or criterion+mode) whose pruned model is distilled (default: the "
     "criterion with the best held-out cosine before distillation, with every --reconstruct mode).",
 )
+_BUDGET = flags.DEFINE_enum(
+    "budget",
+    "global",
+    ["per_layer", "global"],
+    "How --heads and --ffn apply: that fraction of every block, or of all blocks' units ranked "
+    "across blocks (`{'global': f}`; every block keeps at least one head).",
+)
+_STAGES = flags.DEFINE_integer(
+    "stages",
+    1,
+    "Prune-then-distil stages of the distilled variants: stage s of n removes s/n of --heads and "
+    "--ffn (the criterion rescored on the model distilled so far) and distils for "
+    "--stage_steps steps, the last stage for --structured_steps.",
+    lower_bound=1,
+)
+_STAGE_STEPS = flags.DEFINE_integer(
+    "stage_steps", 300, "Distillation steps after each stage but the last (with --stages > 1)."
+)
 _EXPORT_CRITERION = flags.DEFINE_string(
     "export_criterion",
     None,
     "Pruned model exported and timed (default: the first distilled one).",
 )
 
+# distill_minilm's flags, with this benchmark's defaults: a quarter of each
+# batch is pydoc (the held-out domain), the rest standard-library docstrings.
+flags.FLAGS.set_default("pydoc_share", 0.25)
+
 
 def _line(metrics):
     return "; ".join(
         f"{k} cos {m['cosine_mean']:.4f} NN {100 * m['nn_agreement']:.1f}%"
         for k, m in metrics.items()
+    )
+
+
+def _extra_text(held_out, train):
+    """Docstring sentences added to the distillation text by distill_minilm's text flags."""
+    seen = set(held_out) | set(dm.out_of_domain_sentences()) | set(train)
+    extra = []
+    if dm._TRAIN_TEXT.value == "pydoc+docstrings":
+        extra = [s for s in dm.docstring_sentences() if s not in seen]
+    if dm._EXTRA_PACKAGES.value:
+        extra += [
+            s for s in dm.package_sentences(dm._EXTRA_PACKAGES.value) if s not in seen | set(extra)
+        ]
+    return extra
+
+
+def _prune(tfcompress, backbone, variant, done, share, calibration):
+    """`backbone` pruned until `share` of --heads and --ffn of the original's units is removed.
+
+    `done` is the share already removed from `backbone`: the fraction passed
+    to `prune_structured` is of the units it still has.
+    """
+    criterion, _, mode = variant.partition("+")
+
+    def fraction(target):
+        return 1 - (1 - share * target) / (1 - done * target)
+
+    heads, ffn = fraction(_HEADS.value), fraction(_FFN.value)
+    if _BUDGET.value == "global":
+        heads, ffn = {"global": heads}, {"global": ffn}
+    return tfcompress.sparsity.prune_structured(
+        backbone,
+        heads=heads,
+        ffn=ffn,
+        criterion=criterion,
+        representative_data=calibration,
+        return_report=True,
+        reconstruct=mode or None,
+        verbose=False,
     )
 
 
@@ -137,9 +198,12 @@ def main(argv):
     teacher = dm.pooled_model(keras, teacher_backbone)
     references = {name: dm.embed(teacher, data) for name, data in sets.items()}
     calibration = [encode(train[16 * i : 16 * (i + 1)]) for i in range(_CALIBRATION_BATCHES.value)]
+    pydoc_count = len(train)
+    train = train + _extra_text(held_out, train)
     print(
-        f"[data] {len(train)} training, {len(held_out)} held-out sentences; {dm._SEQ_LEN.value} tokens; "
-        f"{len(calibration)} calibration batches",
+        f"[data] {pydoc_count} training pydoc sentences + {len(train) - pydoc_count} docstring "
+        f"sentences, {len(held_out)} held-out; {dm._SEQ_LEN.value} tokens; "
+        f"{len(calibration)} calibration batches (pydoc)",
         flush=True,
     )
 
@@ -152,15 +216,7 @@ def main(argv):
             name = criterion if mode == "none" else f"{criterion}+{mode}"
             variants.append(name)
             start = time.perf_counter()
-            student, report = tfcompress.sparsity.prune_structured(
-                teacher_backbone,
-                heads=_HEADS.value,
-                ffn=_FFN.value,
-                criterion=criterion,
-                representative_data=calibration,
-                return_report=True,
-                reconstruct=None if mode == "none" else mode,
-            )
+            student, report = _prune(tfcompress, teacher_backbone, name, 0.0, 1.0, calibration)
             seconds = time.perf_counter() - start
             befores[name] = dm.evaluate(dm.pooled_model(keras, student), sets, references)
             print(
@@ -177,21 +233,34 @@ def main(argv):
     )
     distilled = _DISTILL_CRITERIA.value or [v for v in variants if v.split("+")[0] == best]
     afters = {}
+    stages = _STAGES.value
     for name in distilled if _STRUCTURED_STEPS.value else []:
         start = time.perf_counter()
-        dm.distill_ours(
-            keras,
-            pruned_models[name],
-            teacher_backbone,
-            dm.batches(encode, train, _STRUCTURED_STEPS.value, 0),
-            _STRUCTURED_STEPS.value,
-            dm._LEARNING_RATE.value,
-            dm.progress(keras, name, sets, references, dm._EVAL_EVERY.value),
-        )
-        afters[name] = dm.evaluate(dm.pooled_model(keras, pruned_models[name]), sets, references)
+        student = teacher_backbone if stages > 1 else pruned_models[name]
+        for stage in range(1, stages + 1):
+            if stages > 1:
+                student, _ = _prune(
+                    tfcompress, student, name, (stage - 1) / stages, stage / stages, calibration
+                )
+                pruned = dm.evaluate(dm.pooled_model(keras, student), sets, references)
+                print(f"[{name}] stage {stage}/{stages} pruned: {_line(pruned)}", flush=True)
+            steps = _STRUCTURED_STEPS.value if stage == stages else _STAGE_STEPS.value
+            dm.distill_ours(
+                keras,
+                student,
+                teacher_backbone,
+                dm.batches(encode, train, steps, stage - 1, pydoc_count),
+                steps,
+                dm._LEARNING_RATE.value,
+                dm.progress(
+                    keras, f"{name} {stage}/{stages}", sets, references, dm._EVAL_EVERY.value
+                ),
+            )
+        pruned_models[name] = student
+        afters[name] = dm.evaluate(dm.pooled_model(keras, student), sets, references)
         print(
-            f"[{name}] distilled {_STRUCTURED_STEPS.value} steps in "
-            f"{time.perf_counter() - start:.0f} s; after: {_line(afters[name])}",
+            f"[{name}] distilled {_STRUCTURED_STEPS.value + (stages - 1) * _STAGE_STEPS.value} "
+            f"steps in {time.perf_counter() - start:.0f} s; after: {_line(afters[name])}",
             flush=True,
         )
 
@@ -210,9 +279,10 @@ def main(argv):
                 )
         rows.append(row + [f"{report.params_after:,}", f"{report.flops_after / 1e6:.1f}"])
     print(
-        f"\nall-MiniLM-L6-v2, heads {_HEADS.value:.0%} and FFN {_FFN.value:.0%} removed per block; "
-        f"original {report.params_before:,} parameters, {report.flops_before / 1e6:.1f} MFLOPs per example; "
-        f"{_STRUCTURED_STEPS.value} distillation steps"
+        f"\nall-MiniLM-L6-v2, heads {_HEADS.value:.0%} and FFN {_FFN.value:.0%} removed "
+        f"({_BUDGET.value.replace('_', ' ')}); original {report.params_before:,} parameters, "
+        f"{report.flops_before / 1e6:.1f} MFLOPs per example; {_STRUCTURED_STEPS.value} "
+        f"distillation steps in the last of {_STAGES.value} stage(s)"
     )
     print(
         format_table(
