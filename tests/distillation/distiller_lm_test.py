@@ -18,7 +18,7 @@ def tiny_tokenizer():
     return keras_hub.tokenizers.GPT2Tokenizer(vocabulary=vocabulary, merges=["a b"])
 
 
-def gpt2(vocabulary_size=29, num_layers=2, hidden_dim=16, seed=0):
+def gpt2(vocabulary_size=29, num_layers=2, hidden_dim=16, seed=0, dropout=0.1):
     keras.utils.set_random_seed(seed)
     backbone = keras_hub.models.GPT2Backbone(
         vocabulary_size=vocabulary_size,
@@ -27,7 +27,7 @@ def gpt2(vocabulary_size=29, num_layers=2, hidden_dim=16, seed=0):
         hidden_dim=hidden_dim,
         intermediate_dim=2 * hidden_dim,
         max_sequence_length=SEQ,
-        dropout=0.1,
+        dropout=dropout,
     )
     # Random GPT-2 weights give near-uniform logits; a unit-scale embedding
     # (the head is tied to it) gives distributions that differ measurably.

@@ -236,18 +236,22 @@ class Distiller(keras.Model):
         ]
 
     def call(self, inputs, training=None):
+        cached_features = None
         if _teacher_cache.is_cached(inputs):
-            inputs = _teacher_cache.split(inputs)[0]
+            inputs, _, _, cached_features = _teacher_cache.split(inputs)
         outputs, features = self._student_forward(inputs, training)
         if not self._projections.built:
-            self._add_projections(inputs, features)
+            self._add_projections(inputs, features, cached_features)
         # compute_loss reads the activations of this very forward pass, so the
         # student runs once per step.
         self._last_forward.value = (tree.flatten(outputs)[0], features)
         return outputs
 
-    def _add_projections(self, inputs, student_features):
-        _, teacher_features = self._teacher_forward(inputs)
+    def _add_projections(self, inputs, student_features, cached_features=None):
+        if cached_features and all(p.teacher_path in cached_features for p in self._pairs):
+            teacher_features = [cached_features[pair.teacher_path] for pair in self._pairs]
+        else:
+            _, teacher_features = self._teacher_forward(inputs)
         for pair, teacher, student in zip(self._pairs, teacher_features, student_features):
             # Relation and custom losses take the widths as they are: their
             # record says so (equal widths build no projection on load).
@@ -258,14 +262,12 @@ class Distiller(keras.Model):
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         cached = _teacher_cache.is_cached(x)
         if cached:
-            x, teacher_outputs, teacher_indices = _teacher_cache.split(x)
+            parts = _teacher_cache.split(x)
             _teacher_cache.check_use(
-                self._pairs,
-                self._output_mode,
-                self._distill_config["distillation_loss_fn"],
-                teacher_indices,
+                self._pairs, self._output_mode, self._distill_config["distillation_loss_fn"], parts
             )
-            teacher_features = []
+            x, teacher_outputs, teacher_indices, features = parts
+            teacher_features = [features[pair.teacher_path] for pair in self._pairs]
         mask = mask_from(x, sample_weight)
         last = getattr(self._last_forward, "value", None)
         if y_pred is None or last is None or last[0] is not tree.flatten(y_pred)[0]:
@@ -322,8 +324,12 @@ class Distiller(keras.Model):
         """Runs the teacher once over a fixed dataset, for cheaper epochs.
 
         Fitting on the result skips the teacher's forward pass: a step then
-        costs about as much as training the student alone. Feature losses
-        need the live teacher, so compile without them.
+        costs about as much as training the student alone. Call it after
+        `compile`: the teacher's outputs and the hidden states of the
+        compiled `feature_losses` are cached (outputs are left out with
+        `distill_outputs=False`), so each epoch's loss equals the live one.
+        The batches stay as they are (fit with `shuffle=True` reorders
+        them); everything is held in memory, hidden states included.
 
         Args:
             dataset: batches of x, (x, y) or (x, y, sample_weight): a
@@ -337,7 +343,8 @@ class Distiller(keras.Model):
             to pass to `fit` / `evaluate` in place of `dataset`.
 
         Raises:
-            ValueError: for a bad `top_k`, or a teacher with several outputs.
+            ValueError: for a bad `top_k`, or a teacher with several outputs
+                (unless outputs are not distilled).
 
         Example:
 
@@ -346,7 +353,15 @@ class Distiller(keras.Model):
         distiller.fit(cached, epochs=10)
         ```
         """
-        return _teacher_cache.cache_teacher_outputs(self.teacher, dataset, top_k)
+        pairs = self._pairs
+        layers = dict(zip((pair.teacher_path for pair in pairs), self._pair_layers[0]))
+        return _teacher_cache.cache_teacher_outputs(
+            self.teacher,
+            dataset,
+            top_k,
+            feature_layers=layers,
+            outputs=getattr(self, "_output_mode", "kl") is not None,
+        )
 
     def get_config(self):
         return {
