@@ -134,10 +134,6 @@ _EXPORT_CRITERION = flags.DEFINE_string(
     "Pruned model exported and timed (default: the first distilled one).",
 )
 
-# distill_minilm's flags, with this benchmark's defaults: a quarter of each
-# batch is pydoc (the held-out domain), the rest standard-library docstrings.
-flags.FLAGS.set_default("pydoc_share", 0.25)
-
 
 def _line(metrics):
     return "; ".join(
