@@ -44,7 +44,7 @@ budget, 3000 steps, stdlib docstrings plus a quarter pydoc, no XLA):
 
 (log: logs_structminilm2/final.log in the structminilm2 worktree, not
 committed; cos = mean sentence cosine to the original, NN =
-nearest-neighbour agreement; "3000 st." = after 3000 distillation steps):
+nearest-neighbour agreement; "3000" columns: after 3000 distillation steps):
 
 | variant   | held cos | NN    | ood cos | NN    | held 3000 | NN    | ood 3000 | NN    |
 |-----------|----------|-------|---------|-------|-----------|-------|----------|-------|
