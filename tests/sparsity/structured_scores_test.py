@@ -52,3 +52,13 @@ def test_fisher_ranks_channels_by_how_much_removing_them_moves_the_outputs():
         )
     assert correlation["fisher"] > 0.6
     assert correlation["fisher"] > correlation["taylor"] + 0.1, correlation
+
+
+def test_random_scores_differ_between_layers_and_repeat_for_a_seed():
+    model = _bert()
+    first, second = transformer_groups(model)["ffn"][:2]
+    assert first.size == second.size
+    scores = [unit_scores(g, "random", seed=3) for g in (first, second)]
+    assert np.argsort(scores[0]).tolist() != np.argsort(scores[1]).tolist()
+    np.testing.assert_array_equal(unit_scores(first, "random", seed=3), scores[0])
+    assert not np.array_equal(unit_scores(first, "random", seed=4), scores[0])

@@ -5,6 +5,8 @@ slices; `gradient_statistics` runs the representative data through the
 model once to give Taylor and OBD their gradients.
 """
 
+import zlib
+
 import keras
 import numpy as np
 
@@ -36,7 +38,9 @@ def unit_scores(group, criterion, statistics=None, seed=0):
         A float64 array of shape `(group.size,)`.
     """
     if criterion == "random":
-        return np.random.default_rng(seed).random(group.size)
+        # Seeded per group: one stream for all would drop the same unit indices
+        # in every layer, and a global budget would then split evenly.
+        return np.random.default_rng([seed, zlib.crc32(group.path.encode())]).random(group.size)
     if criterion in ("taylor", "fisher"):
         return statistics[(criterion, id(group))]
     total = np.zeros(group.size)
