@@ -25,12 +25,8 @@ def _dataset(batches=3, batch=4, seed=0):
     return tf.data.Dataset.from_tensor_slices(x).batch(batch)
 
 
-def test_full_cache_gives_the_live_loss_without_running_the_teacher(teacher):
-    distiller = Distiller(gpt2(num_layers=1, hidden_dim=8, seed=1), teacher)
-    distiller.compile(optimizer=keras.optimizers.Adam(0.01), temperature=2.0)
-    live = distiller.evaluate(_dataset(), verbose=0, return_dict=True)
-    cached = distiller.cache_teacher(_dataset())
-    assert len(cached) == 3
+def _evaluate_and_fit_without_the_teacher(distiller, teacher, cached):
+    """Evaluates, then fits 3 epochs, on `cached`; fails if the teacher is called."""
     calls = []
     original = teacher.call
     object.__setattr__(teacher, "call", lambda *a, **k: calls.append(1) or original(*a, **k))
@@ -40,6 +36,16 @@ def test_full_cache_gives_the_live_loss_without_running_the_teacher(teacher):
     finally:
         object.__delattr__(teacher, "call")
     assert calls == []
+    return from_cache, history
+
+
+def test_full_cache_gives_the_live_loss_without_running_the_teacher(teacher):
+    distiller = Distiller(gpt2(num_layers=1, hidden_dim=8, seed=1), teacher)
+    distiller.compile(optimizer=keras.optimizers.Adam(0.01), temperature=2.0)
+    live = distiller.evaluate(_dataset(), verbose=0, return_dict=True)
+    cached = distiller.cache_teacher(_dataset())
+    assert len(cached) == 3
+    from_cache, history = _evaluate_and_fit_without_the_teacher(distiller, teacher, cached)
     assert from_cache["loss"] == pytest.approx(live["loss"], abs=1e-6)
     assert history["loss"][-1] < history["loss"][0]
     np.testing.assert_allclose(
@@ -112,15 +118,7 @@ def test_hidden_states_are_cached_and_give_the_live_loss(teacher):
     features = cached[0][0]["tfcompress_teacher_features"]
     assert sorted(features) == sorted(p.teacher_path for p in distiller._pairs)
     assert all(f.shape == (4, 8, 16) for f in features.values())
-    calls = []
-    original = teacher.call
-    object.__setattr__(teacher, "call", lambda *a, **k: calls.append(1) or original(*a, **k))
-    try:
-        from_cache = distiller.evaluate(cached, verbose=0, return_dict=True)
-        history = distiller.fit(cached, epochs=3, verbose=0).history
-    finally:
-        object.__delattr__(teacher, "call")
-    assert calls == []
+    from_cache, history = _evaluate_and_fit_without_the_teacher(distiller, teacher, cached)
     for key in ("loss", "distillation_loss", "feature_loss_0", "feature_loss_1"):
         assert from_cache[key] == pytest.approx(live[key], abs=1e-6)
     assert history["loss"][-1] < history["loss"][0]
