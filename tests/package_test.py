@@ -37,7 +37,16 @@ def test_import_changes_no_environment_or_keras_config():
 def test_public_subpackages():
     import tfcompress
 
-    for name in ("sparsity", "quantization", "export", "runtime", "evaluation", "saving", "models"):
+    for name in (
+        "sparsity",
+        "quantization",
+        "export",
+        "runtime",
+        "evaluation",
+        "saving",
+        "models",
+        "data",
+    ):
         assert name in tfcompress.__all__
         assert hasattr(tfcompress, name)
 
@@ -54,6 +63,7 @@ _SUBPACKAGES = (
     "distillation",
     "low_rank",
     "models",
+    "data",
     "cli",
 )
 _LIBRARY_VARIABLES = ("TF_", "TFCOMPRESS_", "KERAS_", "XLA_", "CUDA_", "OMP_", "ABSL_")

@@ -5,13 +5,13 @@ import re
 import numpy as np
 import pytest
 
+from tfcompress.data import pydoc_text
+
 SEQ = 32
 
 
 def _sentences(count):
-    from pydoc_data.topics import topics
-
-    text = re.sub(r"\s+", " ", " ".join(topics[key] for key in sorted(topics)))
+    text = re.sub(r"\s+", " ", pydoc_text())
     return [s for s in re.split(r"(?<=[.!?])\s+", text) if 40 <= len(s) <= 200][:count]
 
 

@@ -14,13 +14,13 @@ import re
 import numpy as np
 import pytest
 
+from tfcompress.data import pydoc_text
+
 SEQ = 32
 
 
 def _sentences(count):
-    from pydoc_data.topics import topics
-
-    text = re.sub(r"\s+", " ", " ".join(topics[key] for key in sorted(topics)))
+    text = re.sub(r"\s+", " ", pydoc_text())
     sentences = [s for s in re.split(r"(?<=[.!?])\s+", text) if 30 <= len(s) <= 120]
     return sentences[:count]
 
