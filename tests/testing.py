@@ -1,6 +1,7 @@
 """Small shared helpers for tfcompress tests: tiny models and round trips."""
 
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -266,3 +267,28 @@ def run_python(code, timeout=300):
     if result.returncode != 0:
         raise AssertionError(f"subprocess failed ({result.returncode}):\n{result.stderr[-4000:]}")
     return result.stdout
+
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run_example(script, cwd, *flags, timeout=600, check=True):
+    """Runs `examples/<script>` as a user would, in `cwd`, and returns the finished process.
+
+    The shipped flagfile beside the script (`<script>` with `.flags`) comes
+    first, so it must parse; `flags` come after it and win. The repository is
+    on PYTHONPATH so the script imports this tfcompress. With `check`, a
+    non-zero exit fails the test with the end of its output.
+    """
+    example = REPO / "examples" / script
+    argv = [sys.executable, str(example), f"--flagfile={example.with_suffix('.flags')}", *flags]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO))
+    result = subprocess.run(
+        argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{script} exited with {result.returncode}:\n{result.stdout[-3000:]}\n"
+            f"{result.stderr[-3000:]}"
+        )
+    return result
