@@ -44,14 +44,15 @@ def _prune(model):
     return pruned
 
 
-def _fit(model, inputs, targets, start, stop):
+def _fit(model, inputs, targets, start, stop, callbacks=None):
+    """Fits batches `start` to `stop`; `callbacks` default to a new `UpdatePruningStep`."""
     model.fit(
         _slice(inputs, start, stop),
         _slice(targets, start, stop),
         batch_size=BATCH,
         shuffle=False,
         verbose=0,
-        callbacks=[UpdatePruningStep()],
+        callbacks=[UpdatePruningStep()] if callbacks is None else callbacks,
     )
 
 
@@ -143,14 +144,7 @@ def test_model_checkpoint_files_load_with_keras_and_resume(technique, tmp_path):
     callbacks = [UpdatePruningStep()] if technique == "prune" else []
 
     def fit(model, start, stop, extra=()):
-        model.fit(
-            _slice(inputs, start, stop),
-            _slice(targets, start, stop),
-            batch_size=BATCH,
-            shuffle=False,
-            verbose=0,
-            callbacks=callbacks + list(extra),
-        )
+        _fit(model, inputs, targets, start, stop, callbacks + list(extra))
 
     for model in (straight, resumed):
         model.compile(keras.optimizers.Adam(0.01), "mse", jit_compile=False)
