@@ -36,6 +36,8 @@ import time
 import numpy as np
 from absl import app, flags
 
+from tfcompress.data import pydoc_text
+
 FLAGS = flags.FLAGS
 flags.DEFINE_list(
     "targets",
@@ -63,9 +65,7 @@ ENGINES = ("compiled_model", "interpreter")
 
 def held_out_text():
     """The last 10% of pydoc's topics (the held-out split of benchmarks/distill_gpt.py)."""
-    from pydoc_data import topics
-
-    text = "\n\n".join(topics.topics[key] for key in sorted(topics.topics))
+    text = pydoc_text()
     return text[int(0.9 * len(text)) :]
 
 

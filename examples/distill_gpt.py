@@ -21,6 +21,8 @@ import os
 
 from absl import app, flags
 
+from tfcompress.data import pydoc_text
+
 _TEACHER_PATH = flags.DEFINE_string(
     "teacher_path",
     None,
@@ -65,12 +67,9 @@ _OUTPUT_DIR = flags.DEFINE_string(
 
 def load_bytes():
     """`(train, validation)`: pydoc_data.topics as bytes, a contiguous 90/10 split."""
-    from pydoc_data import topics
-
     import numpy as np
 
-    text = "\n\n".join(topics.topics[key] for key in sorted(topics.topics))
-    data = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    data = np.frombuffer(pydoc_text().encode("utf-8"), dtype=np.uint8)
     cut = int(0.9 * len(data))
     return data[:cut], data[cut:]
 

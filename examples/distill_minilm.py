@@ -26,6 +26,8 @@ import os
 
 from absl import app, flags
 
+from tfcompress.data import docstring_sentences, pydoc_sentences
+
 _LAYERS = flags.DEFINE_list("layers", ["1", "3", "5"], "Teacher blocks the student starts from.")
 _STEPS = flags.DEFINE_integer("steps", 1200, "Distillation steps.", lower_bound=1)
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 16, "Sentences per step.", lower_bound=1)
@@ -58,48 +60,6 @@ _OUTPUT_DIR = flags.DEFINE_string(
 )
 
 _INPUTS = ("padding_mask", "segment_ids", "token_ids")
-
-
-def pydoc_sentences():
-    """English sentences from pydoc_data.topics, in a fixed order, no repeats."""
-    import re
-    from pydoc_data import topics
-
-    found = []
-    for key in sorted(topics.topics):
-        text = re.sub(r"\s+", " ", topics.topics[key])
-        found += [
-            s for s in re.split(r"(?<=[.!?])\s+", text) if 40 <= len(s) <= 300 and s[0].isupper()
-        ]
-    return list(dict.fromkeys(found))
-
-
-def docstring_sentences():
-    """English sentences of the standard library's docstrings, without importing it."""
-    import ast
-    import re
-
-    root = os.path.dirname(os.__file__)
-    found = []
-    for directory, subdirectories, files in os.walk(root):
-        subdirectories[:] = sorted(
-            d for d in subdirectories if d not in ("site-packages", "idlelib") and "test" not in d
-        )
-        for name in sorted(f for f in files if f.endswith(".py")):
-            try:
-                with open(os.path.join(directory, name), encoding="utf-8") as f:
-                    tree = ast.parse(f.read())
-            except (SyntaxError, UnicodeDecodeError, ValueError):
-                continue
-            for node in ast.walk(tree):
-                if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)):
-                    text = re.sub(r"\s+", " ", ast.get_docstring(node) or "")
-                    found += [
-                        s
-                        for s in re.split(r"(?<=[.!?])\s+", text)
-                        if 40 <= len(s) <= 300 and s[0].isupper() and re.search("[a-z]{3}", s)
-                    ]
-    return list(dict.fromkeys(found))
 
 
 def pooled_model(keras, backbone):

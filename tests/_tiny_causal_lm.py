@@ -14,16 +14,8 @@ from tests.models import tiny_llama
 
 SPECIAL = tiny_llama.SPECIAL
 MERGES = tiny_llama.MERGES
-CHAT_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
-def vocabulary():
-    """{token: id}: three special tokens, the 256 byte stand-ins, then one per merge."""
-    return {token: i for i, token in enumerate(tiny_llama.vocabulary())}
+CHAT_TEMPLATE = tiny_llama.CHAT_TEMPLATE
+vocabulary = tiny_llama.vocabulary_ids
 
 
 def _randomize(backbone, seed):

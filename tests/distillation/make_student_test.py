@@ -8,30 +8,6 @@ from tfcompress.distillation import make_student
 import testing
 
 
-def _gpt2(num_layers=4):
-    return keras_hub.models.GPT2Backbone(
-        vocabulary_size=testing.VOCAB,
-        num_layers=num_layers,
-        num_heads=2,
-        hidden_dim=8,
-        intermediate_dim=16,
-        max_sequence_length=testing.SEQ,
-        dropout=0.0,
-    )
-
-
-def _bert(num_layers=4):
-    return keras_hub.models.BertBackbone(
-        vocabulary_size=testing.VOCAB,
-        num_layers=num_layers,
-        num_heads=2,
-        hidden_dim=8,
-        intermediate_dim=16,
-        max_sequence_length=testing.SEQ,
-        dropout=0.0,
-    )
-
-
 def _llama3(num_layers=4):
     return keras_hub.models.Llama3Backbone(
         vocabulary_size=testing.VOCAB,
@@ -43,12 +19,17 @@ def _llama3(num_layers=4):
     )
 
 
+_BACKBONES = [testing.bert_backbone, testing.gpt2_backbone, _llama3]
+
+
 def _gpt2_causal_lm(num_layers=4):
     vocabulary = {"<|endoftext|>": 0, "a": 1, "b": 2, "c": 3, "Ġ": 4, "ab": 5, "Ġa": 6}
     vocabulary.update({f"x{i}": i for i in range(len(vocabulary), testing.VOCAB)})
     tokenizer = keras_hub.models.GPT2Tokenizer(vocabulary=vocabulary, merges=["a b", "Ġ a"])
     preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(tokenizer, sequence_length=testing.SEQ)
-    return keras_hub.models.GPT2CausalLM(_gpt2(num_layers), preprocessor=preprocessor)
+    return keras_hub.models.GPT2CausalLM(
+        testing.gpt2_backbone(num_layers), preprocessor=preprocessor
+    )
 
 
 def _numpy(variables):
@@ -86,7 +67,7 @@ def _randomize(model, seed=0):
         v.assign(rng.normal(size=v.shape).astype(v.dtype))
 
 
-@pytest.mark.parametrize("factory", [_bert, _gpt2, _llama3], ids=lambda f: f.__name__[1:])
+@pytest.mark.parametrize("factory", _BACKBONES, ids=["bert", "gpt2", "llama3"])
 def test_backbone_keeps_class_and_copies_chosen_blocks(factory):
     teacher = factory(num_layers=4)
     _randomize(teacher)
@@ -100,7 +81,7 @@ def test_backbone_keeps_class_and_copies_chosen_blocks(factory):
     _assert_arrays_equal(_numpy(teacher.weights), before)
 
 
-@pytest.mark.parametrize("factory", [_bert, _gpt2, _llama3], ids=lambda f: f.__name__[1:])
+@pytest.mark.parametrize("factory", _BACKBONES, ids=["bert", "gpt2", "llama3"])
 def test_all_blocks_give_the_teacher_outputs(factory):
     teacher = factory(num_layers=3)
     _randomize(teacher, seed=1)
@@ -110,7 +91,7 @@ def test_all_blocks_give_the_teacher_outputs(factory):
 
 
 def test_half_depth_student_computes_embeddings_chosen_blocks_and_norm():
-    teacher = _gpt2(num_layers=4)
+    teacher = testing.gpt2_backbone(num_layers=4)
     _randomize(teacher, seed=2)
     student = make_student(teacher, layers=[1, 2])
     inputs = testing.token_inputs(segments=False)
@@ -139,7 +120,7 @@ def test_half_depth_student_computes_embeddings_chosen_blocks_and_norm():
     ],
 )
 def test_num_layers_picks_evenly_spaced_blocks_ending_at_the_last(total, count, expected):
-    teacher = _bert(num_layers=total)
+    teacher = testing.bert_backbone(num_layers=total)
     _randomize(teacher, seed=3)
     student = make_student(teacher, num_layers=count)
     _assert_cut(teacher, student, expected)
@@ -185,7 +166,7 @@ def test_student_of_a_frozen_teacher_is_trainable():
 
 def test_classifier_head_is_copied():
     teacher = keras_hub.models.BertTextClassifier(
-        _bert(num_layers=4), num_classes=3, preprocessor=None, dropout=0.0
+        testing.bert_backbone(num_layers=4), num_classes=3, preprocessor=None, dropout=0.0
     )
     _randomize(teacher, seed=5)
     student = make_student(teacher, layers=[0, 2])
@@ -196,7 +177,7 @@ def test_classifier_head_is_copied():
 
 
 def test_student_saves_and_reloads_as_its_class(tmp_path):
-    teacher = _gpt2(num_layers=4)
+    teacher = testing.gpt2_backbone(num_layers=4)
     _randomize(teacher, seed=6)
     student = make_student(teacher, num_layers=2)
     restored = testing.run_model_saving_test(
@@ -223,7 +204,7 @@ def test_student_saves_and_reloads_as_its_class(tmp_path):
 )
 def test_bad_layer_choice_is_rejected(kwargs, error, match):
     with pytest.raises(error, match=match):
-        make_student(_gpt2(num_layers=4), **kwargs)
+        make_student(testing.gpt2_backbone(num_layers=4), **kwargs)
 
 
 def test_unsupported_models_are_rejected_with_what_is_supported():

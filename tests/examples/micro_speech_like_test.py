@@ -1,26 +1,16 @@
 """Runs examples/micro_speech_like.py end to end with tiny flags."""
 
-import os
-import pathlib
 import re
-import subprocess
-import sys
 
 import pytest
 
-_REPO = pathlib.Path(__file__).resolve().parents[2]
-_EXAMPLE = _REPO / "examples" / "micro_speech_like.py"
-_FLAGFILE = _REPO / "examples" / "micro_speech_like.flags"
+import testing
 
 
 def test_keyword_model_is_pruned_quantized_and_measured_in_tflm(tmp_path):
     pytest.importorskip("tflite_micro", reason="needs tflite-micro: pip install -e '.[micro]'")
     out_dir = tmp_path / "out"
-    # The shipped flagfile comes first, so it must parse; later flags win.
-    argv = [
-        sys.executable,
-        str(_EXAMPLE),
-        f"--flagfile={_FLAGFILE}",
+    flags = [
         "--clips_per_label=6",
         "--filters=8",
         "--blocks=1",
@@ -29,11 +19,7 @@ def test_keyword_model_is_pruned_quantized_and_measured_in_tflm(tmp_path):
         "--qat_epochs=1",
         f"--output_dir={out_dir}",
     ]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    result = subprocess.run(
-        argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    result = testing.run_example("micro_speech_like.py", tmp_path, *flags)
     stdout = result.stdout
 
     assert (
@@ -69,10 +55,7 @@ def test_keyword_model_is_pruned_quantized_and_measured_in_tflm(tmp_path):
     assert not (tmp_path / "tfcompress_out").exists()
 
     # A rerun in the same directory reuses the saved stages instead of training.
-    rerun = subprocess.run(
-        argv, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False
-    )
-    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    rerun = testing.run_example("micro_speech_like.py", tmp_path, *flags)
     for stage in ("float.keras", "pruned.keras", "qat.keras"):
         assert f"reusing {out_dir / stage}" in rerun.stdout
     assert f"flash {flash:,} bytes (the model array)" in rerun.stdout

