@@ -30,7 +30,9 @@ out-of-domain English: mean sentence cosine and nearest-neighbour agreement
 before and after the distillation, parameters, matmul FLOPs, and for the
 original and the pruned model of `--export_criterion` (default: the first
 distilled) the fp32 LiteRT file size and latency (batch 1, `--seq_len`
-tokens, `--num_threads` threads, interleaved).
+tokens, `--num_threads` threads, interleaved). `--seed` sets the batch
+order, and `--output_dir` (distill_minilm's flag) keeps both .tflite files,
+as `benchmarks/agreement_margins.py` reads them.
 
     python benchmarks/structured_minilm.py
     python benchmarks/structured_minilm.py --criteria fisher --reconstruct none,least_squares
@@ -154,6 +156,8 @@ seed; the agreement moves by up to 3 points between evaluations.
 
 """
 
+import os
+import re
 import time
 
 import distill_minilm as dm
@@ -206,6 +210,9 @@ _STAGES = flags.DEFINE_integer(
 )
 _STAGE_STEPS = flags.DEFINE_integer(
     "stage_steps", 300, "Distillation steps after each stage but the last (with --stages > 1)."
+)
+_SEED = flags.DEFINE_integer(
+    "seed", 0, "Seed of the distillation batch order (stage s of --stages uses seed + s - 1)."
 )
 _EXPORT_CRITERION = flags.DEFINE_string(
     "export_criterion",
@@ -312,7 +319,7 @@ def main(argv):
                 keras,
                 student,
                 teacher_backbone,
-                dm.batches(encode, train, steps, stage - 1, pydoc_count),
+                dm.batches(encode, train, steps, _SEED.value + stage - 1, pydoc_count),
                 steps,
                 dm._LEARNING_RATE.value,
                 dm.progress(
@@ -380,6 +387,12 @@ def main(argv):
             dm.pooled_model(keras, backbone), target="float32", sample=sample, batch_size=1
         )
         exported[name] = result.tflite_bytes
+        if dm._OUTPUT_DIR.value:
+            os.makedirs(dm._OUTPUT_DIR.value, exist_ok=True)
+            path = os.path.join(dm._OUTPUT_DIR.value, re.sub("[^a-z0-9]+", "_", name) + ".tflite")
+            with open(path, "wb") as f:
+                f.write(result.tflite_bytes)
+            print(f"[export] {name}: {path}", flush=True)
     latency = tfcompress.evaluation.interleaved_latency(
         exported,
         {n: sets["held-out"][n][:1] for n in dm._INPUTS},
