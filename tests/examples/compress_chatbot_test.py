@@ -12,6 +12,9 @@ from tfcompress.runtime import Generator
 
 import testing
 
+# A whole example run in a subprocess: in the slow tier, which CI runs too.
+pytestmark = pytest.mark.slow
+
 _STAGES = ["teacher fp32", "teacher int8", "student fp32", "student int8"]
 
 

@@ -4,8 +4,12 @@ import re
 
 import keras
 import keras_hub
+import pytest
 
 import testing
+
+# A whole example run in a subprocess: in the slow tier, which CI runs too.
+pytestmark = pytest.mark.slow
 
 
 def test_distill_gpt_trains_cuts_distils_and_saves_the_student(tmp_path):

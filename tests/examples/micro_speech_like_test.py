@@ -6,6 +6,9 @@ import pytest
 
 import testing
 
+# A whole example run in a subprocess: in the slow tier, which CI runs too.
+pytestmark = pytest.mark.slow
+
 
 def test_keyword_model_is_pruned_quantized_and_measured_in_tflm(tmp_path):
     pytest.importorskip("tflite_micro", reason="needs tflite-micro: pip install -e '.[micro]'")
