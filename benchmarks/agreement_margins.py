@@ -17,6 +17,8 @@ reference's neighbour is in the student's top 2.
     python benchmarks/agreement_margins.py --reference /tmp/dm12k/teacher_fp32.tflite \
         --candidate /tmp/dm12k/student_fp32.tflite
 
+(`--eval_sentences`, `--seq_len` and `--num_threads` are distill_minilm's flags.)
+
 Measured on the 12,000-step student of `distill_minilm.py` (commit 167c57e;
 the 384 held-out pydoc sentences, and 384 pydoc sentences it trained on):
 
@@ -31,6 +33,7 @@ student agrees on 40% of them; on the 160 with a clear neighbour it agrees
 on 95%.
 """
 
+import distill_minilm as dm
 import numpy as np
 from absl import app, flags
 from common import format_table, start_benchmark
@@ -40,23 +43,13 @@ _REFERENCE = flags.DEFINE_string("reference", None, "The original model's .tflit
 _CANDIDATE = flags.DEFINE_string(
     "candidate", None, "The compressed model's .tflite.", required=True
 )
-_EVAL_SENTENCES = flags.DEFINE_integer("eval_sentences", 384, "Held-out pydoc sentences.")
-_SEQ_LEN = flags.DEFINE_integer("seq_len", 64, "Token sequence length of the files.")
-_NUM_THREADS = flags.DEFINE_integer("num_threads", 1, "LiteRT threads.")
-
 _BANDS = ((0.0, 0.01), (0.01, 0.02), (0.02, 0.05), (0.05, 2.0))
 
 
 def embeddings(path, data):
-    from tfcompress import runtime
-
+    """`path`'s sentence embeddings of `data` in LiteRT, normalized (distill_minilm's runner)."""
     with open(path, "rb") as f:
-        interpreter = runtime.load(f.read(), num_threads=_NUM_THREADS.value)
-    rows = [
-        np.reshape(interpreter.run({n: v[i : i + 1] for n, v in data.items()}), (1, -1))
-        for i in range(len(data["token_ids"]))
-    ]
-    rows = np.concatenate(rows)
+        rows = dm.litert_embeddings(f.read(), data)
     return rows / np.linalg.norm(rows, axis=1, keepdims=True)
 
 
@@ -81,11 +74,11 @@ def margins_row(name, reference, candidate):
 def main(argv):
     start_benchmark(argv)
     pool = sentences()
-    count = _EVAL_SENTENCES.value
+    count = dm._EVAL_SENTENCES.value
     sets = {"held-out": pool[:count], "train": pool[count : 2 * count]}
     rows = []
     for name, texts in sets.items():
-        data = tokenize(texts, sequence_length=_SEQ_LEN.value)
+        data = tokenize(texts, sequence_length=dm._SEQ_LEN.value)
         rows.append(
             margins_row(
                 name, embeddings(_REFERENCE.value, data), embeddings(_CANDIDATE.value, data)
