@@ -313,7 +313,8 @@ run whole with this recipe.
 
 The longest run: one student at these defaults for 12,000 steps (init
 [1, 3, 5], seed 0, 3586 s of distillation on 2 cores at load 2-3, then
-300 QAT steps in 144 s; log: benchmarks/logs/distill_minilm_12000_steps.log):
+300 QAT steps in 144 s; its log was not kept:
+`.gitignore` dropped `logs/` until the next session):
 
     python benchmarks/distill_minilm.py --inits 1,3,5 --seeds 0 --keras_inits none \
         --steps 12000 --eval_every 1500 --qat_steps 300 --latency_rounds 5
@@ -388,6 +389,16 @@ _PYDOC_SHARE = flags.DEFINE_float(
     0.25,
     "Expected share of pydoc sentences in each batch (0: every training sentence equally "
     "likely, so pydoc's share shrinks as --extra_packages adds text).",
+    lower_bound=0.0,
+    upper_bound=1.0,
+)
+_AUGMENT_PYDOC = flags.DEFINE_float(
+    "augment_pydoc",
+    0.0,
+    "Share of the pydoc sentences drawn into batches that are replaced by a variant the teacher "
+    "has not seen: half the time the sentence joined to the next training pydoc sentence, half "
+    "the time a random run of at least half of its words (0: the sentences as they are). The "
+    "batch order is the same at every value.",
     lower_bound=0.0,
     upper_bound=1.0,
 )
@@ -540,7 +551,12 @@ def batches(encode, train, steps, seed, pydoc_count=None):
         weights = [share / pydoc_count] * pydoc_count
         weights += [(1 - share) / (len(train) - pydoc_count)] * (len(train) - pydoc_count)
     order = [rng.choice(len(train), size, replace=False, p=weights) for _ in range(steps)]
-    data = encode([train[i] for batch in order for i in batch])
+    texts = [train[i] for batch in order for i in batch]
+    if _AUGMENT_PYDOC.value and pydoc_count:
+        texts = augment_pydoc(
+            texts, [i for batch in order for i in batch], train, pydoc_count, seed
+        )
+    data = encode(texts)
     if not _BUCKET.value:
         return tf.data.Dataset.from_tensor_slices(data).batch(size)
     lengths = data["padding_mask"].sum(axis=1)
@@ -560,6 +576,32 @@ def batches(encode, train, steps, seed, pydoc_count=None):
 
     spec = {n: tf.TensorSpec((None, None), "int32") for n in _INPUTS}
     return tf.data.Dataset.from_generator(generate, output_signature=spec)
+
+
+def augment_pydoc(texts, indices, train, pydoc_count, seed):
+    """`texts` with --augment_pydoc of its pydoc sentences replaced by variants.
+
+    `indices[k]` is `texts[k]`'s index in `train`, whose first `pydoc_count`
+    sentences are pydoc's in their source order, so `train[i + 1]` is the
+    sentence after `train[i]` (held-out sentences come before all of them and
+    are never joined). The draws use their own stream, so the batch order is
+    that of the run without augmentation.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng([seed, 1])
+    out = list(texts)
+    for k, i in enumerate(indices):
+        if i >= pydoc_count or rng.random() >= _AUGMENT_PYDOC.value:
+            continue
+        if rng.random() < 0.5 and i + 1 < pydoc_count:
+            out[k] = f"{train[i]} {train[i + 1]}"
+        else:
+            words = train[i].split()
+            length = int(rng.integers(-(-len(words) // 2), len(words) + 1))
+            start = int(rng.integers(0, len(words) - length + 1))
+            out[k] = " ".join(words[start : start + length])
+    return out
 
 
 class EpochBatches:
