@@ -66,6 +66,8 @@ def test_padded_batch_gives_the_loss_of_its_real_tokens(teacher):
     assert abs(padded - unmasked) > 1e-3  # the padding would have changed it
 
 
+# Slow tier: 17 s on a 2-core CI machine, which the default suite's 15 min budget cannot spare.
+@pytest.mark.slow
 def test_preprocessor_batches_match_numpy_and_train(teacher):
     preprocessor = keras_hub.models.GPT2CausalLMPreprocessor(tiny_tokenizer(), sequence_length=SEQ)
     texts = ["abc", "ab cd efgh", "hello world", "zz top", "a", "keras hub"] * 4
@@ -159,6 +161,8 @@ def _mixed_precision_result(policy, teacher_weights, student_weights, x, y):
         keras.mixed_precision.set_global_policy(previous)
 
 
+# Slow tier: 33 s for both policies on a 2-core CI machine.
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
 def test_mixed_precision_losses_are_float32_and_match_the_float32_run(teacher, policy):
     x, y = _labelled_batch(5)

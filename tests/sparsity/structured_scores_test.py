@@ -1,4 +1,5 @@
 import numpy as np
+import pytest
 
 from tests.sparsity.structured_reconstruct_test import _bert, _tokens
 from tfcompress.sparsity.structured_groups import transformer_groups
@@ -39,6 +40,8 @@ def _rank_correlation(a, b):
     return float(np.corrcoef(ranks(a), ranks(b))[0, 1])
 
 
+# Slow tier: 14 s on a 2-core CI machine.
+@pytest.mark.slow
 def test_fisher_ranks_channels_by_how_much_removing_them_moves_the_outputs():
     model = _bert()
     data = [_tokens(model, seed=s) for s in range(24)]
