@@ -584,11 +584,10 @@ def batches(encode, train, steps, seed, pydoc_count=None):
         weights = [share / pydoc_count] * pydoc_count
         weights += [(1 - share) / (len(train) - pydoc_count)] * (len(train) - pydoc_count)
     order = [rng.choice(len(train), size, replace=False, p=weights) for _ in range(steps)]
-    texts = [train[i] for batch in order for i in batch]
+    indices = [i for batch in order for i in batch]
+    texts = [train[i] for i in indices]
     if _AUGMENT_PYDOC.value and pydoc_count:
-        texts = augment_pydoc(
-            texts, [i for batch in order for i in batch], train, pydoc_count, seed
-        )
+        texts = augment_pydoc(texts, indices, train, pydoc_count, seed)
     data = encode(texts)
     if not _BUCKET.value:
         return tf.data.Dataset.from_tensor_slices(data).batch(size)

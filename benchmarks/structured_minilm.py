@@ -154,7 +154,7 @@ held-out cosine +0.008 (0.9616), agreement +3.6 points (79.4%, 0.6 short
 of the 80% target: 2 sentences of 384), out-of-domain +0.016 (0.908). One
 seed; the agreement moves by up to 3 points between evaluations.
 
-The same for 12,000 steps (commit after 9b09ea0, only `--structured_steps`
+The same for 12,000 steps (commit 9b09ea0, only `--structured_steps`
 changed; 3495 s of distillation on 2 otherwise idle cores; log:
 benchmarks/logs/structured_minilm_12000_steps.log):
 
