@@ -152,3 +152,88 @@ def test_a_registered_callable_feature_loss_saves_and_reloads(data, teacher, tmp
     assert loaded._pairs[0].loss is mean_gap and loaded._pairs[0].weight == 3.0
     after = loaded.evaluate(*data, batch_size=256, verbose=0, return_dict=True)
     assert after["feature_loss"] == pytest.approx(before["feature_loss"], abs=1e-7)
+
+
+class UserBlock(keras.layers.Layer):
+    """Written as users write them: generated sublayer names, not registered."""
+
+    def __init__(self, units, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.dense = keras.layers.Dense(units, activation="relu")
+        self.norm = keras.layers.LayerNormalization()
+
+    def call(self, inputs):
+        return self.norm(self.dense(inputs))
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+class UserNet(keras.Model):
+    def __init__(self, units=32, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+        self.blocks = [UserBlock(units), UserBlock(units)]
+        self.head = keras.layers.Dense(10)
+
+    def call(self, inputs):
+        for block in self.blocks:
+            inputs = block(inputs)
+        return self.head(inputs)
+
+    def get_config(self):
+        return {**super().get_config(), "units": self.units}
+
+
+def test_subclassed_models_with_generated_names_resume_the_same_pairs(data, tmp_path):
+    x, y = data
+    teacher = UserNet(32)
+    teacher.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    teacher.fit(x, y, epochs=1, verbose=0)
+    student = UserNet(8)
+    student(x[:1])
+    distiller = Distiller(student, teacher)
+    # Attribute paths: the two models' generated layer names differ.
+    distiller.compile(
+        optimizer=keras.optimizers.Adam(0.01),
+        feature_losses=[("blocks.1", "blocks.1", "mse"), ("blocks.0/dense", "blocks/0/dense")],
+    )
+    assert distiller._pair_layers == (
+        [teacher.blocks[1], teacher.blocks[0].dense],
+        [student.blocks[1], student.blocks[0].dense],
+    )
+    distiller.fit(x, epochs=1, batch_size=64, verbose=0)
+    distiller.save(tmp_path / "distiller.keras")
+    objects = {"UserNet": UserNet, "UserBlock": UserBlock}
+
+    # Loaded in the same process, every layer gets a new generated name, so
+    # the saved paths name no layer: the pairs are found by position.
+    resumed = keras.saving.load_model(tmp_path / "distiller.keras", custom_objects=objects)
+    assert resumed._pair_layers == (
+        [resumed.teacher.blocks[1], resumed.teacher.blocks[0].dense],
+        [resumed.student.blocks[1], resumed.student.blocks[0].dense],
+    )
+    # The rebuilt teacher was frozen all the way down, so the optimizer
+    # state fits and was restored.
+    assert not resumed.teacher.trainable_weights
+    assert not any(v.trainable for v in resumed.teacher.weights)
+    assert int(resumed.optimizer.iterations.numpy()) == 4
+    for saved, loaded in zip(_state(distiller), _state(resumed), strict=True):
+        np.testing.assert_array_equal(saved, loaded)
+    teacher_before = [w.numpy() for w in resumed.teacher.weights]
+    resumed.fit(x, epochs=1, batch_size=64, verbose=0)
+    for old, new in zip(teacher_before, resumed.teacher.weights):
+        np.testing.assert_array_equal(old, new.numpy())
+    assert int(resumed.optimizer.iterations.numpy()) == 8
+
+
+def test_an_unknown_path_lists_the_layers_and_attributes_are_accepted(data):
+    teacher, student = UserNet(32), UserNet(8)
+    teacher(data[0][:1]), student(data[0][:1])
+    distiller = Distiller(student, teacher)
+    with pytest.raises(
+        ValueError, match=r"the student .* no layer at path 'blocks.2'.*Its layers"
+    ) as info:
+        distiller.compile(feature_losses=[("blocks.1", "blocks.2")])
+    assert student.blocks[0].name in str(info.value) and "attributes" in str(info.value)

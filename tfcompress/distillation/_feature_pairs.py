@@ -7,6 +7,7 @@ import keras
 from tfcompress.core._keras_internals import attention_projections
 from tfcompress.core.checks import check_number
 from tfcompress.core.layer_tree import find_layer, walk_layers
+from tfcompress.core.replacements import locate
 from tfcompress.distillation.feature_loss import DISTANCES, check_feature_loss
 
 # Expands into the query, key and value relation pairs of two attention layers.
@@ -55,13 +56,36 @@ def _outermost_wrapper(ref, refs):
     return ref
 
 
+def _attribute_layer(model, path):
+    """The layer at Python attribute path `path` ("blocks.0.attention", or
+    with `/`) of `model`, or None.
+
+    Subclassed models of one class get generated layer names that differ
+    between the teacher and the student (`block` and `block_2`); the
+    attributes that hold them do not.
+    """
+    value = model
+    for part in path.replace("/", ".").split("."):
+        if isinstance(value, (list, tuple)) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        elif isinstance(value, dict) and part in value:
+            value = value[part]
+        elif part and not part.startswith("_") and isinstance(value, keras.layers.Layer):
+            value = vars(value).get(part)
+        else:
+            return None
+    return value if isinstance(value, keras.layers.Layer) and value is not model else None
+
+
 def _find_path(model, path):
-    """The full path of `path`, or of the one layer whose path ends with it.
+    """The full path of `path`, of the one layer whose path ends with it, or
+    of the layer at that Python attribute path.
 
     A layer inside a wrapper resolves to the wrapper. Tails matter because
     generated names differ between two models of one class: the student's
     backbone is often `gpt2_backbone_1`, so "transformer_layer_1" is the
-    portable way to name a block.
+    portable way to name a block; in a subclassed model, so is the
+    attribute ("block" for `self.block`).
     """
     refs = walk_layers(model)
     paths = [ref.path for ref in refs]
@@ -75,10 +99,18 @@ def _find_path(model, path):
         raise ValueError(
             f"{path!r} ends {len(tails)} layer paths: {tails[:5]}; give a longer path."
         )
+    attribute = _attribute_layer(model, path)
+    for ref in refs:
+        if ref.layer is attribute:
+            return _outermost_wrapper(ref, refs).path
     tail = path.rsplit("/", 1)[-1]
     close = [p for p in paths if p.rsplit("/", 1)[-1] == tail][:5]
+    outer = [p for p in paths if p.count("/") < 2]
+    listed = f"{outer[:12]}" + (f" and {len(outer) - 12} more" if len(outer) > 12 else "")
     raise ValueError(
-        f"No layer path is or ends with {path!r}; same-named layers: {close or 'none'}."
+        f"No layer path is or ends with {path!r}, and no attribute of the model "
+        f"holds a layer by that name; same-named layers: {close or 'none'}. Its "
+        f"layers (two levels): {listed}."
     )
 
 
@@ -91,7 +123,8 @@ def _path_of(model, layer, role, index):
                 f"feature_losses[{index}]: the {role} {model.name!r} has no layer "
                 f"at path {layer!r}. {error.args[0]} Paths are the ones "
                 "`tfcompress.core.walk_layers(model)` lists, or their ends, "
-                "e.g. 'transformer_layer_1'."
+                "e.g. 'transformer_layer_1', or attributes ('block' for "
+                "`self.block`, 'blocks.0'), or give the layer object."
             ) from None
     if isinstance(layer, keras.layers.Layer):
         refs = walk_layers(model)
@@ -191,6 +224,53 @@ def resolve_pairs(feature_losses, teacher, student):
     keys = [(pair.key, pair.loss) for pair in pairs]
     if len(set(keys)) != len(keys):
         raise ValueError(
-            f"feature_losses pairs the same layers twice with the same loss: {[key for key, _ in keys]}."
+            "feature_losses pairs the same layers twice with the same loss: "
+            f"{[key for key, _ in keys]}."
         )
     return pairs
+
+
+def pair_locations(pairs, teacher, student):
+    """Where each pair's layers sit, by child index and class, for a saved config.
+
+    Generated names are not stable: a subclassed model rebuilt on load gets
+    new ones (`block_5` for what was `block_1`), and may give an old name to
+    another layer. Child indices find the same layer in a model rebuilt from
+    the same config (`LayerRef.indices`).
+    """
+    locations = []
+    for pair in pairs:
+        refs = [find_layer(teacher, pair.teacher_path), find_layer(student, pair.student_path)]
+        locations.append(
+            [list(ref.indices) for ref in refs] + [type(r.layer).__name__ for r in refs]
+        )
+    return locations
+
+
+def relocate(entries, locations, teacher, student):
+    """`feature_losses` entries of a saved config, with the layers found again.
+
+    Each entry whose recorded child indices still reach layers of the
+    recorded classes gets those layer objects in place of its paths; others
+    keep their paths (a config saved before locations were recorded, or a
+    model whose code changed).
+
+    Returns:
+        `(entries, renames)`: the entries, and `{old pair key: new pair key}`
+        for the projections recorded under the saved paths.
+    """
+    relocated, renames = [], {}
+    for entry, location in zip(entries, locations or [None] * len(entries)):
+        entry = list(entry)
+        if location is not None:
+            teacher_indices, student_indices, teacher_class, student_class = location
+            found = [locate(teacher, teacher_indices), locate(student, student_indices)]
+            # Keras's deserializer turns a class name it knows into the class.
+            recorded = [getattr(c, "__name__", c) for c in (teacher_class, student_class)]
+            if all(found) and [type(f[1]).__name__ for f in found] == recorded:
+                old = FeaturePair(*entry).key
+                entry[:2] = [found[0][1], found[1][1]]
+                new = resolve_pairs([entry], teacher, student)[0]
+                renames[old] = new.key
+        relocated.append(entry)
+    return relocated, renames

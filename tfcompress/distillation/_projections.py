@@ -31,6 +31,14 @@ class Projections(keras.layers.Layer):
             projection.build((None, int(student_width)))
             self.layers_by_key[key] = projection
 
+    def rename(self, renames):
+        """Moves widths and projections recorded under old pair keys to new ones."""
+        for mapping in (self.widths, self.layers_by_key):
+            items = list(mapping.items())
+            # dict's own methods: the layers stay tracked, in their order.
+            dict.clear(mapping)
+            dict.update(mapping, {renames.get(key, key): value for key, value in items})
+
     def use(self, keys):
         """Trains the projections of `keys` only; True if all widths are known."""
         for key, projection in self.layers_by_key.items():

@@ -7,7 +7,7 @@ import keras
 from keras import ops, tree
 
 from tfcompress.core import _keras_internals as internals
-from tfcompress.core.layer_tree import find_layer
+from tfcompress.core.layer_tree import find_layer, layers_of
 from tfcompress.distillation import _teacher_cache
 from tfcompress.distillation._checks import (
     check_compile_args,
@@ -15,7 +15,7 @@ from tfcompress.distillation._checks import (
     check_something_trains,
     mask_from,
 )
-from tfcompress.distillation._feature_pairs import resolve_pairs
+from tfcompress.distillation._feature_pairs import pair_locations, relocate, resolve_pairs
 from tfcompress.distillation._masking import masked_mean
 from tfcompress.distillation._output_loss import (
     output_loss,
@@ -34,6 +34,17 @@ def _without_compile(config):
     # variables on load, and Keras warns that the saved slots do not fit.
     config.pop("compile_config", None)
     return config
+
+
+def _freeze(model):
+    # `model.trainable = False` is skipped on the TensorFlow backend when
+    # `model.trainable` is already False (its `__setattr__` short-circuits
+    # an unchanged value), and a subclassed model rebuilt from a config with
+    # `trainable: False`, like the teacher of a loaded Distiller, has False
+    # there but trainable sublayers and variables: the property's own setter
+    # reaches them.
+    for layer in layers_of(model):
+        keras.layers.Layer.trainable.fset(layer, False)
 
 
 @keras.saving.register_keras_serializable(package="tfcompress")
@@ -94,7 +105,7 @@ class Distiller(keras.Model):
     def __init__(self, student, teacher, **kwargs):
         check_models(student, teacher)
         super().__init__(**kwargs)
-        teacher.trainable = False
+        _freeze(teacher)
         self.student = student
         self.teacher = teacher
         self._projections = Projections(name="projections")
@@ -144,7 +155,9 @@ class Distiller(keras.Model):
                 `(teacher_layer, student_layer, loss, weight)`; layers as
                 `tfcompress.core.walk_layers` paths or their unique ends
                 (e.g. "transformer_layer_1", which also finds
-                "gpt2_backbone_1/transformer_layer_1") or layer objects;
+                "gpt2_backbone_1/transformer_layer_1"), attribute paths of
+                subclassed models ("blocks.1" for `self.blocks[1]`) or
+                layer objects;
                 weight default 1. loss: "mse" (default) or "cosine", where a
                 learned Dense projection maps the student's width to the
                 teacher's when they differ; "relation" (`relation_loss`, any
@@ -184,6 +197,7 @@ class Distiller(keras.Model):
             "alpha": alpha,
             "temperature": temperature,
             "feature_losses": [pair.to_config() for pair in pairs],
+            "feature_layer_locations": pair_locations(pairs, self.teacher, self.student),
             "reverse_kl": bool(reverse_kl),
             "distill_outputs": bool(distill_outputs),
         }
@@ -409,6 +423,14 @@ class Distiller(keras.Model):
 
     def compile_from_config(self, config):
         config = keras.saving.deserialize_keras_object(config)
+        # Feature pairs are found again by position, not by generated name.
+        config["feature_losses"], renames = relocate(
+            config.get("feature_losses") or [],
+            config.pop("feature_layer_locations", None),
+            self.teacher,
+            self.student,
+        )
+        self._projections.rename(renames)
         self.compile(**config)
         if self.built:
             self.optimizer.build(self.trainable_variables)
