@@ -461,6 +461,15 @@ _BUCKET = flags.DEFINE_boolean(
     "(same sentences per step, about half the tokens: the median sentence has 19-29 of the 64).",
 )
 _WARMUP = flags.DEFINE_float("warmup_fraction", 0.1, "Share of the steps with a linear warmup.")
+_EMA_MOMENTUM = flags.DEFINE_float(
+    "ema_momentum",
+    0.0,
+    "Keep an exponential moving average of the student's weights with this momentum (Adam's "
+    "`use_ema`), and end the distillation with the average in place of the last weights "
+    "(0: off). The progress lines every --eval_every steps show the raw weights.",
+    lower_bound=0.0,
+    upper_bound=1.0,
+)
 _INITS = flags.DEFINE_string(
     "inits", "1,3,5;0,2,4;0,1,2", "Student initialisations: teacher blocks, `;` between students."
 )
@@ -702,10 +711,13 @@ def training_data(encode, train, steps, seed, pydoc_count, plan=None):
 
 def adam(keras, peak, steps):
     warmup = max(1, int(steps * _WARMUP.value))
+    ema = _EMA_MOMENTUM.value
     return keras.optimizers.Adam(
         keras.optimizers.schedules.CosineDecay(
             0.0, max(steps - warmup, 1), alpha=0.1, warmup_target=peak, warmup_steps=warmup
-        )
+        ),
+        use_ema=bool(ema),
+        ema_momentum=ema or 0.99,
     )
 
 
