@@ -105,6 +105,49 @@ def test_int8_io_round_trips_through_the_runtime(dense_model, calibration_data):
     np.testing.assert_array_equal(quantized, predictions)
 
 
+class UserResidualNet(keras.Model):
+    """As users write them: generated layer names, not registered, an op
+    (`keras.ops.relu`) between layers."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.stem = keras.layers.Conv2D(4, 3, padding="same", activation="relu")
+        self.conv = keras.layers.Conv2D(4, 3, padding="same")
+        self.add = keras.layers.Add()
+        self.flatten = keras.layers.Flatten()
+        self.head = keras.layers.Dense(3)
+
+    def call(self, inputs):
+        hidden = self.stem(inputs)
+        hidden = keras.ops.relu(self.add([hidden, self.conv(hidden)]))
+        return self.head(self.flatten(hidden))
+
+
+def test_int8_io_that_stays_float_is_an_error_and_calibration_fixes_it():
+    from tfcompress import quantization
+
+    keras.utils.set_random_seed(0)
+    rng = np.random.default_rng(0)
+    x = rng.random((64, 6, 6, 1), dtype=np.float32)
+    model = UserResidualNet()
+    model(x[:1])
+    qat = quantization.quantize_model(model)
+    qat.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    qat.fit(x, rng.integers(0, 3, 64), epochs=1, verbose=0)
+    # Nothing quantizes the input of a subclassed model's first layer, and
+    # the converter would quietly keep it float32 (and that layer float).
+    with pytest.raises(
+        ValueError, match=r"int8_io=True.*inputs \[.*\] stayed float32.*representative_data"
+    ):
+        export.to_tflite(qat, "int8", int8_io=True)
+    result = export.to_tflite(qat, "int8", int8_io=True, representative_data=x)
+    loaded = runtime.load(result.tflite_bytes)
+    assert loaded.input_details[0]["dtype"] == np.int8
+    assert loaded.output_details[0]["dtype"] == np.int8
+    assert result.checks["builtin_ops"]["float_ops"] == []
+    assert result.checks["outputs_match"]["passed"]
+
+
 def test_int8_reports_ops_left_in_float(calibration_data):
     keras.utils.set_random_seed(0)
     model = keras.Sequential(

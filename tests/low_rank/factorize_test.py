@@ -252,6 +252,19 @@ def test_latency_gate_keeps_layers_the_measurement_says_are_not_faster():
     assert isinstance(gated.get_layer("small"), LowRankDense) == faster
 
 
+def test_a_compiled_model_comes_back_ready_to_fit():
+    model = _mlp()
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    x = _correlated(rows=64)
+    model.fit(x, x, epochs=1, verbose=0)
+    small = factorize(model, rank=8)
+    # The original's optimizer was built for the dense kernels.
+    history = small.fit(x, x, epochs=2, verbose=0).history
+    assert history["loss"][-1] < history["loss"][0]
+    assert isinstance(small.optimizer, keras.optimizers.SGD)
+    assert float(small.optimizer.learning_rate) == pytest.approx(0.01)
+
+
 def test_original_model_is_untouched():
     model = _mlp()
     factorize(model, rank=8)

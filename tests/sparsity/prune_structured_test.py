@@ -467,6 +467,24 @@ def test_taylor_on_a_compiled_cnn_uses_the_loss_of_labelled_batches_from_a_gener
     assert report.kept("filters", "conv") == sorted(np.argsort(-score)[:8].tolist())
 
 
+def test_a_compiled_model_comes_back_ready_to_fit(tmp_path):
+    x, y = _digits()
+    model = ResidualCNN()
+    model.compile(
+        keras.optimizers.Adam(3e-3),
+        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    model.fit(x[:64], y[:64], batch_size=64, verbose=0)
+    pruned = prune_structured(model, filters=0.5, criterion="magnitude")
+    # The original's optimizer was built for the removed filters' variables.
+    history = pruned.fit(x[:64], y[:64], batch_size=64, epochs=3, verbose=0).history
+    assert history["loss"][-1] < history["loss"][0]
+    assert pruned.optimizer is not model.optimizer
+    assert float(pruned.optimizer.learning_rate) == pytest.approx(3e-3)
+    assert int(model.optimizer.iterations) == 1  # the original keeps its state
+
+
 def test_gradient_criteria_on_another_backend_say_what_to_use(monkeypatch):
     from tfcompress.sparsity import structured_scores
 

@@ -142,3 +142,22 @@ def replace_layer(model, path_or_layer, new_layer):
     if record_replacement(ref.layer, new_layer) and needs_recipe(model, [ref]):
         attach_recipe(model)
     return model
+
+
+def recompile(model):
+    """Compiles `model` again as it was compiled, with a fresh optimizer.
+
+    A compiled model whose layers were replaced keeps an optimizer built for
+    the old variables, and its next `fit` fails on "Unknown variable". The
+    new optimizer has the old one's configuration (learning rate, schedule)
+    and no state: the slots of the replaced variables have no counterpart.
+    Uncompiled models are left alone.
+    """
+    if not getattr(model, "compiled", False) or getattr(model, "_compile_config", None) is None:
+        return model
+    config = dict(model._compile_config.config)
+    optimizer = config.pop("optimizer", None)
+    if isinstance(optimizer, keras.optimizers.Optimizer):
+        optimizer = type(optimizer).from_config(optimizer.get_config())
+    model.compile(optimizer=optimizer, **config)
+    return model

@@ -11,7 +11,7 @@ from tfcompress.export._verification_inputs import note_synthetic, verification_
 from tfcompress.export.attention_masks import additive_attention_masks
 from tfcompress.export.flatbuffer import op_names, read_model
 from tfcompress.export.identity_multiplies import remove_identity_multiplies
-from tfcompress.export.verify import raise_on_failure, run_checks
+from tfcompress.export.verify import check_integer_io, raise_on_failure, run_checks
 
 
 @dataclasses.dataclass
@@ -185,7 +185,8 @@ def to_tflite(
 
     Raises:
         ValueError: invalid arguments, missing calibration data, Flex ops
-            without `allow_flex`; `ExportVerificationError` (a ValueError) when
+            without `allow_flex`, `int8_io` inputs or outputs the converter
+            left float32; `ExportVerificationError` (a ValueError) when
             a check fails.
         TypeError: `model` is not a Keras 3 model, or wrong argument types.
 
@@ -216,6 +217,8 @@ def to_tflite(
     )
     calibration = None if converted is not wrapper else samples
     content = converter.convert(converted, target, calibration, int8_io, allow_flex)
+    if int8_io:
+        check_integer_io(content, target, calibrated=representative_data is not None)
     content, applied = _rewrite(content, rewrites)
     checks, metrics = {}, {}
     if verify:

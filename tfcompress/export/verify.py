@@ -62,6 +62,44 @@ class ExportVerificationError(ValueError):
         )
 
 
+def check_integer_io(content, target, calibrated):
+    """Raises when `int8_io=True` left a model input or output float32.
+
+    The converter falls back to float silently (it only logs a warning) where
+    no range is known for an input: a quantization-aware subclassed model's
+    first layer reads the model input unquantized, since no graph shows what
+    feeds it.
+    """
+    model = flatbuffer.read_model(content)
+    subgraph = model.subgraphs[0]
+    left = {
+        role: [
+            subgraph.tensors[i].name.decode(errors="replace")
+            for i in indices
+            if flatbuffer.type_name(subgraph.tensors[i]) == "FLOAT32"
+        ]
+        for role, indices in (("inputs", subgraph.inputs), ("outputs", subgraph.outputs))
+    }
+    if not any(left.values()):
+        return
+    where = " and ".join(f"{role} {names}" for role, names in left.items() if names)
+    integer = "int16" if target == "int16x8" else "int8"
+    fix = (
+        "Some op at the model's edge has no integer kernel: drop int8_io, or end "
+        "the model with an op that has one."
+        if calibrated
+        else "The quantization-aware model carries no learned range there (a "
+        "subclassed model's first layer reads the model input unquantized, and an op "
+        "between layers such as `keras.ops.relu` gets no fake-quant). Pass "
+        "representative_data=... (a few hundred training inputs): the converter "
+        "calibrates the ranges the model does not carry."
+    )
+    raise ValueError(
+        f"`int8_io=True` asks for {integer} inputs and outputs, but the converted "
+        f"{target} model's {where} stayed float32. {fix}"
+    )
+
+
 def check_ops(content, allow_flex=False):
     """Builtin ops only (Flex ops too when `allow_flex`); custom ops always fail.
 

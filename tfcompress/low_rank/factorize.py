@@ -7,6 +7,7 @@ import numpy as np
 
 from tfcompress.core.checks import ensure_built, ensure_keras3_model
 from tfcompress.core.copy_model import copy_model
+from tfcompress.core.replace import recompile
 from tfcompress.core.transform import transform_layers
 from tfcompress.low_rank._factors import Spectrum, allocate_ranks, break_even
 from tfcompress.low_rank._latency_gate import factorized_is_faster
@@ -146,7 +147,7 @@ def factorize(
     if not replacements:
         raise _nothing_smaller(model, rank, energy, compression, slower)
     model, _ = transform_layers(model, lambda ref: replacements.get(ref.path), inplace=True)
-    return model
+    return recompile(model)  # the optimizer was built for the dense kernels
 
 
 def _copy_with_specs(model, paths):

@@ -6,6 +6,7 @@ import numpy as np
 from tfcompress.core.batches import iterate_batches
 from tfcompress.core.checks import ensure_built, ensure_keras3_model
 from tfcompress.core.copy_model import copy_model
+from tfcompress.core.replace import recompile
 from tfcompress.sparsity.structured_filters import filter_groups
 from tfcompress.sparsity.structured_groups import transformer_groups
 from tfcompress.sparsity.structured_reconstruct import (
@@ -252,4 +253,5 @@ def prune_structured(
             progress=None if bar is None else bar.update,
         )
     report.finish(model, decisions, sample)
+    recompile(model)  # the optimizer was built for the removed units' variables
     return (model, report) if return_report else model
