@@ -29,6 +29,7 @@ setuptools.setup(
     extras_require={
         "test": [
             "pytest>=8",
+            "pytest-xdist>=3",  # the README's `-n 2`: the suite on two processes
             "scikit-learn>=1.3",
             "safetensors>=0.4",
             "gguf>=0.10",

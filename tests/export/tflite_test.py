@@ -107,43 +107,82 @@ def test_int8_io_round_trips_through_the_runtime(dense_model, calibration_data):
 
 class UserResidualNet(keras.Model):
     """As users write them: generated layer names, not registered, an op
-    (`keras.ops.relu`) between layers."""
+    (`keras.ops.relu`, or `keras.layers.ReLU` with `layer_relu`) between
+    layers, and optionally an op on the input."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, layer_relu=False, scale_input=False, **kwargs):
         super().__init__(**kwargs)
+        self.layer_relu, self.scale_input = layer_relu, scale_input
         self.stem = keras.layers.Conv2D(4, 3, padding="same", activation="relu")
         self.conv = keras.layers.Conv2D(4, 3, padding="same")
         self.add = keras.layers.Add()
+        self.relu = keras.layers.ReLU() if layer_relu else keras.ops.relu
         self.flatten = keras.layers.Flatten()
         self.head = keras.layers.Dense(3)
 
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "layer_relu": self.layer_relu,
+            "scale_input": self.scale_input,
+        }
+
     def call(self, inputs):
-        hidden = self.stem(inputs)
-        hidden = keras.ops.relu(self.add([hidden, self.conv(hidden)]))
+        hidden = self.stem(inputs / 16.0 if self.scale_input else inputs)
+        hidden = self.relu(self.add([hidden, self.conv(hidden)]))
         return self.head(self.flatten(hidden))
 
 
-def test_int8_io_that_stays_float_is_an_error_and_calibration_fixes_it():
+def _qat(model, x):
     from tfcompress import quantization
 
-    keras.utils.set_random_seed(0)
-    rng = np.random.default_rng(0)
-    x = rng.random((64, 6, 6, 1), dtype=np.float32)
-    model = UserResidualNet()
     model(x[:1])
     qat = quantization.quantize_model(model)
     qat.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    qat.fit(x, rng.integers(0, 3, 64), epochs=1, verbose=0)
-    # Nothing quantizes the input of a subclassed model's first layer, and
-    # the converter would quietly keep it float32 (and that layer float).
+    qat.fit(x, np.arange(len(x)) % 3, epochs=1, verbose=0)
+    return qat
+
+
+def _io_dtypes(content):
+    loaded = runtime.load(content)
+    return loaded.input_details[0]["dtype"], loaded.output_details[0]["dtype"]
+
+
+def test_subclassed_qat_models_export_int8_io_and_say_what_stayed_float(caplog):
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).random((64, 6, 6, 1), dtype=np.float32)
+    # The first layer reads the model input: its input is quantized, as in a
+    # functional model, so no calibration data is needed for int8 I/O.
+    with caplog.at_level("WARNING", logger="tfcompress"):
+        result = export.to_tflite(_qat(UserResidualNet(layer_relu=True), x), "int8", int8_io=True)
+    assert _io_dtypes(result.tflite_bytes) == (np.int8, np.int8)
+    assert result.checks["builtin_ops"]["float_ops"] == []
+    assert not caplog.records
+    # `keras.ops.relu` between layers gets no fake-quant, so the Dense after
+    # it has no input range: it stays float, with float weights, and says so.
+    qat = _qat(UserResidualNet(), x)
+    with caplog.at_level("WARNING", logger="tfcompress"):
+        result = export.to_tflite(qat, "int8", int8_io=True)
+    assert _io_dtypes(result.tflite_bytes) == (np.int8, np.int8)
+    assert "FULLY_CONNECTED" in result.checks["builtin_ops"]["float_ops"]
+    assert re.search(r"\['FULLY_CONNECTED'\] ops stayed float32.*representative_data", caplog.text)
+    calibrated = export.to_tflite(qat, "int8", int8_io=True, representative_data=x)
+    assert calibrated.checks["builtin_ops"]["float_ops"] == []
+    assert calibrated.size_bytes < result.size_bytes  # its int8 weights
+
+
+def test_int8_io_that_stays_float_is_an_error_and_calibration_fixes_it():
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).random((64, 6, 6, 1), dtype=np.float32)
+    # An op on the input: no layer reads the model input itself, nothing
+    # quantizes it, and the converter would quietly keep it float32.
+    qat = _qat(UserResidualNet(layer_relu=True, scale_input=True), x)
     with pytest.raises(
         ValueError, match=r"int8_io=True.*inputs \[.*\] stayed float32.*representative_data"
     ):
         export.to_tflite(qat, "int8", int8_io=True)
     result = export.to_tflite(qat, "int8", int8_io=True, representative_data=x)
-    loaded = runtime.load(result.tflite_bytes)
-    assert loaded.input_details[0]["dtype"] == np.int8
-    assert loaded.output_details[0]["dtype"] == np.int8
+    assert _io_dtypes(result.tflite_bytes) == (np.int8, np.int8)
     assert result.checks["builtin_ops"]["float_ops"] == []
     assert result.checks["outputs_match"]["passed"]
 

@@ -1,6 +1,7 @@
 """Keras 3 model -> verified `.tflite` flatbuffer."""
 
 import dataclasses
+import logging
 import pathlib
 
 from tfcompress.core.layer_tree import layers_of
@@ -11,7 +12,14 @@ from tfcompress.export._verification_inputs import note_synthetic, verification_
 from tfcompress.export.attention_masks import additive_attention_masks
 from tfcompress.export.flatbuffer import op_names, read_model
 from tfcompress.export.identity_multiplies import remove_identity_multiplies
-from tfcompress.export.verify import check_integer_io, raise_on_failure, run_checks
+from tfcompress.export.verify import (
+    check_integer_io,
+    float_matmuls,
+    raise_on_failure,
+    run_checks,
+)
+
+_LOG = logging.getLogger("tfcompress")
 
 
 @dataclasses.dataclass
@@ -220,6 +228,8 @@ def to_tflite(
     if int8_io:
         check_integer_io(content, target, calibrated=representative_data is not None)
     content, applied = _rewrite(content, rewrites)
+    if target == "int8" and representative_data is None:
+        _warn_float_matmuls(content)
     checks, metrics = {}, {}
     if verify:
         batch, reference, synthetic = verification_batch(
@@ -242,6 +252,20 @@ def to_tflite(
         rewrites=applied,
         **metrics,
     )
+
+
+def _warn_float_matmuls(content):
+    """Warns when a quantization-aware model left matmuls in float32."""
+    left = float_matmuls(content)
+    if left:
+        _LOG.warning(
+            "int8 export: %s ops stayed float32, with float weights, because the "
+            "quantization-aware model has no learned range for their inputs (an op "
+            "between layers of a subclassed model, such as `keras.ops.relu`, gets no "
+            "fake-quant). Pass representative_data=... (a few hundred training inputs) "
+            "to calibrate those ranges, or use the layer (`keras.layers.ReLU`).",
+            left,
+        )
 
 
 def _prepare(model, sample, batch_size, sequence_length):

@@ -66,9 +66,9 @@ def check_integer_io(content, target, calibrated):
     """Raises when `int8_io=True` left a model input or output float32.
 
     The converter falls back to float silently (it only logs a warning) where
-    no range is known for an input: a quantization-aware subclassed model's
-    first layer reads the model input unquantized, since no graph shows what
-    feeds it.
+    no range is known for an input: in a quantization-aware subclassed model
+    whose first layer reads an op's output (`inputs / 16`) instead of the
+    model input, nothing quantizes that input.
     """
     model = flatbuffer.read_model(content)
     subgraph = model.subgraphs[0]
@@ -88,15 +88,33 @@ def check_integer_io(content, target, calibrated):
         "Some op at the model's edge has no integer kernel: drop int8_io, or end "
         "the model with an op that has one."
         if calibrated
-        else "The quantization-aware model carries no learned range there (a "
-        "subclassed model's first layer reads the model input unquantized, and an op "
-        "between layers such as `keras.ops.relu` gets no fake-quant). Pass "
+        else "The quantization-aware model carries no learned range there (in a "
+        "subclassed model an op on the input before its first layer, such as a scale "
+        "or a cast, or at the end after its last layer, gets no fake-quant). Pass "
         "representative_data=... (a few hundred training inputs): the converter "
         "calibrates the ranges the model does not carry."
     )
     raise ValueError(
         f"`int8_io=True` asks for {integer} inputs and outputs, but the converted "
         f"{target} model's {where} stayed float32. {fix}"
+    )
+
+
+_MATMULS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "TRANSPOSE_CONV"}
+
+
+def float_matmuls(content):
+    """The matmul and convolution ops of the main subgraph that write float32."""
+    model = flatbuffer.read_model(content)
+    subgraph = model.subgraphs[0]
+    return sorted(
+        {
+            flatbuffer.op_name(model, op)
+            for op in subgraph.operators
+            if flatbuffer.op_name(model, op) in _MATMULS
+            and len(op.outputs)
+            and flatbuffer.type_name(subgraph.tensors[op.outputs[0]]) == "FLOAT32"
+        }
     )
 
 

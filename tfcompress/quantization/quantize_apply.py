@@ -10,6 +10,7 @@ from tfcompress.core.checks import ensure_built, ensure_keras3_model
 from tfcompress.core.layer_tree import layers_of, walk_layers
 from tfcompress.core.transform import copy_model, is_wrapper, transform_layers
 from tfcompress.core.wrapper import build_shape_of
+from tfcompress.quantization._input_readers import model_input_readers
 from tfcompress.quantization.default_quantize_config import DefaultQuantizeConfig
 from tfcompress.quantization.fold_batch_norm_wrapper import FoldBatchNormQuantizeWrapper
 from tfcompress.quantization.graph_plan import Plan, plan_graph
@@ -170,6 +171,9 @@ def quantize(
             fold=fold_batch_norm,
             float_output=float_output,
         )
+
+    if not _is_graph(model):
+        plan.quantize_input |= model_input_readers(model, selected)
 
     kept = []  # paths whose zeros `preserve_sparsity=None` keeps
 
