@@ -44,6 +44,7 @@ def test_keras_hub_bert_keeps_its_class_and_reaches_einsum_dense(tmp_path):
 
 
 def test_subclassed_and_nested_models():
+    keras.utils.set_random_seed(0)
     for build in (testing.subclassed, testing.nested):
         model = build()
         qat = tq.quantize_model(model)
@@ -54,7 +55,12 @@ def test_subclassed_and_nested_models():
         ), wrapped
         x = testing.inputs_for(model)
         _calibrate(qat, x)
-        np.testing.assert_allclose(np.asarray(qat(x)), np.asarray(model(x)), atol=0.1)
+        # Relative to the outputs' scale, which the random weights set: over
+        # 25 seeds the subclassed model's error reached 0.049 of it (0.141
+        # absolute, past the 0.1 this test once used).
+        expected = np.asarray(model(x))
+        error = np.max(np.abs(np.asarray(qat(x)) - expected))
+        assert error <= 0.1 * np.max(np.abs(expected)), (error, np.max(np.abs(expected)))
 
 
 def test_unregistered_subclassed_model_quantizes_as_a_copy_or_inplace():
