@@ -225,11 +225,12 @@ def to_tflite(
     )
     calibration = None if converted is not wrapper else samples
     content = converter.convert(converted, target, calibration, int8_io, allow_flex)
-    if int8_io:
-        check_integer_io(content, target, calibrated=representative_data is not None)
     content, applied = _rewrite(content, rewrites)
+    parsed = read_model(content)  # the rewrites keep the input and output types
+    if int8_io:
+        check_integer_io(parsed, target, calibrated=representative_data is not None)
     if target == "int8" and representative_data is None:
-        _warn_float_matmuls(content)
+        _warn_float_matmuls(parsed)
     checks, metrics = {}, {}
     if verify:
         batch, reference, synthetic = verification_batch(
@@ -247,16 +248,16 @@ def to_tflite(
         path=None if path is None else str(path),
         target=target,
         size_bytes=len(content),
-        ops=op_names(read_model(content)),
+        ops=op_names(parsed),
         checks=checks,
         rewrites=applied,
         **metrics,
     )
 
 
-def _warn_float_matmuls(content):
+def _warn_float_matmuls(parsed):
     """Warns when a quantization-aware model left matmuls in float32."""
-    left = float_matmuls(content)
+    left = float_matmuls(parsed)
     if left:
         _LOG.warning(
             "int8 export: %s ops stayed float32, with float weights, because the "

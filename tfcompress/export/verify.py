@@ -62,15 +62,15 @@ class ExportVerificationError(ValueError):
         )
 
 
-def check_integer_io(content, target, calibrated):
-    """Raises when `int8_io=True` left a model input or output float32.
+def check_integer_io(model, target, calibrated):
+    """Raises when `int8_io=True` left an input or output of `model` (a
+    `flatbuffer.read_model` result) float32.
 
     The converter falls back to float silently (it only logs a warning) where
     no range is known for an input: in a quantization-aware subclassed model
     whose first layer reads an op's output (`inputs / 16`) instead of the
     model input, nothing quantizes that input.
     """
-    model = flatbuffer.read_model(content)
     subgraph = model.subgraphs[0]
     left = {
         role: [
@@ -103,19 +103,22 @@ def check_integer_io(content, target, calibrated):
 _MATMULS = {"CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "BATCH_MATMUL", "TRANSPOSE_CONV"}
 
 
-def float_matmuls(content):
-    """The matmul and convolution ops of the main subgraph that write float32."""
-    model = flatbuffer.read_model(content)
+def _float_ops(model):
+    """Names of the main subgraph's ops (besides DEQUANTIZE) writing float32."""
     subgraph = model.subgraphs[0]
-    return sorted(
-        {
-            flatbuffer.op_name(model, op)
-            for op in subgraph.operators
-            if flatbuffer.op_name(model, op) in _MATMULS
-            and len(op.outputs)
-            and flatbuffer.type_name(subgraph.tensors[op.outputs[0]]) == "FLOAT32"
-        }
-    )
+    return {
+        flatbuffer.op_name(model, op)
+        for op in subgraph.operators
+        if len(op.outputs)
+        and flatbuffer.type_name(subgraph.tensors[op.outputs[0]]) == "FLOAT32"
+        and flatbuffer.op_name(model, op) != "DEQUANTIZE"
+    }
+
+
+def float_matmuls(model):
+    """The matmul and convolution ops of `model` (a `flatbuffer.read_model`
+    result) that write float32, sorted."""
+    return sorted(_float_ops(model) & _MATMULS)
 
 
 def check_ops(content, allow_flex=False):
@@ -126,16 +129,7 @@ def check_ops(content, allow_flex=False):
     TFLite Micro and integer-only accelerators cannot run.
     """
     model = flatbuffer.read_model(content)
-    subgraph = model.subgraphs[0]
-    float_ops = sorted(
-        {
-            flatbuffer.op_name(model, op)
-            for op in subgraph.operators
-            if len(op.outputs)
-            and flatbuffer.type_name(subgraph.tensors[op.outputs[0]]) == "FLOAT32"
-            and flatbuffer.op_name(model, op) != "DEQUANTIZE"
-        }
-    )
+    float_ops = sorted(_float_ops(model))
     names = [
         flatbuffer.op_name(model, op)
         for subgraph in model.subgraphs

@@ -4,29 +4,20 @@ import keras
 import numpy as np
 from keras import tree
 
+from tfcompress.core.copy_model import _generated_input
 from tfcompress.core.intercept_calls import intercept_calls
 from tfcompress.core.layer_tree import layers_of
-
-
-def _probe_batch(model):
-    """A batch of one zero input of the model's recorded shape, or None."""
-    config = model.get_build_config() if model.built else None
-    shape = (config or {}).get("input_shape")
-    if not isinstance(shape, (list, tuple)) or not all(
-        d is None or isinstance(d, int) for d in shape
-    ):
-        return None  # several inputs, or none recorded
-    return np.zeros([1] + [8 if d is None else d for d in list(shape)[1:]], "float32")
 
 
 def model_input_readers(model, selected):
     """`id`s of the selected layers a subclassed `model` calls on its inputs.
 
     In a functional graph the plan sees that a layer reads a model input. A
-    subclassed model has no graph, so it is run once, eagerly, on a zero
-    batch, and every selected layer called with the very tensor the model
-    was called with is reported: nothing else quantizes what it reads, and
-    the converter would keep that layer, and the model input, float.
+    subclassed model has no graph, so it is run once, eagerly, on the batch
+    `copy_model` generates for its check, and every selected layer called
+    with the very tensor the model was called with is reported: nothing else
+    quantizes what it reads, and the converter would keep that layer, and
+    the model input, float.
     Models with several inputs, or whose input is first changed by an op
     (a cast, a scale), report nothing.
 
@@ -37,9 +28,9 @@ def model_input_readers(model, selected):
     Returns:
         A set of `id(layer)`.
     """
-    batch = _probe_batch(model)
-    if batch is None:
-        return set()
+    batch = _generated_input(model)
+    if not isinstance(batch, np.ndarray):
+        return set()  # several inputs, or none recorded
     layers = [layer for layer in layers_of(model)[1:] if selected(layer)]
     calls = []  # the tensors are kept, so their ids stay unique
 
